@@ -1,0 +1,108 @@
+"""Enforce the layering of design.md §4 and the public surface, mechanically."""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import pkgutil
+from pathlib import Path
+
+import pytest
+
+import tinker_actors
+
+PKG = Path(tinker_actors.__file__).resolve().parent
+
+# Layer of each top-level part of the package: a module may import only parts listed at the
+# same or an earlier position in its own allowance list below.
+ALLOWED: dict[str, set[str]] = {
+    "_version": set(),
+    "backoff": set(),
+    "errors": set(),
+    "config": {"errors", "_version"},
+    "types": {"errors"},
+    # the kernel knows nothing of Tinker: only the pure backoff policy
+    "supervisors": {"backoff"},
+    "transport": {"backoff", "errors", "config", "types", "_version"},
+    "actors": {"backoff", "errors", "config", "types", "supervisors", "transport", "_version"},
+    "clients": {
+        "backoff",
+        "errors",
+        "config",
+        "types",
+        "supervisors",
+        "transport",
+        "actors",
+        "_version",
+        "tokenizer",
+        "custom_loss",
+    },
+    "_runtime": {
+        "backoff",
+        "errors",
+        "config",
+        "types",
+        "supervisors",
+        "transport",
+        "actors",
+        "clients",
+        "_version",
+    },
+    # the local server shares the wire types and codecs with the client, nothing else
+    "local": {"types", "errors", "transport", "backoff", "_version"},
+}
+
+
+def _part(module: str) -> str | None:
+    parts = module.split(".")
+    if parts[0] != "tinker_actors" or len(parts) < 2:
+        return None
+    return parts[1]
+
+
+def _imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(), str(path))
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+    return found
+
+
+def _modules() -> list[tuple[str, Path]]:
+    out = []
+    for path in sorted(PKG.rglob("*.py")):
+        rel = path.relative_to(PKG)
+        if rel.name.endswith("_pb2.py"):
+            continue
+        part = rel.parts[0].removesuffix(".py")
+        out.append((part, path))
+    return out
+
+
+@pytest.mark.parametrize(("part", "path"), _modules(), ids=lambda v: str(v))
+def test_layering(part: str, path: Path) -> None:
+    allowed = ALLOWED.get(part)
+    if allowed is None:
+        return  # facades at the bottom (cli, sync, testing, __init__) may import anything
+    for module in _imports(path):
+        other = _part(module)
+        if other is None or other == part:
+            continue
+        assert other in allowed, (
+            f"{path.relative_to(PKG)} imports {module}: {part} may not use {other}"
+        )
+
+
+def test_all_resolves() -> None:
+    for info in pkgutil.walk_packages(tinker_actors.__path__, "tinker_actors."):
+        if ".local" in info.name or ".cli" in info.name or info.name.endswith("_pb2"):
+            continue  # optional extras are imported by their own tests
+        mod = importlib.import_module(info.name)
+        names = getattr(mod, "__all__", None)
+        if names is None:
+            continue
+        for name in names:
+            assert hasattr(mod, name), f"{info.name}.__all__ names missing {name}"

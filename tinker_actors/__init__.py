@@ -1,0 +1,45 @@
+"""tinker_actors: a trio-native SDK for the Tinker fine-tuning API, built as supervised actors."""
+
+from __future__ import annotations
+
+from tinker_actors._version import __version__ as __version__
+from tinker_actors.backoff import RetryConfig as RetryConfig
+from tinker_actors.errors import APIConnectionError as APIConnectionError
+from tinker_actors.errors import APIError as APIError
+from tinker_actors.errors import APIResponseValidationError as APIResponseValidationError
+from tinker_actors.errors import APIStatusError as APIStatusError
+from tinker_actors.errors import APITimeoutError as APITimeoutError
+from tinker_actors.errors import AuthenticationError as AuthenticationError
+from tinker_actors.errors import BadRequestError as BadRequestError
+from tinker_actors.errors import BillingError as BillingError
+from tinker_actors.errors import ConflictError as ConflictError
+from tinker_actors.errors import InternalServerError as InternalServerError
+from tinker_actors.errors import InvalidInputError as InvalidInputError
+from tinker_actors.errors import NotFoundError as NotFoundError
+from tinker_actors.errors import PermissionDeniedError as PermissionDeniedError
+from tinker_actors.errors import RateLimitError as RateLimitError
+from tinker_actors.errors import RequestFailedError as RequestFailedError
+from tinker_actors.errors import TinkerError as TinkerError
+from tinker_actors.errors import UnprocessableEntityError as UnprocessableEntityError
+
+__all__ = [
+    "APIConnectionError",
+    "APIError",
+    "APIResponseValidationError",
+    "APIStatusError",
+    "APITimeoutError",
+    "AuthenticationError",
+    "BadRequestError",
+    "BillingError",
+    "ConflictError",
+    "InternalServerError",
+    "InvalidInputError",
+    "NotFoundError",
+    "PermissionDeniedError",
+    "RateLimitError",
+    "RequestFailedError",
+    "RetryConfig",
+    "TinkerError",
+    "UnprocessableEntityError",
+    "__version__",
+]
