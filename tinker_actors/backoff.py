@@ -187,8 +187,9 @@ def exponential_delay(
 ) -> float:
     """Return ``min(base * 2**attempt, cap)`` scaled down by up to ``jitter`` (a fraction).
 
-    The result lies in ``(d * (1 - jitter), d]`` for the unjittered delay ``d``, so a jittered
-    schedule never exceeds its cap and never waits less than ``1 - jitter`` of it.
+    The result lies in ``[d * (1 - jitter), d]`` for the unjittered delay ``d`` (the lower end
+    only through float rounding), so a jittered schedule never exceeds its cap and never waits
+    less than ``1 - jitter`` of it.
     """
     if attempt < 0:
         raise ValueError(f"attempt must be >= 0, got {attempt}")
