@@ -1,0 +1,214 @@
+"""A loopback TCP proxy that injects connection-level faults, reproducibly.
+
+Status faults (429, 5xx, 408, ...) are injected inside the local server's ASGI app; what an
+ASGI app cannot do is misbehave at the TCP level. This proxy sits between a client and the
+server on 127.0.0.1 and, for each request it forwards, rolls a seeded die:
+
+* ``reset``: read the request, then abort the connection with an RST (``SO_LINGER`` 0), which
+  httpx reports as ``ReadError: Connection reset by peer``;
+* ``close``: read the request, then close cleanly without answering
+  (``RemoteProtocolError: Server disconnected without sending a response``);
+* ``stall``: read the request and hold the connection silent for ``stall_seconds``, then close
+  (the client's read timeout fires first when it is shorter);
+* otherwise forward both ways, optionally delaying each chunk by ``delay_seconds``.
+
+A "request" is each burst of client bytes that follows a server answer on the same
+connection, so faults hit keep-alive connections per request, not only per connection.
+
+Example::
+
+    proxy = FaultProxy(upstream_port=port, faults=ConnectionFaults(reset=0.05, seed=7))
+    url = await nursery.start(proxy.serve)     # "http://127.0.0.1:<proxy port>"
+    ...
+    print(proxy.statistics())                  # forwarded, reset, closed, stalled counts
+"""
+
+from __future__ import annotations
+
+import random
+import socket
+import struct
+from dataclasses import dataclass, replace
+
+import trio
+
+__all__ = ["ConnectionFaults", "FaultProxy", "FaultProxyStatistics"]
+
+_CHUNK = 65536
+
+
+@dataclass(frozen=True, kw_only=True)
+class ConnectionFaults:
+    """Probabilities (each in [0, 1], summing to at most 1) of each connection-level fault."""
+
+    reset: float = 0.0
+    close: float = 0.0
+    stall: float = 0.0
+    stall_seconds: float = 60.0
+    delay_seconds: float = 0.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("reset", "close", "stall"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"ConnectionFaults.{name} must be in [0, 1], got {value}")
+        if self.reset + self.close + self.stall > 1.0:
+            raise ValueError(
+                "ConnectionFaults.reset + close + stall must be at most 1, got "
+                f"{self.reset + self.close + self.stall}"
+            )
+        if self.stall_seconds < 0 or self.delay_seconds < 0:
+            raise ValueError("ConnectionFaults stall_seconds and delay_seconds must be >= 0")
+
+
+@dataclass
+class FaultProxyStatistics:
+    """What the proxy did: connections accepted, requests forwarded and faults injected."""
+
+    connections: int = 0
+    requests: int = 0
+    forwarded: int = 0
+    reset: int = 0
+    closed: int = 0
+    stalled: int = 0
+    upstream_failures: int = 0
+
+    @property
+    def injected(self) -> int:
+        """Total faults injected."""
+        return self.reset + self.closed + self.stalled
+
+
+class FaultProxy:
+    """Forward 127.0.0.1 TCP connections to an upstream port, injecting seeded faults."""
+
+    def __init__(
+        self,
+        *,
+        upstream_port: int,
+        upstream_host: str = "127.0.0.1",
+        faults: ConnectionFaults | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ) -> None:
+        self._upstream = (upstream_host, upstream_port)
+        self._faults = faults if faults is not None else ConnectionFaults()
+        self._rng = random.Random(self._faults.seed)
+        self._host = host
+        self._port = port
+        self._stats = FaultProxyStatistics()
+
+    @property
+    def faults(self) -> ConnectionFaults:
+        """The fault probabilities in force."""
+        return self._faults
+
+    def set_faults(self, faults: ConnectionFaults) -> None:
+        """Replace the fault probabilities (and reseed) for requests from now on."""
+        self._faults = faults
+        self._rng = random.Random(faults.seed)
+
+    def statistics(self) -> FaultProxyStatistics:
+        """Return a snapshot of the counters."""
+        return replace(self._stats)
+
+    async def serve(self, *, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:
+        """Listen until cancelled; report ``http://host:port`` through ``task_status``."""
+        listeners = await trio.open_tcp_listeners(self._port, host=self._host)
+        sockname = listeners[0].socket.getsockname()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(trio.serve_listeners, self._handle, listeners)
+            task_status.started(f"http://{sockname[0]}:{sockname[1]}")
+
+    def _roll(self) -> str:
+        f = self._faults
+        u = self._rng.random()
+        if u < f.reset:
+            return "reset"
+        if u < f.reset + f.close:
+            return "close"
+        if u < f.reset + f.close + f.stall:
+            return "stall"
+        return "forward"
+
+    async def _handle(self, client: trio.SocketStream) -> None:
+        self._stats.connections += 1
+        try:
+            upstream = await trio.open_tcp_stream(*self._upstream)
+        except OSError:
+            self._stats.upstream_failures += 1
+            await client.aclose()
+            return
+        # One flag shared by both pumps: True once the server has answered, so the next client
+        # bytes start a new request and get a fresh roll.
+        state = {"answered": True}
+        async with client, upstream, trio.open_nursery() as nursery:
+            nursery.start_soon(self._client_to_upstream, client, upstream, state, nursery)
+            nursery.start_soon(self._upstream_to_client, upstream, client, state)
+
+    async def _client_to_upstream(
+        self,
+        client: trio.SocketStream,
+        upstream: trio.SocketStream,
+        state: dict[str, bool],
+        nursery: trio.Nursery,
+    ) -> None:
+        while True:
+            try:
+                data = await client.receive_some(_CHUNK)
+            except trio.BrokenResourceError:
+                data = b""
+            if not data:
+                nursery.cancel_scope.cancel()
+                return
+            if state["answered"]:
+                state["answered"] = False
+                self._stats.requests += 1
+                action = self._roll()
+                if action != "forward":
+                    await self._inject(action, client)
+                    nursery.cancel_scope.cancel()
+                    return
+                self._stats.forwarded += 1
+            await self._delay()
+            try:
+                await upstream.send_all(data)
+            except trio.BrokenResourceError:
+                nursery.cancel_scope.cancel()
+                return
+
+    async def _upstream_to_client(
+        self, upstream: trio.SocketStream, client: trio.SocketStream, state: dict[str, bool]
+    ) -> None:
+        while True:
+            try:
+                data = await upstream.receive_some(_CHUNK)
+            except trio.BrokenResourceError:
+                data = b""
+            if not data:
+                # the server closed: pass the close on to the client
+                await client.aclose()
+                return
+            state["answered"] = True
+            await self._delay()
+            try:
+                await client.send_all(data)
+            except trio.BrokenResourceError:
+                return
+
+    async def _delay(self) -> None:
+        if self._faults.delay_seconds:
+            await trio.sleep(self._faults.delay_seconds)
+
+    async def _inject(self, action: str, client: trio.SocketStream) -> None:
+        if action == "reset":
+            self._stats.reset += 1
+            # linger on with timeout 0 turns close() into an RST: "connection reset by peer"
+            client.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        elif action == "close":
+            self._stats.closed += 1
+        else:
+            self._stats.stalled += 1
+            await trio.sleep(self._faults.stall_seconds)
+        await client.aclose()
