@@ -1,0 +1,261 @@
+"""ModelInput: what the model reads, as a list of chunks (text tokens, images, audio).
+
+A chunk is one of four kinds, told apart on the wire by ``type``::
+
+    >>> import msgspec
+    >>> image = ImageChunk(data=b"\\x89PNG", format="png", expected_tokens=4)
+    >>> mi = ModelInput.from_ints([1, 2, 3]).append(image)
+    >>> msgspec.json.encode(mi)
+    b'{"chunks":[{"type":"encoded_text","tokens":[1,2,3]},{"type":"image","data":"iVBORw==","format":"png","expected_tokens":4}]}'
+    >>> mi.length
+    7
+
+JSON conventions for every wire Struct in ``tinker_actors.types`` (protocol.md preamble)
+---------------------------------------------------------------------------------------
+
+* Requests are sent "include defaults, drop nulls". msgspec has no ``omit_none``, and
+  ``omit_defaults=True`` would also drop real defaults (``"num_samples": 1``), so:
+
+  - a field with a real default is typed ``T`` with that default, and is always sent;
+  - a nullable optional field is typed ``T | msgspec.UnsetType | None = msgspec.UNSET`` and the
+    Struct's ``__post_init__`` turns ``None`` into ``UNSET`` (``msgspec.structs.force_setattr``
+    also works on frozen Structs; use :func:`none_to_unset`). UNSET fields are never encoded, so
+    no ``null`` ever reaches the wire, and callers may still write ``seed=None``. Readers test
+    ``x is msgspec.UNSET`` (or ``isinstance(x, msgspec.UnsetType)``); a decoded ``null`` also
+    lands as UNSET.
+* Request Structs: ``kw_only=True, frozen=True, forbid_unknown_fields=True``.
+  Response Structs: ``kw_only=True, frozen=True`` (unknown fields ignored), nullable fields typed
+  ``T | None = None``.
+* Tagged unions: a base Struct with ``tag_field="type"`` and subclasses with ``tag="..."``; the
+  tag is always encoded (msgspec writes it first; key order is irrelevant to the protocol).
+* ``bytes`` fields are base64 in JSON (msgspec's native behaviour), as protocol §4.1 wants.
+* Structs that may hold a :class:`~tinker_actors.types._tensor.TensorData` need the hooks
+  ``json_enc_hook`` / ``json_dec_hook`` from ``tinker_actors.types._tensor`` on their
+  encoder/decoder.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Literal, TypeAlias
+
+import msgspec
+
+from tinker_actors.errors import InvalidInputError
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+__all__ = [
+    "DmelChunk",
+    "EncodedTextChunk",
+    "ImageAssetPointerChunk",
+    "ImageChunk",
+    "ImageFormat",
+    "ModelInput",
+    "ModelInputChunk",
+    "none_to_unset",
+    "tensor_container_shape",
+]
+
+ImageFormat: TypeAlias = Literal["png", "jpeg"]
+"""Image encodings the API accepts."""
+
+_CONSTANT_TENSOR_MARKER = 254
+_MAX_DTYPE_BYTE = 7
+
+
+def none_to_unset(struct: msgspec.Struct, *names: str) -> None:
+    """Replace ``None`` by ``UNSET`` in the named fields (call it from ``__post_init__``)."""
+    for name in names:
+        if getattr(struct, name) is None:
+            msgspec.structs.force_setattr(struct, name, msgspec.UNSET)
+
+
+class _Chunk(
+    msgspec.Struct, tag_field="type", kw_only=True, frozen=True, forbid_unknown_fields=True
+):
+    """Base of the ModelInput chunk kinds (a tagged union on ``type``)."""
+
+
+class EncodedTextChunk(_Chunk, tag="encoded_text", frozen=True):
+    """A run of token ids."""
+
+    tokens: list[int]
+    """Token ids; sent as int32 in the protobuf forward_backward request."""
+
+    @property
+    def length(self) -> int:
+        """Number of tokens."""
+        return len(self.tokens)
+
+
+class ImageChunk(_Chunk, tag="image", frozen=True):
+    """An inline image (raw PNG/JPEG bytes; base64 in JSON)."""
+
+    data: bytes
+    """The encoded image file."""
+
+    format: ImageFormat
+    """``"png"`` or ``"jpeg"``."""
+
+    expected_tokens: int | msgspec.UnsetType | None = msgspec.UNSET
+    """How many tokens the image should take; advisory, but needed to compute lengths."""
+
+    def __post_init__(self) -> None:
+        none_to_unset(self, "expected_tokens")
+
+    @property
+    def length(self) -> int:
+        """Number of tokens the image takes (``expected_tokens``).
+
+        Raises:
+            InvalidInputError: ``expected_tokens`` is not set.
+        """
+        if not isinstance(self.expected_tokens, int):
+            raise InvalidInputError(
+                "ImageChunk.expected_tokens must be set to compute the length of a ModelInput "
+                "that holds an image"
+            )
+        return self.expected_tokens
+
+
+class ImageAssetPointerChunk(_Chunk, tag="image_asset_pointer", frozen=True):
+    """An image referenced by path or URL (JSON only: it cannot go into a forward_backward)."""
+
+    format: ImageFormat
+    """``"png"`` or ``"jpeg"``."""
+
+    location: str
+    """Path or URL of the image."""
+
+    expected_tokens: int | msgspec.UnsetType | None = msgspec.UNSET
+    """How many tokens the image should take; advisory, but needed to compute lengths."""
+
+    def __post_init__(self) -> None:
+        none_to_unset(self, "expected_tokens")
+
+    @property
+    def length(self) -> int:
+        """Number of tokens the image takes (``expected_tokens``).
+
+        Raises:
+            InvalidInputError: ``expected_tokens`` is not set.
+        """
+        if not isinstance(self.expected_tokens, int):
+            raise InvalidInputError(
+                "ImageAssetPointerChunk.expected_tokens must be set to compute the length of a "
+                "ModelInput that holds an image"
+            )
+        return self.expected_tokens
+
+
+class DmelChunk(_Chunk, tag="dmel", frozen=True):
+    """Audio as a serialized TensorContainer of DMel tokens (opaque bytes; base64 in JSON)."""
+
+    dmel: bytes
+    """The TensorContainer bytes; only the header is read client-side."""
+
+    @property
+    def length(self) -> int:
+        """Number of tokens: dimension 0 of the contained tensor.
+
+        Raises:
+            InvalidInputError: the header is malformed or the tensor is 0-D.
+        """
+        shape = tensor_container_shape(self.dmel)
+        if not shape:
+            raise InvalidInputError("DmelChunk: the TensorContainer holds a 0-D tensor")
+        return shape[0]
+
+
+ModelInputChunk: TypeAlias = EncodedTextChunk | ImageChunk | ImageAssetPointerChunk | DmelChunk
+"""One piece of a ModelInput."""
+
+
+class ModelInput(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    """The model's input: chunks read in order. Immutable; ``append*`` return a new one."""
+
+    chunks: list[ModelInputChunk] = msgspec.field(default_factory=list)
+    """The chunks, in order."""
+
+    @classmethod
+    def from_ints(cls, tokens: Sequence[int]) -> ModelInput:
+        """Return a ModelInput of one text chunk holding ``tokens``."""
+        return cls(chunks=[EncodedTextChunk(tokens=[int(t) for t in tokens])])
+
+    @classmethod
+    def empty(cls) -> ModelInput:
+        """Return a ModelInput with no chunks."""
+        return cls(chunks=[])
+
+    def append(self, chunk: ModelInputChunk) -> ModelInput:
+        """Return a new ModelInput with ``chunk`` added at the end."""
+        return ModelInput(chunks=[*self.chunks, chunk])
+
+    def append_int(self, token: int) -> ModelInput:
+        """Return a new ModelInput with one token added (extending a trailing text chunk)."""
+        if self.chunks and isinstance(self.chunks[-1], EncodedTextChunk):
+            last = self.chunks[-1]
+            return ModelInput(
+                chunks=[*self.chunks[:-1], EncodedTextChunk(tokens=[*last.tokens, token])]
+            )
+        return self.append(EncodedTextChunk(tokens=[token]))
+
+    @property
+    def length(self) -> int:
+        """Total context length in tokens (images need ``expected_tokens``)."""
+        return sum(chunk.length for chunk in self.chunks)
+
+    def to_ints(self) -> list[int]:
+        """Return all tokens as one list.
+
+        Raises:
+            InvalidInputError: a chunk is not text.
+        """
+        out: list[int] = []
+        for chunk in self.chunks:
+            if not isinstance(chunk, EncodedTextChunk):
+                raise InvalidInputError(
+                    f"to_ints needs text-only input, but a chunk is {chunk.__class__.__name__}"
+                )
+            out.extend(chunk.tokens)
+        return out
+
+
+def _read_varint(data: bytes, offset: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        if offset >= len(data):
+            raise InvalidInputError("DmelChunk: truncated TensorContainer header")
+        byte = data[offset]
+        offset += 1
+        value |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return value, offset
+        shift += 7
+        if shift > 63:
+            raise InvalidInputError("DmelChunk: TensorContainer header varint is too long")
+
+
+def tensor_container_shape(data: bytes) -> tuple[int, ...]:
+    """Read the shape from a TensorContainer header (protocol §5.4) without reading the payload.
+
+    Layout: optional marker byte 254 ("constant tensor"), one dtype byte in 0..7, a LEB128
+    varint ``ndim``, then ``ndim`` LEB128 dims.
+
+    Raises:
+        InvalidInputError: empty, truncated, or an unknown dtype byte.
+    """
+    if not data:
+        raise InvalidInputError("DmelChunk: TensorContainer bytes are empty")
+    offset = 1 if data[0] == _CONSTANT_TENSOR_MARKER else 0
+    if offset >= len(data):
+        raise InvalidInputError("DmelChunk: truncated TensorContainer header")
+    if data[offset] > _MAX_DTYPE_BYTE:
+        raise InvalidInputError(f"DmelChunk: unknown TensorContainer dtype byte {data[offset]}")
+    ndim, offset = _read_varint(data, offset + 1)
+    dims: list[int] = []
+    for _ in range(ndim):
+        dim, offset = _read_varint(data, offset)
+        dims.append(dim)
+    return tuple(dims)

@@ -1,0 +1,556 @@
+"""TensorData: a numpy array as the Tinker wire carries it (int64 or float32, dense or CSR).
+
+The array is the source of truth. Nothing is turned into Python lists unless you ask
+(:meth:`TensorData.tolist`, :attr:`TensorData.data`, or the JSON form): the protobuf codec writes
+``array.tobytes()`` and reads ``np.frombuffer``.
+
+Only two dtypes exist on the wire: ``int64`` and ``float32``. Inputs of another numeric dtype are
+converted with a :class:`DtypeConversionWarning` that names the field (float64/float16/bfloat16 →
+float32, int8/16/32 and unsigned → int64); bool, complex, strings and objects are refused with
+:class:`~tinker_actors.errors.InvalidInputError`.
+
+A 2-D tensor may be stored sparse (CSR): ``array`` then holds only the listed values, row ``i``'s
+values are ``array[crow[i]:crow[i+1]]`` at columns ``col[crow[i]:crow[i+1]]``, and every other cell
+takes a caller-chosen integer ``pad_value`` when densified::
+
+    >>> import numpy as np
+    >>> dense = np.array([[5, -1, -1, -1], [-1, -1, 7, -1]])
+    >>> t = TensorData.from_numpy(dense, sparse=True, pad_value=-1)
+    >>> t.is_sparse, t.sparse_crow_indices, t.sparse_col_indices, t.data
+    (True, [0, 1, 2], [0, 2], [5, 7])
+    >>> t.tolist(pad_value=-1)
+    [[5, -1, -1, -1], [-1, -1, 7, -1]]
+
+JSON form (protocol §4.2; only ``SampleRequest.target_prompt_logprobs`` uses it in 0.38)::
+
+    {"data": [1, 2, 3, 4], "dtype": "int64", "shape": [2, 2]}
+
+TensorData is not a msgspec Struct (msgspec cannot hold an ndarray), so any msgspec JSON
+encoder/decoder that may meet one must be built with :func:`json_enc_hook` / :func:`json_dec_hook`::
+
+    msgspec.json.Encoder(enc_hook=json_enc_hook)
+    msgspec.json.Decoder(SomeStruct, dec_hook=json_dec_hook)
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+import warnings
+from typing import TYPE_CHECKING, Any, Final, Literal, TypeAlias, final
+
+import numpy as np
+import numpy.typing as npt
+
+from tinker_actors.errors import InvalidInputError
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+__all__ = [
+    "DtypeConversionWarning",
+    "TensorData",
+    "TensorDtype",
+    "json_dec_hook",
+    "json_enc_hook",
+]
+
+TensorDtype: TypeAlias = Literal["int64", "float32"]
+"""The only element types the wire knows."""
+
+_NUMPY_DTYPE: Final[dict[str, np.dtype[Any]]] = {
+    "int64": np.dtype(np.int64),
+    "float32": np.dtype(np.float32),
+}
+_INT64_MAX: Final = np.iinfo(np.int64).max
+_JSON_KEYS: Final = frozenset(
+    {"data", "dtype", "shape", "sparse_crow_indices", "sparse_col_indices"}
+)
+
+
+class DtypeConversionWarning(UserWarning):
+    """An input array was converted to one of the two wire dtypes (int64, float32)."""
+
+
+def _refuse_dtype(field: str, dtype: object) -> InvalidInputError:
+    return InvalidInputError(
+        f"{field}: dtype {dtype} cannot be sent; pass an integer array (sent as int64) or a "
+        "floating-point array (sent as float32)"
+    )
+
+
+def coerce_array(array: npt.NDArray[Any], field: str) -> tuple[npt.NDArray[Any], TensorDtype]:
+    """Return ``array`` in its wire dtype, warning when a conversion was needed.
+
+    Args:
+        array: any numpy array.
+        field: the name used in warnings and errors (e.g. ``"loss_fn_inputs['weights']"``).
+
+    Raises:
+        InvalidInputError: the dtype is not numeric (bool, complex, strings, objects, dates) or
+            unsigned values do not fit int64.
+    """
+    dt = array.dtype
+    if dt == np.float32:
+        return array, "float32"
+    if dt == np.int64:
+        return array, "int64"
+    if dt.kind == "f" or dt.name == "bfloat16":
+        target: TensorDtype = "float32"
+    elif dt.kind in "iu":
+        if dt.kind == "u" and dt.itemsize == 8 and array.size and int(array.max()) > _INT64_MAX:
+            raise InvalidInputError(f"{field}: uint64 values above 2**63-1 do not fit int64")
+        target = "int64"
+    else:
+        raise _refuse_dtype(field, dt)
+    warnings.warn(
+        f"{field}: converted {dt} to {target} (the wire carries only int64 and float32); "
+        f"pass a {target} array to avoid this warning",
+        DtypeConversionWarning,
+        stacklevel=3,
+    )
+    return array.astype(_NUMPY_DTYPE[target]), target
+
+
+def _as_index_array(values: Sequence[int] | npt.NDArray[Any], what: str) -> npt.NDArray[np.int64]:
+    try:
+        arr = np.asarray(values)
+    except (ValueError, TypeError) as exc:
+        raise InvalidInputError(f"{what} must be a flat list of integers") from exc
+    if arr.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    if arr.ndim != 1 or arr.dtype.kind not in "iu":
+        raise InvalidInputError(
+            f"{what} must be a flat list of integers, got {arr.dtype} {arr.shape}"
+        )
+    return arr.astype(np.int64, copy=False)
+
+
+def _all_integral(arr: npt.NDArray[Any]) -> bool:
+    return bool(np.all(np.isfinite(arr))) and bool(np.all(arr == np.round(arr)))
+
+
+def _values_array(data: object, dtype: TensorDtype, field: str) -> npt.NDArray[Any]:
+    """Convert user-given ``data`` to an array of the declared dtype, refusing lossy casts."""
+    np_dtype = _NUMPY_DTYPE[dtype]
+    if isinstance(data, np.ndarray):
+        arr = data
+    else:
+        try:
+            arr = np.asarray(data)
+        except (ValueError, TypeError) as exc:
+            raise InvalidInputError(
+                f"{field}: data must be a rectangular numeric array ({exc})"
+            ) from exc
+    if arr.dtype == np_dtype:
+        return arr
+    if arr.size == 0:
+        return arr.astype(np_dtype)
+    if arr.dtype.kind not in "iuf" and arr.dtype.name != "bfloat16":
+        raise _refuse_dtype(field, arr.dtype)
+    if dtype == "int64" and arr.dtype.kind == "f" and not _all_integral(arr):
+        raise InvalidInputError(
+            f"{field}: dtype is int64 but data holds non-integer values; "
+            "round them or declare dtype='float32'"
+        )
+    if arr.dtype.kind == "u" and arr.dtype.itemsize == 8 and int(arr.max()) > _INT64_MAX:
+        raise InvalidInputError(f"{field}: uint64 values above 2**63-1 do not fit int64")
+    return arr.astype(np_dtype)
+
+
+@final
+class TensorData:
+    """An int64 or float32 tensor, dense or 2-D sparse CSR, backed by a numpy array.
+
+    Build one with :meth:`from_numpy` / :meth:`from_torch`, or from values::
+
+        TensorData(data=[1, 2, 3, 4], dtype="int64", shape=[2, 2])
+
+    The array is shared, not copied: do not mutate an array after handing it over.
+
+    Args:
+        data: the values, flattened row-major (a list or an array); for CSR only the listed ones.
+        dtype: ``"int64"`` or ``"float32"``.
+        shape: the dense shape; ``None`` means 1-D. Required for CSR.
+        sparse_crow_indices: CSR row pointers (``rows + 1`` entries, first 0, last ``nnz``).
+        sparse_col_indices: CSR column of each listed value (``nnz`` entries).
+
+    Raises:
+        InvalidInputError: unknown dtype, data that does not fit the shape, inconsistent CSR
+            indices, non-numeric data, or non-integer values declared int64.
+    """
+
+    __slots__ = ("_array", "_col", "_crow", "_dtype", "_shape")
+
+    _array: npt.NDArray[Any]
+    _dtype: TensorDtype
+    _shape: tuple[int, ...] | None
+    _crow: npt.NDArray[np.int64] | None
+    _col: npt.NDArray[np.int64] | None
+
+    def __init__(
+        self,
+        data: Sequence[int] | Sequence[float] | npt.NDArray[Any] | None = None,
+        dtype: TensorDtype | None = None,
+        shape: Sequence[int] | None = None,
+        sparse_crow_indices: Sequence[int] | npt.NDArray[Any] | None = None,
+        sparse_col_indices: Sequence[int] | npt.NDArray[Any] | None = None,
+        *,
+        field: str = "TensorData",
+    ) -> None:
+        if dtype not in _NUMPY_DTYPE:
+            raise InvalidInputError(f"{field}: dtype must be 'int64' or 'float32', got {dtype!r}")
+        values = _values_array([] if data is None else data, dtype, field)
+        dims = _check_shape(shape, field)
+        if (sparse_crow_indices is None) != (sparse_col_indices is None):
+            raise InvalidInputError(
+                f"{field}: sparse_crow_indices and sparse_col_indices must be given together"
+            )
+        self._dtype = dtype
+        self._shape = dims
+        if sparse_crow_indices is None or sparse_col_indices is None:
+            self._crow = self._col = None
+            self._array = _shape_dense(values, dims, field)
+            return
+        crow = _as_index_array(sparse_crow_indices, f"{field}: sparse_crow_indices")
+        col = _as_index_array(sparse_col_indices, f"{field}: sparse_col_indices")
+        flat = values.reshape(-1)
+        _check_csr(dims, crow, col, flat.size, field)
+        self._array, self._crow, self._col = flat, crow, col
+
+    # -- construction -------------------------------------------------------------------------
+
+    @classmethod
+    def from_numpy(
+        cls,
+        array: npt.NDArray[Any],
+        *,
+        sparse: bool = False,
+        pad_value: int = 0,
+        field: str = "TensorData",
+    ) -> TensorData:
+        """Wrap a numpy array (shared, not copied), converting its dtype to the wire's.
+
+        Args:
+            array: any numeric array.
+            sparse: store a 2-D array as CSR, leaving out ``pad_value`` cells, when that is
+                smaller (``rows + 1 + 2·nnz < rows·cols``); otherwise it stays dense.
+            pad_value: the integer value of cells CSR leaves out.
+            field: the name used in warnings and errors.
+
+        Raises:
+            InvalidInputError: non-numeric dtype.
+        """
+        if not isinstance(array, np.ndarray):
+            raise TypeError(
+                f"{field}: from_numpy expects a numpy array, got {type(array).__name__}"
+            )
+        arr, dtype = coerce_array(array, field)
+        if sparse and arr.ndim == 2:
+            return _to_csr(arr, dtype, _check_pad(pad_value), field)
+        return cls._trusted(arr, dtype, tuple(int(d) for d in arr.shape))
+
+    @classmethod
+    def from_torch(
+        cls,
+        tensor: Any,
+        *,
+        sparse: bool = False,
+        pad_value: int = 0,
+        field: str = "TensorData",
+    ) -> TensorData:
+        """Copy a torch tensor to the host and wrap it (see :meth:`from_numpy` for the options).
+
+        bfloat16 and float16/float64 become float32, narrower integers int64, with a warning.
+        """
+        torch = importlib.import_module("torch")
+        if not isinstance(tensor, torch.Tensor):
+            raise TypeError(
+                f"{field}: from_torch expects a torch.Tensor, got {type(tensor).__name__}"
+            )
+        t = tensor.detach().cpu().contiguous()
+        if t.dtype == torch.bfloat16:
+            warnings.warn(
+                f"{field}: converted bfloat16 to float32 (the wire carries only int64 and float32)",
+                DtypeConversionWarning,
+                stacklevel=2,
+            )
+            t = t.float()
+        try:
+            arr = t.numpy()
+        except TypeError as exc:
+            raise _refuse_dtype(field, t.dtype) from exc
+        return cls.from_numpy(arr, sparse=sparse, pad_value=pad_value, field=field)
+
+    @classmethod
+    def _trusted(
+        cls,
+        array: npt.NDArray[Any],
+        dtype: TensorDtype,
+        shape: tuple[int, ...] | None,
+        crow: npt.NDArray[np.int64] | None = None,
+        col: npt.NDArray[np.int64] | None = None,
+    ) -> TensorData:
+        """Build without validation: for codecs that have already checked their input."""
+        self = object.__new__(cls)
+        self._array, self._dtype, self._shape, self._crow, self._col = (
+            array,
+            dtype,
+            shape,
+            crow,
+            col,
+        )
+        return self
+
+    # -- accessors ----------------------------------------------------------------------------
+
+    @property
+    def dtype(self) -> TensorDtype:
+        """The wire dtype, ``"int64"`` or ``"float32"``."""
+        return self._dtype
+
+    @property
+    def shape(self) -> list[int] | None:
+        """The dense shape as given (``None``: 1-D, length ``numel``)."""
+        return None if self._shape is None else list(self._shape)
+
+    @property
+    def is_sparse(self) -> bool:
+        """Whether the tensor is stored as CSR."""
+        return self._crow is not None
+
+    @property
+    def array(self) -> npt.NDArray[Any]:
+        """The stored values: the dense array (in ``shape``), or the CSR values (1-D)."""
+        return self._array
+
+    @property
+    def sparse_crow_indices(self) -> list[int] | None:
+        """CSR row pointers, or ``None`` when dense."""
+        return None if self._crow is None else self._crow.tolist()
+
+    @property
+    def sparse_col_indices(self) -> list[int] | None:
+        """CSR column indices, or ``None`` when dense."""
+        return None if self._col is None else self._col.tolist()
+
+    @property
+    def crow_array(self) -> npt.NDArray[np.int64] | None:
+        """CSR row pointers as an int64 array, or ``None`` when dense."""
+        return self._crow
+
+    @property
+    def col_array(self) -> npt.NDArray[np.int64] | None:
+        """CSR column indices as an int64 array, or ``None`` when dense."""
+        return self._col
+
+    @property
+    def data(self) -> list[Any]:
+        """The stored values, flattened, as a Python list (for CSR: only the listed ones)."""
+        out: list[Any] = self._array.reshape(-1).tolist()
+        return out
+
+    @property
+    def numel(self) -> int:
+        """Number of elements of the dense tensor."""
+        if self._shape is None:
+            return int(self._array.size)
+        return math.prod(self._shape)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes the tensor takes on the protobuf wire (values plus CSR indices)."""
+        extra = (
+            0 if self._crow is None or self._col is None else 8 * (self._crow.size + self._col.size)
+        )
+        return int(self._array.nbytes) + extra
+
+    # -- conversion ---------------------------------------------------------------------------
+
+    def to_numpy(self, pad_value: int = 0) -> npt.NDArray[Any]:
+        """Return the dense array (shared when dense; built, with ``pad_value`` cells, for CSR)."""
+        if self._crow is None or self._col is None:
+            return self._array
+        assert self._shape is not None  # CSR always has a 2-D shape (checked on construction)
+        pad = _check_pad(pad_value)
+        dense = np.full(self._shape, pad, dtype=self._array.dtype)
+        rows = np.repeat(np.arange(self._shape[0]), np.diff(self._crow))
+        dense[rows, self._col] = self._array
+        return dense
+
+    def to_dense(self, pad_value: int = 0) -> TensorData:
+        """Return a dense TensorData (``self`` when already dense)."""
+        if self._crow is None:
+            return self
+        dense = self.to_numpy(pad_value)
+        return TensorData._trusted(dense, self._dtype, tuple(dense.shape))
+
+    def to_torch(self, pad_value: int = 0) -> Any:
+        """Return the dense tensor as a ``torch.Tensor`` (torch imported on first use)."""
+        torch = importlib.import_module("torch")
+        arr = self.to_numpy(pad_value)
+        if not arr.flags.writeable or not arr.flags.c_contiguous:
+            arr = np.ascontiguousarray(arr).copy()
+        return torch.from_numpy(arr)
+
+    def tolist(self, pad_value: int = 0) -> list[Any]:
+        """Return the dense tensor as nested Python lists."""
+        out = self.to_numpy(pad_value).tolist()
+        return out if isinstance(out, list) else [out]
+
+    def to_json(self) -> dict[str, Any]:
+        """Return the JSON form of protocol §4.2 (``shape`` and CSR keys only when set)."""
+        out: dict[str, Any] = {"data": self.data, "dtype": self._dtype}
+        if self._shape is not None:
+            out["shape"] = list(self._shape)
+        if self._crow is not None and self._col is not None:
+            out["sparse_crow_indices"] = self._crow.tolist()
+            out["sparse_col_indices"] = self._col.tolist()
+        return out
+
+    @classmethod
+    def from_json(cls, obj: object, *, field: str = "TensorData") -> TensorData:
+        """Build from the JSON form of protocol §4.2, refusing unknown keys."""
+        if not isinstance(obj, dict):
+            raise InvalidInputError(f"{field}: expected a JSON object, got {type(obj).__name__}")
+        unknown = set(obj) - _JSON_KEYS
+        if unknown:
+            raise InvalidInputError(f"{field}: unknown keys {sorted(unknown)}")
+        if "data" not in obj or "dtype" not in obj:
+            raise InvalidInputError(f"{field}: 'data' and 'dtype' are required")
+        data = obj["data"]
+        if not isinstance(data, list):
+            raise InvalidInputError(f"{field}: 'data' must be a list of numbers")
+        return cls(
+            data=data,
+            dtype=obj["dtype"],
+            shape=obj.get("shape"),
+            sparse_crow_indices=obj.get("sparse_crow_indices"),
+            sparse_col_indices=obj.get("sparse_col_indices"),
+            field=field,
+        )
+
+    # -- value semantics ----------------------------------------------------------------------
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, TensorData):
+            return NotImplemented
+        if self._dtype != other._dtype or self.shape != other.shape:
+            return False
+        if (self._crow is None) != (other._crow is None):
+            return False
+        if not (_same(self._crow, other._crow) and _same(self._col, other._col)):
+            return False
+        return bool(
+            np.array_equal(
+                self._array.reshape(-1),
+                other._array.reshape(-1),
+                equal_nan=self._dtype == "float32",
+            )
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        layout = f", nnz={self._array.size}" if self._crow is not None else ""
+        preview = np.array2string(self._array.reshape(-1), threshold=8, separator=", ")
+        return f"TensorData(dtype={self._dtype!r}, shape={self.shape}{layout}, data={preview})"
+
+
+def _same(a: npt.NDArray[Any] | None, b: npt.NDArray[Any] | None) -> bool:
+    if a is None or b is None:
+        return a is b
+    return bool(np.array_equal(a, b))
+
+
+def _check_pad(pad_value: object) -> int:
+    if isinstance(pad_value, bool) or not isinstance(pad_value, int | np.integer):
+        raise TypeError(f"pad_value must be an integer, got {type(pad_value).__name__}")
+    return int(pad_value)
+
+
+def _check_shape(shape: Sequence[int] | None, field: str) -> tuple[int, ...] | None:
+    if shape is None:
+        return None
+    try:
+        dims = tuple(int(d) for d in shape)
+    except (TypeError, ValueError) as exc:
+        raise InvalidInputError(
+            f"{field}: shape must be a list of integers, got {shape!r}"
+        ) from exc
+    if any(d < 0 for d in dims) or any(
+        isinstance(d, bool) or not isinstance(d, int | np.integer) for d in shape
+    ):
+        raise InvalidInputError(f"{field}: shape must be non-negative integers, got {list(shape)}")
+    return dims
+
+
+def _shape_dense(
+    values: npt.NDArray[Any], dims: tuple[int, ...] | None, field: str
+) -> npt.NDArray[Any]:
+    if dims is None:
+        return values.reshape(-1)
+    if values.shape == dims:
+        return values
+    if values.size != math.prod(dims):
+        raise InvalidInputError(
+            f"{field}: data has {values.size} elements but shape {list(dims)} needs "
+            f"{math.prod(dims)}"
+        )
+    return values.reshape(dims)
+
+
+def _check_csr(
+    dims: tuple[int, ...] | None,
+    crow: npt.NDArray[np.int64],
+    col: npt.NDArray[np.int64],
+    nnz: int,
+    field: str,
+) -> None:
+    if dims is None or len(dims) != 2:
+        raise InvalidInputError(f"{field}: a sparse CSR tensor needs a 2-D shape, got {dims}")
+    rows, cols = dims
+    if crow.size != rows + 1:
+        raise InvalidInputError(
+            f"{field}: sparse_crow_indices has {crow.size} entries, shape {list(dims)} needs "
+            f"rows + 1 = {rows + 1}"
+        )
+    if crow[0] != 0 or crow[-1] != nnz or bool(np.any(np.diff(crow) < 0)):
+        raise InvalidInputError(
+            f"{field}: sparse_crow_indices must start at 0, never decrease, and end at the "
+            f"number of values ({nnz}); got first={int(crow[0])}, last={int(crow[-1])}"
+        )
+    if col.size != nnz:
+        raise InvalidInputError(
+            f"{field}: sparse_col_indices has {col.size} entries but there are {nnz} values"
+        )
+    if col.size and (int(col.min()) < 0 or int(col.max()) >= cols):
+        raise InvalidInputError(f"{field}: sparse_col_indices must lie in [0, {cols})")
+
+
+def _to_csr(array: npt.NDArray[Any], dtype: TensorDtype, pad: int, field: str) -> TensorData:
+    rows, cols = (int(d) for d in array.shape)
+    mask = array != pad
+    nnz = int(np.count_nonzero(mask))
+    if (rows + 1) + 2 * nnz >= rows * cols:
+        return TensorData._trusted(array, dtype, (rows, cols))
+    crow = np.zeros(rows + 1, dtype=np.int64)
+    np.cumsum(np.count_nonzero(mask, axis=1), out=crow[1:])
+    col = np.nonzero(mask)[1].astype(np.int64)
+    return TensorData._trusted(np.ascontiguousarray(array[mask]), dtype, (rows, cols), crow, col)
+
+
+def json_enc_hook(obj: object) -> object:
+    """msgspec ``enc_hook``: encode TensorData (and stray numpy values) in their JSON form."""
+    if isinstance(obj, TensorData):
+        return obj.to_json()
+    if isinstance(obj, np.ndarray | np.generic):
+        return obj.tolist()
+    raise NotImplementedError(f"cannot JSON-encode {type(obj).__name__}")
+
+
+def json_dec_hook(tp: type, obj: object) -> object:
+    """msgspec ``dec_hook``: decode the JSON form of TensorData."""
+    if tp is TensorData:
+        return TensorData.from_json(obj)
+    raise NotImplementedError(f"cannot JSON-decode {tp!r}")
