@@ -1,0 +1,186 @@
+"""Offline tokenizers for the local server's base models.
+
+Nothing can be downloaded at run time, so each local base model's tokenizer is a byte-level BPE
+trained in-process, deterministically, on a small corpus: a hand-written text shipped in the
+package (``data/corpus.txt``) plus lines generated from a fixed seed (numbers, key/value pairs,
+arithmetic, letter and number sequences) so that the merges cover what the synthetic training
+tasks use. Byte-level means every string round-trips exactly, whatever the corpus missed.
+
+The trained tokenizer is written to a directory in the Hugging Face layout
+(``tokenizer.json``, ``tokenizer_config.json``, ``special_tokens_map.json``), so both
+``tokenizers.Tokenizer.from_file`` and ``transformers.AutoTokenizer.from_pretrained(<dir>)``
+(what the official client's ``get_tokenizer()`` calls) load it offline. The directory name carries
+a digest of everything that shapes the result, so a changed corpus or vocabulary never reuses a
+stale cache, and concurrent builders never see a half-written directory (write to a temporary
+sibling, then rename).
+
+Example::
+
+    path = ensure_tokenizer_dir(Path("~/.cache/tinker-actors").expanduser(), vocab_size=4096)
+    tok = load_tokenizer(path)
+    assert tok.decode(tok.encode("hello").ids) == "hello"
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import shutil
+import tempfile
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from tokenizers import Tokenizer
+
+__all__ = [
+    "EOS_TOKEN",
+    "PAD_TOKEN",
+    "SPECIAL_TOKENS",
+    "build_tokenizer",
+    "corpus_lines",
+    "ensure_tokenizer_dir",
+    "load_tokenizer",
+    "tokenizer_digest",
+]
+
+EOS_TOKEN = "<|endoftext|>"
+PAD_TOKEN = "<|pad|>"
+#: Special tokens take the lowest ids, in this order (EOS is id 0).
+SPECIAL_TOKENS = (EOS_TOKEN, PAD_TOKEN, "<|im_start|>", "<|im_end|>")
+_FORMAT_VERSION = 1
+_GENERATED_LINES = 6000
+_WORDS = [
+    "apple",
+    "river",
+    "stone",
+    "cloud",
+    "green",
+    "silver",
+    "quick",
+    "slow",
+    "north",
+    "south",
+    "model",
+    "token",
+    "batch",
+    "loss",
+    "step",
+    "train",
+    "sample",
+    "weight",
+    "gradient",
+    "learn",
+    "value",
+    "key",
+    "door",
+    "house",
+    "light",
+    "water",
+    "fire",
+    "tree",
+]
+
+
+def corpus_lines(seed: int = 0) -> Iterator[str]:
+    """Yield the training corpus: the shipped text, then seeded generated lines."""
+    text = resources.files("tinker_actors.local").joinpath("data/corpus.txt").read_text("utf-8")
+    yield from text.splitlines()
+    rng = random.Random(seed)
+    for i in range(_GENERATED_LINES):
+        kind = i % 6
+        if kind == 0:
+            a, b = rng.randrange(1000), rng.randrange(1000)
+            yield f"{a} + {b} = {a + b}"
+        elif kind == 1:
+            key = "".join(
+                rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(rng.randint(2, 6))
+            )
+            yield f"{key}: {rng.randrange(100000)}"
+        elif kind == 2:
+            start, stride = rng.randrange(50), rng.randint(1, 9)
+            yield " ".join(str(start + stride * k) for k in range(rng.randint(4, 12)))
+        elif kind == 3:
+            offset = rng.randrange(20)
+            yield " ".join(chr(ord("a") + (offset + k) % 26) for k in range(rng.randint(4, 12)))
+        elif kind == 4:
+            yield " ".join(rng.choice(_WORDS) for _ in range(rng.randint(3, 14))) + "."
+        else:
+            name = rng.choice(_WORDS)
+            yield f'{{"{name}": {rng.randrange(100)}, "ok": {str(rng.random() < 0.5).lower()}}}'
+
+
+def tokenizer_digest(vocab_size: int) -> str:
+    """Return a short digest of everything that determines the trained tokenizer."""
+    import tokenizers
+
+    h = hashlib.sha256()
+    h.update(f"v{_FORMAT_VERSION}|{vocab_size}|{tokenizers.__version__}|".encode())
+    h.update("|".join(SPECIAL_TOKENS).encode())
+    for line in corpus_lines():
+        h.update(line.encode("utf-8"))
+        h.update(b"\n")
+    return h.hexdigest()[:16]
+
+
+def build_tokenizer(vocab_size: int) -> Tokenizer:
+    """Train the byte-level BPE tokenizer of ``vocab_size`` entries (deterministic)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    minimum = 256 + len(SPECIAL_TOKENS)
+    if vocab_size < minimum:
+        raise ValueError(f"vocab_size must be at least {minimum} (bytes + specials)")
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=list(SPECIAL_TOKENS),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(corpus_lines(), trainer)
+    return tok
+
+
+def ensure_tokenizer_dir(cache_dir: Path, vocab_size: int) -> Path:
+    """Return a directory holding the tokenizer in Hugging Face layout, building it once."""
+    target = cache_dir / f"local-bpe-{vocab_size}-{tokenizer_digest(vocab_size)}"
+    if (target / "tokenizer.json").is_file():
+        return target
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".building-", dir=cache_dir))
+    try:
+        tok = build_tokenizer(vocab_size)
+        tok.save(str(staging / "tokenizer.json"))
+        specials = {"eos_token": EOS_TOKEN, "pad_token": PAD_TOKEN, "bos_token": EOS_TOKEN}
+        config = {
+            "tokenizer_class": "PreTrainedTokenizerFast",
+            "model_max_length": 1 << 20,
+            "clean_up_tokenization_spaces": False,
+            **specials,
+        }
+        (staging / "tokenizer_config.json").write_text(json.dumps(config, indent=2))
+        (staging / "special_tokens_map.json").write_text(json.dumps(specials, indent=2))
+        try:
+            os.rename(staging, target)
+        except OSError:
+            # another process finished first; its result is identical (deterministic build)
+            if not (target / "tokenizer.json").is_file():
+                raise
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def load_tokenizer(directory: Path) -> Tokenizer:
+    """Load a tokenizer written by :func:`ensure_tokenizer_dir`."""
+    from tokenizers import Tokenizer
+
+    return Tokenizer.from_file(str(directory / "tokenizer.json"))
