@@ -1,0 +1,419 @@
+"""Client configuration: where the service is, who we are, and how patiently we talk to it.
+
+A :class:`Config` is an immutable value built once, usually by :func:`resolve_config`, which
+applies the same resolution order as the official SDK (protocol.md §1.1, §1.3, §9.8):
+
+* base URL: the ``base_url`` argument, else ``TINKER_BASE_URL``, else the production URL;
+  empty strings count as unset and a trailing ``/`` is stripped;
+* credential: the ``api_key`` argument, else ``TINKER_API_KEY``, else the trimmed stdout of
+  ``TINKER_CREDENTIAL_CMD``, else the default key in ``~/.tinker/credentials.json``. The
+  credential must be an opaque key starting ``tml-`` or a JWT (``eyJ...``) that has not expired.
+
+The credential is held in a :class:`Secret`, whose ``repr`` and ``str`` never show it, so a
+``Config`` can be printed, logged or put in an exception safely. Registries that need a key per
+credential use :func:`key_fingerprint`, a sha256 digest, never the key itself.
+
+Example::
+
+    config = resolve_config(base_url="http://127.0.0.1:8000", api_key="tml-local")
+    print(config)                 # ... api_key=Secret('<redacted>') ...
+    config.api_key.reveal()       # 'tml-local', for the one place that sends it
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import dataclasses
+import hashlib
+import hmac
+import json
+import os
+import subprocess
+import time
+from pathlib import Path
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Final, Literal, final
+
+from tinker_actors.errors import InvalidInputError
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+__all__ = [
+    "CREDENTIAL_CMD_TIMEOUT",
+    "DEFAULT_BASE_URL",
+    "Config",
+    "Secret",
+    "default_credentials_path",
+    "jwt_claims",
+    "key_fingerprint",
+    "resolve_config",
+]
+
+DEFAULT_BASE_URL: Final = "https://tinker.thinkingmachines.dev/services/tinker-prod"
+#: Seconds ``TINKER_CREDENTIAL_CMD`` may run before resolution gives up on it.
+CREDENTIAL_CMD_TIMEOUT: Final = 30.0
+
+_API_KEY_PREFIX: Final = "tml-"
+_JWT_PREFIX: Final = "eyJ"
+_TRUE_WORDS: Final = frozenset({"1", "true", "yes", "on"})
+CredentialSource = Literal["api_key", "credential_cmd"]
+
+
+@final
+class Secret:
+    """A string that never shows itself in ``repr``, ``str`` or f-strings.
+
+    Call :meth:`reveal` at the single point where the value must really be used (the
+    ``X-API-Key`` header). Equality is constant-time; the hash is of the fingerprint.
+    """
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        if not isinstance(value, str):
+            raise TypeError(f"Secret wraps a str, got {type(value).__name__}")
+        self._value = value
+
+    def reveal(self) -> str:
+        """Return the secret value itself."""
+        return self._value
+
+    def fingerprint(self) -> str:
+        """Return :func:`key_fingerprint` of the value."""
+        return key_fingerprint(self._value)
+
+    def __repr__(self) -> str:
+        return "Secret('<redacted>')"
+
+    __str__ = __repr__
+
+    def __format__(self, format_spec: str) -> str:
+        return format(repr(self), format_spec)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Secret):
+            return NotImplemented
+        return hmac.compare_digest(self._value.encode(), other._value.encode())
+
+    def __hash__(self) -> int:
+        return hash(self.fingerprint())
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+
+def key_fingerprint(api_key: str | Secret) -> str:
+    """Return the hex sha256 of a credential, safe to use as a registry key or to log."""
+    raw = api_key.reveal() if isinstance(api_key, Secret) else api_key
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+def jwt_claims(token: str) -> dict[str, Any]:
+    """Decode a JWT's payload claims without verifying its signature.
+
+    The client only reads claims (``exp``, ``iat``, ``sub``...) of tokens the server issued or
+    the user supplied; the server verifies signatures.
+
+    Raises:
+        InvalidInputError: the token is not three dot-separated parts whose middle one is
+            base64url-encoded JSON object. The message never contains the token.
+    """
+    parts = token.split(".")
+    if len(parts) != 3:
+        raise InvalidInputError(
+            f"the JWT is malformed: expected 3 dot-separated parts, got {len(parts)}"
+        )
+    payload = parts[1] + "=" * (-len(parts[1]) % 4)
+    try:
+        claims = json.loads(base64.urlsafe_b64decode(payload.encode("ascii")))
+    except (ValueError, binascii.Error, UnicodeError) as exc:
+        raise InvalidInputError(
+            f"the JWT payload is not base64url-encoded JSON ({type(exc).__name__})"
+        ) from None
+    if not isinstance(claims, dict):
+        raise InvalidInputError("the JWT payload is not a JSON object")
+    return claims
+
+
+def _jwt_expiry(token: str) -> float | None:
+    """Return the ``exp`` claim of a JWT, or None when it has none or it is not a number."""
+    exp = jwt_claims(token).get("exp")
+    if isinstance(exp, bool) or not isinstance(exp, int | float):
+        return None
+    return float(exp)
+
+
+def default_credentials_path() -> Path:
+    """Return where ``tinker auth login`` stores keys: ``~/.tinker/credentials.json``."""
+    return Path("~/.tinker/credentials.json").expanduser()
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
+class Config:
+    """Everything the transport needs to reach the service; immutable.
+
+    Attributes:
+        base_url: the API root, without a trailing ``/``; paths start with ``/api/v1/``.
+        api_key: the credential (``tml-...`` key or JWT), sent in ``X-API-Key``.
+        api_key_source: where the credential came from, for error messages (never the key).
+        timeout: default total per-request timeout in seconds; sent as
+            ``x-stainless-read-timeout`` via ``str()``, so ``60`` stays ``"60"``.
+        connect_timeout: seconds allowed to open a connection.
+        max_retries: HTTP-layer retries per logical request (protocol.md §7.1).
+        default_headers: headers merged over the standard set on every request.
+        max_connections: httpx pool size.
+        max_keepalive_connections: idle connections kept for reuse.
+        keepalive_expiry: seconds an idle connection is kept.
+        http2: negotiate HTTP/2 (TLS only; plain ``http://`` is always HTTP/1.1).
+        jwt_auth: exchange the credential for a JWT first (server flag ``pjwt_auth_enabled``).
+        jwt_credential_source: what the exchange presents: the api key, or a fresh run of
+            ``credential_cmd`` (server flag ``credential_default_source``).
+        credential_cmd: ``TINKER_CREDENTIAL_CMD``, kept for JWT exchanges that need it.
+        billing_max_pause: seconds to keep retrying through HTTP 402 before failing.
+        project_id: ``TINKER_PROJECT_ID``, the default project for new sessions.
+        tags: ``TINKER_TAGS``, session tags.
+        telemetry: send client telemetry (``TINKER_TELEMETRY``, default on).
+        cf_access_client_id: Cloudflare Access client id header, when set.
+        cf_access_client_secret: Cloudflare Access client secret header, when set.
+    """
+
+    base_url: str = DEFAULT_BASE_URL
+    api_key: Secret
+    api_key_source: str = "the api_key argument"
+    timeout: float = 60
+    connect_timeout: float = 5.0
+    max_retries: int = 10
+    default_headers: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    max_connections: int = 1000
+    max_keepalive_connections: int = 20
+    keepalive_expiry: float = 5.0
+    http2: bool = False
+    jwt_auth: bool = False
+    jwt_credential_source: CredentialSource = "api_key"
+    credential_cmd: str | None = dataclasses.field(default=None, repr=False)
+    billing_max_pause: float = 3600.0
+    project_id: str | None = None
+    tags: tuple[str, ...] = ()
+    telemetry: bool = True
+    cf_access_client_id: str | None = None
+    cf_access_client_secret: Secret | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.api_key, Secret):
+            raise TypeError(
+                "Config.api_key must be a Secret; build configs with resolve_config(api_key=...)"
+            )
+        if not self.base_url.startswith(("http://", "https://")):
+            raise InvalidInputError(
+                f"base_url must start with http:// or https://, got {self.base_url!r}"
+            )
+        object.__setattr__(self, "base_url", self.base_url.rstrip("/"))
+        _check_key_shape(self.api_key.reveal(), self.api_key_source)
+        _positive("timeout", self.timeout)
+        _positive("connect_timeout", self.connect_timeout)
+        _positive("billing_max_pause", self.billing_max_pause, allow_zero=True)
+        _positive("keepalive_expiry", self.keepalive_expiry, allow_zero=True)
+        if isinstance(self.max_retries, bool) or not isinstance(self.max_retries, int):
+            raise InvalidInputError(f"max_retries must be an int, got {self.max_retries!r}")
+        if self.max_retries < 0:
+            raise InvalidInputError(
+                f"max_retries must be >= 0 (0 disables retries), got {self.max_retries}"
+            )
+        if self.max_connections < 1 or self.max_keepalive_connections < 0:
+            raise InvalidInputError(
+                "need max_connections >= 1 and max_keepalive_connections >= 0, got "
+                f"{self.max_connections} and {self.max_keepalive_connections}"
+            )
+        if self.jwt_credential_source == "credential_cmd" and not self.credential_cmd:
+            raise InvalidInputError(
+                "jwt_credential_source='credential_cmd' needs credential_cmd "
+                "(set TINKER_CREDENTIAL_CMD to a command that prints a credential)"
+            )
+        headers = dict(self.default_headers)
+        for name, value in headers.items():
+            if not isinstance(name, str) or not isinstance(value, str):
+                raise InvalidInputError("default_headers must map str header names to str values")
+        object.__setattr__(self, "default_headers", MappingProxyType(headers))
+        object.__setattr__(self, "tags", tuple(self.tags))
+
+
+def _positive(name: str, value: float, *, allow_zero: bool = False) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidInputError(f"{name} must be a number of seconds, got {value!r}")
+    if value < 0 or (value == 0 and not allow_zero) or value != value:
+        raise InvalidInputError(f"{name} must be > 0 seconds, got {value!r}")
+
+
+def _check_key_shape(key: str, source: str) -> None:
+    if key.startswith(_API_KEY_PREFIX) or key.startswith(_JWT_PREFIX):
+        return
+    raise InvalidInputError(
+        f"The api_key from {source} must start with the 'tml-' prefix (or be a JWT starting "
+        "'eyJ'). Copy the key from the Tinker console, or run `tinker auth login`."
+    )
+
+
+def _check_credential(key: str, source: str, now: float) -> None:
+    if not key:
+        raise InvalidInputError(f"The api_key from {source} is empty.")
+    _check_key_shape(key, source)
+    if key.startswith(_JWT_PREFIX):
+        try:
+            exp = _jwt_expiry(key)
+        except InvalidInputError as exc:
+            raise InvalidInputError(
+                f"The api_key from {source} looks like a JWT but cannot be read: {exc}"
+            ) from None
+        if exp is not None and now >= exp:
+            raise InvalidInputError(
+                f"The api_key JWT from {source} has expired. Pass a fresh one, or remove it "
+                "and set TINKER_CREDENTIAL_CMD to a command that prints one."
+            )
+
+
+def _env(env: Mapping[str, str], name: str) -> str | None:
+    value = env.get(name)
+    return value if value else None
+
+
+def _run_credential_cmd(cmd: str, timeout: float) -> str:
+    try:
+        done = subprocess.run(
+            cmd,
+            shell=True,
+            capture_output=True,
+            timeout=timeout,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        raise InvalidInputError(
+            f"TINKER_CREDENTIAL_CMD did not finish within {timeout:g} s; fix the command "
+            "or unset TINKER_CREDENTIAL_CMD."
+        ) from None
+    except OSError as exc:
+        raise InvalidInputError(
+            f"TINKER_CREDENTIAL_CMD could not be started ({type(exc).__name__}); fix the "
+            "command or unset TINKER_CREDENTIAL_CMD."
+        ) from None
+    # stdout/stderr may hold credentials: only the exit status goes into messages.
+    if done.returncode != 0:
+        raise InvalidInputError(
+            f"TINKER_CREDENTIAL_CMD exited with status {done.returncode}; run it in a shell "
+            "to see why, or unset TINKER_CREDENTIAL_CMD."
+        )
+    credential = done.stdout.decode(errors="replace").strip()
+    if not credential:
+        raise InvalidInputError("TINKER_CREDENTIAL_CMD printed an empty credential.")
+    return credential
+
+
+def _stored_default_key(path: Path) -> str | None:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise InvalidInputError(
+            f"cannot read the credentials file {path} ({type(exc).__name__}); fix its "
+            "permissions or run `tinker auth login` again."
+        ) from None
+    fix = f"the credentials file {path} is not valid ({{}}); run `tinker auth login` again."
+    try:
+        data = json.loads(text)
+    except ValueError:
+        raise InvalidInputError(fix.format("not JSON")) from None
+    if not isinstance(data, dict):
+        raise InvalidInputError(fix.format("not a JSON object"))
+    default = data.get("default")
+    if default is None:
+        return None
+    keys = data.get("keys")
+    if not isinstance(default, str) or not isinstance(keys, dict):
+        raise InvalidInputError(fix.format("'default' or 'keys' has the wrong type"))
+    record = keys.get(default)
+    if record is None:
+        return None  # the default points at a deleted key: as if none were stored
+    key = record.get("key") if isinstance(record, dict) else None
+    if not isinstance(key, str):
+        raise InvalidInputError(fix.format(f"key record {default!r} has no string 'key'"))
+    return key
+
+
+_FIELD_NAMES: Final = frozenset(f.name for f in dataclasses.fields(Config))
+
+
+def resolve_config(
+    *,
+    base_url: str | None = None,
+    api_key: str | Secret | None = None,
+    env: Mapping[str, str] | None = None,
+    credentials_path: Path | None = None,
+    now: float | None = None,
+    **overrides: Any,
+) -> Config:
+    """Build a :class:`Config` from arguments, the environment and the credentials file.
+
+    Args:
+        base_url: the API root; else ``TINKER_BASE_URL``; else :data:`DEFAULT_BASE_URL`.
+        api_key: the credential; else ``TINKER_API_KEY``, ``TINKER_CREDENTIAL_CMD``, then the
+            stored default key.
+        env: the environment to read (default ``os.environ``), injectable for tests.
+        credentials_path: the credentials file (default :func:`default_credentials_path`).
+        now: the POSIX time used to check a JWT credential's ``exp`` (default: now).
+        **overrides: any other :class:`Config` field, winning over the environment.
+
+    Raises:
+        InvalidInputError: no credential was found, or the one found is malformed or expired.
+            The message names where it came from and how to fix it, never the key.
+        TypeError: an override names no Config field.
+    """
+    env = os.environ if env is None else env
+    now = time.time() if now is None else now
+    unknown = set(overrides) - _FIELD_NAMES
+    if unknown or {"api_key", "base_url", "api_key_source"} & set(overrides):
+        bad = sorted(unknown | ({"api_key_source"} & set(overrides)))
+        raise TypeError(
+            f"resolve_config() got unknown or reserved settings {bad}; valid ones are "
+            f"{sorted(_FIELD_NAMES - {'api_key', 'base_url', 'api_key_source'})}"
+        )
+
+    resolved_url = base_url or _env(env, "TINKER_BASE_URL") or DEFAULT_BASE_URL
+    credential_cmd = _env(env, "TINKER_CREDENTIAL_CMD")
+
+    key: str | None
+    if isinstance(api_key, Secret):
+        key, source = api_key.reveal() or None, "the api_key argument"
+    else:
+        key, source = api_key or None, "the api_key argument"
+    if key is None and (key := _env(env, "TINKER_API_KEY")) is not None:
+        source = "TINKER_API_KEY"
+    if key is None and credential_cmd is not None:
+        key, source = (
+            _run_credential_cmd(credential_cmd, CREDENTIAL_CMD_TIMEOUT),
+            ("TINKER_CREDENTIAL_CMD"),
+        )
+    if key is None:
+        path = credentials_path if credentials_path is not None else default_credentials_path()
+        key, source = _stored_default_key(path), f"the credentials file {path}"
+    if key is None:
+        raise InvalidInputError(
+            "No Tinker API key found. Pass api_key=..., set the TINKER_API_KEY environment "
+            "variable, set TINKER_CREDENTIAL_CMD, or store a key with `tinker auth login`."
+        )
+    _check_credential(key, source, now)
+
+    settings: dict[str, Any] = {
+        "credential_cmd": credential_cmd,
+        "project_id": _env(env, "TINKER_PROJECT_ID"),
+        "telemetry": env.get("TINKER_TELEMETRY", "1").strip().lower() in _TRUE_WORDS,
+    }
+    if (tags := env.get("TINKER_TAGS")) is not None:
+        settings["tags"] = tuple(dict.fromkeys(t.strip() for t in tags.split(",") if t.strip()))
+    if (cf_id := _env(env, "CLOUDFLARE_ACCESS_CLIENT_ID")) is not None:
+        settings["cf_access_client_id"] = cf_id
+    if (cf_secret := _env(env, "CLOUDFLARE_ACCESS_CLIENT_SECRET")) is not None:
+        settings["cf_access_client_secret"] = Secret(cf_secret)
+    settings.update(overrides)
+    return Config(base_url=resolved_url, api_key=Secret(key), api_key_source=source, **settings)
