@@ -1,0 +1,70 @@
+"""The two JSON conventions every wire Struct follows: requests and responses.
+
+The conventions are documented once, in :mod:`tinker_actors.types._model_input`; these bases
+apply them so each Struct does not repeat them.
+
+Requests ("send defaults, drop nulls"). The official SDK serialises request bodies with
+``exclude_none=True`` and *without* ``exclude_unset``, so a field holding its default is sent
+(``"type": "sample"``, ``"overwrite": false``) and an absent optional field is not sent at all.
+In msgspec that is ``omit_defaults=False`` plus :data:`msgspec.UNSET` as the default of every
+optional field, typed ``T | UnsetType | None``: ``UNSET`` is never encoded, and
+:class:`RequestStruct` turns ``None`` (from a caller, or a decoded ``null``) into ``UNSET`` in
+every field whose default is ``UNSET``, so no ``null`` reaches the wire::
+
+    >>> import msgspec  # CreateSamplingSessionRequest is in ._session
+    >>> msgspec.json.encode(CreateSamplingSessionRequest(
+    ...     session_id="s", sampling_session_seq_id=0, base_model="m", model_path=None))
+    b'{"session_id":"s","sampling_session_seq_id":0,"base_model":"m","type":"create_sampling_session"}'
+
+Requests reject unknown fields when *decoded* (``forbid_unknown_fields=True``): the local server
+decodes request bodies with these Structs and must refuse malformed ones. Validation lives in
+``__post_init__``, which msgspec also runs after decoding, so a bad body fails the same way
+(``InvalidInputError`` when constructed, ``msgspec.ValidationError`` when decoded).
+
+Responses ("be liberal in what you accept"). Unknown fields are ignored, so a server may add
+fields freely; optional fields are ``T | None = None``. A response's literal ``type`` is a
+msgspec tag, so it is always written, and checked when present.
+
+Tagged unions are used exactly where the wire has a discriminator (``type``, ``event`` for
+telemetry events, ``state`` for future completions); msgspec writes the tag first. Every
+subclass repeats ``frozen=True`` (and ``kw_only=True``) because type checkers and msgspec read
+those per class.
+"""
+
+from __future__ import annotations
+
+import msgspec
+from msgspec import UNSET
+
+__all__ = ["RequestStruct", "ResponseStruct"]
+
+# Per concrete request class: the names of the fields whose default is UNSET. Computed once,
+# lazily, because msgspec only knows a class's fields after the class statement has finished.
+_UNSET_FIELDS: dict[type[msgspec.Struct], tuple[str, ...]] = {}
+
+
+def _unset_default_fields(cls: type[msgspec.Struct]) -> tuple[str, ...]:
+    names = _UNSET_FIELDS.get(cls)
+    if names is None:
+        fields = cls.__struct_fields__
+        defaults = cls.__struct_defaults__
+        with_defaults = fields[len(fields) - len(defaults) :]
+        names = tuple(n for n, d in zip(with_defaults, defaults, strict=True) if d is UNSET)
+        _UNSET_FIELDS[cls] = names
+    return names
+
+
+class RequestStruct(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Base of request bodies: defaults sent, unset fields omitted, unknown fields rejected.
+
+    Subclasses that validate in ``__post_init__`` call ``super().__post_init__()`` first.
+    """
+
+    def __post_init__(self) -> None:
+        for name in _unset_default_fields(type(self)):
+            if getattr(self, name) is None:
+                msgspec.structs.force_setattr(self, name, UNSET)
+
+
+class ResponseStruct(msgspec.Struct, frozen=True):
+    """Base of response bodies: unknown fields ignored."""
