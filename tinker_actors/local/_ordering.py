@@ -1,0 +1,171 @@
+"""Per-model request ordering and deduplication for the local server.
+
+Training operations on one model must run strictly in ``seq_id`` order (protocol.md §8.4): the
+client reserves ids at call time and POSTs them in order, but HTTP retries, concurrent chunk
+uploads and holder-level re-POSTs mean the server can see them out of order, late, or twice.
+A :class:`Sequencer` per model therefore
+
+* runs operation ``n`` only after ``n - 1`` (or the model's first id) has run, waiting for gaps;
+* deduplicates by idempotency key and by ``seq_id``: a repeat returns the original request id
+  and is never applied again;
+* counts what it received, applied and deduplicated, and records the applied order, so tests
+  can prove "every operation applied exactly once, in seq_id order".
+
+A gap that stays open for ``gap_timeout`` seconds fails every operation queued behind it with
+a clear message instead of hanging them forever (a client that reserved ids and crashed).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import trio
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
+__all__ = ["DuplicateSeqIdError", "SequencedOp", "Sequencer", "SequencerStatistics"]
+
+
+class DuplicateSeqIdError(ValueError):
+    """A ``seq_id`` arrived again with a different idempotency key and different content."""
+
+
+@dataclass(eq=False)
+class SequencedOp:
+    """An accepted operation waiting for its turn.
+
+    ``run`` does the work; ``fail`` is called instead when the op can never run (gap timeout,
+    model closed), with the reason.
+    """
+
+    seq_id: int
+    request_id: str
+    kind: str
+    run: Callable[[], Awaitable[None]]
+    fail: Callable[[str], None]
+    fingerprint: bytes = b""
+
+
+@dataclass
+class SequencerStatistics:
+    """Counters of one model's operations."""
+
+    received: int = 0
+    applied: int = 0
+    deduplicated: int = 0
+    failed: int = 0
+    applied_seq_ids: list[int] = field(default_factory=list)
+    applied_kinds: list[str] = field(default_factory=list)
+
+
+class Sequencer:
+    """Run one model's operations in ``seq_id`` order, each exactly once.
+
+    Args:
+        next_seq_id: the first id expected (1 after create_model, whose own id is 0).
+        gap_timeout: seconds to wait for a missing id before failing what queued behind it.
+    """
+
+    def __init__(self, *, next_seq_id: int = 1, gap_timeout: float = 600.0) -> None:
+        self._next = next_seq_id
+        self._gap_timeout = gap_timeout
+        self._pending: dict[int, SequencedOp] = {}
+        self._by_seq: dict[int, tuple[str, bytes]] = {}
+        self._by_key: dict[str, str] = {}
+        self._wakeup = trio.Event()
+        self._closed: str | None = None
+        self.stats = SequencerStatistics()
+
+    @property
+    def next_seq_id(self) -> int:
+        """The id the model will run next."""
+        return self._next
+
+    def submit(self, op: SequencedOp, *, idempotency_key: str | None) -> tuple[str, bool]:
+        """Queue ``op``; return ``(request_id, is_new)``.
+
+        A repeat (same idempotency key, or a ``seq_id`` already accepted with the same
+        content) returns the original request id and ``False``; nothing is queued.
+
+        Raises:
+            DuplicateSeqIdError: the ``seq_id`` was already used for different content, or is
+                lower than every id still to run and was never seen.
+            RuntimeError: the model is closed.
+        """
+        self.stats.received += 1
+        if idempotency_key is not None and idempotency_key in self._by_key:
+            self.stats.deduplicated += 1
+            return self._by_key[idempotency_key], False
+        seen = self._by_seq.get(op.seq_id)
+        if seen is not None:
+            request_id, fingerprint = seen
+            if fingerprint != op.fingerprint:
+                raise DuplicateSeqIdError(
+                    f"seq_id {op.seq_id} was already used by request {request_id} with "
+                    "different content; each training operation needs the next seq_id"
+                )
+            self.stats.deduplicated += 1
+            if idempotency_key is not None:
+                self._by_key[idempotency_key] = request_id
+            return request_id, False
+        if op.seq_id < self._next:
+            raise DuplicateSeqIdError(
+                f"seq_id {op.seq_id} is below the model's next expected seq_id {self._next}; "
+                "seq_ids must increase by one per operation"
+            )
+        if self._closed is not None:
+            raise RuntimeError(self._closed)
+        self._by_seq[op.seq_id] = (op.request_id, op.fingerprint)
+        if idempotency_key is not None:
+            self._by_key[idempotency_key] = op.request_id
+        self._pending[op.seq_id] = op
+        self._wakeup.set()
+        return op.request_id, True
+
+    def close(self, reason: str) -> None:
+        """Refuse new operations and fail the queued ones with ``reason``."""
+        self._closed = reason
+        for op in self._pending.values():
+            self.stats.failed += 1
+            op.fail(reason)
+        self._pending.clear()
+        self._wakeup.set()
+
+    async def run(self) -> None:
+        """Execute operations in order until :meth:`close` (run this in a nursery)."""
+        while self._closed is None:
+            op = self._pending.pop(self._next, None)
+            if op is not None:
+                self._next += 1
+                try:
+                    await op.run()
+                except Exception as exc:
+                    # a failing op fails alone and the order goes on; Cancelled propagates
+                    op.fail(f"internal error in the local server: {exc!r}")
+                self.stats.applied += 1
+                self.stats.applied_seq_ids.append(op.seq_id)
+                self.stats.applied_kinds.append(op.kind)
+                continue
+            self._wakeup = trio.Event()
+            if not self._pending:
+                await self._wakeup.wait()
+                continue
+            with trio.move_on_after(self._gap_timeout) as scope:
+                await self._wakeup.wait()
+            if scope.cancelled_caught and self._next not in self._pending:
+                self._fail_gap()
+
+    def _fail_gap(self) -> None:
+        waiting = sorted(self._pending)
+        reason = (
+            f"seq_id {self._next} never arrived within {self._gap_timeout:g} s; the operations "
+            f"queued behind it (seq_ids {waiting[0]}..{waiting[-1]}) were failed. A client that "
+            "reserved ids must send every one of them."
+        )
+        for seq_id in waiting:
+            self.stats.failed += 1
+            self._pending.pop(seq_id).fail(reason)
+        # skip past the gap so the model can be used again
+        self._next = waiting[-1] + 1
