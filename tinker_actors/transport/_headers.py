@@ -116,7 +116,11 @@ def base_headers(
     if cf_access_client_secret:
         headers["CF-Access-Client-Secret"] = cf_access_client_secret
     if overrides:
-        headers.update(overrides)
+        # Header names are case-insensitive: an override replaces, never duplicates.
+        for name, value in overrides.items():
+            for existing in [k for k in headers if k.lower() == name.lower()]:
+                del headers[existing]
+            headers[name] = value
     return headers
 
 

@@ -251,8 +251,8 @@ class Transport:
         prepared = self._prepare(
             method, path, json, content, content_type, params, options, sdk_method
         )
-        raw, retries = await self._send(prepared, stream=False)
-        return self._to_response(raw, retries, prepared)
+        raw, retries, elapsed = await self._send(prepared, stream=False)
+        return self._to_response(raw, retries, elapsed, prepared)
 
     def stream(
         self,
@@ -279,7 +279,7 @@ class Transport:
 
     @asynccontextmanager
     async def _stream(self, prepared: _Prepared) -> AsyncIterator[StreamingResponse]:
-        raw, retries = await self._send(prepared, stream=True)
+        raw, retries, _ = await self._send(prepared, stream=True)
         try:
             yield StreamingResponse(
                 raw, retries_taken=retries, idempotency_key=prepared.idempotency_key
@@ -410,13 +410,15 @@ class Transport:
             timeout=httpx.Timeout(p.timeout, connect=connect),
         )
 
-    def _to_response(self, raw: httpx.Response, retries: int, p: _Prepared) -> Response:
+    def _to_response(
+        self, raw: httpx.Response, retries: int, elapsed: float, p: _Prepared
+    ) -> Response:
         return Response(
             status=raw.status_code,
             headers=raw.headers,
             content=raw.content,
             http_version=raw.http_version,
-            elapsed=raw.elapsed.total_seconds(),
+            elapsed=elapsed,
             retries_taken=retries,
             method=p.method,
             url=str(raw.request.url),
@@ -455,8 +457,8 @@ class Transport:
             None,
             credential=raw_credential,
         )
-        raw, retries = await self._send(prepared, stream=False)
-        token = self._to_response(raw, retries, prepared).decode(AuthTokenResponse).jwt
+        raw, retries, elapsed = await self._send(prepared, stream=False)
+        token = self._to_response(raw, retries, elapsed, prepared).decode(AuthTokenResponse).jwt
         self._tokens_seen.append(token)
         self._counts["jwt_exchanges"] += 1
         logger.debug("obtained a new JWT (exchange #%d)", self._counts["jwt_exchanges"])
@@ -464,7 +466,10 @@ class Transport:
 
     # -- the retry loop ----------------------------------------------------------------------
 
-    async def _send(self, p: _Prepared, *, stream: bool) -> tuple[httpx.Response, int]:
+    async def _send(
+        self, p: _Prepared, *, stream: bool
+    ) -> tuple[httpx.Response, int, float]:
+        """Run the attempts of one logical request; return the response, retries, elapsed."""
         if self._closed:
             raise trio.ClosedResourceError("the transport is closed")
         self._counts["requests"] += 1
@@ -482,6 +487,7 @@ class Transport:
                     retries,
                     redact_headers(request.headers),
                 )
+            started = trio.current_time()
             try:
                 response = await self._client.send(request, stream=stream)
                 if response.status_code >= 400 and stream:
@@ -504,7 +510,7 @@ class Transport:
             if status < 400:
                 self._empty_400_budget = min(self._empty_400_budget + 1, EMPTY_400_BUDGET)
                 _log_deprecation(response.headers)
-                return response, retries
+                return response, retries, trio.current_time() - started
 
             uses_jwt = self._jwt_auth and p.credential is None and not p.raw_credential
             if (
