@@ -36,14 +36,17 @@ JSON conventions for every wire Struct in ``tinker_actors.types`` (protocol.md p
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal, TypeAlias
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 import msgspec
+import numpy as np
 
 from tinker_actors.errors import InvalidInputError
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
+
+    import numpy.typing as npt
 
 __all__ = [
     "DmelChunk",
@@ -81,7 +84,7 @@ class EncodedTextChunk(_Chunk, tag="encoded_text", frozen=True):
     """A run of token ids."""
 
     tokens: list[int]
-    """Token ids; sent as int32 in the protobuf forward_backward request."""
+    """Token ids (Python ints; each must fit int32, the protobuf request packs them as int32)."""
 
     @property
     def length(self) -> int:
@@ -179,9 +182,11 @@ class ModelInput(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_field
     """The chunks, in order."""
 
     @classmethod
-    def from_ints(cls, tokens: Sequence[int]) -> ModelInput:
+    def from_ints(cls, tokens: Sequence[int] | npt.NDArray[Any]) -> ModelInput:
         """Return a ModelInput of one text chunk holding ``tokens``."""
-        return cls(chunks=[EncodedTextChunk(tokens=[int(t) for t in tokens])])
+        # A plain copy: the ids are checked (and packed as int32) when encoded.
+        ids = tokens.tolist() if isinstance(tokens, np.ndarray) else list(tokens)
+        return cls(chunks=[EncodedTextChunk(tokens=ids)])
 
     @classmethod
     def empty(cls) -> ModelInput:
