@@ -1,0 +1,632 @@
+"""Scripted, seeded fault plans for the local Tinker server.
+
+A :class:`FaultPlan` is data: a seed, an ordered list of :class:`FaultRule` s and an optional
+``connection`` section for the TCP :class:`~tinker_actors.local.FaultProxy`. This module is
+the model: fields, validation (every mistake is a :class:`FaultPlanError` naming the rule and
+field) and loading from JSON, TOML, plain data or ``--fault`` flags. Executing a plan (the
+seeded decisions and the counters) is :class:`~tinker_actors.local.FaultEngine`'s job, and
+:class:`~tinker_actors.local.FaultInjector` performs its decisions over ASGI.
+
+How a request is decided (rules in plan order):
+
+* a rule *matches* when its ``endpoint`` pattern and ``method`` fit the request;
+* a matching rule *fires* unless it is still skipping (``after``), has used up its ``count``,
+  its ``sequence`` says ``"pass"`` (or has run out), or its ``probability`` roll fails;
+* a firing latency-only rule adds its delay and evaluation goes on, so latency composes with
+  status faults; the first firing rule that answers (a status or ``try_again``) ends it.
+
+Every draw comes from one ``random.Random(seed)`` per engine, so the same plan and the same
+order of requests give the same decisions. Under concurrency the order in which requests reach
+the engine is the scheduler's, so reproduce a run by replaying requests in the same order.
+
+Example::
+
+    plan = FaultPlan.from_flags(["asample:429@0.2,retry_after=1", "retrieve_future:try_again=3"])
+    plan = FaultPlan.from_file("faults.toml")
+    plan.rules[0].probability  # 0.2
+    plan.connection_faults()   # ConnectionFaults for FaultProxy, or None
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import http
+import math
+import re
+import tomllib
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import msgspec
+
+from tinker_actors.errors import InvalidInputError
+from tinker_actors.local._fault_proxy import ConnectionFaults
+
+if TYPE_CHECKING:
+    import random
+    from collections.abc import Mapping, Sequence
+
+__all__ = [
+    "API_PREFIX",
+    "KNOWN_ENDPOINTS",
+    "RETRIEVE_FUTURE_PATH",
+    "ConnectionSection",
+    "FaultPlan",
+    "FaultPlanError",
+    "FaultRule",
+    "Latency",
+    "endpoint_matches",
+]
+
+API_PREFIX = "/api/v1/"
+RETRIEVE_FUTURE_PATH = API_PREFIX + "retrieve_future"
+
+#: First path segments of the API (protocol.md §3); a relative pattern must start with one
+#: unless that segment is a glob. Absolute patterns ("/...") are not checked.
+KNOWN_ENDPOINTS = frozenset(
+    {
+        "asample", "audit", "auth", "billing", "cancel_future", "checkpoints", "client",
+        "copy_weights", "create_custom_loss", "create_model", "create_sampling_session",
+        "create_session", "forward", "forward_backward", "get_info", "get_server_capabilities",
+        "healthz", "join_sampling_session", "load_weights", "optim_step", "retrieve_future",
+        "retrieve_futures", "samplers", "save_weights", "save_weights_external",
+        "save_weights_for_sampler", "session_heartbeat", "sessions", "telemetry",
+        "training_runs", "unload_model", "weights_info",
+    }
+)  # fmt: skip
+
+_METHODS = frozenset({"GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"})
+_PATTERN_CHARS = re.compile(r"^[A-Za-z0-9_.~:@*/-]+$")
+
+QueueState = Literal["active", "paused_capacity", "paused_rate_limit"]
+
+
+class FaultPlanError(InvalidInputError):
+    """A fault plan (file, dict, flag or object) is invalid; the message names where and why."""
+
+
+def _check_status(status: int, where: str) -> None:
+    try:
+        known = http.HTTPStatus(status) is not None
+    except ValueError:
+        known = False
+    if not (500 <= status <= 599 or (400 <= status <= 499 and known)):
+        raise FaultPlanError(
+            f"{where}: {status} is not an HTTP error status to inject; use a 4xx such as "
+            "400, 402, 408, 409, 410 or 429, or any 5xx"
+        )
+
+
+def _check_seconds(value: float, where: str) -> None:
+    if not (math.isfinite(value) and value >= 0):
+        raise FaultPlanError(f"{where}: must be a finite number of seconds >= 0, got {value!r}")
+
+
+def _check_endpoint(pattern: str) -> None:
+    if pattern == "*":
+        return
+    if not pattern or not _PATTERN_CHARS.match(pattern) or "//" in pattern:
+        raise FaultPlanError(
+            f"endpoint: {pattern!r} is not a pattern; use '*', a name after /api/v1/ such as "
+            "'asample' or 'training_runs/*', or a full path starting with '/' ('*' is the only "
+            "wildcard; no '?', '[', query strings or '//')"
+        )
+    if pattern.startswith("/"):
+        return
+    if pattern.startswith("api/"):
+        raise FaultPlanError(
+            f"endpoint: {pattern!r} mixes the two forms; write the part after /api/v1/ "
+            f"({pattern.removeprefix('api/v1/')!r}) or a full path starting with '/'"
+        )
+    first = pattern.split("/", 1)[0]
+    if "*" not in first and first not in KNOWN_ENDPOINTS:
+        raise FaultPlanError(
+            f"endpoint: unknown endpoint {first!r} (known: {', '.join(sorted(KNOWN_ENDPOINTS))}); "
+            "write a full path starting with '/' for anything else"
+        )
+
+
+def endpoint_matches(pattern: str, path: str) -> bool:
+    """Return whether an endpoint pattern matches a request path.
+
+    ``*`` matches every path; a pattern starting with ``/`` is a glob on the whole path; any
+    other pattern is a glob on the part after ``/api/v1/``. In globs ``*`` also matches ``/``.
+    """
+    if pattern == "*":
+        return True
+    if pattern.startswith("/"):
+        return fnmatch.fnmatchcase(path, pattern)
+    if not path.startswith(API_PREFIX):
+        return False
+    return fnmatch.fnmatchcase(path[len(API_PREFIX) :], pattern)
+
+
+class Latency(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """A latency distribution in seconds: exactly one of ``fixed``, ``uniform`` or ``exponential``.
+
+    ``uniform`` is ``(low, high)``; ``exponential`` is the mean.
+    """
+
+    fixed: float | None = None
+    uniform: tuple[float, float] | None = None
+    exponential: float | None = None
+
+    def __post_init__(self) -> None:
+        given = [n for n in ("fixed", "uniform", "exponential") if getattr(self, n) is not None]
+        if len(given) != 1:
+            raise FaultPlanError(
+                "latency: give exactly one of fixed, uniform or exponential, "
+                f"got {', '.join(given) or 'none'}"
+            )
+        if self.fixed is not None:
+            _check_seconds(self.fixed, "latency.fixed")
+        if self.exponential is not None:
+            _check_seconds(self.exponential, "latency.exponential")
+        if self.uniform is not None:
+            low, high = self.uniform
+            _check_seconds(low, "latency.uniform")
+            _check_seconds(high, "latency.uniform")
+            if low > high:
+                raise FaultPlanError(f"latency.uniform: low {low} is above high {high}")
+
+    def sample(self, rng: random.Random) -> float:
+        """Draw one delay in seconds."""
+        if self.fixed is not None:
+            return self.fixed
+        if self.uniform is not None:
+            return rng.uniform(*self.uniform)
+        mean = self.exponential or 0.0
+        return rng.expovariate(1.0 / mean) if mean > 0 else 0.0
+
+
+class FaultRule(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """One rule of a fault plan; see docs/local-server.md for every field's meaning.
+
+    A rule does exactly one of: answer ``status`` / a weighted pick from ``choices`` / the next
+    entry of ``sequence``; answer ``try_again`` for the first ``try_again_polls`` polls of each
+    future (retrieve_future only); or, with none of those, only add ``latency``.
+    """
+
+    endpoint: str = "*"
+    method: str | None = None
+    probability: float = 1.0
+    count: int | None = None
+    after: int = 0
+    sequence: tuple[int | Literal["pass"], ...] | None = None
+    status: int | None = None
+    choices: dict[int, float] | None = None
+    retry_after: float | str | None = None
+    retry_after_ms: float | None = None
+    should_retry: bool | None = None
+    empty_body: bool = False
+    body: Any = None
+    latency: float | Latency | None = None
+    try_again_polls: int = 0
+    queue_state: QueueState = "active"
+    queue_state_reason: str | None = None
+
+    def __post_init__(self) -> None:
+        _check_endpoint(self.endpoint)
+        if self.method is not None and self.method.upper() not in _METHODS:
+            raise FaultPlanError(
+                f"method: {self.method!r} is not one of {', '.join(sorted(_METHODS))}"
+            )
+        if not 0.0 <= self.probability <= 1.0:
+            raise FaultPlanError(f"probability: must be in [0, 1], got {self.probability!r}")
+        if self.count is not None and self.count < 0:
+            raise FaultPlanError(f"count: must be >= 0, got {self.count}")
+        if self.after < 0:
+            raise FaultPlanError(f"after: must be >= 0, got {self.after}")
+        if self.try_again_polls < 0:
+            raise FaultPlanError(f"try_again_polls: must be >= 0, got {self.try_again_polls}")
+        actions = [
+            name
+            for name, on in (
+                ("status", self.status is not None),
+                ("choices", self.choices is not None),
+                ("sequence", self.sequence is not None),
+                ("try_again_polls", self.try_again_polls > 0),
+            )
+            if on
+        ]
+        if len(actions) > 1:
+            raise FaultPlanError(f"{' and '.join(actions)}: a rule takes only one of them")
+        if not actions and self.latency is None:
+            raise FaultPlanError(
+                "rule does nothing: set status, choices, sequence, try_again_polls or latency"
+            )
+        self._check_action()
+        self._check_response_options(
+            answers_status=bool(actions) and actions[0] != "try_again_polls"
+        )
+        if self.latency is not None and not isinstance(self.latency, Latency):
+            if isinstance(self.latency, bool) or not isinstance(self.latency, float | int):
+                raise FaultPlanError(
+                    f"latency: give seconds or a Latency distribution, got {self.latency!r}"
+                )
+            _check_seconds(self.latency, "latency")
+
+    def _check_action(self) -> None:
+        if self.status is not None:
+            _check_status(self.status, "status")
+        if self.choices is not None:
+            if not self.choices:
+                raise FaultPlanError("choices: give at least one status")
+            for status, weight in self.choices.items():
+                _check_status(status, "choices")
+                if not (math.isfinite(weight) and weight >= 0):
+                    raise FaultPlanError(f"choices: weight of {status} must be >= 0, got {weight}")
+            if sum(self.choices.values()) <= 0:
+                raise FaultPlanError("choices: the weights must not all be 0")
+        if self.sequence is not None:
+            if not self.sequence:
+                raise FaultPlanError("sequence: give at least one entry")
+            for item in self.sequence:
+                if item != "pass":
+                    _check_status(item, "sequence")
+            if self.probability != 1.0:
+                raise FaultPlanError(
+                    "probability: a sequence fixes each request's outcome; drop probability "
+                    "(use 'pass' entries instead)"
+                )
+        if self.try_again_polls > 0:
+            if not endpoint_matches(self.endpoint, RETRIEVE_FUTURE_PATH):
+                raise FaultPlanError(
+                    f"try_again_polls: applies to retrieve_future only, and endpoint "
+                    f"{self.endpoint!r} never matches {RETRIEVE_FUTURE_PATH}"
+                )
+        elif self.queue_state != "active" or self.queue_state_reason is not None:
+            raise FaultPlanError("queue_state: only meaningful with try_again_polls")
+
+    def _check_response_options(self, *, answers_status: bool) -> None:
+        options = [
+            name
+            for name, on in (
+                ("retry_after", self.retry_after is not None),
+                ("retry_after_ms", self.retry_after_ms is not None),
+                ("should_retry", self.should_retry is not None),
+                ("empty_body", self.empty_body),
+                ("body", self.body is not None),
+            )
+            if on
+        ]
+        if options and not answers_status:
+            raise FaultPlanError(
+                f"{options[0]}: only meaningful on a status fault (status, choices or sequence)"
+            )
+        if isinstance(self.retry_after, str):
+            if not self.retry_after or any(c in self.retry_after for c in "\r\n"):
+                raise FaultPlanError("retry_after: a header value must be non-empty, one line")
+        elif self.retry_after is not None:
+            _check_seconds(self.retry_after, "retry_after")
+        if self.retry_after_ms is not None:
+            _check_seconds(self.retry_after_ms, "retry_after_ms")
+        if self.empty_body and self.body is not None:
+            raise FaultPlanError("body: an empty_body fault has no body; drop one of them")
+        if self.body is not None:
+            try:
+                msgspec.json.encode(self.body)
+            except (TypeError, ValueError) as exc:
+                raise FaultPlanError(f"body: not JSON-encodable ({exc})") from exc
+
+    def matches(self, method: str, path: str) -> bool:
+        """Return whether this rule applies to a request (before counting or rolling)."""
+        if self.method is not None and self.method.upper() != method.upper():
+            return False
+        if self.try_again_polls > 0 and path != RETRIEVE_FUTURE_PATH:
+            return False
+        return endpoint_matches(self.endpoint, path)
+
+
+class ConnectionSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Connection-level faults for :class:`~tinker_actors.local.FaultProxy` (probabilities).
+
+    ``seed`` defaults to the plan's seed.
+    """
+
+    reset: float = 0.0
+    close: float = 0.0
+    stall: float = 0.0
+    stall_seconds: float = 60.0
+    delay_seconds: float = 0.0
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        try:
+            self.to_connection_faults(0)
+        except ValueError as exc:
+            raise FaultPlanError(str(exc)) from exc
+
+    def to_connection_faults(self, default_seed: int) -> ConnectionFaults:
+        """Build the proxy's :class:`ConnectionFaults`, using ``default_seed`` unless seeded."""
+        return ConnectionFaults(
+            reset=self.reset,
+            close=self.close,
+            stall=self.stall,
+            stall_seconds=self.stall_seconds,
+            delay_seconds=self.delay_seconds,
+            seed=self.seed if self.seed is not None else default_seed,
+        )
+
+
+def _plan_error(exc: msgspec.MsgspecError, source: str) -> FaultPlanError:
+    """Turn msgspec's "<msg> - at `$.rules[0].x`" into "invalid fault plan at rules[0].x: msg"."""
+    text = str(exc)
+    message, sep, where = text.rpartition(" - at `")
+    if not sep:
+        return FaultPlanError(f"invalid fault plan ({source}): {text}")
+    location = where.rstrip("`").removeprefix("$").removeprefix(".") or "top level"
+    return FaultPlanError(f"invalid fault plan ({source}) at {location}: {message}")
+
+
+class FaultPlan(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """A seeded, ordered list of fault rules plus optional connection-level faults."""
+
+    seed: int = 0
+    rules: tuple[FaultRule, ...] = ()
+    connection: ConnectionSection | None = None
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], *, source: str = "dict") -> FaultPlan:
+        """Build a plan from plain data (as parsed from JSON or TOML)."""
+        try:
+            return msgspec.convert(data, cls, str_keys=True)
+        except msgspec.ValidationError as exc:
+            raise _plan_error(exc, source) from None
+
+    @classmethod
+    def from_json(cls, text: str | bytes, *, source: str = "JSON") -> FaultPlan:
+        """Build a plan from a JSON document."""
+        try:
+            return msgspec.json.decode(text, type=cls)
+        except msgspec.MsgspecError as exc:
+            raise _plan_error(exc, source) from None
+
+    @classmethod
+    def from_toml(cls, text: str, *, source: str = "TOML") -> FaultPlan:
+        """Build a plan from a TOML document (``[[rules]]`` tables, optional ``[connection]``)."""
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise FaultPlanError(f"invalid fault plan ({source}): {exc}") from None
+        return cls.from_dict(data, source=source)
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> FaultPlan:
+        """Load a plan from a ``.json`` or ``.toml`` file."""
+        path = Path(path)
+        suffix = path.suffix.lower()
+        if suffix not in (".json", ".toml"):
+            raise FaultPlanError(f"fault plan {path}: use a .json or .toml file, not {suffix!r}")
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise FaultPlanError(f"cannot read fault plan {path}: {exc}") from exc
+        if suffix == ".json":
+            return cls.from_json(text, source=str(path))
+        return cls.from_toml(text, source=str(path))
+
+    @classmethod
+    def from_flags(cls, flags: Sequence[str], *, seed: int | None = None) -> FaultPlan:
+        """Build a plan from ``--fault`` values (syntax in docs/local-server.md).
+
+        Items may be bare specs (``"asample:429@0.2"``) or argv-style (``"--fault", spec`` or
+        ``"--fault=spec"``).
+        """
+        return _plan_from_flags(flags, seed=seed)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the plan as plain data that :meth:`from_dict` turns back into an equal plan."""
+        data: dict[str, Any] = msgspec.to_builtins(self)
+        return data
+
+    def connection_faults(self) -> ConnectionFaults | None:
+        """Return the proxy's :class:`ConnectionFaults`, or None when the plan has none."""
+        if self.connection is None:
+            return None
+        return self.connection.to_connection_faults(self.seed)
+
+
+# ----------------------------------------------------------------------------------------------
+# Compact CLI syntax: one rule per --fault value (grammar in docs/local-server.md)
+
+
+def _split_items(text: str) -> list[str]:
+    """Split on commas that are not inside parentheses (``uniform(0.1,0.2)`` stays whole)."""
+    items: list[str] = []
+    depth = start = 0
+    for i, char in enumerate(text):
+        if char == "(":
+            depth += 1
+        elif char == ")":
+            depth -= 1
+        elif char == "," and depth == 0:
+            items.append(text[start:i].strip())
+            start = i + 1
+    items.append(text[start:].strip())
+    return items
+
+
+def _number(text: str, key: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise FaultPlanError(f"{key}: {text!r} is not a number") from None
+
+
+def _integer(text: str, key: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise FaultPlanError(f"{key}: {text!r} is not an integer") from None
+
+
+def _boolean(text: str, key: str) -> bool:
+    lowered = text.lower()
+    if lowered in ("true", "1", "yes"):
+        return True
+    if lowered in ("false", "0", "no"):
+        return False
+    raise FaultPlanError(f"{key}: {text!r} is not true or false")
+
+
+def _codes(text: str, key: str) -> dict[int, float]:
+    """Parse ``429`` or ``429|503*2|408`` (status, optional ``*weight``)."""
+    choices: dict[int, float] = {}
+    for part in text.split("|"):
+        code, star, weight = part.partition("*")
+        choices[_integer(code.strip(), key)] = _number(weight, key) if star else 1.0
+    return choices
+
+
+def _latency(text: str) -> float | dict[str, Any]:
+    """Parse ``0.05``, ``fixed(0.05)``, ``uniform(0.01,0.05)`` or ``exponential(0.1)``."""
+    match = re.fullmatch(r"\s*(\w+)\s*\((.*)\)\s*", text)
+    if match is None:
+        return _number(text, "latency")
+    name = {"exp": "exponential"}.get(match.group(1), match.group(1))
+    args = [_number(arg.strip(), "latency") for arg in match.group(2).split(",")]
+    expected = {"fixed": 1, "uniform": 2, "exponential": 1}.get(name)
+    if expected is None:
+        raise FaultPlanError(
+            f"latency: unknown distribution {name!r}; use fixed(s), uniform(low,high) or "
+            "exponential(mean)"
+        )
+    if len(args) != expected:
+        raise FaultPlanError(f"latency: {name} takes {expected} argument(s), got {len(args)}")
+    return {name: args if name == "uniform" else args[0]}
+
+
+def _sequence(text: str) -> list[int | str]:
+    return [
+        "pass" if item.strip() == "pass" else _integer(item.strip(), "sequence")
+        for item in text.split("/")
+    ]
+
+
+_RULE_KEYS: dict[str, tuple[str, Any]] = {
+    "p": ("probability", _number),
+    "probability": ("probability", _number),
+    "count": ("count", _integer),
+    "after": ("after", _integer),
+    "status": ("status", _integer),
+    "choices": ("choices", _codes),
+    "seq": ("sequence", lambda v, k: _sequence(v)),
+    "sequence": ("sequence", lambda v, k: _sequence(v)),
+    "retry_after": ("retry_after", lambda v, k: _number(v, k) if _is_number(v) else v),
+    "retry_after_ms": ("retry_after_ms", _number),
+    "should_retry": ("should_retry", _boolean),
+    "empty_body": ("empty_body", _boolean),
+    "detail": ("body", lambda v, k: {"detail": v}),
+    "latency": ("latency", lambda v, k: _latency(v)),
+    "try_again": ("try_again_polls", _integer),
+    "try_again_polls": ("try_again_polls", _integer),
+    "queue_state": ("queue_state", lambda v, k: v),
+    "queue_state_reason": ("queue_state_reason", lambda v, k: v),
+    "method": ("method", lambda v, k: v),
+}
+
+_CONNECTION_KEYS: dict[str, Any] = {
+    "reset": _number,
+    "close": _number,
+    "stall": _number,
+    "stall_seconds": _number,
+    "delay_seconds": _number,
+    "seed": _integer,
+}
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _key_values(items: list[str], keys: Mapping[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in items:
+        key, eq, value = (part.strip() for part in item.partition("="))
+        if not eq and key in ("empty", "empty_body"):
+            key, value = "empty_body", "true"
+        elif not eq:
+            raise FaultPlanError(f"{item!r}: expected KEY=VALUE")
+        if key not in keys:
+            raise FaultPlanError(f"unknown option {key!r} (options: {', '.join(sorted(keys))})")
+        spec = keys[key]
+        name, parse = spec if isinstance(spec, tuple) else (key, spec)
+        if name in out:
+            raise FaultPlanError(f"{name}: given twice")
+        out[name] = parse(value, name)
+    return out
+
+
+def _rule_from_flag(spec: str) -> FaultRule:
+    endpoint, sep, rest = spec.partition(":")
+    if not sep or not endpoint.strip() or not rest.strip():
+        raise FaultPlanError("expected ENDPOINT:ACTION[,OPTION...], e.g. 'asample:429@0.2'")
+    items = _split_items(rest)
+    if any(not item for item in items):
+        raise FaultPlanError("empty item between commas")
+    data: dict[str, Any] = {"endpoint": endpoint.strip()}
+    first = items[0]
+    if "=" not in first and first not in ("empty", "empty_body"):
+        # the leading action: STATUS[|STATUS[*W]...][@PROBABILITY]
+        codes, at, probability = first.partition("@")
+        choices = _codes(codes, "status")
+        if len(choices) == 1 and next(iter(choices.values())) == 1.0:
+            data["status"] = next(iter(choices))
+        else:
+            data["choices"] = choices
+        if at:
+            data["probability"] = _number(probability, "probability")
+        items = items[1:]
+    for key, value in _key_values(items, _RULE_KEYS).items():
+        if key in data:
+            raise FaultPlanError(f"{key}: given twice")
+        data[key] = value
+    try:
+        return msgspec.convert(data, FaultRule, str_keys=True)
+    except msgspec.ValidationError as exc:
+        message, _, _ = str(exc).rpartition(" - at `")
+        raise FaultPlanError(message or str(exc)) from None
+
+
+def _plan_from_flags(flags: Sequence[str], *, seed: int | None) -> FaultPlan:
+    specs: list[str] = []
+    tokens = iter(flags)
+    for token in tokens:
+        if token == "--fault":
+            value = next(tokens, None)
+            if value is None:
+                raise FaultPlanError("--fault needs a value, e.g. --fault 'asample:429@0.2'")
+            specs.append(value)
+        elif token.startswith("--fault="):
+            specs.append(token.removeprefix("--fault="))
+        elif token.startswith("-"):
+            raise FaultPlanError(f"unknown flag {token!r}; only --fault SPEC is understood")
+        else:
+            specs.append(token)
+    rules: list[FaultRule] = []
+    connection: ConnectionSection | None = None
+    for index, spec in enumerate(specs):
+        try:
+            text = spec.strip()
+            if text.startswith("seed="):
+                given = _integer(text.removeprefix("seed=").strip(), "seed")
+                if seed is not None and seed != given:
+                    raise FaultPlanError(f"seed: given twice ({seed} and {given})")
+                seed = given
+            elif text.startswith("connection:"):
+                if connection is not None:
+                    raise FaultPlanError("connection: give one connection spec")
+                values = _key_values(
+                    _split_items(text.removeprefix("connection:")), _CONNECTION_KEYS
+                )
+                connection = ConnectionSection(**values)
+            else:
+                rules.append(_rule_from_flag(text))
+        except FaultPlanError as exc:
+            raise FaultPlanError(f"invalid --fault #{index} {spec!r}: {exc}") from None
+    return FaultPlan(seed=seed or 0, rules=tuple(rules), connection=connection)
