@@ -1,0 +1,730 @@
+"""Supervisors: the only place that catches children's crashes, and decides what happens next.
+
+A supervisor is a task owning a nursery. It starts its children in order, each only after the
+previous one reported ready, then waits for exits and requests. When a child exits, its
+:class:`Restart` type says whether to restart it, and the :class:`Strategy` says which siblings
+go down and come back with it: stopped in reverse start order, restarted in start order, after a
+delay from ``backoff.exponential_delay``.
+
+Intensity bounds the damage. More than ``max_restarts`` restarts within ``period`` seconds
+(measured on ``trio.current_time()``, so MockClock drives it) and the supervisor gives up: it
+stops every child and re-raises the crash of the child that used up the budget, with a note
+naming the supervisor. Its own supervisor then treats that as its child's crash, and so on up to
+``tinker_actors.open()``, which lets it out as trio's exception group::
+
+    try:
+        async with tinker_actors.open() as runtime:
+            ...
+    except* ConnectionError as group:
+        ...   # the very exception the child raised, after the tree gave up on it
+
+Shutdown ladder, per child: ``request_stop()`` on its started value (polite), wait up to the
+child's ``shutdown`` grace, then cancel its scope. ``Cancelled`` is never a crash; a BaseException
+that is not an Exception (KeyboardInterrupt, SystemExit) is never caught and tears the tree down.
+
+Dynamic children (``start_child`` / ``terminate_child``) go through the supervisor's own queue,
+so every restart decision is made by one task, in order.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections import deque
+from typing import TYPE_CHECKING, Final, TypeVar, cast, final
+
+import msgspec
+import trio
+
+from tinker_actors.backoff import exponential_delay
+from tinker_actors.supervisors._errors import ActorExited, SupervisorGaveUp
+from tinker_actors.supervisors._introspect import (
+    ActorInfo,
+    CallInfo,
+    child_path,
+    current_census,
+    under_path,
+)
+from tinker_actors.supervisors._reply import CallLedger, Reply
+from tinker_actors.supervisors._spec import ChildSpec, Restart, Stoppable, Strategy
+from tinker_actors.supervisors._util import (
+    NORMAL,
+    PRIVATE,
+    SHUTDOWN,
+    ExitReason,
+    check_private,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from tinker_actors.backoff import Rng
+
+__all__ = [
+    "ChildInfo",
+    "SupervisorRef",
+    "SupervisorStatistics",
+    "run_supervisor",
+    "supervisor_spec",
+]
+
+T = TypeVar("T")
+
+DEFAULT_MAX_RESTARTS: Final = 3
+DEFAULT_PERIOD: Final = 5.0
+DEFAULT_RESTART_DELAY: Final = 0.05
+DEFAULT_MAX_RESTART_DELAY: Final = 2.0
+
+
+class ChildInfo(msgspec.Struct, frozen=True, kw_only=True):
+    """One child as its supervisor sees it."""
+
+    id: str
+    running: bool
+    restart: str
+    restarts: int
+    dynamic: bool
+
+
+class SupervisorStatistics(msgspec.Struct, frozen=True, kw_only=True):
+    """A snapshot of one supervisor.
+
+    Attributes:
+        name: its path from the root.
+        strategy: ``"one_for_one"``, ``"one_for_all"`` or ``"rest_for_one"``.
+        children: children known (running or waiting to be restarted).
+        running: children currently running.
+        restarts: restarts performed since it started.
+        recent_restarts: restarts inside the current intensity window.
+        max_restarts: the intensity bound for that window.
+        uptime: seconds since all initial children were started (0 before).
+        pending_requests: start_child / terminate_child calls not answered yet.
+    """
+
+    name: str
+    strategy: str
+    children: int
+    running: int
+    restarts: int
+    recent_restarts: int
+    max_restarts: int
+    uptime: float
+    pending_requests: int
+
+
+class _Child:
+    """A supervisor's bookkeeping for one child, across its incarnations."""
+
+    __slots__ = (
+        "done",
+        "dynamic",
+        "incarnation",
+        "pending",
+        "restart_times",
+        "restarts",
+        "running",
+        "scope",
+        "spec",
+        "stopping",
+        "value",
+    )
+
+    def __init__(self, spec: ChildSpec[object], *, dynamic: bool) -> None:
+        self.spec = spec
+        self.dynamic = dynamic
+        self.value: object = None
+        self.running = False
+        # Waiting to be (re)started as part of a restart group.
+        self.pending = False
+        # Set while *we* stop it, so its exit is not mistaken for a failure.
+        self.stopping = False
+        self.incarnation = 0
+        self.scope: trio.CancelScope | None = None
+        self.done = trio.Event()
+        self.restarts = 0
+        self.restart_times: deque[float] = deque()
+
+
+@final
+class _Exited:
+    __slots__ = ("child", "incarnation", "reason")
+
+    def __init__(self, child: _Child, incarnation: int, reason: ExitReason) -> None:
+        self.child = child
+        self.incarnation = incarnation
+        self.reason = reason
+
+
+@final
+class _StartChild:
+    __slots__ = ("reply", "spec")
+
+    def __init__(self, spec: ChildSpec[object], reply: Reply[object]) -> None:
+        self.spec = spec
+        self.reply = reply
+
+
+@final
+class _TerminateChild:
+    __slots__ = ("id", "reply")
+
+    def __init__(self, id: str, reply: Reply[None]) -> None:
+        self.id = id
+        self.reply = reply
+
+
+@final
+class _StopRequest:
+    __slots__ = ()
+
+
+_Event = _Exited | _StartChild | _TerminateChild | _StopRequest
+
+
+@final
+class _StatusRelay:
+    """Forwards ``started`` to trio and remembers that the child got that far."""
+
+    __slots__ = ("_inner", "started_called")
+
+    def __init__(self, inner: trio.TaskStatus[object]) -> None:
+        self._inner = inner
+        self.started_called = False
+
+    def started(self, value: object = None) -> None:
+        self.started_called = True
+        self._inner.started(value)
+
+
+class _Supervisor:
+    """The state and the task body of one supervisor; reached from outside via SupervisorRef."""
+
+    def __init__(
+        self,
+        name: str,
+        specs: Sequence[ChildSpec[object]],
+        *,
+        strategy: Strategy,
+        max_restarts: int,
+        period: float,
+        restart_delay: float,
+        max_restart_delay: float,
+        restart_jitter: float,
+        rng: Rng | None,
+    ) -> None:
+        self.name = name
+        self.strategy = strategy
+        self.max_restarts = max_restarts
+        self.period = period
+        self.restart_delay = restart_delay
+        self.max_restart_delay = max_restart_delay
+        self.restart_jitter = restart_jitter
+        self.rng = rng
+        self.children = [_Child(spec, dynamic=False) for spec in specs]
+        # Unbounded on purpose: each child reports at most one exit per incarnation and each
+        # requester waits for its answer, so the queue is bounded by children + callers, and a
+        # dying child must never block on (or lose) its exit report.
+        self.send, self.receive = trio.open_memory_channel[_Event](math.inf)
+        self.ledger = CallLedger()
+        self.restart_times: deque[float] = deque()
+        self.restarts = 0
+        self.started_at: float | None = None
+        self.reason: ExitReason | None = None
+        self.stopped = trio.Event()
+        self.escalation: BaseException | None = None
+        self.activity: str | None = None
+        self.activity_since = 0.0
+        self.nursery: trio.Nursery | None = None
+
+    # -- the task -------------------------------------------------------------------------
+
+    async def run(self, task_status: trio.TaskStatus[SupervisorRef]) -> None:
+        census = current_census()
+        if census is not None:
+            census.enroll(self)
+        reason: ExitReason = SHUTDOWN
+        escalation: BaseException | None = None
+        try:
+            try:
+                async with trio.open_nursery() as nursery:
+                    self.nursery = nursery
+                    try:
+                        for child in self.children:
+                            self._busy(f"starting {child.spec.id}")
+                            await self._start(child)
+                        self._busy(None)
+                        self.started_at = trio.current_time()
+                        task_status.started(SupervisorRef(PRIVATE, self))
+                        await self._serve()
+                        reason = NORMAL
+                    finally:
+                        # Shielded so that stopping the children completes even when we are
+                        # being cancelled; every rung of the ladder is itself time-bounded.
+                        with trio.CancelScope(shield=True):
+                            await self._stop_all()
+            except BaseExceptionGroup as group:
+                # Our own escalation comes back wrapped by our nursery: unwrap it, so that a
+                # parent supervisor sees the child's exception and not a growing nest of groups.
+                mine = self.escalation
+                if mine is None or group.split(lambda exc: exc is mine)[1] is not None:
+                    raise
+                escalation = mine
+            if escalation is not None:
+                reason = escalation
+                raise escalation
+        except trio.Cancelled:
+            reason = SHUTDOWN
+            raise
+        except BaseException as exc:
+            reason = exc
+            raise
+        finally:
+            self._close(reason)
+            if census is not None:
+                census.discharge(self)
+
+    def _close(self, reason: ExitReason) -> None:
+        self.reason = reason
+        self.activity = None
+        self.receive.close()
+        name = self.name
+        self.ledger.fail_all(lambda: ActorExited(name, reason))
+        self.stopped.set()
+
+    async def _serve(self) -> None:
+        async for event in self.receive:
+            match event:
+                case _Exited(child=child, incarnation=incarnation, reason=reason):
+                    if (
+                        incarnation != child.incarnation
+                        or child.stopping
+                        or child not in self.children
+                    ):
+                        continue  # a stale report, or a stop we asked for
+                    child.running = False
+                    self._busy(f"handling exit of {child.spec.id}")
+                    await self._on_exit(child, reason)
+                case _StartChild(spec=spec, reply=reply):
+                    self._busy(f"starting {spec.id}")
+                    await self._start_dynamic(spec, reply)
+                case _TerminateChild(id=child_id, reply=done):
+                    self._busy(f"terminating {child_id}")
+                    await self._terminate(child_id)
+                    done.send(None)
+                case _StopRequest():
+                    return
+            self._busy(None)
+
+    def _busy(self, activity: str | None) -> None:
+        self.activity = activity
+        self.activity_since = trio.current_time()
+
+    # -- starting ---------------------------------------------------------------------------
+
+    async def _start(self, child: _Child) -> None:
+        """Start one incarnation of ``child``; raise whatever its start raised."""
+        assert self.nursery is not None
+        child.incarnation += 1
+        child.done = trio.Event()
+        child.stopping = False
+        with under_path(self.name):
+            child.value = await self.nursery.start(
+                self._run_child,
+                child,
+                child.incarnation,
+                name=f"{self.name}/{child.spec.id}",
+            )
+        child.running = True
+        child.pending = False
+
+    async def _run_child(
+        self,
+        child: _Child,
+        incarnation: int,
+        task_status: trio.TaskStatus[object] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Run one incarnation and report how it ended to the supervisor's queue."""
+        status = _StatusRelay(task_status)
+        done = child.done
+        reason: ExitReason = NORMAL
+        try:
+            with trio.CancelScope() as scope:
+                child.scope = scope
+                await child.spec.start(*child.spec.args, task_status=status)
+            if scope.cancelled_caught:
+                reason = SHUTDOWN  # cancelled by our ladder: never a crash
+        except Exception as exc:
+            if not status.started_called:
+                raise  # an init failure belongs to whoever is starting it
+            reason = exc
+        finally:
+            done.set()
+        if status.started_called:
+            self.send.send_nowait(_Exited(child, incarnation, reason))
+
+    async def _start_dynamic(self, spec: ChildSpec[object], reply: Reply[object]) -> None:
+        if reply.abandoned:
+            return  # the requester gave up before we got to it: start nothing
+        if self._find(spec.id) is not None:
+            reply.fail(ValueError(f"supervisor {self.name!r} already has a child {spec.id!r}"))
+            return
+        child = _Child(spec, dynamic=True)
+        self.children.append(child)
+        try:
+            await self._start(child)
+        except Exception as exc:
+            self.children.remove(child)
+            reply.fail(exc)
+            return
+        if not reply.send(child.value):
+            # The requester gave up while the child was starting: nobody holds its ref.
+            await self._terminate(spec.id)
+
+    # -- exits and restarts -------------------------------------------------------------------
+
+    async def _on_exit(self, child: _Child, reason: ExitReason) -> None:
+        restart = child.spec.restart
+        crashed = isinstance(reason, Exception)
+        if restart is Restart.TEMPORARY or (restart is Restart.TRANSIENT and not crashed):
+            if child.dynamic or restart is Restart.TEMPORARY:
+                self.children.remove(child)
+            return
+        await self._restart(child, reason)
+
+    async def _restart(self, child: _Child, reason: ExitReason) -> None:
+        """Restart ``child`` and the siblings its strategy ties to it, within the intensity."""
+        while True:
+            self._count_restart(child, reason)
+            group = self._group(child)
+            for sibling in reversed(group):
+                if sibling is not child:
+                    await self._stop_child(sibling)
+            for sibling in group:
+                if sibling is not child and sibling.spec.restart is Restart.TEMPORARY:
+                    self.children.remove(sibling)  # temporaries never come back (as in OTP)
+            group = [member for member in group if member in self.children]
+            for member in group:
+                member.pending = True
+            delay = exponential_delay(
+                len(child.restart_times) - 1,
+                base=self.restart_delay,
+                cap=self.max_restart_delay,
+                jitter=self.restart_jitter,
+                rng=self.rng,
+            )
+            if delay > 0:
+                await trio.sleep(delay)
+            for member in group:
+                try:
+                    await self._start(member)
+                except Exception as exc:
+                    # A failed restart is one more crash of that child: go round again.
+                    child, reason = member, exc
+                    break
+            else:
+                return
+
+    def _count_restart(self, child: _Child, reason: ExitReason) -> None:
+        now = trio.current_time()
+        horizon = now - self.period
+        for times in (self.restart_times, child.restart_times):
+            times.append(now)
+            while times and times[0] <= horizon:
+                times.popleft()
+        if len(self.restart_times) > self.max_restarts:
+            self._give_up(child, reason)
+        self.restarts += 1
+        child.restarts += 1
+
+    def _give_up(self, child: _Child, reason: ExitReason) -> None:
+        if isinstance(reason, Exception):
+            reason.add_note(
+                f"supervisor {self.name!r} gave up: more than {self.max_restarts} restarts "
+                f"within {self.period:g} s; child {child.spec.id!r} crashed with this"
+            )
+            self.escalation = reason
+        else:
+            self.escalation = SupervisorGaveUp(
+                self.name, child.spec.id, self.max_restarts, self.period
+            )
+        raise self.escalation
+
+    def _group(self, child: _Child) -> list[_Child]:
+        """Return the children restarted together with ``child``, in start order."""
+        if self.strategy is Strategy.ONE_FOR_ONE:
+            return [child]
+        index = self.children.index(child)
+        candidates = (
+            self.children if self.strategy is Strategy.ONE_FOR_ALL else self.children[index:]
+        )
+        return [c for c in candidates if c is child or c.running or c.pending]
+
+    # -- stopping -----------------------------------------------------------------------------
+
+    async def _stop_child(self, child: _Child) -> None:
+        """Run the shutdown ladder on one child: polite stop, bounded wait, then cancel."""
+        if not child.running:
+            return
+        child.stopping = True
+        target = child.value
+        if isinstance(target, Stoppable):
+            target.request_stop()
+            with trio.move_on_after(child.spec.shutdown):
+                await child.done.wait()
+        if not child.done.is_set():
+            assert child.scope is not None
+            child.scope.cancel()
+            await child.done.wait()
+        child.running = False
+
+    async def _stop_all(self) -> None:
+        self._busy("stopping")
+        for child in reversed(self.children):
+            await self._stop_child(child)
+
+    async def _terminate(self, child_id: str) -> None:
+        child = self._find(child_id)
+        if child is None:
+            return
+        await self._stop_child(child)
+        self.children.remove(child)
+
+    def _find(self, child_id: str) -> _Child | None:
+        for child in self.children:
+            if child.spec.id == child_id:
+                return child
+        return None
+
+    # -- introspection ------------------------------------------------------------------------
+
+    def info(self, now: float) -> ActorInfo:
+        return ActorInfo(
+            name=self.name,
+            kind="supervisor",
+            uptime=0.0 if self.started_at is None else now - self.started_at,
+            queued=self.receive.statistics().current_buffer_used,
+            capacity=0,
+            handling=self.activity,
+            handling_for=None if self.activity is None else now - self.activity_since,
+            calls=tuple(
+                CallInfo(message=c.message, caller=c.caller, age=now - c.created_at)
+                for c in self.ledger.pending()
+            ),
+        )
+
+
+@final
+class SupervisorRef:
+    """A handle to a running supervisor. Obtained from ``run_supervisor`` / a supervisor spec."""
+
+    __slots__ = ("_sup",)
+
+    def __init__(self, token: object, supervisor: _Supervisor) -> None:
+        check_private(token, SupervisorRef)
+        self._sup = supervisor
+
+    def __repr__(self) -> str:
+        state = "alive" if self._sup.reason is None else "exited"
+        return f"<SupervisorRef {self._sup.name!r} {self._sup.strategy.name} {state}>"
+
+    @property
+    def name(self) -> str:
+        """The supervisor's path from the root."""
+        return self._sup.name
+
+    @property
+    def alive(self) -> bool:
+        """True until the supervisor exits."""
+        return self._sup.reason is None
+
+    @property
+    def exit_reason(self) -> ExitReason | None:
+        """Why the supervisor exited, or None while it runs."""
+        return self._sup.reason
+
+    async def start_child(self, spec: ChildSpec[T]) -> T:
+        """Start a dynamic child after the existing ones and return its started value.
+
+        Raises:
+            ValueError: a child with the same id exists.
+            ActorExited: the supervisor has exited.
+            Exception: whatever the child's start raised before reporting ready.
+        """
+        if not isinstance(spec, ChildSpec):
+            raise TypeError(f"start_child takes a ChildSpec, got {type(spec).__name__}")
+        sup = self._sup
+        if sup.reason is None and sup._find(spec.id) is not None:
+            raise ValueError(f"supervisor {sup.name!r} already has a child {spec.id!r}")
+        reply: Reply[object] = Reply(
+            PRIVATE, sup.ledger, f"start_child({spec.id})", trio.lowlevel.current_task().name
+        )
+        self._send(_StartChild(spec, reply), reply)
+        return cast("T", await reply._wait())
+
+    async def terminate_child(self, child_id: str) -> None:
+        """Stop a child through the shutdown ladder and forget it (unknown ids are ignored).
+
+        Raises:
+            ActorExited: the supervisor has exited.
+        """
+        sup = self._sup
+        reply: Reply[None] = Reply(
+            PRIVATE, sup.ledger, f"terminate_child({child_id})", trio.lowlevel.current_task().name
+        )
+        self._send(_TerminateChild(child_id, reply), reply)
+        await reply._wait()
+
+    def _send(self, event: _Event, reply: Reply[T]) -> None:
+        sup = self._sup
+        try:
+            if sup.reason is not None:
+                raise trio.BrokenResourceError
+            sup.send.send_nowait(event)
+        except trio.BrokenResourceError:
+            reply._abandon()
+            assert sup.reason is not None
+            raise ActorExited(sup.name, sup.reason) from None
+
+    def child(self, child_id: str) -> object | None:
+        """Return the started value (ref) of a running child, or None."""
+        child = self._sup._find(child_id)
+        if child is None or not child.running:
+            return None
+        return child.value
+
+    def which_children(self) -> list[ChildInfo]:
+        """Return every known child in start order."""
+        return [
+            ChildInfo(
+                id=c.spec.id,
+                running=c.running,
+                restart=c.spec.restart.value,
+                restarts=c.restarts,
+                dynamic=c.dynamic,
+            )
+            for c in self._sup.children
+        ]
+
+    def statistics(self) -> SupervisorStatistics:
+        """Return children, restarts (total and in the current window) and uptime."""
+        sup = self._sup
+        now = trio.current_time()
+        recent = sum(1 for t in sup.restart_times if t > now - sup.period)
+        return SupervisorStatistics(
+            name=sup.name,
+            strategy=sup.strategy.value,
+            children=len(sup.children),
+            running=sum(1 for c in sup.children if c.running),
+            restarts=sup.restarts,
+            recent_restarts=recent,
+            max_restarts=sup.max_restarts,
+            uptime=0.0 if sup.started_at is None else now - sup.started_at,
+            pending_requests=len(sup.ledger),
+        )
+
+    def request_stop(self) -> None:
+        """Ask the supervisor to stop its children (reverse order, each by the ladder) and exit."""
+        sup = self._sup
+        if sup.reason is None:
+            sup.send.send_nowait(_StopRequest())
+
+    async def wait_stopped(self) -> ExitReason:
+        """Wait until the supervisor and all its children have exited; return its reason."""
+        await self._sup.stopped.wait()
+        assert self._sup.reason is not None
+        return self._sup.reason
+
+
+def _validate(
+    specs: Sequence[ChildSpec[object]],
+    strategy: Strategy,
+    max_restarts: int,
+    period: float,
+    restart_delay: float,
+    max_restart_delay: float,
+) -> None:
+    if not isinstance(strategy, Strategy):
+        raise TypeError(f"strategy must be a Strategy member, got {strategy!r}")
+    if isinstance(max_restarts, bool) or not isinstance(max_restarts, int) or max_restarts < 0:
+        raise ValueError(f"max_restarts must be an int >= 0, got {max_restarts!r}")
+    if not period > 0 or math.isinf(period):
+        raise ValueError(f"period must be a finite number of seconds > 0, got {period!r}")
+    if not 0 <= restart_delay <= max_restart_delay or math.isinf(max_restart_delay):
+        raise ValueError(
+            "restart delays must satisfy 0 <= restart_delay <= max_restart_delay < inf, got "
+            f"{restart_delay!r} and {max_restart_delay!r}"
+        )
+    seen: set[str] = set()
+    for spec in specs:
+        if not isinstance(spec, ChildSpec):
+            raise TypeError(f"children must be ChildSpec instances, got {type(spec).__name__}")
+        if spec.id in seen:
+            raise ValueError(f"duplicate child id {spec.id!r}")
+        seen.add(spec.id)
+
+
+async def run_supervisor(
+    children: Sequence[ChildSpec[object]] = (),
+    *,
+    name: str = "supervisor",
+    strategy: Strategy = Strategy.ONE_FOR_ONE,
+    max_restarts: int = DEFAULT_MAX_RESTARTS,
+    period: float = DEFAULT_PERIOD,
+    restart_delay: float = DEFAULT_RESTART_DELAY,
+    max_restart_delay: float = DEFAULT_MAX_RESTART_DELAY,
+    restart_jitter: float = 0.0,
+    rng: Rng | None = None,
+    task_status: trio.TaskStatus[SupervisorRef] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Start ``children`` in order, report a SupervisorRef, and supervise until stopped.
+
+    Meant for ``nursery.start(run_supervisor, children, name=...)`` or :func:`supervisor_spec`.
+    The n-th restart of a child within the window waits
+    ``exponential_delay(n, base=restart_delay, cap=max_restart_delay, jitter=restart_jitter)``.
+
+    Raises:
+        ValueError / TypeError: bad options or duplicate child ids (before starting anything).
+        Exception: a child's init failure during the initial start (the tree refuses to start),
+            or the crash of a child after more than ``max_restarts`` within ``period``.
+        SupervisorGaveUp: the restart budget was used up by exits that were not crashes.
+    """
+    _validate(children, strategy, max_restarts, period, restart_delay, max_restart_delay)
+    supervisor = _Supervisor(
+        child_path(name),
+        children,
+        strategy=strategy,
+        max_restarts=max_restarts,
+        period=float(period),
+        restart_delay=float(restart_delay),
+        max_restart_delay=float(max_restart_delay),
+        restart_jitter=restart_jitter,
+        rng=rng,
+    )
+    await supervisor.run(task_status)
+
+
+def supervisor_spec(
+    id: str,
+    children: Sequence[ChildSpec[object]] = (),
+    *,
+    strategy: Strategy = Strategy.ONE_FOR_ONE,
+    max_restarts: int = DEFAULT_MAX_RESTARTS,
+    period: float = DEFAULT_PERIOD,
+    restart_delay: float = DEFAULT_RESTART_DELAY,
+    max_restart_delay: float = DEFAULT_MAX_RESTART_DELAY,
+    restart: Restart = Restart.PERMANENT,
+    shutdown: float = math.inf,
+) -> ChildSpec[SupervisorRef]:
+    """Return a spec for a nested supervisor named ``id`` (grace: unbounded by default)."""
+    _validate(children, strategy, max_restarts, period, restart_delay, max_restart_delay)
+    start = functools.partial(
+        run_supervisor,
+        tuple(children),
+        name=id,
+        strategy=strategy,
+        max_restarts=max_restarts,
+        period=period,
+        restart_delay=restart_delay,
+        max_restart_delay=max_restart_delay,
+    )
+    return ChildSpec(id, start, restart=restart, shutdown=shutdown)
