@@ -23,30 +23,22 @@ Sleeping is ``trio.sleep`` and jitter comes from the injected ``rng``, so a test
 from __future__ import annotations
 
 import collections
-import dataclasses
 import logging
 import random
 import time
-import uuid
-from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import TYPE_CHECKING, Final, final
 
 import httpx
-import msgspec
 import trio
 
-from tinker_actors._version import __version__
 from tinker_actors.backoff import BillingPause, http_retry_delay, parse_retry_after, retryable
 from tinker_actors.config import jwt_claims
 from tinker_actors.errors import APIConnectionError, InvalidInputError
 from tinker_actors.transport._auth import TokenCache, is_invalid_token, run_credential_cmd
 from tinker_actors.transport._errors import connection_error, is_empty_400, scrub, status_error
 from tinker_actors.transport._headers import (
-    API_KEY_HEADER,
-    IDEMPOTENCY_HEADER,
     base_headers,
-    encode_query,
     redact_headers,
 )
 from tinker_actors.transport._options import (
@@ -55,9 +47,14 @@ from tinker_actors.transport._options import (
     StreamingResponse,
     TransportStatistics,
 )
+from tinker_actors.transport._request import Prepared, build_request, prepare, to_response
 from tinker_actors.types._auth import AuthTokenRequest, AuthTokenResponse
 
 if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Callable, Mapping
+
+    import msgspec
+
     from tinker_actors.config import Config
 
 __all__ = ["AUTH_TOKEN_PATH", "EMPTY_400_BUDGET", "Transport", "open_transport"]
@@ -69,45 +66,7 @@ AUTH_TOKEN_PATH: Final = "/api/v1/auth/token"
 EMPTY_400_BUDGET: Final = 16
 #: At most one billing-pause warning per this many seconds.
 BILLING_LOG_INTERVAL: Final = 60.0
-_METHODS: Final = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
-_JSON: Final = "application/json"
-_encoder: Final = msgspec.json.Encoder()
 _CONSTRUCT_TOKEN: Final = object()
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class _Prepared:
-    """Everything about one logical request that does not change between attempts."""
-
-    method: str
-    url: str
-    params: list[tuple[str, str]]
-    body: bytes | None
-    content_type: str | None
-    accept: str | None
-    extra_headers: Mapping[str, str]
-    timeout: float
-    max_retries: int
-    idempotency_key: str | None
-    billing_pause: bool
-    raw_credential: bool
-    sdk_method: str | None
-    #: A credential to send instead of the normal one (the JWT exchange's raw credential).
-    credential: str | None = None
-
-
-def _encode_json(json: object, extra_body: Mapping[str, object] | None) -> bytes:
-    if extra_body is None:
-        if isinstance(json, Mapping) and not isinstance(json, dict):
-            json = dict(json)
-        return _encoder.encode(json)
-    merged = msgspec.to_builtins(json) if json is not None else {}
-    if not isinstance(merged, dict):
-        raise InvalidInputError(
-            f"extra_body can only be merged into a JSON object body, not {type(json).__name__}"
-        )
-    merged.update(extra_body)
-    return _encoder.encode(merged)
 
 
 def _log_deprecation(headers: httpx.Headers) -> None:
@@ -248,11 +207,11 @@ class Transport:
                 (:class:`~tinker_actors.errors.APITimeoutError` for timeouts).
             InvalidInputError: the arguments cannot make a request; nothing was sent.
         """
-        prepared = self._prepare(
-            method, path, json, content, content_type, params, options, sdk_method
+        prepared = prepare(
+            self._config, method, path, json, content, content_type, params, options, sdk_method
         )
         raw, retries, elapsed = await self._send(prepared, stream=False)
-        return self._to_response(raw, retries, elapsed, prepared)
+        return to_response(raw, retries, elapsed, prepared)
 
     def stream(
         self,
@@ -272,13 +231,13 @@ class Transport:
         the body inside the block is raised as is (``httpx`` errors), since the request cannot
         be replayed transparently at that point.
         """
-        prepared = self._prepare(
-            method, path, json, content, content_type, params, options, sdk_method
+        prepared = prepare(
+            self._config, method, path, json, content, content_type, params, options, sdk_method
         )
         return self._stream(prepared)
 
     @asynccontextmanager
-    async def _stream(self, prepared: _Prepared) -> AsyncIterator[StreamingResponse]:
+    async def _stream(self, prepared: Prepared) -> AsyncIterator[StreamingResponse]:
         raw, retries, _ = await self._send(prepared, stream=True)
         try:
             yield StreamingResponse(
@@ -311,123 +270,9 @@ class Transport:
             jwt_replays=c["jwt_replays"],
         )
 
-    # -- building ----------------------------------------------------------------------------
-
-    def _prepare(
-        self,
-        method: str,
-        path: str,
-        json: object,
-        content: bytes | None,
-        content_type: str | None,
-        params: Mapping[str, object] | None,
-        options: RequestOptions | None,
-        sdk_method: str | None,
-        *,
-        credential: str | None = None,
-    ) -> _Prepared:
-        opts = options if options is not None else RequestOptions()
-        verb = method.upper()
-        if verb not in _METHODS:
-            raise InvalidInputError(
-                f"unsupported HTTP method {method!r}; use one of {sorted(_METHODS)}"
-            )
-        if not isinstance(path, str) or not path:
-            raise InvalidInputError(
-                f"path must be a non-empty str like '/api/v1/...', got {path!r}"
-            )
-        if json is not None and content is not None:
-            raise InvalidInputError("pass either json= or content=, not both")
-        if content_type is not None and content is None:
-            raise InvalidInputError("content_type= describes content=; pass content= too")
-        if content is not None and not isinstance(content, bytes | bytearray | memoryview):
-            raise InvalidInputError(f"content must be bytes, got {type(content).__name__}")
-        body: bytes | None = None
-        ctype: str | None = None
-        if content is not None:
-            body, ctype = bytes(content), content_type or "application/octet-stream"
-        elif json is not None or opts.extra_body is not None:
-            body, ctype = _encode_json(json, opts.extra_body), _JSON
-        if body is not None and verb == "GET":
-            raise InvalidInputError("GET requests carry no body; drop json=/content=/extra_body")
-        if opts.extra_body is not None and content is not None:
-            raise InvalidInputError("extra_body merges into JSON bodies only, not content=")
-
-        query: dict[str, object] = dict(params or {})
-        query.update(opts.extra_query or {})
-        if path.startswith(("http://", "https://")):
-            url = path
-        else:
-            url = f"{self._config.base_url}/{path.lstrip('/')}"
-        key = opts.idempotency_key
-        if key is None and verb != "GET":
-            key = f"stainless-python-retry-{uuid.uuid4()}"
-        return _Prepared(
-            method=verb,
-            url=url,
-            params=encode_query(query),
-            body=body,
-            content_type=ctype,
-            accept=opts.accept,
-            extra_headers=dict(opts.extra_headers or {}),
-            timeout=opts.timeout if opts.timeout is not None else self._config.timeout,
-            max_retries=(
-                opts.max_retries if opts.max_retries is not None else self._config.max_retries
-            ),
-            idempotency_key=key,
-            billing_pause=opts.billing_pause,
-            raw_credential=opts.raw_credential,
-            sdk_method=sdk_method,
-            credential=credential,
-        )
-
-    def _build(self, p: _Prepared, retries_taken: int, credential: str) -> httpx.Request:
-        headers = httpx.Headers(self._base_headers)
-        if p.sdk_method is not None:
-            headers["x-sdk-version"] = __version__
-            headers["x-sdk-method"] = p.sdk_method
-        if p.accept is not None:
-            headers["Accept"] = p.accept
-        if p.content_type is not None:
-            headers["Content-Type"] = p.content_type
-        headers.update(p.extra_headers)
-        custom = {name.lower() for name in p.extra_headers}
-        if p.idempotency_key is not None and IDEMPOTENCY_HEADER.lower() not in custom:
-            headers[IDEMPOTENCY_HEADER] = p.idempotency_key
-        if "x-stainless-retry-count" not in custom:
-            headers["x-stainless-retry-count"] = str(retries_taken)
-        if "x-stainless-read-timeout" not in custom:
-            headers["x-stainless-read-timeout"] = str(p.timeout)
-        # The credential goes last: no override may replace or leak it.
-        headers[API_KEY_HEADER] = credential
-        connect = min(self._config.connect_timeout, p.timeout)
-        return self._client.build_request(
-            p.method,
-            p.url,
-            params=httpx.QueryParams(tuple(p.params)) if p.params else None,
-            content=p.body,
-            headers=headers,
-            timeout=httpx.Timeout(p.timeout, connect=connect),
-        )
-
-    def _to_response(
-        self, raw: httpx.Response, retries: int, elapsed: float, p: _Prepared
-    ) -> Response:
-        return Response(
-            status=raw.status_code,
-            headers=raw.headers,
-            content=raw.content,
-            http_version=raw.http_version,
-            elapsed=elapsed,
-            retries_taken=retries,
-            method=p.method,
-            url=str(raw.request.url),
-            idempotency_key=p.idempotency_key,
-        )
-
     # -- credentials -------------------------------------------------------------------------
 
-    async def _credential(self, p: _Prepared) -> str:
+    async def _credential(self, p: Prepared) -> str:
         if p.credential is not None:
             return p.credential
         if self._jwt_auth and not p.raw_credential:
@@ -446,7 +291,8 @@ class Transport:
             self._tokens_seen.append(raw_credential)
         else:
             raw_credential = self._api_key
-        prepared = self._prepare(
+        prepared = prepare(
+            self._config,
             "POST",
             AUTH_TOKEN_PATH,
             AuthTokenRequest(),
@@ -458,7 +304,7 @@ class Transport:
             credential=raw_credential,
         )
         raw, retries, elapsed = await self._send(prepared, stream=False)
-        token = self._to_response(raw, retries, elapsed, prepared).decode(AuthTokenResponse).jwt
+        token = to_response(raw, retries, elapsed, prepared).decode(AuthTokenResponse).jwt
         self._tokens_seen.append(token)
         self._counts["jwt_exchanges"] += 1
         logger.debug("obtained a new JWT (exchange #%d)", self._counts["jwt_exchanges"])
@@ -466,9 +312,7 @@ class Transport:
 
     # -- the retry loop ----------------------------------------------------------------------
 
-    async def _send(
-        self, p: _Prepared, *, stream: bool
-    ) -> tuple[httpx.Response, int, float]:
+    async def _send(self, p: Prepared, *, stream: bool) -> tuple[httpx.Response, int, float]:
         """Run the attempts of one logical request; return the response, retries, elapsed."""
         if self._closed:
             raise trio.ClosedResourceError("the transport is closed")
@@ -477,7 +321,14 @@ class Transport:
         replayed = False
         while True:
             credential = await self._credential(p)
-            request = self._build(p, retries, credential)
+            request = build_request(
+                self._client,
+                self._base_headers,
+                connect_timeout=self._config.connect_timeout,
+                p=p,
+                retries_taken=retries,
+                credential=credential,
+            )
             self._counts["attempts"] += 1
             if logger.isEnabledFor(logging.DEBUG):
                 logger.debug(
@@ -552,7 +403,7 @@ class Transport:
             raise status_error(response, idempotency_key=p.idempotency_key, secrets=self._secrets())
 
     async def _sleep_before_retry(
-        self, p: _Prepared, retries: int, headers: httpx.Headers | None, reason: str
+        self, p: Prepared, retries: int, headers: httpx.Headers | None, reason: str
     ) -> None:
         hint = parse_retry_after(headers, now=self._clock()) if headers is not None else None
         delay = http_retry_delay(retries, rng=self._rng, retry_after=hint)
@@ -600,7 +451,8 @@ async def open_transport(
     Args:
         config: where to connect and how.
         http_transport: an httpx transport to send through instead of the network
-            (``httpx.MockTransport`` / ``httpx.ASGITransport`` in tests).
+            (``httpx.MockTransport`` / ``httpx.ASGITransport`` in tests). The config's
+            connection limits and ``http2`` apply only to the default network transport.
         rng: the random source for retry jitter and JWT refresh timing.
         clock: the wall clock as POSIX seconds (default ``time.time``), read for Retry-After
             dates and JWT expiry; durations use ``trio.current_time()``.

@@ -1,0 +1,187 @@
+"""One logical request, prepared once and built afresh for each attempt.
+
+:func:`prepare` validates the caller's arguments (raising before anything is sent) and fixes
+what every attempt shares: URL, query, body, timeout, retry budget and idempotency key.
+:func:`build_request` then makes attempt ``k`` with the headers of protocol.md §1.2, in
+precedence order: the standard set with the config's overrides, the call's Accept and
+Content-Type, its ``extra_headers``, the generated idempotency / retry-count / read-timeout
+headers (unless the call set them), and finally the credential, which nothing overrides.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Final
+
+import httpx
+import msgspec
+
+from tinker_actors._version import __version__
+from tinker_actors.errors import InvalidInputError
+from tinker_actors.transport._headers import API_KEY_HEADER, IDEMPOTENCY_HEADER, encode_query
+from tinker_actors.transport._options import RequestOptions, Response
+
+if TYPE_CHECKING:
+    from tinker_actors.config import Config
+
+__all__ = ["Prepared", "build_request", "encode_json", "prepare", "to_response"]
+
+METHODS: Final = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
+_JSON: Final = "application/json"
+_encoder: Final = msgspec.json.Encoder()
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Prepared:
+    """Everything about one logical request that does not change between attempts."""
+
+    method: str
+    url: str
+    params: list[tuple[str, str]]
+    body: bytes | None
+    content_type: str | None
+    accept: str | None
+    extra_headers: Mapping[str, str]
+    timeout: float
+    max_retries: int
+    idempotency_key: str | None
+    billing_pause: bool
+    raw_credential: bool
+    sdk_method: str | None
+    #: A credential to send instead of the normal one (the JWT exchange's raw credential).
+    credential: str | None = None
+
+
+def encode_json(json: object, extra_body: Mapping[str, object] | None) -> bytes:
+    """Encode a JSON body, merging ``extra_body`` into its top level."""
+    if extra_body is None:
+        if isinstance(json, Mapping) and not isinstance(json, dict):
+            json = dict(json)
+        return _encoder.encode(json)
+    merged = msgspec.to_builtins(json) if json is not None else {}
+    if not isinstance(merged, dict):
+        raise InvalidInputError(
+            f"extra_body can only be merged into a JSON object body, not {type(json).__name__}"
+        )
+    merged.update(extra_body)
+    return _encoder.encode(merged)
+
+
+def prepare(
+    config: Config,
+    method: str,
+    path: str,
+    json: object,
+    content: bytes | None,
+    content_type: str | None,
+    params: Mapping[str, object] | None,
+    options: RequestOptions | None,
+    sdk_method: str | None,
+    *,
+    credential: str | None = None,
+) -> Prepared:
+    """Validate a call's arguments and fix what stays the same across its attempts."""
+    opts = options if options is not None else RequestOptions()
+    verb = method.upper()
+    if verb not in METHODS:
+        raise InvalidInputError(f"unsupported HTTP method {method!r}; use one of {sorted(METHODS)}")
+    if not isinstance(path, str) or not path:
+        raise InvalidInputError(f"path must be a non-empty str like '/api/v1/...', got {path!r}")
+    if json is not None and content is not None:
+        raise InvalidInputError("pass either json= or content=, not both")
+    if content_type is not None and content is None:
+        raise InvalidInputError("content_type= describes content=; pass content= too")
+    if content is not None and not isinstance(content, bytes | bytearray | memoryview):
+        raise InvalidInputError(f"content must be bytes, got {type(content).__name__}")
+    body: bytes | None = None
+    ctype: str | None = None
+    if content is not None:
+        body, ctype = bytes(content), content_type or "application/octet-stream"
+    elif json is not None or opts.extra_body is not None:
+        body, ctype = encode_json(json, opts.extra_body), _JSON
+    if body is not None and verb == "GET":
+        raise InvalidInputError("GET requests carry no body; drop json=/content=/extra_body")
+    if opts.extra_body is not None and content is not None:
+        raise InvalidInputError("extra_body merges into JSON bodies only, not content=")
+
+    query: dict[str, object] = dict(params or {})
+    query.update(opts.extra_query or {})
+    if path.startswith(("http://", "https://")):
+        url = path
+    else:
+        url = f"{config.base_url}/{path.lstrip('/')}"
+    key = opts.idempotency_key
+    if key is None and verb != "GET":
+        key = f"stainless-python-retry-{uuid.uuid4()}"
+    return Prepared(
+        method=verb,
+        url=url,
+        params=encode_query(query),
+        body=body,
+        content_type=ctype,
+        accept=opts.accept,
+        extra_headers=dict(opts.extra_headers or {}),
+        timeout=opts.timeout if opts.timeout is not None else config.timeout,
+        max_retries=(opts.max_retries if opts.max_retries is not None else config.max_retries),
+        idempotency_key=key,
+        billing_pause=opts.billing_pause,
+        raw_credential=opts.raw_credential,
+        sdk_method=sdk_method,
+        credential=credential,
+    )
+
+
+def build_request(
+    client: httpx.AsyncClient,
+    base: Mapping[str, str],
+    *,
+    connect_timeout: float,
+    p: Prepared,
+    retries_taken: int,
+    credential: str,
+) -> httpx.Request:
+    """Build attempt number ``retries_taken`` of ``p``, carrying ``credential``."""
+    headers = httpx.Headers(base)
+    if p.sdk_method is not None:
+        headers["x-sdk-version"] = __version__
+        headers["x-sdk-method"] = p.sdk_method
+    if p.accept is not None:
+        headers["Accept"] = p.accept
+    if p.content_type is not None:
+        headers["Content-Type"] = p.content_type
+    headers.update(p.extra_headers)
+    custom = {name.lower() for name in p.extra_headers}
+    if p.idempotency_key is not None and IDEMPOTENCY_HEADER.lower() not in custom:
+        headers[IDEMPOTENCY_HEADER] = p.idempotency_key
+    if "x-stainless-retry-count" not in custom:
+        headers["x-stainless-retry-count"] = str(retries_taken)
+    if "x-stainless-read-timeout" not in custom:
+        headers["x-stainless-read-timeout"] = str(p.timeout)
+    # The credential goes last: no override may replace or leak it.
+    headers[API_KEY_HEADER] = credential
+    connect = min(connect_timeout, p.timeout)
+    return client.build_request(
+        p.method,
+        p.url,
+        params=httpx.QueryParams(tuple(p.params)) if p.params else None,
+        content=p.body,
+        headers=headers,
+        timeout=httpx.Timeout(p.timeout, connect=connect),
+    )
+
+
+def to_response(raw: httpx.Response, retries: int, elapsed: float, p: Prepared) -> Response:
+    """Wrap a read httpx response as our :class:`Response`."""
+    return Response(
+        status=raw.status_code,
+        headers=raw.headers,
+        content=raw.content,
+        http_version=raw.http_version,
+        elapsed=elapsed,
+        retries_taken=retries,
+        method=p.method,
+        url=str(raw.request.url),
+        idempotency_key=p.idempotency_key,
+    )
