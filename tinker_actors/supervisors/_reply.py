@@ -135,10 +135,10 @@ class Reply(Generic[T]):
             True if this delivered the error; False if the slot was already resolved or the
             caller gave up.
         """
-        if self._state != _PENDING:
-            return False
         if not isinstance(error, Exception):
             raise TypeError(f"Reply.fail takes an Exception instance, got {error!r}")
+        if self._state != _PENDING:
+            return False
         self._error = error
         self._resolve(_ERROR)
         return True
