@@ -435,7 +435,8 @@ class TensorData:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, TensorData):
             return NotImplemented
-        if self._dtype != other._dtype or self.shape != other.shape:
+        # A missing shape means 1-D, so shape=None and shape=[n] describe the same tensor.
+        if self._dtype != other._dtype or self._dense_shape() != other._dense_shape():
             return False
         if (self._crow is None) != (other._crow is None):
             return False
@@ -450,6 +451,9 @@ class TensorData:
         )
 
     __hash__ = None  # type: ignore[assignment]
+
+    def _dense_shape(self) -> tuple[int, ...]:
+        return self._shape if self._shape is not None else (int(self._array.size),)
 
     def __repr__(self) -> str:
         layout = f", nnz={self._array.size}" if self._crow is not None else ""
