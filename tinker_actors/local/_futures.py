@@ -120,6 +120,10 @@ class FutureStore:
         self._records[request_id] = record
         return record
 
+    def discard(self, request_id: str) -> None:
+        """Forget a future that was issued but never handed to a client (a duplicate)."""
+        self._records.pop(request_id, None)
+
     def get(self, request_id: str) -> FutureRecord:
         """Return the record, expiring it first if its result outlived ``result_ttl``.
 

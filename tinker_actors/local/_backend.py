@@ -1,0 +1,239 @@
+"""The interface between the local server's protocol engine and the code that does the maths.
+
+The engine owns ids, ordering, futures, persistence and HTTP; a :class:`Backend` owns model
+weights and computes. Two implementations exist: :mod:`._null_backend` (instant, deterministic
+results of the right shapes, configurable latency) and the torch backend (a real small
+transformer with LoRA). Clients cannot tell which one answers except by the numbers.
+
+Rules every backend follows:
+
+* Calls for one model arrive one at a time, in ``seq_id`` order (the engine's Sequencer
+  guarantees it); calls for different models may overlap.
+* Input has been validated by :func:`validate_forward_inputs` before the call; a backend
+  raises :class:`BackendInputError` only for what needs the model to detect (a token id past
+  the vocabulary, a prompt longer than the context). Those become user-category failures.
+* CPU-heavy work runs in a worker thread (``trio.to_thread.run_sync``) so the server keeps
+  answering heartbeats and polls.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal, Protocol
+
+import trio
+
+if TYPE_CHECKING:
+    import random
+    from collections.abc import Mapping, Sequence
+    from pathlib import Path
+
+    from tinker_actors.local._catalogue import BaseModelSpec
+    from tinker_actors.types import (
+        AdamParams,
+        Datum,
+        ForwardBackwardOutput,
+        LoraConfig,
+        ModelInput,
+        SampleResponse,
+        SamplingParams,
+    )
+
+__all__ = [
+    "LOSS_INPUTS",
+    "Backend",
+    "BackendInputError",
+    "LatencyModel",
+    "SampleJob",
+    "validate_forward_inputs",
+]
+
+#: Required and optional ``loss_fn_inputs`` of each built-in loss (tinker loss docs).
+LOSS_INPUTS: Mapping[str, tuple[frozenset[str], frozenset[str]]] = {
+    "cross_entropy": (frozenset({"target_tokens"}), frozenset({"weights"})),
+    "importance_sampling": (
+        frozenset({"target_tokens", "logprobs", "advantages"}),
+        frozenset({"weights"}),
+    ),
+    "ppo": (
+        frozenset({"target_tokens", "logprobs", "advantages"}),
+        frozenset({"weights", "clip_low_threshold", "clip_high_threshold"}),
+    ),
+    "cispo": (
+        frozenset({"target_tokens", "logprobs", "advantages"}),
+        frozenset({"weights", "clip_low_threshold", "clip_high_threshold"}),
+    ),
+    "dro": (frozenset({"target_tokens", "logprobs", "advantages"}), frozenset({"weights"})),
+    "gspo": (
+        frozenset({"target_tokens", "logprobs", "advantages"}),
+        frozenset({"weights", "sequence_ratio_mask"}),
+    ),
+}
+
+
+class BackendInputError(ValueError):
+    """The request is well-formed but this model cannot run it (a user error)."""
+
+
+def validate_forward_inputs(
+    data: Sequence[Datum], loss_fn: str, *, vocab_size: int, context_length: int
+) -> None:
+    """Check a forward/forward_backward batch against the loss and the model.
+
+    Raises:
+        BackendInputError: with a message naming the datum and field at fault.
+    """
+    if not data:
+        raise BackendInputError("forward_backward needs at least one datum; got an empty batch")
+    spec = LOSS_INPUTS.get(loss_fn)
+    if spec is None:
+        known = ", ".join(sorted(LOSS_INPUTS))
+        raise BackendInputError(f"unknown loss_fn {loss_fn!r}; the local server supports: {known}")
+    required, optional = spec
+    for i, datum in enumerate(data):
+        names = set(datum.loss_fn_inputs)
+        missing = required - names
+        if missing:
+            raise BackendInputError(
+                f"datum {i}: loss {loss_fn!r} needs loss_fn_inputs {sorted(required)}; "
+                f"missing {sorted(missing)}"
+            )
+        unknown = names - required - optional
+        if unknown:
+            raise BackendInputError(
+                f"datum {i}: loss {loss_fn!r} does not read {sorted(unknown)}; it accepts "
+                f"{sorted(required | optional)}"
+            )
+        tokens = datum.model_input.to_ints()
+        if len(tokens) > context_length:
+            raise BackendInputError(
+                f"datum {i}: {len(tokens)} tokens exceed the model's context of {context_length}"
+            )
+        if tokens and (min(tokens) < 0 or max(tokens) >= vocab_size):
+            raise BackendInputError(
+                f"datum {i}: token ids must be in [0, {vocab_size}); got "
+                f"{min(tokens)}..{max(tokens)}"
+            )
+        target = datum.loss_fn_inputs["target_tokens"]
+        if target.dtype != "int64":
+            raise BackendInputError(f"datum {i}: target_tokens must be int64, got {target.dtype}")
+        # target_tokens is [N] (one target per position) or [N, K] (K weighted targets)
+        rows = target.shape[0] if target.shape else target.numel
+        if rows != len(tokens):
+            raise BackendInputError(
+                f"datum {i}: target_tokens has {rows} rows but model_input has "
+                f"{len(tokens)} tokens; position i of model_input predicts target i"
+            )
+        for name in names - {"target_tokens"}:
+            tensor = datum.loss_fn_inputs[name]
+            if tensor.dtype != "float32":
+                raise BackendInputError(f"datum {i}: {name} must be float32, got {tensor.dtype}")
+            if tensor.numel != target.numel:
+                raise BackendInputError(
+                    f"datum {i}: {name} has {tensor.numel} entries, target_tokens has "
+                    f"{target.numel}; they must align"
+                )
+
+
+@dataclass(frozen=True, kw_only=True)
+class SampleJob:
+    """One validated sample request, as a backend sees it."""
+
+    prompt: ModelInput
+    num_samples: int
+    params: SamplingParams
+    prompt_logprobs: bool
+    topk_prompt_logprobs: int
+    topk_sample_logprobs: int
+    prompt_logprobs_last_n: int | None
+
+
+class Backend(Protocol):
+    """What the engine asks of a model backend (see the module docstring for the rules)."""
+
+    @property
+    def name(self) -> str:
+        """``null`` or ``torch``."""
+        ...
+
+    async def create_model(
+        self, model_id: str, spec: BaseModelSpec, lora: LoraConfig | None
+    ) -> None:
+        """Create trainable weights for ``model_id`` on top of the base model ``spec``."""
+        ...
+
+    async def forward_backward(
+        self,
+        model_id: str,
+        data: Sequence[Datum],
+        loss_fn: str,
+        loss_fn_config: Mapping[str, float | str],
+        *,
+        forward_only: bool,
+    ) -> ForwardBackwardOutput:
+        """Compute the loss and its outputs; unless ``forward_only``, accumulate gradients."""
+        ...
+
+    async def optim_step(self, model_id: str, params: AdamParams) -> dict[str, float]:
+        """Apply and clear the accumulated gradients; return step metrics."""
+        ...
+
+    async def save_state(self, model_id: str, directory: Path, *, optimizer: bool) -> int:
+        """Write the trainable state (and optimizer state) under ``directory``; return bytes."""
+        ...
+
+    async def load_state(
+        self, model_id: str, directory: Path, *, optimizer: bool, spec: BaseModelSpec
+    ) -> None:
+        """Replace (or create) ``model_id``'s trainable state from ``directory``."""
+        ...
+
+    async def save_sampler(self, model_id: str, directory: Path) -> int:
+        """Snapshot the current weights for sampling under ``directory``; return bytes."""
+        ...
+
+    async def sample(
+        self, spec: BaseModelSpec, weights: Path | None, job: SampleJob
+    ) -> SampleResponse:
+        """Sample from the base model (``weights`` None) or a saved sampler snapshot."""
+        ...
+
+    async def drop_model(self, model_id: str) -> None:
+        """Forget ``model_id`` (its session ended)."""
+        ...
+
+
+Distribution = Literal["fixed", "uniform", "exponential"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class LatencyModel:
+    """Seconds an operation takes, drawn from a seeded distribution.
+
+    ``fixed``: always ``a``; ``uniform``: uniform in ``[a, b]``; ``exponential``: mean ``a``.
+    """
+
+    kind: Distribution = "fixed"
+    a: float = 0.0
+    b: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.a < 0 or self.b < 0 or not (math.isfinite(self.a) and math.isfinite(self.b)):
+            raise ValueError(f"latency parameters must be finite and >= 0, got {self.a}, {self.b}")
+        if self.kind == "uniform" and self.b < self.a:
+            raise ValueError(f"uniform latency needs a <= b, got {self.a} > {self.b}")
+
+    def draw(self, rng: random.Random) -> float:
+        """Return one duration in seconds."""
+        if self.kind == "uniform":
+            return rng.uniform(self.a, self.b)
+        if self.kind == "exponential":
+            return rng.expovariate(1.0 / self.a) if self.a > 0 else 0.0
+        return self.a
+
+    async def sleep(self, rng: random.Random) -> None:
+        """Sleep for one drawn duration (nothing at all for zero, not even a checkpoint)."""
+        seconds = self.draw(rng)
+        if seconds > 0:
+            await trio.sleep(seconds)

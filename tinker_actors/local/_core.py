@@ -1,0 +1,206 @@
+"""Shared state of the local server's engine: settings, errors, counters and session checks.
+
+The engine is split by domain (training, sampling, REST, futures); every part holds the one
+:class:`EngineCore` and goes through it for ids, session liveness, spawning background work
+and counting. Errors that must become an HTTP status are :class:`EngineError`.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import trio
+
+from tinker_actors.local._catalogue import BaseModelSpec, UnknownModelError, lookup_model
+from tinker_actors.local._futures import FutureStore
+from tinker_actors.types import ClientConfigResponse, ClientDynamicConfigResponse
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+    from pathlib import Path
+
+    from tinker_actors.local._backend import Backend
+    from tinker_actors.local._ordering import Sequencer
+    from tinker_actors.local._records import RecordStore, RunRecord, SessionRecord
+
+__all__ = ["EngineCore", "EngineError", "ServerSettings"]
+
+
+class EngineError(Exception):
+    """A request the server refuses; ``status`` is the HTTP status to answer with."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServerSettings:
+    """How the local server behaves.
+
+    Attributes:
+        long_poll_seconds: how long retrieve_future holds a pending poll before try_again
+            (well under the client's 45 s read timeout).
+        metadata_threshold: results larger than this (bytes) answer a first poll with
+            ``complete_metadata`` when the client allows it.
+        session_timeout: seconds without a heartbeat after which a session expires.
+        sample_capacity: samples run at once; over it, requests carrying the backpressure
+            header get 429 and others queue.
+        gap_timeout: seconds a model waits for a missing seq_id before failing what queued.
+        result_ttl: seconds a settled result stays retrievable.
+        client_config / dynamic_config: the feature flags clients receive.
+        jwt_auth: answer ``/auth/token`` and require the JWTs it issues.
+        jwt_lifetime: seconds an issued JWT is valid.
+        api_keys: if set, only these keys are accepted (otherwise any ``tml-`` key).
+        data_dir: where sessions, runs and checkpoints persist (None = a temporary dir).
+        cache_dir: where tokenizers are built (defaults under the data dir).
+    """
+
+    long_poll_seconds: float = 25.0
+    metadata_threshold: int = 1 << 20
+    session_timeout: float = 300.0
+    sample_capacity: int = 512
+    gap_timeout: float = 600.0
+    result_ttl: float = 3600.0
+    client_config: ClientConfigResponse = field(default_factory=ClientConfigResponse)
+    dynamic_config: ClientDynamicConfigResponse = field(default_factory=ClientDynamicConfigResponse)
+    jwt_auth: bool = False
+    jwt_lifetime: float = 3600.0
+    api_keys: frozenset[str] | None = None
+    data_dir: Path | None = None
+    cache_dir: Path | None = None
+
+
+@dataclass
+class _Model:
+    record: RunRecord
+    spec: BaseModelSpec
+    sequencer: Sequencer
+
+
+class EngineCore:
+    """State and helpers shared by every part of the engine."""
+
+    def __init__(
+        self,
+        settings: ServerSettings,
+        backend: Backend,
+        store: RecordStore,
+        nursery: trio.Nursery,
+    ) -> None:
+        self.settings = settings
+        self.backend = backend
+        self.store = store
+        self.futures = FutureStore(result_ttl=settings.result_ttl)
+        self.nursery = nursery
+        self.models: dict[str, _Model] = {}
+        #: (scope, key) -> request id, for operations deduplicated outside a Sequencer
+        self.dedupe: dict[tuple[str, str], str] = {}
+        #: every counter the debug endpoint reports
+        self.counters: Counter[str] = Counter()
+        self.heartbeats: dict[str, float] = {}
+        self.cache_dir = settings.cache_dir or (store.data_dir / "cache")
+        self._tokenizer_dirs: dict[int, Path] = {}
+        self._tokenizer_lock = trio.Lock()
+
+    # -- ids and time ---------------------------------------------------------------------
+
+    @staticmethod
+    def new_id(prefix: str) -> str:
+        """Return a fresh opaque id."""
+        return f"{prefix}-{uuid.uuid4().hex[:16]}"
+
+    @staticmethod
+    def wall_time() -> float:
+        """POSIX time for records shown to users (REST timestamps)."""
+        return time.time()
+
+    # -- sessions -------------------------------------------------------------------------
+
+    def session(self, session_id: str) -> SessionRecord:
+        """Return a live session.
+
+        Raises:
+            EngineError: 404 unknown, 410 finished or expired.
+        """
+        record = self.store.sessions.get(session_id)
+        if record is None:
+            raise EngineError(404, f"unknown session {session_id!r}; create a session first")
+        if record.finished is not None:
+            raise EngineError(
+                410,
+                f"session {session_id!r} has {'expired' if record.finished == 'expired' else 'finished'}"
+                f" ({record.finished}); create a new session",
+            )
+        return record
+
+    def touch(self, session_id: str) -> None:
+        """Note activity on a session (a heartbeat or any request)."""
+        self.heartbeats[session_id] = trio.current_time()
+
+    # -- models ---------------------------------------------------------------------------
+
+    def model(self, model_id: str) -> _Model:
+        """Return a live training model and check its session.
+
+        Raises:
+            EngineError: 404 unknown model, 410 session gone.
+        """
+        model = self.models.get(model_id)
+        if model is None:
+            known = self.store.runs.get(model_id)
+            hint = (
+                "; its session ended, load a checkpoint into a new training client"
+                if known is not None
+                else ""
+            )
+            raise EngineError(404, f"unknown model {model_id!r}{hint}")
+        self.session(model.record.session_id)
+        self.touch(model.record.session_id)
+        return model
+
+    @staticmethod
+    def spec_for(base_model: str) -> BaseModelSpec:
+        """Look a base model up in the catalogue.
+
+        Raises:
+            EngineError: 400 with the list of available models.
+        """
+        try:
+            return lookup_model(base_model)
+        except UnknownModelError as exc:
+            raise EngineError(400, str(exc)) from None
+
+    # -- background work ------------------------------------------------------------------
+
+    def spawn(self, fn: Callable[[], Awaitable[None]]) -> None:
+        """Run ``fn`` in the engine's nursery (it must not raise: it settles its future)."""
+        self.nursery.start_soon(fn)
+
+    # -- tokenizers -----------------------------------------------------------------------
+
+    async def tokenizer_dir(self, spec: BaseModelSpec) -> Path | None:
+        """Return the directory of the model's tokenizer, building it once (in a thread).
+
+        None when the ``tokenizers`` package is not installed.
+        """
+        async with self._tokenizer_lock:
+            found = self._tokenizer_dirs.get(spec.vocab_size)
+            if found is not None:
+                return found
+            try:
+                import tokenizers  # noqa: F401  (probe for the optional dependency)
+
+                from tinker_actors.local._tokenizer import ensure_tokenizer_dir
+            except ImportError:
+                return None
+            path = await trio.to_thread.run_sync(
+                ensure_tokenizer_dir, self.cache_dir / "tokenizers", spec.vocab_size
+            )
+            self._tokenizer_dirs[spec.vocab_size] = path
+            return path

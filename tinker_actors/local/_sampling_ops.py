@@ -1,0 +1,269 @@
+"""Sampling operations of the local server: sampling sessions and ``asample``.
+
+Samples are not ordered (each sampling client numbers its own attempts) but they are
+deduplicated: a request carrying a (sampling session, seq_id) the server already accepted gets
+the original future back, so a client's resubmission after a backpressure 429 or a lost
+response is never sampled twice. At most ``sample_capacity`` samples run at once; over that, a
+request with ``X-Tinker-Sampling-Backpressure: 1`` is refused with 429 (the client backs off and
+resubmits with the same seq_id) and others wait their turn.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+import trio
+
+from tinker_actors.errors import InvalidInputError
+from tinker_actors.local._backend import BackendInputError, SampleJob
+from tinker_actors.local._core import EngineError
+from tinker_actors.local._records import SamplerRecord
+from tinker_actors.transport.proto import encode_sample_response
+from tinker_actors.types import (
+    CreateSamplingSessionResponse,
+    GetSamplerResponse,
+    JoinSamplingSessionResponse,
+    SampleRequest,
+    TinkerPath,
+    UntypedAPIFuture,
+)
+
+if TYPE_CHECKING:
+    from tinker_actors.local._core import EngineCore
+    from tinker_actors.local._records import CheckpointRecord
+    from tinker_actors.types import CreateSamplingSessionRequest
+
+__all__ = ["SamplingCapacityError", "SamplingOps"]
+
+log = logging.getLogger("tinker_actors.local")
+_SEQ_PER_CLONE = 1_000_000_000
+
+
+class SamplingCapacityError(EngineError):
+    """Every sampling slot is busy and the client asked for backpressure (HTTP 429)."""
+
+    def __init__(self, capacity: int) -> None:
+        super().__init__(
+            429, f"sampling capacity of {capacity} concurrent samples is in use; retry shortly"
+        )
+
+
+class SamplingOps:
+    """The sampling endpoints, over the shared engine core."""
+
+    def __init__(self, core: EngineCore) -> None:
+        self._core = core
+        self._slots = trio.Semaphore(core.settings.sample_capacity)
+
+    @property
+    def in_flight(self) -> int:
+        """Samples running or waiting for a slot."""
+        return self._core.settings.sample_capacity - self._slots.value
+
+    # -- sampling sessions ----------------------------------------------------------------
+
+    def create_sampling_session(
+        self, req: CreateSamplingSessionRequest
+    ) -> CreateSamplingSessionResponse:
+        """Open a sampling session on a base model or on saved sampler weights."""
+        core = self._core
+        core.session(req.session_id)
+        core.touch(req.session_id)
+        sampler_id = f"{req.session_id}:sample:{req.sampling_session_seq_id}"
+        if sampler_id in core.store.samplers:
+            return CreateSamplingSessionResponse(sampling_session_id=sampler_id)
+        if isinstance(req.model_path, str):
+            checkpoint, base_model = self._sampler_checkpoint(req.model_path)
+            self.bind_sampler(req.session_id, req.sampling_session_seq_id, base_model, checkpoint)
+        else:
+            assert isinstance(req.base_model, str)
+            spec = core.spec_for(req.base_model)
+            self._register(req.session_id, sampler_id, spec.name, None, None)
+        return CreateSamplingSessionResponse(sampling_session_id=sampler_id)
+
+    def bind_sampler(
+        self,
+        session_id: str,
+        sampling_session_seq_id: int,
+        base_model: str,
+        checkpoint: CheckpointRecord,
+    ) -> str:
+        """Create (or return) the sampling session over a sampler checkpoint."""
+        sampler_id = f"{session_id}:sample:{sampling_session_seq_id}"
+        if sampler_id not in self._core.store.samplers:
+            weights = self._core.store.checkpoint_dir(checkpoint)
+            self._register(session_id, sampler_id, base_model, checkpoint.tinker_path, str(weights))
+        return sampler_id
+
+    def _register(
+        self,
+        session_id: str,
+        sampler_id: str,
+        base_model: str,
+        model_path: str | None,
+        weights: str | None,
+    ) -> None:
+        core = self._core
+        session = core.store.sessions[session_id]
+        record = SamplerRecord(
+            sampling_session_id=sampler_id,
+            session_id=session_id,
+            base_model=base_model,
+            created=core.wall_time(),
+            model_path=model_path,
+            weights=weights,
+        )
+        core.store.save_sampler(record)
+        session.sampler_ids.append(sampler_id)
+        session.sampling_counter += 1
+        core.store.save_session(session)
+
+    def _sampler_checkpoint(self, model_path: str) -> tuple[CheckpointRecord, str]:
+        try:
+            parsed = TinkerPath.parse(model_path)
+        except InvalidInputError as exc:
+            raise EngineError(400, str(exc)) from None
+        run = self._core.store.runs.get(parsed.training_run_id)
+        if parsed.checkpoint_type != "sampler":
+            raise EngineError(
+                400,
+                f"{model_path} is a {parsed.checkpoint_type} checkpoint; sampling needs sampler "
+                "weights (save them with save_weights_for_sampler)",
+            )
+        if run is not None:
+            for checkpoint in run.checkpoints:
+                if (
+                    checkpoint.kind == "sampler"
+                    and checkpoint.name == parsed.name
+                    and not checkpoint.ephemeral
+                ):
+                    return checkpoint, run.base_model
+        raise EngineError(404, f"no sampler checkpoint {model_path}")
+
+    def join_sampling_session(self, sampling_session_id: str) -> JoinSamplingSessionResponse:
+        """Give a cloned sampling client its clone number (original = 0)."""
+        record = self.sampler(sampling_session_id)
+        record.clone_counter += 1
+        self._core.store.save_sampler(record)
+        return JoinSamplingSessionResponse(client_counter=record.clone_counter)
+
+    def sampler(self, sampling_session_id: str) -> SamplerRecord:
+        """Return a sampling session whose client session is live.
+
+        Raises:
+            EngineError: 404 unknown, 410 its session ended.
+        """
+        record = self._core.store.samplers.get(sampling_session_id)
+        if record is None:
+            raise EngineError(404, f"unknown sampling session {sampling_session_id!r}")
+        self._core.session(record.session_id)
+        self._core.touch(record.session_id)
+        return record
+
+    def get_sampler(self, sampler_id: str) -> GetSamplerResponse:
+        """Describe a sampling session (REST)."""
+        record = self._core.store.samplers.get(sampler_id)
+        if record is None:
+            raise EngineError(404, f"unknown sampler {sampler_id!r}")
+        return GetSamplerResponse(
+            sampler_id=sampler_id, base_model=record.base_model, model_path=record.model_path
+        )
+
+    # -- asample ----------------------------------------------------------------------------
+
+    def asample(
+        self, req: SampleRequest, *, backpressure: bool, idempotency_key: str | None
+    ) -> UntypedAPIFuture:
+        """Accept a sample request; its future resolves to a protobuf SampleResponse."""
+        core = self._core
+        sampler = self._resolve_sampler(req)
+        seq_id = req.seq_id if isinstance(req.seq_id, int) else None
+        keys = []
+        if seq_id is not None:
+            keys.append(("asample", f"{sampler.sampling_session_id}#{seq_id}"))
+        if idempotency_key is not None:
+            keys.append(("asample-key", idempotency_key))
+        core.counters["received:Sample"] += 1
+        for key in keys:
+            known = core.dedupe.get(key)
+            if known is not None:
+                core.counters["deduplicated:Sample"] += 1
+                return self._future(known, req.num_samples)
+        if backpressure and self._slots.value == 0:
+            core.counters["backpressure:Sample"] += 1
+            raise SamplingCapacityError(core.settings.sample_capacity)
+        spec = core.spec_for(sampler.base_model)
+        if req.prompt.length + _max_tokens(req) > spec.context_length:
+            raise EngineError(
+                400,
+                f"prompt ({req.prompt.length} tokens) + max_tokens exceeds the context of "
+                f"{spec.name} ({spec.context_length} tokens)",
+            )
+        try:
+            tokens = req.prompt.to_ints()
+        except InvalidInputError as exc:
+            raise EngineError(400, str(exc)) from None
+        if tokens and (min(tokens) < 0 or max(tokens) >= spec.vocab_size):
+            raise EngineError(400, f"prompt token ids must be in [0, {spec.vocab_size})")
+        clone = seq_id // _SEQ_PER_CLONE if seq_id is not None else 0
+        record = core.futures.create(
+            "Sample", sampler.session_id, completion_target=(sampler.sampling_session_id, clone)
+        )
+        for key in keys:
+            core.dedupe[key] = record.request_id
+        job = SampleJob(
+            prompt=req.prompt,
+            num_samples=req.num_samples,
+            params=req.sampling_params,
+            prompt_logprobs=req.prompt_logprobs is True,
+            topk_prompt_logprobs=req.topk_prompt_logprobs,
+            topk_sample_logprobs=req.topk_sample_logprobs,
+            prompt_logprobs_last_n=(
+                req.prompt_logprobs_last_n if isinstance(req.prompt_logprobs_last_n, int) else None
+            ),
+        )
+        weights = None if sampler.weights is None else core.store.data_dir.joinpath(sampler.weights)
+        request_id = record.request_id
+        scope = trio.CancelScope()
+        record.cancel_scope = scope
+
+        async def run() -> None:
+            with scope:
+                async with self._slots:
+                    try:
+                        response = await core.backend.sample(spec, weights, job)
+                    except (BackendInputError, InvalidInputError) as exc:
+                        core.futures.fail(request_id, str(exc), "user")
+                    except Exception as exc:
+                        log.exception("local server: sample %s failed", request_id)
+                        core.futures.fail(request_id, f"internal error: {exc!r}", "server")
+                    else:
+                        core.futures.resolve(
+                            request_id, encode_sample_response(response), "application/x-protobuf"
+                        )
+                    core.counters["applied:Sample"] += 1
+
+        core.spawn(run)
+        return self._future(request_id, req.num_samples)
+
+    def _resolve_sampler(self, req: SampleRequest) -> SamplerRecord:
+        if isinstance(req.sampling_session_id, str):
+            return self.sampler(req.sampling_session_id)
+        raise EngineError(
+            400,
+            "asample needs sampling_session_id (create one with create_sampling_session); the "
+            "local server does not support legacy base_model/model_path addressing",
+        )
+
+    @staticmethod
+    def _future(request_id: str, num_samples: int) -> UntypedAPIFuture:
+        return UntypedAPIFuture(
+            request_id=request_id,
+            sample_sequence_ids=[f"{request_id}:seq:{i}" for i in range(num_samples)],
+        )
+
+
+def _max_tokens(req: SampleRequest) -> int:
+    value = req.sampling_params.max_tokens
+    return value if isinstance(value, int) else 0

@@ -1,0 +1,445 @@
+"""Training operations of the local server: create, forward/backward, step, save and load.
+
+Every operation on a model goes through that model's :class:`~._ordering.Sequencer`, so it runs
+after all lower ``seq_id``s and exactly once however often it is POSTed. Input that can be
+checked without the model is checked before the request is accepted (the client gets a 400 at
+once); what only the backend can detect fails the future with category ``user``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from typing import TYPE_CHECKING
+
+import msgspec
+
+from tinker_actors.errors import InvalidInputError
+from tinker_actors.local._backend import BackendInputError, validate_forward_inputs
+from tinker_actors.local._core import EngineError, _Model
+from tinker_actors.local._ordering import DuplicateSeqIdError, SequencedOp, Sequencer
+from tinker_actors.local._records import CheckpointKind, CheckpointRecord, RunRecord
+from tinker_actors.transport.proto import (
+    decode_forward_backward_request,
+    encode_forward_backward_output,
+)
+from tinker_actors.types import (
+    AdamParams,
+    CreateModelResponse,
+    LoadWeightsResponse,
+    LoraConfig,
+    SaveWeightsExternalResponseInternal,
+    SaveWeightsForSamplerResponseInternal,
+    SaveWeightsResponse,
+    TinkerPath,
+    UntypedAPIFuture,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
+    from tinker_actors.local._core import EngineCore
+    from tinker_actors.local._sampling_ops import SamplingOps
+    from tinker_actors.types import (
+        CreateModelRequest,
+        LoadWeightsRequest,
+        OptimStepRequest,
+        SaveWeightsExternalRequest,
+        SaveWeightsForSamplerRequest,
+        SaveWeightsRequest,
+    )
+
+__all__ = ["TrainingOps"]
+
+log = logging.getLogger("tinker_actors.local")
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+_JSON = "application/json"
+_PROTO = "application/x-protobuf"
+
+
+class TrainingOps:
+    """The training endpoints, over the shared engine core."""
+
+    def __init__(self, core: EngineCore, sampling: SamplingOps) -> None:
+        self._core = core
+        self._sampling = sampling
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    def _submit(
+        self,
+        model: _Model,
+        seq_id: object,
+        request_type: str,
+        idempotency_key: str | None,
+        fingerprint: bytes,
+        work: Callable[[], Awaitable[tuple[bytes, str]]],
+    ) -> UntypedAPIFuture:
+        if not isinstance(seq_id, int):
+            raise EngineError(
+                400, f"{request_type}: seq_id is required (the model's next operation number)"
+            )
+        core = self._core
+        record = core.futures.create(request_type, model.record.session_id)
+        request_id = record.request_id
+
+        async def run() -> None:
+            try:
+                payload, content_type = await work()
+            except (BackendInputError, EngineError, InvalidInputError) as exc:
+                message = exc.message if isinstance(exc, EngineError) else str(exc)
+                core.futures.fail(request_id, message, "user")
+            except Exception as exc:
+                log.exception("local server: %s %s failed", request_type, request_id)
+                core.futures.fail(request_id, f"internal error: {exc!r}", "server")
+            else:
+                core.futures.resolve(request_id, payload, content_type)
+            core.counters[f"applied:{request_type}"] += 1
+            model.record.last_request_time = core.wall_time()
+
+        op = SequencedOp(
+            seq_id=seq_id,
+            request_id=request_id,
+            kind=request_type,
+            run=run,
+            fail=lambda why: core.futures.fail(request_id, why, "user"),
+            fingerprint=fingerprint,
+        )
+        core.counters[f"received:{request_type}"] += 1
+        try:
+            accepted_id, is_new = model.sequencer.submit(op, idempotency_key=idempotency_key)
+        except DuplicateSeqIdError as exc:
+            core.futures.discard(request_id)
+            raise EngineError(409, str(exc)) from None
+        except RuntimeError as exc:
+            core.futures.discard(request_id)
+            raise EngineError(410, str(exc)) from None
+        if not is_new:
+            core.futures.discard(request_id)
+            core.counters[f"deduplicated:{request_type}"] += 1
+        return UntypedAPIFuture(request_id=accepted_id, model_id=model.record.run_id)
+
+    def _start_model(self, record: RunRecord) -> _Model:
+        core = self._core
+        sequencer = Sequencer(next_seq_id=0, gap_timeout=core.settings.gap_timeout)
+        model = _Model(record=record, spec=core.spec_for(record.base_model), sequencer=sequencer)
+        core.models[record.run_id] = model
+        core.spawn(sequencer.run)
+        session = core.store.sessions[record.session_id]
+        if record.run_id not in session.training_run_ids:
+            session.training_run_ids.append(record.run_id)
+        core.store.save_session(session)
+        core.store.save_run(record)
+        return model
+
+    def _new_run(
+        self, session_id: str, model_seq_id: int, base_model: str, lora: LoraConfig | None
+    ) -> tuple[RunRecord, bool]:
+        """Return the run for (session, model_seq_id), creating it; ``True`` if new."""
+        core = self._core
+        session = core.session(session_id)
+        core.touch(session_id)
+        run_id = f"{session_id}:train:{model_seq_id}"
+        if run_id in core.models:
+            return core.models[run_id].record, False
+        session.model_counter = max(session.model_counter, model_seq_id + 1)
+        now = core.wall_time()
+        record = RunRecord(
+            run_id=run_id,
+            session_id=session_id,
+            base_model=base_model,
+            created=now,
+            last_request_time=now,
+            lora_rank=lora.rank if lora is not None else None,
+            train_mlp=lora.train_mlp if lora is not None else True,
+            train_attn=lora.train_attn if lora is not None else True,
+            train_unembed=lora.train_unembed if lora is not None else True,
+        )
+        return record, True
+
+    # -- endpoints --------------------------------------------------------------------------
+
+    def create_model(
+        self, req: CreateModelRequest, idempotency_key: str | None
+    ) -> UntypedAPIFuture:
+        """Create a LoRA training model; its future resolves to CreateModelResponse."""
+        spec = self._core.spec_for(req.base_model)
+        lora = req.lora_config if isinstance(req.lora_config, LoraConfig) else None
+        if req.optimizer_config.type != "adamw":
+            raise EngineError(
+                400, f"the local server trains with adamw only, not {req.optimizer_config.type!r}"
+            )
+        record, is_new = self._new_run(req.session_id, req.model_seq_id, spec.name, lora)
+        if isinstance(req.user_metadata, dict):
+            record.user_metadata = {str(k): str(v) for k, v in req.user_metadata.items()}
+        model = self._start_model(record) if is_new else self._core.models[record.run_id]
+        backend = self._core.backend
+
+        async def work() -> tuple[bytes, str]:
+            await backend.create_model(record.run_id, spec, lora)
+            return msgspec.json.encode(CreateModelResponse(model_id=record.run_id)), _JSON
+
+        return self._submit(model, 0, "CreateModel", idempotency_key, b"create", work)
+
+    def forward_backward(
+        self, body: bytes, content_encoding: str | None, idempotency_key: str | None
+    ) -> UntypedAPIFuture:
+        """Run a forward or forward/backward pass; resolves to protobuf ForwardBackwardOutput."""
+        try:
+            req = decode_forward_backward_request(body, content_encoding=content_encoding)
+        except InvalidInputError as exc:
+            raise EngineError(400, f"malformed forward_backward request: {exc}") from None
+        model = self.model_for(req.model_id)
+        batch = req.forward_backward_input
+        try:
+            validate_forward_inputs(
+                batch.data,
+                batch.loss_fn,
+                vocab_size=model.spec.vocab_size,
+                context_length=model.spec.context_length,
+            )
+        except (BackendInputError, InvalidInputError) as exc:
+            raise EngineError(400, str(exc)) from None
+        config = batch.loss_fn_config if isinstance(batch.loss_fn_config, dict) else {}
+        backend = self._core.backend
+        model_id = model.record.run_id
+
+        async def work() -> tuple[bytes, str]:
+            out = await backend.forward_backward(
+                model_id, batch.data, batch.loss_fn, config, forward_only=req.forward_only
+            )
+            return encode_forward_backward_output(out), _PROTO
+
+        kind = "Forward" if req.forward_only else "ForwardBackward"
+        digest = hashlib.sha256(body).digest()
+        return self._submit(model, req.seq_id, kind, idempotency_key, digest, work)
+
+    def optim_step(self, req: OptimStepRequest, idempotency_key: str | None) -> UntypedAPIFuture:
+        """Apply accumulated gradients; resolves to OptimStepResponse."""
+        model = self.model_for(req.model_id)
+        params = req.params
+        if not isinstance(params, AdamParams):
+            raise EngineError(400, "the local server supports adam_params only")
+        backend = self._core.backend
+
+        async def work() -> tuple[bytes, str]:
+            metrics = await backend.optim_step(req.model_id, params)
+            return msgspec.json.encode({"metrics": metrics, "type": "optim_step"}), _JSON
+
+        return self._submit(
+            model, req.seq_id, "OptimStep", idempotency_key, msgspec.json.encode(req), work
+        )
+
+    def save_weights(
+        self, req: SaveWeightsRequest, idempotency_key: str | None
+    ) -> UntypedAPIFuture:
+        """Save resumable state as ``tinker://<run>/weights/<name>``."""
+        model = self.model_for(req.model_id)
+        name = self._name(req.path, req.seq_id)
+        ttl = req.ttl_seconds if isinstance(req.ttl_seconds, int) else None
+        metadata = req.user_metadata if isinstance(req.user_metadata, dict) else None
+
+        async def work() -> tuple[bytes, str]:
+            checkpoint = await self._save(
+                model, "training", name, req.overwrite, ttl, metadata, optimizer=True
+            )
+            return msgspec.json.encode(SaveWeightsResponse(path=checkpoint.tinker_path)), _JSON
+
+        return self._submit(
+            model, req.seq_id, "SaveWeights", idempotency_key, msgspec.json.encode(req), work
+        )
+
+    def save_weights_for_sampler(
+        self, req: SaveWeightsForSamplerRequest, idempotency_key: str | None
+    ) -> UntypedAPIFuture:
+        """Save sampler weights: named (a path) or ephemeral (a new sampling session)."""
+        model = self.model_for(req.model_id)
+        ttl = req.ttl_seconds if isinstance(req.ttl_seconds, int) else None
+        metadata = req.user_metadata if isinstance(req.user_metadata, dict) else None
+        ephemeral_seq = req.sampling_session_seq_id
+        if isinstance(req.path, str):
+            name = self._name(req.path, req.seq_id)
+        elif isinstance(ephemeral_seq, int):
+            name = f"ephemeral-{ephemeral_seq}-{model.record.session_id[-8:]}"
+        else:  # the request type refuses this combination; keep the server honest anyway
+            raise EngineError(400, "save_weights_for_sampler needs path or sampling_session_seq_id")
+
+        async def work() -> tuple[bytes, str]:
+            checkpoint = await self._save(
+                model, "sampler", name, True, ttl, metadata, ephemeral=not isinstance(req.path, str)
+            )
+            if isinstance(req.path, str):
+                result = SaveWeightsForSamplerResponseInternal(path=checkpoint.tinker_path)
+            else:
+                assert isinstance(ephemeral_seq, int)
+                sampler_id = self._sampling.bind_sampler(
+                    model.record.session_id, ephemeral_seq, model.record.base_model, checkpoint
+                )
+                result = SaveWeightsForSamplerResponseInternal(sampling_session_id=sampler_id)
+            return msgspec.json.encode(result), _JSON
+
+        return self._submit(
+            model,
+            req.seq_id,
+            "SaveWeightsForSampler",
+            idempotency_key,
+            msgspec.json.encode(req),
+            work,
+        )
+
+    def save_weights_external(
+        self, req: SaveWeightsExternalRequest, idempotency_key: str | None
+    ) -> UntypedAPIFuture:
+        """Export weights as ``tinker://<run>/external_weights/<name>``."""
+        model = self.model_for(req.model_id)
+        name = self._name(req.path, req.seq_id)
+        ttl = req.ttl_seconds if isinstance(req.ttl_seconds, int) else None
+
+        async def work() -> tuple[bytes, str]:
+            checkpoint = await self._save(model, "external", name, True, ttl, None)
+            result = SaveWeightsExternalResponseInternal(
+                path=checkpoint.tinker_path, size_bytes=checkpoint.size_bytes
+            )
+            return msgspec.json.encode(result), _JSON
+
+        return self._submit(
+            model,
+            req.seq_id,
+            "SaveWeightsExternal",
+            idempotency_key,
+            msgspec.json.encode(req),
+            work,
+        )
+
+    def load_weights(
+        self, req: LoadWeightsRequest, idempotency_key: str | None
+    ) -> UntypedAPIFuture:
+        """Load a training checkpoint into an existing model, or create a model from it."""
+        core = self._core
+        checkpoint, source = self._find_checkpoint(req.path, "training")
+        if req.optimizer and not checkpoint.has_optimizer:
+            raise EngineError(
+                400, f"{req.path} holds no optimizer state; load it with optimizer=False"
+            )
+        if isinstance(req.model_id, str):
+            model = self.model_for(req.model_id)
+            seq_id: object = req.seq_id
+        else:
+            assert isinstance(req.session_id, str)
+            assert isinstance(req.model_seq_id, int)
+            base = req.base_model if isinstance(req.base_model, str) else source.base_model
+            if core.spec_for(base).name != core.spec_for(source.base_model).name:
+                raise EngineError(
+                    400,
+                    f"{req.path} was trained on {source.base_model}; it cannot be loaded on {base}",
+                )
+            lora = LoraConfig(
+                rank=source.lora_rank or 1,
+                train_mlp=source.train_mlp,
+                train_attn=source.train_attn,
+                train_unembed=source.train_unembed,
+            )
+            record, is_new = self._new_run(
+                req.session_id, req.model_seq_id, source.base_model, lora
+            )
+            if isinstance(req.user_metadata, dict):
+                record.user_metadata = {str(k): str(v) for k, v in req.user_metadata.items()}
+            model = self._start_model(record) if is_new else core.models[record.run_id]
+            seq_id = 0
+        directory = core.store.checkpoint_dir(checkpoint)
+        backend = core.backend
+        model_id = model.record.run_id
+
+        async def work() -> tuple[bytes, str]:
+            await backend.load_state(model_id, directory, optimizer=req.optimizer, spec=model.spec)
+            return msgspec.json.encode(LoadWeightsResponse(path=req.path, model_id=model_id)), _JSON
+
+        return self._submit(
+            model, seq_id, "LoadWeights", idempotency_key, msgspec.json.encode(req), work
+        )
+
+    # -- helpers ----------------------------------------------------------------------------
+
+    def model_for(self, model_id: str) -> _Model:
+        """Return a live model (see EngineCore.model)."""
+        return self._core.model(model_id)
+
+    @staticmethod
+    def _name(path: object, seq_id: object) -> str:
+        if not isinstance(path, str):
+            return f"checkpoint-{seq_id}"
+        if not _NAME.match(path):
+            raise EngineError(
+                400,
+                f"invalid checkpoint name {path!r}: use 1-128 letters, digits, '.', '_' or '-', "
+                "starting with a letter or digit (no '/')",
+            )
+        return path
+
+    def _find_checkpoint(
+        self, path: str, kind: CheckpointKind
+    ) -> tuple[CheckpointRecord, RunRecord]:
+        try:
+            parsed = TinkerPath.parse(path)
+        except InvalidInputError as exc:
+            raise EngineError(400, str(exc)) from None
+        run = self._core.store.runs.get(parsed.training_run_id)
+        if run is None:
+            raise EngineError(404, f"no training run {parsed.training_run_id!r} (from {path})")
+        if parsed.checkpoint_type != kind:
+            raise EngineError(
+                400,
+                f"{path} is a {parsed.checkpoint_type} checkpoint; this operation needs a "
+                f"{kind} one (save it with save_state)",
+            )
+        for checkpoint in run.checkpoints:
+            if (
+                checkpoint.kind == kind
+                and checkpoint.name == parsed.name
+                and not checkpoint.ephemeral
+            ):
+                return checkpoint, run
+        raise EngineError(404, f"no checkpoint {path}")
+
+    async def _save(
+        self,
+        model: _Model,
+        kind: CheckpointKind,
+        name: str,
+        overwrite: bool,
+        ttl: int | None,
+        metadata: dict[str, str] | None,
+        *,
+        optimizer: bool = False,
+        ephemeral: bool = False,
+    ) -> CheckpointRecord:
+        core = self._core
+        run = model.record
+        existing = [c for c in run.checkpoints if c.kind == kind and c.name == name]
+        if existing and not overwrite:
+            raise EngineError(
+                409,
+                f"checkpoint {existing[0].tinker_path} exists; pass overwrite=True to replace it",
+            )
+        now = core.wall_time()
+        checkpoint = CheckpointRecord(
+            run_id=run.run_id,
+            kind=kind,
+            name=name,
+            created=now,
+            expires_at=now + ttl if ttl is not None else None,
+            user_metadata=metadata,
+            has_optimizer=optimizer,
+            ephemeral=ephemeral,
+        )
+        directory = core.store.checkpoint_dir(checkpoint)
+        if kind == "training":
+            size = await core.backend.save_state(run.run_id, directory, optimizer=optimizer)
+        else:
+            size = await core.backend.save_sampler(run.run_id, directory)
+        checkpoint.size_bytes = size
+        run.checkpoints = [c for c in run.checkpoints if c not in existing] + [checkpoint]
+        core.store.save_run(run)
+        return checkpoint
