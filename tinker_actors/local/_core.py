@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from tinker_actors.local._backend import Backend
-    from tinker_actors.local._ordering import Sequencer
+    from tinker_actors.local._ordering import Sequencer, SequencerStatistics
     from tinker_actors.local._records import RecordStore, RunRecord, SessionRecord
 
 __all__ = ["EngineCore", "EngineError", "ServerSettings"]
@@ -99,6 +99,8 @@ class EngineCore:
         self.futures = FutureStore(result_ttl=settings.result_ttl)
         self.nursery = nursery
         self.models: dict[str, _Model] = {}
+        #: the sequencer statistics of models whose session ended, kept for the counters
+        self.ended_models: dict[str, SequencerStatistics] = {}
         #: (scope, key) -> request id, for operations deduplicated outside a Sequencer
         self.dedupe: dict[tuple[str, str], str] = {}
         #: every counter the debug endpoint reports

@@ -153,6 +153,7 @@ class LocalEngine:
             model = core.models.pop(run_id, None)
             if model is not None:
                 model.sequencer.close(f"session {record.session_id} ended ({reason})")
+                core.ended_models[run_id] = model.sequencer.stats
                 await core.backend.drop_model(run_id)
         core.counters[f"sessions:{reason}"] += 1
 
@@ -261,16 +262,19 @@ class LocalEngine:
 
     def counters(self) -> dict[str, object]:
         """Everything received, applied, deduplicated and failed, plus per-model order."""
+        every = dict(self.core.ended_models)
+        every.update((model_id, m.sequencer.stats) for model_id, m in self.core.models.items())
         models = {
             model_id: {
-                "received": m.sequencer.stats.received,
-                "applied": m.sequencer.stats.applied,
-                "deduplicated": m.sequencer.stats.deduplicated,
-                "failed": m.sequencer.stats.failed,
-                "applied_seq_ids": list(m.sequencer.stats.applied_seq_ids),
-                "applied_kinds": list(m.sequencer.stats.applied_kinds),
+                "live": model_id in self.core.models,
+                "received": stats.received,
+                "applied": stats.applied,
+                "deduplicated": stats.deduplicated,
+                "failed": stats.failed,
+                "applied_seq_ids": list(stats.applied_seq_ids),
+                "applied_kinds": list(stats.applied_kinds),
             }
-            for model_id, m in self.core.models.items()
+            for model_id, stats in every.items()
         }
         return {"totals": dict(self.core.counters), "models": models}
 
