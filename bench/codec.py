@@ -109,16 +109,24 @@ def main() -> None:
 
     rows: list[tuple[str, float, float]] = []
     rows.append(
-        ("encode request, ours", *timeit(lambda: encode_forward_backward_request(ours_req, compress=False), args.reps))
+        (
+            "encode request, ours",
+            *timeit(lambda: encode_forward_backward_request(ours_req, compress=False), args.reps),
+        )
     )
     rows.append(
-        ("encode request, ours + zstd-3", *timeit(lambda: encode_forward_backward_request(ours_req, compress=True), args.reps))
+        (
+            "encode request, ours + zstd-3",
+            *timeit(lambda: encode_forward_backward_request(ours_req, compress=True), args.reps),
+        )
     )
     rows.append(
         (
             "encode request, official",
             *timeit(
-                lambda: request_conv.forward_backward_request_to_proto(official_req).SerializeToString(),
+                lambda: request_conv.forward_backward_request_to_proto(
+                    official_req
+                ).SerializeToString(),
                 args.reps,
             ),
         )
@@ -126,14 +134,18 @@ def main() -> None:
     rows.append(
         (
             "build types + encode, ours",
-            *timeit(lambda: encode_forward_backward_request(ours_build(), compress=False), args.reps),
+            *timeit(
+                lambda: encode_forward_backward_request(ours_build(), compress=False), args.reps
+            ),
         )
     )
     rows.append(
         (
             "build types + encode, official",
             *timeit(
-                lambda: request_conv.forward_backward_request_to_proto(official_build()).SerializeToString(),
+                lambda: request_conv.forward_backward_request_to_proto(
+                    official_build()
+                ).SerializeToString(),
                 args.reps,
             ),
         )
@@ -155,7 +167,12 @@ def main() -> None:
     check.ParseFromString(out_body)
     assert check.loss_fn_outputs[0].num_datums == n
     out_mb = len(out_body) / 1e6
-    rows.append(("decode output, ours", *timeit(lambda: decode_forward_backward_output(out_body), args.reps)))
+    rows.append(
+        (
+            "decode output, ours",
+            *timeit(lambda: decode_forward_backward_output(out_body), args.reps),
+        )
+    )
     rows.append(
         (
             "decode output, official",
@@ -167,7 +184,9 @@ def main() -> None:
         f"# {n} datums x {t} tokens; request {mb:.2f} MB protobuf ({len(zbody) / 1e6:.2f} MB zstd-3); "
         f"output {out_mb:.2f} MB; best/median of {args.reps}"
     )
-    print(f"# {platform.python_implementation()} {platform.python_version()}, {os.cpu_count()} CPUs, numpy {np.__version__}, tinker {tinker.__version__}")
+    print(
+        f"# {platform.python_implementation()} {platform.python_version()}, {os.cpu_count()} CPUs, numpy {np.__version__}, tinker {tinker.__version__}"
+    )
     print(f"| {'case':34} | best ms | median ms | MB/s (best) |")
     print(f"|{'-' * 36}|--------:|----------:|------------:|")
     for name, best, med in rows:
@@ -175,12 +194,16 @@ def main() -> None:
         print(f"| {name:34} | {best:7.2f} | {med:9.2f} | {size / best * 1e3:11.0f} |")
     by_name = {name: best for name, best, _ in rows}
     print()
-    print(f"encode ratio official/ours (best): {by_name['encode request, official'] / by_name['encode request, ours']:.2f}x")
+    print(
+        f"encode ratio official/ours (best): {by_name['encode request, official'] / by_name['encode request, ours']:.2f}x"
+    )
     print(
         "build+encode ratio official/ours (best): "
         f"{by_name['build types + encode, official'] / by_name['build types + encode, ours']:.2f}x"
     )
-    print(f"decode ratio official/ours (best): {by_name['decode output, official'] / by_name['decode output, ours']:.2f}x")
+    print(
+        f"decode ratio official/ours (best): {by_name['decode output, official'] / by_name['decode output, ours']:.2f}x"
+    )
 
 
 if __name__ == "__main__":

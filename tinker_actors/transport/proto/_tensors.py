@@ -99,9 +99,10 @@ def encode_tensor(td: TensorData, what: str) -> MessageWriter:
                 csr.blob(tag, array_view(arr))
         w.message(_T_CSR, csr)
     w.uint(_T_DTYPE, wire_dtype)
+    # Always send the shape: a missing one means 1-D to us, but the official decoder reshapes
+    # to ``[]`` and fails, so 1-D tensors without a declared shape go out as ``[numel]``.
     shape = td.shape
-    if shape is not None:
-        _shape_field(w, _T_SHAPE, shape)
+    _shape_field(w, _T_SHAPE, shape if shape is not None else [td.numel])
     return w
 
 
