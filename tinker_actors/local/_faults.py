@@ -47,9 +47,7 @@ if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
 __all__ = [
-    "API_PREFIX",
     "KNOWN_ENDPOINTS",
-    "RETRIEVE_FUTURE_PATH",
     "ConnectionSection",
     "FaultPlan",
     "FaultPlanError",
@@ -58,8 +56,8 @@ __all__ = [
     "endpoint_matches",
 ]
 
-API_PREFIX = "/api/v1/"
-RETRIEVE_FUTURE_PATH = API_PREFIX + "retrieve_future"
+_API_PREFIX = "/api/v1/"
+_RETRIEVE_FUTURE_PATH = _API_PREFIX + "retrieve_future"
 
 #: First path segments of the API (protocol.md §3); a relative pattern must start with one
 #: unless that segment is a glob. Absolute patterns ("/...") are not checked.
@@ -136,9 +134,9 @@ def endpoint_matches(pattern: str, path: str) -> bool:
         return True
     if pattern.startswith("/"):
         return fnmatch.fnmatchcase(path, pattern)
-    if not path.startswith(API_PREFIX):
+    if not path.startswith(_API_PREFIX):
         return False
-    return fnmatch.fnmatchcase(path[len(API_PREFIX) :], pattern)
+    return fnmatch.fnmatchcase(path[len(_API_PREFIX) :], pattern)
 
 
 class Latency(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -270,10 +268,10 @@ class FaultRule(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
                     "(use 'pass' entries instead)"
                 )
         if self.try_again_polls > 0:
-            if not endpoint_matches(self.endpoint, RETRIEVE_FUTURE_PATH):
+            if not endpoint_matches(self.endpoint, _RETRIEVE_FUTURE_PATH):
                 raise FaultPlanError(
                     f"try_again_polls: applies to retrieve_future only, and endpoint "
-                    f"{self.endpoint!r} never matches {RETRIEVE_FUTURE_PATH}"
+                    f"{self.endpoint!r} never matches {_RETRIEVE_FUTURE_PATH}"
                 )
         elif self.queue_state != "active" or self.queue_state_reason is not None:
             raise FaultPlanError("queue_state: only meaningful with try_again_polls")
@@ -313,7 +311,7 @@ class FaultRule(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         """Return whether this rule applies to a request (before counting or rolling)."""
         if self.method is not None and self.method.upper() != method.upper():
             return False
-        if self.try_again_polls > 0 and path != RETRIEVE_FUTURE_PATH:
+        if self.try_again_polls > 0 and path != _RETRIEVE_FUTURE_PATH:
             return False
         return endpoint_matches(self.endpoint, path)
 
