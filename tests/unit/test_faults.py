@@ -260,6 +260,7 @@ def test_http_date_retry_after_from_a_file() -> None:
         ({"rules": [{"status": 429, "retry_after": -2}]}, r"retry_after: must be"),
         ({"rules": [{"status": 429, "retry_after": "1\r\nx: y"}]}, r"retry_after: a header value"),
         ({"rules": [{"status": 429, "retry_after_ms": -2}]}, r"retry_after_ms: must be"),
+        ({"rules": [{"status": 429, "retry_after": "bientôt"}]}, r"retry_after: .* is not ASCII"),
         ({"rules": [{"status": 400, "empty_body": True, "body": {}}]}, r"body: an empty_body"),
         ({"rules": [{"status": 429, "count": -1}]}, r"count: must be >= 0"),
         ({"rules": [{"status": 429, "after": -1}]}, r"after: must be >= 0"),

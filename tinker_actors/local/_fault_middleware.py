@@ -315,7 +315,7 @@ class FaultEngine:
             headers.append((b"content-type", b"application/json"))
         headers.append((b"content-length", str(len(body)).encode()))
         if isinstance(rule.retry_after, str):
-            headers.append((b"retry-after", rule.retry_after.encode("latin-1")))
+            headers.append((b"retry-after", rule.retry_after.encode("ascii")))
         elif rule.retry_after is not None:
             headers.append((b"retry-after", _header_number(rule.retry_after)))
         if rule.retry_after_ms is not None:

@@ -295,6 +295,8 @@ class FaultRule(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         if isinstance(self.retry_after, str):
             if not self.retry_after or any(c in self.retry_after for c in "\r\n"):
                 raise FaultPlanError("retry_after: a header value must be non-empty, one line")
+            if not self.retry_after.isascii():
+                raise FaultPlanError(f"retry_after: {self.retry_after!r} is not ASCII")
         elif self.retry_after is not None:
             _check_seconds(self.retry_after, "retry_after")
         if self.retry_after_ms is not None:
