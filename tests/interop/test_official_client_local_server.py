@@ -50,6 +50,7 @@ def local_server() -> Iterator[tuple[str, Any]]:
 
 def _assert_applied_once_in_order(server: Any, model_id: str) -> None:
     counters = server.counters()
+    assert model_id in counters["models"], counters
     model = counters["models"][model_id]
     expected_kinds = (
         ["CreateModel"]
@@ -92,3 +93,32 @@ def test_official_client_full_flow(local_server: tuple[str, Any]) -> None:
     assert seen["run"]["training_run_id"] == seen["model_id"]
     assert seen["run"]["last_checkpoint"] == "weights/after-ten"
     _assert_applied_once_in_order(server, seen["model_id"])
+
+
+FAULT_PLAN = {
+    "seed": 20261121,
+    "rules": [
+        {
+            "endpoint": "*",
+            "probability": 0.2,
+            "choices": {"429": 1, "500": 1, "503": 1, "408": 1},
+            "retry_after": 0.05,
+        }
+    ],
+    "connection": {"reset": 0.05},
+}
+
+
+def test_official_client_full_flow_under_faults() -> None:
+    """20 % of responses replaced by 429/5xx/408 and 5 % of requests reset: still exactly once."""
+    from tinker_actors.local._faults import FaultPlan
+
+    plan = FaultPlan.from_dict(FAULT_PLAN)
+    with server_in_thread(faults=plan) as (url, server):
+        seen = run_official_flow(url, timeout=600)
+        counters = server.counters()
+    assert len(seen["losses"]) == STEPS
+    assert len(seen["sequences"]) == 4
+    _assert_applied_once_in_order(server, seen["model_id"])
+    assert counters["faults"]["injected"] > 0
+    assert counters["connection_faults"]["reset"] > 0

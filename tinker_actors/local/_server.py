@@ -13,6 +13,12 @@ Three ways to use it, all from one object::
 The server binds 127.0.0.1 by default. Its counters (everything received, applied,
 deduplicated, per-model applied order, injected faults) are readable as ``server.counters()``
 and at ``GET /_local/counters``.
+
+Faults: every ``/api/v1`` request passes a :class:`~._fault_middleware.FaultInjector` whose
+plan can be given at start (``faults=``), replaced with :meth:`LocalServer.set_faults`, or
+replaced over HTTP with ``PUT /_local/faults`` (a JSON plan; ``GET`` reads the statistics).
+A plan with a ``connection`` section also puts a :class:`~._fault_proxy.FaultProxy` in front
+of the socket :meth:`LocalServer.serve` opens, and ``serve`` reports the proxy's URL.
 """
 
 from __future__ import annotations
@@ -29,12 +35,15 @@ from tinker_actors.local._app import build_app
 from tinker_actors.local._auth import Authenticator
 from tinker_actors.local._core import ServerSettings
 from tinker_actors.local._engine import LocalEngine, open_engine
+from tinker_actors.local._fault_middleware import FaultInjector
+from tinker_actors.local._fault_proxy import FaultProxy
+from tinker_actors.local._faults import FaultPlan, FaultPlanError
 from tinker_actors.local._null_backend import NullBackend
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
-    from starlette.types import ASGIApp
+    from starlette.types import ASGIApp, Receive, Scope, Send
 
     from tinker_actors.local._backend import Backend
 
@@ -45,10 +54,12 @@ __all__ = ["LocalServer", "open_local_server"]
 class LocalServer:
     """A running local server; obtained from :func:`open_local_server`."""
 
-    def __init__(self, engine: LocalEngine, auth: Authenticator, app: ASGIApp) -> None:
+    def __init__(self, engine: LocalEngine, auth: Authenticator, api: ASGIApp) -> None:
         self.engine = engine
         self.auth = auth
-        self.app = app
+        self.faults = FaultInjector(api)
+        self._api = api
+        self.proxy: FaultProxy | None = None
         self.urls: list[str] = []
 
     @property
@@ -56,9 +67,58 @@ class LocalServer:
         """The settings in force."""
         return self.engine.settings
 
+    def set_faults(self, plan: FaultPlan) -> None:
+        """Replace the fault plan (and the proxy's connection faults, when serving)."""
+        self.faults.set_plan(plan)
+        connection = plan.connection_faults()
+        if self.proxy is not None and connection is not None:
+            self.proxy.set_faults(connection)
+
     def counters(self) -> dict[str, object]:
-        """Everything received, applied and deduplicated, and per-model applied order."""
-        return self.engine.counters()
+        """Everything received, applied and deduplicated, per-model order, injected faults."""
+        out = self.engine.counters()
+        out["faults"] = self.faults.statistics().as_dict()
+        if self.proxy is not None:
+            stats = self.proxy.statistics()
+            out["connection_faults"] = {
+                "requests": stats.requests,
+                "reset": stats.reset,
+                "closed": stats.closed,
+                "stalled": stats.stalled,
+                "injected": stats.injected,
+            }
+        return out
+
+    async def app(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The ASGI entry point: ``/_local/faults`` here, the rest through the injector."""
+        path = scope.get("path", "")
+        if scope["type"] == "http" and path == "/_local/faults":
+            await self._faults_endpoint(scope, receive, send)
+        elif scope["type"] == "http" and path.startswith("/_local/"):
+            await self._api(scope, receive, send)  # debug routes are never faulted
+        else:
+            await self.faults(scope, receive, send)
+
+    async def _faults_endpoint(self, scope: Scope, receive: Receive, send: Send) -> None:
+        status, answer = 200, b""
+        if scope["method"] == "PUT":
+            body = b""
+            while True:
+                message = await receive()
+                body += message.get("body", b"")
+                if not message.get("more_body", False):
+                    break
+            try:
+                self.set_faults(FaultPlan.from_json(body, source="PUT /_local/faults"))
+            except FaultPlanError as exc:
+                status, answer = 400, msgspec.json.encode({"detail": str(exc)})
+        elif scope["method"] != "GET":
+            status, answer = 405, msgspec.json.encode({"detail": "use GET or PUT"})
+        if not answer:
+            answer = msgspec.json.encode(self.faults.statistics().as_dict())
+        headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(answer))]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": answer})
 
     async def serve(
         self,
@@ -67,12 +127,17 @@ class LocalServer:
         *,
         task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
     ) -> None:
-        """Serve HTTP/1.1 on ``host:port`` until cancelled; report the URL when listening."""
+        """Serve HTTP/1.1 on ``host:port`` until cancelled; report the URL when listening.
+
+        With connection faults in the plan, hypercorn listens on a free loopback port and a
+        :class:`FaultProxy` on ``host:port`` forwards to it; the proxy's URL is reported.
+        """
         from hypercorn.config import Config
         from hypercorn.trio import serve
 
+        connection = self.faults.plan.connection_faults()
         config = Config()
-        config.bind = [f"{host}:{port}"]
+        config.bind = [f"{host}:{0 if connection is not None else port}"]
         config.accesslog = None
         config.errorlog = logging.getLogger("tinker_actors.local.http")
         # above the clients' keep-alive expiry, so an idle connection is never reused as it closes
@@ -85,8 +150,15 @@ class LocalServer:
 
         async with trio.open_nursery() as nursery:
             binds: list[str] = await nursery.start(run)
-            self.urls = binds
-            task_status.started(binds[0])
+            url = binds[0]
+            if connection is not None:
+                upstream_port = int(url.rsplit(":", 1)[1])
+                self.proxy = FaultProxy(
+                    upstream_port=upstream_port, faults=connection, host=host, port=port
+                )
+                url = await nursery.start(self.proxy.serve)
+            self.urls = [url]
+            task_status.started(url)
 
 
 @asynccontextmanager
@@ -94,6 +166,7 @@ async def open_local_server(
     *,
     backend: Backend | None = None,
     settings: ServerSettings | None = None,
+    faults: FaultPlan | None = None,
     **overrides: object,
 ) -> AsyncIterator[LocalServer]:
     """Start the engine (null backend unless given one) and yield the server.
@@ -101,6 +174,7 @@ async def open_local_server(
     Args:
         backend: the model backend; a fresh :class:`NullBackend` by default.
         settings: the server settings; keyword ``overrides`` replace single fields.
+        faults: a fault plan to inject from the first request on.
     """
     settings = replace(settings or ServerSettings(), **overrides)  # type: ignore[arg-type]
     if settings.jwt_auth and not settings.client_config.pjwt_auth_enabled:
@@ -110,4 +184,7 @@ async def open_local_server(
         api_keys=settings.api_keys, jwt_auth=settings.jwt_auth, jwt_lifetime=settings.jwt_lifetime
     )
     async with open_engine(settings, backend or NullBackend()) as engine:
-        yield LocalServer(engine, auth, build_app(engine, auth))
+        server = LocalServer(engine, auth, build_app(engine, auth))
+        if faults is not None:
+            server.set_faults(faults)
+        yield server
