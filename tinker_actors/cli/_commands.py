@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 
@@ -16,3 +18,106 @@ def version() -> None:
     from tinker_actors._version import __version__
 
     click.echo(__version__)
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
+@click.option("--port", default=8000, show_default=True, help="Port to bind (0 = any free).")
+@click.option(
+    "--backend",
+    type=click.Choice(["null"]),
+    default="null",
+    show_default=True,
+    help="Model backend: null = instant shaped results.",
+)
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Persist sessions, runs and checkpoints here (default: a temporary directory).",
+)
+@click.option(
+    "--faults",
+    "faults_file",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="A fault plan (.json or .toml); see docs/local-server.md.",
+)
+@click.option(
+    "--fault",
+    "fault_flags",
+    multiple=True,
+    help="A fault rule in the compact syntax, e.g. 'asample:429@0.2,retry_after=1' (repeatable).",
+)
+@click.option("--fault-seed", type=int, default=None, help="Seed for --fault rules.")
+@click.option("--jwt", is_flag=True, help="Require JWTs exchanged at /api/v1/auth/token.")
+@click.option(
+    "--api-key",
+    "api_keys",
+    multiple=True,
+    help="Accept only these keys (repeatable; default: any key starting with tml-).",
+)
+@click.option(
+    "--long-poll",
+    type=float,
+    default=25.0,
+    show_default=True,
+    help="Seconds retrieve_future holds a pending poll.",
+)
+def serve(
+    host: str,
+    port: int,
+    backend: str,
+    data_dir: Path | None,
+    faults_file: Path | None,
+    fault_flags: tuple[str, ...],
+    fault_seed: int | None,
+    jwt: bool,
+    api_keys: tuple[str, ...],
+    long_poll: float,
+) -> None:
+    """Run a local Tinker-compatible server until interrupted."""
+    import trio
+
+    from tinker_actors.errors import InvalidInputError
+    from tinker_actors.local import ServerSettings, open_local_server
+    from tinker_actors.local._faults import FaultPlan
+
+    if faults_file is not None and fault_flags:
+        raise click.UsageError("use --faults FILE or --fault RULE, not both")
+    try:
+        plan = (
+            FaultPlan.from_file(faults_file)
+            if faults_file is not None
+            else FaultPlan.from_flags(list(fault_flags), seed=fault_seed)
+            if fault_flags
+            else None
+        )
+        settings = ServerSettings(
+            data_dir=data_dir,
+            jwt_auth=jwt,
+            api_keys=frozenset(api_keys) if api_keys else None,
+            long_poll_seconds=long_poll,
+        )
+    except (InvalidInputError, ValueError) as exc:
+        raise click.BadParameter(str(exc)) from None
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        click.echo(f"warning: binding {host}, which other machines may reach", err=True)
+
+    async def main() -> None:
+        async with (
+            open_local_server(settings=settings, faults=plan) as server,
+            trio.open_nursery() as nursery,
+        ):
+            url = await nursery.start(server.serve, host, port)
+            click.echo(f"tinker-actors local server ({backend} backend) at {url}")
+            click.echo(f"  export TINKER_BASE_URL={url} TINKER_API_KEY=tml-local")
+            if data_dir is not None:
+                click.echo(f"  data dir: {data_dir}")
+            if plan is not None:
+                click.echo(f"  fault plan: {len(plan.rules)} rule(s), seed {plan.seed}")
+
+    try:
+        trio.run(main)
+    except* KeyboardInterrupt:  # may arrive bare or inside the nurseries' exception group
+        click.echo("stopped")
