@@ -23,7 +23,9 @@ decodes request bodies with these Structs and must refuse malformed ones. Valida
 
 Responses ("be liberal in what you accept"). Unknown fields are ignored, so a server may add
 fields freely; optional fields are ``T | None = None``. A response's literal ``type`` is a
-msgspec tag, so it is always written, and checked when present.
+msgspec tag (always written, checked when present) where the official model requires it; where
+the official model allows ``null`` (the future results of saves and loads, ``get_info``) it is
+an ordinary ``Literal[...] | None`` field that defaults to the literal, so it is still written.
 
 Tagged unions are used exactly where the wire has a discriminator (``type``, ``event`` for
 telemetry events, ``state`` for future completions); msgspec writes the tag first. Every

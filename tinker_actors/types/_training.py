@@ -207,8 +207,11 @@ class ModelData(ResponseStruct, kw_only=True, frozen=True):
     """The tokenizer to load; the client uses the part before the first ``:``."""
 
 
-class GetInfoResponse(ResponseStruct, kw_only=True, frozen=True, tag_field="type", tag="get_info"):
+class GetInfoResponse(ResponseStruct, kw_only=True, frozen=True):
     """What a training model is."""
+
+    type: Literal["get_info"] | None = "get_info"
+    """Always ``get_info`` when sent; older servers may send null or leave it out."""
 
     model_data: ModelData
     """Architecture and tokenizer."""
@@ -299,13 +302,13 @@ class SaveWeightsRequest(RequestStruct, kw_only=True, frozen=True):
         check_ttl_seconds(self.ttl_seconds)
 
 
-class SaveWeightsResponse(
-    ResponseStruct, kw_only=True, frozen=True, tag_field="type", tag="save_weights"
-):
+class SaveWeightsResponse(ResponseStruct, kw_only=True, frozen=True):
     """A saved training checkpoint."""
 
     path: str
     """Its ``tinker://`` path."""
+    type: Literal["save_weights"] | None = "save_weights"
+    """Always ``save_weights`` when sent; older servers may send null or leave it out."""
 
 
 class SaveWeightsForSamplerRequest(RequestStruct, kw_only=True, frozen=True):
@@ -335,24 +338,24 @@ class SaveWeightsForSamplerRequest(RequestStruct, kw_only=True, frozen=True):
         check_ttl_seconds(self.ttl_seconds)
 
 
-class SaveWeightsForSamplerResponseInternal(
-    ResponseStruct, kw_only=True, frozen=True, tag_field="type", tag="save_weights_for_sampler"
-):
+class SaveWeightsForSamplerResponseInternal(ResponseStruct, kw_only=True, frozen=True):
     """The wire result of a sampler save: a path (named) or a sampling session (ephemeral)."""
 
     path: str | None = None
     """The ``tinker://`` path of a named save."""
     sampling_session_id: str | None = None
     """The sampling session created by an ephemeral save."""
+    type: Literal["save_weights_for_sampler"] | None = "save_weights_for_sampler"
+    """Always ``save_weights_for_sampler`` when sent; older servers may send null or leave it out."""
 
 
-class SaveWeightsForSamplerResponse(
-    ResponseStruct, kw_only=True, frozen=True, tag_field="type", tag="save_weights_for_sampler"
-):
+class SaveWeightsForSamplerResponse(ResponseStruct, kw_only=True, frozen=True):
     """A named sampler checkpoint."""
 
     path: str
     """Its ``tinker://`` path."""
+    type: Literal["save_weights_for_sampler"] | None = "save_weights_for_sampler"
+    """Always ``save_weights_for_sampler`` when sent; older servers may send null or leave it out."""
 
 
 class SaveWeightsExternalRequest(RequestStruct, kw_only=True, frozen=True):
@@ -379,24 +382,24 @@ class SaveWeightsExternalRequest(RequestStruct, kw_only=True, frozen=True):
             )
 
 
-class SaveWeightsExternalResponseInternal(
-    ResponseStruct, kw_only=True, frozen=True, tag_field="type", tag="save_weights_external"
-):
+class SaveWeightsExternalResponseInternal(ResponseStruct, kw_only=True, frozen=True):
     """The wire result of an external export."""
 
     path: str | None = None
     """The export's ``tinker://`` path."""
     size_bytes: int | None = None
     """Total size of the exported files, in bytes."""
+    type: Literal["save_weights_external"] | None = "save_weights_external"
+    """Always ``save_weights_external`` when sent; older servers may send null or leave it out."""
 
 
-class SaveWeightsExternalResponse(
-    ResponseStruct, kw_only=True, frozen=True, tag_field="type", tag="save_weights_external"
-):
+class SaveWeightsExternalResponse(ResponseStruct, kw_only=True, frozen=True):
     """An external-format export."""
 
     path: str
     """Its ``tinker://`` path."""
+    type: Literal["save_weights_external"] | None = "save_weights_external"
+    """Always ``save_weights_external`` when sent; older servers may send null or leave it out."""
 
 
 # -- loading and copying -------------------------------------------------------------------------
@@ -457,15 +460,15 @@ class LoadWeightsRequest(RequestStruct, kw_only=True, frozen=True):
             )
 
 
-class LoadWeightsResponse(
-    ResponseStruct, kw_only=True, frozen=True, tag_field="type", tag="load_weights"
-):
+class LoadWeightsResponse(ResponseStruct, kw_only=True, frozen=True):
     """A completed load."""
 
     path: str | None = None
     """The loaded checkpoint's ``tinker://`` path."""
     model_id: str | None = None
     """The id of the model the weights were loaded onto."""
+    type: Literal["load_weights"] | None = "load_weights"
+    """Always ``load_weights`` when sent; older servers may send null or leave it out."""
 
 
 class CopyWeightsRequest(RequestStruct, kw_only=True, frozen=True):
@@ -535,9 +538,9 @@ class UnloadModelRequest(RequestStruct, kw_only=True, frozen=True):
     type: Literal["unload_model"] = "unload_model"
 
 
-class UnloadModelResponse(
-    ResponseStruct, kw_only=True, frozen=True, tag_field="type", tag="unload_model"
-):
+class UnloadModelResponse(ResponseStruct, kw_only=True, frozen=True):
     """An unloaded model."""
 
     model_id: str
+    type: Literal["unload_model"] | None = "unload_model"
+    """Always ``unload_model`` when sent; older servers may send null or leave it out."""
