@@ -13,19 +13,19 @@ short-lived JWT: it posts an empty object with ``X-API-Key: <raw credential>`` a
 
 from __future__ import annotations
 
-import msgspec
+from tinker_actors.types._base import RequestStruct, ResponseStruct
 
 __all__ = ["AuthTokenRequest", "AuthTokenResponse"]
 
 
-class AuthTokenRequest(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+class AuthTokenRequest(RequestStruct, kw_only=True, frozen=True):
     """Ask for a JWT in exchange for the credential sent in the ``X-API-Key`` header.
 
     The body carries nothing: the credential travels in the header only.
     """
 
 
-class AuthTokenResponse(msgspec.Struct, kw_only=True, frozen=True):
+class AuthTokenResponse(ResponseStruct, kw_only=True, frozen=True):
     """A freshly minted JWT."""
 
     jwt: str
