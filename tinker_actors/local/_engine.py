@@ -202,8 +202,7 @@ class LocalEngine:
         if record.state == "pending":
             queue_state = (
                 "paused_capacity"
-                if record.request_type == "Sample"
-                and self.sampling.in_flight >= self.settings.sample_capacity
+                if record.request_type == "Sample" and self.sampling.is_waiting(request_id)
                 else "active"
             )
             body = TryAgainResponse(request_id=request_id, queue_state=queue_state)

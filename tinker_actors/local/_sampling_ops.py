@@ -55,11 +55,20 @@ class SamplingOps:
     def __init__(self, core: EngineCore) -> None:
         self._core = core
         self._slots = trio.Semaphore(core.settings.sample_capacity)
+        # Counted when a sample is accepted, not when its task first runs: requests that
+        # arrive in the same instant must see each other, or all of them pass the
+        # backpressure check before any takes a slot.
+        self._accepted = 0
+        self._waiting: set[str] = set()
 
     @property
     def in_flight(self) -> int:
         """Samples running or waiting for a slot."""
-        return self._core.settings.sample_capacity - self._slots.value
+        return self._accepted
+
+    def is_waiting(self, request_id: str) -> bool:
+        """Whether an accepted sample is still queued for a slot (capacity is in use)."""
+        return request_id in self._waiting
 
     # -- sampling sessions ----------------------------------------------------------------
 
@@ -190,7 +199,7 @@ class SamplingOps:
             if known is not None:
                 core.counters["deduplicated:Sample"] += 1
                 return self._future(known, req.num_samples)
-        if backpressure and self._slots.value == 0:
+        if backpressure and self._accepted >= core.settings.sample_capacity:
             core.counters["backpressure:Sample"] += 1
             raise SamplingCapacityError(core.settings.sample_capacity)
         spec = core.spec_for(sampler.base_model)
@@ -229,21 +238,30 @@ class SamplingOps:
         record.cancel_scope = scope
 
         async def run() -> None:
-            with scope:
-                async with self._slots:
-                    try:
-                        response = await core.backend.sample(spec, weights, job)
-                    except (BackendInputError, InvalidInputError) as exc:
-                        core.futures.fail(request_id, str(exc), "user")
-                    except Exception as exc:
-                        log.exception("local server: sample %s failed", request_id)
-                        core.futures.fail(request_id, f"internal error: {exc!r}", "server")
-                    else:
-                        core.futures.resolve(
-                            request_id, encode_sample_response(response), "application/x-protobuf"
-                        )
-                    core.counters["applied:Sample"] += 1
+            try:
+                with scope:
+                    async with self._slots:
+                        self._waiting.discard(request_id)
+                        try:
+                            response = await core.backend.sample(spec, weights, job)
+                        except (BackendInputError, InvalidInputError) as exc:
+                            core.futures.fail(request_id, str(exc), "user")
+                        except Exception as exc:
+                            log.exception("local server: sample %s failed", request_id)
+                            core.futures.fail(request_id, f"internal error: {exc!r}", "server")
+                        else:
+                            core.futures.resolve(
+                                request_id,
+                                encode_sample_response(response),
+                                "application/x-protobuf",
+                            )
+                        core.counters["applied:Sample"] += 1
+            finally:
+                self._accepted -= 1
+                self._waiting.discard(request_id)
 
+        self._accepted += 1
+        self._waiting.add(request_id)
         core.spawn(run)
         return self._future(request_id, req.num_samples)
 
