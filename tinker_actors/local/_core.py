@@ -59,6 +59,8 @@ class ServerSettings:
         api_keys: if set, only these keys are accepted (otherwise any ``tml-`` key).
         data_dir: where sessions, runs and checkpoints persist (None = a temporary dir).
         cache_dir: where tokenizers are built (defaults under the data dir).
+        wall_clock: POSIX time for user-visible timestamps and checkpoint expiry (injectable
+            so tests can move it; durations such as long polls use trio time instead).
     """
 
     long_poll_seconds: float = 25.0
@@ -74,6 +76,7 @@ class ServerSettings:
     api_keys: frozenset[str] | None = None
     data_dir: Path | None = None
     cache_dir: Path | None = None
+    wall_clock: Callable[[], float] = time.time
 
 
 @dataclass
@@ -117,10 +120,9 @@ class EngineCore:
         """Return a fresh opaque id."""
         return f"{prefix}-{uuid.uuid4().hex[:16]}"
 
-    @staticmethod
-    def wall_time() -> float:
-        """POSIX time for records shown to users (REST timestamps)."""
-        return time.time()
+    def wall_time(self) -> float:
+        """POSIX time for records shown to users (REST timestamps, checkpoint expiry)."""
+        return self.settings.wall_clock()
 
     # -- sessions -------------------------------------------------------------------------
 
@@ -156,8 +158,12 @@ class EngineCore:
         model = self.models.get(model_id)
         if model is None:
             known = self.store.runs.get(model_id)
+            if known is not None:
+                # a model of a finished or expired session: say so (410), as for its session
+                self.session(known.session_id)
             hint = (
-                "; its session ended, load a checkpoint into a new training client"
+                "; it is not loaded (the server restarted), load a checkpoint into a new "
+                "training client"
                 if known is not None
                 else ""
             )
