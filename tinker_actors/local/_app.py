@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 import msgspec
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -31,8 +32,10 @@ from starlette.routing import Route
 from tinker_actors.local._auth import Authenticator, AuthError
 from tinker_actors.local._core import EngineError
 from tinker_actors.types import (
+    AuthTokenRequest,
     CancelFutureRequest,
     ClientConfigRequest,
+    ClientDynamicConfigRequest,
     CreateModelRequest,
     CreateSamplingSessionRequest,
     CreateSessionRequest,
@@ -143,9 +146,11 @@ def build_app(engine: LocalEngine, auth: Authenticator) -> Starlette:
         return _reply(engine.settings.client_config)
 
     async def dynamic_config(request: Request) -> Response:
+        await _decode(request, ClientDynamicConfigRequest)
         return _reply(engine.settings.dynamic_config)
 
     async def auth_token(request: Request) -> Response:
+        await _decode(request, AuthTokenRequest)
         return _reply({"jwt": auth.issue(request.headers.get("x-api-key"))})
 
     async def healthz(request: Request) -> Response:
@@ -351,4 +356,17 @@ def build_app(engine: LocalEngine, auth: Authenticator) -> Starlette:
         route(v1 + "/sessions/{session_id}", session, methods=("GET",)),
         route("/_local/counters", counters, methods=("GET",)),
     ]
-    return Starlette(routes=routes)
+    return Starlette(routes=routes, exception_handlers={HTTPException: _http_exception})
+
+
+async def _http_exception(request: Request, exc: Exception) -> Response:
+    """Answer routing errors (unknown path 404, wrong method 405) as JSON like every other."""
+    assert isinstance(exc, HTTPException)
+    headers = dict(exc.headers) if exc.headers else None
+    if exc.status_code == 404:
+        message = f"Not Found: no endpoint {request.url.path}"
+    elif exc.status_code == 405:
+        message = f"Method Not Allowed: {request.method} {request.url.path}"
+    else:
+        message = str(exc.detail)
+    return _error(exc.status_code, message, headers)
