@@ -81,6 +81,13 @@ class TrainingOps:
             raise EngineError(
                 400, f"{request_type}: seq_id is required (the model's next operation number)"
             )
+        if seq_id < 1 and request_type not in ("CreateModel", "LoadWeights"):
+            # 0 is the model's creation; an unset protobuf seq_id also decodes as 0
+            raise EngineError(
+                400,
+                f"{request_type}: seq_id must be >= 1 (seq_id 0 is the model's creation), "
+                f"got {seq_id}",
+            )
         core = self._core
         record = core.futures.create(request_type, model.record.session_id)
         request_id = record.request_id
@@ -172,7 +179,7 @@ class TrainingOps:
                 400, f"the local server trains with adamw only, not {req.optimizer_config.type!r}"
             )
         record, is_new = self._new_run(req.session_id, req.model_seq_id, spec.name, lora)
-        if isinstance(req.user_metadata, dict):
+        if is_new and isinstance(req.user_metadata, dict):
             record.user_metadata = {str(k): str(v) for k, v in req.user_metadata.items()}
         model = self._start_model(record) if is_new else self._core.models[record.run_id]
         backend = self._core.backend
@@ -181,7 +188,10 @@ class TrainingOps:
             await backend.create_model(record.run_id, spec, lora)
             return msgspec.json.encode(CreateModelResponse(model_id=record.run_id)), _JSON
 
-        return self._submit(model, 0, "CreateModel", idempotency_key, b"create", work)
+        # the content is the fingerprint: a repeat is deduplicated, a different model under
+        # the same model_seq_id is refused (409)
+        fingerprint = msgspec.json.encode(req)
+        return self._submit(model, 0, "CreateModel", idempotency_key, fingerprint, work)
 
     def forward_backward(
         self, body: bytes, content_encoding: str | None, idempotency_key: str | None
@@ -344,7 +354,7 @@ class TrainingOps:
             record, is_new = self._new_run(
                 req.session_id, req.model_seq_id, source.base_model, lora
             )
-            if isinstance(req.user_metadata, dict):
+            if is_new and isinstance(req.user_metadata, dict):
                 record.user_metadata = {str(k): str(v) for k, v in req.user_metadata.items()}
             model = self._start_model(record) if is_new else core.models[record.run_id]
             seq_id = 0
