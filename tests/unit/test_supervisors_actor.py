@@ -146,7 +146,8 @@ async def test_crash_fails_queued_callers_in_the_same_scheduling_pass(
             for _ in range(3):
                 nursery.start_soon(caller, ref, 1.0)
             await trio.testing.wait_all_tasks_blocked()
-            await trio.sleep_forever()
+            with trio.fail_after(1000):
+                await trio.sleep_forever()
     assert info.group_contains(ValueError, match="boom")
     # The first call finishes at t=50, the crash is handled right after, and every queued
     # caller is failed in that same pass: no virtual time passes, no timer has to fire.

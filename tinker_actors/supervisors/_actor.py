@@ -63,6 +63,8 @@ from tinker_actors.supervisors._util import (
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from tinker_actors.supervisors._introspect import Census
+
 __all__ = ["Actor", "ActorRef", "ActorStatistics", "Down", "run_actor"]
 
 M = TypeVar("M")
@@ -408,9 +410,16 @@ async def run_actor(
     census = current_census()
     if census is not None:
         census.enroll(cell)
-    reason: ExitReason = SHUTDOWN
     try:
         await actor.init()
+    except BaseException as exc:
+        # As in OTP, terminate() is for actors that started: a failing init cleans up itself.
+        failed: ExitReason = SHUTDOWN if isinstance(exc, trio.Cancelled) else exc
+        cell.close(failed)
+        _discharge(cell, failed, census)
+        raise
+    reason: ExitReason = SHUTDOWN
+    try:
         cell.started_at = trio.current_time()
         task_status.started(ActorRef(PRIVATE, cell))
         reason = await _serve(actor, cell)
@@ -425,9 +434,14 @@ async def run_actor(
         try:
             await actor.terminate(reason)
         finally:
-            cell.finish(reason)
-            if census is not None:
-                census.discharge(cell)
+            _discharge(cell, reason, census)
+
+
+def _discharge(cell: _Cell[M], reason: ExitReason, census: Census | None) -> None:
+    """Tell monitors and the census that the actor is gone."""
+    cell.finish(reason)
+    if census is not None:
+        census.discharge(cell)
 
 
 async def _serve(actor: Actor[M], cell: _Cell[M]) -> Normal | Shutdown:

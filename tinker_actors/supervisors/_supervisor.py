@@ -257,14 +257,18 @@ class _Supervisor:
                         task_status.started(SupervisorRef(PRIVATE, self))
                         await self._serve()
                         reason = NORMAL
+                    except Exception as exc:
+                        # An init failure at startup, or a give-up: ours to raise, unwrapped.
+                        self.escalation = exc
+                        raise
                     finally:
                         # Shielded so that stopping the children completes even when we are
                         # being cancelled; every rung of the ladder is itself time-bounded.
                         with trio.CancelScope(shield=True):
                             await self._stop_all()
             except BaseExceptionGroup as group:
-                # Our own escalation comes back wrapped by our nursery: unwrap it, so that a
-                # parent supervisor sees the child's exception and not a growing nest of groups.
+                # Our own error comes back wrapped by our nursery: unwrap it, so that a parent
+                # supervisor sees the child's exception and not a growing nest of groups.
                 mine = self.escalation
                 if mine is None or group.split(lambda exc: exc is mine)[1] is not None:
                     raise
