@@ -133,11 +133,10 @@ async def test_crash_fails_queued_callers_in_the_same_scheduling_pass(
             await ref.call(lambda r: Slow(seconds, r))
             results.append(f"ok@{trio.current_time():g}")
         except ActorExited as exc:
-            assert isinstance(exc.reason, ValueError)
-            assert exc.__cause__ is exc.reason
-            results.append(f"exited@{trio.current_time():g}")
+            causes_ok = isinstance(exc.reason, ValueError) and exc.__cause__ is exc.reason
+            results.append(f"exited@{trio.current_time():g}" + ("" if causes_ok else "!"))
 
-    with pytest.raises(ExceptionGroup) as info:
+    async def scenario() -> None:
         async with trio.open_nursery() as nursery:
             ref: ActorRef[Msg] = await nursery.start(run_actor, Counter)
             nursery.start_soon(caller, ref, 50.0)
@@ -148,6 +147,9 @@ async def test_crash_fails_queued_callers_in_the_same_scheduling_pass(
             await trio.testing.wait_all_tasks_blocked()
             with trio.fail_after(1000):
                 await trio.sleep_forever()
+
+    with pytest.raises(ExceptionGroup) as info:
+        await scenario()
     assert info.group_contains(ValueError, match="boom")
     # The first call finishes at t=50, the crash is handled right after, and every queued
     # caller is failed in that same pass: no virtual time passes, no timer has to fire.
@@ -155,7 +157,7 @@ async def test_crash_fails_queued_callers_in_the_same_scheduling_pass(
 
 
 async def test_callers_after_a_crash_are_rejected_at_once() -> None:
-    with pytest.raises(ExceptionGroup):
+    async def scenario() -> None:
         async with trio.open_nursery() as nursery:
             ref: ActorRef[Msg] = await nursery.start(run_actor, Counter)
             await ref.cast(Crash())
@@ -163,6 +165,9 @@ async def test_callers_after_a_crash_are_rejected_at_once() -> None:
             with pytest.raises(ActorExited) as info:
                 await ref.call(Get)
             assert isinstance(info.value.reason, ValueError)
+
+    with pytest.raises(ExceptionGroup):
+        await scenario()
 
 
 async def test_later_operations_on_an_exited_actor_raise_actor_exited() -> None:
@@ -262,7 +267,7 @@ async def test_back_pressure_cast_blocks_and_cast_nowait_raises(autojump_clock: 
 
 
 async def test_monitor_receives_down_once_for_crash_and_for_dead_actor() -> None:
-    with pytest.raises(ExceptionGroup):
+    async def scenario() -> None:
         async with trio.open_nursery() as nursery:
             ref: ActorRef[Msg] = await nursery.start(run_actor, Counter)
             monitor = ref.monitor()
@@ -275,6 +280,9 @@ async def test_monitor_receives_down_once_for_crash_and_for_dead_actor() -> None
                 await monitor.receive()
             late = ref.monitor()
             assert (await late.receive()).reason is down.reason
+
+    with pytest.raises(ExceptionGroup):
+        await scenario()
 
 
 async def test_cancellation_is_shutdown_not_a_crash() -> None:

@@ -246,7 +246,8 @@ async def test_temporary_sibling_is_not_restarted_by_one_for_all(autojump_clock:
 async def test_intensity_exceeded_reraises_the_childs_exception(autojump_clock: object) -> None:
     log: Log = []
     original = ConnectionError("backend gone")
-    with pytest.raises(ExceptionGroup) as info:
+
+    async def scenario() -> None:
         async with trio.open_nursery() as nursery:
             sup = await start(
                 nursery, [worker("a", log), worker("b", log)], max_restarts=2, period=10.0
@@ -255,6 +256,9 @@ async def test_intensity_exceeded_reraises_the_childs_exception(autojump_clock: 
             await crash(sup, "b")
             await crash(sup, "b", original)
             await escalation_expected()
+
+    with pytest.raises(ExceptionGroup) as info:
+        await scenario()
     # Exactly one level of group (from the test's nursery), holding the very same exception.
     assert info.value.exceptions == (original,)
     assert any("supervisor 'sup' gave up" in note for note in original.__notes__)
@@ -273,13 +277,16 @@ async def test_restart_budget_is_measured_in_virtual_time(autojump_clock: object
         assert sup.statistics().recent_restarts == 1
         sup.request_stop()
 
-    with pytest.raises(ExceptionGroup) as info:
+    async def scenario() -> None:
         async with trio.open_nursery() as nursery:
             sup = await start(nursery, [worker("a", log)], max_restarts=1, period=10.0)
             await crash(sup, "a")
             await trio.sleep(8.0)  # still inside the 10 s window: the second crash is too many
             await crash(sup, "a")
             await escalation_expected()
+
+    with pytest.raises(ExceptionGroup) as info:
+        await scenario()
     assert info.group_contains(RuntimeError, match="a crashed")
 
 
@@ -315,10 +322,13 @@ async def test_normal_exit_storm_raises_supervisor_gave_up(autojump_clock: objec
     async def quitter(*, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
 
-    with pytest.raises(ExceptionGroup) as info:
+    async def scenario() -> None:
         async with trio.open_nursery() as nursery:
             await start(nursery, [ChildSpec[None]("q", quitter)], max_restarts=3)
             await escalation_expected()
+
+    with pytest.raises(ExceptionGroup) as info:
+        await scenario()
     (gave_up,) = info.value.exceptions
     assert isinstance(gave_up, SupervisorGaveUp)
     assert (gave_up.supervisor, gave_up.child, gave_up.max_restarts) == ("sup", "q", 3)
@@ -329,7 +339,8 @@ async def test_nested_escalation_keeps_the_original_exception_unwrapped(
 ) -> None:
     log: Log = []
     original = OSError("disk")
-    with pytest.raises(ExceptionGroup) as info:
+
+    async def scenario() -> None:
         async with trio.open_nursery() as nursery:
             top = await start(
                 nursery,
@@ -341,6 +352,9 @@ async def test_nested_escalation_keeps_the_original_exception_unwrapped(
             assert inner.name == "sup/inner"
             await crash(inner, "w", original)
             await escalation_expected()
+
+    with pytest.raises(ExceptionGroup) as info:
+        await scenario()
     assert info.value.exceptions == (original,)
     notes = "\n".join(original.__notes__)
     assert "supervisor 'sup/inner' gave up" in notes
@@ -374,13 +388,16 @@ async def test_failed_restart_counts_as_a_crash(autojump_clock: object) -> None:
             if len(attempts) > 1:
                 raise TimeoutError(f"attempt {len(attempts)}")
 
-    with pytest.raises(ExceptionGroup) as info:
+    async def scenario() -> None:
         async with trio.open_nursery() as nursery:
             sup = await start(
                 nursery, [actor_spec("f", lambda: Flaky("f", []))], max_restarts=3, period=60.0
             )
             await crash(sup, "f")
             await escalation_expected()
+
+    with pytest.raises(ExceptionGroup) as info:
+        await scenario()
     # One first start, then 3 restarts that failed in init; the 4th restart is one too many.
     assert len(attempts) == 4
     assert info.group_contains(TimeoutError, match="attempt 4")
@@ -477,13 +494,19 @@ async def test_cancellation_is_never_a_crash_and_base_exceptions_propagate(
     class Fatal(BaseException):
         pass
 
-    with pytest.raises(BaseExceptionGroup) as info:
+    sups: list[SupervisorRef] = []
+
+    async def scenario() -> None:
         async with trio.open_nursery() as nursery:
-            sup = await start(nursery, [worker("a", log)], max_restarts=100)
-            ref_of(sup, "a").cast_nowait(Crash(Fatal()))  # type: ignore[arg-type]
+            sups.append(await start(nursery, [worker("a", log)], max_restarts=100))
+            ref_of(sups[0], "a").cast_nowait(Crash(Fatal()))  # type: ignore[arg-type]
             await escalation_expected()
+
+    with pytest.raises(BaseExceptionGroup) as info:
+        await scenario()
     assert info.group_contains(Fatal)
-    assert sup.statistics().restarts == 0
+    assert sups[0].statistics().restarts == 0  # a BaseException is never restarted
+    assert not sups[0].alive
 
 
 async def test_bad_options_are_rejected_before_anything_starts() -> None:
