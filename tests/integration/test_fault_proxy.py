@@ -3,6 +3,7 @@ dependencies.md §8 say, and a seeded plan injects the same faults every run."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 
@@ -115,3 +116,36 @@ def test_fault_probabilities_validated() -> None:
         ConnectionFaults(reset=1.5)
     with pytest.raises(ValueError, match="at most 1"):
         ConnectionFaults(reset=0.6, close=0.6)
+
+
+async def _answer_and_close(stream: trio.SocketStream) -> None:
+    """Answer one request, then close: the proxy sees the server side go away mid-connection."""
+    async with stream:
+        buffer = b""
+        while b"\r\n\r\n" not in buffer:
+            data = await stream.receive_some(65536)
+            if not data:
+                return
+            buffer += data
+        await stream.send_all(
+            RESPONSE.replace(b"Content-Length", b"Connection: close\r\nContent-Length")
+        )
+
+
+async def test_proxy_survives_closes_from_both_sides(nursery: trio.Nursery) -> None:
+    """Regression: a side closed while the other pump used it once crashed the whole proxy."""
+    listeners = await nursery.start(
+        functools.partial(trio.serve_tcp, _answer_and_close, 0, host="127.0.0.1")
+    )
+    port = listeners[0].socket.getsockname()[1]
+    proxy = FaultProxy(upstream_port=port, faults=ConnectionFaults(reset=0.3, close=0.2, seed=3))
+    url = await nursery.start(proxy.serve)
+    with trio.fail_after(20):
+        async with httpx.AsyncClient(base_url=url) as client:
+            for _ in range(60):
+                with contextlib.suppress(httpx.TransportError):
+                    await client.get("/")
+            proxy.set_faults(ConnectionFaults())
+            response = await client.get("/")
+    assert response.status_code == 200
+    assert proxy.statistics().injected > 0

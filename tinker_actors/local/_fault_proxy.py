@@ -73,6 +73,7 @@ class FaultProxyStatistics:
     closed: int = 0
     stalled: int = 0
     upstream_failures: int = 0
+    broken: int = 0
 
     @property
     def injected(self) -> int:
@@ -143,9 +144,14 @@ class FaultProxy:
         # One flag shared by both pumps: True once the server has answered, so the next client
         # bytes start a new request and get a fresh roll.
         state = {"answered": True}
-        async with client, upstream, trio.open_nursery() as nursery:
-            nursery.start_soon(self._client_to_upstream, client, upstream, state, nursery)
-            nursery.start_soon(self._upstream_to_client, upstream, client, state)
+        try:
+            async with client, upstream, trio.open_nursery() as nursery:
+                nursery.start_soon(self._client_to_upstream, client, upstream, state, nursery)
+                nursery.start_soon(self._upstream_to_client, upstream, client, state)
+        except* (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            # one side went away while the other pump was using it (often because a fault
+            # closed it): that ends this connection only, never the proxy
+            self._stats.broken += 1
 
     async def _client_to_upstream(
         self,
@@ -157,7 +163,7 @@ class FaultProxy:
         while True:
             try:
                 data = await client.receive_some(_CHUNK)
-            except trio.BrokenResourceError:
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
                 data = b""
             if not data:
                 nursery.cancel_scope.cancel()
@@ -174,7 +180,7 @@ class FaultProxy:
             await self._delay()
             try:
                 await upstream.send_all(data)
-            except trio.BrokenResourceError:
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
                 nursery.cancel_scope.cancel()
                 return
 
@@ -184,7 +190,7 @@ class FaultProxy:
         while True:
             try:
                 data = await upstream.receive_some(_CHUNK)
-            except trio.BrokenResourceError:
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
                 data = b""
             if not data:
                 # the server closed: pass the close on to the client
@@ -194,7 +200,7 @@ class FaultProxy:
             await self._delay()
             try:
                 await client.send_all(data)
-            except trio.BrokenResourceError:
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
                 return
 
     async def _delay(self) -> None:
