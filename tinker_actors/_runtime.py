@@ -1,0 +1,297 @@
+"""``tinker_actors.open()``: the one ``async with`` that owns every lifetime.
+
+Entering it resolves the configuration, opens the HTTP transport (a resource, not an actor),
+and starts the supervision tree; leaving it stops the tree within ``shutdown_grace`` seconds and
+closes the transport. Nothing it started outlives the block: no task, no socket.
+
+::
+
+    open()                         nursery + transport (one httpx.AsyncClient)
+    └── root            rest_for_one
+        ├── limiters    Registry: one RateLimiter per (base_url, sha256(api_key))
+        ├── pollers     one_for_one, dynamic: FuturePoller actors
+        └── clients     one_for_one, dynamic: one actor per Training/Sampling client (TRANSIENT)
+
+Errors of individual calls reach their callers as ordinary exceptions. Only an escalation (a
+supervisor that gave up) leaves ``open()``, as trio's exception group holding the child's own
+exception::
+
+    try:
+        async with open(api_key="tml-...") as runtime:
+            ...
+    except* ConnectionError as group:
+        ...
+
+An exception raised by the body of the ``async with`` itself comes out unchanged.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any, Final, TypeVar, final
+
+import msgspec
+import trio
+
+from tinker_actors.config import Config, resolve_config
+from tinker_actors.errors import InvalidInputError
+from tinker_actors.supervisors import (
+    SHUTDOWN,
+    ActorExited,
+    ActorRef,
+    Census,
+    ChildSpec,
+    Registry,
+    RegistryStatistics,
+    Restart,
+    RuntimeDump,
+    Strategy,
+    SupervisorRef,
+    SupervisorStatistics,
+    actor_spec,
+    registry_spec,
+    run_supervisor,
+    supervisor_spec,
+    track_actors,
+)
+from tinker_actors.transport import Transport, TransportStatistics, open_transport
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Callable
+
+    import httpx
+
+    from tinker_actors.supervisors import Actor
+
+__all__ = ["Runtime", "RuntimeStatistics", "open"]
+
+T = TypeVar("T")
+M = TypeVar("M")
+
+LIMITERS: Final = "limiters"
+POLLERS: Final = "pollers"
+CLIENTS: Final = "clients"
+DEFAULT_SHUTDOWN_GRACE: Final = 5.0
+
+_TOKEN: Final = object()
+
+
+class RuntimeStatistics(msgspec.Struct, frozen=True, kw_only=True):
+    """A snapshot of a runtime.
+
+    Attributes:
+        uptime: seconds since the tree was ready.
+        actors: live actors (not counting supervisors).
+        supervisors: each supervisor's statistics, root first.
+        limiters: the limiter registry's entries and starts.
+        transport: the HTTP layer's counters.
+    """
+
+    uptime: float
+    actors: int
+    supervisors: tuple[SupervisorStatistics, ...]
+    limiters: RegistryStatistics | None
+    transport: TransportStatistics
+
+
+def _tree() -> list[ChildSpec[object]]:
+    """The root's children, in start order (rest_for_one: later ones depend on earlier ones)."""
+    return [
+        registry_spec(LIMITERS, prefix="limiter"),
+        supervisor_spec(POLLERS),
+        supervisor_spec(CLIENTS),
+    ]
+
+
+@final
+class Runtime:
+    """What ``open()`` yields: the tree, the limiter registry, the transport. No public constructor."""
+
+    __slots__ = ("_census", "_config", "_root", "_started_at", "_transport")
+
+    def __init__(
+        self,
+        token: object,
+        *,
+        config: Config,
+        transport: Transport,
+        root: SupervisorRef,
+        census: Census,
+    ) -> None:
+        if token is not _TOKEN:
+            raise TypeError("Runtime has no public constructor; use 'async with open() as runtime'")
+        self._config = config
+        self._transport = transport
+        self._root = root
+        self._census = census
+        self._started_at = trio.current_time()
+
+    def __repr__(self) -> str:
+        return f"<Runtime {self._config.base_url} {'alive' if self._root.alive else 'stopped'}>"
+
+    @property
+    def config(self) -> Config:
+        """The resolved configuration (the api key inside is a redacted Secret)."""
+        return self._config
+
+    @property
+    def transport(self) -> Transport:
+        """The HTTP transport every actor sends through."""
+        return self._transport
+
+    @property
+    def root(self) -> SupervisorRef:
+        """The root supervisor."""
+        return self._root
+
+    @property
+    def registry(self) -> Registry[tuple[str, str]]:
+        """The limiter registry, keyed by :attr:`limiter_key`.
+
+        Raises:
+            ActorExited: the registry is not running (the tree is stopping or restarting it).
+        """
+        return self._running(LIMITERS, Registry)
+
+    @property
+    def limiter_key(self) -> tuple[str, str]:
+        """``(base_url, sha256(api_key))``: this runtime's key in the limiter registry."""
+        return (self._config.base_url, self._config.api_key.fingerprint())
+
+    @property
+    def pollers(self) -> SupervisorRef:
+        """The dynamic supervisor of FuturePoller actors."""
+        return self._running(POLLERS, SupervisorRef)
+
+    @property
+    def clients(self) -> SupervisorRef:
+        """The dynamic supervisor of per-client actors."""
+        return self._running(CLIENTS, SupervisorRef)
+
+    async def start_child(self, spec: ChildSpec[T]) -> T:
+        """Start ``spec`` under the clients supervisor and return its started value."""
+        return await self.clients.start_child(spec)
+
+    async def start_actor(
+        self,
+        id: str,
+        factory: Callable[[], Actor[M]],
+        *,
+        restart: Restart = Restart.TRANSIENT,
+        shutdown: float = DEFAULT_SHUTDOWN_GRACE,
+    ) -> ActorRef[M]:
+        """Start ``factory()`` as a client actor named ``id`` (TRANSIENT by default) and return its ref.
+
+        TRANSIENT is the default because a client belongs to the user: it comes back after a
+        crash, but a normal stop is final (a PERMANENT client that kept restarting is how the
+        Elixir port's restart storms took down their parent).
+        """
+        return await self.start_child(actor_spec(id, factory, restart=restart, shutdown=shutdown))
+
+    def dump(self) -> RuntimeDump:
+        """List every live actor and supervisor with its in-flight calls and their age.
+
+        ``print(runtime.dump().render())`` answers "what is my trainer waiting on?".
+        """
+        return self._census.dump()
+
+    def statistics(self) -> RuntimeStatistics:
+        """Return uptime, live actors, every supervisor's counters, limiters and transport."""
+        supervisors = [self._root.statistics()]
+        limiters: RegistryStatistics | None = None
+        for child_id in (LIMITERS, POLLERS, CLIENTS):
+            value = self._root.child(child_id)
+            if isinstance(value, Registry):
+                limiters = value.statistics()
+                supervisors.append(value.supervisor.statistics())
+            elif isinstance(value, SupervisorRef):
+                supervisors.append(value.statistics())
+        dump = self._census.dump()
+        return RuntimeStatistics(
+            uptime=trio.current_time() - self._started_at,
+            actors=sum(1 for info in dump.actors if info.kind == "actor"),
+            supervisors=tuple(supervisors),
+            limiters=limiters,
+            transport=self._transport.statistics(),
+        )
+
+    def _running(self, child_id: str, kind: type[T]) -> T:
+        value = self._root.child(child_id)
+        if not isinstance(value, kind):
+            reason = self._root.exit_reason or SHUTDOWN
+            raise ActorExited(f"{self._root.name}/{child_id}", reason)
+        return value
+
+
+def _check_grace(shutdown_grace: object) -> float:
+    if (
+        isinstance(shutdown_grace, bool)
+        or not isinstance(shutdown_grace, int | float)
+        or not 0 <= shutdown_grace < math.inf
+    ):
+        raise InvalidInputError(
+            f"shutdown_grace must be a finite number of seconds >= 0, got {shutdown_grace!r}"
+        )
+    return float(shutdown_grace)
+
+
+@asynccontextmanager
+async def open(
+    *,
+    base_url: str | None = None,
+    api_key: str | None = None,
+    http_transport: httpx.AsyncBaseTransport | None = None,
+    shutdown_grace: float = DEFAULT_SHUTDOWN_GRACE,
+    **config_overrides: Any,
+) -> AsyncIterator[Runtime]:
+    """Open the transport, start the supervision tree, and yield the :class:`Runtime`.
+
+    Args:
+        base_url: the API root (else ``TINKER_BASE_URL``, else the default service).
+        api_key: the credential (else ``TINKER_API_KEY`` and the other sources of
+            :func:`~tinker_actors.config.resolve_config`).
+        http_transport: an httpx transport to use instead of the network (tests:
+            ``httpx.MockTransport`` / ``httpx.ASGITransport``).
+        shutdown_grace: seconds the tree gets to stop politely on exit before it is cancelled.
+        **config_overrides: any other Config field, e.g. ``timeout=30``.
+
+    Raises:
+        InvalidInputError: bad settings or no credential, before anything starts.
+        ExceptionGroup: a supervisor escalation; it holds the crashed child's own exception.
+    """
+    grace = _check_grace(shutdown_grace)
+    config = resolve_config(base_url=base_url, api_key=api_key, **config_overrides)
+    body_error: BaseException | None = None
+    try:
+        async with open_transport(config, http_transport=http_transport) as transport:
+            with track_actors() as census:
+                async with trio.open_nursery() as nursery:
+                    root: SupervisorRef = await nursery.start(
+                        functools.partial(
+                            run_supervisor, _tree(), name="root", strategy=Strategy.REST_FOR_ONE
+                        )
+                    )
+                    try:
+                        yield Runtime(
+                            _TOKEN, config=config, transport=transport, root=root, census=census
+                        )
+                    except BaseException as exc:
+                        body_error = exc
+                        raise
+                    finally:
+                        # The ladder, bounded as a whole by the grace: polite stop, then cancel.
+                        with trio.CancelScope(shield=True), trio.move_on_after(grace):
+                            root.request_stop()
+                            await root.wait_stopped()
+                        nursery.cancel_scope.cancel()
+    except BaseExceptionGroup as group:
+        # Our nursery wraps whatever the body raised; give the user their own exception back.
+        # Escalations from the tree stay in the group.
+        mine = body_error
+        if mine is None or group.split(lambda exc: exc is mine)[1] is not None:
+            raise
+    else:
+        return
+    raise mine
