@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from tinker_actors._runtime import Runtime as Runtime
+from tinker_actors._runtime import open as open
 from tinker_actors._version import __version__ as __version__
 from tinker_actors.backoff import RetryConfig as RetryConfig
 from tinker_actors.errors import APIConnectionError as APIConnectionError
@@ -21,6 +23,9 @@ from tinker_actors.errors import RateLimitError as RateLimitError
 from tinker_actors.errors import RequestFailedError as RequestFailedError
 from tinker_actors.errors import TinkerError as TinkerError
 from tinker_actors.errors import UnprocessableEntityError as UnprocessableEntityError
+from tinker_actors.supervisors import ActorExited as ActorExited
+from tinker_actors.supervisors import MailboxFull as MailboxFull
+from tinker_actors.supervisors import SupervisorGaveUp as SupervisorGaveUp
 
 __all__ = [
     "APIConnectionError",
@@ -28,18 +33,23 @@ __all__ = [
     "APIResponseValidationError",
     "APIStatusError",
     "APITimeoutError",
+    "ActorExited",
     "AuthenticationError",
     "BadRequestError",
     "BillingError",
     "ConflictError",
     "InternalServerError",
     "InvalidInputError",
+    "MailboxFull",
     "NotFoundError",
     "PermissionDeniedError",
     "RateLimitError",
     "RequestFailedError",
     "RetryConfig",
+    "Runtime",
+    "SupervisorGaveUp",
     "TinkerError",
     "UnprocessableEntityError",
     "__version__",
+    "open",
 ]

@@ -20,8 +20,16 @@ Hierarchy::
     │       └── InternalServerError          >= 500
     └── RequestFailedError           a future resolved to a server-side failure
 
-The runtime adds ``ActorExited`` and ``SupervisorGaveUp`` (in :mod:`tinker_actors.supervisors`),
-which know nothing about Tinker.
+The actor runtime adds three more (defined in :mod:`tinker_actors.supervisors`, which knows
+nothing about Tinker, and re-exported from the package root)::
+
+    Exception
+    ├── ActorExited        the actor a call or cast addressed has exited (``reason`` says why)
+    ├── MailboxFull        ``cast_nowait`` found the actor's bounded mailbox full
+    └── SupervisorGaveUp   a supervisor's children exited normally more often than it allows
+
+A supervisor whose child *crashed* too often re-raises the child's own exception, so it leaves
+``tinker_actors.open()`` inside an exception group with its original type.
 
 No exception here ever holds the API key: messages are built from status, body and ids only,
 and :class:`APIStatusError` keeps the request's method and URL but not its headers.
