@@ -1,0 +1,509 @@
+"""The ``torch`` backend: real LoRA training and sampling on small seeded transformers.
+
+Each training model is a LoRA :class:`~._torch_model.Adapter` over a shared frozen base model
+(built once per catalogue spec, identical on every machine) plus a ``torch.optim.AdamW`` over
+the adapter's tensors. ``forward_backward`` adds gradients; ``optim_step`` applies the sum of
+every gradient since the last step, then clears it. Losses are in :mod:`._torch_losses`,
+sampling in :mod:`._torch_sampling`.
+
+All torch work runs in worker threads (``trio.to_thread.run_sync``) behind one
+``trio.CapacityLimiter`` (one job at a time by default: the jobs are compute-bound and would
+only contend), so the event loop keeps answering heartbeats and polls during a long step.
+
+Files (under the directory the engine gives): ``adapter.json`` (format, base model, LoRA
+shape, step count), ``adapter.safetensors`` (or ``adapter.pt`` without the ``safetensors``
+package) with tensors named ``<layer>.<linear>.lora_A|lora_B``, and ``optimizer.pt`` (the
+AdamW state) for ``save_state`` with the optimizer. Sampler snapshots have no optimizer file.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+import trio
+
+from tinker_actors.local._backend import BackendInputError
+from tinker_actors.local._torch_losses import elementwise_loss, parse_loss_config
+from tinker_actors.local._torch_model import Adapter, AdapterShape, BaseWeights, build_base, forward
+from tinker_actors.local._torch_sampling import run_sample
+from tinker_actors.types import ForwardBackwardOutput, TensorData
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping, Sequence
+
+    from tinker_actors.local._backend import SampleJob
+    from tinker_actors.local._catalogue import BaseModelSpec
+    from tinker_actors.types import AdamParams, Datum, LoraConfig, SampleResponse
+
+__all__ = ["DEFAULT_LORA_RANK", "TorchBackend", "default_tokenizer_loader"]
+
+#: The rank of a model created without a LoraConfig.
+DEFAULT_LORA_RANK = 32
+_FORMAT = 1
+_META = "adapter.json"
+_OPTIMIZER = "optimizer.pt"
+_SAMPLER_CACHE = 8
+
+
+@dataclass
+class _TrainModel:
+    spec: BaseModelSpec
+    adapter: Adapter
+    optimizer: torch.optim.AdamW
+    steps: int = 0
+
+
+def default_tokenizer_loader(
+    cache_dir: Path,
+) -> Callable[[BaseModelSpec], Callable[[list[int]], str]]:
+    """Return a loader that builds (once, under ``cache_dir``) and decodes with a model's tokenizer."""
+
+    def load(spec: BaseModelSpec) -> Callable[[list[int]], str]:
+        from tinker_actors.local._tokenizer import ensure_tokenizer_dir, load_tokenizer
+
+        tokenizer = load_tokenizer(ensure_tokenizer_dir(cache_dir, spec.vocab_size))
+
+        def decode(ids: list[int]) -> str:
+            return str(tokenizer.decode(ids, skip_special_tokens=True))
+
+        return decode
+
+    return load
+
+
+class TorchBackend:
+    """LoRA training and sampling with torch (see the module docstring).
+
+    Args:
+        device: ``cuda``/``cpu``/a torch device; default CUDA when available, else CPU.
+        max_concurrent: torch jobs run at once (worker threads behind one CapacityLimiter).
+        num_threads: if set, ``torch.set_num_threads`` (process-wide) to this value.
+        tokenizer_loader: spec -> decode function, used for stop strings; default builds the
+            local tokenizer under ``cache_dir``.
+        cache_dir: where the default loader builds tokenizers (default: a directory in the
+            system temp dir; the build is deterministic and content-addressed).
+        seed: seeds the seeds drawn for sample requests that carry none.
+    """
+
+    def __init__(
+        self,
+        *,
+        device: str | torch.device | None = None,
+        max_concurrent: int = 1,
+        num_threads: int | None = None,
+        tokenizer_loader: Callable[[BaseModelSpec], Callable[[list[int]], str]] | None = None,
+        cache_dir: Path | None = None,
+        seed: int | None = None,
+    ) -> None:
+        if device is None:
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.device = torch.device(device)
+        if num_threads is not None:
+            torch.set_num_threads(num_threads)
+        self._limiter = trio.CapacityLimiter(max_concurrent)
+        if tokenizer_loader is None:
+            import tempfile
+
+            root = cache_dir or Path(tempfile.gettempdir()) / "tinker-actors-cache"
+            tokenizer_loader = default_tokenizer_loader(root / "tokenizers")
+        self._tokenizer_loader = tokenizer_loader
+        self._decoders: dict[str, Callable[[list[int]], str]] = {}
+        self._bases: dict[str, BaseWeights] = {}
+        self._models: dict[str, _TrainModel] = {}
+        self._samplers: OrderedDict[tuple[str, int], Adapter] = OrderedDict()
+        self._lock = threading.Lock()  # guards the caches above across worker threads
+        self._seeds = random.Random(seed)
+
+    @property
+    def name(self) -> str:
+        """Always ``torch``."""
+        return "torch"
+
+    async def _run(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return await trio.to_thread.run_sync(fn, *args, limiter=self._limiter)
+
+    # -- shared state ---------------------------------------------------------------------
+
+    def base(self, spec: BaseModelSpec) -> BaseWeights:
+        """The frozen base model of ``spec`` on this backend's device (built once)."""
+        with self._lock:
+            found = self._bases.get(spec.name)
+        if found is None:
+            built = build_base(spec, self.device)
+            with self._lock:
+                found = self._bases.setdefault(spec.name, built)
+        return found
+
+    def _model(self, model_id: str) -> _TrainModel:
+        model = self._models.get(model_id)
+        if model is None:
+            raise BackendInputError(f"model {model_id!r} is not loaded")
+        return model
+
+    def adapter(self, model_id: str) -> Adapter:
+        """The live adapter of a training model (for tests and benchmarks)."""
+        return self._model(model_id).adapter
+
+    def _new_model(self, spec: BaseModelSpec, shape: AdapterShape, seed: int) -> _TrainModel:
+        adapter = Adapter.create(self.base(spec), shape, seed)
+        optimizer = torch.optim.AdamW(adapter.parameters(), lr=0.0)
+        return _TrainModel(spec=spec, adapter=adapter, optimizer=optimizer)
+
+    # -- Backend protocol -----------------------------------------------------------------
+
+    async def create_model(
+        self, model_id: str, spec: BaseModelSpec, lora: LoraConfig | None
+    ) -> None:
+        """Create a LoRA adapter (B = 0, so the model starts equal to its base)."""
+        if lora is None:
+            shape, seed = AdapterShape(rank=DEFAULT_LORA_RANK), 0
+        else:
+            shape = AdapterShape(
+                rank=lora.rank,
+                train_attn=lora.train_attn,
+                train_mlp=lora.train_mlp,
+                train_unembed=lora.train_unembed,
+            )
+            seed = lora.seed if isinstance(lora.seed, int) else 0
+        if not (shape.train_attn or shape.train_mlp or shape.train_unembed):
+            raise BackendInputError("LoraConfig trains nothing: enable attn, mlp or unembed")
+        self._models[model_id] = await self._run(self._new_model, spec, shape, seed)
+
+    async def forward_backward(
+        self,
+        model_id: str,
+        data: Sequence[Datum],
+        loss_fn: str,
+        loss_fn_config: Mapping[str, float | str],
+        *,
+        forward_only: bool,
+    ) -> ForwardBackwardOutput:
+        """Compute the loss and outputs; unless ``forward_only``, add to the gradients."""
+        model = self._model(model_id)
+        result: ForwardBackwardOutput = await self._run(
+            self._forward_backward_sync, model, data, loss_fn, loss_fn_config, forward_only
+        )
+        return result
+
+    def _forward_backward_sync(
+        self,
+        model: _TrainModel,
+        data: Sequence[Datum],
+        loss_fn: str,
+        loss_fn_config: Mapping[str, float | str],
+        forward_only: bool,
+    ) -> ForwardBackwardOutput:
+        config = parse_loss_config(loss_fn, loss_fn_config)
+        base = self.base(model.spec)
+        batch = _Batch.build(data, self.device)
+        with torch.set_grad_enabled(not forward_only):
+            logits = forward(base, model.adapter, batch.tokens)
+            logprobs = torch.log_softmax(logits, dim=-1)
+            # one gather for the whole batch: [B, T, K] (K = 1 for ordinary targets)
+            picked = logprobs.gather(-1, batch.targets)
+            total = torch.zeros((), device=self.device)
+            outputs = []
+            for i, item in enumerate(batch.items):
+                lp = picked[i, : item.length, : item.width].reshape(item.shape)
+                loss = elementwise_loss(loss_fn, lp, item.inputs, config)
+                total = total + loss.sum()
+                outputs.append(
+                    {
+                        "logprobs": _tensor_data(lp),
+                        "elementwise_loss": _tensor_data(loss),
+                    }
+                )
+            if not forward_only:
+                torch.autograd.backward(total)
+        return ForwardBackwardOutput(
+            loss_fn_output_type="ArrayRecord",
+            loss_fn_outputs=outputs,
+            metrics={"loss:sum": float(total.detach())},
+        )
+
+    async def optim_step(self, model_id: str, params: AdamParams) -> dict[str, float]:
+        """AdamW over the adapter with the gradients accumulated since the last step."""
+        model = self._model(model_id)
+        _check_adam(params)
+        metrics: dict[str, float] = await self._run(self._optim_step_sync, model, params)
+        return metrics
+
+    def _optim_step_sync(self, model: _TrainModel, params: AdamParams) -> dict[str, float]:
+        tensors = model.adapter.parameters()
+        grads = [t.grad for t in tensors if t.grad is not None]
+        norm = (
+            float(
+                torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
+            )
+            if grads
+            else 0.0
+        )
+        if params.grad_clip_norm > 0 and grads:
+            torch.nn.utils.clip_grad_norm_(tensors, params.grad_clip_norm)
+        for group in model.optimizer.param_groups:
+            group["lr"] = params.learning_rate
+            group["betas"] = (params.beta1, params.beta2)
+            group["eps"] = params.eps
+            group["weight_decay"] = params.weight_decay
+        model.optimizer.step()
+        model.optimizer.zero_grad(set_to_none=True)
+        model.steps += 1
+        return {"grad_norm:mean": norm, "learning_rate:mean": params.learning_rate}
+
+    async def save_state(self, model_id: str, directory: Path, *, optimizer: bool) -> int:
+        """Write the adapter (and the AdamW state) under ``directory``; return bytes written."""
+        model = self._model(model_id)
+        size: int = await self._run(self._save_sync, model, directory, optimizer)
+        return size
+
+    def _save_sync(self, model: _TrainModel, directory: Path, optimizer: bool) -> int:
+        written = _write_adapter(directory, model.spec, model.adapter, model.steps)
+        if optimizer:
+            path = directory / _OPTIMIZER
+            torch.save(model.optimizer.state_dict(), path)
+            written.append(path)
+        return sum(p.stat().st_size for p in written)
+
+    async def load_state(
+        self, model_id: str, directory: Path, *, optimizer: bool, spec: BaseModelSpec
+    ) -> None:
+        """Replace (or create) ``model_id`` from a :meth:`save_state` directory."""
+        self._models[model_id] = await self._run(self._load_sync, directory, optimizer, spec)
+
+    def _load_sync(self, directory: Path, optimizer: bool, spec: BaseModelSpec) -> _TrainModel:
+        meta = _read_meta(directory, spec)
+        model = self._new_model(spec, meta.shape, 0)
+        model.adapter.load_state_dict(_read_tensors(directory))
+        model.steps = meta.steps
+        if optimizer:
+            path = directory / _OPTIMIZER
+            if not path.is_file():
+                raise BackendInputError(f"{directory.name} holds no optimizer state")
+            model.optimizer.load_state_dict(torch.load(path, weights_only=True))
+        return model
+
+    async def save_sampler(self, model_id: str, directory: Path) -> int:
+        """Snapshot the adapter's current weights for sampling."""
+        model = self._model(model_id)
+        size: int = await self._run(self._save_sampler_sync, model, directory)
+        return size
+
+    def _save_sampler_sync(self, model: _TrainModel, directory: Path) -> int:
+        written = _write_adapter(directory, model.spec, model.adapter, model.steps)
+        return sum(p.stat().st_size for p in written)
+
+    async def sample(
+        self, spec: BaseModelSpec, weights: Path | None, job: SampleJob
+    ) -> SampleResponse:
+        """Sample from the base model or a saved sampler snapshot (see _torch_sampling)."""
+        seed = job.params.seed
+        if not isinstance(seed, int):
+            seed = self._seeds.randrange(1 << 62)
+        response: SampleResponse = await self._run(self._sample_sync, spec, weights, job, seed)
+        return response
+
+    def _sample_sync(
+        self, spec: BaseModelSpec, weights: Path | None, job: SampleJob, seed: int
+    ) -> SampleResponse:
+        base = self.base(spec)
+        adapter = self._sampler_adapter(spec, weights) if weights is not None else None
+        decode = None
+        if _has_stop_strings(job.params.stop):
+            decode = self._decoder(spec)
+        return run_sample(base, adapter, job, seed=seed, decode=decode)
+
+    async def drop_model(self, model_id: str) -> None:
+        """Forget ``model_id`` and its optimizer state."""
+        self._models.pop(model_id, None)
+
+    # -- helpers --------------------------------------------------------------------------
+
+    def _sampler_adapter(self, spec: BaseModelSpec, directory: Path) -> Adapter:
+        meta_path = directory / _META
+        try:
+            key = (str(directory), meta_path.stat().st_mtime_ns)
+        except FileNotFoundError:
+            raise BackendInputError(
+                f"no torch-backend weights under {directory.name}; were they saved by another "
+                "backend?"
+            ) from None
+        with self._lock:
+            found = self._samplers.get(key)
+            if found is not None:
+                self._samplers.move_to_end(key)
+                return found
+        meta = _read_meta(directory, spec)
+        adapter = Adapter.create(self.base(spec), meta.shape, 0, trainable=False)
+        adapter.load_state_dict(_read_tensors(directory))
+        with self._lock:
+            self._samplers[key] = adapter
+            while len(self._samplers) > _SAMPLER_CACHE:
+                self._samplers.popitem(last=False)
+        return adapter
+
+    def _decoder(self, spec: BaseModelSpec) -> Callable[[list[int]], str]:
+        with self._lock:
+            found = self._decoders.get(spec.name)
+        if found is None:
+            found = self._tokenizer_loader(spec)
+            with self._lock:
+                self._decoders[spec.name] = found
+        return found
+
+
+def _has_stop_strings(stop: object) -> bool:
+    if isinstance(stop, str):
+        return bool(stop)
+    return isinstance(stop, list | tuple) and any(isinstance(s, str) for s in stop)
+
+
+def _check_adam(params: AdamParams) -> None:
+    problems = []
+    if not params.learning_rate >= 0:
+        problems.append(f"learning_rate must be >= 0, got {params.learning_rate}")
+    for name, value in (("beta1", params.beta1), ("beta2", params.beta2)):
+        if not 0 <= value < 1:
+            problems.append(f"{name} must be in [0, 1), got {value}")
+    if not params.eps >= 0:
+        problems.append(f"eps must be >= 0, got {params.eps}")
+    if not params.weight_decay >= 0:
+        problems.append(f"weight_decay must be >= 0, got {params.weight_decay}")
+    if problems:
+        raise BackendInputError("invalid adam_params: " + "; ".join(problems))
+
+
+def _tensor_data(tensor: torch.Tensor) -> TensorData:
+    return TensorData.from_numpy(tensor.detach().to("cpu", torch.float32).numpy())
+
+
+@dataclass(frozen=True)
+class _Item:
+    length: int
+    width: int  # K targets per position (1 for a 1-D target)
+    shape: tuple[int, ...]
+    inputs: dict[str, torch.Tensor]
+
+
+@dataclass(frozen=True)
+class _Batch:
+    """A right-padded batch: tokens [B, T], targets [B, T, K], per-datum float inputs."""
+
+    tokens: torch.Tensor
+    targets: torch.Tensor
+    items: list[_Item]
+
+    @classmethod
+    def build(cls, data: Sequence[Datum], device: torch.device) -> _Batch:
+        rows = [d.model_input.to_ints() for d in data]
+        targets_np = [d.loss_fn_inputs["target_tokens"].to_numpy().astype(np.int64) for d in data]
+        length = max(len(r) for r in rows)
+        width = max(1 if t.ndim == 1 else int(t.shape[1]) for t in targets_np)
+        tokens = np.zeros((len(rows), length), dtype=np.int64)
+        targets = np.zeros((len(rows), length, width), dtype=np.int64)
+        items = []
+        for i, (datum, row, target) in enumerate(zip(data, rows, targets_np, strict=True)):
+            if target.ndim > 2:
+                raise BackendInputError(f"datum {i}: target_tokens must be [N] or [N, K]")
+            tokens[i, : len(row)] = row
+            grid = target.reshape(len(row), -1)
+            vocab_ok = (grid >= 0).all()
+            if not vocab_ok:
+                raise BackendInputError(f"datum {i}: target_tokens must be >= 0")
+            targets[i, : len(row), : grid.shape[1]] = grid
+            inputs = {
+                name: torch.from_numpy(
+                    tensor.to_numpy().astype(np.float32).reshape(target.shape)
+                ).to(device)
+                for name, tensor in datum.loss_fn_inputs.items()
+                if name != "target_tokens"
+            }
+            items.append(
+                _Item(length=len(row), width=grid.shape[1], shape=target.shape, inputs=inputs)
+            )
+        return cls(
+            tokens=torch.from_numpy(tokens).to(device),
+            targets=torch.from_numpy(targets).to(device),
+            items=items,
+        )
+
+
+@dataclass(frozen=True)
+class _Meta:
+    shape: AdapterShape
+    steps: int
+
+
+def _write_adapter(
+    directory: Path, spec: BaseModelSpec, adapter: Adapter, steps: int
+) -> list[Path]:
+    directory.mkdir(parents=True, exist_ok=True)
+    tensors = adapter.state_dict()
+    try:
+        from safetensors.torch import save_file
+    except ImportError:
+        tensor_path = directory / "adapter.pt"
+        torch.save(tensors, tensor_path)
+    else:
+        tensor_path = directory / "adapter.safetensors"
+        save_file(tensors, str(tensor_path))
+    shape = adapter.shape
+    meta = {
+        "format": _FORMAT,
+        "backend": "torch",
+        "base_model": spec.name,
+        "rank": shape.rank,
+        "train_attn": shape.train_attn,
+        "train_mlp": shape.train_mlp,
+        "train_unembed": shape.train_unembed,
+        "alpha": adapter.scale * shape.rank,
+        "steps": steps,
+        "tensors": tensor_path.name,
+    }
+    meta_path = directory / _META
+    meta_path.write_text(json.dumps(meta, indent=1))
+    return [tensor_path, meta_path]
+
+
+def _read_meta(directory: Path, spec: BaseModelSpec) -> _Meta:
+    try:
+        raw = json.loads((directory / _META).read_text())
+    except FileNotFoundError:
+        raise BackendInputError(
+            f"no torch-backend weights under {directory.name}; were they saved by another backend?"
+        ) from None
+    if raw.get("format") != _FORMAT or raw.get("backend") != "torch":
+        raise BackendInputError(f"{directory.name}: unsupported checkpoint format {raw!r:.80}")
+    if raw["base_model"] != spec.name:
+        raise BackendInputError(
+            f"{directory.name} was trained on {raw['base_model']}, not {spec.name}"
+        )
+    shape = AdapterShape(
+        rank=int(raw["rank"]),
+        train_attn=bool(raw["train_attn"]),
+        train_mlp=bool(raw["train_mlp"]),
+        train_unembed=bool(raw["train_unembed"]),
+    )
+    return _Meta(shape=shape, steps=int(raw.get("steps", 0)))
+
+
+def _read_tensors(directory: Path) -> dict[str, torch.Tensor]:
+    name = json.loads((directory / _META).read_text())["tensors"]
+    path = directory / name
+    if path.suffix == ".safetensors":
+        try:
+            from safetensors.torch import load_file
+        except ImportError:
+            raise BackendInputError(
+                f"{directory.name} is stored as safetensors; install the safetensors package"
+            ) from None
+        return dict(load_file(str(path)))
+    loaded: dict[str, torch.Tensor] = torch.load(path, weights_only=True)
+    return loaded

@@ -1,0 +1,324 @@
+"""A small decoder-only transformer with LoRA adapters, in plain torch.
+
+The torch backend's models are built here. A *base model* (:class:`BaseWeights`) is a frozen
+set of tensors drawn from a ``torch.Generator`` seeded with the catalogue spec's ``seed``, on
+the CPU in float32, so every machine gets bit-identical weights; it is then moved to the
+device. One base model is shared (read-only) by every training model and sampler built on it.
+
+A *training model* adds an :class:`Adapter`: per adapted linear layer two trainable matrices
+``A`` (r x in, seeded from ``LoraConfig.seed``) and ``B`` (out x r, zero), so that
+
+    y = W x + (B (A x)) * alpha / r
+
+and an untrained adapter leaves the base model's outputs exactly unchanged. Which linears are
+adapted follows the LoraConfig flags: attention (q, k, v, o), MLP (gate, up, down) and the
+unembedding (the output head).
+
+Architecture (Llama-style): token embedding; per layer RMSNorm -> rotary multi-head causal
+attention -> residual, RMSNorm -> SwiGLU MLP -> residual; final RMSNorm; an untied output head.
+:func:`forward` runs it on a padded batch and, for sampling, with a :class:`KVCache`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import torch
+import torch.nn.functional as F
+
+if TYPE_CHECKING:
+    from tinker_actors.local._catalogue import BaseModelSpec
+
+__all__ = [
+    "LORA_ALPHA",
+    "Adapter",
+    "AdapterShape",
+    "BaseWeights",
+    "KVCache",
+    "adapted_names",
+    "build_base",
+    "forward",
+]
+
+#: LoRA scaling numerator: adapters scale by ``LORA_ALPHA / rank`` (32, as in Tinker's guides).
+LORA_ALPHA = 32.0
+_ROPE_BASE = 10000.0
+_NORM_EPS = 1e-6
+_INIT_STD = 0.02
+_ATTN = ("q", "k", "v", "o")
+_MLP = ("gate", "up", "down")
+
+
+@dataclass
+class BaseWeights:
+    """The frozen weights of one base model (a catalogue spec), on one device."""
+
+    spec: BaseModelSpec
+    embed: torch.Tensor  # [V, d]
+    layers: list[dict[str, torch.Tensor]]  # q k v o [d, d]; gate up [f, d]; down [d, f]; norms
+    norm: torch.Tensor  # [d]
+    head: torch.Tensor  # [V, d]
+    cos: torch.Tensor  # [ctx, head_dim]
+    sin: torch.Tensor  # [ctx, head_dim]
+
+    @property
+    def device(self) -> torch.device:
+        """Where the weights live."""
+        return self.embed.device
+
+    def linear(self, name: str) -> torch.Tensor:
+        """Return the weight of an adaptable linear by its adapter name (``3.q``, ``head``)."""
+        if name == "head":
+            return self.head
+        layer, part = name.split(".")
+        return self.layers[int(layer)][part]
+
+
+def build_base(spec: BaseModelSpec, device: torch.device | str = "cpu") -> BaseWeights:
+    """Build the base model of ``spec`` deterministically from ``spec.seed``.
+
+    Every tensor is drawn on the CPU in float32 from one seeded generator, in a fixed order,
+    so the result is the same on every machine; it is moved to ``device`` afterwards.
+    """
+    if spec.d_model % spec.n_heads or (spec.d_model // spec.n_heads) % 2:
+        raise ValueError(f"{spec.name}: d_model must split into heads of even size")
+    gen = torch.Generator(device="cpu").manual_seed(spec.seed)
+    d, f, v = spec.d_model, spec.d_ff, spec.vocab_size
+    # residual-branch outputs are scaled down with depth (GPT-2 style) to keep activations sane
+    out_std = _INIT_STD / math.sqrt(2 * spec.n_layers)
+
+    def draw(rows: int, cols: int, std: float = _INIT_STD) -> torch.Tensor:
+        return torch.randn(rows, cols, generator=gen, dtype=torch.float32) * std
+
+    embed = draw(v, d)
+    layers = []
+    for _ in range(spec.n_layers):
+        layers.append(
+            {
+                "attn_norm": torch.ones(d),
+                "q": draw(d, d),
+                "k": draw(d, d),
+                "v": draw(d, d),
+                "o": draw(d, d, out_std),
+                "mlp_norm": torch.ones(d),
+                "gate": draw(f, d),
+                "up": draw(f, d),
+                "down": draw(d, f, out_std),
+            }
+        )
+    head = draw(v, d)
+    head_dim = d // spec.n_heads
+    inv_freq = 1.0 / (_ROPE_BASE ** (torch.arange(0, head_dim, 2, dtype=torch.float64) / head_dim))
+    angles = torch.outer(torch.arange(spec.context_length, dtype=torch.float64), inv_freq)
+    angles = torch.cat([angles, angles], dim=-1)
+    base = BaseWeights(
+        spec=spec,
+        embed=embed,
+        layers=layers,
+        norm=torch.ones(d),
+        head=head,
+        cos=angles.cos().float(),
+        sin=angles.sin().float(),
+    )
+    return _to(base, torch.device(device))
+
+
+def _to(base: BaseWeights, device: torch.device) -> BaseWeights:
+    if device.type == "cpu":
+        return base
+    return BaseWeights(
+        spec=base.spec,
+        embed=base.embed.to(device),
+        layers=[{k: t.to(device) for k, t in layer.items()} for layer in base.layers],
+        norm=base.norm.to(device),
+        head=base.head.to(device),
+        cos=base.cos.to(device),
+        sin=base.sin.to(device),
+    )
+
+
+@dataclass(frozen=True)
+class AdapterShape:
+    """Which linears an adapter covers, and its rank."""
+
+    rank: int
+    train_attn: bool = True
+    train_mlp: bool = True
+    train_unembed: bool = True
+
+
+def adapted_names(spec: BaseModelSpec, shape: AdapterShape) -> list[str]:
+    """Return the adapted linears' names in a fixed order (``0.q`` ... ``head``)."""
+    names: list[str] = []
+    for i in range(spec.n_layers):
+        if shape.train_attn:
+            names.extend(f"{i}.{p}" for p in _ATTN)
+        if shape.train_mlp:
+            names.extend(f"{i}.{p}" for p in _MLP)
+    if shape.train_unembed:
+        names.append("head")
+    return names
+
+
+@dataclass
+class Adapter:
+    """Trainable LoRA matrices keyed by linear name: ``a[name]`` is [r, in], ``b[name]`` [out, r]."""
+
+    shape: AdapterShape
+    a: dict[str, torch.Tensor] = field(default_factory=dict)
+    b: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    @property
+    def scale(self) -> float:
+        """``alpha / r``."""
+        return LORA_ALPHA / self.shape.rank
+
+    @classmethod
+    def create(
+        cls, base: BaseWeights, shape: AdapterShape, seed: int, *, trainable: bool = True
+    ) -> Adapter:
+        """Make a fresh adapter: A uniform in ±1/sqrt(in) from ``seed`` (CPU), B zero."""
+        if shape.rank < 1:
+            raise ValueError(f"LoRA rank must be at least 1, got {shape.rank}")
+        gen = torch.Generator(device="cpu").manual_seed(seed)
+        adapter = cls(shape=shape)
+        for name in adapted_names(base.spec, shape):
+            out_dim, in_dim = base.linear(name).shape
+            bound = 1.0 / math.sqrt(in_dim)
+            a = (torch.rand(shape.rank, in_dim, generator=gen) * 2 - 1) * bound
+            adapter.a[name] = a.to(base.device).requires_grad_(trainable)
+            adapter.b[name] = torch.zeros(out_dim, shape.rank, device=base.device).requires_grad_(
+                trainable
+            )
+        return adapter
+
+    def parameters(self) -> list[torch.Tensor]:
+        """Every trainable tensor, in a fixed order (A then B per linear)."""
+        out: list[torch.Tensor] = []
+        for name in self.a:
+            out.extend((self.a[name], self.b[name]))
+        return out
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """Detached CPU copies keyed ``<name>.lora_A`` / ``<name>.lora_B``."""
+        out = {}
+        for name in self.a:
+            out[f"{name}.lora_A"] = self.a[name].detach().cpu().contiguous()
+            out[f"{name}.lora_B"] = self.b[name].detach().cpu().contiguous()
+        return out
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        """Copy tensors saved by :meth:`state_dict` into this adapter (shapes must match)."""
+        expected = set(self.state_dict())
+        if set(state) != expected:
+            raise ValueError(
+                f"adapter tensors do not match: missing {sorted(expected - set(state))[:4]}, "
+                f"unexpected {sorted(set(state) - expected)[:4]}"
+            )
+        with torch.no_grad():
+            for name in self.a:
+                self.a[name].copy_(state[f"{name}.lora_A"])
+                self.b[name].copy_(state[f"{name}.lora_B"])
+
+    def frozen_copy(self) -> Adapter:
+        """A detached copy (for a sampler snapshot)."""
+        copy = Adapter(shape=self.shape)
+        copy.a = {k: t.detach().clone() for k, t in self.a.items()}
+        copy.b = {k: t.detach().clone() for k, t in self.b.items()}
+        return copy
+
+
+@dataclass
+class KVCache:
+    """Keys and values of the positions seen so far, per layer: [B, heads, T, head_dim]."""
+
+    keys: list[torch.Tensor] = field(default_factory=list)
+    values: list[torch.Tensor] = field(default_factory=list)
+
+    @property
+    def length(self) -> int:
+        """How many positions are cached."""
+        return self.keys[0].shape[2] if self.keys else 0
+
+    def expand(self, batch: int) -> KVCache:
+        """Repeat a batch-1 cache ``batch`` times (num_samples continuations of one prompt)."""
+        return KVCache(
+            keys=[k.expand(batch, -1, -1, -1).contiguous() for k in self.keys],
+            values=[v.expand(batch, -1, -1, -1).contiguous() for v in self.values],
+        )
+
+
+def _linear(x: torch.Tensor, base: BaseWeights, adapter: Adapter | None, name: str) -> torch.Tensor:
+    y = F.linear(x, base.linear(name))
+    if adapter is not None and name in adapter.a:
+        y = y + F.linear(F.linear(x, adapter.a[name]), adapter.b[name]) * adapter.scale
+    return y
+
+
+def _rms_norm(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + _NORM_EPS) * weight
+
+
+def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    half = x.shape[-1] // 2
+    rotated = torch.cat([-x[..., half:], x[..., :half]], dim=-1)
+    return x * cos + rotated * sin
+
+
+def forward(
+    base: BaseWeights,
+    adapter: Adapter | None,
+    tokens: torch.Tensor,
+    cache: KVCache | None = None,
+) -> torch.Tensor:
+    """Return float32 logits ``[B, T, V]`` for ``tokens`` ``[B, T]``.
+
+    Without ``cache`` the batch is causal from position 0 (right padding is harmless: no
+    real position attends to a later one). With ``cache`` the tokens continue the cached
+    positions, and their keys/values are appended to it.
+    """
+    spec = base.spec
+    batch, length = tokens.shape
+    heads = spec.n_heads
+    head_dim = spec.d_model // heads
+    start = cache.length if cache is not None else 0
+    if start + length > spec.context_length:
+        raise ValueError(f"{start + length} positions exceed the context of {spec.context_length}")
+    cos = base.cos[start : start + length]
+    sin = base.sin[start : start + length]
+    x = F.embedding(tokens, base.embed)
+    for i, layer in enumerate(base.layers):
+        h = _rms_norm(x, layer["attn_norm"])
+        q, k, v = (
+            _linear(h, base, adapter, f"{i}.{p}")
+            .view(batch, length, heads, head_dim)
+            .transpose(1, 2)
+            for p in ("q", "k", "v")
+        )
+        q, k = _rotate(q, cos, sin), _rotate(k, cos, sin)
+        if cache is not None:
+            if len(cache.keys) > i:
+                k = torch.cat([cache.keys[i], k], dim=2)
+                v = torch.cat([cache.values[i], v], dim=2)
+                cache.keys[i], cache.values[i] = k, v
+            else:
+                cache.keys.append(k)
+                cache.values.append(v)
+        # a query block that starts at position 0 is causal; single decode steps see everything
+        causal = start == 0 and length > 1
+        if start > 0 and length > 1:
+            mask = torch.ones(length, start + length, dtype=torch.bool, device=x.device).tril(start)
+            attn = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        else:
+            attn = F.scaled_dot_product_attention(q, k, v, is_causal=causal)
+        attn = attn.transpose(1, 2).reshape(batch, length, spec.d_model)
+        x = x + _linear(attn, base, adapter, f"{i}.o")
+        h = _rms_norm(x, layer["mlp_norm"])
+        gated = F.silu(_linear(h, base, adapter, f"{i}.gate")) * _linear(
+            h, base, adapter, f"{i}.up"
+        )
+        x = x + _linear(gated, base, adapter, f"{i}.down")
+    x = _rms_norm(x, base.norm)
+    return _linear(x, base, adapter, "head").float()
