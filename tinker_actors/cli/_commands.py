@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
+
+if TYPE_CHECKING:
+    from tinker_actors.local._backend import Backend
 
 
 @click.group()
@@ -25,10 +29,11 @@ def version() -> None:
 @click.option("--port", default=8000, show_default=True, help="Port to bind (0 = any free).")
 @click.option(
     "--backend",
-    type=click.Choice(["null"]),
+    type=click.Choice(["null", "torch"]),
     default="null",
     show_default=True,
-    help="Model backend: null = instant shaped results.",
+    help="Model backend: null = instant shaped results; torch = real LoRA training and "
+    "sampling on small seeded models (needs the torch extra).",
 )
 @click.option(
     "--data-dir",
@@ -101,12 +106,13 @@ def serve(
         )
     except (InvalidInputError, ValueError) as exc:
         raise click.BadParameter(str(exc)) from None
+    model_backend = _make_backend(backend)
     if host not in ("127.0.0.1", "localhost", "::1"):
         click.echo(f"warning: binding {host}, which other machines may reach", err=True)
 
     async def main() -> None:
         async with (
-            open_local_server(settings=settings, faults=plan) as server,
+            open_local_server(backend=model_backend, settings=settings, faults=plan) as server,
             trio.open_nursery() as nursery,
         ):
             url = await nursery.start(server.serve, host, port)
@@ -121,3 +127,17 @@ def serve(
         trio.run(main)
     except* KeyboardInterrupt:  # may arrive bare or inside the nurseries' exception group
         click.echo("stopped")
+
+
+def _make_backend(name: str) -> Backend | None:
+    """Build the named model backend (None = the server's default, null)."""
+    if name != "torch":
+        return None
+    try:
+        from tinker_actors.local._torch_backend import TorchBackend
+    except ImportError as exc:
+        raise click.ClickException(
+            f"--backend torch needs PyTorch ({exc}); install tinker-actors[torch] with "
+            "-c constraints.txt (pip install -c constraints.txt 'tinker-actors[torch]')"
+        ) from None
+    return TorchBackend()
