@@ -7,7 +7,7 @@ storage). Costs are gross estimates in US dollars before credits, not amounts du
 
 from __future__ import annotations
 
-from datetime import datetime  # noqa: TC003 (msgspec resolves annotations at runtime)
+from datetime import datetime
 from typing import Any, TypeAlias
 
 import msgspec

@@ -14,7 +14,7 @@ API addresses a checkpoint by its run and ``checkpoint_id = "<segment>/<name>"``
 
 from __future__ import annotations
 
-from datetime import datetime  # noqa: TC003 (msgspec resolves annotations at runtime)
+from datetime import datetime
 from typing import Final, Literal, TypeAlias
 
 import msgspec

@@ -25,8 +25,8 @@ from msgspec import UNSET, UnsetType
 
 from tinker_actors.errors import InvalidInputError
 from tinker_actors.types._base import RequestStruct
-from tinker_actors.types._model_input import ModelInput  # noqa: TC001 (runtime annotation)
-from tinker_actors.types._tensor import TensorData  # noqa: TC001 (runtime annotation)
+from tinker_actors.types._model_input import ModelInput
+from tinker_actors.types._tensor import TensorData
 
 __all__ = ["SampleRequest", "SamplingParams"]
 

@@ -14,7 +14,7 @@ Statuses and search filters are tagged unions on ``type``.
 
 from __future__ import annotations
 
-from datetime import datetime  # noqa: TC003 (msgspec resolves annotations at runtime)
+from datetime import datetime
 from typing import Annotated, Any, Literal, TypeAlias
 
 import msgspec

@@ -16,7 +16,7 @@ their ``event`` field::
 
 from __future__ import annotations
 
-from datetime import datetime  # noqa: TC003 (msgspec resolves annotations at runtime)
+from datetime import datetime
 from typing import Any, Literal, TypeAlias
 
 import msgspec
