@@ -45,11 +45,11 @@ from tinker_actors.supervisors._spec import Restart as Restart
 from tinker_actors.supervisors._spec import Stoppable as Stoppable
 from tinker_actors.supervisors._spec import Strategy as Strategy
 from tinker_actors.supervisors._spec import actor_spec as actor_spec
-from tinker_actors.supervisors._supervisor import ChildInfo as ChildInfo
-from tinker_actors.supervisors._supervisor import SupervisorRef as SupervisorRef
-from tinker_actors.supervisors._supervisor import SupervisorStatistics as SupervisorStatistics
 from tinker_actors.supervisors._supervisor import run_supervisor as run_supervisor
 from tinker_actors.supervisors._supervisor import supervisor_spec as supervisor_spec
+from tinker_actors.supervisors._supervisor_ref import ChildInfo as ChildInfo
+from tinker_actors.supervisors._supervisor_ref import SupervisorRef as SupervisorRef
+from tinker_actors.supervisors._supervisor_ref import SupervisorStatistics as SupervisorStatistics
 from tinker_actors.supervisors._util import NORMAL as NORMAL
 from tinker_actors.supervisors._util import SHUTDOWN as SHUTDOWN
 from tinker_actors.supervisors._util import ExitReason as ExitReason

@@ -24,13 +24,14 @@ import msgspec
 import trio
 
 from tinker_actors.supervisors._spec import ChildSpec, Restart, actor_spec
-from tinker_actors.supervisors._supervisor import SupervisorRef, run_supervisor
+from tinker_actors.supervisors._supervisor import run_supervisor
 from tinker_actors.supervisors._util import PRIVATE, check_private
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     from tinker_actors.supervisors._actor import Actor, ActorRef
+    from tinker_actors.supervisors._supervisor_ref import SupervisorRef
 
 __all__ = ["Registry", "RegistryStatistics", "registry_spec", "run_registry"]
 
