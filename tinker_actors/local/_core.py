@@ -7,10 +7,12 @@ and counting. Errors that must become an HTTP status are :class:`EngineError`.
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import trio
@@ -21,13 +23,18 @@ from tinker_actors.types import ClientConfigResponse, ClientDynamicConfigRespons
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
-    from pathlib import Path
 
     from tinker_actors.local._backend import Backend
     from tinker_actors.local._ordering import Sequencer, SequencerStatistics
     from tinker_actors.local._records import RecordStore, RunRecord, SessionRecord
 
-__all__ = ["EngineCore", "EngineError", "ServerSettings"]
+__all__ = ["EngineCore", "EngineError", "ServerSettings", "default_cache_dir"]
+
+
+def default_cache_dir() -> Path:
+    """The per-user cache of built artefacts (tokenizers), shared by every local server."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "tinker-actors"
 
 
 class EngineError(Exception):
@@ -58,7 +65,9 @@ class ServerSettings:
         jwt_lifetime: seconds an issued JWT is valid.
         api_keys: if set, only these keys are accepted (otherwise any ``tml-`` key).
         data_dir: where sessions, runs and checkpoints persist (None = a temporary dir).
-        cache_dir: where tokenizers are built (defaults under the data dir).
+        cache_dir: where tokenizers are built; by default the user cache
+            (``$XDG_CACHE_HOME/tinker-actors`` or ``~/.cache/tinker-actors``). Entries are named
+            by a digest of what built them, so every server on the machine can share them.
         wall_clock: POSIX time for user-visible timestamps and checkpoint expiry (injectable
             so tests can move it; durations such as long polls use trio time instead).
     """
@@ -109,7 +118,7 @@ class EngineCore:
         #: every counter the debug endpoint reports
         self.counters: Counter[str] = Counter()
         self.heartbeats: dict[str, float] = {}
-        self.cache_dir = settings.cache_dir or (store.data_dir / "cache")
+        self.cache_dir = settings.cache_dir or default_cache_dir()
         self._tokenizer_dirs: dict[int, Path] = {}
         self._tokenizer_lock = trio.Lock()
 
