@@ -51,6 +51,9 @@ _FORMAT = 1
 _META = "adapter.json"
 _OPTIMIZER = "optimizer.pt"
 _SAMPLER_CACHE = 8
+# base models are frozen and read-only, so every backend in the process shares them
+_BASES: dict[tuple[str, str], BaseWeights] = {}
+_BASES_LOCK = threading.Lock()
 
 
 @dataclass
@@ -116,7 +119,6 @@ class TorchBackend:
             tokenizer_loader = default_tokenizer_loader(root / "tokenizers")
         self._tokenizer_loader = tokenizer_loader
         self._decoders: dict[str, Callable[[list[int]], str]] = {}
-        self._bases: dict[str, BaseWeights] = {}
         self._models: dict[str, _TrainModel] = {}
         self._samplers: OrderedDict[tuple[str, int], Adapter] = OrderedDict()
         self._lock = threading.Lock()  # guards the caches above across worker threads
@@ -134,12 +136,11 @@ class TorchBackend:
 
     def base(self, spec: BaseModelSpec) -> BaseWeights:
         """The frozen base model of ``spec`` on this backend's device (built once)."""
-        with self._lock:
-            found = self._bases.get(spec.name)
-        if found is None:
-            built = build_base(spec, self.device)
-            with self._lock:
-                found = self._bases.setdefault(spec.name, built)
+        key = (spec.name, str(self.device))
+        with _BASES_LOCK:
+            found = _BASES.get(key)
+            if found is None or found.spec != spec:
+                found = _BASES[key] = build_base(spec, self.device)
         return found
 
     def _model(self, model_id: str) -> _TrainModel:
