@@ -44,6 +44,19 @@ def test_serve_answers_and_stops_on_interrupt(tmp_path: object) -> None:
     assert "stopped" in out
 
 
+def test_serve_stops_cleanly_on_sigterm() -> None:
+    proc = subprocess.Popen(
+        [*CLI, "serve", "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None
+    first = proc.stdout.readline()
+    assert " at http://127.0.0.1:" in first, first
+    proc.terminate()
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert "stopped" in out
+
+
 def test_serve_refuses_a_bad_fault_rule() -> None:
     done = subprocess.run(
         [*CLI, "serve", "--port", "0", "--fault", "asample:999@2"],

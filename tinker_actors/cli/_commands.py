@@ -82,6 +82,8 @@ def serve(
     long_poll: float,
 ) -> None:
     """Run a local Tinker-compatible server until interrupted."""
+    import signal
+
     import trio
 
     from tinker_actors.errors import InvalidInputError
@@ -111,17 +113,25 @@ def serve(
         click.echo(f"warning: binding {host}, which other machines may reach", err=True)
 
     async def main() -> None:
-        async with (
-            open_local_server(backend=model_backend, settings=settings, faults=plan) as server,
-            trio.open_nursery() as nursery,
-        ):
-            url = await nursery.start(server.serve, host, port)
-            click.echo(f"tinker-actors local server ({backend} backend) at {url}")
-            click.echo(f"  export TINKER_BASE_URL={url} TINKER_API_KEY=tml-local")
-            if data_dir is not None:
-                click.echo(f"  data dir: {data_dir}")
-            if plan is not None:
-                click.echo(f"  fault plan: {len(plan.rules)} rule(s), seed {plan.seed}")
+        # SIGTERM (service managers, Popen.terminate) stops as cleanly as Ctrl-C: the server's
+        # temporary state is removed and the data dir is left consistent. The receiver is in
+        # place before the URL is printed, so a client that saw the URL can always stop it.
+        with trio.open_signal_receiver(signal.SIGTERM) as signals:
+            async with (
+                open_local_server(backend=model_backend, settings=settings, faults=plan) as server,
+                trio.open_nursery() as nursery,
+            ):
+                url = await nursery.start(server.serve, host, port)
+                click.echo(f"tinker-actors local server ({backend} backend) at {url}")
+                click.echo(f"  export TINKER_BASE_URL={url} TINKER_API_KEY=tml-local")
+                if data_dir is not None:
+                    click.echo(f"  data dir: {data_dir}")
+                if plan is not None:
+                    click.echo(f"  fault plan: {len(plan.rules)} rule(s), seed {plan.seed}")
+                async for _ in signals:
+                    nursery.cancel_scope.cancel()
+                    break
+        click.echo("stopped")
 
     try:
         trio.run(main)
