@@ -250,12 +250,21 @@ class LocalEngine:
         return FuturesRetrieveResponse(completions=completions, cursor=cursor)
 
     def cancel_future(self, request_id: str) -> None:
-        """Cancel a pending future and stop its work (unknown ids are ignored)."""
+        """Cancel a pending sample and stop its work.
+
+        Unknown ids and settled futures are ignored. So are training operations: they sit in
+        their model's seq_id order and run regardless, so reporting them cancelled would hide
+        a state change that happens anyway (protocol.md §6.5 cancels abandoned samples only).
+        """
         try:
-            if self.core.futures.cancel(request_id):
-                self.core.counters["cancelled"] += 1
+            record = self.core.futures.get(request_id)
         except UnknownFutureError:
-            pass
+            return
+        if record.request_type != "Sample":
+            self.core.counters["cancel_ignored"] += 1
+            return
+        if self.core.futures.cancel(request_id):
+            self.core.counters["cancelled"] += 1
 
     # -- introspection --------------------------------------------------------------------
 

@@ -25,6 +25,7 @@ from tinker_actors.types import (
     TrainingRunsResponse,
     WeightsInfoResponse,
 )
+from tinker_actors.types._ttl import MAX_TTL_SECONDS, MIN_TTL_SECONDS
 
 if TYPE_CHECKING:
     from tinker_actors.local._core import EngineCore
@@ -165,9 +166,11 @@ class RestOps:
 
     def set_ttl(self, run_id: str, checkpoint_id: str, ttl_seconds: int | None) -> None:
         """Set (or with None remove) a checkpoint's expiry, counted from now."""
-        if ttl_seconds is not None and not 3600 <= ttl_seconds <= 10 * 365 * 24 * 3600:
+        if ttl_seconds is not None and not MIN_TTL_SECONDS <= ttl_seconds <= MAX_TTL_SECONDS:
             raise EngineError(
-                400, f"ttl_seconds must be between 3600 and 10 years, got {ttl_seconds}"
+                400,
+                f"ttl_seconds must be between {MIN_TTL_SECONDS} (1 hour) and {MAX_TTL_SECONDS} "
+                f"(10 years), got {ttl_seconds}",
             )
         run, checkpoint = self._checkpoint(run_id, checkpoint_id)
         checkpoint.expires_at = (
