@@ -986,3 +986,17 @@ async def test_same_seq_id_for_a_create_model_with_different_content_is_409() ->
             dup = await ok(client, "create_model", same)
             assert dup["model_id"] == world.model_id
             await still_serving(client, world)
+
+
+async def test_ttl_bounds_agree_with_the_request_type() -> None:
+    # the request type admits 10 years of 365.25 days; the REST op must not refuse what it admits
+    async with open_local_server() as server:
+        transport = httpx.ASGITransport(app=server.app)
+        async with httpx.AsyncClient(
+            transport=transport, base_url=BASE, headers={"X-API-Key": KEY}
+        ) as client:
+            world = await build_world(client)
+            ttl = f"/api/v1/training_runs/{world.model_id}/checkpoints/weights/w/ttl"
+            for seconds, status in ((315_576_000, 200), (315_576_001, 422), (3600, 200)):
+                response = await send(client, Call("PUT", ttl, j({"ttl_seconds": seconds})))
+                assert response.status_code == status, response.text

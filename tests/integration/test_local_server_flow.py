@@ -257,7 +257,9 @@ async def open_api(**settings: Any) -> AsyncIterator[tuple[LocalServer, Api]]:
     async with open_local_server(**settings) as server:
         transport = httpx.ASGITransport(app=server.app)
         async with httpx.AsyncClient(transport=transport, base_url=BASE) as client:
-            yield server, Api(client)
+            # a guard against hangs, in virtual time under autojump_clock (no test needs more)
+            with trio.fail_after(600):
+                yield server, Api(client)
 
 
 def totals(server: LocalServer) -> dict[str, int]:
@@ -1092,3 +1094,97 @@ async def test_rest_runs_checkpoints_sessions_and_samplers() -> None:
         assert counters["models"] == now["models"]
         assert now["totals"].pop("http:/_local/counters") == 1
         assert counters["totals"] == now["totals"]
+
+
+async def test_cancel_of_a_training_future_does_not_lie(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # cancel_future is for samples; a training op in a model's order cannot be withdrawn, so
+    # its future must go on to report what really happened
+    backend = NullBackend(latency={"optim_step": LatencyModel(kind="fixed", a=50)})
+    async with open_api(backend=backend) as (server, api):
+        model_id = await api.create_model(await api.session())
+        future = await api.optim(model_id, 1)
+        assert await api.ok("cancel_future", {"request_id": future["request_id"]}) == {}
+        answer = await api.result_json(future)
+        assert answer["metrics"] == {"learning_rate:mean": 0.001}
+        assert totals(server).get("cancelled", 0) == 0
+        assert model_counters(server, model_id)["applied_kinds"] == ["CreateModel", "OptimStep"]
+
+
+async def test_gap_timeout_fails_what_waits_and_the_model_goes_on(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with open_api(gap_timeout=30, long_poll_seconds=25) as (server, api):
+        model_id = await api.create_model(await api.session())
+        # keep the session alive while the gap times out
+        await api.ok(
+            "session_heartbeat", SessionHeartbeatRequest(session_id=model_id.split(":")[0])
+        )
+        stuck = await api.optim(model_id, 3)
+        also = await api.optim(model_id, 2)
+        start = trio.current_time()
+        failed = await api.result_json(stuck)
+        assert trio.current_time() - start == pytest.approx(30)
+        assert failed["category"] == "user"
+        assert "seq_id 1 never arrived within 30 s" in failed["error"]
+        assert "seq_ids 2..3" in failed["error"]
+        assert "seq_id 1 never arrived" in (await api.result_json(also))["error"]
+        late = await api.post(
+            "optim_step", OptimStepRequest(model_id=model_id, seq_id=1, adam_params=AdamParams())
+        )
+        assert late.status_code == 409
+        assert "below the model's next expected seq_id 4" in late.json()["detail"]
+        done = await api.result_json(await api.optim(model_id, 4))
+        assert "metrics" in done
+        counters = model_counters(server, model_id)
+        assert counters["applied_seq_ids"] == [0, 4]
+        assert counters["failed"] == 2
+
+
+async def test_zstd_compressed_forward_backward() -> None:
+    async with open_api() as (_, api):
+        model_id = await api.create_model(await api.session())
+        request = ForwardBackwardRequest(
+            forward_backward_input=ForwardBackwardInput(
+                data=[datum(0), datum(1)], loss_fn="cross_entropy"
+            ),
+            model_id=model_id,
+            seq_id=1,
+            forward_only=True,
+        )
+        packed = encode_forward_backward_request(request, compress=True)
+        submitted = await api.fwdbwd(packed, {"Content-Encoding": "zstd"})
+        assert submitted.status_code == 200, submitted.text
+        response = await api.result(submitted.json()["request_id"], proto=True)
+        compressed = decode_forward_backward_output(response.content)
+        uncompressed = await api.fwdbwd_output(fb_body(model_id, 2, forward_only=True))
+        assert compressed.metrics == uncompressed.metrics
+        assert compressed.loss_fn_outputs == uncompressed.loss_fn_outputs
+
+
+async def test_cloned_sampling_clients_get_their_own_completion_streams() -> None:
+    async with open_api() as (_, api):
+        sampler_id = await api.sampler(await api.session())
+        joined = [
+            await api.ok("join_sampling_session", {"sampling_session_id": sampler_id})
+            for _ in range(2)
+        ]
+        assert [j["client_counter"] for j in joined] == [1, 2]
+        original = await api.ok("asample", api.sample_request(sampler_id, 0))
+        clone = await api.ok("asample", api.sample_request(sampler_id, 2_000_000_000))
+        for future in (original, clone):
+            await api.result(future["request_id"], proto=True)
+
+        async def stream(clone_id: int) -> list[str]:
+            target = SamplingSessionFuturesTarget(
+                sampling_session_id=sampler_id, cloned_sampler_id=clone_id
+            )
+            answer = await api.ok(
+                "retrieve_futures", FuturesRetrieveRequest(target=target, timeout=0)
+            )
+            return [c["request_id"] for c in answer["completions"]]
+
+        assert await stream(0) == [original["request_id"]]
+        assert await stream(2) == [clone["request_id"]]
+        assert await stream(1) == []
