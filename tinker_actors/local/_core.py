@@ -26,7 +26,12 @@ if TYPE_CHECKING:
 
     from tinker_actors.local._backend import Backend
     from tinker_actors.local._ordering import Sequencer, SequencerStatistics
-    from tinker_actors.local._records import RecordStore, RunRecord, SessionRecord
+    from tinker_actors.local._records import (
+        CheckpointRecord,
+        RecordStore,
+        RunRecord,
+        SessionRecord,
+    )
 
 __all__ = ["EngineCore", "EngineError", "ServerSettings", "default_cache_dir"]
 
@@ -44,6 +49,18 @@ class EngineError(Exception):
         super().__init__(message)
         self.status = status
         self.message = message
+
+
+def check_not_expired(checkpoint: CheckpointRecord, now: float) -> None:
+    """Refuse a checkpoint whose ttl has passed (it is gone, as the REST lists show).
+
+    Raises:
+        EngineError: 404.
+    """
+    if checkpoint.expires_at is not None and checkpoint.expires_at <= now:
+        raise EngineError(
+            404, f"checkpoint {checkpoint.tinker_path} expired (its ttl_seconds passed)"
+        )
 
 
 @dataclass(frozen=True, kw_only=True)

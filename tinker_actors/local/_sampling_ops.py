@@ -17,7 +17,7 @@ import trio
 
 from tinker_actors.errors import InvalidInputError
 from tinker_actors.local._backend import BackendInputError, SampleJob
-from tinker_actors.local._core import EngineError
+from tinker_actors.local._core import EngineError, check_not_expired
 from tinker_actors.local._records import SamplerRecord
 from tinker_actors.transport.proto import encode_sample_response
 from tinker_actors.types import (
@@ -80,7 +80,17 @@ class SamplingOps:
         core.session(req.session_id)
         core.touch(req.session_id)
         sampler_id = f"{req.session_id}:sample:{req.sampling_session_seq_id}"
-        if sampler_id in core.store.samplers:
+        existing = core.store.samplers.get(sampler_id)
+        if existing is not None:
+            # a repeat of the same request gets the same session; other weights under the same
+            # number would silently sample the wrong model
+            wanted_path = req.model_path if isinstance(req.model_path, str) else None
+            same = existing.model_path == wanted_path and (
+                wanted_path is not None
+                or core.spec_for(str(req.base_model)).name == existing.base_model
+            )
+            if not same:
+                raise _seq_in_use(req.sampling_session_seq_id, existing)
             return CreateSamplingSessionResponse(sampling_session_id=sampler_id)
         if isinstance(req.model_path, str):
             checkpoint, base_model = self._sampler_checkpoint(req.model_path)
@@ -100,9 +110,12 @@ class SamplingOps:
     ) -> str:
         """Create (or return) the sampling session over a sampler checkpoint."""
         sampler_id = f"{session_id}:sample:{sampling_session_seq_id}"
-        if sampler_id not in self._core.store.samplers:
+        existing = self._core.store.samplers.get(sampler_id)
+        if existing is None:
             weights = self._core.store.checkpoint_dir(checkpoint)
             self._register(session_id, sampler_id, base_model, checkpoint.tinker_path, str(weights))
+        elif existing.model_path != checkpoint.tinker_path:
+            raise _seq_in_use(sampling_session_seq_id, existing)
         return sampler_id
 
     def _register(
@@ -147,6 +160,7 @@ class SamplingOps:
                     and checkpoint.name == parsed.name
                     and not checkpoint.ephemeral
                 ):
+                    check_not_expired(checkpoint, self._core.wall_time())
                     return checkpoint, run.base_model
         raise EngineError(404, f"no sampler checkpoint {model_path}")
 
@@ -280,6 +294,16 @@ class SamplingOps:
             request_id=request_id,
             sample_sequence_ids=[f"{request_id}:seq:{i}" for i in range(num_samples)],
         )
+
+
+def _seq_in_use(sampling_session_seq_id: int, existing: SamplerRecord) -> EngineError:
+    what = existing.model_path or f"base model {existing.base_model}"
+    return EngineError(
+        409,
+        f"sampling_session_seq_id {sampling_session_seq_id} is already used by sampling session "
+        f"{existing.sampling_session_id} over {what}; each sampling session needs the next "
+        "sampling_session_seq_id",
+    )
 
 
 def _max_tokens(req: SampleRequest) -> int:

@@ -17,7 +17,7 @@ import msgspec
 
 from tinker_actors.errors import InvalidInputError
 from tinker_actors.local._backend import BackendInputError, validate_forward_inputs
-from tinker_actors.local._core import EngineError, _Model
+from tinker_actors.local._core import EngineError, _Model, check_not_expired
 from tinker_actors.local._ordering import DuplicateSeqIdError, SequencedOp, Sequencer
 from tinker_actors.local._records import CheckpointKind, CheckpointRecord, RunRecord
 from tinker_actors.transport.proto import (
@@ -410,6 +410,7 @@ class TrainingOps:
                 and checkpoint.name == parsed.name
                 and not checkpoint.ephemeral
             ):
+                check_not_expired(checkpoint, self._core.wall_time())
                 return checkpoint, run
         raise EngineError(404, f"no checkpoint {path}")
 
