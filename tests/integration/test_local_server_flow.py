@@ -1188,3 +1188,81 @@ async def test_cloned_sampling_clients_get_their_own_completion_streams() -> Non
         assert await stream(0) == [original["request_id"]]
         assert await stream(2) == [clone["request_id"]]
         assert await stream(1) == []
+
+
+async def test_expired_checkpoints_cannot_be_loaded_or_sampled() -> None:
+    clock = WallClock()
+    async with open_api(wall_clock=clock) as (_, api):
+        session_id = await api.session()
+        model_id = await api.create_model(session_id)
+        weights = await api.result_json(
+            await api.ok(
+                "save_weights",
+                SaveWeightsRequest(model_id=model_id, path="w", seq_id=1, ttl_seconds=3600),
+            )
+        )
+        sampler = await api.result_json(
+            await api.ok(
+                "save_weights_for_sampler",
+                SaveWeightsForSamplerRequest(
+                    model_id=model_id, path="s", seq_id=2, ttl_seconds=3600
+                ),
+            )
+        )
+        clock.now += 3599  # still alive: both work
+        await api.sampler(session_id, 0, model_path=sampler["path"])
+        load = LoadWeightsRequest(
+            session_id=session_id, model_seq_id=1, path=weights["path"], optimizer=False
+        )
+        await api.result_json(await api.ok("load_weights", load))
+        clock.now += 2
+        expired = await api.post(
+            "load_weights",
+            LoadWeightsRequest(model_id=model_id, seq_id=3, path=weights["path"], optimizer=False),
+        )
+        assert expired.status_code == 404
+        assert "expired" in expired.json()["detail"]
+        refused = await api.post(
+            "create_sampling_session",
+            CreateSamplingSessionRequest(
+                session_id=session_id, sampling_session_seq_id=1, model_path=sampler["path"]
+            ),
+        )
+        assert refused.status_code == 404
+        assert "expired" in refused.json()["detail"]
+
+
+async def test_sampling_session_seq_id_reused_for_other_weights_is_refused() -> None:
+    async with open_api() as (_, api):
+        session_id = await api.session()
+        model_id = await api.create_model(session_id)
+        base = await api.sampler(session_id, 0)
+        assert await api.sampler(session_id, 0) == base  # an identical repeat: the same session
+        saved = await api.result_json(
+            await api.ok(
+                "save_weights_for_sampler",
+                SaveWeightsForSamplerRequest(model_id=model_id, path="s", seq_id=1),
+            )
+        )
+        clash = await api.post(
+            "create_sampling_session",
+            CreateSamplingSessionRequest(
+                session_id=session_id, sampling_session_seq_id=0, model_path=saved["path"]
+            ),
+        )
+        assert clash.status_code == 409
+        assert "sampling_session_seq_id 0 is already used" in clash.json()["detail"]
+        # an ephemeral save under a used sampling_session_seq_id fails instead of handing back
+        # a sampler over other weights
+        failed = await api.result_json(
+            await api.ok(
+                "save_weights_for_sampler",
+                SaveWeightsForSamplerRequest(
+                    model_id=model_id, sampling_session_seq_id=0, seq_id=2
+                ),
+            )
+        )
+        assert failed["category"] == "user"
+        assert "sampling_session_seq_id 0 is already used" in failed["error"]
+        described = (await api.get(f"samplers/{base}")).json()
+        assert described["model_path"] is None
