@@ -324,6 +324,10 @@ async def test_bad_adam_params_and_unknown_model_are_user_errors() -> None:
         await b.optim_step("nope", AdamParams())
     with pytest.raises(BackendInputError, match="unknown keys"):
         await b.forward_backward("m", batch(0), "cross_entropy", {"x": 1.0}, forward_only=True)
+    with pytest.raises(BackendInputError, match=r"target_tokens must be in \[0, 4096\)"):
+        await b.forward_backward(
+            "m", [ce_datum([5, 6, 4096])], "cross_entropy", {}, forward_only=True
+        )
     with pytest.raises(BackendInputError, match="trains nothing"):
         await b.create_model(
             "x", TINY, LoraConfig(rank=4, train_attn=False, train_mlp=False, train_unembed=False)

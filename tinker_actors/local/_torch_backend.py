@@ -204,7 +204,7 @@ class TorchBackend:
     ) -> ForwardBackwardOutput:
         config = parse_loss_config(loss_fn, loss_fn_config)
         base = self.base(model.spec)
-        batch = _Batch.build(data, self.device)
+        batch = _Batch.build(data, self.device, model.spec.vocab_size)
         with torch.set_grad_enabled(not forward_only):
             logits = forward(base, model.adapter, batch.tokens)
             logprobs = torch.log_softmax(logits, dim=-1)
@@ -402,7 +402,7 @@ class _Batch:
     items: list[_Item]
 
     @classmethod
-    def build(cls, data: Sequence[Datum], device: torch.device) -> _Batch:
+    def build(cls, data: Sequence[Datum], device: torch.device, vocab_size: int) -> _Batch:
         rows = [d.model_input.to_ints() for d in data]
         targets_np = [d.loss_fn_inputs["target_tokens"].to_numpy().astype(np.int64) for d in data]
         length = max(len(r) for r in rows)
@@ -415,9 +415,11 @@ class _Batch:
                 raise BackendInputError(f"datum {i}: target_tokens must be [N] or [N, K]")
             tokens[i, : len(row)] = row
             grid = target.reshape(len(row), -1)
-            vocab_ok = (grid >= 0).all()
-            if not vocab_ok:
-                raise BackendInputError(f"datum {i}: target_tokens must be >= 0")
+            if grid.size and (grid.min() < 0 or grid.max() >= vocab_size):
+                raise BackendInputError(
+                    f"datum {i}: target_tokens must be in [0, {vocab_size}); got "
+                    f"{grid.min()}..{grid.max()}"
+                )
             targets[i, : len(row), : grid.shape[1]] = grid
             inputs = {
                 name: torch.from_numpy(
