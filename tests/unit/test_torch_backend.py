@@ -536,3 +536,19 @@ async def test_prompt_and_sample_topk_logprobs() -> None:
     assert seq.topk_logprobs_np.token_ids.shape == (3, 2)
     assert seq.logprobs_np is not None
     assert (seq.topk_logprobs_np.logprobs[:, 0] >= seq.logprobs_np - 1e-6).all()
+
+
+async def test_files_serve_a_new_backend_after_a_restart(tmp_path: Path) -> None:
+    first = backend()
+    await trained(first, "m")
+    await first.save_state("m", tmp_path / "state", optimizer=True)
+    await first.save_sampler("m", tmp_path / "sampler")
+    probe = job([9, 8, 7], params=SamplingParams(max_tokens=6, seed=11, stop=[]), num_samples=2)
+    expected = await first.sample(TINY, tmp_path / "sampler", probe)
+    restarted = backend()  # nothing in memory: only the files
+    again = await restarted.sample(TINY, tmp_path / "sampler", probe)
+    assert tokens_of(again) == tokens_of(expected)
+    await restarted.load_state("m", tmp_path / "state", optimizer=True, spec=TINY)
+    before = await first.forward_backward("m", batch(3), "cross_entropy", {}, forward_only=True)
+    after = await restarted.forward_backward("m", batch(3), "cross_entropy", {}, forward_only=True)
+    assert before.metrics == after.metrics
