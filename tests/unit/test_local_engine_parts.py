@@ -158,3 +158,23 @@ async def test_sequencer_op_error_does_not_stop_order(
         nursery.cancel_scope.cancel()
     assert "backend exploded" in failures[1]
     assert log == [2]
+
+
+async def test_gap_clock_is_not_restarted_by_later_arrivals(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    seq = Sequencer(gap_timeout=10)
+    log: list[int] = []
+    failures: dict[int, str] = {}
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(seq.run)
+        seq.submit(_op(2, log, failures), idempotency_key=None)  # 1 never comes
+        for n in range(3, 9):  # a busy client keeps sending ops behind the gap
+            await trio.sleep(3)
+            seq.submit(_op(n, log, failures), idempotency_key=None)
+        await trio.sleep(1)
+        nursery.cancel_scope.cancel()
+    # the gap opened at t=0 and failed what waited at t=10 (2..5), not at the end of the burst
+    assert sorted(failures) == [2, 3, 4, 5]
+    assert all("seq_id 1 never arrived" in why for why in failures.values())
+    assert log == [6, 7, 8]  # the model goes on after the gap

@@ -135,9 +135,12 @@ class Sequencer:
 
     async def run(self) -> None:
         """Execute operations in order until :meth:`close` (run this in a nursery)."""
+        # when the current gap opened: later arrivals must not restart the gap's clock
+        gap_since: float | None = None
         while self._closed is None:
             op = self._pending.pop(self._next, None)
             if op is not None:
+                gap_since = None
                 self._next += 1
                 try:
                     await op.run()
@@ -152,10 +155,13 @@ class Sequencer:
             if not self._pending:
                 await self._wakeup.wait()
                 continue
-            with trio.move_on_after(self._gap_timeout) as scope:
+            if gap_since is None:
+                gap_since = trio.current_time()
+            with trio.move_on_at(gap_since + self._gap_timeout) as scope:
                 await self._wakeup.wait()
             if scope.cancelled_caught and self._next not in self._pending:
                 self._fail_gap()
+                gap_since = None
 
     def _fail_gap(self) -> None:
         waiting = sorted(self._pending)

@@ -181,7 +181,10 @@ async def open_local_server(
         flags = msgspec.structs.replace(settings.client_config, pjwt_auth_enabled=True)
         settings = replace(settings, client_config=flags)
     auth = Authenticator(
-        api_keys=settings.api_keys, jwt_auth=settings.jwt_auth, jwt_lifetime=settings.jwt_lifetime
+        api_keys=settings.api_keys,
+        jwt_auth=settings.jwt_auth,
+        jwt_lifetime=settings.jwt_lifetime,
+        clock=settings.wall_clock,
     )
     async with open_engine(settings, backend or NullBackend()) as engine:
         server = LocalServer(engine, auth, build_app(engine, auth))
