@@ -210,6 +210,8 @@ class NullBackend:
         rng = np.random.default_rng([seed, steps])
         max_tokens = job.params.max_tokens
         limit = max_tokens if isinstance(max_tokens, int) else _DEFAULT_MAX_TOKENS
+        # never generate past the context, whatever the default
+        limit = max(0, min(limit, spec.context_length - int(prompt.size)))
         stop_ids = _stop_token_ids(job)
         ordinary = spec.vocab_size - _FIRST_ORDINARY_TOKEN
         sequences = []
