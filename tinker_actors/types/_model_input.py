@@ -92,6 +92,15 @@ class EncodedTextChunk(_Chunk, tag="encoded_text", frozen=True):
         return len(self.tokens)
 
 
+def _image_length(kind: str, expected_tokens: object) -> int:
+    if not isinstance(expected_tokens, int):
+        raise InvalidInputError(
+            f"{kind}.expected_tokens must be set to compute the length of a ModelInput that "
+            "holds an image"
+        )
+    return expected_tokens
+
+
 class ImageChunk(_Chunk, tag="image", frozen=True):
     """An inline image (raw PNG/JPEG bytes; base64 in JSON)."""
 
@@ -114,12 +123,7 @@ class ImageChunk(_Chunk, tag="image", frozen=True):
         Raises:
             InvalidInputError: ``expected_tokens`` is not set.
         """
-        if not isinstance(self.expected_tokens, int):
-            raise InvalidInputError(
-                "ImageChunk.expected_tokens must be set to compute the length of a ModelInput "
-                "that holds an image"
-            )
-        return self.expected_tokens
+        return _image_length("ImageChunk", self.expected_tokens)
 
 
 class ImageAssetPointerChunk(_Chunk, tag="image_asset_pointer", frozen=True):
@@ -144,12 +148,7 @@ class ImageAssetPointerChunk(_Chunk, tag="image_asset_pointer", frozen=True):
         Raises:
             InvalidInputError: ``expected_tokens`` is not set.
         """
-        if not isinstance(self.expected_tokens, int):
-            raise InvalidInputError(
-                "ImageAssetPointerChunk.expected_tokens must be set to compute the length of a "
-                "ModelInput that holds an image"
-            )
-        return self.expected_tokens
+        return _image_length("ImageAssetPointerChunk", self.expected_tokens)
 
 
 class DmelChunk(_Chunk, tag="dmel", frozen=True):
