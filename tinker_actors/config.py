@@ -45,6 +45,7 @@ __all__ = [
     "DEFAULT_BASE_URL",
     "Config",
     "Secret",
+    "credential_from_output",
     "default_credentials_path",
     "jwt_claims",
     "key_fingerprint",
@@ -297,13 +298,22 @@ def _run_credential_cmd(cmd: str, timeout: float) -> str:
             f"TINKER_CREDENTIAL_CMD could not be started ({type(exc).__name__}); fix the "
             "command or unset TINKER_CREDENTIAL_CMD."
         ) from None
-    # stdout/stderr may hold credentials: only the exit status goes into messages.
-    if done.returncode != 0:
+    return credential_from_output(done.returncode, done.stdout)
+
+
+def credential_from_output(returncode: int, stdout: bytes) -> str:
+    """Return the credential a ``TINKER_CREDENTIAL_CMD`` run printed.
+
+    Raises:
+        InvalidInputError: the command failed or printed nothing. Its output is never quoted:
+            stdout (and stderr) may hold credentials, so only the exit status is reported.
+    """
+    if returncode != 0:
         raise InvalidInputError(
-            f"TINKER_CREDENTIAL_CMD exited with status {done.returncode}; run it in a shell "
+            f"TINKER_CREDENTIAL_CMD exited with status {returncode}; run it in a shell "
             "to see why, or unset TINKER_CREDENTIAL_CMD."
         )
-    credential = done.stdout.decode(errors="replace").strip()
+    credential = stdout.decode(errors="replace").strip()
     if not credential:
         raise InvalidInputError("TINKER_CREDENTIAL_CMD printed an empty credential.")
     return credential

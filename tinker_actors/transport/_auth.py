@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Final
 
 import trio
 
-from tinker_actors.config import jwt_claims
+from tinker_actors.config import credential_from_output, jwt_claims
 from tinker_actors.errors import APIError, AuthenticationError, InvalidInputError
 
 if TYPE_CHECKING:
@@ -63,15 +63,7 @@ async def run_credential_cmd(cmd: str) -> str:
     done = await trio.run_process(
         cmd, shell=True, capture_stdout=True, capture_stderr=True, check=False
     )
-    if done.returncode != 0:
-        raise InvalidInputError(
-            f"TINKER_CREDENTIAL_CMD exited with status {done.returncode}; run it in a shell "
-            "to see why."
-        )
-    credential = done.stdout.decode(errors="replace").strip()
-    if not credential:
-        raise InvalidInputError("TINKER_CREDENTIAL_CMD printed an empty credential.")
-    return credential
+    return credential_from_output(done.returncode, done.stdout)
 
 
 class TokenCache:
