@@ -9,8 +9,24 @@ closes the transport. Nothing it started outlives the block: no task, no socket.
     open()                         nursery + transport (one httpx.AsyncClient)
     └── root            rest_for_one
         ├── limiters    Registry: one RateLimiter per (base_url, sha256(api_key))
-        ├── pollers     one_for_one, dynamic: FuturePoller actors
-        └── clients     one_for_one, dynamic: one actor per Training/Sampling client (TRANSIENT)
+        ├── pollers     one_for_one, dynamic: the FuturePoller (started on first use)
+        ├── clients     one_for_one, dynamic: one actor per Training client (TRANSIENT)
+        └── session     the SessionManager, started on first use (TEMPORARY)
+
+The runtime is also the ServiceClient: ``create_lora_training_client``,
+``create_training_client_from_state[_with_optimizer]``, ``create_sampling_client`` and
+``get_server_capabilities`` delegate to :class:`~tinker_actors.clients.ServiceClient`.
+Nothing is sent until one of them is called; the first that needs a session bootstraps it
+(client config, dynamic config, create_session) and starts its heartbeat.
+
+The session is started lazily, as a dynamic child of the root, rather than as a fixed child
+between the limiters and the pollers: a runtime used for REST calls or capabilities only never
+creates a session, and the tree keeps its three fixed children. It is TEMPORARY: a lost session
+is not silently replaced under clients that hold its id; the next factory call starts anew.
+
+Leaving the block finishes the session, if one was created, before the tree stops:
+``success`` on a normal exit, ``errored`` when the body raised an Exception, ``interrupted`` on
+any other BaseException (KeyboardInterrupt, a cancellation).
 
 Errors of individual calls reach their callers as ordinary exceptions. Only an escalation (a
 supervisor that gave up) leaves ``open()``, as trio's exception group holding the child's own
@@ -27,14 +43,34 @@ An exception raised by the body of the ``async with`` itself comes out unchanged
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any, Final, TypeVar, final
+from typing import TYPE_CHECKING, Any, Final, TypeVar, cast, final
 
 import msgspec
 import trio
 
+from tinker_actors.actors import (
+    Ensure,
+    Finish,
+    FinishStatus,
+    FuturePoller,
+    Reserve,
+    ResponseBudget,
+    SessionHandle,
+    SessionMessage,
+    Watch,
+    run_hosted_actor,
+    session_spec,
+)
+from tinker_actors.clients import (
+    ClientContext,
+    SamplingClient,
+    ServiceClient,
+    TrainingClient,
+)
 from tinker_actors.config import Config, resolve_config
 from tinker_actors.errors import InvalidInputError
 from tinker_actors.supervisors import (
@@ -59,11 +95,14 @@ from tinker_actors.supervisors import (
 from tinker_actors.transport import Transport, TransportStatistics, open_transport
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable
+    from collections.abc import AsyncIterator, Awaitable, Callable
 
     import httpx
 
+    from tinker_actors.actors import FutureState
+    from tinker_actors.backoff import RetryConfig
     from tinker_actors.supervisors import Actor
+    from tinker_actors.types import GetServerCapabilitiesResponse
 
 __all__ = ["Runtime", "RuntimeStatistics", "open"]
 
@@ -73,6 +112,8 @@ M = TypeVar("M")
 LIMITERS: Final = "limiters"
 POLLERS: Final = "pollers"
 CLIENTS: Final = "clients"
+SESSION: Final = "session"
+POLLER: Final = "poller"
 DEFAULT_SHUTDOWN_GRACE: Final = 5.0
 
 _TOKEN: Final = object()
@@ -109,7 +150,17 @@ def _tree() -> list[ChildSpec[object]]:
 class Runtime:
     """What ``open()`` yields: the tree, the limiter registry, the transport. No public constructor."""
 
-    __slots__ = ("_census", "_config", "_root", "_started_at", "_transport")
+    __slots__ = (
+        "_budget",
+        "_census",
+        "_config",
+        "_grace",
+        "_root",
+        "_service",
+        "_session_handle",
+        "_started_at",
+        "_transport",
+    )
 
     def __init__(
         self,
@@ -119,6 +170,7 @@ class Runtime:
         transport: Transport,
         root: SupervisorRef,
         census: Census,
+        grace: float = DEFAULT_SHUTDOWN_GRACE,
     ) -> None:
         if token is not _TOKEN:
             raise TypeError("Runtime has no public constructor; use 'async with open() as runtime'")
@@ -126,7 +178,22 @@ class Runtime:
         self._transport = transport
         self._root = root
         self._census = census
+        self._grace = grace
         self._started_at = trio.current_time()
+        self._session_handle: SessionHandle | None = None
+        self._budget = ResponseBudget()
+        self._service = ServiceClient(
+            ClientContext(
+                transport=transport,
+                config=config,
+                budget=self._budget,
+                ensure_session=self._ensure_session,
+                reserve=self._reserve,
+                watch=self._watch,
+                start_actor=self._start_client_actor,
+                stop_actor=self._stop_client_actor,
+            )
+        )
 
     def __repr__(self) -> str:
         return f"<Runtime {self._config.base_url} {'alive' if self._root.alive else 'stopped'}>"
@@ -190,6 +257,148 @@ class Runtime:
         """
         return await self.start_child(actor_spec(id, factory, restart=restart, shutdown=shutdown))
 
+    # -- the ServiceClient -------------------------------------------------------------------
+
+    @property
+    def service(self) -> ServiceClient:
+        """The ServiceClient of this runtime (its factories are also methods of the runtime)."""
+        return self._service
+
+    async def session_id(self) -> str:
+        """Return the session id, bootstrapping the session if needed (quote it to support)."""
+        return (await self._ensure_session()).session_id
+
+    async def get_server_capabilities(self) -> GetServerCapabilitiesResponse:
+        """Return the models the server supports (no session needed)."""
+        return await self._service.get_server_capabilities()
+
+    async def create_lora_training_client(
+        self,
+        base_model: str,
+        rank: int = 32,
+        seed: int | None = None,
+        train_mlp: bool = True,
+        train_attn: bool = True,
+        train_unembed: bool = True,
+        user_metadata: dict[str, Any] | None = None,
+    ) -> TrainingClient:
+        """Create a LoRA model and return its TrainingClient (see ServiceClient)."""
+        return await self._service.create_lora_training_client(
+            base_model,
+            rank=rank,
+            seed=seed,
+            train_mlp=train_mlp,
+            train_attn=train_attn,
+            train_unembed=train_unembed,
+            user_metadata=user_metadata,
+        )
+
+    async def create_training_client_from_state(
+        self,
+        path: str,
+        base_model: str | None = None,
+        user_metadata: dict[str, Any] | None = None,
+        weights_access_token: str | None = None,
+    ) -> TrainingClient:
+        """Create a model from saved weights (fresh optimizer) and return its client."""
+        return await self._service.create_training_client_from_state(
+            path, base_model, user_metadata, weights_access_token
+        )
+
+    async def create_training_client_from_state_with_optimizer(
+        self,
+        path: str,
+        base_model: str | None = None,
+        user_metadata: dict[str, Any] | None = None,
+        weights_access_token: str | None = None,
+    ) -> TrainingClient:
+        """Create a model from saved weights and optimizer state and return its client."""
+        return await self._service.create_training_client_from_state_with_optimizer(
+            path, base_model, user_metadata, weights_access_token
+        )
+
+    async def create_sampling_client(
+        self,
+        model_path: str | None = None,
+        base_model: str | None = None,
+        retry_config: RetryConfig | None = None,
+    ) -> SamplingClient:
+        """Open a sampling session on saved weights or a base model (see ServiceClient)."""
+        return await self._service.create_sampling_client(model_path, base_model, retry_config)
+
+    # -- lazily started actors -----------------------------------------------------------------
+
+    async def _child_actor(
+        self, supervisor: SupervisorRef, child_id: str, make_spec: Callable[[], ChildSpec[T]]
+    ) -> T:
+        """Return the running child ``child_id``, starting it first if there is none."""
+        for _ in range(1000):
+            value = supervisor.child(child_id)
+            if isinstance(value, ActorRef) and value.alive:
+                return cast("T", value)
+            try:
+                return await supervisor.start_child(make_spec())
+            except ValueError:
+                # Another task is starting it, or the old one is still being removed.
+                await trio.lowlevel.checkpoint()
+        raise RuntimeError(f"{supervisor.name}/{child_id} could not be started")
+
+    async def _session_ref(self) -> ActorRef[SessionMessage]:
+        def spec() -> ChildSpec[ActorRef[SessionMessage]]:
+            return session_spec(
+                self._transport, self._config, on_ready=self._session_ready, id=SESSION
+            )
+
+        return await self._child_actor(self._root, SESSION, spec)
+
+    def _session_ready(self, handle: SessionHandle) -> None:
+        self._session_handle = handle
+        self._budget.resize(handle.client_config.inflight_response_bytes_semaphore_size)
+
+    async def _ensure_session(self) -> SessionHandle:
+        return await (await self._session_ref()).call(Ensure)
+
+    async def _reserve(self, counter: str) -> tuple[SessionHandle, int]:
+        kind: Any = counter
+        return await (await self._session_ref()).call(lambda reply: Reserve(kind, reply))
+
+    def _cancel_enabled(self) -> bool:
+        handle = self._session_handle
+        return handle is not None and handle.dynamic_config.sample_cancel_enabled
+
+    async def _watch(self, state: FutureState[Any], work: Callable[[], Awaitable[object]]) -> None:
+        def spec() -> ChildSpec[ActorRef[Watch]]:
+            handle = self._session_handle
+            batch = handle.dynamic_config.sample_cancel_max_batch_size if handle else 64
+
+            def factory(nursery: trio.Nursery) -> FuturePoller:
+                return FuturePoller(nursery, self._transport, self._cancel_enabled, max(batch, 1))
+
+            return ChildSpec(
+                POLLER, run_hosted_actor, factory, POLLER, restart=Restart.TEMPORARY,
+                shutdown=self._grace,
+            )  # fmt: skip
+
+        poller = await self._child_actor(self.pollers, POLLER, spec)
+        await poller.cast(Watch(state, work))
+
+    async def _start_client_actor(
+        self, id: str, factory: Callable[[], Actor[Any]], restart: Restart
+    ) -> ActorRef[Any]:
+        return await self.start_actor(id, factory, restart=restart, shutdown=self._grace)
+
+    async def _stop_client_actor(self, id: str) -> None:
+        await self.clients.terminate_child(id)
+
+    async def _finish_session(self, status: FinishStatus) -> None:
+        """Finish the session, if one was created (the first reason wins)."""
+        value = self._root.child(SESSION)
+        if not isinstance(value, ActorRef) or not value.alive:
+            return
+        ref = cast("ActorRef[SessionMessage]", value)
+        with contextlib.suppress(ActorExited):
+            await ref.call(lambda reply: Finish(status, None, reply))
+
     def dump(self) -> RuntimeDump:
         """List every live actor and supervisor with its in-flight calls and their age.
 
@@ -237,6 +446,12 @@ def _check_grace(shutdown_grace: object) -> float:
     return float(shutdown_grace)
 
 
+def _finish_status(error: BaseException | None) -> FinishStatus:
+    if error is None:
+        return "success"
+    return "errored" if isinstance(error, Exception) else "interrupted"
+
+
 @asynccontextmanager
 async def open(
     *,
@@ -273,16 +488,25 @@ async def open(
                             run_supervisor, _tree(), name="root", strategy=Strategy.REST_FOR_ONE
                         )
                     )
+                    runtime = Runtime(
+                        _TOKEN,
+                        config=config,
+                        transport=transport,
+                        root=root,
+                        census=census,
+                        grace=grace,
+                    )
                     try:
-                        yield Runtime(
-                            _TOKEN, config=config, transport=transport, root=root, census=census
-                        )
+                        yield runtime
                     except BaseException as exc:
                         body_error = exc
                         raise
                     finally:
                         # The ladder, bounded as a whole by the grace: polite stop, then cancel.
                         with trio.CancelScope(shield=True), trio.move_on_after(grace):
+                            # Finishing gets half the grace, so the tree always gets the rest.
+                            with trio.move_on_after(grace / 2):
+                                await runtime._finish_session(_finish_status(body_error))
                             root.request_stop()
                             await root.wait_stopped()
                         nursery.cancel_scope.cancel()

@@ -1,0 +1,55 @@
+"""The SDK's actors: the session, the future poller, the rate limiter.
+
+* :class:`SessionManager` — bootstrap (client config, JWT switch, dynamic config,
+  create_session), heartbeat, counters, finish.
+* :class:`FuturePoller` — hosts the waiting half of every operation and long-polls
+  ``retrieve_future`` (:func:`poll_future`) with the status handling of protocol.md §6.2.
+
+They know the transport and the wire types, and nothing about the client facades above them.
+"""
+
+from __future__ import annotations
+
+from tinker_actors.actors._poller import FutureExpiredError as FutureExpiredError
+from tinker_actors.actors._poller import FuturePoller as FuturePoller
+from tinker_actors.actors._poller import FutureState as FutureState
+from tinker_actors.actors._poller import OperationCancelledError as OperationCancelledError
+from tinker_actors.actors._poller import QueueStateLog as QueueStateLog
+from tinker_actors.actors._poller import ResponseBudget as ResponseBudget
+from tinker_actors.actors._poller import ResultSpec as ResultSpec
+from tinker_actors.actors._poller import StuckError as StuckError
+from tinker_actors.actors._poller import Watch as Watch
+from tinker_actors.actors._poller import poll_future as poll_future
+from tinker_actors.actors._poller import run_hosted_actor as run_hosted_actor
+from tinker_actors.actors._session import Ensure as Ensure
+from tinker_actors.actors._session import Finish as Finish
+from tinker_actors.actors._session import FinishStatus as FinishStatus
+from tinker_actors.actors._session import Reserve as Reserve
+from tinker_actors.actors._session import SessionHandle as SessionHandle
+from tinker_actors.actors._session import SessionManager as SessionManager
+from tinker_actors.actors._session import SessionMessage as SessionMessage
+from tinker_actors.actors._session import holder_retries as holder_retries
+from tinker_actors.actors._session import session_spec as session_spec
+
+__all__ = [
+    "Ensure",
+    "Finish",
+    "FinishStatus",
+    "FutureExpiredError",
+    "FuturePoller",
+    "FutureState",
+    "OperationCancelledError",
+    "QueueStateLog",
+    "Reserve",
+    "ResponseBudget",
+    "ResultSpec",
+    "SessionHandle",
+    "SessionManager",
+    "SessionMessage",
+    "StuckError",
+    "Watch",
+    "holder_retries",
+    "poll_future",
+    "run_hosted_actor",
+    "session_spec",
+]

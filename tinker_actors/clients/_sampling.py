@@ -1,0 +1,369 @@
+"""SamplingClient: samples from one sampling session; cheap to create, nothing to leak.
+
+A SamplingClient is a plain object: ids, flags and counters, no task of its own. Each
+``sample`` call becomes one job run by the runtime's FuturePoller (submit, wait, retry), so
+dropping a client leaves nothing behind, and creating one per RL step costs exactly its one
+``create_sampling_session`` request (or nothing extra after
+``save_weights_and_get_sampling_client``).
+
+One sample, as protocol.md §7.4 and §9.5 describe it:
+
+1. ``seq_id`` is taken from the client's counter (0, 1, 2, ...) at call time;
+2. submit ``POST /api/v1/asample`` with ``X-Tinker-Sampling-Backpressure: 1``. A ``429``
+   pushes the shared backoff deadline (1 s, or 5 s for prompts over 128 KiB) and the sample is
+   resubmitted with the **same** seq_id once it passes; other retryable failures are retried
+   with the submission backoff, also with the same seq_id;
+3. wait for the future (the poller's long poll); decode the protobuf result and stamp the
+   sequence ids;
+4. the whole of 2-3 is retried per :class:`~tinker_actors.backoff.RetryConfig` (timeouts,
+   connection errors, 410 from the poll, 408/409/429/5xx) with a **new** seq_id, at most
+   ``max_connections`` at once, and fails with ``StuckError`` when no sample of this client
+   completed for ``progress_timeout`` seconds.
+
+The backpressure deadline is shared by every sampler of the runtime through the
+:class:`SampleBackoff` of the client context.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any, Final, final
+
+import msgspec
+import trio
+
+from tinker_actors.actors import (
+    FutureExpiredError,
+    FutureState,
+    QueueStateLog,
+    ResultSpec,
+    StuckError,
+    poll_future,
+)
+from tinker_actors.backoff import (
+    RetryConfig,
+    backpressure_delay,
+    retryable_status,
+    sampling_retry_delay,
+    submission_delay,
+)
+from tinker_actors.clients._chunking import estimate_sample_bytes
+from tinker_actors.clients._future import APIFuture
+from tinker_actors.errors import (
+    APIConnectionError,
+    APIResponseValidationError,
+    APIStatusError,
+    InvalidInputError,
+)
+from tinker_actors.transport import RequestOptions
+from tinker_actors.transport.proto import decode_sample_response
+from tinker_actors.types import (
+    ModelInput,
+    SampleRequest,
+    SampleResponse,
+    SamplingParams,
+    TensorData,
+    UntypedAPIFuture,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from tinker_actors.actors import SessionHandle
+    from tinker_actors.clients._service import ClientContext
+
+__all__ = ["SampleBackoff", "SamplingClient"]
+
+_CLASS: Final = "SamplingClient"
+BACKPRESSURE_HEADER: Final = {"X-Tinker-Sampling-Backpressure": "1"}
+#: How often a sampler in backoff re-checks the shared deadline (protocol §7.4: 1 s sleeps).
+BACKOFF_POLL: Final = 1.0
+
+
+@final
+class SampleBackoff:
+    """The shared deadline before which no sample is submitted (set by a backpressure 429)."""
+
+    __slots__ = ("backpressured", "until")
+
+    def __init__(self) -> None:
+        self.until = -math.inf
+        self.backpressured = 0
+
+    def report(self, nbytes: int) -> None:
+        """Note a 429 to a payload of ``nbytes``: push the deadline out."""
+        self.backpressured += 1
+        self.until = max(self.until, trio.current_time() + backpressure_delay(nbytes))
+
+    async def wait(self) -> None:
+        """Return once the deadline has passed, checking in 1 s sleeps."""
+        while True:
+            remaining = self.until - trio.current_time()
+            if remaining <= 0:
+                return
+            await trio.sleep(min(BACKOFF_POLL, remaining))
+
+
+@final
+class SamplingClient:
+    """Samples from one sampling session (a base model or saved sampler weights)."""
+
+    __slots__ = (
+        "_active",
+        "_base_model",
+        "_ctx",
+        "_handle",
+        "_last_progress",
+        "_limiter",
+        "_next_seq",
+        "_queue_log",
+        "_retry",
+        "_sampler_id",
+    )
+
+    def __init__(
+        self,
+        ctx: ClientContext,
+        handle: SessionHandle,
+        sampling_session_id: str,
+        base_model: str,
+        *,
+        retry_config: RetryConfig | None = None,
+    ) -> None:
+        if retry_config is not None and not isinstance(retry_config, RetryConfig):
+            raise InvalidInputError(
+                f"retry_config must be a RetryConfig or None, got {type(retry_config).__name__}"
+            )
+        flags = handle.client_config
+        if retry_config is None:
+            retry_config = RetryConfig(
+                max_connections=None
+                if flags.sample_use_retrieve_futures
+                else flags.sample_max_concurrent_requests,
+                enable_retry_logic=not flags.sample_no_retries,
+                enable_stuck_detection=flags.sample_enable_stuck_detection,
+            )
+        self._ctx = ctx
+        self._handle = handle
+        self._sampler_id = sampling_session_id
+        self._base_model = base_model
+        self._retry = retry_config
+        limit = retry_config.max_connections
+        self._limiter = trio.CapacityLimiter(limit) if limit is not None else None
+        self._next_seq = 0
+        self._active = 0
+        self._last_progress = trio.current_time()
+        self._queue_log = QueueStateLog(f"SamplingClient {sampling_session_id}", grace=0.0)
+
+    def __repr__(self) -> str:
+        return f"<SamplingClient {self._sampler_id} on {self._base_model}>"
+
+    @property
+    def sampling_session_id(self) -> str:
+        """The sampling session's id."""
+        return self._sampler_id
+
+    def get_base_model(self) -> str:
+        """Return the base model this session samples."""
+        return self._base_model
+
+    def _take_seq(self) -> int:
+        seq, self._next_seq = self._next_seq, self._next_seq + 1
+        return seq
+
+    async def sample(
+        self,
+        prompt: ModelInput,
+        num_samples: int,
+        sampling_params: SamplingParams,
+        include_prompt_logprobs: bool = False,
+        topk_prompt_logprobs: int = 0,
+        topk_sample_logprobs: int = 0,
+        target_prompt_logprobs: TensorData | None = None,
+        prompt_alt_tokens_k: int = 0,
+        prompt_logprobs_last_n: int | None = None,
+    ) -> APIFuture[SampleResponse]:
+        """Sample ``num_samples`` completions of ``prompt``; return the future at once.
+
+        Raises:
+            InvalidInputError / TypeError: bad arguments (checked before anything is sent).
+        """
+        request = self._request(
+            prompt,
+            num_samples,
+            sampling_params,
+            prompt_logprobs=include_prompt_logprobs,
+            topk_prompt_logprobs=topk_prompt_logprobs,
+            topk_sample_logprobs=topk_sample_logprobs,
+            target_prompt_logprobs=target_prompt_logprobs,
+            prompt_alt_tokens_k=prompt_alt_tokens_k,
+            prompt_logprobs_last_n=prompt_logprobs_last_n,
+        )
+        return await self._start(request, f"{_CLASS}.sample", _identity)
+
+    async def compute_logprobs(
+        self, prompt: ModelInput, prompt_logprobs_last_n: int | None = None
+    ) -> APIFuture[list[float | None]]:
+        """Score ``prompt``: its per-token logprobs, ``None`` at position 0 and unscored ones."""
+        request = self._request(
+            prompt,
+            1,
+            SamplingParams(max_tokens=1),
+            prompt_logprobs=True,
+            prompt_logprobs_last_n=prompt_logprobs_last_n,
+        )
+        return await self._start(request, f"{_CLASS}.compute_logprobs", _prompt_logprobs)
+
+    def _request(
+        self,
+        prompt: ModelInput,
+        num_samples: int,
+        sampling_params: SamplingParams,
+        *,
+        prompt_logprobs: bool,
+        prompt_logprobs_last_n: int | None,
+        **extra: Any,
+    ) -> SampleRequest:
+        if not isinstance(prompt, ModelInput):
+            raise TypeError(f"prompt must be a ModelInput, got {type(prompt).__name__}")
+        if not isinstance(sampling_params, SamplingParams):
+            raise TypeError(
+                f"sampling_params must be a SamplingParams, got {type(sampling_params).__name__}"
+            )
+        if isinstance(num_samples, bool) or not isinstance(num_samples, int):
+            raise InvalidInputError(f"num_samples must be an int >= 1, got {num_samples!r}")
+        return SampleRequest(
+            num_samples=num_samples,
+            prompt=prompt,
+            sampling_params=sampling_params,
+            sampling_session_id=self._sampler_id,
+            seq_id=0,
+            prompt_logprobs=True if prompt_logprobs else None,
+            prompt_logprobs_last_n=prompt_logprobs_last_n,
+            record_stability_info=False,
+            **extra,
+        )
+
+    async def _start(
+        self, request: SampleRequest, method: str, transform: Callable[[SampleResponse], Any]
+    ) -> APIFuture[Any]:
+        seq_id = self._take_seq()
+        state: FutureState[Any] = FutureState("Sample")
+        nbytes = estimate_sample_bytes(request.prompt)
+
+        async def work() -> object:
+            if self._limiter is None:
+                return await self._run(request, seq_id, state, nbytes, method, transform)
+            async with self._limiter:
+                return await self._run(request, seq_id, state, nbytes, method, transform)
+
+        await self._ctx.watch(state, work)
+        return APIFuture(state)
+
+    async def _run(
+        self,
+        request: SampleRequest,
+        seq_id: int,
+        state: FutureState[Any],
+        nbytes: int,
+        method: str,
+        transform: Callable[[SampleResponse], Any],
+    ) -> object:
+        retry = self._retry
+        if self._active == 0:
+            self._last_progress = trio.current_time()  # idle time is not "no progress"
+        self._active += 1
+        try:
+            attempt = 0
+            while True:
+                try:
+                    result = await self._attempt(
+                        msgspec.structs.replace(request, seq_id=seq_id), state, nbytes, method
+                    )
+                except Exception as exc:
+                    if not (retry.enable_retry_logic and self._retryable(exc)):
+                        raise
+                    delay = sampling_retry_delay(attempt, retry, rng=self._ctx.rng)
+                    attempt += 1
+                    await trio.sleep(delay)
+                    seq_id = self._take_seq()  # a whole-sample retry is a new request
+                    continue
+                self._last_progress = trio.current_time()
+                return transform(result)
+        finally:
+            self._active -= 1
+
+    def _retryable(self, exc: Exception) -> bool:
+        if isinstance(exc, StuckError):
+            return False
+        if isinstance(exc, FutureExpiredError | APIConnectionError):
+            return True
+        return isinstance(exc, APIStatusError) and self._retry.is_retryable_status(exc.status_code)
+
+    def _progress_deadline(self) -> float:
+        return self._last_progress + self._retry.progress_timeout
+
+    async def _attempt(
+        self, request: SampleRequest, state: FutureState[Any], nbytes: int, method: str
+    ) -> SampleResponse:
+        future = await self._submit(request, nbytes, method)
+        state.request_id = future.request_id
+        sequence_ids = future.sample_sequence_ids
+
+        def decode(body: bytes) -> SampleResponse:
+            return decode_sample_response(body, sequence_ids=sequence_ids)
+
+        return await poll_future(
+            self._ctx.transport,
+            future.request_id,
+            ResultSpec("Sample", decode_proto=decode),
+            budget=self._ctx.budget,
+            state=state,
+            queue_log=self._queue_log,
+            sdk_method=method,
+            progress_deadline=self._progress_deadline
+            if self._retry.enable_stuck_detection
+            else None,
+        )
+
+    async def _submit(self, request: SampleRequest, nbytes: int, method: str) -> UntypedAPIFuture:
+        """POST the sample; 429 backs off and resubmits the same seq_id; others retry."""
+        ctx = self._ctx
+        options = RequestOptions(max_retries=0, extra_headers=BACKPRESSURE_HEADER)
+        started = trio.current_time()
+        attempt = 0
+        while True:
+            await ctx.backoff.wait()
+            try:
+                response = await ctx.transport.request(
+                    "POST", "/api/v1/asample", json=request, options=options, sdk_method=method
+                )
+            except APIStatusError as exc:
+                if exc.status_code == 429:
+                    ctx.backoff.report(nbytes)
+                    continue
+                if not retryable_status(exc.status_code, exc.headers):
+                    raise
+                error: Exception = exc
+            except APIConnectionError as exc:
+                error = exc
+            else:
+                return response.decode(UntypedAPIFuture)
+            delay = submission_delay(attempt, elapsed=trio.current_time() - started)
+            if delay is None:
+                raise error
+            attempt += 1
+            await trio.sleep(delay)
+
+
+def _identity(result: SampleResponse) -> SampleResponse:
+    return result
+
+
+def _prompt_logprobs(result: SampleResponse) -> list[float | None]:
+    logprobs = result.prompt_logprobs
+    if logprobs is None:
+        raise APIResponseValidationError(
+            "the server returned no prompt logprobs for compute_logprobs", status_code=200
+        )
+    return logprobs
