@@ -155,6 +155,7 @@ async def test_leaving_open_finishes_with_the_right_status(
 ) -> None:
     async with open_local_server() as server:
         with trio.fail_after(600):
+            caught: BaseException | None = None
             try:
                 async with ta.open(
                     http_transport=httpx.ASGITransport(app=server.app), base_url=BASE, api_key=KEY
@@ -162,8 +163,9 @@ async def test_leaving_open_finishes_with_the_right_status(
                     await rt.session_id()
                     if error is not None:
                         raise error
-            except (ValueError, KeyboardInterrupt) as caught:
-                assert caught is error
+            except (ValueError, KeyboardInterrupt) as exc:
+                caught = exc
+        assert caught is error
         counts = totals(server)
         assert counts[f"sessions:{status}"] == 1
         assert sum(v for k, v in counts.items() if k.startswith("sessions:")) == 1
