@@ -52,6 +52,7 @@ ALLOWED: dict[str, set[str]] = {
     "local": {"types", "errors", "transport", "backoff", "_version"},
     # top-level helpers the clients use: tokenizer loading and custom-loss maths
     "tokenizer": {"errors"},
+    "custom_loss": {"errors", "types"},
 }
 
 
