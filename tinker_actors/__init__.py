@@ -5,7 +5,14 @@ from __future__ import annotations
 from tinker_actors._runtime import Runtime as Runtime
 from tinker_actors._runtime import open as open
 from tinker_actors._version import __version__ as __version__
+from tinker_actors.actors import FutureExpiredError as FutureExpiredError
+from tinker_actors.actors import OperationCancelledError as OperationCancelledError
 from tinker_actors.backoff import RetryConfig as RetryConfig
+from tinker_actors.clients import APIFuture as APIFuture
+from tinker_actors.clients import SamplingClient as SamplingClient
+from tinker_actors.clients import ServiceClient as ServiceClient
+from tinker_actors.clients import TrainingClient as TrainingClient
+from tinker_actors.clients import TrainingOrderBrokenError as TrainingOrderBrokenError
 from tinker_actors.errors import APIConnectionError as APIConnectionError
 from tinker_actors.errors import APIError as APIError
 from tinker_actors.errors import APIResponseValidationError as APIResponseValidationError
@@ -30,6 +37,7 @@ from tinker_actors.supervisors import SupervisorGaveUp as SupervisorGaveUp
 __all__ = [
     "APIConnectionError",
     "APIError",
+    "APIFuture",
     "APIResponseValidationError",
     "APIStatusError",
     "APITimeoutError",
@@ -38,17 +46,23 @@ __all__ = [
     "BadRequestError",
     "BillingError",
     "ConflictError",
+    "FutureExpiredError",
     "InternalServerError",
     "InvalidInputError",
     "MailboxFull",
     "NotFoundError",
+    "OperationCancelledError",
     "PermissionDeniedError",
     "RateLimitError",
     "RequestFailedError",
     "RetryConfig",
     "Runtime",
+    "SamplingClient",
+    "ServiceClient",
     "SupervisorGaveUp",
     "TinkerError",
+    "TrainingClient",
+    "TrainingOrderBrokenError",
     "UnprocessableEntityError",
     "__version__",
     "open",

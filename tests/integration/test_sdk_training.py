@@ -18,6 +18,7 @@ import trio
 import tinker_actors as ta
 from tinker_actors.clients import TrainingClient, TrainingOrderBrokenError
 from tinker_actors.local import LatencyModel, LocalServer, NullBackend, open_local_server
+from tinker_actors.tokenizer import TokenizerUnavailableError
 from tinker_actors.types import AdamParams, ClientConfigResponse, Datum, ModelInput
 
 KEY = "tml-training-test"
@@ -268,3 +269,19 @@ async def test_server_side_failure_reaches_the_caller_typed(
         # refused at submission (400) or failed as a future, but typed either way
         with pytest.raises((ta.RequestFailedError, ta.BadRequestError), match=r"\w"):
             await _forward_backward_result(tc, [bad])
+
+
+async def test_get_tokenizer_loads_the_models_tokenizer_offline(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    pytest.importorskip("tokenizers")
+    async with trainer() as (tc, _server, _app, _rt):
+        tokenizer = tc.get_tokenizer()
+        ids = tokenizer.encode("hello world", add_special_tokens=False)
+        assert ids
+        assert all(0 <= i < tokenizer.vocab_size for i in ids)
+        # a sampler knows only its base model's name; local/tiny is no Hugging Face id, so
+        # offline loading fails with a clear, typed error instead of a download
+        sampler = await tc.save_weights_and_get_sampling_client()
+        with pytest.raises(TokenizerUnavailableError, match="never downloads"):
+            sampler.get_tokenizer()

@@ -55,6 +55,7 @@ from tinker_actors.errors import (
     APIStatusError,
     InvalidInputError,
 )
+from tinker_actors.tokenizer import get_tokenizer
 from tinker_actors.transport import RequestOptions
 from tinker_actors.transport.proto import decode_sample_response
 from tinker_actors.types import (
@@ -71,6 +72,7 @@ if TYPE_CHECKING:
 
     from tinker_actors.actors import SessionHandle
     from tinker_actors.clients._service import ClientContext
+    from tinker_actors.tokenizer import Tokenizer
 
 __all__ = ["SampleBackoff", "SamplingClient"]
 
@@ -166,6 +168,10 @@ class SamplingClient:
     def get_base_model(self) -> str:
         """Return the base model this session samples."""
         return self._base_model
+
+    def get_tokenizer(self) -> Tokenizer:
+        """Return the base model's tokenizer, loaded offline."""
+        return get_tokenizer(self._base_model)
 
     def _take_seq(self) -> int:
         seq, self._next_seq = self._next_seq, self._next_seq + 1

@@ -43,6 +43,7 @@ from tinker_actors.clients._future import APIFuture
 from tinker_actors.clients._sampling import SamplingClient
 from tinker_actors.errors import InvalidInputError, TinkerError
 from tinker_actors.supervisors import Actor, Reply
+from tinker_actors.tokenizer import get_tokenizer
 from tinker_actors.transport import RequestOptions
 from tinker_actors.transport.proto import (
     decode_forward_backward_output,
@@ -78,6 +79,7 @@ if TYPE_CHECKING:
     from tinker_actors.backoff import RetryConfig
     from tinker_actors.clients._service import ClientContext
     from tinker_actors.supervisors import ActorRef
+    from tinker_actors.tokenizer import Tokenizer
     from tinker_actors.types import LossFnConfig, LossFnType
 
 __all__ = ["TrainingClient", "TrainingOrderBrokenError", "start_training_client"]
@@ -340,6 +342,18 @@ class TrainingClient:
     def get_info(self) -> GetInfoResponse:
         """Return the model's info, fetched once when the client was created."""
         return self._info
+
+    def get_tokenizer(self) -> Tokenizer:
+        """Return the model's tokenizer, loaded offline (see :mod:`tinker_actors.tokenizer`).
+
+        Raises:
+            InvalidInputError: the server reported no model name.
+        """
+        data = self._info.model_data
+        name = data.model_name or self._info.model_name
+        if not name:
+            raise InvalidInputError(f"the server reported no model name for {self._model_id}")
+        return get_tokenizer(name, data.tokenizer_id)
 
     async def _submit(self, op: _Op) -> APIFuture[Any]:
         return await self._ref.call(lambda reply: _Submit(op, reply))
