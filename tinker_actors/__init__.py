@@ -8,7 +8,9 @@ from tinker_actors._version import __version__ as __version__
 from tinker_actors.actors import FutureExpiredError as FutureExpiredError
 from tinker_actors.actors import OperationCancelledError as OperationCancelledError
 from tinker_actors.backoff import RetryConfig as RetryConfig
+from tinker_actors.clients import AdminClient as AdminClient
 from tinker_actors.clients import APIFuture as APIFuture
+from tinker_actors.clients import RestClient as RestClient
 from tinker_actors.clients import SamplingClient as SamplingClient
 from tinker_actors.clients import ServiceClient as ServiceClient
 from tinker_actors.clients import TrainingClient as TrainingClient
@@ -33,6 +35,9 @@ from tinker_actors.errors import UnprocessableEntityError as UnprocessableEntity
 from tinker_actors.supervisors import ActorExited as ActorExited
 from tinker_actors.supervisors import MailboxFull as MailboxFull
 from tinker_actors.supervisors import SupervisorGaveUp as SupervisorGaveUp
+from tinker_actors.tokenizer import Tokenizer as Tokenizer
+from tinker_actors.tokenizer import TokenizerUnavailableError as TokenizerUnavailableError
+from tinker_actors.tokenizer import get_tokenizer as get_tokenizer
 
 __all__ = [
     "APIConnectionError",
@@ -42,6 +47,7 @@ __all__ = [
     "APIStatusError",
     "APITimeoutError",
     "ActorExited",
+    "AdminClient",
     "AuthenticationError",
     "BadRequestError",
     "BillingError",
@@ -55,15 +61,19 @@ __all__ = [
     "PermissionDeniedError",
     "RateLimitError",
     "RequestFailedError",
+    "RestClient",
     "RetryConfig",
     "Runtime",
     "SamplingClient",
     "ServiceClient",
     "SupervisorGaveUp",
     "TinkerError",
+    "Tokenizer",
+    "TokenizerUnavailableError",
     "TrainingClient",
     "TrainingOrderBrokenError",
     "UnprocessableEntityError",
     "__version__",
+    "get_tokenizer",
     "open",
 ]

@@ -4,12 +4,21 @@
   create_session), heartbeat, counters, finish.
 * :class:`FuturePoller` — hosts the waiting half of every operation and long-polls
   ``retrieve_future`` (:func:`poll_future`) with the status handling of protocol.md §6.2.
+* :class:`RateLimiter` — per-(base_url, API key) admission control: the shared 429 deadline,
+  dispatch slots and byte budgets (:func:`rate_limiter_for` finds it in the runtime's registry).
+* :class:`TelemetryReporter` — batched, bounded, scrubbed telemetry that never blocks a caller.
 
 They know the transport and the wire types, and nothing about the client facades above them.
 """
 
 from __future__ import annotations
 
+from tinker_actors.actors._limiter import GetRateLimiter as GetRateLimiter
+from tinker_actors.actors._limiter import RateLimiter as RateLimiter
+from tinker_actors.actors._limiter import RateLimiterActor as RateLimiterActor
+from tinker_actors.actors._limiter import RateLimiterStatistics as RateLimiterStatistics
+from tinker_actors.actors._limiter import rate_limiter_for as rate_limiter_for
+from tinker_actors.actors._limiter import rate_limiter_spec as rate_limiter_spec
 from tinker_actors.actors._poller import FutureExpiredError as FutureExpiredError
 from tinker_actors.actors._poller import FuturePoller as FuturePoller
 from tinker_actors.actors._poller import FutureState as FutureState
@@ -30,6 +39,9 @@ from tinker_actors.actors._session import SessionManager as SessionManager
 from tinker_actors.actors._session import SessionMessage as SessionMessage
 from tinker_actors.actors._session import holder_retries as holder_retries
 from tinker_actors.actors._session import session_spec as session_spec
+from tinker_actors.actors._telemetry import TelemetryReporter as TelemetryReporter
+from tinker_actors.actors._telemetry import TelemetryStatistics as TelemetryStatistics
+from tinker_actors.actors._telemetry import telemetry_spec as telemetry_spec
 
 __all__ = [
     "Ensure",
@@ -38,8 +50,12 @@ __all__ = [
     "FutureExpiredError",
     "FuturePoller",
     "FutureState",
+    "GetRateLimiter",
     "OperationCancelledError",
     "QueueStateLog",
+    "RateLimiter",
+    "RateLimiterActor",
+    "RateLimiterStatistics",
     "Reserve",
     "ResponseBudget",
     "ResultSpec",
@@ -47,9 +63,14 @@ __all__ = [
     "SessionManager",
     "SessionMessage",
     "StuckError",
+    "TelemetryReporter",
+    "TelemetryStatistics",
     "Watch",
     "holder_retries",
     "poll_future",
+    "rate_limiter_for",
+    "rate_limiter_spec",
     "run_hosted_actor",
     "session_spec",
+    "telemetry_spec",
 ]

@@ -9,7 +9,13 @@ the runtime that ``tinker_actors.open()`` yields.
 from __future__ import annotations
 
 from tinker_actors.actors import OperationCancelledError as OperationCancelledError
+from tinker_actors.clients._chunking import chunk_data as chunk_data
+from tinker_actors.clients._chunking import combine_outputs as combine_outputs
 from tinker_actors.clients._future import APIFuture as APIFuture
+from tinker_actors.clients._rest import AdminClient as AdminClient
+from tinker_actors.clients._rest import RestClient as RestClient
+from tinker_actors.clients._rest import TraceExportError as TraceExportError
+from tinker_actors.clients._rest import WhoamiUnavailableError as WhoamiUnavailableError
 from tinker_actors.clients._sampling import SamplingClient as SamplingClient
 from tinker_actors.clients._service import ClientContext as ClientContext
 from tinker_actors.clients._service import ServiceClient as ServiceClient
@@ -18,10 +24,16 @@ from tinker_actors.clients._training import TrainingOrderBrokenError as Training
 
 __all__ = [
     "APIFuture",
+    "AdminClient",
     "ClientContext",
     "OperationCancelledError",
+    "RestClient",
     "SamplingClient",
     "ServiceClient",
+    "TraceExportError",
     "TrainingClient",
     "TrainingOrderBrokenError",
+    "WhoamiUnavailableError",
+    "chunk_data",
+    "combine_outputs",
 ]

@@ -559,7 +559,7 @@ class RestClient(_Base):
         Raises:
             WhoamiUnavailableError: JWT auth is off and the credential is a plain API key.
         """
-        token = await _identity_jwt(self._transport)
+        token = await self._transport.identity_jwt()
         if token is None:
             raise WhoamiUnavailableError(
                 "whoami requires JWT auth, but the server has it disabled and the credential is "
@@ -605,24 +605,3 @@ def _deprecated(name: str) -> None:
         DeprecationWarning,
         stacklevel=3,
     )
-
-
-async def _identity_jwt(transport: Transport) -> str | None:
-    """Return the JWT that identifies the caller, or None when the credential is a plain key.
-
-    In JWT mode that is the exchanged token (exchanged now if none is cached); otherwise the
-    configured key itself when it is a JWT issued by the service (``iss`` ``passport-*``).
-    """
-    # Transport has no public accessor for its credential yet; read its private state here, in
-    # one place, until one exists (requested from the transport's owner).
-    if transport._jwt_auth:
-        return await transport._tokens.get()
-    key = transport._api_key
-    if key.count(".") == 2:
-        try:
-            issuer = jwt_claims(key).get("iss", "")
-        except InvalidInputError:
-            return None
-        if isinstance(issuer, str) and issuer.startswith("passport-"):
-            return key
-    return None

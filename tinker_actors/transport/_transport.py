@@ -253,6 +253,24 @@ class Transport:
         self._closed = True
         await self._client.aclose()
 
+    async def identity_jwt(self) -> str | None:
+        """Return the JWT that identifies the caller, or None when the credential is a plain key.
+
+        In JWT mode that is the exchanged token (exchanged now if none is cached); otherwise the
+        configured key itself when it is a JWT issued by the service (``iss`` ``passport-*``).
+        Used to answer ``whoami`` from claims, without a request.
+        """
+        if self._jwt_auth:
+            return await self._tokens.get()
+        key = self._api_key
+        if key.count(".") != 2:
+            return None
+        try:
+            issuer = jwt_claims(key).get("iss", "")
+        except InvalidInputError:
+            return None
+        return key if isinstance(issuer, str) and issuer.startswith("passport-") else None
+
     def statistics(self) -> TransportStatistics:
         """Return counters of requests, attempts, retries and outcomes so far."""
         c = self._counts
