@@ -36,6 +36,7 @@ from tinker_actors.types import (
     CancelFutureRequest,
     ClientConfigRequest,
     ClientDynamicConfigRequest,
+    CopyWeightsRequest,
     CreateModelRequest,
     CreateSamplingSessionRequest,
     CreateSessionRequest,
@@ -51,7 +52,9 @@ from tinker_actors.types import (
     SaveWeightsForSamplerRequest,
     SaveWeightsRequest,
     SessionHeartbeatRequest,
+    SessionSearchRequest,
     SetCheckpointTtlRequest,
+    SetSessionProjectRequest,
     WeightsInfoRequest,
 )
 from tinker_actors.types._tensor import json_dec_hook
@@ -109,6 +112,7 @@ def build_app(engine: LocalEngine, auth: Authenticator) -> Starlette:
     training = engine.training
     sampling = engine.sampling
     rest = engine.rest
+    extra = engine.rest_extra
 
     def route(
         path: str,
@@ -215,6 +219,11 @@ def build_app(engine: LocalEngine, auth: Authenticator) -> Starlette:
         req = await _decode(request, LoadWeightsRequest)
         return _reply(training.load_weights(req, _idempotency_key(request)))
 
+    async def copy_weights(request: Request) -> Response:
+        req = await _decode(request, CopyWeightsRequest)
+        token = request.headers.get("x-tinker-weights-access-token")
+        return _reply(await extra.copy_weights(req, _idempotency_key(request), token))
+
     # -- sampling -------------------------------------------------------------------------------
 
     async def create_sampling_session(request: Request) -> Response:
@@ -284,7 +293,11 @@ def build_app(engine: LocalEngine, auth: Authenticator) -> Starlette:
 
     async def delete_checkpoint(request: Request) -> Response:
         rest.delete_checkpoint(*ckpt(request))
+        extra.forget_archives(*ckpt(request))
         return _reply({})
+
+    async def archive(request: Request) -> Response:
+        return _reply(await extra.archive_url(*ckpt(request)))
 
     async def publish(request: Request) -> Response:
         rest.set_public(*ckpt(request), public=request.method == "POST")
@@ -313,6 +326,18 @@ def build_app(engine: LocalEngine, auth: Authenticator) -> Starlette:
     async def session(request: Request) -> Response:
         return _reply(rest.session(request.path_params["session_id"]))
 
+    async def session_project(request: Request) -> Response:
+        req = await _decode(request, SetSessionProjectRequest)
+        extra.set_session_project(request.path_params["session_id"], req.project_id)
+        return _reply({})
+
+    async def search_sessions(request: Request) -> Response:
+        req = await _decode(request, SessionSearchRequest)
+        return _reply(extra.search_sessions(req))
+
+    async def trace_export(request: Request) -> Response:
+        return _reply(extra.trace_export(request.path_params["session_id"]))
+
     async def counters(request: Request) -> Response:
         return _reply(engine.counters())
 
@@ -335,6 +360,7 @@ def build_app(engine: LocalEngine, auth: Authenticator) -> Starlette:
         route(v1 + "/save_weights_for_sampler", save_for_sampler),
         route(v1 + "/save_weights_external", save_external),
         route(v1 + "/load_weights", load_weights),
+        route(v1 + "/copy_weights", copy_weights),
         route(v1 + "/create_sampling_session", create_sampling_session),
         route(v1 + "/join_sampling_session", join_sampling_session),
         route(v1 + "/asample", asample),
@@ -350,10 +376,14 @@ def build_app(engine: LocalEngine, auth: Authenticator) -> Starlette:
         route(run_ckpt + "/publish", publish, methods=("POST", "DELETE")),
         route(run_ckpt + "/ttl", set_ttl, methods=("PUT",)),
         route(run_ckpt + "/external_weights_urls", external_urls, methods=("GET",)),
+        route(run_ckpt + "/archive", archive, methods=("GET",)),
         route(v1 + "/checkpoints", user_checkpoints, methods=("GET",)),
         route(v1 + "/weights_info", weights_info),
         route(v1 + "/sessions", sessions, methods=("GET",)),
+        route(v1 + "/sessions/search", search_sessions),
         route(v1 + "/sessions/{session_id}", session, methods=("GET",)),
+        route(v1 + "/sessions/{session_id}/project", session_project, methods=("PUT",)),
+        route(v1 + "/sessions/{session_id}/trace_export", trace_export, methods=("GET",)),
         route("/_local/counters", counters, methods=("GET",)),
     ]
     return Starlette(routes=routes, exception_handlers={HTTPException: _http_exception})

@@ -26,6 +26,7 @@ from tinker_actors.local._catalogue import CATALOGUE
 from tinker_actors.local._core import EngineCore, EngineError, ServerSettings
 from tinker_actors.local._futures import UnknownFutureError
 from tinker_actors.local._records import RecordStore, SessionRecord
+from tinker_actors.local._rest_extra import RestExtraOps
 from tinker_actors.local._rest_ops import RestOps
 from tinker_actors.local._sampling_ops import SamplingOps
 from tinker_actors.local._training_ops import TrainingOps
@@ -75,6 +76,7 @@ class LocalEngine:
         self.sampling = SamplingOps(core)
         self.training = TrainingOps(core, self.sampling)
         self.rest = RestOps(core)
+        self.rest_extra = RestExtraOps(core)
 
     @property
     def settings(self) -> ServerSettings:

@@ -103,6 +103,11 @@ class RunRecord(msgspec.Struct, kw_only=True):
     owner: str = "local-user"
     trainable: bool = True
     checkpoints: list[CheckpointRecord] = msgspec.field(default_factory=list)
+    #: the tinker:// path this run's one checkpoint was copied from (copy_weights), if any
+    copied_from: str | None = None
+    #: the X-Idempotency-Key of the copy_weights request that made this run, so a retried
+    #: request finds the same copy even after a restart
+    copy_key: str | None = None
 
 
 class SamplerRecord(msgspec.Struct, kw_only=True):
