@@ -323,6 +323,11 @@ async def test_copy_sampler_weights_into_a_session_slot_and_sample_from_them() -
         )
         sampler = await api.ok("create_sampling_session", request)
         assert sampler["sampling_session_id"] == f"{session_id}:sample:0"
+        # the copy's slot is taken: a model created on it must not overwrite the copy
+        reuse = CreateModelRequest(session_id=session_id, model_seq_id=1, base_model="local/tiny")
+        message = detail(await api.post("create_model", reuse), 409)
+        assert "next model_seq_id" in message
+        assert server.engine.core.store.runs[f"{session_id}:train:1"].trainable is False
 
 
 async def test_copy_is_idempotent_on_its_key_across_a_restart(tmp_path: Path) -> None:

@@ -151,6 +151,14 @@ class TrainingOps:
         run_id = f"{session_id}:train:{model_seq_id}"
         if run_id in core.models:
             return core.models[run_id].record, False
+        if run_id in core.store.runs:
+            # the slot holds a run that is not live here: a copy_weights destination, or a
+            # model of this session from before a restart. Never overwrite its record.
+            raise EngineError(
+                409,
+                f"model_seq_id {model_seq_id} of session {session_id} already names training run "
+                f"{run_id}; use the session's next model_seq_id",
+            )
         session.model_counter = max(session.model_counter, model_seq_id + 1)
         now = core.wall_time()
         record = RunRecord(
