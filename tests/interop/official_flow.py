@@ -65,6 +65,18 @@ def run_flow(url: str, steps: int) -> dict[str, Any]:
         c.checkpoint_id for c in rest.list_checkpoints(training.model_id).result().checkpoints
     ]
     seen["run"] = rest.get_training_run(training.model_id).result()
+    # the rest of the REST surface the official client can reach
+    copied = rest.copy_weights(saved.path, destination_project_id="interop-project").result()
+    seen["copied_path"] = (
+        copied if isinstance(copied, str) else getattr(copied, "tinker_path", None)
+    )
+    session_id = seen["model_id"].split(":train:")[0]
+    rest.assign_session_project(session_id, "interop-project").result()
+    seen["trace_url"] = rest.export_session_trace(session_id).result()
+    seen["project_runs"] = [
+        r.training_run_id
+        for r in rest.list_training_runs(project_id="interop-project").result().training_runs
+    ]
     service.close("success").result()
     return seen
 

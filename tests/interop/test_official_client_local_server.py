@@ -92,6 +92,11 @@ def test_official_client_full_flow(local_server: tuple[str, Any]) -> None:
     assert "weights/after-ten" in seen["checkpoints"]
     assert seen["run"]["training_run_id"] == seen["model_id"]
     assert seen["run"]["last_checkpoint"] == "weights/after-ten"
+    # copy_weights, assign_session_project and export_session_trace through the official client
+    assert seen["copied_path"].endswith("/weights/after-ten")
+    assert seen["copied_path"] != seen["state_path"]
+    assert seen["trace_url"].startswith("file://")
+    assert seen["model_id"] in seen["project_runs"]
     _assert_applied_once_in_order(server, seen["model_id"])
 
 
