@@ -173,15 +173,11 @@ from tinker_actors.types._tensor import TensorDtype as TensorDtype
 from tinker_actors.types._tensor import json_dec_hook as json_dec_hook
 from tinker_actors.types._tensor import json_enc_hook as json_enc_hook
 from tinker_actors.types._training import AdamParams as AdamParams
-from tinker_actors.types._training import CopyWeightsRequest as CopyWeightsRequest
-from tinker_actors.types._training import CopyWeightsResponse as CopyWeightsResponse
 from tinker_actors.types._training import CreateModelRequest as CreateModelRequest
 from tinker_actors.types._training import CreateModelResponse as CreateModelResponse
 from tinker_actors.types._training import DimuonParams as DimuonParams
 from tinker_actors.types._training import GetInfoRequest as GetInfoRequest
 from tinker_actors.types._training import GetInfoResponse as GetInfoResponse
-from tinker_actors.types._training import LoadWeightsRequest as LoadWeightsRequest
-from tinker_actors.types._training import LoadWeightsResponse as LoadWeightsResponse
 from tinker_actors.types._training import LoraConfig as LoraConfig
 from tinker_actors.types._training import ModelData as ModelData
 from tinker_actors.types._training import OptimizerConfig as OptimizerConfig
@@ -189,29 +185,33 @@ from tinker_actors.types._training import OptimizerParams as OptimizerParams
 from tinker_actors.types._training import OptimStepRequest as OptimStepRequest
 from tinker_actors.types._training import OptimStepResponse as OptimStepResponse
 from tinker_actors.types._training import SamplingClientKind as SamplingClientKind
-from tinker_actors.types._training import SaveWeightsExternalRequest as SaveWeightsExternalRequest
-from tinker_actors.types._training import SaveWeightsExternalResponse as SaveWeightsExternalResponse
-from tinker_actors.types._training import (
-    SaveWeightsExternalResponseInternal as SaveWeightsExternalResponseInternal,
-)
-from tinker_actors.types._training import (
-    SaveWeightsForSamplerRequest as SaveWeightsForSamplerRequest,
-)
-from tinker_actors.types._training import (
-    SaveWeightsForSamplerResponse as SaveWeightsForSamplerResponse,
-)
-from tinker_actors.types._training import (
-    SaveWeightsForSamplerResponseInternal as SaveWeightsForSamplerResponseInternal,
-)
-from tinker_actors.types._training import SaveWeightsRequest as SaveWeightsRequest
-from tinker_actors.types._training import SaveWeightsResponse as SaveWeightsResponse
-from tinker_actors.types._training import UnloadModelRequest as UnloadModelRequest
-from tinker_actors.types._training import UnloadModelResponse as UnloadModelResponse
-from tinker_actors.types._training import WeightsInfoRequest as WeightsInfoRequest
-from tinker_actors.types._training import WeightsInfoResponse as WeightsInfoResponse
 from tinker_actors.types._ttl import MAX_TTL_SECONDS as MAX_TTL_SECONDS
 from tinker_actors.types._ttl import MIN_TTL_SECONDS as MIN_TTL_SECONDS
 from tinker_actors.types._ttl import check_ttl_seconds as check_ttl_seconds
+from tinker_actors.types._weights import CopyWeightsRequest as CopyWeightsRequest
+from tinker_actors.types._weights import CopyWeightsResponse as CopyWeightsResponse
+from tinker_actors.types._weights import LoadWeightsRequest as LoadWeightsRequest
+from tinker_actors.types._weights import LoadWeightsResponse as LoadWeightsResponse
+from tinker_actors.types._weights import SaveWeightsExternalRequest as SaveWeightsExternalRequest
+from tinker_actors.types._weights import SaveWeightsExternalResponse as SaveWeightsExternalResponse
+from tinker_actors.types._weights import (
+    SaveWeightsExternalResponseInternal as SaveWeightsExternalResponseInternal,
+)
+from tinker_actors.types._weights import (
+    SaveWeightsForSamplerRequest as SaveWeightsForSamplerRequest,
+)
+from tinker_actors.types._weights import (
+    SaveWeightsForSamplerResponse as SaveWeightsForSamplerResponse,
+)
+from tinker_actors.types._weights import (
+    SaveWeightsForSamplerResponseInternal as SaveWeightsForSamplerResponseInternal,
+)
+from tinker_actors.types._weights import SaveWeightsRequest as SaveWeightsRequest
+from tinker_actors.types._weights import SaveWeightsResponse as SaveWeightsResponse
+from tinker_actors.types._weights import UnloadModelRequest as UnloadModelRequest
+from tinker_actors.types._weights import UnloadModelResponse as UnloadModelResponse
+from tinker_actors.types._weights import WeightsInfoRequest as WeightsInfoRequest
+from tinker_actors.types._weights import WeightsInfoResponse as WeightsInfoResponse
 
 __all__ = [
     "MAX_TTL_SECONDS",
