@@ -57,11 +57,13 @@ from tinker_actors.actors import (
     Finish,
     FinishStatus,
     FuturePoller,
+    RateLimiter,
     Reserve,
     ResponseBudget,
     SessionHandle,
     SessionMessage,
     Watch,
+    rate_limiter_for,
     run_hosted_actor,
     session_spec,
 )
@@ -155,6 +157,7 @@ class Runtime:
         "_census",
         "_config",
         "_grace",
+        "_limiter",
         "_root",
         "_service",
         "_session_handle",
@@ -182,6 +185,7 @@ class Runtime:
         self._started_at = trio.current_time()
         self._session_handle: SessionHandle | None = None
         self._budget = ResponseBudget()
+        self._limiter: RateLimiter | None = None
         self._service = ServiceClient(
             ClientContext(
                 transport=transport,
@@ -192,6 +196,7 @@ class Runtime:
                 watch=self._watch,
                 start_actor=self._start_client_actor,
                 stop_actor=self._stop_client_actor,
+                rate_limiter=self._rate_limiter,
             )
         )
 
@@ -361,6 +366,21 @@ class Runtime:
     async def _reserve(self, counter: str) -> tuple[SessionHandle, int]:
         kind: Any = counter
         return await (await self._session_ref()).call(lambda reply: Reserve(kind, reply))
+
+    async def _rate_limiter(self) -> RateLimiter:
+        """Return this runtime's RateLimiter, sized by the session's client config flags."""
+        limiter = self._limiter
+        if limiter is not None and not limiter.statistics().closed:
+            return limiter
+        flags = (await self._ensure_session()).client_config
+        limiter = await rate_limiter_for(
+            self.registry,
+            self.limiter_key,
+            sample_dispatch_bytes=flags.sample_dispatch_bytes_semaphore_size,
+            fwdbwd_dispatch_bytes=flags.fwdbwd_dispatch_bytes_semaphore_size,
+        )
+        self._limiter = limiter
+        return limiter
 
     def _cancel_enabled(self) -> bool:
         handle = self._session_handle

@@ -13,6 +13,7 @@ import pytest
 import trio
 
 import tinker_actors as ta
+from tinker_actors.actors import rate_limiter_for
 from tinker_actors.clients import OperationCancelledError, SamplingClient
 from tinker_actors.local import LatencyModel, LocalServer, NullBackend, open_local_server
 from tinker_actors.types import ClientDynamicConfigResponse, ModelInput, SamplingParams
@@ -162,7 +163,8 @@ async def test_backpressure_429_resubmits_the_same_seq_id_once_applied(
         seq_ids = [b["seq_id"] for b in tap.bodies("/api/v1/asample")]
         assert len(seq_ids) == 3 + counts["backpressure:Sample"]
         assert sorted(set(seq_ids)) == [0, 1, 2]  # resubmissions reused their seq_id
-        assert sc._ctx.backoff.backpressured == counts["backpressure:Sample"]
+        limiter = await rate_limiter_for(_rt.registry, _rt.limiter_key)
+        assert limiter.statistics().backpressure_reports == counts["backpressure:Sample"]
 
 
 async def test_cancelled_sample_sends_cancel_future_and_frees_the_slot(

@@ -20,13 +20,15 @@ One sample, as protocol.md §7.4 and §9.5 describe it:
    ``max_connections`` at once, and fails with ``StuckError`` when no sample of this client
    completed for ``progress_timeout`` seconds.
 
-The backpressure deadline is shared by every sampler of the runtime through the
-:class:`SampleBackoff` of the client context.
+Submission (step 2) runs inside the per-(base_url, API key)
+:class:`~tinker_actors.actors.RateLimiter` of the runtime: it holds one of 400 dispatch slots
+(10 while throttled) and the prompt's estimated bytes of the sample budget (20x while
+throttled) until the server accepted the sample, and the 429 backoff deadline is shared by
+every sampler of every runtime with the same key.
 """
 
 from __future__ import annotations
 
-import math
 from typing import TYPE_CHECKING, Any, Final, final
 
 import msgspec
@@ -42,7 +44,6 @@ from tinker_actors.actors import (
 )
 from tinker_actors.backoff import (
     RetryConfig,
-    backpressure_delay,
     retryable_status,
     sampling_retry_delay,
     submission_delay,
@@ -74,36 +75,10 @@ if TYPE_CHECKING:
     from tinker_actors.clients._service import ClientContext
     from tinker_actors.tokenizer import Tokenizer
 
-__all__ = ["SampleBackoff", "SamplingClient"]
+__all__ = ["SamplingClient"]
 
 _CLASS: Final = "SamplingClient"
 BACKPRESSURE_HEADER: Final = {"X-Tinker-Sampling-Backpressure": "1"}
-#: How often a sampler in backoff re-checks the shared deadline (protocol §7.4: 1 s sleeps).
-BACKOFF_POLL: Final = 1.0
-
-
-@final
-class SampleBackoff:
-    """The shared deadline before which no sample is submitted (set by a backpressure 429)."""
-
-    __slots__ = ("backpressured", "until")
-
-    def __init__(self) -> None:
-        self.until = -math.inf
-        self.backpressured = 0
-
-    def report(self, nbytes: int) -> None:
-        """Note a 429 to a payload of ``nbytes``: push the deadline out."""
-        self.backpressured += 1
-        self.until = max(self.until, trio.current_time() + backpressure_delay(nbytes))
-
-    async def wait(self) -> None:
-        """Return once the deadline has passed, checking in 1 s sleeps."""
-        while True:
-            remaining = self.until - trio.current_time()
-            if remaining <= 0:
-                return
-            await trio.sleep(min(BACKOFF_POLL, remaining))
 
 
 @final
@@ -336,30 +311,34 @@ class SamplingClient:
         """POST the sample; 429 backs off and resubmits the same seq_id; others retry."""
         ctx = self._ctx
         options = RequestOptions(max_retries=0, extra_headers=BACKPRESSURE_HEADER)
-        started = trio.current_time()
-        attempt = 0
-        while True:
-            await ctx.backoff.wait()
-            try:
-                response = await ctx.transport.request(
-                    "POST", "/api/v1/asample", json=request, options=options, sdk_method=method
-                )
-            except APIStatusError as exc:
-                if exc.status_code == 429:
-                    ctx.backoff.report(nbytes)
-                    continue
-                if not retryable_status(exc.status_code, exc.headers):
-                    raise
-                error: Exception = exc
-            except APIConnectionError as exc:
-                error = exc
-            else:
-                return response.decode(UntypedAPIFuture)
-            delay = submission_delay(attempt, elapsed=trio.current_time() - started)
-            if delay is None:
-                raise error
-            attempt += 1
-            await trio.sleep(delay)
+        limiter = await ctx.rate_limiter()
+        # The dispatch slot and bytes are held until the server accepted the sample (through
+        # 429 backoffs and submission retries), never while waiting for its result.
+        async with limiter.sample_dispatch(nbytes):
+            started = trio.current_time()
+            attempt = 0
+            while True:
+                await limiter.wait_backoff()
+                try:
+                    response = await ctx.transport.request(
+                        "POST", "/api/v1/asample", json=request, options=options, sdk_method=method
+                    )
+                except APIStatusError as exc:
+                    if exc.status_code == 429:
+                        limiter.report_backpressure(nbytes)
+                        continue
+                    if not retryable_status(exc.status_code, exc.headers):
+                        raise
+                    error: Exception = exc
+                except APIConnectionError as exc:
+                    error = exc
+                else:
+                    return response.decode(UntypedAPIFuture)
+                delay = submission_delay(attempt, elapsed=trio.current_time() - started)
+                if delay is None:
+                    raise error
+                attempt += 1
+                await trio.sleep(delay)
 
 
 def _identity(result: SampleResponse) -> SampleResponse:

@@ -23,7 +23,7 @@ import random
 from typing import TYPE_CHECKING, Any, Final, final
 
 from tinker_actors.actors import ResultSpec, holder_retries, poll_future
-from tinker_actors.clients._sampling import SampleBackoff, SamplingClient
+from tinker_actors.clients._sampling import SamplingClient
 from tinker_actors.clients._training import TrainingClient, start_training_client
 from tinker_actors.errors import InvalidInputError
 from tinker_actors.supervisors import Restart
@@ -44,7 +44,7 @@ from tinker_actors.types import (
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
-    from tinker_actors.actors import FutureState, ResponseBudget, SessionHandle
+    from tinker_actors.actors import FutureState, RateLimiter, ResponseBudget, SessionHandle
     from tinker_actors.backoff import RetryConfig
     from tinker_actors.config import Config
     from tinker_actors.supervisors import Actor, ActorRef
@@ -63,17 +63,16 @@ class ClientContext:
         transport: the HTTP transport.
         config: the resolved configuration.
         budget: the in-flight response byte budget shared by all polls.
-        backoff: the sampling backpressure deadline shared by all samplers.
         rng: jitter source for retry delays.
     """
 
     __slots__ = (
         "_ensure",
+        "_limiter",
         "_reserve",
         "_start_actor",
         "_stop_actor",
         "_watch",
-        "backoff",
         "budget",
         "config",
         "ids",
@@ -92,12 +91,12 @@ class ClientContext:
         watch: Callable[[FutureState[Any], Callable[[], Awaitable[object]]], Awaitable[None]],
         start_actor: Callable[[str, Callable[[], Actor[Any]], Restart], Awaitable[ActorRef[Any]]],
         stop_actor: Callable[[str], Awaitable[None]],
+        rate_limiter: Callable[[], Awaitable[RateLimiter]],
         rng: random.Random | None = None,
     ) -> None:
         self.transport = transport
         self.config = config
         self.budget = budget
-        self.backoff = SampleBackoff()
         self.rng = rng or random.Random()
         self.ids = 0
         self._ensure = ensure_session
@@ -105,6 +104,7 @@ class ClientContext:
         self._watch = watch
         self._start_actor = start_actor
         self._stop_actor = stop_actor
+        self._limiter = rate_limiter
 
     def __repr__(self) -> str:
         return f"<ClientContext {self.config.base_url}>"
@@ -116,6 +116,10 @@ class ClientContext:
     async def reserve(self, counter: str) -> tuple[SessionHandle, int]:
         """Take the session's next ``model`` or ``sampling`` seq id."""
         return await self._reserve(counter)
+
+    async def rate_limiter(self) -> RateLimiter:
+        """Return the RateLimiter of this runtime's (base_url, API key), sized by the server."""
+        return await self._limiter()
 
     async def watch(self, state: FutureState[Any], work: Callable[[], Awaitable[object]]) -> None:
         """Run ``work`` in the poller and resolve ``state`` with its outcome."""

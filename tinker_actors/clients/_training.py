@@ -26,25 +26,30 @@ naming the failed request, instead of letting them hang or run out of order.
 
 from __future__ import annotations
 
-import functools
 from typing import TYPE_CHECKING, Any, Final, Literal, final
 
-import trio
-
-from tinker_actors.actors import (
-    FutureState,
-    QueueStateLog,
-    ResultSpec,
-    holder_retries,
-    poll_future,
+from tinker_actors.actors import ResultSpec, holder_retries
+from tinker_actors.clients._chunking import (
+    DataChunk,
+    combine_outputs,
+    estimate_datum_bytes,
+    plan_chunks,
 )
-from tinker_actors.clients._chunking import combine_outputs, plan_chunks
-from tinker_actors.clients._future import APIFuture
 from tinker_actors.clients._sampling import SamplingClient
-from tinker_actors.errors import InvalidInputError, TinkerError
-from tinker_actors.supervisors import Actor, Reply
+from tinker_actors.clients._training_actor import (
+    Body,
+    Op,
+    Submit,
+    TrainingActor,
+    TrainingOrderBrokenError,
+)
+from tinker_actors.custom_loss import (
+    forward_data_for_custom,
+    merge_custom_metrics,
+    run_custom_loss,
+)
+from tinker_actors.errors import InvalidInputError
 from tinker_actors.tokenizer import get_tokenizer
-from tinker_actors.transport import RequestOptions
 from tinker_actors.transport.proto import (
     decode_forward_backward_output,
     encode_forward_backward_request,
@@ -62,22 +67,24 @@ from tinker_actors.types import (
     LoadWeightsResponse,
     OptimStepRequest,
     OptimStepResponse,
+    SaveWeightsExternalRequest,
+    SaveWeightsExternalResponse,
+    SaveWeightsExternalResponseInternal,
     SaveWeightsForSamplerRequest,
     SaveWeightsForSamplerResponse,
     SaveWeightsForSamplerResponseInternal,
     SaveWeightsRequest,
     SaveWeightsResponse,
-    UntypedAPIFuture,
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
-
-    import msgspec
+    from collections.abc import Sequence
 
     from tinker_actors.actors import SessionHandle
     from tinker_actors.backoff import RetryConfig
+    from tinker_actors.clients._future import APIFuture
     from tinker_actors.clients._service import ClientContext
+    from tinker_actors.custom_loss import CustomLossFn
     from tinker_actors.supervisors import ActorRef
     from tinker_actors.tokenizer import Tokenizer
     from tinker_actors.types import LossFnConfig, LossFnType
@@ -85,8 +92,6 @@ if TYPE_CHECKING:
 __all__ = ["TrainingClient", "TrainingOrderBrokenError", "start_training_client"]
 
 PROTOBUF: Final = "application/x-protobuf"
-#: A training op's pause warning waits this long (protocol §6.2: 15 min).
-PAUSE_WARNING_GRACE: Final = 15 * 60.0
 _CLASS: Final = "TrainingClient"
 _LOSSES: Final = frozenset(
     {
@@ -100,189 +105,6 @@ _LOSSES: Final = frozenset(
         "custom",
     }
 )
-
-
-class TrainingOrderBrokenError(TinkerError):
-    """An earlier request of this TrainingClient failed to submit, so later ones cannot run.
-
-    Attributes:
-        model_id: the model.
-        seq_id: the first id that could not be submitted.
-        request_type: what that request was.
-    """
-
-    def __init__(self, model_id: str, seq_id: int, request_type: str, cause: BaseException):
-        super().__init__(
-            f"TrainingClient for {model_id} refuses this request: {request_type} (seq_id "
-            f"{seq_id}) failed to submit ({type(cause).__name__}: {cause}), and the server "
-            "runs a model's requests strictly in order, so nothing after it can run. Create a "
-            "new training client (e.g. from your last saved state)."
-        )
-        self.model_id = model_id
-        self.seq_id = seq_id
-        self.request_type = request_type
-        self.__cause__ = cause
-
-
-@final
-class _Body:
-    """One POST of an operation."""
-
-    __slots__ = ("content", "content_type", "headers", "json")
-
-    def __init__(
-        self,
-        *,
-        json: msgspec.Struct | None = None,
-        content: bytes | None = None,
-        content_type: str | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> None:
-        self.json = json
-        self.content = content
-        self.content_type = content_type
-        self.headers = headers
-
-
-@final
-class _Op:
-    """One public training call: how to build its POSTs from ids, and what it resolves to."""
-
-    __slots__ = ("combine", "http_retries", "make", "n_ids", "path", "sdk_method", "spec")
-
-    def __init__(
-        self,
-        *,
-        path: str,
-        sdk_method: str,
-        spec: ResultSpec[Any],
-        make: Callable[[Sequence[int]], list[_Body]],
-        n_ids: int = 1,
-        http_retries: int | None = None,
-        combine: Callable[[list[Any]], Any] | None = None,
-    ) -> None:
-        self.path = path
-        self.sdk_method = sdk_method
-        self.spec = spec
-        self.make = make
-        self.n_ids = n_ids
-        self.http_retries = http_retries
-        self.combine = combine
-
-
-@final
-class _Submit:
-    """Ask the actor to submit ``op`` in order and reply with its future."""
-
-    __slots__ = ("op", "reply")
-
-    def __init__(self, op: _Op, reply: Reply[APIFuture[Any]]) -> None:
-        self.op = op
-        self.reply = reply
-
-
-class TrainingActor(Actor[_Submit]):
-    """Assigns seq ids in mailbox order, POSTs, and hands the futures to the poller."""
-
-    def __init__(self, ctx: ClientContext, handle: SessionHandle, model_id: str) -> None:
-        self._ctx = ctx
-        self._handle = handle
-        self._model_id = model_id
-        self._next_seq = 1
-        self._broken: TrainingOrderBrokenError | None = None
-        self._queue_log = QueueStateLog(f"TrainingClient {model_id}", grace=PAUSE_WARNING_GRACE)
-
-    async def handle(self, message: _Submit) -> None:
-        op, reply = message.op, message.reply
-        if reply.abandoned:
-            return  # the caller gave up before its turn: take no id, send nothing
-        if self._broken is not None:
-            reply.fail(
-                TrainingOrderBrokenError(
-                    self._model_id,
-                    self._broken.seq_id,
-                    self._broken.request_type,
-                    self._broken.__cause__ or self._broken,
-                )
-            )
-            return
-        ids = range(self._next_seq, self._next_seq + op.n_ids)
-        try:
-            bodies = op.make(ids)
-        except Exception as exc:  # bad input: nothing sent, no id consumed
-            reply.fail(exc)
-            return
-        self._next_seq += op.n_ids
-        try:
-            futures = await self._post_all(op, bodies)
-        except Exception as exc:
-            self._broken = TrainingOrderBrokenError(
-                self._model_id, ids[0], op.spec.request_type, exc
-            )
-            reply.fail(exc)
-            return
-        except BaseException as exc:  # cancelled mid-submission: the actor is going away
-            self._broken = TrainingOrderBrokenError(
-                self._model_id, ids[0], op.spec.request_type, exc
-            )
-            raise
-        state: FutureState[Any] = FutureState(op.spec.request_type, futures[0].request_id)
-        await self._ctx.watch(state, functools.partial(self._wait, op, futures, state))
-        reply.send(APIFuture(state))
-
-    async def _post(self, op: _Op, body: _Body) -> UntypedAPIFuture:
-        transport = self._ctx.transport
-        options = RequestOptions(max_retries=op.http_retries, extra_headers=body.headers)
-        response = await holder_retries(
-            lambda: transport.request(
-                "POST",
-                op.path,
-                json=body.json,
-                content=body.content,
-                content_type=body.content_type,
-                options=options,
-                sdk_method=op.sdk_method,
-            ),
-            what=op.spec.request_type,
-        )
-        return response.decode(UntypedAPIFuture)
-
-    async def _post_all(self, op: _Op, bodies: list[_Body]) -> list[UntypedAPIFuture]:
-        if len(bodies) == 1:
-            return [await self._post(op, bodies[0])]
-        futures: list[UntypedAPIFuture | None] = [None] * len(bodies)
-
-        async def one(index: int) -> None:
-            futures[index] = await self._post(op, bodies[index])
-
-        if self._handle.client_config.parallel_fwdbwd_chunks:
-            # The rest concurrently, then the first: the server starts none of them before
-            # the first arrives, so it sees the whole batch queued.
-            async with trio.open_nursery() as nursery:
-                for index in range(1, len(bodies)):
-                    nursery.start_soon(one, index)
-            await one(0)
-        else:
-            for index in range(len(bodies)):
-                await one(index)
-        return [f for f in futures if f is not None]
-
-    async def _wait(
-        self, op: _Op, futures: list[UntypedAPIFuture], state: FutureState[Any]
-    ) -> object:
-        results = [
-            await poll_future(
-                self._ctx.transport,
-                future.request_id,
-                op.spec,
-                budget=self._ctx.budget,
-                state=state,
-                queue_log=self._queue_log,
-                sdk_method=op.sdk_method,
-            )
-            for future in futures
-        ]
-        return op.combine(results) if op.combine is not None else results[0]
 
 
 def _check_loss(loss_fn: object, loss_fn_config: object) -> None:
@@ -309,6 +131,14 @@ def _public_sampler_response(
     return SaveWeightsForSamplerResponse(path=internal.path)
 
 
+def _public_external_response(
+    internal: SaveWeightsExternalResponseInternal,
+) -> SaveWeightsExternalResponse:
+    if internal.path is None:
+        raise InvalidInputError("the server returned no path for an external weights export")
+    return SaveWeightsExternalResponse(path=internal.path)
+
+
 @final
 class TrainingClient:
     """Trains one model; every operation is submitted in call order (see the module doc)."""
@@ -320,7 +150,7 @@ class TrainingClient:
         ctx: ClientContext,
         handle: SessionHandle,
         actor_id: str,
-        ref: ActorRef[_Submit],
+        ref: ActorRef[Submit],
         model_id: str,
         info: GetInfoResponse,
     ) -> None:
@@ -355,8 +185,8 @@ class TrainingClient:
             raise InvalidInputError(f"the server reported no model name for {self._model_id}")
         return get_tokenizer(name, data.tokenizer_id)
 
-    async def _submit(self, op: _Op) -> APIFuture[Any]:
-        return await self._ref.call(lambda reply: _Submit(op, reply))
+    async def _submit(self, op: Op) -> APIFuture[Any]:
+        return await self._ref.call(lambda reply: Submit(op, reply))
 
     def _fwd_op(
         self,
@@ -365,19 +195,24 @@ class TrainingClient:
         loss_fn_config: LossFnConfig | None,
         *,
         forward_only: bool,
-    ) -> _Op:
+        chunks: list[DataChunk] | None = None,
+        sdk_method: str | None = None,
+    ) -> Op:
         _check_loss(loss_fn, loss_fn_config)
         flags = self._handle.client_config
-        chunks = plan_chunks(
-            data, max_len=flags.fwdbwd_max_chunk_len, max_bytes=flags.fwdbwd_max_chunk_bytes_count
-        )
+        if chunks is None:
+            chunks = plan_chunks(
+                data,
+                max_len=flags.fwdbwd_max_chunk_len,
+                max_bytes=flags.fwdbwd_max_chunk_bytes_count,
+            )
         compress = flags.proto_compress_fwdbwd
         headers = {"Content-Encoding": "zstd"} if compress else None
         model_id = self._model_id
 
-        def make(ids: Sequence[int]) -> list[_Body]:
+        def make(ids: Sequence[int]) -> list[Body]:
             return [
-                _Body(
+                Body(
                     content=encode_forward_backward_request(
                         ForwardBackwardRequest(
                             forward_backward_input=ForwardBackwardInput(
@@ -391,14 +226,16 @@ class TrainingClient:
                     ),
                     content_type=PROTOBUF,
                     headers=headers,
+                    nbytes=chunk.nbytes,
                 )
                 for seq_id, chunk in zip(ids, chunks, strict=True)
             ]
 
         kind = "Forward" if forward_only else "ForwardBackward"
-        return _Op(
+        return Op(
             path="/api/v1/forward_backward",
-            sdk_method=f"{_CLASS}.{'forward' if forward_only else 'forward_backward'}",
+            sdk_method=sdk_method
+            or f"{_CLASS}.{'forward' if forward_only else 'forward_backward'}",
             spec=ResultSpec(kind, decode_proto=decode_forward_backward_output),
             make=make,
             n_ids=len(chunks),
@@ -433,6 +270,67 @@ class TrainingClient:
         """
         return await self._submit(self._fwd_op(data, loss_fn, loss_fn_config, forward_only=False))
 
+    async def forward_backward_custom(
+        self, data: Sequence[Datum], loss_fn: CustomLossFn
+    ) -> APIFuture[ForwardBackwardOutput]:
+        """Train on a loss computed client-side from the model's logprobs (protocol.md §9.3).
+
+        ``loss_fn(data, logprobs_list) -> (loss, metrics)`` gets one logprobs tensor per datum
+        (torch, requiring grad) and returns a scalar tensor and a dict of numbers. The call
+        reserves two ids per chunk in call order: a ``forward`` (cross_entropy) now, then,
+        once its logprobs are back and the loss ran in a worker thread, a ``forward_backward``
+        with ``weights = -dloss/dlogprobs`` on the same chunks. Later calls of this client are
+        submitted only after that second pass. The result is the second pass's output with
+        ``loss:sum`` the custom loss, ``surrogate_loss:sum`` the server's, and the user's
+        metrics.
+
+        If the forward pass, the loss or the second submission fails (or the future is
+        cancelled) in between, the second pass's ids are lost and the client refuses later
+        requests with :class:`TrainingOrderBrokenError`.
+
+        Raises:
+            InvalidInputError: empty data or a datum without ``target_tokens``.
+            TypeError: ``loss_fn`` is not callable, or an item is not a Datum.
+            TrainingOrderBrokenError: an earlier request of this client failed to submit.
+        """
+        if not callable(loss_fn):
+            raise TypeError(f"loss_fn must be callable, got {type(loss_fn).__name__}")
+        user_data = list(data)
+        forward_data = forward_data_for_custom(user_data)
+        method = f"{_CLASS}.forward_backward_custom"
+        op = self._fwd_op(forward_data, "cross_entropy", None, forward_only=True, sdk_method=method)
+        flags = self._handle.client_config
+        sizes = [len(chunk.data) for chunk in plan_chunks(
+            forward_data,
+            max_len=flags.fwdbwd_max_chunk_len,
+            max_bytes=flags.fwdbwd_max_chunk_bytes_count,
+        )]  # fmt: skip
+
+        async def backward(forward: Any, ids: Sequence[int]) -> tuple[Op, list[Body]]:
+            output: ForwardBackwardOutput = forward
+            backward_data, loss_sum, metrics = await run_custom_loss(user_data, output, loss_fn)
+            chunks: list[DataChunk] = []
+            start = 0
+            for size in sizes:  # the forward pass's chunk boundaries (its ids are reserved)
+                part = backward_data[start : start + size]
+                chunks.append(DataChunk(part, sum(estimate_datum_bytes(d) for d in part)))
+                start += size
+            second = self._fwd_op(
+                backward_data, "cross_entropy", None, forward_only=False, chunks=chunks,
+                sdk_method=method,
+            )  # fmt: skip
+
+            def finish(results: list[Any]) -> ForwardBackwardOutput:
+                combined = combine_outputs(results) if len(results) > 1 else results[0]
+                return merge_custom_metrics(combined, loss_sum, metrics)
+
+            second.combine = finish
+            return second, second.make(ids)
+
+        op.follow_up = backward
+        op.label = "ForwardBackward"
+        return await self._submit(op)
+
     async def optim_step(
         self, adam_params: AdamParams | DimuonParams
     ) -> APIFuture[OptimStepResponse]:
@@ -443,12 +341,12 @@ class TrainingClient:
             )
         model_id = self._model_id
         return await self._submit(
-            _Op(
+            Op(
                 path="/api/v1/optim_step",
                 sdk_method=f"{_CLASS}.optim_step",
                 spec=ResultSpec("OptimStep", OptimStepResponse),
                 make=lambda ids: [
-                    _Body(json=OptimStepRequest.for_params(model_id, adam_params, seq_id=ids[0]))
+                    Body(json=OptimStepRequest.for_params(model_id, adam_params, seq_id=ids[0]))
                 ],
             )
         )
@@ -466,13 +364,13 @@ class TrainingClient:
         _check_ttl(ttl_seconds)
         model_id = self._model_id
         return await self._submit(
-            _Op(
+            Op(
                 path="/api/v1/save_weights",
                 sdk_method=f"{_CLASS}.save_state",
                 spec=ResultSpec("SaveWeights", SaveWeightsResponse),
                 http_retries=0,
                 make=lambda ids: [
-                    _Body(
+                    Body(
                         json=SaveWeightsRequest(
                             model_id=model_id,
                             path=name,
@@ -498,12 +396,12 @@ class TrainingClient:
             weights_access_token=weights_access_token,
         )
         return await self._submit(
-            _Op(
+            Op(
                 path="/api/v1/load_weights",
                 sdk_method=f"{_CLASS}.load_state" + ("_with_optimizer" if optimizer else ""),
                 spec=ResultSpec("LoadWeights", LoadWeightsResponse),
                 make=lambda ids: [
-                    _Body(
+                    Body(
                         json=LoadWeightsRequest(
                             model_id=model_id,
                             seq_id=ids[0],
@@ -540,20 +438,66 @@ class TrainingClient:
         _check_ttl(ttl_seconds)
         model_id = self._model_id
         return await self._submit(
-            _Op(
+            Op(
                 path="/api/v1/save_weights_for_sampler",
                 sdk_method=f"{_CLASS}.save_weights_for_sampler",
                 spec=ResultSpec("SaveWeightsForSampler", SaveWeightsForSamplerResponseInternal),
                 http_retries=0,
                 combine=lambda results: _public_sampler_response(results[0]),
                 make=lambda ids: [
-                    _Body(
+                    Body(
                         json=SaveWeightsForSamplerRequest(
                             model_id=model_id,
                             path=name,
                             seq_id=ids[0],
                             ttl_seconds=ttl_seconds,
                             user_metadata=user_metadata,
+                        )
+                    )
+                ],
+            )
+        )
+
+    async def save_weights_external(
+        self,
+        name: str,
+        ttl_seconds: int | None = None,
+        age_encryption_recipients: list[str] | None = None,
+    ) -> APIFuture[SaveWeightsExternalResponse]:
+        """Export downloadable weights as ``tinker://<model>/external_weights/<name>``.
+
+        Args:
+            name: the export's name.
+            ttl_seconds: its lifetime (None: kept until deleted).
+            age_encryption_recipients: up to 10 age or SSH public keys to encrypt the files to.
+
+        Raises:
+            InvalidInputError: an empty name, a bad ttl, or bad recipients.
+        """
+        if not isinstance(name, str) or not name:
+            raise InvalidInputError(f"name must be a non-empty string, got {name!r}")
+        _check_ttl(ttl_seconds)
+        model_id = self._model_id
+        recipients = None if age_encryption_recipients is None else list(age_encryption_recipients)
+        SaveWeightsExternalRequest(  # validates the recipients now, before anything is queued
+            model_id=model_id, path=name, ttl_seconds=ttl_seconds,
+            age_encryption_recipients=recipients,
+        )  # fmt: skip
+        return await self._submit(
+            Op(
+                path="/api/v1/save_weights_external",
+                sdk_method=f"{_CLASS}.save_weights_external",
+                spec=ResultSpec("SaveWeightsExternal", SaveWeightsExternalResponseInternal),
+                http_retries=0,
+                combine=lambda results: _public_external_response(results[0]),
+                make=lambda ids: [
+                    Body(
+                        json=SaveWeightsExternalRequest(
+                            model_id=model_id,
+                            path=name,
+                            seq_id=ids[0],
+                            ttl_seconds=ttl_seconds,
+                            age_encryption_recipients=recipients,
                         )
                     )
                 ],
@@ -574,13 +518,13 @@ class TrainingClient:
         model_id = self._model_id
         handle, sampling_seq = await self._ctx.reserve("sampling")
         future: APIFuture[SaveWeightsForSamplerResponseInternal] = await self._submit(
-            _Op(
+            Op(
                 path="/api/v1/save_weights_for_sampler",
                 sdk_method=f"{_CLASS}.save_weights_and_get_sampling_client",
                 spec=ResultSpec("SaveWeightsForSampler", SaveWeightsForSamplerResponseInternal),
                 http_retries=0,
                 make=lambda ids: [
-                    _Body(
+                    Body(
                         json=SaveWeightsForSamplerRequest(
                             model_id=model_id,
                             sampling_session_seq_id=sampling_seq,

@@ -1,0 +1,189 @@
+"""The RateLimiter wired into the clients: shared 429 deadline, dispatch byte budgets."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+import numpy as np
+import trio
+
+import tinker_actors as ta
+from tinker_actors.actors import RateLimiter, rate_limiter_for
+from tinker_actors.local import LocalServer, open_local_server
+from tinker_actors.types import ClientConfigResponse, Datum, ModelInput, SamplingParams
+
+KEY = "tml-phase2-limits"
+BASE = "http://local"
+PROMPT = ModelInput.from_ints([3, 4, 5, 6])
+
+
+class Probe:
+    """ASGI middleware: calls ``on_request(path, body)`` as each request arrives.
+
+    A non-None return is sent back as that HTTP status instead of forwarding the request.
+    """
+
+    def __init__(self, app: Any, on_request: Callable[[str, Any], int | None]) -> None:
+        self.app = app
+        self.on_request = on_request
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        chunks = []
+        while True:
+            message = await receive()
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                break
+        raw = b"".join(chunks)
+        try:
+            body = json.loads(raw) if raw else None
+        except ValueError:
+            body = None
+        status = self.on_request(scope["path"], body)
+        if status is not None:
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": status,
+                    "headers": [(b"content-type", b"application/json")],
+                }
+            )
+            await send({"type": "http.response.body", "body": b'{"detail": "injected"}'})
+            return
+        sent = False
+
+        async def replay() -> dict[str, Any]:
+            nonlocal sent
+            if sent:
+                return await receive()
+            sent = True
+            return {"type": "http.request", "body": raw, "more_body": False}
+
+        await self.app(scope, replay, send)
+
+
+@asynccontextmanager
+async def runtime(
+    on_request: Callable[[str, Any], int | None], **server_options: Any
+) -> AsyncIterator[tuple[ta.Runtime, LocalServer]]:
+    async with open_local_server(**server_options) as server:
+        app = Probe(server.app, on_request)
+        async with ta.open(
+            http_transport=httpx.ASGITransport(app=app), base_url=BASE, api_key=KEY
+        ) as rt:
+            yield rt, server
+
+
+async def limiter_of(rt: ta.Runtime) -> RateLimiter:
+    return await rate_limiter_for(rt.registry, rt.limiter_key)
+
+
+async def test_two_samplers_of_one_runtime_share_the_429_deadline(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    arrivals: list[tuple[float, int]] = []
+    refused = trio.Event()
+
+    def on_request(path: str, body: Any) -> int | None:
+        if path != "/api/v1/asample":
+            return None
+        arrivals.append((trio.current_time(), body["seq_id"]))
+        if not refused.is_set():
+            refused.set()
+            return 429  # the first sample only: a backpressure answer
+        return None
+
+    flags = ClientConfigResponse(sample_dispatch_bytes_semaphore_size=777_777)
+    async with runtime(on_request, client_config=flags) as (rt, _server):
+        first = await rt.create_sampling_client(base_model="local/tiny")
+        second = await rt.create_sampling_client(base_model="local/tiny")
+        with trio.fail_after(300):
+            params = SamplingParams(max_tokens=2, seed=1)
+            fut_a = await first.sample(PROMPT, 1, params)
+            await refused.wait()
+            limiter = await limiter_of(rt)
+            while limiter.statistics().backpressure_reports == 0:
+                await trio.lowlevel.checkpoint()  # no virtual time passes meanwhile
+            refused_at = arrivals[0][0]
+            deadline = limiter.backoff_until
+            assert deadline is not None
+            assert deadline == refused_at + 1.0
+            fut_b = await second.sample(PROMPT, 1, params)
+            a, b = await fut_a.result(), await fut_b.result()
+        assert len(a.sequences) == len(b.sequences) == 1
+        # Both the resubmission of the first and the fresh sample of the second client waited
+        # for the one deadline the first client's 429 set.
+        assert len(arrivals) == 3
+        assert all(at >= deadline for at, _seq in arrivals[1:])
+        assert [seq for _at, seq in arrivals] == [0, 0, 0]  # same seq_id resubmitted; B's first
+        stats = limiter.statistics()
+        assert stats.backpressure_reports == 1
+        assert stats.sample_bytes.total == 777_777  # sized by the server's flag
+        assert stats.sample_bytes.holders == 0
+        assert stats.sample_dispatching == 0
+        assert stats.throttled  # within 10 s of the backoff's end
+
+
+def datum(offset: int, n: int = 6) -> Datum:
+    tokens = [(offset + 5 * i) % 3000 + 4 for i in range(n + 1)]
+    return Datum(
+        model_input=ModelInput.from_ints(tokens[:-1]),
+        loss_fn_inputs={
+            "target_tokens": np.array(tokens[1:], dtype=np.int64),
+            "weights": np.ones(n, dtype=np.float32),
+        },
+    )
+
+
+async def run_chunked_forward_backward(budget: int) -> tuple[list[tuple[int, int]], RateLimiter]:
+    """Run one 4-chunk forward_backward; return (holders, bytes held) seen by each chunk POST."""
+    seen: list[tuple[int, int]] = []
+    box: list[RateLimiter] = []
+
+    def on_request(path: str, _body: Any) -> int | None:
+        if path == "/api/v1/forward_backward" and box:
+            stats = box[0].statistics().fwdbwd_bytes
+            seen.append((stats.holders, stats.total - stats.available))
+        return None
+
+    flags = ClientConfigResponse(
+        fwdbwd_max_chunk_len=2, fwdbwd_dispatch_bytes_semaphore_size=budget
+    )
+    async with runtime(on_request, client_config=flags) as (rt, _server):
+        tc = await rt.create_lora_training_client("local/tiny", rank=4)
+        box.append(await limiter_of(rt))
+        with trio.fail_after(300):
+            fut = await tc.forward_backward([datum(i) for i in range(8)], "cross_entropy")
+            out = await fut.result()
+        assert len(out.loss_fn_outputs) == 8
+        return seen, box[0]
+
+
+async def test_forward_backward_chunk_posts_hold_their_bytes(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    seen, limiter = await run_chunked_forward_backward(50_000_000)
+    assert len(seen) == 4
+    assert all(holders >= 1 and held > 0 for holders, held in seen)
+    assert max(holders for holders, _held in seen) >= 2  # the chunks go out concurrently
+    stats = limiter.statistics().fwdbwd_bytes
+    assert stats.total == 50_000_000
+    assert stats.holders == 0
+    assert stats.available == stats.total
+
+
+async def test_a_tiny_fwdbwd_budget_sends_one_chunk_at_a_time(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    # With a 1-byte budget the first holder overdraws it, so the other chunks wait their turn.
+    seen, limiter = await run_chunked_forward_backward(1)
+    assert len(seen) == 4
+    assert [holders for holders, _held in seen] == [1, 1, 1, 1]
+    assert limiter.statistics().fwdbwd_bytes.total == 1

@@ -1,0 +1,314 @@
+"""The TrainingClient's actor: seq ids in mailbox order, POSTs in id order, waiting elsewhere.
+
+The facade (:mod:`tinker_actors.clients._training`) turns each public call into an :class:`_Op`
+and puts it into the actor's mailbox. The actor takes one at a time: it assigns the next ids,
+POSTs the op's bodies (holding their bytes of the forward_backward dispatch budget), hands the
+waiting to the runtime's FuturePoller and answers the caller with an :class:`APIFuture`.
+
+A custom-loss op (``forward_backward_custom``, protocol.md §9.3) reserves twice its chunk
+count: the forward ids are POSTed now, the backward ids only once the forward result is back
+and the user's loss has run. Until then the actor's *gate* is closed: later calls wait in the
+mailbox, so every POST still leaves in id order, as the official client's turn-taking does.
+
+A request that cannot be submitted leaves the server waiting for an id that will never come;
+the actor then refuses every queued and later request with :class:`TrainingOrderBrokenError`
+(it is *poisoned*), naming the first id that was lost, instead of letting them hang.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import TYPE_CHECKING, Any, Final, final
+
+import trio
+
+from tinker_actors.actors import (
+    FutureState,
+    QueueStateLog,
+    ResultSpec,
+    holder_retries,
+    poll_future,
+)
+from tinker_actors.clients._future import APIFuture
+from tinker_actors.errors import TinkerError
+from tinker_actors.supervisors import Actor, Reply
+from tinker_actors.transport import RequestOptions
+from tinker_actors.types import UntypedAPIFuture
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable, Sequence
+
+    import msgspec
+
+    from tinker_actors.actors import SessionHandle
+    from tinker_actors.clients._service import ClientContext
+    from tinker_actors.transport import Response
+
+__all__ = ["Body", "Op", "Submit", "TrainingActor", "TrainingOrderBrokenError"]
+
+#: A training op's pause warning waits this long (protocol §6.2: 15 min).
+PAUSE_WARNING_GRACE: Final = 15 * 60.0
+
+
+class TrainingOrderBrokenError(TinkerError):
+    """An earlier request of this TrainingClient failed to submit, so later ones cannot run.
+
+    Attributes:
+        model_id: the model.
+        seq_id: the first id that could not be submitted.
+        request_type: what that request was.
+    """
+
+    def __init__(self, model_id: str, seq_id: int, request_type: str, cause: BaseException):
+        super().__init__(
+            f"TrainingClient for {model_id} refuses this request: {request_type} (seq_id "
+            f"{seq_id}) failed to submit ({type(cause).__name__}: {cause}), and the server "
+            "runs a model's requests strictly in order, so nothing after it can run. Create a "
+            "new training client (e.g. from your last saved state)."
+        )
+        self.model_id = model_id
+        self.seq_id = seq_id
+        self.request_type = request_type
+        self.__cause__ = cause
+
+
+@final
+class Body:
+    """One POST of an operation (``nbytes``: its forward_backward dispatch cost, 0 for none)."""
+
+    __slots__ = ("content", "content_type", "headers", "json", "nbytes")
+
+    def __init__(
+        self,
+        *,
+        json: msgspec.Struct | None = None,
+        content: bytes | None = None,
+        content_type: str | None = None,
+        headers: dict[str, str] | None = None,
+        nbytes: int = 0,
+    ) -> None:
+        self.json = json
+        self.content = content
+        self.content_type = content_type
+        self.headers = headers
+        self.nbytes = nbytes
+
+
+@final
+class Op:
+    """One public training call: how to build its POSTs from ids, and what it resolves to.
+
+    Attributes:
+        n_ids: ids its POSTs use now (one per body).
+        follow_up: for a two-pass (custom loss) op, builds the second pass; the op then
+            reserves ``2 * n_ids`` and the second half is POSTed by :meth:`TrainingActor._two_pass`.
+        label: the request type its future reports (default: ``spec.request_type``).
+    """
+
+    __slots__ = (
+        "combine",
+        "follow_up",
+        "http_retries",
+        "label",
+        "make",
+        "n_ids",
+        "path",
+        "sdk_method",
+        "spec",
+    )
+
+    def __init__(
+        self,
+        *,
+        path: str,
+        sdk_method: str,
+        spec: ResultSpec[Any],
+        make: Callable[[Sequence[int]], list[Body]],
+        n_ids: int = 1,
+        http_retries: int | None = None,
+        combine: Callable[[list[Any]], Any] | None = None,
+        follow_up: Callable[[Any, Sequence[int]], Awaitable[tuple[Op, list[Body]]]] | None = None,
+        label: str | None = None,
+    ) -> None:
+        self.path = path
+        self.sdk_method = sdk_method
+        self.spec = spec
+        self.make = make
+        self.n_ids = n_ids
+        self.http_retries = http_retries
+        self.combine = combine
+        self.follow_up = follow_up
+        self.label = label or spec.request_type
+
+    @property
+    def reserved(self) -> int:
+        """How many seq ids the op takes at its turn."""
+        return self.n_ids * 2 if self.follow_up is not None else self.n_ids
+
+
+@final
+class Submit:
+    """Ask the actor to submit ``op`` in order and reply with its future."""
+
+    __slots__ = ("op", "reply")
+
+    def __init__(self, op: Op, reply: Reply[APIFuture[Any]]) -> None:
+        self.op = op
+        self.reply = reply
+
+
+def _abandoned(reply: Reply[Any]) -> bool:
+    return reply.abandoned
+
+
+class TrainingActor(Actor[Submit]):
+    """Assigns seq ids in mailbox order, POSTs, and hands the futures to the poller."""
+
+    def __init__(self, ctx: ClientContext, handle: SessionHandle, model_id: str) -> None:
+        self._ctx = ctx
+        self._handle = handle
+        self._model_id = model_id
+        self._next_seq = 1
+        self._broken: TrainingOrderBrokenError | None = None
+        # Closed while a two-pass op's second half is not yet POSTed.
+        self._gate: trio.Event | None = None
+        self._queue_log = QueueStateLog(f"TrainingClient {model_id}", grace=PAUSE_WARNING_GRACE)
+
+    async def handle(self, message: Submit) -> None:
+        op, reply = message.op, message.reply
+        if reply.abandoned:
+            return  # the caller gave up before its turn: take no id, send nothing
+        gate = self._gate
+        if gate is not None:
+            await gate.wait()  # a custom loss's backward ids come before ours
+            if self._gate is gate:
+                self._gate = None
+            if _abandoned(reply):  # re-read: the caller may have left while we waited
+                return
+        if self._broken is not None:
+            reply.fail(
+                TrainingOrderBrokenError(
+                    self._model_id,
+                    self._broken.seq_id,
+                    self._broken.request_type,
+                    self._broken.__cause__ or self._broken,
+                )
+            )
+            return
+        ids = range(self._next_seq, self._next_seq + op.reserved)
+        try:
+            bodies = op.make(ids[: op.n_ids])
+        except Exception as exc:  # bad input: nothing sent, no id consumed
+            reply.fail(exc)
+            return
+        self._next_seq += op.reserved
+        try:
+            futures = await self._post_all(op, bodies)
+        except Exception as exc:
+            self._poison(ids[0], op.label, exc)
+            reply.fail(exc)
+            return
+        except BaseException as exc:  # cancelled mid-submission: the actor is going away
+            self._poison(ids[0], op.label, exc)
+            raise
+        state: FutureState[Any] = FutureState(op.label, futures[0].request_id)
+        if op.follow_up is None:
+            work = functools.partial(self._wait, op, futures, state)
+        else:
+            gate = self._gate = trio.Event()
+            work = functools.partial(self._two_pass, op, futures, ids[op.n_ids :], state, gate)
+        await self._ctx.watch(state, work)
+        reply.send(APIFuture(state))
+
+    def _poison(self, seq_id: int, request_type: str, cause: BaseException) -> None:
+        if self._broken is None:
+            self._broken = TrainingOrderBrokenError(self._model_id, seq_id, request_type, cause)
+
+    async def _two_pass(
+        self,
+        op: Op,
+        futures: list[UntypedAPIFuture],
+        second_ids: Sequence[int],
+        state: FutureState[Any],
+        gate: trio.Event,
+    ) -> object:
+        """Wait for the first pass, build and POST the second, then wait for it.
+
+        Until the second pass is POSTed the gate stays closed; if anything fails or is
+        cancelled before then, its ids are lost and the client is poisoned.
+        """
+        assert op.follow_up is not None
+        try:
+            first = await self._wait(op, futures, state)
+            second_op, bodies = await op.follow_up(first, second_ids)
+            second = await self._post_all(second_op, bodies)
+        except BaseException as exc:
+            self._poison(second_ids[0], op.label, exc)
+            raise
+        finally:
+            gate.set()
+        state.request_id = second[0].request_id
+        return await self._wait(second_op, second, state)
+
+    async def _post(self, op: Op, body: Body) -> UntypedAPIFuture:
+        if body.nbytes:
+            limiter = await self._ctx.rate_limiter()
+            # Each chunk holds its estimated bytes of the 50 MB budget during its POST (§7.7).
+            async with limiter.fwdbwd_dispatch(body.nbytes):
+                response = await self._send(op, body)
+        else:
+            response = await self._send(op, body)
+        return response.decode(UntypedAPIFuture)
+
+    async def _send(self, op: Op, body: Body) -> Response:
+        transport = self._ctx.transport
+        options = RequestOptions(max_retries=op.http_retries, extra_headers=body.headers)
+        return await holder_retries(
+            lambda: transport.request(
+                "POST",
+                op.path,
+                json=body.json,
+                content=body.content,
+                content_type=body.content_type,
+                options=options,
+                sdk_method=op.sdk_method,
+            ),
+            what=op.spec.request_type,
+        )
+
+    async def _post_all(self, op: Op, bodies: list[Body]) -> list[UntypedAPIFuture]:
+        if len(bodies) == 1:
+            return [await self._post(op, bodies[0])]
+        futures: list[UntypedAPIFuture | None] = [None] * len(bodies)
+
+        async def one(index: int) -> None:
+            futures[index] = await self._post(op, bodies[index])
+
+        if self._handle.client_config.parallel_fwdbwd_chunks:
+            # The rest concurrently, then the first: the server starts none of them before
+            # the first arrives, so it sees the whole batch queued.
+            async with trio.open_nursery() as nursery:
+                for index in range(1, len(bodies)):
+                    nursery.start_soon(one, index)
+            await one(0)
+        else:
+            for index in range(len(bodies)):
+                await one(index)
+        return [f for f in futures if f is not None]
+
+    async def _wait(
+        self, op: Op, futures: list[UntypedAPIFuture], state: FutureState[Any]
+    ) -> object:
+        results = [
+            await poll_future(
+                self._ctx.transport,
+                future.request_id,
+                op.spec,
+                budget=self._ctx.budget,
+                state=state,
+                queue_log=self._queue_log,
+                sdk_method=op.sdk_method,
+            )
+            for future in futures
+        ]
+        return op.combine(results) if op.combine is not None else results[0]
