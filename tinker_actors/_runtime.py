@@ -62,10 +62,12 @@ from tinker_actors.actors import (
     ResponseBudget,
     SessionHandle,
     SessionMessage,
+    TelemetryReporter,
     Watch,
     rate_limiter_for,
     run_hosted_actor,
     session_spec,
+    telemetry_spec,
 )
 from tinker_actors.clients import (
     ClientContext,
@@ -162,6 +164,8 @@ class Runtime:
         "_service",
         "_session_handle",
         "_started_at",
+        "_telemetry",
+        "_telemetry_started",
         "_transport",
     )
 
@@ -186,6 +190,8 @@ class Runtime:
         self._session_handle: SessionHandle | None = None
         self._budget = ResponseBudget()
         self._limiter: RateLimiter | None = None
+        self._telemetry = TelemetryReporter.for_config(transport, config)
+        self._telemetry_started = False
         self._service = ServiceClient(
             ClientContext(
                 transport=transport,
@@ -197,6 +203,7 @@ class Runtime:
                 start_actor=self._start_client_actor,
                 stop_actor=self._stop_client_actor,
                 rate_limiter=self._rate_limiter,
+                telemetry=self._telemetry,
             )
         )
 
@@ -212,6 +219,15 @@ class Runtime:
     def transport(self) -> Transport:
         """The HTTP transport every actor sends through."""
         return self._transport
+
+    @property
+    def telemetry(self) -> TelemetryReporter:
+        """The telemetry reporter (a no-op when ``TINKER_TELEMETRY`` / ``telemetry`` is off).
+
+        Its flusher starts with the session and drains (bounded by the shutdown grace) when
+        ``open()`` exits.
+        """
+        return self._telemetry
 
     @property
     def root(self) -> SupervisorRef:
@@ -359,9 +375,25 @@ class Runtime:
     def _session_ready(self, handle: SessionHandle) -> None:
         self._session_handle = handle
         self._budget.resize(handle.client_config.inflight_response_bytes_semaphore_size)
+        self._telemetry.bind_session(handle.session_id)  # queues SESSION_START
 
     async def _ensure_session(self) -> SessionHandle:
-        return await (await self._session_ref()).call(Ensure)
+        handle = await (await self._session_ref()).call(Ensure)
+        if not self._telemetry_started:
+            await self._start_telemetry()
+        return handle
+
+    async def _start_telemetry(self) -> None:
+        """Start the telemetry flusher under the root, once, after the session exists.
+
+        Started after the session, it is stopped before it: the stop ladder's polite rung makes
+        it drain what is queued (bounded by the grace of ``open()``).
+        """
+        self._telemetry_started = True
+        if not self._config.telemetry:
+            return
+        with contextlib.suppress(ValueError):  # already there (started concurrently)
+            await self._root.start_child(telemetry_spec(self._telemetry))
 
     async def _reserve(self, counter: str) -> tuple[SessionHandle, int]:
         kind: Any = counter

@@ -50,6 +50,7 @@ from tinker_actors.backoff import (
 )
 from tinker_actors.clients._chunking import estimate_sample_bytes
 from tinker_actors.clients._future import APIFuture
+from tinker_actors.clients._reporting import reported
 from tinker_actors.errors import (
     APIConnectionError,
     APIResponseValidationError,
@@ -152,6 +153,7 @@ class SamplingClient:
         seq, self._next_seq = self._next_seq, self._next_seq + 1
         return seq
 
+    @reported
     async def sample(
         self,
         prompt: ModelInput,
@@ -182,6 +184,7 @@ class SamplingClient:
         )
         return await self._start(request, f"{_CLASS}.sample", _identity)
 
+    @reported
     async def compute_logprobs(
         self, prompt: ModelInput, prompt_logprobs_last_n: int | None = None
     ) -> APIFuture[list[float | None]]:

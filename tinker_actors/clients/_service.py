@@ -19,14 +19,16 @@ bootstraps the session.
 
 from __future__ import annotations
 
+import contextlib
 import random
 from typing import TYPE_CHECKING, Any, Final, final
 
-from tinker_actors.actors import ResultSpec, holder_retries, poll_future
+from tinker_actors.actors import OperationCancelledError, ResultSpec, holder_retries, poll_future
+from tinker_actors.clients._reporting import reported
 from tinker_actors.clients._sampling import SamplingClient
 from tinker_actors.clients._training import TrainingClient, start_training_client
 from tinker_actors.errors import InvalidInputError
-from tinker_actors.supervisors import Restart
+from tinker_actors.supervisors import ActorExited, Restart
 from tinker_actors.transport import RequestOptions
 from tinker_actors.types import (
     CreateModelRequest,
@@ -44,7 +46,13 @@ from tinker_actors.types import (
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
-    from tinker_actors.actors import FutureState, RateLimiter, ResponseBudget, SessionHandle
+    from tinker_actors.actors import (
+        FutureState,
+        RateLimiter,
+        ResponseBudget,
+        SessionHandle,
+        TelemetryReporter,
+    )
     from tinker_actors.backoff import RetryConfig
     from tinker_actors.config import Config
     from tinker_actors.supervisors import Actor, ActorRef
@@ -53,6 +61,7 @@ if TYPE_CHECKING:
 __all__ = ["ClientContext", "ServiceClient"]
 
 _SERVICE: Final = "ServiceClient"
+_REPORTED: Final = "_tinker_actors_reported"
 
 
 @final
@@ -63,6 +72,7 @@ class ClientContext:
         transport: the HTTP transport.
         config: the resolved configuration.
         budget: the in-flight response byte budget shared by all polls.
+        telemetry: where errors of public calls are reported (None: nowhere).
         rng: jitter source for retry delays.
     """
 
@@ -77,6 +87,7 @@ class ClientContext:
         "config",
         "ids",
         "rng",
+        "telemetry",
         "transport",
     )
 
@@ -92,6 +103,7 @@ class ClientContext:
         start_actor: Callable[[str, Callable[[], Actor[Any]], Restart], Awaitable[ActorRef[Any]]],
         stop_actor: Callable[[str], Awaitable[None]],
         rate_limiter: Callable[[], Awaitable[RateLimiter]],
+        telemetry: TelemetryReporter | None = None,
         rng: random.Random | None = None,
     ) -> None:
         self.transport = transport
@@ -105,6 +117,7 @@ class ClientContext:
         self._start_actor = start_actor
         self._stop_actor = stop_actor
         self._limiter = rate_limiter
+        self.telemetry = telemetry
 
     def __repr__(self) -> str:
         return f"<ClientContext {self.config.base_url}>"
@@ -122,8 +135,30 @@ class ClientContext:
         return await self._limiter()
 
     async def watch(self, state: FutureState[Any], work: Callable[[], Awaitable[object]]) -> None:
-        """Run ``work`` in the poller and resolve ``state`` with its outcome."""
+        """Run ``work`` in the poller and resolve ``state`` with its outcome (errors reported)."""
+        if self.telemetry is not None:
+            state.add_done_callback(self._report_outcome)
         await self._watch(state, work)
+
+    def _report_outcome(self, state: FutureState[Any]) -> None:
+        try:
+            state.outcome()
+        except Exception as exc:
+            self.report(exc)
+
+    def report(self, error: BaseException) -> None:
+        """Report an error that surfaced from a public call to telemetry, once per error.
+
+        Cancellations the user asked for and the runtime's own shutdown are not errors.
+        """
+        telemetry = self.telemetry
+        if telemetry is None or isinstance(error, OperationCancelledError | ActorExited):
+            return
+        if getattr(error, _REPORTED, False):
+            return
+        with contextlib.suppress(AttributeError):  # a __slots__ exception may be reported twice
+            setattr(error, _REPORTED, True)
+        telemetry.log_exception(error)
 
     async def start_actor(
         self, prefix: str, factory: Callable[[], Actor[Any]]
@@ -166,6 +201,7 @@ class ServiceClient:
         """Return the session id (bootstrapping the session if needed), to quote to support."""
         return (await self._ctx.session()).session_id
 
+    @reported
     async def get_server_capabilities(self) -> GetServerCapabilitiesResponse:
         """Return the models the server supports (no session needed)."""
         response = await self._ctx.transport.request(
@@ -175,6 +211,7 @@ class ServiceClient:
         )
         return response.decode(GetServerCapabilitiesResponse)
 
+    @reported
     async def create_lora_training_client(
         self,
         base_model: str,
@@ -232,6 +269,7 @@ class ServiceClient:
         )
         return await start_training_client(ctx, handle, created.model_id, sdk_method=method)
 
+    @reported
     async def create_training_client_from_state(
         self,
         path: str,
@@ -244,6 +282,7 @@ class ServiceClient:
             path, base_model, user_metadata, weights_access_token, optimizer=False
         )
 
+    @reported
     async def create_training_client_from_state_with_optimizer(
         self,
         path: str,
@@ -303,6 +342,7 @@ class ServiceClient:
         model_id = loaded.model_id or future.model_id or f"{handle.session_id}:train:{model_seq}"
         return await start_training_client(ctx, handle, model_id, sdk_method=method)
 
+    @reported
     async def create_sampling_client(
         self,
         model_path: str | None = None,

@@ -35,6 +35,7 @@ from tinker_actors.clients._chunking import (
     estimate_datum_bytes,
     plan_chunks,
 )
+from tinker_actors.clients._reporting import reported
 from tinker_actors.clients._sampling import SamplingClient
 from tinker_actors.clients._training_actor import (
     Body,
@@ -242,6 +243,7 @@ class TrainingClient:
             combine=combine_outputs if len(chunks) > 1 else None,
         )
 
+    @reported
     async def forward(
         self,
         data: Sequence[Datum],
@@ -256,6 +258,7 @@ class TrainingClient:
         """
         return await self._submit(self._fwd_op(data, loss_fn, loss_fn_config, forward_only=True))
 
+    @reported
     async def forward_backward(
         self,
         data: Sequence[Datum],
@@ -270,6 +273,7 @@ class TrainingClient:
         """
         return await self._submit(self._fwd_op(data, loss_fn, loss_fn_config, forward_only=False))
 
+    @reported
     async def forward_backward_custom(
         self, data: Sequence[Datum], loss_fn: CustomLossFn
     ) -> APIFuture[ForwardBackwardOutput]:
@@ -331,6 +335,7 @@ class TrainingClient:
         op.label = "ForwardBackward"
         return await self._submit(op)
 
+    @reported
     async def optim_step(
         self, adam_params: AdamParams | DimuonParams
     ) -> APIFuture[OptimStepResponse]:
@@ -351,6 +356,7 @@ class TrainingClient:
             )
         )
 
+    @reported
     async def save_state(
         self,
         name: str,
@@ -414,18 +420,21 @@ class TrainingClient:
             )
         )
 
+    @reported
     async def load_state(
         self, path: str, weights_access_token: str | None = None
     ) -> APIFuture[LoadWeightsResponse]:
         """Load saved weights into this model (the optimizer state is not restored)."""
         return await self._load(path, weights_access_token, optimizer=False)
 
+    @reported
     async def load_state_with_optimizer(
         self, path: str, weights_access_token: str | None = None
     ) -> APIFuture[LoadWeightsResponse]:
         """Load saved weights and optimizer state into this model."""
         return await self._load(path, weights_access_token, optimizer=True)
 
+    @reported
     async def save_weights_for_sampler(
         self,
         name: str,
@@ -458,6 +467,7 @@ class TrainingClient:
             )
         )
 
+    @reported
     async def save_weights_external(
         self,
         name: str,
@@ -504,6 +514,7 @@ class TrainingClient:
             )
         )
 
+    @reported
     async def save_weights_and_get_sampling_client(
         self,
         name: str | None = None,
