@@ -71,6 +71,7 @@ from tinker_actors.actors import (
 )
 from tinker_actors.clients import (
     ClientContext,
+    RestClient,
     SamplingClient,
     ServiceClient,
     TrainingClient,
@@ -158,6 +159,7 @@ class Runtime:
         "_budget",
         "_census",
         "_config",
+        "_display_name",
         "_grace",
         "_limiter",
         "_root",
@@ -167,6 +169,7 @@ class Runtime:
         "_telemetry",
         "_telemetry_started",
         "_transport",
+        "_user_metadata",
     )
 
     def __init__(
@@ -178,6 +181,8 @@ class Runtime:
         root: SupervisorRef,
         census: Census,
         grace: float = DEFAULT_SHUTDOWN_GRACE,
+        user_metadata: dict[str, Any] | None = None,
+        display_name: str | None = None,
     ) -> None:
         if token is not _TOKEN:
             raise TypeError("Runtime has no public constructor; use 'async with open() as runtime'")
@@ -186,6 +191,8 @@ class Runtime:
         self._root = root
         self._census = census
         self._grace = grace
+        self._user_metadata = user_metadata
+        self._display_name = display_name
         self._started_at = trio.current_time()
         self._session_handle: SessionHandle | None = None
         self._budget = ResponseBudget()
@@ -293,6 +300,10 @@ class Runtime:
         """Return the models the server supports (no session needed)."""
         return await self._service.get_server_capabilities()
 
+    def create_rest_client(self) -> RestClient:
+        """Return a RestClient over this runtime's transport (no session needed)."""
+        return self._service.create_rest_client()
+
     async def create_lora_training_client(
         self,
         base_model: str,
@@ -367,7 +378,12 @@ class Runtime:
     async def _session_ref(self) -> ActorRef[SessionMessage]:
         def spec() -> ChildSpec[ActorRef[SessionMessage]]:
             return session_spec(
-                self._transport, self._config, on_ready=self._session_ready, id=SESSION
+                self._transport,
+                self._config,
+                on_ready=self._session_ready,
+                id=SESSION,
+                user_metadata=self._user_metadata,
+                display_name=self._display_name,
             )
 
         return await self._child_actor(self._root, SESSION, spec)
@@ -498,6 +514,17 @@ def _check_grace(shutdown_grace: object) -> float:
     return float(shutdown_grace)
 
 
+def _check_session_options(user_metadata: object, display_name: object) -> None:
+    if user_metadata is not None and not (
+        isinstance(user_metadata, dict) and all(isinstance(k, str) for k in user_metadata)
+    ):
+        raise InvalidInputError(
+            f"user_metadata must be a dict with str keys or None, got {user_metadata!r}"
+        )
+    if display_name is not None and not isinstance(display_name, str):
+        raise InvalidInputError(f"display_name must be a str or None, got {display_name!r}")
+
+
 def _finish_status(error: BaseException | None) -> FinishStatus:
     if error is None:
         return "success"
@@ -511,6 +538,8 @@ async def open(
     api_key: str | None = None,
     http_transport: httpx.AsyncBaseTransport | None = None,
     shutdown_grace: float = DEFAULT_SHUTDOWN_GRACE,
+    user_metadata: dict[str, Any] | None = None,
+    display_name: str | None = None,
     **config_overrides: Any,
 ) -> AsyncIterator[Runtime]:
     """Open the transport, start the supervision tree, and yield the :class:`Runtime`.
@@ -522,6 +551,8 @@ async def open(
         http_transport: an httpx transport to use instead of the network (tests:
             ``httpx.MockTransport`` / ``httpx.ASGITransport``).
         shutdown_grace: seconds the tree gets to stop politely on exit before it is cancelled.
+        user_metadata: metadata of the session, sent in ``create_session``.
+        display_name: a human-readable name of the session, sent in ``create_session``.
         **config_overrides: any other Config field, e.g. ``timeout=30``.
 
     Raises:
@@ -529,6 +560,7 @@ async def open(
         ExceptionGroup: a supervisor escalation; it holds the crashed child's own exception.
     """
     grace = _check_grace(shutdown_grace)
+    _check_session_options(user_metadata, display_name)
     config = resolve_config(base_url=base_url, api_key=api_key, **config_overrides)
     body_error: BaseException | None = None
     try:
@@ -547,6 +579,8 @@ async def open(
                         root=root,
                         census=census,
                         grace=grace,
+                        user_metadata=user_metadata,
+                        display_name=display_name,
                     )
                     try:
                         yield runtime

@@ -24,9 +24,10 @@ The manager also keeps the session's counters: ``model_seq_id`` for training cli
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Final, Literal, final
+from typing import TYPE_CHECKING, Any, Final, Literal, final
 
 import trio
+from msgspec import UNSET
 
 from tinker_actors._version import __version__
 from tinker_actors.actors._poller import run_hosted_actor
@@ -180,8 +181,12 @@ class SessionManager(Actor[SessionMessage]):
         config: Config,
         *,
         on_ready: Callable[[SessionHandle], None] | None = None,
+        user_metadata: dict[str, Any] | None = None,
+        display_name: str | None = None,
     ) -> None:
         self._nursery = nursery
+        self._user_metadata = dict(user_metadata or {})
+        self._display_name = display_name
         self._transport = transport
         self._config = config
         self._on_ready = on_ready
@@ -264,8 +269,10 @@ class SessionManager(Actor[SessionMessage]):
                 "/api/v1/create_session",
                 json=CreateSessionRequest(
                     tags=list(config.tags),
+                    user_metadata=self._user_metadata,
                     sdk_version=__version__,
                     project_id=config.project_id,
+                    display_name=UNSET if self._display_name is None else self._display_name,
                 ),
             ),
             what="create_session",
@@ -381,11 +388,23 @@ def session_spec(
     on_ready: Callable[[SessionHandle], None] | None = None,
     id: str = "session",
     shutdown: float = 5.0,
+    user_metadata: dict[str, Any] | None = None,
+    display_name: str | None = None,
 ) -> ChildSpec[ActorRef[SessionMessage]]:
-    """Return the spec of a SessionManager (TEMPORARY: a lost manager is not silently replaced)."""
+    """Return the spec of a SessionManager (TEMPORARY: a lost manager is not silently replaced).
+
+    ``user_metadata`` and ``display_name`` are sent in ``create_session``.
+    """
 
     def factory(nursery: trio.Nursery) -> SessionManager:
-        return SessionManager(nursery, transport, config, on_ready=on_ready)
+        return SessionManager(
+            nursery,
+            transport,
+            config,
+            on_ready=on_ready,
+            user_metadata=user_metadata,
+            display_name=display_name,
+        )
 
     return ChildSpec(
         id, run_hosted_actor, factory, id, restart=Restart.TEMPORARY, shutdown=shutdown

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Final, final
 
 from tinker_actors.actors import OperationCancelledError, ResultSpec, holder_retries, poll_future
 from tinker_actors.clients._reporting import reported
+from tinker_actors.clients._rest import RestClient
 from tinker_actors.clients._sampling import SamplingClient
 from tinker_actors.clients._training import TrainingClient, start_training_client
 from tinker_actors.errors import InvalidInputError
@@ -210,6 +211,10 @@ class ServiceClient:
             sdk_method=f"{_SERVICE}.get_server_capabilities",
         )
         return response.decode(GetServerCapabilitiesResponse)
+
+    def create_rest_client(self) -> RestClient:
+        """Return a RestClient over the runtime's transport (checkpoints, runs, sessions)."""
+        return RestClient(self._ctx.transport, project_id=self._ctx.config.project_id)
 
     @reported
     async def create_lora_training_client(
