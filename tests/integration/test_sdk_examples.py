@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import signal
 import subprocess
 import sys
@@ -77,10 +78,34 @@ def test_rl_loop_embedded() -> None:
     assert lines[-1] == "done"
 
 
+def dpo_losses(lines: list[str]) -> list[float]:
+    return [
+        float(line.split("dpo loss = ")[1].split(",")[0]) for line in lines if "dpo loss" in line
+    ]
+
+
+def test_custom_loss_embedded() -> None:
+    pytest.importorskip("torch", reason="forward_backward_custom needs torch")
+    lines = run("custom_loss.py", "--steps", "3", "--pairs", "3")
+    losses = dpo_losses(lines)
+    assert len(losses) == 3
+    assert losses[0] == pytest.approx(math.log(2), abs=1e-3)  # policy == reference at first
+    assert losses[1] != losses[0]  # the custom gradient reached the model
+    assert all(f"step {i}: " in "\n".join(lines) for i in (1, 2, 3))
+    assert lines[-1] == "done"
+
+
 def test_both_examples_against_tinker_actors_serve_with_faults(served: str) -> None:
     lines = run("sft_loop.py", "--base-url", served, "--steps", "3", "--batch-size", "2")
     assert len(sft_losses(lines)) == 3
     assert lines[-1] == "done"
     lines = run("rl_loop.py", "--base-url", served, "--iterations", "1", "--groups", "6")
     assert any(line.startswith("iteration 1: 24 samples") for line in lines)
+    assert lines[-1] == "done"
+
+
+def test_custom_loss_against_tinker_actors_serve_with_faults(served: str) -> None:
+    pytest.importorskip("torch", reason="forward_backward_custom needs torch")
+    lines = run("custom_loss.py", "--base-url", served, "--steps", "2", "--pairs", "2")
+    assert len(dpo_losses(lines)) == 2
     assert lines[-1] == "done"

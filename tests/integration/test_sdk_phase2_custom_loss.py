@@ -1,0 +1,157 @@
+"""forward_backward_custom against the local server: two passes, contiguous ids, merged metrics."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+import trio
+
+import tinker_actors as ta
+from tinker_actors.clients import OperationCancelledError, TrainingClient, TrainingOrderBrokenError
+from tinker_actors.custom_loss import forward_data_for_custom
+from tinker_actors.local import LocalServer, open_local_server
+from tinker_actors.types import AdamParams, ClientConfigResponse, Datum, ModelInput
+
+torch = pytest.importorskip("torch")
+
+KEY = "tml-phase2-custom"
+BASE = "http://local"
+
+
+def datum(offset: int, n: int = 6) -> Datum:
+    tokens = [(offset + 3 * i) % 3000 + 4 for i in range(n + 1)]
+    return Datum(
+        model_input=ModelInput.from_ints(tokens[:-1]),
+        loss_fn_inputs={
+            "target_tokens": np.array(tokens[1:], dtype=np.int64),
+            "advantage": np.full(n, 0.5 + offset, dtype=np.float32),  # stays client-side
+        },
+    )
+
+
+@asynccontextmanager
+async def trainer(**server_options: Any) -> AsyncIterator[tuple[TrainingClient, LocalServer]]:
+    async with (
+        open_local_server(**server_options) as server,
+        ta.open(
+            http_transport=httpx.ASGITransport(app=server.app), base_url=BASE, api_key=KEY
+        ) as rt,
+    ):
+        tc = await rt.create_lora_training_client("local/tiny", rank=4)
+        with trio.fail_after(300):
+            yield tc, server
+
+
+def model(server: LocalServer, model_id: str) -> dict[str, Any]:
+    models: dict[str, Any] = server.counters()["models"]  # type: ignore[assignment]
+    return models[model_id]  # type: ignore[no-any-return]
+
+
+def weighted_loss(data: list[Datum], logprobs: list[Any]) -> tuple[Any, dict[str, float]]:
+    """-sum(advantage * logprob): its gradient per logprob is -advantage."""
+    total = sum(
+        -(torch.as_tensor(np.asarray(d.loss_fn_inputs["advantage"].to_numpy())) * lp).sum()
+        for d, lp in zip(data, logprobs, strict=True)
+    )
+    return total, {"pairs:sum": float(len(data))}
+
+
+async def test_custom_loss_is_a_forward_then_a_forward_backward_on_contiguous_ids(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    flags = ClientConfigResponse(fwdbwd_max_chunk_len=2)
+    async with trainer(client_config=flags) as (tc, server):
+        data = [datum(i) for i in range(3)]  # 2 chunks: ids 1-2 forward, 3-4 backward
+        fut = await tc.forward_backward_custom(data, weighted_loss)
+        opt = await tc.optim_step(AdamParams(learning_rate=1e-3))
+        out = await fut.result()
+        await opt.result()
+        counters = model(server, tc.model_id)
+    assert counters["applied_seq_ids"] == [0, 1, 2, 3, 4, 5]
+    assert counters["applied_kinds"][1:6] == [
+        "Forward", "Forward", "ForwardBackward", "ForwardBackward", "OptimStep",
+    ]  # fmt: skip
+    assert len(out.loss_fn_outputs) == 3
+    assert out.metrics["pairs:sum"] == 3.0
+    assert "surrogate_loss:sum" in out.metrics
+    assert np.isfinite(out.metrics["loss:sum"])
+    assert out.metrics["loss:sum"] != out.metrics["surrogate_loss:sum"]
+
+
+async def test_custom_loss_value_and_backward_weights_match_the_maths(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    async with trainer() as (tc, _server):
+        data = [datum(i) for i in range(2)]
+        before = await (await tc.forward(forward_data_for_custom(data), "cross_entropy")).result()
+        out = await (await tc.forward_backward_custom(data, weighted_loss)).result()
+    expected = sum(
+        -float(np.sum((0.5 + i) * np.asarray(before.loss_fn_outputs[i]["logprobs"].to_numpy())))
+        for i in range(2)
+    )
+    assert out.metrics["loss:sum"] == pytest.approx(expected, rel=1e-5)
+    # The surrogate is sum(-logprob * weight) with weight = -dloss/dlogprob = advantage.
+    assert out.metrics["surrogate_loss:sum"] == pytest.approx(expected, rel=1e-4)
+
+
+async def test_a_failing_loss_poisons_the_client_and_later_calls_fail_clearly(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    def broken(data: list[Datum], logprobs: list[Any]) -> tuple[Any, dict[str, float]]:
+        raise RuntimeError("my loss is broken")
+
+    async with trainer() as (tc, server):
+        fut = await tc.forward_backward_custom([datum(1)], broken)
+        later = tc.optim_step(AdamParams(learning_rate=1e-3))  # queued behind the gate
+        with pytest.raises(RuntimeError, match="my loss is broken"):
+            await fut.result()
+        with pytest.raises(TrainingOrderBrokenError, match="seq_id 2") as caught:
+            await later
+        assert caught.value.seq_id == 2
+        with pytest.raises(TrainingOrderBrokenError):
+            await tc.forward(forward_data_for_custom([datum(1)]), "cross_entropy")
+        assert model(server, tc.model_id)["applied_seq_ids"] == [0, 1]
+
+
+async def test_cancelling_the_custom_future_poisons_the_client(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    gate = trio.Event()
+
+    def slow(data: list[Datum], logprobs: list[Any]) -> tuple[Any, dict[str, float]]:
+        trio.from_thread.run(gate.wait)  # hold the loss until the test cancelled the future
+        return sum(lp.sum() for lp in logprobs), {}
+
+    async with trainer() as (tc, _server):
+        fut = await tc.forward_backward_custom([datum(2)], slow)
+        while fut.request_id is None:
+            await trio.lowlevel.checkpoint()
+        await trio.testing.wait_all_tasks_blocked()
+        assert fut.cancel()
+        gate.set()
+        with pytest.raises(OperationCancelledError):
+            await fut.result()
+        with pytest.raises(TrainingOrderBrokenError, match="ForwardBackward"):
+            await tc.optim_step(AdamParams(learning_rate=1e-3))
+
+
+async def test_bad_custom_input_is_refused_before_anything_is_sent(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    async with trainer() as (tc, server):
+        no_target = Datum(model_input=ModelInput.from_ints([1, 2]), loss_fn_inputs={})
+        with pytest.raises(ta.InvalidInputError, match="target_tokens"):
+            await tc.forward_backward_custom([no_target], weighted_loss)
+        with pytest.raises(ta.InvalidInputError, match="No data"):
+            await tc.forward_backward_custom([], weighted_loss)
+        with pytest.raises(TypeError, match="callable"):
+            await tc.forward_backward_custom([datum(0)], "dpo")  # type: ignore[arg-type]
+        assert model(server, tc.model_id)["applied_seq_ids"] == [0]
+        # the client still works: nothing was reserved
+        await (await tc.forward(forward_data_for_custom([datum(0)]), "cross_entropy")).result()
+        assert model(server, tc.model_id)["applied_seq_ids"] == [0, 1]
