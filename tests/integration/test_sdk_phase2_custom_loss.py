@@ -1,4 +1,8 @@
-"""forward_backward_custom against the local server: two passes, contiguous ids, merged metrics."""
+"""forward_backward_custom against the local server: two passes, contiguous ids, merged metrics.
+
+These tests run on the real clock: the loss runs in a worker thread (and the first one imports
+torch), and a virtual clock would jump ahead while every trio task waits for that thread.
+"""
 
 from __future__ import annotations
 
@@ -43,7 +47,7 @@ async def trainer(**server_options: Any) -> AsyncIterator[tuple[TrainingClient, 
         ) as rt,
     ):
         tc = await rt.create_lora_training_client("local/tiny", rank=4)
-        with trio.fail_after(300):
+        with trio.fail_after(120):
             yield tc, server
 
 
@@ -61,9 +65,7 @@ def weighted_loss(data: list[Datum], logprobs: list[Any]) -> tuple[Any, dict[str
     return total, {"pairs:sum": float(len(data))}
 
 
-async def test_custom_loss_is_a_forward_then_a_forward_backward_on_contiguous_ids(
-    autojump_clock: trio.abc.Clock,
-) -> None:
+async def test_custom_loss_is_a_forward_then_a_forward_backward_on_contiguous_ids() -> None:
     flags = ClientConfigResponse(fwdbwd_max_chunk_len=2)
     async with trainer(client_config=flags) as (tc, server):
         data = [datum(i) for i in range(3)]  # 2 chunks: ids 1-2 forward, 3-4 backward
@@ -83,9 +85,7 @@ async def test_custom_loss_is_a_forward_then_a_forward_backward_on_contiguous_id
     assert out.metrics["loss:sum"] != out.metrics["surrogate_loss:sum"]
 
 
-async def test_custom_loss_value_and_backward_weights_match_the_maths(
-    autojump_clock: trio.abc.Clock,
-) -> None:
+async def test_custom_loss_value_and_backward_weights_match_the_maths() -> None:
     async with trainer() as (tc, _server):
         data = [datum(i) for i in range(2)]
         before = await (await tc.forward(forward_data_for_custom(data), "cross_entropy")).result()
@@ -99,9 +99,7 @@ async def test_custom_loss_value_and_backward_weights_match_the_maths(
     assert out.metrics["surrogate_loss:sum"] == pytest.approx(expected, rel=1e-4)
 
 
-async def test_a_failing_loss_poisons_the_client_and_later_calls_fail_clearly(
-    autojump_clock: trio.abc.Clock,
-) -> None:
+async def test_a_failing_loss_poisons_the_client_and_later_calls_fail_clearly() -> None:
     def broken(data: list[Datum], logprobs: list[Any]) -> tuple[Any, dict[str, float]]:
         raise RuntimeError("my loss is broken")
 
@@ -118,9 +116,7 @@ async def test_a_failing_loss_poisons_the_client_and_later_calls_fail_clearly(
         assert model(server, tc.model_id)["applied_seq_ids"] == [0, 1]
 
 
-async def test_cancelling_the_custom_future_poisons_the_client(
-    autojump_clock: trio.abc.Clock,
-) -> None:
+async def test_cancelling_the_custom_future_poisons_the_client() -> None:
     gate = trio.Event()
 
     def slow(data: list[Datum], logprobs: list[Any]) -> tuple[Any, dict[str, float]]:
@@ -140,9 +136,7 @@ async def test_cancelling_the_custom_future_poisons_the_client(
             await tc.optim_step(AdamParams(learning_rate=1e-3))
 
 
-async def test_bad_custom_input_is_refused_before_anything_is_sent(
-    autojump_clock: trio.abc.Clock,
-) -> None:
+async def test_bad_custom_input_is_refused_before_anything_is_sent() -> None:
     async with trainer() as (tc, server):
         no_target = Datum(model_input=ModelInput.from_ints([1, 2]), loss_fn_inputs={})
         with pytest.raises(ta.InvalidInputError, match="target_tokens"):
