@@ -44,7 +44,9 @@ def reported(
         try:
             return await method(self, *args, **kwargs)
         except Exception as exc:
-            self._ctx.report(exc)
+            ctx: ClientContext | None = getattr(self, "_ctx", None)  # None: a detached client
+            if ctx is not None:
+                ctx.report(exc)
             raise
 
     return wrapper

@@ -29,7 +29,7 @@ every sampler of every runtime with the same key.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Final, final
+from typing import TYPE_CHECKING, Any, Final, Protocol, final
 
 import msgspec
 import trio
@@ -51,6 +51,12 @@ from tinker_actors.backoff import (
 from tinker_actors.clients._chunking import estimate_sample_bytes
 from tinker_actors.clients._future import APIFuture
 from tinker_actors.clients._reporting import reported
+from tinker_actors.clients._sampler_handle import (
+    CLONE_STRIDE,
+    SamplerState,
+    decode_handle,
+    encode_handle,
+)
 from tinker_actors.errors import (
     APIConnectionError,
     APIResponseValidationError,
@@ -73,13 +79,20 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from tinker_actors.actors import SessionHandle
-    from tinker_actors.clients._service import ClientContext
+    from tinker_actors.clients._service import ClientContext, ServiceClient
     from tinker_actors.tokenizer import Tokenizer
 
 __all__ = ["SamplingClient"]
 
 _CLASS: Final = "SamplingClient"
 BACKPRESSURE_HEADER: Final = {"X-Tinker-Sampling-Backpressure": "1"}
+
+
+class _HasService(Protocol):
+    """A runtime (what ``tinker_actors.open()`` yields): anything with a ServiceClient."""
+
+    @property
+    def service(self) -> ServiceClient: ...
 
 
 @final
@@ -90,6 +103,7 @@ class SamplingClient:
         "_active",
         "_base_model",
         "_ctx",
+        "_detached",
         "_handle",
         "_last_progress",
         "_limiter",
@@ -107,6 +121,7 @@ class SamplingClient:
         base_model: str,
         *,
         retry_config: RetryConfig | None = None,
+        clone_id: int = 0,
     ) -> None:
         if retry_config is not None and not isinstance(retry_config, RetryConfig):
             raise InvalidInputError(
@@ -128,7 +143,8 @@ class SamplingClient:
         self._retry = retry_config
         limit = retry_config.max_connections
         self._limiter = trio.CapacityLimiter(limit) if limit is not None else None
-        self._next_seq = 0
+        self._next_seq = clone_id * CLONE_STRIDE  # a clone's own seq id range (§8.5)
+        self._detached: SamplerState | None = None
         self._active = 0
         self._last_progress = trio.current_time()
         self._queue_log = QueueStateLog(f"SamplingClient {sampling_session_id}", grace=0.0)
@@ -148,6 +164,64 @@ class SamplingClient:
     def get_tokenizer(self) -> Tokenizer:
         """Return the base model's tokenizer, loaded offline."""
         return get_tokenizer(self._base_model)
+
+    # -- handles and pickling (protocol §9.9) ----------------------------------------------------
+
+    def get_sampler_handle(self) -> str:
+        """Return a URL-safe string naming this sampling session, without the API key.
+
+        Pass it to another process, which samples on the same session with
+        ``await SamplingClient.from_sampler_handle(handle, runtime)`` under its own credential.
+        """
+        if self._detached is not None:
+            return encode_handle(self._detached)
+        config = self._ctx.config
+        return encode_handle(
+            SamplerState(
+                session_id=self._handle.session_id,
+                sampling_session_id=self._sampler_id,
+                base_model=self._base_model,
+                base_url=config.base_url,
+                headers=dict(config.default_headers),
+            )
+        )
+
+    @staticmethod
+    async def from_sampler_handle(
+        handle: str, runtime: _HasService, retry_config: RetryConfig | None = None
+    ) -> SamplingClient:
+        """Return a clone of the handle's SamplingClient that samples through ``runtime``.
+
+        The clone gets its own seq id range (a clone id from ``join_sampling_session`` when
+        the server enables it, else a random one); the runtime supplies the credential.
+
+        Raises:
+            InvalidInputError: not a handle, or a handle for another base URL.
+        """
+        return await runtime.service.sampling_client_from_handle(handle, retry_config)
+
+    async def attach(self, runtime: _HasService) -> SamplingClient:
+        """Return a clone of this (e.g. unpickled) client that samples through ``runtime``."""
+        return await SamplingClient.from_sampler_handle(self.get_sampler_handle(), runtime)
+
+    def __getstate__(self) -> dict[str, str]:
+        """Pickle as the sampler handle: ids, base model, base URL and headers; no API key."""
+        return {"sampler_handle": self.get_sampler_handle()}
+
+    def __setstate__(self, state: dict[str, str]) -> None:
+        """Unpickle detached: call :meth:`attach` with a runtime of this process to sample."""
+        detached = decode_handle(state["sampler_handle"])
+        self._detached = detached
+        self._sampler_id = detached.sampling_session_id
+        self._base_model = detached.base_model
+
+    def _check_attached(self) -> None:
+        if self._detached is not None:
+            raise InvalidInputError(
+                "this SamplingClient was unpickled and has no runtime in this process: "
+                "use 'client = await client.attach(runtime)' inside 'async with "
+                "tinker_actors.open() as runtime' (the runtime supplies the credential)"
+            )
 
     def _take_seq(self) -> int:
         seq, self._next_seq = self._next_seq, self._next_seq + 1
@@ -169,8 +243,10 @@ class SamplingClient:
         """Sample ``num_samples`` completions of ``prompt``; return the future at once.
 
         Raises:
-            InvalidInputError / TypeError: bad arguments (checked before anything is sent).
+            InvalidInputError / TypeError: bad arguments (checked before anything is sent), or
+                an unpickled client that was not attached to a runtime.
         """
+        self._check_attached()
         request = self._request(
             prompt,
             num_samples,
@@ -189,6 +265,7 @@ class SamplingClient:
         self, prompt: ModelInput, prompt_logprobs_last_n: int | None = None
     ) -> APIFuture[list[float | None]]:
         """Score ``prompt``: its per-token logprobs, ``None`` at position 0 and unscored ones."""
+        self._check_attached()
         request = self._request(
             prompt,
             1,

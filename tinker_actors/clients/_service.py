@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Final, final
 from tinker_actors.actors import OperationCancelledError, ResultSpec, holder_retries, poll_future
 from tinker_actors.clients._reporting import reported
 from tinker_actors.clients._rest import RestClient
+from tinker_actors.clients._sampler_handle import clone_id_for, decode_handle
 from tinker_actors.clients._sampling import SamplingClient
 from tinker_actors.clients._training import TrainingClient, start_training_client
 from tinker_actors.errors import InvalidInputError
@@ -395,3 +396,35 @@ class ServiceClient:
             )
             base_model = info.decode(GetSamplerResponse).base_model
         return SamplingClient(ctx, handle, sampler_id, base_model, retry_config=retry_config)
+
+    async def sampling_client_from_handle(
+        self, handle: str, retry_config: RetryConfig | None = None
+    ) -> SamplingClient:
+        """Return a clone SamplingClient for a handle from ``get_sampler_handle()``.
+
+        Raises:
+            InvalidInputError: not a sampler handle, or one for another base URL.
+        """
+        state = decode_handle(handle)
+        ctx = self._ctx
+        if state.base_url.rstrip("/") != ctx.config.base_url.rstrip("/"):
+            raise InvalidInputError(
+                f"the sampler handle is for {state.base_url}, but this runtime talks to "
+                f"{ctx.config.base_url}; open the runtime with base_url={state.base_url!r}"
+            )
+        session = await ctx.session()
+        clone = await clone_id_for(
+            ctx.transport,
+            session,
+            state.sampling_session_id,
+            rng=ctx.rng,
+            sdk_method="SamplingClient.from_sampler_handle",
+        )
+        return SamplingClient(
+            ctx,
+            session,
+            state.sampling_session_id,
+            state.base_model,
+            retry_config=retry_config,
+            clone_id=clone,
+        )
