@@ -172,7 +172,6 @@ async def test_forward_backward_chunk_posts_hold_their_bytes(
     seen, limiter = await run_chunked_forward_backward(50_000_000)
     assert len(seen) == 4
     assert all(holders >= 1 and held > 0 for holders, held in seen)
-    assert max(holders for holders, _held in seen) >= 2  # the chunks go out concurrently
     stats = limiter.statistics().fwdbwd_bytes
     assert stats.total == 50_000_000
     assert stats.holders == 0
