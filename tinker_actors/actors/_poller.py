@@ -389,6 +389,7 @@ async def poll_future(
     sdk_method: str | None = None,
     progress_deadline: Callable[[], float] | None = None,
     allow_metadata_only: bool = True,
+    promise_roundtrip: float | None = None,
 ) -> T:
     """Long-poll ``request_id`` until its result is final; return it decoded.
 
@@ -403,6 +404,8 @@ async def poll_future(
         progress_deadline: returns the trio time after which waiting counts as stuck
             (sampling's progress timeout); re-read after every poll.
         allow_metadata_only: let the first poll answer with the payload size only.
+        promise_roundtrip: seconds from just before the submission to its future's arrival,
+            sent on the first poll as ``X-Tinker-Create-Promise-Roundtrip-Time`` (§6.1).
 
     Raises:
         RequestFailedError: the server reports the request failed.
@@ -419,15 +422,15 @@ async def poll_future(
     reserved = 0
     try:
         while True:
+            headers = {
+                "X-Tinker-Request-Iteration": str(iteration),
+                "X-Tinker-Request-Type": spec.request_type,
+                "X-Stainless-Raw-Response": "raw",
+            }
+            if iteration == 0 and promise_roundtrip is not None:
+                headers["X-Tinker-Create-Promise-Roundtrip-Time"] = str(promise_roundtrip)
             options = RequestOptions(
-                timeout=POLL_TIMEOUT,
-                max_retries=0,
-                accept=accept,
-                extra_headers={
-                    "X-Tinker-Request-Iteration": str(iteration),
-                    "X-Tinker-Request-Type": spec.request_type,
-                    "X-Stainless-Raw-Response": "raw",
-                },
+                timeout=POLL_TIMEOUT, max_retries=0, accept=accept, extra_headers=headers
             )
             iteration += 1
             body = FutureRetrieveRequest(

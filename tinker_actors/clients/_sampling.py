@@ -299,7 +299,8 @@ class SamplingClient:
             sampling_params=sampling_params,
             sampling_session_id=self._sampler_id,
             seq_id=0,
-            prompt_logprobs=True if prompt_logprobs else None,
+            # always sent, false included, as the official client does (wire parity)
+            prompt_logprobs=bool(prompt_logprobs),
             prompt_logprobs_last_n=prompt_logprobs_last_n,
             record_stability_info=False,
             **extra,
@@ -367,7 +368,9 @@ class SamplingClient:
     async def _attempt(
         self, request: SampleRequest, state: FutureState[Any], nbytes: int, method: str
     ) -> SampleResponse:
+        started = trio.current_time()
         future = await self._submit(request, nbytes, method)
+        roundtrip = trio.current_time() - started
         state.request_id = future.request_id
         sequence_ids = future.sample_sequence_ids
 
@@ -385,6 +388,7 @@ class SamplingClient:
             progress_deadline=self._progress_deadline
             if self._retry.enable_stuck_detection
             else None,
+            promise_roundtrip=roundtrip,
         )
 
     async def _submit(self, request: SampleRequest, nbytes: int, method: str) -> UntypedAPIFuture:

@@ -23,6 +23,8 @@ import contextlib
 import random
 from typing import TYPE_CHECKING, Any, Final, final
 
+import trio
+
 from tinker_actors.actors import OperationCancelledError, ResultSpec, holder_retries, poll_future
 from tinker_actors.clients._reporting import reported
 from tinker_actors.clients._rest import RestClient
@@ -262,6 +264,7 @@ class ServiceClient:
             lora_config=lora,
         )
         # create_model has HTTP retries only (no holder retries), protocol §3.2.
+        started = trio.current_time()
         response = await ctx.transport.request(
             "POST", "/api/v1/create_model", json=request, sdk_method=method
         )
@@ -272,6 +275,7 @@ class ServiceClient:
             ResultSpec("CreateModel", CreateModelResponse),
             budget=ctx.budget,
             sdk_method=method,
+            promise_roundtrip=trio.current_time() - started,
         )
         return await start_training_client(ctx, handle, created.model_id, sdk_method=method)
 
@@ -330,6 +334,7 @@ class ServiceClient:
             optimizer=optimizer,
             weights_access_token=weights_access_token,
         )
+        started = trio.current_time()
         response = await holder_retries(
             lambda: ctx.transport.request(
                 "POST", "/api/v1/load_weights", json=request, sdk_method=method
@@ -343,6 +348,7 @@ class ServiceClient:
             ResultSpec("LoadWeights", LoadWeightsResponse),
             budget=ctx.budget,
             sdk_method=method,
+            promise_roundtrip=trio.current_time() - started,
         )
         # The same id the server derives for a create-via-load model (protocol §8.1).
         model_id = loaded.model_id or future.model_id or f"{handle.session_id}:train:{model_seq}"

@@ -173,6 +173,8 @@ class TrainingActor(Actor[Submit]):
         # Closed while a two-pass op's second half is not yet POSTed.
         self._gate: trio.Event | None = None
         self._queue_log = QueueStateLog(f"TrainingClient {model_id}", grace=PAUSE_WARNING_GRACE)
+        # request id -> seconds its submission took, reported on its first poll (§6.1)
+        self._roundtrips: dict[str, float] = {}
 
     async def handle(self, message: Submit) -> None:
         op, reply = message.op, message.reply
@@ -251,6 +253,12 @@ class TrainingActor(Actor[Submit]):
         return await self._wait(second_op, second, state)
 
     async def _post(self, op: Op, body: Body) -> UntypedAPIFuture:
+        started = trio.current_time()
+        future = await self._post_body(op, body)
+        self._roundtrips[future.request_id] = trio.current_time() - started
+        return future
+
+    async def _post_body(self, op: Op, body: Body) -> UntypedAPIFuture:
         if body.nbytes:
             limiter = await self._ctx.rate_limiter()
             # Each chunk holds its estimated bytes of the 50 MB budget during its POST (§7.7).
@@ -308,6 +316,7 @@ class TrainingActor(Actor[Submit]):
                 state=state,
                 queue_log=self._queue_log,
                 sdk_method=op.sdk_method,
+                promise_roundtrip=self._roundtrips.pop(future.request_id, None),
             )
             for future in futures
         ]
