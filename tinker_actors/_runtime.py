@@ -64,6 +64,7 @@ from tinker_actors.actors import (
     SessionMessage,
     TelemetryReporter,
     Watch,
+    finish_session,
     rate_limiter_for,
     run_hosted_actor,
     session_spec,
@@ -461,11 +462,15 @@ class Runtime:
     async def _finish_session(self, status: FinishStatus) -> None:
         """Finish the session, if one was created (the first reason wins)."""
         value = self._root.child(SESSION)
-        if not isinstance(value, ActorRef) or not value.alive:
-            return
-        ref = cast("ActorRef[SessionMessage]", value)
-        with contextlib.suppress(ActorExited):
-            await ref.call(lambda reply: Finish(status, None, reply))
+        if isinstance(value, ActorRef) and value.alive:
+            ref = cast("ActorRef[SessionMessage]", value)
+            with contextlib.suppress(ActorExited):
+                await ref.call(lambda reply: Finish(status, None, reply))
+                return
+        # The manager is gone (an outer cancel scope took the tree down with the body): the
+        # session still exists server-side, so finish it directly. The handle makes it once.
+        if self._session_handle is not None:
+            await finish_session(self._transport, self._session_handle, status, None)
 
     def dump(self) -> RuntimeDump:
         """List every live actor and supervisor with its in-flight calls and their age.

@@ -254,16 +254,7 @@ async def test_billing_pause_past_the_window_raises_billing_error(
     [
         ("normal", "success"),
         ("exception", "errored"),
-        pytest.param(
-            "cancelled",
-            "interrupted",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="SDK bug: when a cancel scope around open() is cancelled, the session "
-                "actor is cancelled with it, so the shielded finish never reaches the server "
-                "(no finish at all, expected sessions:interrupted)",
-            ),
-        ),
+        ("cancelled", "interrupted"),
     ],
 )
 async def test_leaving_open_finishes_the_session_with_the_right_status(

@@ -32,16 +32,10 @@ Normalisations (each one is a value that must differ between two clients or two 
   transport. That second pair is removed from the official capture (the first pair, before
   ``create_session``, is compared).
 
-Known deviations of tinker_actors (each has its own strict-xfail test below, and the
-call-by-call test masks exactly that difference so it still guards everything else):
-
-* D1: the first ``retrieve_future`` poll of each future lacks
-  ``X-Tinker-Create-Promise-Roundtrip-Time`` (protocol.md §6.1).
-* D2: ``asample`` omits ``"prompt_logprobs": false`` when prompt logprobs were not asked for;
-  the official client always sends the field.
-* D3: ``POST /sessions/{id}/finish`` sent when ``open()`` is left carries no ``x-sdk-version``
-  / ``x-sdk-method``; the official client's ``ServiceClient.close()`` sends
-  ``x-sdk-method: ServiceClient.close`` (leaving ``open()`` is tinker_actors' close).
+Deviations found by this test and fixed: the first poll of a future lacked
+``X-Tinker-Create-Promise-Roundtrip-Time``; ``asample`` left out ``"prompt_logprobs": false``;
+the ``finish`` sent on leaving ``open()`` carried no ``x-sdk-method: ServiceClient.close``.
+Each keeps a focused test below.
 """
 
 from __future__ import annotations
@@ -328,22 +322,6 @@ def drop_rest_bootstrap(calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def mask_known_deviations(official: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Apply D1, D2 and D3 to the official capture so the remaining comparison is exact."""
-    out = []
-    for call in official:
-        call = json.loads(json.dumps(call))
-        call["headers"].pop(ROUNDTRIP, None)  # D1
-        body = call["body"]
-        if call["call"] == "POST /api/v1/asample" and body.get("prompt_logprobs") is False:
-            del body["prompt_logprobs"]  # D2
-        if call["call"].endswith("/finish"):
-            call["headers"].pop("x-sdk-method", None)  # D3
-            call["headers"].pop("x-sdk-version", None)
-        out.append(call)
-    return out
-
-
 def test_normalisation_keeps_structure() -> None:
     """The renamer maps the same id to the same name and different ids apart."""
     rename = Renamer()
@@ -377,7 +355,7 @@ def wire() -> tuple[list[Captured], list[Captured]]:
 
 
 def test_wire_parity_call_by_call(wire: tuple[list[Captured], list[Captured]]) -> None:
-    official = mask_known_deviations(drop_rest_bootstrap(foreground(wire[0])))
+    official = drop_rest_bootstrap(foreground(wire[0]))
     ours = foreground(wire[1])
     assert [c["call"] for c in ours] == [c["call"] for c in official]
     for index, (theirs, mine) in enumerate(zip(official, ours, strict=True)):
@@ -403,11 +381,6 @@ def test_every_operation_was_captured(wire: tuple[list[Captured], list[Captured]
     assert kinds == [False, True]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="D1: tinker_actors sends no X-Tinker-Create-Promise-Roundtrip-Time on the first "
-    "retrieve_future poll; the official 0.38 client does (protocol.md §6.1)",
-)
 def test_first_poll_carries_promise_roundtrip_time(
     wire: tuple[list[Captured], list[Captured]],
 ) -> None:
@@ -423,11 +396,6 @@ def test_first_poll_carries_promise_roundtrip_time(
             float(headers[ROUNDTRIP])  # present, and a number of seconds
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason='D2: tinker_actors omits "prompt_logprobs": false from asample when prompt '
-    "logprobs are not requested; the official 0.38 client always sends it",
-)
 def test_asample_always_sends_prompt_logprobs(
     wire: tuple[list[Captured], list[Captured]],
 ) -> None:
@@ -436,11 +404,6 @@ def test_asample_always_sends_prompt_logprobs(
         assert [b.get("prompt_logprobs") for b in bodies] == [False, True]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="D3: the finish sent on leaving open() has no x-sdk-method/x-sdk-version; the "
-    "official ServiceClient.close() sends x-sdk-method: ServiceClient.close",
-)
 def test_finish_names_service_client_close(wire: tuple[list[Captured], list[Captured]]) -> None:
     for capture in wire:
         finish = [dict(r.headers) for r in capture if r.path.endswith("/finish")]

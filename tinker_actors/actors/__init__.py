@@ -37,6 +37,7 @@ from tinker_actors.actors._session import Reserve as Reserve
 from tinker_actors.actors._session import SessionHandle as SessionHandle
 from tinker_actors.actors._session import SessionManager as SessionManager
 from tinker_actors.actors._session import SessionMessage as SessionMessage
+from tinker_actors.actors._session import finish_session as finish_session
 from tinker_actors.actors._session import holder_retries as holder_retries
 from tinker_actors.actors._session import session_spec as session_spec
 from tinker_actors.actors._telemetry import TelemetryReporter as TelemetryReporter
@@ -66,6 +67,7 @@ __all__ = [
     "TelemetryReporter",
     "TelemetryStatistics",
     "Watch",
+    "finish_session",
     "holder_retries",
     "poll_future",
     "rate_limiter_for",

@@ -63,6 +63,7 @@ __all__ = [
     "SessionHandle",
     "SessionManager",
     "SessionMessage",
+    "finish_session",
     "holder_retries",
     "session_spec",
 ]
@@ -359,26 +360,40 @@ class SessionManager(Actor[SessionMessage]):
                 logger.debug("dynamic config refresh failed: %s", type(exc).__name__)
 
     async def _finish(self, status: FinishStatus, detail: str | None) -> bool:
-        handle = self._handle
-        if handle is None or handle.finished is not None:
+        if self._handle is None:
             return False
-        handle.finished = status
-        if handle.lost:
-            return False
-        try:
-            await holder_retries(
-                lambda: self._transport.request(
-                    "POST",
-                    f"/api/v1/sessions/{handle.session_id}/finish",
-                    json=FinishSessionRequest.for_status(status, detail),
-                ),
-                what="finish session",
-            )
-        except APIStatusError as exc:
-            if exc.status_code != 410:  # already finished or expired: nothing to do
-                logger.warning("finishing session %s failed: %s", handle.session_id, exc)
-            return False
-        return True
+        return await finish_session(self._transport, self._handle, status, detail)
+
+
+async def finish_session(
+    transport: Transport, handle: SessionHandle, status: FinishStatus, detail: str | None
+) -> bool:
+    """Send the session's ``finish`` once (later calls do nothing); return whether it was sent.
+
+    A module function, not only a manager message, so that leaving ``open()`` can still finish
+    the session when the manager itself was cancelled along with the rest of the tree.
+    """
+    if handle.finished is not None:
+        return False
+    handle.finished = status
+    if handle.lost:
+        return False
+    try:
+        await holder_retries(
+            lambda: transport.request(
+                "POST",
+                f"/api/v1/sessions/{handle.session_id}/finish",
+                json=FinishSessionRequest.for_status(status, detail),
+                # leaving open() is this SDK's ServiceClient.close (wire parity with 0.38)
+                sdk_method="ServiceClient.close",
+            ),
+            what="finish session",
+        )
+    except APIStatusError as exc:
+        if exc.status_code != 410:  # already finished or expired: nothing to do
+            logger.warning("finishing session %s failed: %s", handle.session_id, exc)
+        return False
+    return True
 
 
 def session_spec(
