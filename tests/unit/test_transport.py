@@ -306,17 +306,20 @@ async def test_follows_redirects(autojump_clock: trio.testing.MockClock) -> None
 
 async def test_default_pool_is_http11_with_sdk_limits() -> None:
     async with open_transport(make_config()) as transport:
-        pool = transport._client._transport._pool  # type: ignore[attr-defined]
-        assert pool._http1 is True
-        assert pool._http2 is False
-        assert pool._max_connections == 1000
-        assert pool._max_keepalive_connections == 20
-        assert transport._client.follow_redirects is True
+        # connections are spread over clients of 50 each, up to the configured 1000 in all
+        with transport._pool.lease() as client:
+            pool = client._transport._pool  # type: ignore[attr-defined]
+            assert pool._http1 is True
+            assert pool._http2 is False
+            assert pool._max_connections == 50
+            assert pool._max_keepalive_connections == 20
+            assert client.follow_redirects is True
+        assert transport._pool._max_clients == 20
 
 
 def test_no_public_constructor() -> None:
     with pytest.raises(TypeError, match="open_transport"):
-        Transport(make_config(), httpx.AsyncClient(), rng=random.Random(), clock=lambda: 0.0)
+        Transport(make_config(), None, rng=random.Random(), clock=lambda: 0.0)  # type: ignore[arg-type]
 
 
 async def test_closed_transport_refuses(autojump_clock: trio.testing.MockClock) -> None:

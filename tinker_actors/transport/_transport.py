@@ -47,6 +47,7 @@ from tinker_actors.transport._options import (
     StreamingResponse,
     TransportStatistics,
 )
+from tinker_actors.transport._pool import ClientPool
 from tinker_actors.transport._request import Prepared, build_request, prepare, to_response
 from tinker_actors.types._auth import AuthTokenRequest, AuthTokenResponse
 
@@ -66,6 +67,8 @@ AUTH_TOKEN_PATH: Final = "/api/v1/auth/token"
 EMPTY_400_BUDGET: Final = 16
 #: At most one billing-pause warning per this many seconds.
 BILLING_LOG_INTERVAL: Final = 60.0
+#: Requests one httpx client serves at once (the official SDK's per-instance cap, §7.2).
+CONNECTIONS_PER_CLIENT: Final = 50
 _CONSTRUCT_TOKEN: Final = object()
 
 
@@ -85,7 +88,7 @@ class Transport:
     def __init__(
         self,
         config: Config,
-        client: httpx.AsyncClient,
+        pool: ClientPool,
         *,
         rng: random.Random,
         clock: Callable[[], float],
@@ -94,7 +97,7 @@ class Transport:
         if _token is not _CONSTRUCT_TOKEN:
             raise TypeError("Transport has no public constructor; use open_transport(config)")
         self._config = config
-        self._client = client
+        self._pool = pool
         self._rng = rng
         self._clock = clock
         self._closed = False
@@ -210,7 +213,8 @@ class Transport:
         prepared = prepare(
             self._config, method, path, json, content, content_type, params, options, sdk_method
         )
-        raw, retries, elapsed = await self._send(prepared, stream=False)
+        with self._pool.lease() as client:
+            raw, retries, elapsed = await self._send(prepared, client, stream=False)
         return to_response(raw, retries, elapsed, prepared)
 
     def stream(
@@ -238,20 +242,21 @@ class Transport:
 
     @asynccontextmanager
     async def _stream(self, prepared: Prepared) -> AsyncIterator[StreamingResponse]:
-        raw, retries, _ = await self._send(prepared, stream=True)
-        try:
-            yield StreamingResponse(
-                raw, retries_taken=retries, idempotency_key=prepared.idempotency_key
-            )
-        finally:
-            await raw.aclose()
+        with self._pool.lease() as client:  # held until the body is closed
+            raw, retries, _ = await self._send(prepared, client, stream=True)
+            try:
+                yield StreamingResponse(
+                    raw, retries_taken=retries, idempotency_key=prepared.idempotency_key
+                )
+            finally:
+                await raw.aclose()
 
     async def aclose(self) -> None:
         """Close the connection pool; later requests raise ``trio.ClosedResourceError``."""
         if self._closed:
             return
         self._closed = True
-        await self._client.aclose()
+        await self._pool.aclose()
 
     async def identity_jwt(self) -> str | None:
         """Return the JWT that identifies the caller, or None when the credential is a plain key.
@@ -321,7 +326,8 @@ class Transport:
             None,
             credential=raw_credential,
         )
-        raw, retries, elapsed = await self._send(prepared, stream=False)
+        with self._pool.lease() as client:
+            raw, retries, elapsed = await self._send(prepared, client, stream=False)
         token = to_response(raw, retries, elapsed, prepared).decode(AuthTokenResponse).jwt
         self._tokens_seen.append(token)
         self._counts["jwt_exchanges"] += 1
@@ -330,7 +336,9 @@ class Transport:
 
     # -- the retry loop ----------------------------------------------------------------------
 
-    async def _send(self, p: Prepared, *, stream: bool) -> tuple[httpx.Response, int, float]:
+    async def _send(
+        self, p: Prepared, client: httpx.AsyncClient, *, stream: bool
+    ) -> tuple[httpx.Response, int, float]:
         """Run the attempts of one logical request; return the response, retries, elapsed."""
         if self._closed:
             raise trio.ClosedResourceError("the transport is closed")
@@ -340,7 +348,7 @@ class Transport:
         while True:
             credential = await self._credential(p)
             request = build_request(
-                self._client,
+                client,
                 self._base_headers,
                 connect_timeout=self._config.connect_timeout,
                 p=p,
@@ -358,7 +366,7 @@ class Transport:
                 )
             started = trio.current_time()
             try:
-                response = await self._client.send(request, stream=stream)
+                response = await client.send(request, stream=stream)
                 if response.status_code >= 400 and stream:
                     await response.aread()  # also closes the stream
             except httpx.TransportError as exc:
@@ -475,21 +483,32 @@ async def open_transport(
         clock: the wall clock as POSIX seconds (default ``time.time``), read for Retry-After
             dates and JWT expiry; durations use ``trio.current_time()``.
     """
+    # Several small clients instead of one big pool: see _pool.py for why.
+    per_client = min(CONNECTIONS_PER_CLIENT, config.max_connections)
     limits = httpx.Limits(
-        max_connections=config.max_connections,
-        max_keepalive_connections=config.max_keepalive_connections,
+        max_connections=per_client,
+        max_keepalive_connections=min(per_client, config.max_keepalive_connections),
         keepalive_expiry=config.keepalive_expiry,
     )
-    if http_transport is None:
-        http_transport = httpx.AsyncHTTPTransport(http2=config.http2, limits=limits)
-    client = httpx.AsyncClient(
-        transport=http_transport,
-        timeout=httpx.Timeout(config.timeout, connect=config.connect_timeout),
-        follow_redirects=True,
+    timeout = httpx.Timeout(config.timeout, connect=config.connect_timeout)
+
+    def new_client() -> httpx.AsyncClient:
+        return httpx.AsyncClient(
+            transport=http_transport
+            if http_transport is not None
+            else httpx.AsyncHTTPTransport(http2=config.http2, limits=limits),
+            timeout=timeout,
+            follow_redirects=True,
+        )
+
+    pool = ClientPool(
+        new_client,
+        per_client=per_client,
+        max_clients=max(1, config.max_connections // per_client),
     )
     transport = Transport(
         config,
-        client,
+        pool,
         rng=rng if rng is not None else random.Random(),
         clock=clock if clock is not None else time.time,
         _token=_CONSTRUCT_TOKEN,

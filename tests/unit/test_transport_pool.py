@@ -1,0 +1,75 @@
+"""The transport spreads concurrent requests over small httpx clients (see transport/_pool.py)."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+import trio
+import trio.lowlevel
+
+from tinker_actors.config import resolve_config
+from tinker_actors.transport import open_transport
+from tinker_actors.transport._pool import ClientPool
+
+
+def test_lease_fills_one_client_before_opening_another() -> None:
+    made: list[httpx.AsyncClient] = []
+
+    def factory() -> httpx.AsyncClient:
+        made.append(httpx.AsyncClient())
+        return made[-1]
+
+    pool = ClientPool(factory, per_client=2, max_clients=2)
+    with pool.lease() as a, pool.lease() as b:
+        assert a is b
+        assert pool.clients == 1
+        with pool.lease() as c:
+            assert c is not a
+            assert pool.clients == 2
+            assert pool.in_flight == 3
+            with pool.lease() as d, pool.lease() as e:
+                assert pool.clients == 2  # the cap holds: the least busy client queues more
+                assert pool.in_flight == 5
+                assert {id(d), id(e)} <= {id(a), id(c)}
+    assert pool.in_flight == 0
+    with pool.lease() as again:
+        assert again is made[0]  # a quiet program goes back to the first, warm client
+
+
+def test_bad_sizes_refused() -> None:
+    with pytest.raises(ValueError, match=">= 1"):
+        ClientPool(httpx.AsyncClient, per_client=0, max_clients=1)
+
+
+async def test_a_burst_uses_several_clients_and_all_answers_arrive() -> None:
+    release = trio.Event()
+    inside = 0
+    peak = 0
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        nonlocal inside, peak
+        inside += 1
+        peak = max(peak, inside)
+        await release.wait()
+        inside -= 1
+        return httpx.Response(200, json={"ok": True})
+
+    config = resolve_config(base_url="http://127.0.0.1:9", api_key="tml-pool-test")
+    async with open_transport(config, http_transport=httpx.MockTransport(handler)) as transport:
+        results: list[int] = []
+
+        async def one() -> None:
+            response = await transport.request("GET", "/api/v1/healthz")
+            results.append(response.status)
+
+        with trio.fail_after(10):
+            async with trio.open_nursery() as nursery:
+                for _ in range(120):
+                    nursery.start_soon(one)
+                while inside < 120:
+                    await trio.lowlevel.checkpoint()
+                assert transport._pool.clients == 3  # 120 requests, 50 per client
+                release.set()
+        assert results == [200] * 120
+        assert peak == 120  # nothing was held back: concurrency is not capped at 50
+        assert transport._pool.in_flight == 0
