@@ -307,7 +307,7 @@ async def test_follows_redirects(autojump_clock: trio.testing.MockClock) -> None
 async def test_default_pool_is_http11_with_sdk_limits() -> None:
     async with open_transport(make_config()) as transport:
         # connections are spread over clients of 50 each, up to the configured 1000 in all
-        with transport._pool.lease() as client:
+        async with transport._pool.lease() as client:
             pool = client._transport._pool  # type: ignore[attr-defined]
             assert pool._http1 is True
             assert pool._http2 is False

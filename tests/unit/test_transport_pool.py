@@ -6,13 +6,14 @@ import httpx
 import pytest
 import trio
 import trio.lowlevel
+import trio.testing
 
 from tinker_actors.config import resolve_config
 from tinker_actors.transport import open_transport
 from tinker_actors.transport._pool import ClientPool
 
 
-def test_lease_fills_one_client_before_opening_another() -> None:
+async def test_lease_fills_one_client_before_opening_another() -> None:
     made: list[httpx.AsyncClient] = []
 
     def factory() -> httpx.AsyncClient:
@@ -20,20 +21,64 @@ def test_lease_fills_one_client_before_opening_another() -> None:
         return made[-1]
 
     pool = ClientPool(factory, per_client=2, max_clients=2)
-    with pool.lease() as a, pool.lease() as b:
+    async with pool.lease() as a, pool.lease() as b:
         assert a is b
         assert pool.clients == 1
-        with pool.lease() as c:
+        async with pool.lease() as c:
             assert c is not a
             assert pool.clients == 2
             assert pool.in_flight == 3
-            with pool.lease() as d, pool.lease() as e:
-                assert pool.clients == 2  # the cap holds: the least busy client queues more
-                assert pool.in_flight == 5
-                assert {id(d), id(e)} <= {id(a), id(c)}
     assert pool.in_flight == 0
-    with pool.lease() as again:
+    async with pool.lease() as again:
         assert again is made[0]  # a quiet program goes back to the first, warm client
+
+
+async def test_past_the_cap_requests_wait_in_arrival_order() -> None:
+    pool = ClientPool(httpx.AsyncClient, per_client=1, max_clients=1)
+    order: list[str] = []
+    release = trio.Event()
+
+    async def holder() -> None:
+        async with pool.lease():
+            order.append("holder")
+            await release.wait()
+
+    async def waiter(name: str) -> None:
+        async with pool.lease():
+            order.append(name)
+
+    with trio.fail_after(5):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(holder)
+            await trio.testing.wait_all_tasks_blocked()
+            for name in ("first", "second", "third"):
+                nursery.start_soon(waiter, name)
+                await trio.testing.wait_all_tasks_blocked()
+            assert pool.waiting == 3
+            assert pool.clients == 1  # the cap holds: nobody queued inside httpcore
+            release.set()
+    assert order == ["holder", "first", "second", "third"]
+    assert pool.in_flight == 0
+    assert pool.waiting == 0
+
+
+async def test_a_cancelled_waiter_does_not_hold_its_place() -> None:
+    pool = ClientPool(httpx.AsyncClient, per_client=1, max_clients=1)
+    got: list[str] = []
+    async with pool.lease():
+        async with trio.open_nursery() as nursery:
+
+            async def impatient() -> None:
+                with trio.move_on_after(0.01):
+                    async with pool.lease():
+                        got.append("impatient")
+
+            nursery.start_soon(impatient)
+        assert pool.waiting == 0
+    async with pool.lease():
+        got.append("later")
+    assert got == ["later"]
+    assert pool.in_flight == 0
 
 
 def test_bad_sizes_refused() -> None:

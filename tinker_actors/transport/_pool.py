@@ -10,16 +10,21 @@ scans stay short, and concurrency is still bounded only by ``max_clients * per_c
 
 A request leases a client for exactly its own lifetime (a streamed response until it is
 closed). The first client with a free slot is used, so a quiet program keeps one client and
-its warm keep-alive connections; more clients appear only under load.
+its warm keep-alive connections; more clients appear only under load. When every slot of the
+last allowed client is taken, further requests wait here, first come first served, rather than
+in httpcore's queue, whose every entry would be rescanned on every request start and end.
 """
 
 from __future__ import annotations
 
-from contextlib import contextmanager
+import collections
+from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, final
 
+import trio
+
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    from collections.abc import AsyncIterator, Callable
 
     import httpx
 
@@ -36,14 +41,22 @@ class _Slot:
 
 
 @final
+class _Waiter:
+    __slots__ = ("event", "slot")
+
+    def __init__(self) -> None:
+        self.event = trio.Event()
+        self.slot: _Slot | None = None
+
+
+@final
 class ClientPool:
     """Hand out httpx clients so that none serves more than ``per_client`` requests at once.
 
     Args:
         factory: makes one more client (with its own connection pool).
         per_client: requests one client serves at once before the next client is used.
-        max_clients: never more clients than this; past it, the least busy one takes the
-            request and queues it in its own pool.
+        max_clients: never more clients than this; past it, requests wait for a free slot.
     """
 
     def __init__(
@@ -55,6 +68,7 @@ class ClientPool:
         self._per_client = per_client
         self._max_clients = max_clients
         self._slots: list[_Slot] = []
+        self._queue: collections.deque[_Waiter] = collections.deque()
 
     @property
     def clients(self) -> int:
@@ -66,17 +80,48 @@ class ClientPool:
         """Requests being served now, over all clients."""
         return sum(slot.in_flight for slot in self._slots)
 
-    @contextmanager
-    def lease(self) -> Iterator[httpx.AsyncClient]:
-        """Borrow a client for one request; give it back when the block ends."""
-        slot = self._pick()
-        slot.in_flight += 1
+    @property
+    def waiting(self) -> int:
+        """Requests waiting for a free slot."""
+        return len(self._queue)
+
+    @asynccontextmanager
+    async def lease(self) -> AsyncIterator[httpx.AsyncClient]:
+        """Borrow a client for one request; give it back when the block ends.
+
+        Waiters are served in arrival order: a freed slot is handed to the oldest waiter
+        directly (it never becomes free in between), so newcomers cannot overtake.
+        """
+        slot = None if self._queue else self._free_slot()
+        if slot is None:
+            waiter = _Waiter()
+            self._queue.append(waiter)
+            try:
+                await waiter.event.wait()
+            except BaseException:
+                if waiter.slot is None:
+                    self._queue.remove(waiter)
+                else:  # handed a slot as we were cancelled: pass it on
+                    self._release(waiter.slot)
+                raise
+            assert waiter.slot is not None
+            slot = waiter.slot
+        else:
+            slot.in_flight += 1
         try:
             yield slot.client
         finally:
+            self._release(slot)
+
+    def _release(self, slot: _Slot) -> None:
+        if self._queue:
+            waiter = self._queue.popleft()
+            waiter.slot = slot  # the slot stays counted as in flight: it changes hands
+            waiter.event.set()
+        else:
             slot.in_flight -= 1
 
-    def _pick(self) -> _Slot:
+    def _free_slot(self) -> _Slot | None:
         for slot in self._slots:
             if slot.in_flight < self._per_client:
                 return slot
@@ -84,7 +129,7 @@ class ClientPool:
             slot = _Slot(self._factory())
             self._slots.append(slot)
             return slot
-        return min(self._slots, key=lambda s: s.in_flight)
+        return None
 
     async def aclose(self) -> None:
         """Close every client (and its connections)."""

@@ -213,7 +213,7 @@ class Transport:
         prepared = prepare(
             self._config, method, path, json, content, content_type, params, options, sdk_method
         )
-        with self._pool.lease() as client:
+        async with self._pool.lease() as client:
             raw, retries, elapsed = await self._send(prepared, client, stream=False)
         return to_response(raw, retries, elapsed, prepared)
 
@@ -242,7 +242,7 @@ class Transport:
 
     @asynccontextmanager
     async def _stream(self, prepared: Prepared) -> AsyncIterator[StreamingResponse]:
-        with self._pool.lease() as client:  # held until the body is closed
+        async with self._pool.lease() as client:  # held until the body is closed
             raw, retries, _ = await self._send(prepared, client, stream=True)
             try:
                 yield StreamingResponse(
@@ -326,7 +326,7 @@ class Transport:
             None,
             credential=raw_credential,
         )
-        with self._pool.lease() as client:
+        async with self._pool.lease() as client:
             raw, retries, elapsed = await self._send(prepared, client, stream=False)
         token = to_response(raw, retries, elapsed, prepared).decode(AuthTokenResponse).jwt
         self._tokens_seen.append(token)
