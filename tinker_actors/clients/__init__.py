@@ -9,10 +9,10 @@ the runtime that ``tinker_actors.open()`` yields.
 from __future__ import annotations
 
 from tinker_actors.actors import OperationCancelledError as OperationCancelledError
+from tinker_actors.clients._admin import AdminClient as AdminClient
 from tinker_actors.clients._chunking import chunk_data as chunk_data
 from tinker_actors.clients._chunking import combine_outputs as combine_outputs
 from tinker_actors.clients._future import APIFuture as APIFuture
-from tinker_actors.clients._rest import AdminClient as AdminClient
 from tinker_actors.clients._rest import RestClient as RestClient
 from tinker_actors.clients._rest import TraceExportError as TraceExportError
 from tinker_actors.clients._rest import WhoamiUnavailableError as WhoamiUnavailableError
