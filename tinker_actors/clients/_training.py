@@ -22,61 +22,37 @@ If a submission fails after its retries (or is interrupted) the server may be le
 an id that will never come, and every later request would wait behind it. The actor therefore
 refuses that request and every queued or later one with :class:`TrainingOrderBrokenError`,
 naming the failed request, instead of letting them hang or run out of order.
+
+The requests each call builds (ids to bodies, chunking, the custom loss's two passes) are in
+``_training_ops``; this module is the facade that checks, submits and returns futures.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Final, Literal, final
+from typing import TYPE_CHECKING, Any, Literal, final
 
-from tinker_actors.actors import ResultSpec, holder_retries
-from tinker_actors.clients._chunking import (
-    DataChunk,
-    combine_outputs,
-    estimate_datum_bytes,
-    plan_chunks,
-)
+from tinker_actors.actors import holder_retries
 from tinker_actors.clients._reporting import reported
 from tinker_actors.clients._sampling import SamplingClient
 from tinker_actors.clients._training_actor import (
-    Body,
     Op,
     Submit,
     TrainingActor,
     TrainingOrderBrokenError,
 )
-from tinker_actors.custom_loss import (
-    forward_data_for_custom,
-    merge_custom_metrics,
-    run_custom_loss,
+from tinker_actors.clients._training_ops import (
+    custom_loss_op,
+    ephemeral_sampler_save_op,
+    fwd_op,
+    load_op,
+    optim_step_op,
+    save_external_op,
+    save_for_sampler_op,
+    save_state_op,
 )
 from tinker_actors.errors import InvalidInputError
 from tinker_actors.tokenizer import get_tokenizer
-from tinker_actors.transport.proto import (
-    decode_forward_backward_output,
-    encode_forward_backward_request,
-)
-from tinker_actors.types import (
-    AdamParams,
-    Datum,
-    DimuonParams,
-    ForwardBackwardInput,
-    ForwardBackwardOutput,
-    ForwardBackwardRequest,
-    GetInfoRequest,
-    GetInfoResponse,
-    LoadWeightsRequest,
-    LoadWeightsResponse,
-    OptimStepRequest,
-    OptimStepResponse,
-    SaveWeightsExternalRequest,
-    SaveWeightsExternalResponse,
-    SaveWeightsExternalResponseInternal,
-    SaveWeightsForSamplerRequest,
-    SaveWeightsForSamplerResponse,
-    SaveWeightsForSamplerResponseInternal,
-    SaveWeightsRequest,
-    SaveWeightsResponse,
-)
+from tinker_actors.types import GetInfoRequest, GetInfoResponse
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -88,56 +64,23 @@ if TYPE_CHECKING:
     from tinker_actors.custom_loss import CustomLossFn
     from tinker_actors.supervisors import ActorRef
     from tinker_actors.tokenizer import Tokenizer
-    from tinker_actors.types import LossFnConfig, LossFnType
+    from tinker_actors.types import (
+        AdamParams,
+        ClientConfigResponse,
+        Datum,
+        DimuonParams,
+        ForwardBackwardOutput,
+        LoadWeightsResponse,
+        LossFnConfig,
+        LossFnType,
+        OptimStepResponse,
+        SaveWeightsExternalResponse,
+        SaveWeightsForSamplerResponse,
+        SaveWeightsForSamplerResponseInternal,
+        SaveWeightsResponse,
+    )
 
 __all__ = ["TrainingClient", "TrainingOrderBrokenError", "start_training_client"]
-
-PROTOBUF: Final = "application/x-protobuf"
-_CLASS: Final = "TrainingClient"
-_LOSSES: Final = frozenset(
-    {
-        "cross_entropy",
-        "importance_sampling",
-        "ppo",
-        "cispo",
-        "dro",
-        "gspo",
-        "stable_reinforce",
-        "custom",
-    }
-)
-
-
-def _check_loss(loss_fn: object, loss_fn_config: object) -> None:
-    if loss_fn not in _LOSSES:
-        raise InvalidInputError(
-            f"loss_fn must be one of {', '.join(sorted(_LOSSES))}, got {loss_fn!r}"
-        )
-    if loss_fn_config is not None and not isinstance(loss_fn_config, dict):
-        raise InvalidInputError(f"loss_fn_config must be a dict or None, got {loss_fn_config!r}")
-
-
-def _check_ttl(ttl_seconds: object) -> None:
-    if ttl_seconds is not None and (
-        isinstance(ttl_seconds, bool) or not isinstance(ttl_seconds, int) or ttl_seconds <= 0
-    ):
-        raise InvalidInputError(f"ttl_seconds must be a positive int or None, got {ttl_seconds!r}")
-
-
-def _public_sampler_response(
-    internal: SaveWeightsForSamplerResponseInternal,
-) -> SaveWeightsForSamplerResponse:
-    if internal.path is None:
-        raise InvalidInputError("the server returned no path for a named sampler save")
-    return SaveWeightsForSamplerResponse(path=internal.path)
-
-
-def _public_external_response(
-    internal: SaveWeightsExternalResponseInternal,
-) -> SaveWeightsExternalResponse:
-    if internal.path is None:
-        raise InvalidInputError("the server returned no path for an external weights export")
-    return SaveWeightsExternalResponse(path=internal.path)
 
 
 @final
@@ -186,62 +129,12 @@ class TrainingClient:
             raise InvalidInputError(f"the server reported no model name for {self._model_id}")
         return get_tokenizer(name, data.tokenizer_id)
 
+    @property
+    def _flags(self) -> ClientConfigResponse:
+        return self._handle.client_config
+
     async def _submit(self, op: Op) -> APIFuture[Any]:
         return await self._ref.call(lambda reply: Submit(op, reply))
-
-    def _fwd_op(
-        self,
-        data: Sequence[Datum],
-        loss_fn: LossFnType,
-        loss_fn_config: LossFnConfig | None,
-        *,
-        forward_only: bool,
-        chunks: list[DataChunk] | None = None,
-        sdk_method: str | None = None,
-    ) -> Op:
-        _check_loss(loss_fn, loss_fn_config)
-        flags = self._handle.client_config
-        if chunks is None:
-            chunks = plan_chunks(
-                data,
-                max_len=flags.fwdbwd_max_chunk_len,
-                max_bytes=flags.fwdbwd_max_chunk_bytes_count,
-            )
-        compress = flags.proto_compress_fwdbwd
-        headers = {"Content-Encoding": "zstd"} if compress else None
-        model_id = self._model_id
-
-        def make(ids: Sequence[int]) -> list[Body]:
-            return [
-                Body(
-                    content=encode_forward_backward_request(
-                        ForwardBackwardRequest(
-                            forward_backward_input=ForwardBackwardInput(
-                                data=chunk.data, loss_fn=loss_fn, loss_fn_config=loss_fn_config
-                            ),
-                            model_id=model_id,
-                            seq_id=seq_id,
-                            forward_only=forward_only,
-                        ),
-                        compress=compress,
-                    ),
-                    content_type=PROTOBUF,
-                    headers=headers,
-                    nbytes=chunk.nbytes,
-                )
-                for seq_id, chunk in zip(ids, chunks, strict=True)
-            ]
-
-        kind = "Forward" if forward_only else "ForwardBackward"
-        return Op(
-            path="/api/v1/forward_backward",
-            sdk_method=sdk_method
-            or f"{_CLASS}.{'forward' if forward_only else 'forward_backward'}",
-            spec=ResultSpec(kind, decode_proto=decode_forward_backward_output),
-            make=make,
-            n_ids=len(chunks),
-            combine=combine_outputs if len(chunks) > 1 else None,
-        )
 
     @reported
     async def forward(
@@ -256,7 +149,9 @@ class TrainingClient:
             InvalidInputError: empty data, unknown loss, or data that cannot be encoded.
             TrainingOrderBrokenError: an earlier request of this client failed to submit.
         """
-        return await self._submit(self._fwd_op(data, loss_fn, loss_fn_config, forward_only=True))
+        return await self._submit(
+            fwd_op(self._model_id, self._flags, data, loss_fn, loss_fn_config, forward_only=True)
+        )
 
     @reported
     async def forward_backward(
@@ -271,7 +166,9 @@ class TrainingClient:
             InvalidInputError: empty data, unknown loss, or data that cannot be encoded.
             TrainingOrderBrokenError: an earlier request of this client failed to submit.
         """
-        return await self._submit(self._fwd_op(data, loss_fn, loss_fn_config, forward_only=False))
+        return await self._submit(
+            fwd_op(self._model_id, self._flags, data, loss_fn, loss_fn_config, forward_only=False)
+        )
 
     @reported
     async def forward_backward_custom(
@@ -297,64 +194,14 @@ class TrainingClient:
             TypeError: ``loss_fn`` is not callable, or an item is not a Datum.
             TrainingOrderBrokenError: an earlier request of this client failed to submit.
         """
-        if not callable(loss_fn):
-            raise TypeError(f"loss_fn must be callable, got {type(loss_fn).__name__}")
-        user_data = list(data)
-        forward_data = forward_data_for_custom(user_data)
-        method = f"{_CLASS}.forward_backward_custom"
-        op = self._fwd_op(forward_data, "cross_entropy", None, forward_only=True, sdk_method=method)
-        flags = self._handle.client_config
-        sizes = [len(chunk.data) for chunk in plan_chunks(
-            forward_data,
-            max_len=flags.fwdbwd_max_chunk_len,
-            max_bytes=flags.fwdbwd_max_chunk_bytes_count,
-        )]  # fmt: skip
-
-        async def backward(forward: Any, ids: Sequence[int]) -> tuple[Op, list[Body]]:
-            output: ForwardBackwardOutput = forward
-            backward_data, loss_sum, metrics = await run_custom_loss(user_data, output, loss_fn)
-            chunks: list[DataChunk] = []
-            start = 0
-            for size in sizes:  # the forward pass's chunk boundaries (its ids are reserved)
-                part = backward_data[start : start + size]
-                chunks.append(DataChunk(part, sum(estimate_datum_bytes(d) for d in part)))
-                start += size
-            second = self._fwd_op(
-                backward_data, "cross_entropy", None, forward_only=False, chunks=chunks,
-                sdk_method=method,
-            )  # fmt: skip
-
-            def finish(results: list[Any]) -> ForwardBackwardOutput:
-                combined = combine_outputs(results) if len(results) > 1 else results[0]
-                return merge_custom_metrics(combined, loss_sum, metrics)
-
-            second.combine = finish
-            return second, second.make(ids)
-
-        op.follow_up = backward
-        op.label = "ForwardBackward"
-        return await self._submit(op)
+        return await self._submit(custom_loss_op(self._model_id, self._flags, data, loss_fn))
 
     @reported
     async def optim_step(
         self, adam_params: AdamParams | DimuonParams
     ) -> APIFuture[OptimStepResponse]:
         """Apply the accumulated gradients; return once accepted in order."""
-        if not isinstance(adam_params, AdamParams | DimuonParams):
-            raise InvalidInputError(
-                f"optim_step takes AdamParams (or DimuonParams), got {type(adam_params).__name__}"
-            )
-        model_id = self._model_id
-        return await self._submit(
-            Op(
-                path="/api/v1/optim_step",
-                sdk_method=f"{_CLASS}.optim_step",
-                spec=ResultSpec("OptimStep", OptimStepResponse),
-                make=lambda ids: [
-                    Body(json=OptimStepRequest.for_params(model_id, adam_params, seq_id=ids[0]))
-                ],
-            )
-        )
+        return await self._submit(optim_step_op(self._model_id, adam_params))
 
     @reported
     async def save_state(
@@ -365,59 +212,15 @@ class TrainingClient:
         user_metadata: dict[str, str] | None = None,
     ) -> APIFuture[SaveWeightsResponse]:
         """Save weights and optimizer state as ``tinker://<model>/weights/<name>``."""
-        if not isinstance(name, str) or not name:
-            raise InvalidInputError(f"name must be a non-empty string, got {name!r}")
-        _check_ttl(ttl_seconds)
-        model_id = self._model_id
         return await self._submit(
-            Op(
-                path="/api/v1/save_weights",
-                sdk_method=f"{_CLASS}.save_state",
-                spec=ResultSpec("SaveWeights", SaveWeightsResponse),
-                http_retries=0,
-                make=lambda ids: [
-                    Body(
-                        json=SaveWeightsRequest(
-                            model_id=model_id,
-                            path=name,
-                            seq_id=ids[0],
-                            ttl_seconds=ttl_seconds,
-                            overwrite=overwrite,
-                            user_metadata=user_metadata,
-                        )
-                    )
-                ],
-            )
+            save_state_op(self._model_id, name, ttl_seconds, overwrite, user_metadata)
         )
 
     async def _load(
         self, path: str, weights_access_token: str | None, *, optimizer: bool
     ) -> APIFuture[LoadWeightsResponse]:
-        model_id = self._model_id
-        request = LoadWeightsRequest(  # validates the path now
-            model_id=model_id,
-            seq_id=0,
-            path=path,
-            optimizer=optimizer,
-            weights_access_token=weights_access_token,
-        )
         return await self._submit(
-            Op(
-                path="/api/v1/load_weights",
-                sdk_method=f"{_CLASS}.load_state" + ("_with_optimizer" if optimizer else ""),
-                spec=ResultSpec("LoadWeights", LoadWeightsResponse),
-                make=lambda ids: [
-                    Body(
-                        json=LoadWeightsRequest(
-                            model_id=model_id,
-                            seq_id=ids[0],
-                            path=request.path,
-                            optimizer=optimizer,
-                            weights_access_token=weights_access_token,
-                        )
-                    )
-                ],
-            )
+            load_op(self._model_id, path, weights_access_token, optimizer=optimizer)
         )
 
     @reported
@@ -442,29 +245,8 @@ class TrainingClient:
         user_metadata: dict[str, str] | None = None,
     ) -> APIFuture[SaveWeightsForSamplerResponse]:
         """Save sampler weights as ``tinker://<model>/sampler_weights/<name>``."""
-        if not isinstance(name, str) or not name:
-            raise InvalidInputError(f"name must be a non-empty string, got {name!r}")
-        _check_ttl(ttl_seconds)
-        model_id = self._model_id
         return await self._submit(
-            Op(
-                path="/api/v1/save_weights_for_sampler",
-                sdk_method=f"{_CLASS}.save_weights_for_sampler",
-                spec=ResultSpec("SaveWeightsForSampler", SaveWeightsForSamplerResponseInternal),
-                http_retries=0,
-                combine=lambda results: _public_sampler_response(results[0]),
-                make=lambda ids: [
-                    Body(
-                        json=SaveWeightsForSamplerRequest(
-                            model_id=model_id,
-                            path=name,
-                            seq_id=ids[0],
-                            ttl_seconds=ttl_seconds,
-                            user_metadata=user_metadata,
-                        )
-                    )
-                ],
-            )
+            save_for_sampler_op(self._model_id, name, ttl_seconds, user_metadata)
         )
 
     @reported
@@ -484,34 +266,8 @@ class TrainingClient:
         Raises:
             InvalidInputError: an empty name, a bad ttl, or bad recipients.
         """
-        if not isinstance(name, str) or not name:
-            raise InvalidInputError(f"name must be a non-empty string, got {name!r}")
-        _check_ttl(ttl_seconds)
-        model_id = self._model_id
-        recipients = None if age_encryption_recipients is None else list(age_encryption_recipients)
-        SaveWeightsExternalRequest(  # validates the recipients now, before anything is queued
-            model_id=model_id, path=name, ttl_seconds=ttl_seconds,
-            age_encryption_recipients=recipients,
-        )  # fmt: skip
         return await self._submit(
-            Op(
-                path="/api/v1/save_weights_external",
-                sdk_method=f"{_CLASS}.save_weights_external",
-                spec=ResultSpec("SaveWeightsExternal", SaveWeightsExternalResponseInternal),
-                http_retries=0,
-                combine=lambda results: _public_external_response(results[0]),
-                make=lambda ids: [
-                    Body(
-                        json=SaveWeightsExternalRequest(
-                            model_id=model_id,
-                            path=name,
-                            seq_id=ids[0],
-                            ttl_seconds=ttl_seconds,
-                            age_encryption_recipients=recipients,
-                        )
-                    )
-                ],
-            )
+            save_external_op(self._model_id, name, ttl_seconds, age_encryption_recipients)
         )
 
     @reported
@@ -529,22 +285,7 @@ class TrainingClient:
         model_id = self._model_id
         handle, sampling_seq = await self._ctx.reserve("sampling")
         future: APIFuture[SaveWeightsForSamplerResponseInternal] = await self._submit(
-            Op(
-                path="/api/v1/save_weights_for_sampler",
-                sdk_method=f"{_CLASS}.save_weights_and_get_sampling_client",
-                spec=ResultSpec("SaveWeightsForSampler", SaveWeightsForSamplerResponseInternal),
-                http_retries=0,
-                make=lambda ids: [
-                    Body(
-                        json=SaveWeightsForSamplerRequest(
-                            model_id=model_id,
-                            sampling_session_seq_id=sampling_seq,
-                            seq_id=ids[0],
-                            kind=kind,
-                        )
-                    )
-                ],
-            )
+            ephemeral_sampler_save_op(model_id, sampling_seq, kind)
         )
         saved = await future.result()
         if saved.sampling_session_id is None:
