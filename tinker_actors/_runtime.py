@@ -45,13 +45,19 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import math
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, Final, TypeVar, cast, final
 
-import msgspec
 import trio
 
+from tinker_actors._runtime_parts import (
+    RuntimeStatistics,
+    ServiceMethods,
+    check_grace,
+    check_session_options,
+    collect_statistics,
+    finish_status,
+)
 from tinker_actors.actors import (
     Ensure,
     Finish,
@@ -72,13 +78,9 @@ from tinker_actors.actors import (
 )
 from tinker_actors.clients import (
     ClientContext,
-    RestClient,
-    SamplingClient,
     ServiceClient,
-    TrainingClient,
 )
 from tinker_actors.config import Config, resolve_config
-from tinker_actors.errors import InvalidInputError
 from tinker_actors.supervisors import (
     SHUTDOWN,
     ActorExited,
@@ -86,19 +88,17 @@ from tinker_actors.supervisors import (
     Census,
     ChildSpec,
     Registry,
-    RegistryStatistics,
     Restart,
     RuntimeDump,
     Strategy,
     SupervisorRef,
-    SupervisorStatistics,
     actor_spec,
     registry_spec,
     run_supervisor,
     supervisor_spec,
     track_actors,
 )
-from tinker_actors.transport import Transport, TransportStatistics, open_transport
+from tinker_actors.transport import Transport, open_transport
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable
@@ -106,9 +106,7 @@ if TYPE_CHECKING:
     import httpx
 
     from tinker_actors.actors import FutureState
-    from tinker_actors.backoff import RetryConfig
     from tinker_actors.supervisors import Actor
-    from tinker_actors.types import GetServerCapabilitiesResponse
 
 __all__ = ["Runtime", "RuntimeStatistics", "open"]
 
@@ -125,24 +123,6 @@ DEFAULT_SHUTDOWN_GRACE: Final = 5.0
 _TOKEN: Final = object()
 
 
-class RuntimeStatistics(msgspec.Struct, frozen=True, kw_only=True):
-    """A snapshot of a runtime.
-
-    Attributes:
-        uptime: seconds since the tree was ready.
-        actors: live actors (not counting supervisors).
-        supervisors: each supervisor's statistics, root first.
-        limiters: the limiter registry's entries and starts.
-        transport: the HTTP layer's counters.
-    """
-
-    uptime: float
-    actors: int
-    supervisors: tuple[SupervisorStatistics, ...]
-    limiters: RegistryStatistics | None
-    transport: TransportStatistics
-
-
 def _tree() -> list[ChildSpec[object]]:
     """The root's children, in start order (rest_for_one: later ones depend on earlier ones)."""
     return [
@@ -153,7 +133,7 @@ def _tree() -> list[ChildSpec[object]]:
 
 
 @final
-class Runtime:
+class Runtime(ServiceMethods):
     """What ``open()`` yields: the tree, the limiter registry, the transport. No public constructor."""
 
     __slots__ = (
@@ -286,78 +266,11 @@ class Runtime:
         """
         return await self.start_child(actor_spec(id, factory, restart=restart, shutdown=shutdown))
 
-    # -- the ServiceClient -------------------------------------------------------------------
-
-    @property
-    def service(self) -> ServiceClient:
-        """The ServiceClient of this runtime (its factories are also methods of the runtime)."""
-        return self._service
+    # -- the ServiceClient (its factories are ServiceMethods') -------------------------------
 
     async def session_id(self) -> str:
         """Return the session id, bootstrapping the session if needed (quote it to support)."""
         return (await self._ensure_session()).session_id
-
-    async def get_server_capabilities(self) -> GetServerCapabilitiesResponse:
-        """Return the models the server supports (no session needed)."""
-        return await self._service.get_server_capabilities()
-
-    def create_rest_client(self) -> RestClient:
-        """Return a RestClient over this runtime's transport (no session needed)."""
-        return self._service.create_rest_client()
-
-    async def create_lora_training_client(
-        self,
-        base_model: str,
-        rank: int = 32,
-        seed: int | None = None,
-        train_mlp: bool = True,
-        train_attn: bool = True,
-        train_unembed: bool = True,
-        user_metadata: dict[str, Any] | None = None,
-    ) -> TrainingClient:
-        """Create a LoRA model and return its TrainingClient (see ServiceClient)."""
-        return await self._service.create_lora_training_client(
-            base_model,
-            rank=rank,
-            seed=seed,
-            train_mlp=train_mlp,
-            train_attn=train_attn,
-            train_unembed=train_unembed,
-            user_metadata=user_metadata,
-        )
-
-    async def create_training_client_from_state(
-        self,
-        path: str,
-        base_model: str | None = None,
-        user_metadata: dict[str, Any] | None = None,
-        weights_access_token: str | None = None,
-    ) -> TrainingClient:
-        """Create a model from saved weights (fresh optimizer) and return its client."""
-        return await self._service.create_training_client_from_state(
-            path, base_model, user_metadata, weights_access_token
-        )
-
-    async def create_training_client_from_state_with_optimizer(
-        self,
-        path: str,
-        base_model: str | None = None,
-        user_metadata: dict[str, Any] | None = None,
-        weights_access_token: str | None = None,
-    ) -> TrainingClient:
-        """Create a model from saved weights and optimizer state and return its client."""
-        return await self._service.create_training_client_from_state_with_optimizer(
-            path, base_model, user_metadata, weights_access_token
-        )
-
-    async def create_sampling_client(
-        self,
-        model_path: str | None = None,
-        base_model: str | None = None,
-        retry_config: RetryConfig | None = None,
-    ) -> SamplingClient:
-        """Open a sampling session on saved weights or a base model (see ServiceClient)."""
-        return await self._service.create_sampling_client(model_path, base_model, retry_config)
 
     # -- lazily started actors -----------------------------------------------------------------
 
@@ -481,23 +394,10 @@ class Runtime:
 
     def statistics(self) -> RuntimeStatistics:
         """Return uptime, live actors, every supervisor's counters, limiters and transport."""
-        supervisors = [self._root.statistics()]
-        limiters: RegistryStatistics | None = None
-        for child_id in (LIMITERS, POLLERS, CLIENTS):
-            value = self._root.child(child_id)
-            if isinstance(value, Registry):
-                limiters = value.statistics()
-                supervisors.append(value.supervisor.statistics())
-            elif isinstance(value, SupervisorRef):
-                supervisors.append(value.statistics())
-        dump = self._census.dump()
-        return RuntimeStatistics(
-            uptime=trio.current_time() - self._started_at,
-            actors=sum(1 for info in dump.actors if info.kind == "actor"),
-            supervisors=tuple(supervisors),
-            limiters=limiters,
-            transport=self._transport.statistics(),
-        )
+        return collect_statistics(
+            self._root, (LIMITERS, POLLERS, CLIENTS), self._census, self._started_at,
+            self._transport,
+        )  # fmt: skip
 
     def _running(self, child_id: str, kind: type[T]) -> T:
         value = self._root.child(child_id)
@@ -505,35 +405,6 @@ class Runtime:
             reason = self._root.exit_reason or SHUTDOWN
             raise ActorExited(f"{self._root.name}/{child_id}", reason)
         return value
-
-
-def _check_grace(shutdown_grace: object) -> float:
-    if (
-        isinstance(shutdown_grace, bool)
-        or not isinstance(shutdown_grace, int | float)
-        or not 0 <= shutdown_grace < math.inf
-    ):
-        raise InvalidInputError(
-            f"shutdown_grace must be a finite number of seconds >= 0, got {shutdown_grace!r}"
-        )
-    return float(shutdown_grace)
-
-
-def _check_session_options(user_metadata: object, display_name: object) -> None:
-    if user_metadata is not None and not (
-        isinstance(user_metadata, dict) and all(isinstance(k, str) for k in user_metadata)
-    ):
-        raise InvalidInputError(
-            f"user_metadata must be a dict with str keys or None, got {user_metadata!r}"
-        )
-    if display_name is not None and not isinstance(display_name, str):
-        raise InvalidInputError(f"display_name must be a str or None, got {display_name!r}")
-
-
-def _finish_status(error: BaseException | None) -> FinishStatus:
-    if error is None:
-        return "success"
-    return "errored" if isinstance(error, Exception) else "interrupted"
 
 
 @asynccontextmanager
@@ -564,8 +435,8 @@ async def open(
         InvalidInputError: bad settings or no credential, before anything starts.
         ExceptionGroup: a supervisor escalation; it holds the crashed child's own exception.
     """
-    grace = _check_grace(shutdown_grace)
-    _check_session_options(user_metadata, display_name)
+    grace = check_grace(shutdown_grace)
+    check_session_options(user_metadata, display_name)
     config = resolve_config(base_url=base_url, api_key=api_key, **config_overrides)
     body_error: BaseException | None = None
     try:
@@ -597,7 +468,7 @@ async def open(
                         with trio.CancelScope(shield=True), trio.move_on_after(grace):
                             # Finishing gets half the grace, so the tree always gets the rest.
                             with trio.move_on_after(grace / 2):
-                                await runtime._finish_session(_finish_status(body_error))
+                                await runtime._finish_session(finish_status(body_error))
                             root.request_stop()
                             await root.wait_stopped()
                         nursery.cancel_scope.cancel()

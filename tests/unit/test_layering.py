@@ -47,6 +47,19 @@ ALLOWED: dict[str, set[str]] = {
         "actors",
         "clients",
         "_version",
+        "_runtime_parts",
+    },
+    # the runtime's plain parts (argument checks, statistics, the ServiceClient delegation)
+    "_runtime_parts": {
+        "backoff",
+        "errors",
+        "config",
+        "types",
+        "supervisors",
+        "transport",
+        "actors",
+        "clients",
+        "_version",
     },
     # the local server shares the wire types and codecs with the client, nothing else
     "local": {"types", "errors", "transport", "backoff", "_version"},
