@@ -19,7 +19,12 @@ The official client is driven in its documented 0.38 style (submission returns a
 once, ``.result()`` waits; its own event loop runs in a background thread); tinker_actors in
 trio (``await client.call(...)`` then ``await future.result()``).
 
-Usage: ``python bench/sdk.py [--b1 2048] [--b3-steps 4] [--b8 300]``. Not a test.
+``--transport httpx`` (default) / ``--transport h11`` picks the HTTP transport of ours; repeat
+it (``--transport httpx --transport h11``) to run ours once per transport in the same run, each
+compared with the same official run. ``h11`` is the experimental
+``tinker_actors.transport._h11.TrioH11Transport``.
+
+Usage: ``python bench/sdk.py [--b1 2048] [--b3-steps 4] [--b8 300] [--transport h11]``. Not a test.
 """
 
 from __future__ import annotations
@@ -41,7 +46,6 @@ KEY = "tml-bench-sdk"
 BASE_MODEL = "local/tiny"
 SFT_MODEL = "local/small"  # 2,048-token context: one SFT datum fills it
 WORKLOADS = ("B1", "B3", "B8")
-CLIENTS = ("official", "ours")
 
 
 # -- inputs shared by both clients ---------------------------------------------------------------
@@ -133,9 +137,14 @@ def run_ours(workload: str, url: str, args: argparse.Namespace) -> dict[str, Any
     from tinker_actors.types import AdamParams, Datum, ModelInput, SamplingParams, TensorData
 
     out: dict[str, Any] = {}
+    http_transport = None
+    if args.transport and args.transport[0] == "h11":
+        from tinker_actors.transport._h11 import TrioH11Transport
+
+        http_transport = TrioH11Transport(max_connections=1000)
 
     async def main() -> None:
-        async with ta.open(base_url=url, api_key=KEY) as rt:
+        async with ta.open(base_url=url, api_key=KEY, http_transport=http_transport) as rt:
             if workload in ("B1", "B8"):
                 sampler = await rt.create_sampling_client(base_model=BASE_MODEL)
                 if workload == "B1":
@@ -216,6 +225,8 @@ def child(client: str, workload: str, url: str, args: argparse.Namespace) -> int
     import warnings
 
     warnings.simplefilter("ignore")
+    if client.startswith("ours/"):
+        client, args.transport = "ours", [client.split("/", 1)[1]]
     out = (run_official if client == "official" else run_ours)(workload, url, args)
     usage = resource.getrusage(resource.RUSAGE_SELF)
     out["peak_rss_mb"] = usage.ru_maxrss / 1024  # KiB on Linux
@@ -247,19 +258,26 @@ def run_child(client: str, workload: str, url: str, argv: list[str], pin: bool) 
 
 def summary(workload: str, results: dict[str, dict[str, Any]]) -> list[str]:
     lines = []
-    for client in CLIENTS:
+    for client in results:
         r = results[client]
         line = (
-            f"{workload} {client:8s} wall {r['wall']:7.3f} s  cpu {r['cpu']:7.3f} s  "
+            f"{workload} {client:10s} wall {r['wall']:7.3f} s  cpu {r['cpu']:7.3f} s  "
             f"req/future {r['requests'] / r['futures']:5.2f}  peak RSS {r['peak_rss_mb']:6.1f} MB"
         )
         if "latencies" in r:
             lat = np.array(r["latencies"]) * 1000
             line += f"  mean {lat.mean():6.3f} ms  p99 {np.percentile(lat, 99):6.3f} ms"
         lines.append(line)
-    o, m = results["official"], results["ours"]
+    o = results["official"]
+    for client in results:
+        if client != "official":
+            lines.append(ratio_line(workload, client, o, results[client]))
+    return lines
+
+
+def ratio_line(workload: str, client: str, o: dict[str, Any], m: dict[str, Any]) -> str:
     ratio = (
-        f"{workload} ours/official: wall {m['wall'] / o['wall']:.2f}x  cpu {m['cpu'] / o['cpu']:.2f}x"
+        f"{workload} {client}/official: wall {m['wall'] / o['wall']:.2f}x  cpu {m['cpu'] / o['cpu']:.2f}x"
         f"  peak RSS {m['peak_rss_mb'] / o['peak_rss_mb']:.2f}x"
     )
     if "latencies" in m:
@@ -268,8 +286,7 @@ def summary(workload: str, results: dict[str, dict[str, Any]]) -> list[str]:
             f"  mean latency {lm.mean() / lo.mean():.2f}x"
             f"  p99 {np.percentile(lm, 99) / np.percentile(lo, 99):.2f}x"
         )
-    lines.append(ratio)
-    return lines
+    return ratio
 
 
 def main() -> int:
@@ -280,6 +297,7 @@ def main() -> int:
     parser.add_argument("--b3-tokens", type=int, default=2048)
     parser.add_argument("--b8", type=int, default=300)
     parser.add_argument("--only", choices=WORKLOADS, action="append")
+    parser.add_argument("--transport", choices=("httpx", "h11"), action="append")
     parser.add_argument("--child", nargs=3, metavar=("CLIENT", "WORKLOAD", "URL"))
     args = parser.parse_args()
     if args.child:
@@ -302,7 +320,8 @@ def main() -> int:
         print(f"server {url} (null backend; server on CPU 0, clients on CPU 1: {pin})")
         print(" ".join(sizes))
         for workload in args.only or WORKLOADS:
-            results = {c: run_child(c, workload, url, sizes, pin) for c in CLIENTS}
+            clients = ["official"] + [f"ours/{t}" for t in args.transport or ["httpx"]]
+            results = {c: run_child(c, workload, url, sizes, pin) for c in clients}
             for line in summary(workload, results):
                 print(line, flush=True)
     finally:
