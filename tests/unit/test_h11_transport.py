@@ -434,8 +434,8 @@ async def test_sdk_retries_transport_failures_through_the_h11_transport() -> Non
             url = await nursery.start(proxy.serve)
             async with ta.open(base_url=url, api_key=KEY, http_transport=transport) as rt:
                 sampler = await rt.create_sampling_client(base_model="local/tiny")
-                # from now on, each new request on a connection is reset or cut off 40% of the time
-                proxy.set_faults(ConnectionFaults(reset=0.2, close=0.2, seed=4))
+                # from now on, each new request on a connection is reset or cut off 20% of the time
+                proxy.set_faults(ConnectionFaults(reset=0.1, close=0.1, seed=4))
                 for i in range(3):
                     prompt = ModelInput.from_ints([5, 6, 7 + i])
                     future = await sampler.sample(prompt, 1, SamplingParams(max_tokens=2))
