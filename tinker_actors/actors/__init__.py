@@ -4,6 +4,8 @@
   create_session), heartbeat, counters, finish.
 * :class:`FuturePoller` — hosts the waiting half of every operation and long-polls
   ``retrieve_future`` (:func:`poll_future`) with the status handling of protocol.md §6.2.
+* :class:`CompletionPoller` — batched completion polling of one sampling session
+  (``retrieve_futures``, protocol.md §6.4), run by the FuturePoller.
 * :class:`RateLimiter` — per-(base_url, API key) admission control: the shared 429 deadline,
   dispatch slots and byte budgets (:func:`rate_limiter_for` finds it in the runtime's registry).
 * :class:`TelemetryReporter` — batched, bounded, scrubbed telemetry that never blocks a caller.
@@ -13,6 +15,8 @@ They know the transport and the wire types, and nothing about the client facades
 
 from __future__ import annotations
 
+from tinker_actors.actors._completions import CompletionPoller as CompletionPoller
+from tinker_actors.actors._completions import CompletionPollingError as CompletionPollingError
 from tinker_actors.actors._limiter import GetRateLimiter as GetRateLimiter
 from tinker_actors.actors._limiter import RateLimiter as RateLimiter
 from tinker_actors.actors._limiter import RateLimiterActor as RateLimiterActor
@@ -45,6 +49,8 @@ from tinker_actors.actors._telemetry import TelemetryStatistics as TelemetryStat
 from tinker_actors.actors._telemetry import telemetry_spec as telemetry_spec
 
 __all__ = [
+    "CompletionPoller",
+    "CompletionPollingError",
     "Ensure",
     "Finish",
     "FinishStatus",

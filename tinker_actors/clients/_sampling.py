@@ -20,6 +20,13 @@ One sample, as protocol.md §7.4 and §9.5 describe it:
    ``max_connections`` at once, and fails with ``StuckError`` when no sample of this client
    completed for ``progress_timeout`` seconds.
 
+With the server flag ``sample_use_retrieve_futures`` (protocol §6.4), step 3 changes: the
+sample waits for its ``request_id`` in the completions of the client's one
+:class:`~tinker_actors.actors.CompletionPoller` (started lazily on the first sample, run by the
+FuturePoller, stopped with the runtime), then fetches the result with one ``retrieve_future``
+(reserving the payload's bytes up front when the completion gives its size) and reports the id
+as retrieved. Waiting samples hold no connection, so there is no concurrency cap.
+
 Submission (step 2) runs inside the per-(base_url, API key)
 :class:`~tinker_actors.actors.RateLimiter` of the runtime: it holds one of 400 dispatch slots
 (10 while throttled) and the prompt's estimated bytes of the sample budget (20x while
@@ -35,6 +42,7 @@ import msgspec
 import trio
 
 from tinker_actors.actors import (
+    CompletionPoller,
     FutureExpiredError,
     FutureState,
     QueueStateLog,
@@ -62,11 +70,13 @@ from tinker_actors.errors import (
     APIResponseValidationError,
     APIStatusError,
     InvalidInputError,
+    RequestFailedError,
 )
 from tinker_actors.tokenizer import get_tokenizer
 from tinker_actors.transport import RequestOptions
 from tinker_actors.transport.proto import decode_sample_response
 from tinker_actors.types import (
+    FutureFinished,
     ModelInput,
     SampleRequest,
     SampleResponse,
@@ -102,6 +112,9 @@ class SamplingClient:
     __slots__ = (
         "_active",
         "_base_model",
+        "_clone_id",
+        "_completions",
+        "_completions_state",
         "_ctx",
         "_detached",
         "_handle",
@@ -143,7 +156,10 @@ class SamplingClient:
         self._retry = retry_config
         limit = retry_config.max_connections
         self._limiter = trio.CapacityLimiter(limit) if limit is not None else None
+        self._clone_id = clone_id
         self._next_seq = clone_id * CLONE_STRIDE  # a clone's own seq id range (§8.5)
+        self._completions: CompletionPoller | None = None
+        self._completions_state: FutureState[Any] | None = None
         self._detached: SamplerState | None = None
         self._active = 0
         self._last_progress = trio.current_time()
@@ -377,10 +393,28 @@ class SamplingClient:
         def decode(body: bytes) -> SampleResponse:
             return decode_sample_response(body, sequence_ids=sequence_ids)
 
+        spec = ResultSpec("Sample", decode_proto=decode)
+        completions = await self._completion_poller()
+        if completions is None:
+            return await self._fetch(future.request_id, spec, state, method, roundtrip)
+        return await self._fetch_completed(
+            completions, future.request_id, spec, state, method, roundtrip
+        )
+
+    async def _fetch(
+        self,
+        request_id: str,
+        spec: ResultSpec[SampleResponse],
+        state: FutureState[Any],
+        method: str,
+        roundtrip: float,
+        *,
+        allow_metadata_only: bool = True,
+    ) -> SampleResponse:
         return await poll_future(
             self._ctx.transport,
-            future.request_id,
-            ResultSpec("Sample", decode_proto=decode),
+            request_id,
+            spec,
             budget=self._ctx.budget,
             state=state,
             queue_log=self._queue_log,
@@ -388,8 +422,64 @@ class SamplingClient:
             progress_deadline=self._progress_deadline
             if self._retry.enable_stuck_detection
             else None,
+            allow_metadata_only=allow_metadata_only,
             promise_roundtrip=roundtrip,
         )
+
+    async def _completion_poller(self) -> CompletionPoller | None:
+        """Return this client's completion loop, starting it on first use (§6.4); None if off."""
+        if not self._handle.client_config.sample_use_retrieve_futures:
+            return None
+        loop, loop_state = self._completions, self._completions_state
+        if loop is not None and loop_state is not None and (not loop_state.done() or loop.fatal):
+            return loop  # running, or failed for good (its waits raise the failure)
+        loop = CompletionPoller(self._ctx.transport, self._sampler_id, self._clone_id)
+        loop_state = FutureState("RetrieveFutures")
+        self._completions, self._completions_state = loop, loop_state
+        await self._ctx.watch(loop_state, loop.run)
+        return loop
+
+    async def _fetch_completed(
+        self,
+        completions: CompletionPoller,
+        request_id: str,
+        spec: ResultSpec[SampleResponse],
+        state: FutureState[Any],
+        method: str,
+        roundtrip: float,
+    ) -> SampleResponse:
+        """Wait for ``request_id``'s completion, then fetch its result once and report it."""
+        while True:
+            if not self._retry.enable_stuck_detection:
+                completion = await completions.wait(request_id)
+                break
+            deadline = self._progress_deadline()
+            if trio.current_time() >= deadline:
+                raise StuckError(
+                    f"No progress made in the progress timeout while waiting for "
+                    f"{request_id!r}. Requests appear to be stuck."
+                )
+            with trio.move_on_at(deadline):
+                completion = await completions.wait(request_id)
+                break
+        size = 0
+        if isinstance(completion, FutureFinished):
+            size = max(completion.response_payload_uncompressed_size or 0, 0)
+        budget = self._ctx.budget
+        if size:
+            await budget.acquire(size)
+        try:
+            result = await self._fetch(
+                request_id, spec, state, method, roundtrip, allow_metadata_only=size == 0
+            )
+        except RequestFailedError:
+            completions.retrieved(request_id)  # the error is the result: fetched in full
+            raise
+        finally:
+            if size:
+                budget.release(size)
+        completions.retrieved(request_id)
+        return result
 
     async def _submit(self, request: SampleRequest, nbytes: int, method: str) -> UntypedAPIFuture:
         """POST the sample; 429 backs off and resubmits the same seq_id; others retry."""
