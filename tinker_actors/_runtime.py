@@ -80,6 +80,7 @@ from tinker_actors.clients import (
     ClientContext,
     ServiceClient,
 )
+from tinker_actors.clients._sampler_handle import ShadowSessions
 from tinker_actors.config import Config, resolve_config
 from tinker_actors.supervisors import (
     SHUTDOWN,
@@ -107,6 +108,7 @@ if TYPE_CHECKING:
 
     from tinker_actors.actors import FutureState
     from tinker_actors.supervisors import Actor
+    from tinker_actors.types import ClientConfigResponse
 
 __all__ = ["Runtime", "RuntimeStatistics", "open"]
 
@@ -146,6 +148,7 @@ class Runtime(ServiceMethods):
         "_root",
         "_service",
         "_session_handle",
+        "_shadows",
         "_started_at",
         "_telemetry",
         "_telemetry_started",
@@ -180,6 +183,8 @@ class Runtime(ServiceMethods):
         self._limiter: RateLimiter | None = None
         self._telemetry = TelemetryReporter.for_config(transport, config)
         self._telemetry_started = False
+        # Sampler handles from other runtimes join their own session here (shadow holders).
+        self._shadows = ShadowSessions(transport, lambda: self._session_handle, self._flags_ready)
         self._service = ServiceClient(
             ClientContext(
                 transport=transport,
@@ -192,6 +197,7 @@ class Runtime(ServiceMethods):
                 stop_actor=self._stop_client_actor,
                 rate_limiter=self._rate_limiter,
                 telemetry=self._telemetry,
+                shadows=self._shadows,
             )
         )
 
@@ -307,6 +313,11 @@ class Runtime(ServiceMethods):
         self._budget.resize(handle.client_config.inflight_response_bytes_semaphore_size)
         self._telemetry.bind_session(handle.session_id)  # queues SESSION_START
 
+    def _flags_ready(self, flags: ClientConfigResponse) -> None:
+        """Size the response budget from flags fetched without a session (a shadow holder)."""
+        if self._session_handle is None:
+            self._budget.resize(flags.inflight_response_bytes_semaphore_size)
+
     async def _ensure_session(self) -> SessionHandle:
         handle = await (await self._session_ref()).call(Ensure)
         if not self._telemetry_started:
@@ -334,7 +345,9 @@ class Runtime(ServiceMethods):
         limiter = self._limiter
         if limiter is not None and not limiter.statistics().closed:
             return limiter
-        flags = (await self._ensure_session()).client_config
+        # The own session's flags; a runtime that only samples on sampler handles of other
+        # runtimes has no session, and fetches the flags alone (no create_session).
+        flags, _ = await self._shadows.flags()
         limiter = await rate_limiter_for(
             self.registry,
             self.limiter_key,

@@ -11,26 +11,74 @@ samples on the same sampling session as a *clone* with its own seq id range
 (``clone_id * 1_000_000_000``, protocol §8.5): the clone id comes from
 ``POST /api/v1/join_sampling_session`` when the server's flag ``sample_join_sampling_session``
 is on, else it is drawn at random from ``[1, 1e9]``.
+
+The receiving runtime joins the handle's session as a *shadow holder* (protocol §2, §9.9):
+:class:`ShadowSessions` creates no session of its own for it, heartbeats the original
+``session_id`` (the heartbeat runs in the FuturePoller, so it stops with the runtime) and never
+finishes it: the owner does. The runtime still fetches its own client config and dynamic
+config once (steps 1-3 of the bootstrap) when it has no session to take them from.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-from typing import TYPE_CHECKING, Final
+import functools
+import logging
+from typing import TYPE_CHECKING, Any, Final, TypeAlias, final
 
 import msgspec
+import trio
 
-from tinker_actors.errors import InvalidInputError
-from tinker_actors.types import JoinSamplingSessionRequest, JoinSamplingSessionResponse
+from tinker_actors._version import __version__
+from tinker_actors.actors import FutureState, SessionHandle, holder_retries
+from tinker_actors.errors import (
+    APIConnectionError,
+    APIStatusError,
+    InvalidInputError,
+    NotFoundError,
+)
+from tinker_actors.transport import RequestOptions
+from tinker_actors.types import (
+    ClientConfigRequest,
+    ClientConfigResponse,
+    ClientDynamicConfigRequest,
+    ClientDynamicConfigResponse,
+    JoinSamplingSessionRequest,
+    JoinSamplingSessionResponse,
+    SessionHeartbeatRequest,
+)
 
 if TYPE_CHECKING:
     import random
+    from collections.abc import Awaitable, Callable
 
-    from tinker_actors.actors import SessionHandle
     from tinker_actors.transport import Transport
 
-__all__ = ["CLONE_STRIDE", "SamplerState", "clone_id_for", "decode_handle", "encode_handle"]
+    #: ClientContext.watch: runs work in the runtime's FuturePoller.
+    WatchFn: TypeAlias = Callable[
+        [FutureState[Any], Callable[[], Awaitable[object]]], Awaitable[None]
+    ]
+
+__all__ = [
+    "CLONE_STRIDE",
+    "SamplerState",
+    "ShadowSessions",
+    "clone_id_for",
+    "decode_handle",
+    "encode_handle",
+    "fetch_flags",
+    "shadow_heartbeat",
+]
+
+logger = logging.getLogger("tinker_actors.session")
+
+HEARTBEAT_INTERVAL: Final = 10.0
+HEARTBEAT_TIMEOUT: Final = 10
+HEARTBEAT_WARN_AFTER: Final = 120.0
+DYNAMIC_CONFIG_TIMEOUT: Final = 10
+
+Flags = tuple[ClientConfigResponse, ClientDynamicConfigResponse]
 
 #: A clone's seq ids start at ``clone_id * CLONE_STRIDE``.
 CLONE_STRIDE: Final = 1_000_000_000
@@ -87,3 +135,142 @@ async def clone_id_for(
         sdk_method=sdk_method,
     )
     return response.decode(JoinSamplingSessionResponse).client_counter
+
+
+async def fetch_flags(transport: Transport) -> Flags:
+    """Fetch the server's flags without creating a session (bootstrap steps 1-3, protocol §2).
+
+    Configures the transport's auth (JWT switch) and billing pause from the client config, as
+    the session bootstrap does. A 404 from ``dynamic_config`` means its defaults.
+    """
+    response = await holder_retries(
+        lambda: transport.request(
+            "POST",
+            "/api/v1/client/config",
+            json=ClientConfigRequest(sdk_version=__version__),
+            options=RequestOptions(raw_credential=True),
+        ),
+        what="client/config",
+    )
+    flags = response.decode(ClientConfigResponse)
+    transport.configure(
+        jwt_auth=flags.pjwt_auth_enabled,
+        jwt_credential_source=flags.credential_default_source,
+        billing_max_pause=float(flags.billing_exception_max_pause_duration_sec),
+    )
+    try:
+        dynamic = await holder_retries(
+            lambda: transport.request(
+                "POST",
+                "/api/v1/client/dynamic_config",
+                json=ClientDynamicConfigRequest(sdk_version=__version__),
+                options=RequestOptions(timeout=DYNAMIC_CONFIG_TIMEOUT, max_retries=0),
+            ),
+            what="client/dynamic_config",
+        )
+    except NotFoundError:
+        return flags, ClientDynamicConfigResponse()
+    return flags, dynamic.decode(ClientDynamicConfigResponse)
+
+
+async def shadow_heartbeat(transport: Transport, handle: SessionHandle) -> None:
+    """Heartbeat a session this runtime does not own, every 10 s, until it is gone (410).
+
+    As the owner's heartbeat (protocol §8.3): no retries, failures ignored except a warning per
+    cycle after 120 s without a success. The shadow never finishes the session.
+    """
+    last_ok = trio.current_time()
+    body = SessionHeartbeatRequest(session_id=handle.session_id)
+    options = RequestOptions(timeout=HEARTBEAT_TIMEOUT, max_retries=0, billing_pause=False)
+    while True:
+        await trio.sleep(HEARTBEAT_INTERVAL)
+        try:
+            await transport.request("POST", "/api/v1/session_heartbeat", json=body, options=options)
+        except APIStatusError as exc:
+            if exc.status_code == 410:
+                handle.lost = True
+                logger.info("shadowed session %s has finished (410)", handle.session_id)
+                return
+            failure = f"HTTP {exc.status_code}"
+        except APIConnectionError as exc:
+            failure = type(exc).__name__
+        else:
+            last_ok = trio.current_time()
+            continue
+        silent = trio.current_time() - last_ok
+        if silent > HEARTBEAT_WARN_AFTER:
+            logger.warning(
+                "Session heartbeat failed for %.0f seconds (%s); the session %s will be "
+                "terminated by the server if this continues",
+                silent,
+                failure,
+                handle.session_id,
+            )
+
+
+@final
+class ShadowSessions:
+    """The sessions a runtime samples on without owning them, and the flags it needs for that.
+
+    Args:
+        transport: the runtime's transport.
+        own: returns the runtime's own session, if it has one (its flags are used, and a handle
+            for it is not a shadow).
+        on_flags: called once with the client config fetched here (the runtime sizes its
+            response budget from it).
+    """
+
+    __slots__ = ("_beats", "_flags", "_lock", "_on_flags", "_own", "_transport")
+
+    def __init__(
+        self,
+        transport: Transport,
+        own: Callable[[], SessionHandle | None],
+        on_flags: Callable[[ClientConfigResponse], None] | None = None,
+    ) -> None:
+        self._transport = transport
+        self._own = own
+        self._on_flags = on_flags
+        self._flags: Flags | None = None
+        self._lock = trio.Lock()
+        self._beats: dict[str, tuple[SessionHandle, FutureState[Any]]] = {}
+
+    def __repr__(self) -> str:
+        return f"<ShadowSessions {sorted(self._beats)}>"
+
+    @property
+    def session_ids(self) -> list[str]:
+        """The shadowed sessions whose heartbeat is running."""
+        return [sid for sid, (_, beat) in self._beats.items() if not beat.done()]
+
+    async def flags(self) -> Flags:
+        """Return the server's flags: the own session's, else fetched once (no session made)."""
+        own = self._own()
+        if own is not None:
+            return own.client_config, own.dynamic_config
+        async with self._lock:
+            if self._flags is None:
+                self._flags = await fetch_flags(self._transport)
+                if self._on_flags is not None:
+                    self._on_flags(self._flags[0])
+            return self._flags
+
+    async def join(self, session_id: str, watch: WatchFn) -> SessionHandle:
+        """Return a handle on ``session_id`` and keep it heartbeating (started once per id).
+
+        Args:
+            session_id: the session of a sampler handle.
+            watch: runs the heartbeat in the runtime's FuturePoller (ClientContext.watch).
+        """
+        own = self._own()
+        if own is not None and own.session_id == session_id:
+            return own  # not a shadow: the runtime owns (and beats, and finishes) it
+        known = self._beats.get(session_id)
+        if known is not None and not known[1].done() and not known[0].lost:
+            return known[0]
+        config, dynamic = await self.flags()
+        handle = SessionHandle(session_id, config, dynamic)
+        beat: FutureState[Any] = FutureState("SessionHeartbeat")
+        self._beats[session_id] = (handle, beat)
+        await watch(beat, functools.partial(shadow_heartbeat, self._transport, handle))
+        return handle

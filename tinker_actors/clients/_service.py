@@ -28,7 +28,7 @@ import trio
 from tinker_actors.actors import OperationCancelledError, ResultSpec, holder_retries, poll_future
 from tinker_actors.clients._reporting import reported
 from tinker_actors.clients._rest import RestClient
-from tinker_actors.clients._sampler_handle import clone_id_for, decode_handle
+from tinker_actors.clients._sampler_handle import ShadowSessions, clone_id_for, decode_handle
 from tinker_actors.clients._sampling import SamplingClient
 from tinker_actors.clients._training import TrainingClient, start_training_client
 from tinker_actors.errors import InvalidInputError
@@ -78,6 +78,8 @@ class ClientContext:
         budget: the in-flight response byte budget shared by all polls.
         telemetry: where errors of public calls are reported (None: nowhere).
         rng: jitter source for retry delays.
+        shadows: the sessions of sampler handles this runtime samples on without owning them
+            (None: handles join the runtime's own session).
     """
 
     __slots__ = (
@@ -91,6 +93,7 @@ class ClientContext:
         "config",
         "ids",
         "rng",
+        "shadows",
         "telemetry",
         "transport",
     )
@@ -109,6 +112,7 @@ class ClientContext:
         rate_limiter: Callable[[], Awaitable[RateLimiter]],
         telemetry: TelemetryReporter | None = None,
         rng: random.Random | None = None,
+        shadows: ShadowSessions | None = None,
     ) -> None:
         self.transport = transport
         self.config = config
@@ -122,6 +126,7 @@ class ClientContext:
         self._stop_actor = stop_actor
         self._limiter = rate_limiter
         self.telemetry = telemetry
+        self.shadows = shadows
 
     def __repr__(self) -> str:
         return f"<ClientContext {self.config.base_url}>"
@@ -408,6 +413,9 @@ class ServiceClient:
     ) -> SamplingClient:
         """Return a clone SamplingClient for a handle from ``get_sampler_handle()``.
 
+        The clone samples on the handle's session (this runtime heartbeats it but does not
+        create a session of its own for it, nor finish it).
+
         Raises:
             InvalidInputError: not a sampler handle, or one for another base URL.
         """
@@ -418,7 +426,12 @@ class ServiceClient:
                 f"the sampler handle is for {state.base_url}, but this runtime talks to "
                 f"{ctx.config.base_url}; open the runtime with base_url={state.base_url!r}"
             )
-        session = await ctx.session()
+        # A shadow holder (protocol §2): the handle's own session, heartbeated, never finished
+        # here, and no create_session of this runtime's own.
+        if ctx.shadows is not None:
+            session = await ctx.shadows.join(state.session_id, ctx.watch)
+        else:
+            session = await ctx.session()
         clone = await clone_id_for(
             ctx.transport,
             session,
