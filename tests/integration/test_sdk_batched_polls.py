@@ -265,8 +265,9 @@ async def test_final_ack_is_sent_when_leaving_open(autojump_clock: trio.abc.Cloc
                 held = len(recorder.bodies(RETRIEVE_FUTURES))
                 recorder.hold_acks = False
         # Leaving open() cancelled the held ack poll; the loop then sent one final ack-only poll
-        # with everything still unacknowledged. (It follows the session's finish, as in the
-        # official client, so the local server answers it 410 and trims on its own terms.)
+        # with everything still unacknowledged. It follows the session's finish, as in the
+        # official client, and the server still takes it: the delivered completions are gone.
+        assert await server_log(server, client) == []
         bodies = recorder.bodies(RETRIEVE_FUTURES)
         assert len(bodies) == held + 1
         final = bodies[-1]

@@ -230,8 +230,18 @@ class LocalEngine:
         return FutureAnswer(200, record.payload, record.content_type)
 
     async def retrieve_futures(self, req: FuturesRetrieveRequest) -> FuturesRetrieveResponse:
-        """Answer a batched completion poll (protocol.md §6.4)."""
-        sampler = self.sampling.sampler(req.target.sampling_session_id)
+        """Answer a batched completion poll (protocol.md §6.4).
+
+        A finished session still takes acknowledgements (``timeout`` 0, as a client's last poll
+        on shutdown sends them after the finish) so the server can drop what was delivered;
+        waiting for new completions needs a live session.
+        """
+        record = self.core.store.samplers.get(req.target.sampling_session_id)
+        ack_only = req.timeout == 0
+        if ack_only and record is not None:
+            sampler = record
+        else:
+            sampler = self.sampling.sampler(req.target.sampling_session_id)
         hold = (
             req.timeout if isinstance(req.timeout, int | float) else self.settings.long_poll_seconds
         )
