@@ -41,7 +41,10 @@ from tinker_actors.actors._session import Reserve as Reserve
 from tinker_actors.actors._session import SessionHandle as SessionHandle
 from tinker_actors.actors._session import SessionManager as SessionManager
 from tinker_actors.actors._session import SessionMessage as SessionMessage
+from tinker_actors.actors._session import fetch_dynamic_config as fetch_dynamic_config
+from tinker_actors.actors._session import fetch_flags as fetch_flags
 from tinker_actors.actors._session import finish_session as finish_session
+from tinker_actors.actors._session import heartbeat_loop as heartbeat_loop
 from tinker_actors.actors._session import holder_retries as holder_retries
 from tinker_actors.actors._session import session_spec as session_spec
 from tinker_actors.actors._telemetry import TelemetryReporter as TelemetryReporter
@@ -73,7 +76,10 @@ __all__ = [
     "TelemetryReporter",
     "TelemetryStatistics",
     "Watch",
+    "fetch_dynamic_config",
+    "fetch_flags",
     "finish_session",
+    "heartbeat_loop",
     "holder_retries",
     "poll_future",
     "rate_limiter_for",

@@ -63,7 +63,10 @@ __all__ = [
     "SessionHandle",
     "SessionManager",
     "SessionMessage",
+    "fetch_dynamic_config",
+    "fetch_flags",
     "finish_session",
+    "heartbeat_loop",
     "holder_retries",
     "session_spec",
 ]
@@ -246,23 +249,7 @@ class SessionManager(Actor[SessionMessage]):
 
     async def _bootstrap(self) -> SessionHandle:
         transport = self._transport
-        version = ClientConfigRequest(sdk_version=__version__)
-        response = await holder_retries(
-            lambda: transport.request(
-                "POST",
-                "/api/v1/client/config",
-                json=version,
-                options=RequestOptions(raw_credential=True),
-            ),
-            what="client/config",
-        )
-        flags = response.decode(ClientConfigResponse)
-        transport.configure(
-            jwt_auth=flags.pjwt_auth_enabled,
-            jwt_credential_source=flags.credential_default_source,
-            billing_max_pause=float(flags.billing_exception_max_pause_duration_sec),
-        )
-        dynamic = await self._fetch_dynamic()
+        flags, dynamic = await fetch_flags(transport)
         config = self._config
         created = await holder_retries(
             lambda: transport.request(
@@ -289,60 +276,16 @@ class SessionManager(Actor[SessionMessage]):
         logger.info("session %s created", session.session_id)
         return SessionHandle(session.session_id, flags, dynamic)
 
-    async def _fetch_dynamic(self) -> ClientDynamicConfigResponse:
-        """Fetch the dynamic flags; a 404 (server predates them) means the defaults."""
-        transport = self._transport
-        try:
-            response = await holder_retries(
-                lambda: transport.request(
-                    "POST",
-                    "/api/v1/client/dynamic_config",
-                    json=ClientDynamicConfigRequest(sdk_version=__version__),
-                    options=RequestOptions(timeout=DYNAMIC_CONFIG_TIMEOUT, max_retries=0),
-                ),
-                what="client/dynamic_config",
-            )
-        except NotFoundError:
-            return ClientDynamicConfigResponse()
-        return response.decode(ClientDynamicConfigResponse)
-
     async def _heartbeat(self, handle: SessionHandle) -> None:
         """Beat every 10 s; warn after 120 s without success; stop on 410 or finish."""
-        last_ok = trio.current_time()
-        body = SessionHeartbeatRequest(session_id=handle.session_id)
-        options = RequestOptions(timeout=HEARTBEAT_TIMEOUT, max_retries=0, billing_pause=False)
-        while True:
-            await trio.sleep(HEARTBEAT_INTERVAL)
-            if not self._beating(handle):
-                return
+
+        def counted(ok: bool) -> None:
             self.heartbeats_sent += 1
-            try:
-                await self._transport.request(
-                    "POST", "/api/v1/session_heartbeat", json=body, options=options
-                )
-            except APIStatusError as exc:
-                if exc.status_code == 410:
-                    handle.lost = True
-                    logger.info("session %s has finished (410); heartbeats stop", handle.session_id)
-                    return
-                failure = f"HTTP {exc.status_code}"
-            except APIConnectionError as exc:
-                failure = type(exc).__name__
-            else:
-                self.heartbeats_ok += 1
-                last_ok = trio.current_time()
-                continue
-            silent = trio.current_time() - last_ok
-            if silent > HEARTBEAT_WARN_AFTER:
-                logger.warning(
-                    "Session heartbeat failed for %.0f seconds (%s); the session %s will be "
-                    "terminated by the server if this continues",
-                    silent,
-                    failure,
-                    handle.session_id,
-                )
-            else:
-                logger.debug("heartbeat failed (%s)", failure)
+            self.heartbeats_ok += ok
+
+        await heartbeat_loop(
+            self._transport, handle, keep_going=lambda: self._beating(handle), on_beat=counted
+        )
 
     @staticmethod
     def _beating(handle: SessionHandle) -> bool:
@@ -355,7 +298,7 @@ class SessionManager(Actor[SessionMessage]):
             interval = max(float(handle.dynamic_config.refresh_interval_sec), MIN_REFRESH_INTERVAL)
             await trio.sleep(interval)
             try:
-                handle.dynamic_config = await self._fetch_dynamic()
+                handle.dynamic_config = await fetch_dynamic_config(self._transport)
             except Exception as exc:  # keep the old flags; a refresh is never fatal
                 logger.debug("dynamic config refresh failed: %s", type(exc).__name__)
 
@@ -394,6 +337,100 @@ async def finish_session(
             logger.warning("finishing session %s failed: %s", handle.session_id, exc)
         return False
     return True
+
+
+async def fetch_flags(
+    transport: Transport,
+) -> tuple[ClientConfigResponse, ClientDynamicConfigResponse]:
+    """Bootstrap steps 1-3 of protocol §2, without creating a session.
+
+    ``client/config`` with the raw credential, then the transport's auth (JWT switch) and
+    billing pause from those flags, then ``dynamic_config`` (a 404 means its defaults).
+    """
+    response = await holder_retries(
+        lambda: transport.request(
+            "POST",
+            "/api/v1/client/config",
+            json=ClientConfigRequest(sdk_version=__version__),
+            options=RequestOptions(raw_credential=True),
+        ),
+        what="client/config",
+    )
+    flags = response.decode(ClientConfigResponse)
+    transport.configure(
+        jwt_auth=flags.pjwt_auth_enabled,
+        jwt_credential_source=flags.credential_default_source,
+        billing_max_pause=float(flags.billing_exception_max_pause_duration_sec),
+    )
+    return flags, await fetch_dynamic_config(transport)
+
+
+async def fetch_dynamic_config(transport: Transport) -> ClientDynamicConfigResponse:
+    """Fetch the dynamic flags; a 404 (server predates them) means the defaults."""
+    try:
+        response = await holder_retries(
+            lambda: transport.request(
+                "POST",
+                "/api/v1/client/dynamic_config",
+                json=ClientDynamicConfigRequest(sdk_version=__version__),
+                options=RequestOptions(timeout=DYNAMIC_CONFIG_TIMEOUT, max_retries=0),
+            ),
+            what="client/dynamic_config",
+        )
+    except NotFoundError:
+        return ClientDynamicConfigResponse()
+    return response.decode(ClientDynamicConfigResponse)
+
+
+async def heartbeat_loop(
+    transport: Transport,
+    handle: SessionHandle,
+    *,
+    keep_going: Callable[[], bool] = lambda: True,
+    on_beat: Callable[[bool], None] | None = None,
+) -> None:
+    """Heartbeat ``handle``'s session every 10 s until it is gone (410) or ``keep_going`` fails.
+
+    Protocol §8.3: no retries; failures are ignored except a warning per cycle once 120 s
+    passed without a success. Used by the owner's SessionManager and by shadow sessions.
+    """
+    last_ok = trio.current_time()
+    body = SessionHeartbeatRequest(session_id=handle.session_id)
+    options = RequestOptions(timeout=HEARTBEAT_TIMEOUT, max_retries=0, billing_pause=False)
+    while True:
+        await trio.sleep(HEARTBEAT_INTERVAL)
+        if not keep_going():
+            return
+        try:
+            await transport.request("POST", "/api/v1/session_heartbeat", json=body, options=options)
+        except APIStatusError as exc:
+            if on_beat is not None:
+                on_beat(False)
+            if exc.status_code == 410:
+                handle.lost = True
+                logger.info("session %s has finished (410); heartbeats stop", handle.session_id)
+                return
+            failure = f"HTTP {exc.status_code}"
+        except APIConnectionError as exc:
+            if on_beat is not None:
+                on_beat(False)
+            failure = type(exc).__name__
+        else:
+            if on_beat is not None:
+                on_beat(True)
+            last_ok = trio.current_time()
+            continue
+        silent = trio.current_time() - last_ok
+        if silent > HEARTBEAT_WARN_AFTER:
+            logger.warning(
+                "Session heartbeat failed for %.0f seconds (%s); the session %s will be "
+                "terminated by the server if this continues",
+                silent,
+                failure,
+                handle.session_id,
+            )
+        else:
+            logger.debug("heartbeat failed (%s)", failure)
 
 
 def session_spec(

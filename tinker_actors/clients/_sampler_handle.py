@@ -30,23 +30,15 @@ from typing import TYPE_CHECKING, Any, Final, TypeAlias, final
 import msgspec
 import trio
 
-from tinker_actors._version import __version__
-from tinker_actors.actors import FutureState, SessionHandle, holder_retries
+from tinker_actors.actors import FutureState, SessionHandle, fetch_flags, heartbeat_loop
 from tinker_actors.errors import (
-    APIConnectionError,
-    APIStatusError,
     InvalidInputError,
-    NotFoundError,
 )
-from tinker_actors.transport import RequestOptions
 from tinker_actors.types import (
-    ClientConfigRequest,
     ClientConfigResponse,
-    ClientDynamicConfigRequest,
     ClientDynamicConfigResponse,
     JoinSamplingSessionRequest,
     JoinSamplingSessionResponse,
-    SessionHeartbeatRequest,
 )
 
 if TYPE_CHECKING:
@@ -67,7 +59,6 @@ __all__ = [
     "clone_id_for",
     "decode_handle",
     "encode_handle",
-    "fetch_flags",
     "shadow_heartbeat",
 ]
 
@@ -137,75 +128,9 @@ async def clone_id_for(
     return response.decode(JoinSamplingSessionResponse).client_counter
 
 
-async def fetch_flags(transport: Transport) -> Flags:
-    """Fetch the server's flags without creating a session (bootstrap steps 1-3, protocol §2).
-
-    Configures the transport's auth (JWT switch) and billing pause from the client config, as
-    the session bootstrap does. A 404 from ``dynamic_config`` means its defaults.
-    """
-    response = await holder_retries(
-        lambda: transport.request(
-            "POST",
-            "/api/v1/client/config",
-            json=ClientConfigRequest(sdk_version=__version__),
-            options=RequestOptions(raw_credential=True),
-        ),
-        what="client/config",
-    )
-    flags = response.decode(ClientConfigResponse)
-    transport.configure(
-        jwt_auth=flags.pjwt_auth_enabled,
-        jwt_credential_source=flags.credential_default_source,
-        billing_max_pause=float(flags.billing_exception_max_pause_duration_sec),
-    )
-    try:
-        dynamic = await holder_retries(
-            lambda: transport.request(
-                "POST",
-                "/api/v1/client/dynamic_config",
-                json=ClientDynamicConfigRequest(sdk_version=__version__),
-                options=RequestOptions(timeout=DYNAMIC_CONFIG_TIMEOUT, max_retries=0),
-            ),
-            what="client/dynamic_config",
-        )
-    except NotFoundError:
-        return flags, ClientDynamicConfigResponse()
-    return flags, dynamic.decode(ClientDynamicConfigResponse)
-
-
 async def shadow_heartbeat(transport: Transport, handle: SessionHandle) -> None:
-    """Heartbeat a session this runtime does not own, every 10 s, until it is gone (410).
-
-    As the owner's heartbeat (protocol §8.3): no retries, failures ignored except a warning per
-    cycle after 120 s without a success. The shadow never finishes the session.
-    """
-    last_ok = trio.current_time()
-    body = SessionHeartbeatRequest(session_id=handle.session_id)
-    options = RequestOptions(timeout=HEARTBEAT_TIMEOUT, max_retries=0, billing_pause=False)
-    while True:
-        await trio.sleep(HEARTBEAT_INTERVAL)
-        try:
-            await transport.request("POST", "/api/v1/session_heartbeat", json=body, options=options)
-        except APIStatusError as exc:
-            if exc.status_code == 410:
-                handle.lost = True
-                logger.info("shadowed session %s has finished (410)", handle.session_id)
-                return
-            failure = f"HTTP {exc.status_code}"
-        except APIConnectionError as exc:
-            failure = type(exc).__name__
-        else:
-            last_ok = trio.current_time()
-            continue
-        silent = trio.current_time() - last_ok
-        if silent > HEARTBEAT_WARN_AFTER:
-            logger.warning(
-                "Session heartbeat failed for %.0f seconds (%s); the session %s will be "
-                "terminated by the server if this continues",
-                silent,
-                failure,
-                handle.session_id,
-            )
+    """Heartbeat a session this runtime does not own until it is gone; never finish it."""
+    await heartbeat_loop(transport, handle)
 
 
 @final
