@@ -1,0 +1,64 @@
+"""A SamplingClient pickled to a spawn-started worker process samples on the same session."""
+
+from __future__ import annotations
+
+import multiprocessing
+import pickle
+import queue
+import sys
+from pathlib import Path
+
+import pytest
+import trio
+
+import tinker_actors as ta
+from tinker_actors.testing import server_in_thread
+
+pytest.importorskip(
+    "hypercorn", reason="the server extra is not installed: pip install -e '.[server]'"
+)
+
+KEY = "tml-spawn-test"
+
+
+def test_spawned_worker_unpickles_and_samples_on_the_same_session(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("TINKER_API_KEY", KEY)  # the child resolves its own credential
+    with server_in_thread() as (url, server):
+        # the owner's runtime must stay open while the child samples: run it in this thread
+        results: multiprocessing.Queue[object] = multiprocessing.get_context("spawn").Queue()
+        done: dict[str, object] = {}
+
+        async def owner() -> None:
+            async with ta.open(base_url=url) as runtime:
+                client = await runtime.create_sampling_client(base_model="local/tiny")
+                blob = pickle.dumps(client)
+                assert KEY.encode() not in blob
+                sys.path.insert(0, str(Path(__file__).parent))
+                from spawn_sampler_worker import sample_in_child
+
+                process = multiprocessing.get_context("spawn").Process(
+                    target=sample_in_child, args=(blob, url, results)
+                )
+                process.start()
+                try:
+                    with trio.fail_after(120):
+                        while True:
+                            try:
+                                done["result"] = results.get_nowait()
+                                break
+                            except queue.Empty:
+                                await trio.sleep(0.1)
+                finally:
+                    await trio.to_thread.run_sync(process.join, 60)
+                done["exitcode"] = process.exitcode
+                done["session"] = client.sampling_session_id
+
+        trio.run(owner)
+        counters = server.counters()["totals"]
+    sampler_id, tokens = done["result"]  # type: ignore[misc]
+    assert sampler_id == done["session"], done  # the same sampling session
+    assert len(tokens) == 2
+    assert done["exitcode"] == 0
+    assert counters["applied:Sample"] == 1
