@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from tinker_actors.actors import FinishStatus
     from tinker_actors.backoff import RetryConfig
     from tinker_actors.clients import RestClient, SamplingClient, ServiceClient, TrainingClient
-    from tinker_actors.types import GetServerCapabilitiesResponse
+    from tinker_actors.types import GetServerCapabilitiesResponse, HealthResponse
 
 __all__ = [
     "RuntimeStatistics",
@@ -135,6 +135,10 @@ class ServiceMethods:
     async def get_server_capabilities(self) -> GetServerCapabilitiesResponse:
         """Return the models the server supports (no session needed)."""
         return await self._service.get_server_capabilities()
+
+    async def health_check(self) -> HealthResponse:
+        """Ask the service whether it is up (no session needed)."""
+        return await self._service.health_check()
 
     def create_rest_client(self) -> RestClient:
         """Return a RestClient over this runtime's transport (no session needed)."""

@@ -120,3 +120,16 @@ async def test_bad_session_options_fail_before_anything_starts(
         ):
             pass
     assert calls == []
+
+
+async def test_health_check_needs_no_session() -> None:
+    async with open_local_server() as server:
+        with trio.fail_after(30):
+            async with ta.open(
+                http_transport=httpx.ASGITransport(app=server.app),
+                base_url="http://local",
+                api_key="tml-health",
+            ) as rt:
+                health = await rt.health_check()
+                assert health.status == "ok"
+        assert "applied:CreateSession" not in server.counters()["totals"]

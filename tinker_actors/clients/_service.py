@@ -41,6 +41,7 @@ from tinker_actors.types import (
     CreateSamplingSessionResponse,
     GetSamplerResponse,
     GetServerCapabilitiesResponse,
+    HealthResponse,
     LoadWeightsRequest,
     LoadWeightsResponse,
     LoraConfig,
@@ -219,6 +220,16 @@ class ServiceClient:
             sdk_method=f"{_SERVICE}.get_server_capabilities",
         )
         return response.decode(GetServerCapabilitiesResponse)
+
+    async def health_check(self) -> HealthResponse:
+        """Ask the service whether it is up (``GET /api/v1/healthz``; no session needed).
+
+        Raises:
+            APIStatusError / APIConnectionError: the service is not healthy or not reachable,
+                after the transport's retries.
+        """
+        response = await self._ctx.transport.request("GET", "/api/v1/healthz")
+        return response.decode(HealthResponse)
 
     def create_rest_client(self) -> RestClient:
         """Return a RestClient over the runtime's transport (checkpoints, runs, sessions)."""
