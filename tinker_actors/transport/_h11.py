@@ -338,8 +338,9 @@ class TrioH11Transport(httpx.AsyncBaseTransport):
             in arrival order (bounded by the request's ``pool`` timeout).
         max_keepalive_connections: most idle connections kept per origin.
         keepalive_expiry: seconds an idle connection may be reused.
-        ssl_context: for ``https``; the default context (certificate checks on, ALPN
-            ``http/1.1``) when omitted.
+        ssl_context: for ``https``; when omitted, httpx's default context (certifi's roots,
+            or ``SSL_CERT_FILE`` / ``SSL_CERT_DIR`` when set; certificate and host name
+            checks on) offering only ``http/1.1`` by ALPN.
 
     Raises:
         ValueError: a limit below 1 or a negative expiry.
@@ -386,7 +387,8 @@ class TrioH11Transport(httpx.AsyncBaseTransport):
 
     def _context(self) -> ssl.SSLContext:
         if self._ssl_context is None:
-            context = ssl.create_default_context()
+            # the same trust as httpx's own transport, so switching backends trusts alike
+            context = httpx.create_ssl_context()
             context.set_alpn_protocols(["http/1.1"])
             self._ssl_context = context
         return self._ssl_context
