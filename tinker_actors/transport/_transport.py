@@ -37,6 +37,7 @@ from tinker_actors.config import jwt_claims
 from tinker_actors.errors import APIConnectionError, InvalidInputError
 from tinker_actors.transport._auth import TokenCache, is_invalid_token, run_credential_cmd
 from tinker_actors.transport._errors import connection_error, is_empty_400, scrub, status_error
+from tinker_actors.transport._h11 import TrioH11Transport
 from tinker_actors.transport._headers import (
     base_headers,
     redact_headers,
@@ -477,35 +478,45 @@ async def open_transport(
     Args:
         config: where to connect and how.
         http_transport: an httpx transport to send through instead of the network
-            (``httpx.MockTransport`` / ``httpx.ASGITransport`` in tests). The config's
-            connection limits and ``http2`` apply only to the default network transport.
+            (``httpx.MockTransport`` / ``httpx.ASGITransport`` in tests); it wins over
+            ``config.http_backend``. The config's connection limits and ``http2`` apply only
+            to the network transports the backend builds.
         rng: the random source for retry jitter and JWT refresh timing.
         clock: the wall clock as POSIX seconds (default ``time.time``), read for Retry-After
             dates and JWT expiry; durations use ``trio.current_time()``.
     """
+    timeout = httpx.Timeout(config.timeout, connect=config.connect_timeout)
     # Several small clients instead of one big pool: see _pool.py for why.
     per_client = min(CONNECTIONS_PER_CLIENT, config.max_connections)
+    max_clients = max(1, config.max_connections // per_client)
     limits = httpx.Limits(
         max_connections=per_client,
         max_keepalive_connections=min(per_client, config.max_keepalive_connections),
         keepalive_expiry=config.keepalive_expiry,
     )
-    timeout = httpx.Timeout(config.timeout, connect=config.connect_timeout)
+    shared = http_transport
+    if shared is None and config.http_backend == "h11":
+        # One client: TrioH11Transport's pool hands connections over in O(1), so there is no
+        # rescan to keep short by spreading. The ClientPool still bounds requests in flight
+        # at max_connections, so (as with httpx) the overflow waits in its FIFO queue with no
+        # pool timeout rather than timing out behind long polls that hold connections.
+        per_client, max_clients = config.max_connections, 1
+        shared = TrioH11Transport(
+            max_connections=config.max_connections,
+            max_keepalive_connections=config.max_keepalive_connections,
+            keepalive_expiry=config.keepalive_expiry,
+        )
 
     def new_client() -> httpx.AsyncClient:
         return httpx.AsyncClient(
-            transport=http_transport
-            if http_transport is not None
+            transport=shared
+            if shared is not None
             else httpx.AsyncHTTPTransport(http2=config.http2, limits=limits),
             timeout=timeout,
             follow_redirects=True,
         )
 
-    pool = ClientPool(
-        new_client,
-        per_client=per_client,
-        max_clients=max(1, config.max_connections // per_client),
-    )
+    pool = ClientPool(new_client, per_client=per_client, max_clients=max_clients)
     transport = Transport(
         config,
         pool,
