@@ -8,7 +8,7 @@ applies the same resolution order as the official SDK (protocol.md §1.1, §1.3,
 * credential: the ``api_key`` argument, else ``TINKER_API_KEY``, else the trimmed stdout of
   ``TINKER_CREDENTIAL_CMD``, else the default key in ``~/.tinker/credentials.json``. The
   credential must be an opaque key starting ``tml-`` or a JWT (``eyJ...``) that has not expired;
-* HTTP backend: the ``http_backend`` argument, else ``TINKER_HTTP_BACKEND``, else ``httpx``
+* HTTP backend: the ``http_backend`` argument, else ``TINKER_HTTP_BACKEND``, else ``auto``
   when ``http2=True`` was asked for (only httpx speaks HTTP/2), else the default.
 
 The credential is held in a :class:`Secret`, whose ``repr`` and ``str`` never show it, so a
@@ -62,8 +62,8 @@ _API_KEY_PREFIX: Final = "tml-"
 _JWT_PREFIX: Final = "eyJ"
 _TRUE_WORDS: Final = frozenset({"1", "true", "yes", "on"})
 CredentialSource = Literal["api_key", "credential_cmd"]
-HttpBackend = Literal["h11", "httpx"]
-_HTTP_BACKENDS: Final = ("h11", "httpx")
+HttpBackend = Literal["auto", "h11", "httpx"]
+_HTTP_BACKENDS: Final = ("auto", "h11", "httpx")
 
 
 @final
@@ -174,8 +174,10 @@ class Config:
         http2: negotiate HTTP/2 (TLS only; plain ``http://`` is always HTTP/1.1); needs
             ``http_backend="httpx"``.
         http_backend: ``"h11"``, the lean HTTP/1.1 transport of
-            :mod:`tinker_actors.transport._h11`, or ``"httpx"``, httpx's own (httpcore)
-            transport (``TINKER_HTTP_BACKEND``).
+            :mod:`tinker_actors.transport._h11`; ``"httpx"``, httpx's own (httpcore)
+            transport; or ``"auto"`` (the default; ``TINKER_HTTP_BACKEND``): ``h11`` unless
+            HTTP/2 is asked for or a proxy is configured in the environment, which only the
+            httpx transport supports.
         jwt_auth: exchange the credential for a JWT first (server flag ``pjwt_auth_enabled``).
         jwt_credential_source: what the exchange presents: the api key, or a fresh run of
             ``credential_cmd`` (server flag ``credential_default_source``).
@@ -199,7 +201,7 @@ class Config:
     max_keepalive_connections: int = 20
     keepalive_expiry: float = 5.0
     http2: bool = False
-    http_backend: HttpBackend = "httpx"
+    http_backend: HttpBackend = "auto"
     jwt_auth: bool = False
     jwt_credential_source: CredentialSource = "api_key"
     credential_cmd: str | None = dataclasses.field(default=None, repr=False)
@@ -238,10 +240,10 @@ class Config:
             )
         if self.http_backend not in _HTTP_BACKENDS:
             raise InvalidInputError(
-                f"http_backend must be 'h11' or 'httpx', got {self.http_backend!r} "
+                f"http_backend must be 'auto', 'h11' or 'httpx', got {self.http_backend!r} "
                 "(check TINKER_HTTP_BACKEND)"
             )
-        if self.http2 and self.http_backend != "httpx":
+        if self.http2 and self.http_backend == "h11":
             raise InvalidInputError(
                 f"http2=True needs http_backend='httpx' (the {self.http_backend!r} backend "
                 "speaks HTTP/1.1 only); set http_backend='httpx' or TINKER_HTTP_BACKEND=httpx"
@@ -447,6 +449,6 @@ def resolve_config(
     if (backend := _env(env, "TINKER_HTTP_BACKEND")) is not None:
         settings["http_backend"] = backend.strip().lower()
     elif overrides.get("http2") and "http_backend" not in overrides:
-        settings["http_backend"] = "httpx"  # the one backend that speaks HTTP/2
+        settings["http_backend"] = "httpx"  # the one backend that speaks HTTP/2 (auto would too)
     settings.update(overrides)
     return Config(base_url=resolved_url, api_key=Secret(key), api_key_source=source, **settings)

@@ -28,7 +28,7 @@ from tinker_actors.transport._h11 import TrioH11Transport
 KEY = "tml-backend-test"
 GUARD = 20.0  # seconds: a hang fails the test instead of stalling the run
 #: The backend a config gets when nothing picks one.
-DEFAULT = "httpx"
+DEFAULT = "auto"
 
 
 @pytest.fixture
@@ -76,9 +76,9 @@ def test_unknown_backend_in_env_is_refused_naming_the_variable(no_file: Path) ->
 
 @pytest.mark.parametrize("value", ["http3", "", None, 11])
 def test_unknown_backend_argument_is_refused(no_file: Path, value: object) -> None:
-    with pytest.raises(InvalidInputError, match="http_backend must be 'h11' or 'httpx'"):
+    with pytest.raises(InvalidInputError, match="http_backend must be 'auto', 'h11' or 'httpx'"):
         resolve(no_file, http_backend=value)
-    with pytest.raises(InvalidInputError, match="http_backend must be 'h11' or 'httpx'"):
+    with pytest.raises(InvalidInputError, match="http_backend must be 'auto', 'h11' or 'httpx'"):
         Config(api_key=Secret(KEY), http_backend=value)  # type: ignore[arg-type]
 
 
@@ -257,3 +257,28 @@ async def test_h11_backend_bounds_requests_in_flight_at_max_connections() -> Non
     assert sorted(done) == list(range(6))
     assert server.most_in_flight == 2
     assert server.connections == 2  # freed connections were handed on, never a third opened
+
+
+def test_auto_picks_h11_unless_a_proxy_or_http2_is_wanted(
+    no_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tinker_actors.transport._transport import effective_http_backend
+
+    for name in (
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "ALL_PROXY",
+        "http_proxy",
+        "https_proxy",
+        "all_proxy",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    auto = resolve(no_file)
+    assert auto.http_backend == "auto"
+    assert effective_http_backend(auto) == "h11"
+    assert effective_http_backend(resolve(no_file, http2=True)) == "httpx"
+    assert effective_http_backend(resolve(no_file, http_backend="httpx")) == "httpx"
+    # only httpx's transport speaks to proxies: a configured proxy keeps auto on it
+    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:3128")
+    assert effective_http_backend(auto) == "httpx"
+    assert effective_http_backend(resolve(no_file, http_backend="h11")) == "h11"

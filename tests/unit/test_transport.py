@@ -304,8 +304,9 @@ async def test_follows_redirects(autojump_clock: trio.testing.MockClock) -> None
     assert response.json() == {"where": "storage.test"}
 
 
-async def test_default_pool_is_http11_with_sdk_limits() -> None:
-    async with open_transport(make_config()) as transport:
+async def test_httpx_pool_is_http11_with_sdk_limits() -> None:
+    config = make_config(http_backend="httpx")
+    async with open_transport(config) as transport:
         # connections are spread over clients of 50 each, up to the configured 1000 in all
         async with transport._pool.lease() as client:
             pool = client._transport._pool  # type: ignore[attr-defined]

@@ -10,6 +10,12 @@ Open it with :func:`open_transport` and send through :meth:`Transport.request` (
 
 The transport knows HTTP, headers, credentials and the wire types; it knows nothing about
 actors, sessions or futures. Its retry policy comes from :mod:`tinker_actors.backoff`.
+
+Requests go through httpx's client API; underneath, the default (``http_backend="auto"``) is
+our lean HTTP/1.1 transport over trio sockets (:mod:`._h11`), which halves the client CPU of a
+sampling burst compared with httpx's own httpcore pool. ``auto`` falls back to httpx's
+transport when HTTP/2 or an environment proxy is wanted; ``http_backend="httpx"`` (or
+``TINKER_HTTP_BACKEND=httpx``) selects it always.
 """
 
 from __future__ import annotations

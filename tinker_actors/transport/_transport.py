@@ -26,8 +26,9 @@ import collections
 import logging
 import random
 import time
+import urllib.request
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import TYPE_CHECKING, Final, final
+from typing import TYPE_CHECKING, Final, Literal, final
 
 import httpx
 import trio
@@ -465,6 +466,18 @@ class Transport:
         return pause
 
 
+def effective_http_backend(config: Config) -> Literal["h11", "httpx"]:
+    """Resolve ``http_backend="auto"``: the lean h11 transport unless HTTP/2 or a proxy is
+    wanted, both of which only httpx's transport provides."""
+    if config.http_backend != "auto":
+        return config.http_backend
+    if config.http2 or any(
+        scheme in urllib.request.getproxies() for scheme in ("http", "https", "all")
+    ):
+        return "httpx"
+    return "h11"
+
+
 @asynccontextmanager
 async def open_transport(
     config: Config,
@@ -495,17 +508,22 @@ async def open_transport(
         keepalive_expiry=config.keepalive_expiry,
     )
     shared = http_transport
-    if shared is None and config.http_backend == "h11":
+    if shared is None and effective_http_backend(config) == "h11":
         # One client: TrioH11Transport's pool hands connections over in O(1), so there is no
         # rescan to keep short by spreading. The ClientPool still bounds requests in flight
         # at max_connections, so (as with httpx) the overflow waits in its FIFO queue with no
         # pool timeout rather than timing out behind long polls that hold connections.
-        per_client, max_clients = config.max_connections, 1
         shared = TrioH11Transport(
             max_connections=config.max_connections,
-            max_keepalive_connections=config.max_keepalive_connections,
+            # as many idle connections as the httpx path keeps over all its clients, so a
+            # burst does not reconnect: the keep-alive limit applies per 50 connections
+            max_keepalive_connections=min(
+                config.max_connections,
+                config.max_keepalive_connections * max_clients,
+            ),
             keepalive_expiry=config.keepalive_expiry,
         )
+        per_client, max_clients = config.max_connections, 1
 
     def new_client() -> httpx.AsyncClient:
         return httpx.AsyncClient(
