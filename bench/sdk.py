@@ -19,7 +19,7 @@ The official client is driven in its documented 0.38 style (submission returns a
 once, ``.result()`` waits; its own event loop runs in a background thread); tinker_actors in
 trio (``await client.call(...)`` then ``await future.result()``).
 
-``--transport httpx`` (default) / ``--transport h11`` picks the HTTP transport of ours; repeat
+``--transport auto`` (default: the SDK's default, h11) / ``httpx`` / ``h11`` picks our HTTP backend; repeat
 it (``--transport httpx --transport h11``) to run ours once per transport in the same run, each
 compared with the same official run. ``h11`` is the experimental
 ``tinker_actors.transport._h11.TrioH11Transport``.
@@ -137,14 +137,11 @@ def run_ours(workload: str, url: str, args: argparse.Namespace) -> dict[str, Any
     from tinker_actors.types import AdamParams, Datum, ModelInput, SamplingParams, TensorData
 
     out: dict[str, Any] = {}
-    http_transport = None
-    if args.transport and args.transport[0] == "h11":
-        from tinker_actors.transport._h11 import TrioH11Transport
-
-        http_transport = TrioH11Transport(max_connections=1000)
+    # the SDK's own configuration builds the transport, as a user's program would
+    backend = args.transport[0] if args.transport else "auto"
 
     async def main() -> None:
-        async with ta.open(base_url=url, api_key=KEY, http_transport=http_transport) as rt:
+        async with ta.open(base_url=url, api_key=KEY, http_backend=backend) as rt:
             if workload in ("B1", "B8"):
                 sampler = await rt.create_sampling_client(base_model=BASE_MODEL)
                 if workload == "B1":
@@ -297,7 +294,7 @@ def main() -> int:
     parser.add_argument("--b3-tokens", type=int, default=2048)
     parser.add_argument("--b8", type=int, default=300)
     parser.add_argument("--only", choices=WORKLOADS, action="append")
-    parser.add_argument("--transport", choices=("httpx", "h11"), action="append")
+    parser.add_argument("--transport", choices=("auto", "httpx", "h11"), action="append")
     parser.add_argument("--child", nargs=3, metavar=("CLIENT", "WORKLOAD", "URL"))
     args = parser.parse_args()
     if args.child:
@@ -320,7 +317,7 @@ def main() -> int:
         print(f"server {url} (null backend; server on CPU 0, clients on CPU 1: {pin})")
         print(" ".join(sizes))
         for workload in args.only or WORKLOADS:
-            clients = ["official"] + [f"ours/{t}" for t in args.transport or ["httpx"]]
+            clients = ["official"] + [f"ours/{t}" for t in args.transport or ["auto"]]
             results = {c: run_child(c, workload, url, sizes, pin) for c in clients}
             for line in summary(workload, results):
                 print(line, flush=True)
