@@ -21,9 +21,9 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-import httpx
 import pytest
 import trio
+from sdk_support import open_runtime, totals
 
 import tinker_actors as ta
 from tinker_actors.actors import rate_limiter_for
@@ -36,8 +36,6 @@ from tinker_actors.types import (
     SamplingParams,
 )
 
-KEY = "tml-cancel-acceptance"
-BASE = "http://local"
 BURST = 1000
 PROMPT = ModelInput.from_ints([3, 1, 4, 1, 5])
 PARAMS = SamplingParams(max_tokens=4)
@@ -78,16 +76,9 @@ async def slow_sampler(
         backend=backend, sample_capacity=4096, dynamic_config=flags
     ) as server:
         app = CountingApp(server.app)
-        async with ta.open(
-            http_transport=httpx.ASGITransport(app=app), base_url=BASE, api_key=KEY
-        ) as rt:
+        async with open_runtime(app) as rt:
             sc = await rt.create_sampling_client(base_model="local/tiny")
             yield rt, sc, server, app
-
-
-def totals(server: LocalServer) -> dict[str, int]:
-    out: dict[str, int] = server.counters()["totals"]  # type: ignore[assignment]
-    return out
 
 
 async def warm_up(sc: SamplingClient) -> None:

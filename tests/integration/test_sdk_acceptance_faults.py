@@ -19,10 +19,9 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-import httpx
-import numpy as np
 import pytest
 import trio
+from sdk_support import KEY, lm_datum, open_runtime, totals
 
 import tinker_actors as ta
 from tinker_actors.errors import APIStatusError, BillingError
@@ -35,26 +34,12 @@ from tinker_actors.types import (
     SamplingParams,
 )
 
-KEY = "tml-acceptance-fault-key-0123456789"
-BASE = "http://local"
 STEPS = 4
 SAMPLES = 6
 
 
 def datum(offset: int) -> Datum:
-    tokens = [(offset + 3 * i) % 2000 + 4 for i in range(9)]
-    return Datum(
-        model_input=ModelInput.from_ints(tokens[:-1]),
-        loss_fn_inputs={
-            "target_tokens": np.array(tokens[1:], dtype=np.int64),
-            "weights": np.ones(8, dtype=np.float32),
-        },
-    )
-
-
-def totals(server: LocalServer) -> dict[str, int]:
-    out: dict[str, int] = server.counters()["totals"]  # type: ignore[assignment]
-    return out
+    return lm_datum([(offset + 3 * i) % 2000 + 4 for i in range(9)])
 
 
 class Bodies:
@@ -87,9 +72,7 @@ async def in_process(
     config = server_options.pop("config", {})
     async with open_local_server(**server_options) as server:
         bodies = Bodies(server.app)
-        async with ta.open(
-            http_transport=httpx.ASGITransport(app=bodies), base_url=BASE, api_key=KEY, **config
-        ) as rt:
+        async with open_runtime(bodies, **config) as rt:
             if plan is not None:
                 server.set_faults(plan)
             yield rt, server, bodies
@@ -263,9 +246,7 @@ async def test_leaving_open_finishes_the_session_with_the_right_status(
     async with open_local_server() as server:
         with trio.CancelScope() as scope:
             try:
-                async with ta.open(
-                    http_transport=httpx.ASGITransport(app=server.app), base_url=BASE, api_key=KEY
-                ) as rt:
+                async with open_runtime(server.app) as rt:
                     await rt.create_lora_training_client("local/tiny", rank=4)
                     if ending == "exception":
                         raise LookupError("the body failed")

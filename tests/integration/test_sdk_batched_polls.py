@@ -8,9 +8,9 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
-import httpx
 import pytest
 import trio
+from sdk_support import BufferedTap, open_runtime, totals
 
 import tinker_actors as ta
 from tinker_actors.clients import SamplingClient
@@ -31,8 +31,6 @@ if TYPE_CHECKING:
     from tinker_actors.local._backend import SampleJob
     from tinker_actors.local._catalogue import BaseModelSpec
 
-KEY = "tml-batched-polls"
-BASE = "http://local"
 PROMPT = ModelInput.from_ints([11, 12, 13, 14])
 PARAMS = SamplingParams(max_tokens=3, seed=1)
 RETRIEVE_FUTURES = "/api/v1/retrieve_futures"
@@ -50,43 +48,23 @@ class PoisonBackend(NullBackend):
         return await super().sample(spec, weights, job)
 
 
-class Recorder:
+class Recorder(BufferedTap):
     """ASGI middleware: records (path, JSON body); can hold ack-only completion polls."""
 
     def __init__(self, app: Any) -> None:
-        self.app = app
+        super().__init__(app)
         self.requests: list[tuple[str, Any]] = []
         self.hold_acks = False
 
     def bodies(self, path: str) -> list[Any]:
         return [body for p, body in self.requests if p == path]
 
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        chunks = []
-        while True:
-            message = await receive()
-            chunks.append(message.get("body", b""))
-            if not message.get("more_body", False):
-                break
-        raw = b"".join(chunks)
+    async def inspect(self, path: str, raw: bytes) -> int | None:
         body: Any = json.loads(raw) if raw else {}
-        self.requests.append((scope["path"], body))
-        if self.hold_acks and scope["path"] == RETRIEVE_FUTURES and body.get("timeout") == 0:
+        self.requests.append((path, body))
+        if self.hold_acks and path == RETRIEVE_FUTURES and body.get("timeout") == 0:
             await trio.sleep_forever()  # until the runtime's shutdown cancels the poll
-        sent = False
-
-        async def replay() -> dict[str, Any]:
-            nonlocal sent
-            if sent:
-                message: dict[str, Any] = await receive()
-                return message
-            sent = True
-            return {"type": "http.request", "body": raw, "more_body": False}
-
-        await self.app(scope, replay, send)
+        return None
 
 
 def batched_settings(**flags: Any) -> ServerSettings:
@@ -102,17 +80,14 @@ async def sampler(
     backend = PoisonBackend(latency={"sample": latency or LatencyModel(kind="fixed", a=2.0)})
     async with open_local_server(backend=backend, settings=settings) as server:
         recorder = Recorder(server.app)
-        async with ta.open(
-            http_transport=httpx.ASGITransport(app=recorder), base_url=BASE, api_key=KEY
-        ) as rt:
+        async with open_runtime(recorder) as rt:
             client = await rt.create_sampling_client(base_model="local/tiny")
             with trio.fail_after(600):
                 yield client, server, recorder, rt
 
 
 def http_counts(server: LocalServer) -> dict[str, int]:
-    totals: dict[str, int] = server.counters()["totals"]  # type: ignore[assignment]
-    return {k: v for k, v in totals.items() if k.startswith("http:")}
+    return {k: v for k, v in totals(server).items() if k.startswith("http:")}
 
 
 async def burst(client: SamplingClient, n: int) -> list[Any]:
@@ -253,9 +228,7 @@ async def test_final_ack_is_sent_when_leaving_open(autojump_clock: trio.abc.Cloc
     async with open_local_server(backend=backend, settings=batched_settings()) as server:
         recorder = Recorder(server.app)
         with trio.fail_after(600):
-            async with ta.open(
-                http_transport=httpx.ASGITransport(app=recorder), base_url=BASE, api_key=KEY
-            ) as rt:
+            async with open_runtime(recorder) as rt:
                 client = await rt.create_sampling_client(base_model="local/tiny")
                 recorder.hold_acks = True  # ack-only polls hang until shutdown cancels them
                 await burst(client, 10)

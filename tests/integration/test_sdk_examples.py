@@ -5,30 +5,15 @@ from __future__ import annotations
 import math
 import signal
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sdk_support import CLI, run_example
 
 pytest.importorskip(
     "hypercorn", reason="the server extra is not installed: pip install -e '.[server]'"
 )
-
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
-CLI = [sys.executable, "-m", "tinker_actors.cli"]
-
-
-def run(script: str, *args: str) -> list[str]:
-    done = subprocess.run(
-        [sys.executable, str(EXAMPLES / script), *args],
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    return done.stdout.splitlines()
 
 
 @pytest.fixture
@@ -61,7 +46,7 @@ def sft_losses(lines: list[str]) -> list[float]:
 
 
 def test_sft_loop_embedded() -> None:
-    lines = run("sft_loop.py", "--steps", "4", "--batch-size", "4")
+    lines = run_example("sft_loop.py", "--steps", "4", "--batch-size", "4")
     losses = sft_losses(lines)
     assert len(losses) == 4
     assert losses == sorted(losses, reverse=True)  # the null backend's loss falls per step
@@ -71,7 +56,7 @@ def test_sft_loop_embedded() -> None:
 
 
 def test_rl_loop_embedded() -> None:
-    lines = run("rl_loop.py", "--iterations", "2", "--groups", "4", "--group-size", "3")
+    lines = run_example("rl_loop.py", "--iterations", "2", "--groups", "4", "--group-size", "3")
     iterations = [line for line in lines if line.startswith("iteration ")]
     assert len(iterations) == 2
     assert all(": 12 samples," in line for line in iterations)
@@ -86,7 +71,7 @@ def dpo_losses(lines: list[str]) -> list[float]:
 
 def test_custom_loss_embedded() -> None:
     pytest.importorskip("torch", reason="forward_backward_custom needs torch")
-    lines = run("custom_loss.py", "--steps", "3", "--pairs", "3")
+    lines = run_example("custom_loss.py", "--steps", "3", "--pairs", "3")
     losses = dpo_losses(lines)
     assert len(losses) == 3
     assert losses[0] == pytest.approx(math.log(2), abs=1e-3)  # policy == reference at first
@@ -96,16 +81,16 @@ def test_custom_loss_embedded() -> None:
 
 
 def test_both_examples_against_tinker_actors_serve_with_faults(served: str) -> None:
-    lines = run("sft_loop.py", "--base-url", served, "--steps", "3", "--batch-size", "2")
+    lines = run_example("sft_loop.py", "--base-url", served, "--steps", "3", "--batch-size", "2")
     assert len(sft_losses(lines)) == 3
     assert lines[-1] == "done"
-    lines = run("rl_loop.py", "--base-url", served, "--iterations", "1", "--groups", "6")
+    lines = run_example("rl_loop.py", "--base-url", served, "--iterations", "1", "--groups", "6")
     assert any(line.startswith("iteration 1: 24 samples") for line in lines)
     assert lines[-1] == "done"
 
 
 def test_custom_loss_against_tinker_actors_serve_with_faults(served: str) -> None:
     pytest.importorskip("torch", reason="forward_backward_custom needs torch")
-    lines = run("custom_loss.py", "--base-url", served, "--steps", "2", "--pairs", "2")
+    lines = run_example("custom_loss.py", "--base-url", served, "--steps", "2", "--pairs", "2")
     assert len(dpo_losses(lines)) == 2
     assert lines[-1] == "done"

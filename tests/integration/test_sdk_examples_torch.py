@@ -12,11 +12,10 @@ from __future__ import annotations
 import math
 import signal
 import subprocess
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
+from sdk_support import CLI, run_example
 
 pytest.importorskip(
     "hypercorn", reason="the server extra is not installed: pip install -e '.[server]'"
@@ -26,21 +25,7 @@ pytest.importorskip(
     "torch", reason="torch not installed: pip install -c constraints.txt 'tinker-actors[torch]'"
 )
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
-CLI = [sys.executable, "-m", "tinker_actors.cli"]
 VOCAB = 4096  # local/tiny's vocabulary (docs/local-server.md)
-
-
-def run(script: str, *args: str) -> list[str]:
-    done = subprocess.run(
-        [sys.executable, str(EXAMPLES / script), *args],
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    return done.stdout.splitlines()
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +57,9 @@ def sft_losses(lines: list[str]) -> list[float]:
 
 
 def test_sft_loop_trains_on_the_torch_backend(torch_server: str) -> None:
-    lines = run("sft_loop.py", "--base-url", torch_server, "--steps", "8", "--batch-size", "4")
+    lines = run_example(
+        "sft_loop.py", "--base-url", torch_server, "--steps", "8", "--batch-size", "4"
+    )
     losses = sft_losses(lines)
     assert len(losses) == 8
     assert all(math.isfinite(loss) for loss in losses)
@@ -91,7 +78,7 @@ def test_sft_loop_trains_on_the_torch_backend(torch_server: str) -> None:
 
 
 def test_rl_loop_runs_on_the_torch_backend(torch_server: str) -> None:
-    lines = run(
+    lines = run_example(
         "rl_loop.py", "--base-url", torch_server,
         "--iterations", "2", "--groups", "3", "--group-size", "4",
     )  # fmt: skip
@@ -105,7 +92,9 @@ def test_rl_loop_runs_on_the_torch_backend(torch_server: str) -> None:
 
 
 def test_custom_loss_trains_on_the_torch_backend(torch_server: str) -> None:
-    lines = run("custom_loss.py", "--base-url", torch_server, "--steps", "3", "--pairs", "2")
+    lines = run_example(
+        "custom_loss.py", "--base-url", torch_server, "--steps", "3", "--pairs", "2"
+    )
     losses = [
         float(line.split("dpo loss = ")[1].split(",")[0]) for line in lines if "dpo loss" in line
     ]

@@ -10,28 +10,17 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import httpx
-import numpy as np
 import pytest
 import trio
+from sdk_support import KEY, lm_datum, open_runtime
 
 import tinker_actors as ta
 from tinker_actors.local import FaultPlan, LocalServer, open_local_server
 from tinker_actors.types import AdamParams, Datum, ModelInput, SamplingParams
 
-KEY = "tml-fault-secret-0123456789abcdef"
-BASE = "http://local"
-
 
 def datum(offset: int) -> Datum:
-    tokens = [(offset + 5 * i) % 3000 + 4 for i in range(9)]
-    return Datum(
-        model_input=ModelInput.from_ints(tokens[:-1]),
-        loss_fn_inputs={
-            "target_tokens": np.array(tokens[1:], dtype=np.int64),
-            "weights": np.ones(8, dtype=np.float32),
-        },
-    )
+    return lm_datum([(offset + 5 * i) % 3000 + 4 for i in range(9)])
 
 
 def counters(server: LocalServer) -> dict[str, Any]:
@@ -73,9 +62,7 @@ async def test_fault_storm_completes_every_operation_exactly_once(
 ) -> None:
     plan = FaultPlan.from_flags(flags)
     async with open_local_server() as server:
-        async with ta.open(
-            http_transport=httpx.ASGITransport(app=server.app), base_url=BASE, api_key=KEY
-        ) as rt:
+        async with open_runtime(server.app) as rt:
             server.set_faults(plan)
             model_id, ops = await _train_and_sample(rt, steps=6, samples=8)
         stats = counters(server)
@@ -95,9 +82,7 @@ async def test_api_key_never_appears_in_logs_reprs_or_errors(
     plan = FaultPlan.from_flags(["*:503|429@0.2", "seed=1"])
     async with (
         open_local_server() as server,
-        ta.open(
-            http_transport=httpx.ASGITransport(app=server.app), base_url=BASE, api_key=KEY
-        ) as rt,
+        open_runtime(server.app) as rt,
     ):
         server.set_faults(plan)
         tc = await rt.create_lora_training_client("local/tiny", rank=4)
@@ -112,9 +97,7 @@ async def test_api_key_never_appears_in_logs_reprs_or_errors(
             seen.append(repr(rt.statistics()))
     async with (
         open_local_server(api_keys=frozenset({"tml-someone-else"})) as server,
-        ta.open(
-            http_transport=httpx.ASGITransport(app=server.app), base_url=BASE, api_key=KEY
-        ) as rt,
+        open_runtime(server.app) as rt,
     ):
         with pytest.raises(ta.AuthenticationError) as refused:
             await rt.session_id()

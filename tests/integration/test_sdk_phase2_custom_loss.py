@@ -10,10 +10,10 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-import httpx
 import numpy as np
 import pytest
 import trio
+from sdk_support import open_runtime
 
 import tinker_actors as ta
 from tinker_actors.clients import OperationCancelledError, TrainingClient, TrainingOrderBrokenError
@@ -22,9 +22,6 @@ from tinker_actors.local import LocalServer, open_local_server
 from tinker_actors.types import AdamParams, ClientConfigResponse, Datum, ModelInput
 
 torch = pytest.importorskip("torch")
-
-KEY = "tml-phase2-custom"
-BASE = "http://local"
 
 
 def datum(offset: int, n: int = 6) -> Datum:
@@ -42,9 +39,7 @@ def datum(offset: int, n: int = 6) -> Datum:
 async def trainer(**server_options: Any) -> AsyncIterator[tuple[TrainingClient, LocalServer]]:
     async with (
         open_local_server(**server_options) as server,
-        ta.open(
-            http_transport=httpx.ASGITransport(app=server.app), base_url=BASE, api_key=KEY
-        ) as rt,
+        open_runtime(server.app) as rt,
     ):
         tc = await rt.create_lora_training_client("local/tiny", rank=4)
         with trio.fail_after(120):

@@ -7,54 +7,33 @@ import json
 import pickle
 from typing import Any
 
-import httpx
 import pytest
 import trio
+from sdk_support import KEY, BufferedTap, open_runtime
 
 import tinker_actors as ta
 from tinker_actors.clients import SamplingClient
 from tinker_actors.local import open_local_server
 from tinker_actors.types import ClientConfigResponse, ModelInput, SamplingParams
 
-KEY = "tml-phase2-handle-secret"
-BASE = "http://local"
 PROMPT = ModelInput.from_ints([21, 22, 23])
 
 
-class Seqs:
+class Seqs(BufferedTap):
     """ASGI middleware that keeps the seq_id of every asample and join requests."""
 
     def __init__(self, app: Any) -> None:
-        self.app = app
+        super().__init__(app)
         self.asample: list[tuple[str, int]] = []
         self.joins = 0
 
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        chunks = []
-        while True:
-            message = await receive()
-            chunks.append(message.get("body", b""))
-            if not message.get("more_body", False):
-                break
-        raw = b"".join(chunks)
-        if scope["path"] == "/api/v1/asample":
+    async def inspect(self, path: str, raw: bytes) -> int | None:
+        if path == "/api/v1/asample":
             body = json.loads(raw)
             self.asample.append((body["sampling_session_id"], body["seq_id"]))
-        if scope["path"] == "/api/v1/join_sampling_session":
+        if path == "/api/v1/join_sampling_session":
             self.joins += 1
-        sent = False
-
-        async def replay() -> dict[str, Any]:
-            nonlocal sent
-            if sent:
-                return await receive()
-            sent = True
-            return {"type": "http.request", "body": raw, "more_body": False}
-
-        await self.app(scope, replay, send)
+        return None
 
 
 @pytest.mark.parametrize("join", [True, False])
@@ -65,10 +44,7 @@ async def test_a_handle_round_trips_into_a_second_runtime(
     async with open_local_server(client_config=flags) as server:
         app = Seqs(server.app)
 
-        def runtime() -> Any:
-            return ta.open(http_transport=httpx.ASGITransport(app=app), base_url=BASE, api_key=KEY)
-
-        async with runtime() as first, runtime() as second:
+        async with open_runtime(app) as first, open_runtime(app) as second:
             original = await first.create_sampling_client(base_model="local/tiny")
             with trio.fail_after(120):
                 params = SamplingParams(max_tokens=3, seed=5)
@@ -104,9 +80,7 @@ async def test_pickled_client_carries_no_key_and_attaches_to_a_runtime(
 ) -> None:
     async with open_local_server() as server:
         app = Seqs(server.app)
-        async with ta.open(
-            http_transport=httpx.ASGITransport(app=app), base_url=BASE, api_key=KEY
-        ) as rt:
+        async with open_runtime(app) as rt:
             original = await rt.create_sampling_client(base_model="local/tiny")
             blob = pickle.dumps(original)
             assert KEY.encode() not in blob
@@ -129,11 +103,7 @@ async def test_bad_handles_are_refused_before_anything_is_sent(
 ) -> None:
     async with open_local_server() as server:
         app = Seqs(server.app)
-        async with ta.open(
-            http_transport=httpx.ASGITransport(app=app), base_url=BASE, api_key=KEY
-        ) as rt, ta.open(
-            http_transport=httpx.ASGITransport(app=app), base_url="http://other", api_key=KEY
-        ) as other:  # fmt: skip
+        async with open_runtime(app) as rt, open_runtime(app, base_url="http://other") as other:
             original = await rt.create_sampling_client(base_model="local/tiny")
             for bad in ("", "not base64 !", base64.urlsafe_b64encode(b'{"x": 1}').decode()):
                 with pytest.raises(ta.InvalidInputError, match="sampler handle"):

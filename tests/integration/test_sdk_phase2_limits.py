@@ -2,83 +2,45 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
-import httpx
-import numpy as np
 import trio
+from sdk_support import BufferedTap, json_or_none, lm_datum, served_runtime
 
 import tinker_actors as ta
 from tinker_actors.actors import RateLimiter, rate_limiter_for
-from tinker_actors.local import LocalServer, open_local_server
+from tinker_actors.local import LocalServer
 from tinker_actors.types import ClientConfigResponse, Datum, ModelInput, SamplingParams
 
-KEY = "tml-phase2-limits"
-BASE = "http://local"
 PROMPT = ModelInput.from_ints([3, 4, 5, 6])
 
 
-class Probe:
+class Probe(BufferedTap):
     """ASGI middleware: calls ``on_request(path, body)`` as each request arrives.
 
     A non-None return is sent back as that HTTP status instead of forwarding the request.
     """
 
     def __init__(self, app: Any, on_request: Callable[[str, Any], int | None]) -> None:
-        self.app = app
+        super().__init__(app)
         self.on_request = on_request
 
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        chunks = []
-        while True:
-            message = await receive()
-            chunks.append(message.get("body", b""))
-            if not message.get("more_body", False):
-                break
-        raw = b"".join(chunks)
-        try:
-            body = json.loads(raw) if raw else None
-        except ValueError:
-            body = None
-        status = self.on_request(scope["path"], body)
-        if status is not None:
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": status,
-                    "headers": [(b"content-type", b"application/json")],
-                }
-            )
-            await send({"type": "http.response.body", "body": b'{"detail": "injected"}'})
-            return
-        sent = False
-
-        async def replay() -> dict[str, Any]:
-            nonlocal sent
-            if sent:
-                return await receive()
-            sent = True
-            return {"type": "http.request", "body": raw, "more_body": False}
-
-        await self.app(scope, replay, send)
+    async def inspect(self, path: str, raw: bytes) -> int | None:
+        return self.on_request(path, json_or_none(raw))
 
 
 @asynccontextmanager
 async def runtime(
     on_request: Callable[[str, Any], int | None], **server_options: Any
 ) -> AsyncIterator[tuple[ta.Runtime, LocalServer]]:
-    async with open_local_server(**server_options) as server:
-        app = Probe(server.app, on_request)
-        async with ta.open(
-            http_transport=httpx.ASGITransport(app=app), base_url=BASE, api_key=KEY
-        ) as rt:
-            yield rt, server
+    async with served_runtime(lambda app: Probe(app, on_request), **server_options) as (
+        rt,
+        server,
+        _probe,
+    ):
+        yield rt, server
 
 
 async def limiter_of(rt: ta.Runtime) -> RateLimiter:
@@ -132,14 +94,7 @@ async def test_two_samplers_of_one_runtime_share_the_429_deadline(
 
 
 def datum(offset: int, n: int = 6) -> Datum:
-    tokens = [(offset + 5 * i) % 3000 + 4 for i in range(n + 1)]
-    return Datum(
-        model_input=ModelInput.from_ints(tokens[:-1]),
-        loss_fn_inputs={
-            "target_tokens": np.array(tokens[1:], dtype=np.int64),
-            "weights": np.ones(n, dtype=np.float32),
-        },
-    )
+    return lm_datum([(offset + 5 * i) % 3000 + 4 for i in range(n + 1)])
 
 
 async def run_chunked_forward_backward(budget: int) -> tuple[list[tuple[int, int]], RateLimiter]:

@@ -2,53 +2,28 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import httpx
 import pytest
 import trio
+from sdk_support import BASE, KEY, BufferedTap, json_or_none, open_runtime
 
 import tinker_actors as ta
 from tinker_actors.clients import RestClient
 from tinker_actors.local import open_local_server
 
-KEY = "tml-phase2-rest"
-BASE = "http://local"
 
-
-class Bodies:
+class Bodies(BufferedTap):
     """ASGI middleware that keeps (path, JSON body) of every request."""
 
     def __init__(self, app: Any) -> None:
-        self.app = app
+        super().__init__(app)
         self.requests: list[tuple[str, Any]] = []
 
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        chunks = []
-        while True:
-            message = await receive()
-            chunks.append(message.get("body", b""))
-            if not message.get("more_body", False):
-                break
-        raw = b"".join(chunks)
-        try:
-            self.requests.append((scope["path"], json.loads(raw) if raw else None))
-        except ValueError:
-            self.requests.append((scope["path"], None))
-        sent = False
-
-        async def replay() -> dict[str, Any]:
-            nonlocal sent
-            if sent:
-                return await receive()
-            sent = True
-            return {"type": "http.request", "body": raw, "more_body": False}
-
-        await self.app(scope, replay, send)
+    async def inspect(self, path: str, raw: bytes) -> int | None:
+        self.requests.append((path, json_or_none(raw)))
+        return None
 
 
 async def test_session_options_are_sent_and_the_rest_client_reads_them_back(
@@ -56,10 +31,9 @@ async def test_session_options_are_sent_and_the_rest_client_reads_them_back(
 ) -> None:
     async with open_local_server() as server:
         app = Bodies(server.app)
-        async with ta.open(
-            http_transport=httpx.ASGITransport(app=app), base_url=BASE, api_key=KEY,
-            user_metadata={"team": "phase2"}, display_name="phase2 run",
-        ) as rt:  # fmt: skip
+        async with open_runtime(
+            app, user_metadata={"team": "phase2"}, display_name="phase2 run"
+        ) as rt:
             # (the guard starts after creation: the server builds its tokenizer in a thread)
             tc = await rt.create_lora_training_client("local/tiny", rank=4)
             with trio.fail_after(120):
@@ -88,9 +62,7 @@ async def test_without_options_the_session_has_empty_metadata_and_no_name(
 ) -> None:
     async with open_local_server() as server:
         app = Bodies(server.app)
-        async with ta.open(
-            http_transport=httpx.ASGITransport(app=app), base_url=BASE, api_key=KEY
-        ) as rt:
+        async with open_runtime(app) as rt:
             await rt.session_id()
         created = [body for path, body in app.requests if path == "/api/v1/create_session"]
         assert created[0]["user_metadata"] == {}
@@ -125,11 +97,7 @@ async def test_bad_session_options_fail_before_anything_starts(
 async def test_health_check_needs_no_session() -> None:
     async with open_local_server() as server:
         with trio.fail_after(30):
-            async with ta.open(
-                http_transport=httpx.ASGITransport(app=server.app),
-                base_url="http://local",
-                api_key="tml-health",
-            ) as rt:
+            async with open_runtime(server.app, api_key="tml-health") as rt:
                 health = await rt.health_check()
                 assert health.status == "ok"
         assert "applied:CreateSession" not in server.counters()["totals"]

@@ -5,50 +5,32 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import httpx
 import pytest
 import trio
+from sdk_support import KEY, BufferedTap, open_runtime
 
 import tinker_actors as ta
 from tinker_actors.local import open_local_server
 from tinker_actors.types import ModelInput, SamplingParams
 
-KEY = "tml-phase2-telemetry-secret"
-BASE = "http://local"
 TELEMETRY = "/api/v1/telemetry"
 
 
-class Recorder:
+class Recorder(BufferedTap):
     """ASGI middleware that keeps the raw body of every telemetry POST."""
 
     def __init__(self, app: Any) -> None:
-        self.app = app
+        super().__init__(app)
         self.telemetry: list[bytes] = []
         self.posted = trio.Event()
 
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or scope["path"] != TELEMETRY:
-            await self.app(scope, receive, send)
-            return
-        chunks = []
-        while True:
-            message = await receive()
-            chunks.append(message.get("body", b""))
-            if not message.get("more_body", False):
-                break
-        raw = b"".join(chunks)
+    def wants(self, scope: Any) -> bool:
+        return bool(scope["type"] == "http" and scope["path"] == TELEMETRY)
+
+    async def inspect(self, path: str, raw: bytes) -> int | None:
         self.telemetry.append(raw)
         self.posted.set()
-        sent = False
-
-        async def replay() -> dict[str, Any]:
-            nonlocal sent
-            if sent:
-                return await receive()
-            sent = True
-            return {"type": "http.request", "body": raw, "more_body": False}
-
-        await self.app(scope, replay, send)
+        return None
 
     def events(self) -> list[dict[str, Any]]:
         return [event for raw in self.telemetry for event in json.loads(raw)["events"]]
@@ -59,9 +41,7 @@ async def test_session_start_errors_and_the_final_drain_reach_the_server(
 ) -> None:
     async with open_local_server() as server:
         app = Recorder(server.app)
-        async with ta.open(
-            http_transport=httpx.ASGITransport(app=app), base_url=BASE, api_key=KEY
-        ) as rt:
+        async with open_runtime(app) as rt:
             sc = await rt.create_sampling_client(base_model="local/tiny")
             session_id = await rt.session_id()
             with trio.fail_after(120):
@@ -96,10 +76,7 @@ async def test_session_start_errors_and_the_final_drain_reach_the_server(
 async def test_telemetry_off_sends_nothing(autojump_clock: trio.abc.Clock) -> None:
     async with open_local_server() as server:
         app = Recorder(server.app)
-        async with ta.open(
-            http_transport=httpx.ASGITransport(app=app), base_url=BASE, api_key=KEY,
-            telemetry=False,
-        ) as rt:  # fmt: skip
+        async with open_runtime(app, telemetry=False) as rt:
             with trio.fail_after(120):
                 await rt.create_sampling_client(base_model="local/tiny")
                 with pytest.raises(ta.NotFoundError):
@@ -116,9 +93,7 @@ async def test_telemetry_flusher_starts_with_the_session_only(
 ) -> None:
     async with open_local_server() as server:
         app = Recorder(server.app)
-        async with ta.open(
-            http_transport=httpx.ASGITransport(app=app), base_url=BASE, api_key=KEY
-        ) as rt:
+        async with open_runtime(app) as rt:
             await rt.get_server_capabilities()  # needs no session
             assert "telemetry" not in [c.id for c in rt.root.which_children()]
             await rt.session_id()

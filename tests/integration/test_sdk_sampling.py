@@ -2,95 +2,48 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
-import httpx
 import numpy as np
 import pytest
 import trio
+from sdk_support import BufferedTap, json_or_none, served_runtime, totals
 
 import tinker_actors as ta
 from tinker_actors.actors import rate_limiter_for
 from tinker_actors.clients import OperationCancelledError, SamplingClient
-from tinker_actors.local import LatencyModel, LocalServer, NullBackend, open_local_server
+from tinker_actors.local import LatencyModel, LocalServer, NullBackend
 from tinker_actors.types import ClientDynamicConfigResponse, ModelInput, SamplingParams
 
-KEY = "tml-sampling-test"
-BASE = "http://local"
 PROMPT = ModelInput.from_ints([11, 12, 13, 14, 15, 16])
 
 
-class Tap:
+class Tap(BufferedTap):
     """ASGI middleware: records (path, JSON body) and can answer chosen paths itself."""
 
     def __init__(self, app: Any) -> None:
-        self.app = app
+        super().__init__(app)
         self.requests: list[tuple[str, Any]] = []
         self.rules: dict[str, Callable[[], int | None]] = {}
 
     def bodies(self, path: str) -> list[Any]:
         return [body for p, body in self.requests if p == path]
 
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        chunks = []
-        while True:
-            message = await receive()
-            chunks.append(message.get("body", b""))
-            if not message.get("more_body", False):
-                break
-        raw = b"".join(chunks)
-        try:
-            body = json.loads(raw) if raw else None
-        except ValueError:
-            body = None
-        path = scope["path"]
-        self.requests.append((path, body))
-        status = self.rules[path]() if path in self.rules else None
-        if status is not None:
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": status,
-                    "headers": [(b"content-type", b"application/json")],
-                }
-            )
-            await send({"type": "http.response.body", "body": b'{"detail": "injected"}'})
-            return
-        sent = False
-
-        async def replay() -> dict[str, Any]:
-            nonlocal sent
-            if sent:
-                return await receive()
-            sent = True
-            return {"type": "http.request", "body": raw, "more_body": False}
-
-        await self.app(scope, replay, send)
+    async def inspect(self, path: str, raw: bytes) -> int | None:
+        self.requests.append((path, json_or_none(raw)))
+        return self.rules[path]() if path in self.rules else None
 
 
 @asynccontextmanager
 async def sampler(
     **server_options: Any,
 ) -> AsyncIterator[tuple[SamplingClient, LocalServer, Tap, ta.Runtime]]:
-    async with open_local_server(**server_options) as server:
-        tap = Tap(server.app)
-        async with ta.open(
-            http_transport=httpx.ASGITransport(app=tap), base_url=BASE, api_key=KEY
-        ) as rt:
-            client = await rt.create_sampling_client(base_model="local/tiny")
-            with trio.fail_after(600):
-                yield client, server, tap, rt
-
-
-def totals(server: LocalServer) -> dict[str, int]:
-    out: dict[str, int] = server.counters()["totals"]  # type: ignore[assignment]
-    return out
+    async with served_runtime(Tap, **server_options) as (rt, server, tap):
+        client = await rt.create_sampling_client(base_model="local/tiny")
+        with trio.fail_after(600):
+            yield client, server, tap, rt
 
 
 async def test_num_samples_and_seeded_results(autojump_clock: trio.abc.Clock) -> None:
@@ -223,21 +176,15 @@ async def test_410_resubmits_with_a_new_seq_id(autojump_clock: trio.abc.Clock) -
 async def test_sampler_from_saved_weights_learns_its_base_model(
     autojump_clock: trio.abc.Clock,
 ) -> None:
-    async with open_local_server() as server:
-        tap = Tap(server.app)
-        async with ta.open(
-            http_transport=httpx.ASGITransport(app=tap), base_url=BASE, api_key=KEY
-        ) as rt:
-            tc = await rt.create_lora_training_client("local/tiny", rank=4)
-            with trio.fail_after(600):
-                saved = await (await tc.save_weights_for_sampler("w1")).result()
-                sc = await rt.create_sampling_client(model_path=saved.path)
-                assert sc.get_base_model() == "local/tiny"
-                assert tap.requests[-1][0].startswith("/api/v1/samplers/")
-                out = await (await sc.sample(PROMPT, 1, SamplingParams(max_tokens=2))).result()
-                assert np.asarray(out.sequences[0].tokens).shape == (2,)
-                ephemeral = await tc.save_weights_and_get_sampling_client()
-                out2 = await (
-                    await ephemeral.sample(PROMPT, 1, SamplingParams(max_tokens=2))
-                ).result()
-                assert len(out2.sequences[0].tokens) == 2
+    async with served_runtime(Tap) as (rt, _server, tap):
+        tc = await rt.create_lora_training_client("local/tiny", rank=4)
+        with trio.fail_after(600):
+            saved = await (await tc.save_weights_for_sampler("w1")).result()
+            sc = await rt.create_sampling_client(model_path=saved.path)
+            assert sc.get_base_model() == "local/tiny"
+            assert tap.requests[-1][0].startswith("/api/v1/samplers/")
+            out = await (await sc.sample(PROMPT, 1, SamplingParams(max_tokens=2))).result()
+            assert np.asarray(out.sequences[0].tokens).shape == (2,)
+            ephemeral = await tc.save_weights_and_get_sampling_client()
+            out2 = await (await ephemeral.sample(PROMPT, 1, SamplingParams(max_tokens=2))).result()
+            assert len(out2.sequences[0].tokens) == 2

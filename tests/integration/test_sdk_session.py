@@ -11,16 +11,13 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
-import httpx
 import msgspec
 import pytest
 import trio
+from sdk_support import KEY, open_runtime, totals
 
 import tinker_actors as ta
 from tinker_actors.local import LocalServer, open_local_server
-
-KEY = "tml-session-test-key"
-BASE = "http://local"
 
 
 class Call(msgspec.Struct, frozen=True):
@@ -67,15 +64,8 @@ class Recorder:
 async def runtime(**server_options: Any) -> AsyncIterator[tuple[ta.Runtime, LocalServer, Recorder]]:
     async with open_local_server(**server_options) as server:
         recorder = Recorder(server.app)
-        async with ta.open(
-            http_transport=httpx.ASGITransport(app=recorder), base_url=BASE, api_key=KEY
-        ) as rt:
+        async with open_runtime(recorder) as rt:
             yield rt, server, recorder
-
-
-def totals(server: LocalServer) -> dict[str, int]:
-    out: dict[str, int] = server.counters()["totals"]  # type: ignore[assignment]
-    return out
 
 
 async def test_bootstrap_order_then_heartbeats_every_10s(autojump_clock: trio.abc.Clock) -> None:
@@ -157,9 +147,7 @@ async def test_leaving_open_finishes_with_the_right_status(
         with trio.fail_after(600):
             caught: BaseException | None = None
             try:
-                async with ta.open(
-                    http_transport=httpx.ASGITransport(app=server.app), base_url=BASE, api_key=KEY
-                ) as rt:
+                async with open_runtime(server.app) as rt:
                     await rt.session_id()
                     if error is not None:
                         raise error

@@ -5,58 +5,31 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import httpx
 import pytest
 import trio
+from sdk_support import BufferedTap, open_runtime
 
-import tinker_actors as ta
 from tinker_actors.clients import SamplingClient
 from tinker_actors.local import LocalServer, open_local_server
 from tinker_actors.types import ClientConfigResponse, ModelInput, SamplingParams
 
-KEY = "tml-shadow-session"
-BASE = "http://local"
 PROMPT = ModelInput.from_ints([5, 6, 7])
 PARAMS = SamplingParams(max_tokens=2, seed=9)
 
 
-class Paths:
+class Paths(BufferedTap):
     """ASGI middleware: records (path, JSON body) of one runtime's requests."""
 
     def __init__(self, app: Any) -> None:
-        self.app = app
+        super().__init__(app)
         self.requests: list[tuple[str, Any]] = []
 
     def bodies(self, path: str) -> list[Any]:
         return [body for p, body in self.requests if p == path]
 
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        chunks = []
-        while True:
-            message = await receive()
-            chunks.append(message.get("body", b""))
-            if not message.get("more_body", False):
-                break
-        raw = b"".join(chunks)
-        self.requests.append((scope["path"], json.loads(raw) if raw else None))
-        sent = False
-
-        async def replay() -> dict[str, Any]:
-            nonlocal sent
-            if sent:
-                message: dict[str, Any] = await receive()
-                return message
-            sent = True
-            return {"type": "http.request", "body": raw, "more_body": False}
-
-        await self.app(scope, replay, send)
-
-
-def runtime(app: Paths) -> Any:
-    return ta.open(http_transport=httpx.ASGITransport(app=app), base_url=BASE, api_key=KEY)
+    async def inspect(self, path: str, raw: bytes) -> int | None:
+        self.requests.append((path, json.loads(raw) if raw else None))
+        return None
 
 
 def sessions(server: LocalServer) -> dict[str, Any]:
@@ -72,11 +45,11 @@ async def test_handle_in_second_runtime_shadows_the_session(
     async with open_local_server(client_config=flags) as server:
         one, two = Paths(server.app), Paths(server.app)
         with trio.fail_after(600):
-            async with runtime(one) as first:
+            async with open_runtime(one) as first:
                 original = await first.create_sampling_client(base_model="local/tiny")
                 session_id = await first.session_id()
                 handle = original.get_sampler_handle()
-                async with runtime(two) as second:
+                async with open_runtime(two) as second:
                     clone = await SamplingClient.from_sampler_handle(handle, second)
                     out = await (await clone.sample(PROMPT, 1, PARAMS)).result()
                     assert len(out.sequences) == 1
@@ -120,7 +93,7 @@ async def test_handle_in_the_owning_runtime_uses_its_own_session(
     async with open_local_server() as server:
         app = Paths(server.app)
         with trio.fail_after(600):
-            async with runtime(app) as rt:
+            async with open_runtime(app) as rt:
                 original = await rt.create_sampling_client(base_model="local/tiny")
                 clone = await SamplingClient.from_sampler_handle(original.get_sampler_handle(), rt)
                 await (await clone.sample(PROMPT, 1, PARAMS)).result()
@@ -134,8 +107,8 @@ async def test_shadow_stops_beating_a_finished_session(autojump_clock: trio.abc.
     async with open_local_server() as server:
         one, two = Paths(server.app), Paths(server.app)
         with trio.fail_after(600):
-            async with runtime(two) as second:
-                async with runtime(one) as first:
+            async with open_runtime(two) as second:
+                async with open_runtime(one) as first:
                     original = await first.create_sampling_client(base_model="local/tiny")
                     handle = original.get_sampler_handle()
                     clone = await SamplingClient.from_sampler_handle(handle, second)

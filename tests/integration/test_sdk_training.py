@@ -10,10 +10,10 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
-import httpx
 import numpy as np
 import pytest
 import trio
+from sdk_support import lm_datum, open_runtime, send_status, served_runtime
 
 import tinker_actors as ta
 from tinker_actors.clients import TrainingClient, TrainingOrderBrokenError
@@ -21,19 +21,9 @@ from tinker_actors.local import LatencyModel, LocalServer, NullBackend, open_loc
 from tinker_actors.tokenizer import TokenizerUnavailableError
 from tinker_actors.types import AdamParams, ClientConfigResponse, Datum, ModelInput
 
-KEY = "tml-training-test"
-BASE = "http://local"
-
 
 def datum(offset: int = 0, n: int = 8) -> Datum:
-    tokens = [(offset + 7 * i) % 4000 + 4 for i in range(n + 1)]
-    return Datum(
-        model_input=ModelInput.from_ints(tokens[:-1]),
-        loss_fn_inputs={
-            "target_tokens": np.array(tokens[1:], dtype=np.int64),
-            "weights": np.ones(n, dtype=np.float32),
-        },
-    )
+    return lm_datum([(offset + 7 * i) % 4000 + 4 for i in range(n + 1)])
 
 
 class Answering:
@@ -50,14 +40,7 @@ class Answering:
             self.posts.append(path)
             status = self.rules[path]() if path in self.rules else None
             if status is not None:
-                await send(
-                    {
-                        "type": "http.response.start",
-                        "status": status,
-                        "headers": [(b"content-type", b"application/json")],
-                    }
-                )
-                await send({"type": "http.response.body", "body": b'{"detail": "injected"}'})
+                await send_status(send, status)
                 return
         await self.app(scope, receive, send)
 
@@ -66,16 +49,12 @@ class Answering:
 async def trainer(
     **server_options: Any,
 ) -> AsyncIterator[tuple[TrainingClient, LocalServer, Answering, ta.Runtime]]:
-    async with open_local_server(**server_options) as server:
-        app = Answering(server.app)
-        async with ta.open(
-            http_transport=httpx.ASGITransport(app=app), base_url=BASE, api_key=KEY
-        ) as rt:
-            # get_info makes the server build its tokenizer in a worker thread, and the virtual
-            # clock runs on while it does; the hang guard therefore starts after creation.
-            client = await rt.create_lora_training_client("local/tiny", rank=8, seed=0)
-            with trio.fail_after(600):
-                yield client, server, app, rt
+    async with served_runtime(Answering, **server_options) as (rt, server, app):
+        # get_info makes the server build its tokenizer in a worker thread, and the virtual
+        # clock runs on while it does; the hang guard therefore starts after creation.
+        client = await rt.create_lora_training_client("local/tiny", rank=8, seed=0)
+        with trio.fail_after(600):
+            yield client, server, app, rt
 
 
 async def _forward_backward_result(tc: TrainingClient, data: list[Datum]) -> object:
@@ -218,9 +197,7 @@ async def test_bad_input_is_refused_before_anything_is_sent(
         assert model_counters(server, tc.model_id)["applied_seq_ids"] == [0, 1]
     async with (
         open_local_server() as server2,
-        ta.open(
-            http_transport=httpx.ASGITransport(app=server2.app), base_url=BASE, api_key=KEY
-        ) as rt,
+        open_runtime(server2.app) as rt,
     ):
         with pytest.raises(ta.InvalidInputError, match="train_"):
             await rt.create_lora_training_client(
