@@ -35,6 +35,7 @@ from tinker_actors.errors import (
     InvalidInputError,
 )
 from tinker_actors.types import (
+    SEQ_IDS_PER_CLONE,
     ClientConfigResponse,
     ClientDynamicConfigResponse,
     JoinSamplingSessionRequest,
@@ -71,8 +72,8 @@ DYNAMIC_CONFIG_TIMEOUT: Final = 10
 
 Flags = tuple[ClientConfigResponse, ClientDynamicConfigResponse]
 
-#: A clone's seq ids start at ``clone_id * CLONE_STRIDE``.
-CLONE_STRIDE: Final = 1_000_000_000
+#: A clone's seq ids start at ``clone_id * CLONE_STRIDE`` (the wire constant of protocol §8.5).
+CLONE_STRIDE: Final = SEQ_IDS_PER_CLONE
 
 
 class SamplerState(msgspec.Struct, frozen=True, kw_only=True):

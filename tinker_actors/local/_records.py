@@ -18,9 +18,11 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import TypeAlias, TypeVar
 
 import msgspec
+
+from tinker_actors.types import CheckpointType, TinkerPath
 
 __all__ = [
     "CheckpointRecord",
@@ -30,12 +32,7 @@ __all__ = [
     "SessionRecord",
 ]
 
-CheckpointKind = Literal["training", "sampler", "external"]
-SEGMENT_OF: dict[CheckpointKind, str] = {
-    "training": "weights",
-    "sampler": "sampler_weights",
-    "external": "external_weights",
-}
+CheckpointKind: TypeAlias = CheckpointType
 
 
 class SessionRecord(msgspec.Struct, kw_only=True):
@@ -76,14 +73,19 @@ class CheckpointRecord(msgspec.Struct, kw_only=True):
     ephemeral: bool = False
 
     @property
+    def path(self) -> TinkerPath:
+        """The checkpoint's parsed ``tinker://`` path."""
+        return TinkerPath(training_run_id=self.run_id, checkpoint_type=self.kind, name=self.name)
+
+    @property
     def checkpoint_id(self) -> str:
         """``<segment>/<name>``, e.g. ``weights/step-10``."""
-        return f"{SEGMENT_OF[self.kind]}/{self.name}"
+        return self.path.checkpoint_id
 
     @property
     def tinker_path(self) -> str:
         """``tinker://<run>/<segment>/<name>``."""
-        return f"tinker://{self.run_id}/{self.checkpoint_id}"
+        return str(self.path)
 
 
 class RunRecord(msgspec.Struct, kw_only=True):
@@ -162,7 +164,7 @@ class RecordStore:
         return (
             self.run_dir(checkpoint.run_id)
             / "checkpoints"
-            / SEGMENT_OF[checkpoint.kind]
+            / checkpoint.path.segment
             / checkpoint.name
         )
 

@@ -21,6 +21,7 @@ from tinker_actors.local._core import EngineError, check_not_expired
 from tinker_actors.local._records import SamplerRecord
 from tinker_actors.transport.proto import encode_sample_response
 from tinker_actors.types import (
+    SEQ_IDS_PER_CLONE,
     CreateSamplingSessionResponse,
     GetSamplerResponse,
     JoinSamplingSessionResponse,
@@ -37,7 +38,6 @@ if TYPE_CHECKING:
 __all__ = ["SamplingCapacityError", "SamplingOps"]
 
 log = logging.getLogger("tinker_actors.local")
-_SEQ_PER_CLONE = 1_000_000_000
 
 
 class SamplingCapacityError(EngineError):
@@ -229,7 +229,7 @@ class SamplingOps:
             raise EngineError(400, str(exc)) from None
         if tokens and (min(tokens) < 0 or max(tokens) >= spec.vocab_size):
             raise EngineError(400, f"prompt token ids must be in [0, {spec.vocab_size})")
-        clone = seq_id // _SEQ_PER_CLONE if seq_id is not None else 0
+        clone = seq_id // SEQ_IDS_PER_CLONE if seq_id is not None else 0
         record = core.futures.create(
             "Sample", sampler.session_id, completion_target=(sampler.sampling_session_id, clone)
         )

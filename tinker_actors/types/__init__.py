@@ -92,6 +92,7 @@ from tinker_actors.types._sample_result import SampledSequence as SampledSequenc
 from tinker_actors.types._sample_result import SampleResponse as SampleResponse
 from tinker_actors.types._sample_result import StopReason as StopReason
 from tinker_actors.types._sample_result import TopkLogprobs as TopkLogprobs
+from tinker_actors.types._sampling import SEQ_IDS_PER_CLONE as SEQ_IDS_PER_CLONE
 from tinker_actors.types._sampling import SampleRequest as SampleRequest
 from tinker_actors.types._sampling import SamplingParams as SamplingParams
 from tinker_actors.types._service import ClientConfigRequest as ClientConfigRequest
@@ -216,6 +217,7 @@ from tinker_actors.types._weights import WeightsInfoResponse as WeightsInfoRespo
 __all__ = [
     "MAX_TTL_SECONDS",
     "MIN_TTL_SECONDS",
+    "SEQ_IDS_PER_CLONE",
     "TOPK_MASK_LOGPROB",
     "AccessibleSearchOwner",
     "ActiveSessionStatusQuery",

@@ -19,7 +19,7 @@ hooks from :mod:`tinker_actors.types._tensor`. The result is a
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
+from typing import Final, Literal
 
 from msgspec import UNSET, UnsetType
 
@@ -28,7 +28,11 @@ from tinker_actors.types._base import RequestStruct
 from tinker_actors.types._model_input import ModelInput
 from tinker_actors.types._tensor import TensorData
 
-__all__ = ["SampleRequest", "SamplingParams"]
+__all__ = ["SEQ_IDS_PER_CLONE", "SampleRequest", "SamplingParams"]
+
+#: A cloned sampling client numbers its samples from ``clone_id * SEQ_IDS_PER_CLONE`` (protocol
+#: §8.5), so the server recovers the clone as ``seq_id // SEQ_IDS_PER_CLONE``.
+SEQ_IDS_PER_CLONE: Final = 1_000_000_000
 
 
 class SamplingParams(RequestStruct, kw_only=True, frozen=True):
