@@ -7,7 +7,8 @@ The array is the source of truth. Nothing is turned into Python lists unless you
 Only two dtypes exist on the wire: ``int64`` and ``float32``. Inputs of another numeric dtype are
 converted with a :class:`DtypeConversionWarning` that names the field (float64/float16/bfloat16 →
 float32, int8/16/32 and unsigned → int64); bool, complex, strings and objects are refused with
-:class:`~tinker_actors.errors.InvalidInputError`.
+:class:`~tinker_actors.errors.InvalidInputError`. Those input checks live in
+:mod:`tinker_actors.types._tensor_checks`; this module is the representation and its conversions.
 
 A 2-D tensor may be stored sparse (CSR): ``array`` then holds only the listed values, row ``i``'s
 values are ``array[crow[i]:crow[i+1]]`` at columns ``col[crow[i]:crow[i+1]]``, and every other cell
@@ -37,12 +38,25 @@ from __future__ import annotations
 import importlib
 import math
 import warnings
-from typing import TYPE_CHECKING, Any, Final, Literal, TypeAlias, final
+from typing import TYPE_CHECKING, Any, Final, final
 
 import numpy as np
 import numpy.typing as npt
 
 from tinker_actors.errors import InvalidInputError
+from tinker_actors.types._tensor_checks import (
+    NUMPY_DTYPE,
+    DtypeConversionWarning,
+    TensorDtype,
+    as_index_array,
+    check_csr,
+    check_pad,
+    check_shape,
+    coerce_array,
+    refuse_dtype,
+    shape_dense,
+    values_array,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -55,107 +69,9 @@ __all__ = [
     "json_enc_hook",
 ]
 
-TensorDtype: TypeAlias = Literal["int64", "float32"]
-"""The only element types the wire knows."""
-
-_NUMPY_DTYPE: Final[dict[str, np.dtype[Any]]] = {
-    "int64": np.dtype(np.int64),
-    "float32": np.dtype(np.float32),
-}
-_INT64_MAX: Final = np.iinfo(np.int64).max
 _JSON_KEYS: Final = frozenset(
     {"data", "dtype", "shape", "sparse_crow_indices", "sparse_col_indices"}
 )
-
-
-class DtypeConversionWarning(UserWarning):
-    """An input array was converted to one of the two wire dtypes (int64, float32)."""
-
-
-def _refuse_dtype(field: str, dtype: object) -> InvalidInputError:
-    return InvalidInputError(
-        f"{field}: dtype {dtype} cannot be sent; pass an integer array (sent as int64) or a "
-        "floating-point array (sent as float32)"
-    )
-
-
-def coerce_array(array: npt.NDArray[Any], field: str) -> tuple[npt.NDArray[Any], TensorDtype]:
-    """Return ``array`` in its wire dtype, warning when a conversion was needed.
-
-    Args:
-        array: any numpy array.
-        field: the name used in warnings and errors (e.g. ``"loss_fn_inputs['weights']"``).
-
-    Raises:
-        InvalidInputError: the dtype is not numeric (bool, complex, strings, objects, dates) or
-            unsigned values do not fit int64.
-    """
-    dt = array.dtype
-    if dt == np.float32:
-        return array, "float32"
-    if dt == np.int64:
-        return array, "int64"
-    if dt.kind == "f" or dt.name == "bfloat16":
-        target: TensorDtype = "float32"
-    elif dt.kind in "iu":
-        if dt.kind == "u" and dt.itemsize == 8 and array.size and int(array.max()) > _INT64_MAX:
-            raise InvalidInputError(f"{field}: uint64 values above 2**63-1 do not fit int64")
-        target = "int64"
-    else:
-        raise _refuse_dtype(field, dt)
-    warnings.warn(
-        f"{field}: converted {dt} to {target} (the wire carries only int64 and float32); "
-        f"pass a {target} array to avoid this warning",
-        DtypeConversionWarning,
-        stacklevel=3,
-    )
-    return array.astype(_NUMPY_DTYPE[target]), target
-
-
-def _as_index_array(values: Sequence[int] | npt.NDArray[Any], what: str) -> npt.NDArray[np.int64]:
-    try:
-        arr = np.asarray(values)
-    except (ValueError, TypeError) as exc:
-        raise InvalidInputError(f"{what} must be a flat list of integers") from exc
-    if arr.size == 0:
-        return np.zeros(0, dtype=np.int64)
-    if arr.ndim != 1 or arr.dtype.kind not in "iu":
-        raise InvalidInputError(
-            f"{what} must be a flat list of integers, got {arr.dtype} {arr.shape}"
-        )
-    return arr.astype(np.int64, copy=False)
-
-
-def _all_integral(arr: npt.NDArray[Any]) -> bool:
-    return bool(np.all(np.isfinite(arr))) and bool(np.all(arr == np.round(arr)))
-
-
-def _values_array(data: object, dtype: TensorDtype, field: str) -> npt.NDArray[Any]:
-    """Convert user-given ``data`` to an array of the declared dtype, refusing lossy casts."""
-    np_dtype = _NUMPY_DTYPE[dtype]
-    if isinstance(data, np.ndarray):
-        arr = data
-    else:
-        try:
-            arr = np.asarray(data)
-        except (ValueError, TypeError) as exc:
-            raise InvalidInputError(
-                f"{field}: data must be a rectangular numeric array ({exc})"
-            ) from exc
-    if arr.dtype == np_dtype:
-        return arr
-    if arr.size == 0:
-        return arr.astype(np_dtype)
-    if arr.dtype.kind not in "iuf" and arr.dtype.name != "bfloat16":
-        raise _refuse_dtype(field, arr.dtype)
-    if dtype == "int64" and arr.dtype.kind == "f" and not _all_integral(arr):
-        raise InvalidInputError(
-            f"{field}: dtype is int64 but data holds non-integer values; "
-            "round them or declare dtype='float32'"
-        )
-    if arr.dtype.kind == "u" and arr.dtype.itemsize == 8 and int(arr.max()) > _INT64_MAX:
-        raise InvalidInputError(f"{field}: uint64 values above 2**63-1 do not fit int64")
-    return arr.astype(np_dtype)
 
 
 @final
@@ -198,10 +114,10 @@ class TensorData:
         *,
         field: str = "TensorData",
     ) -> None:
-        if dtype not in _NUMPY_DTYPE:
+        if dtype not in NUMPY_DTYPE:
             raise InvalidInputError(f"{field}: dtype must be 'int64' or 'float32', got {dtype!r}")
-        values = _values_array([] if data is None else data, dtype, field)
-        dims = _check_shape(shape, field)
+        values = values_array([] if data is None else data, dtype, field)
+        dims = check_shape(shape, field)
         if (sparse_crow_indices is None) != (sparse_col_indices is None):
             raise InvalidInputError(
                 f"{field}: sparse_crow_indices and sparse_col_indices must be given together"
@@ -210,12 +126,12 @@ class TensorData:
         self._shape = dims
         if sparse_crow_indices is None or sparse_col_indices is None:
             self._crow = self._col = None
-            self._array = _shape_dense(values, dims, field)
+            self._array = shape_dense(values, dims, field)
             return
-        crow = _as_index_array(sparse_crow_indices, f"{field}: sparse_crow_indices")
-        col = _as_index_array(sparse_col_indices, f"{field}: sparse_col_indices")
+        crow = as_index_array(sparse_crow_indices, f"{field}: sparse_crow_indices")
+        col = as_index_array(sparse_col_indices, f"{field}: sparse_col_indices")
         flat = values.reshape(-1)
-        _check_csr(dims, crow, col, flat.size, field)
+        check_csr(dims, crow, col, flat.size, field)
         self._array, self._crow, self._col = flat, crow, col
 
     # -- construction -------------------------------------------------------------------------
@@ -247,7 +163,7 @@ class TensorData:
             )
         arr, dtype = coerce_array(array, field)
         if sparse and arr.ndim == 2:
-            return _to_csr(arr, dtype, _check_pad(pad_value), field)
+            return _to_csr(arr, dtype, check_pad(pad_value), field)
         return cls._trusted(arr, dtype, tuple(int(d) for d in arr.shape))
 
     @classmethod
@@ -279,7 +195,7 @@ class TensorData:
         try:
             arr = t.numpy()
         except TypeError as exc:
-            raise _refuse_dtype(field, t.dtype) from exc
+            raise refuse_dtype(field, t.dtype) from exc
         return cls.from_numpy(arr, sparse=sparse, pad_value=pad_value, field=field)
 
     @classmethod
@@ -372,7 +288,7 @@ class TensorData:
         if self._crow is None or self._col is None:
             return self._array
         assert self._shape is not None  # CSR always has a 2-D shape (checked on construction)
-        pad = _check_pad(pad_value)
+        pad = check_pad(pad_value)
         dense = np.full(self._shape, pad, dtype=self._array.dtype)
         rows = np.repeat(np.arange(self._shape[0]), np.diff(self._crow))
         dense[rows, self._col] = self._array
@@ -465,71 +381,6 @@ def _same(a: npt.NDArray[Any] | None, b: npt.NDArray[Any] | None) -> bool:
     if a is None or b is None:
         return a is b
     return bool(np.array_equal(a, b))
-
-
-def _check_pad(pad_value: object) -> int:
-    if isinstance(pad_value, bool) or not isinstance(pad_value, int | np.integer):
-        raise TypeError(f"pad_value must be an integer, got {type(pad_value).__name__}")
-    return int(pad_value)
-
-
-def _check_shape(shape: Sequence[int] | None, field: str) -> tuple[int, ...] | None:
-    if shape is None:
-        return None
-    try:
-        dims = tuple(int(d) for d in shape)
-    except (TypeError, ValueError) as exc:
-        raise InvalidInputError(
-            f"{field}: shape must be a list of integers, got {shape!r}"
-        ) from exc
-    if any(d < 0 for d in dims) or any(
-        isinstance(d, bool) or not isinstance(d, int | np.integer) for d in shape
-    ):
-        raise InvalidInputError(f"{field}: shape must be non-negative integers, got {list(shape)}")
-    return dims
-
-
-def _shape_dense(
-    values: npt.NDArray[Any], dims: tuple[int, ...] | None, field: str
-) -> npt.NDArray[Any]:
-    if dims is None:
-        return values.reshape(-1)
-    if values.shape == dims:
-        return values
-    if values.size != math.prod(dims):
-        raise InvalidInputError(
-            f"{field}: data has {values.size} elements but shape {list(dims)} needs "
-            f"{math.prod(dims)}"
-        )
-    return values.reshape(dims)
-
-
-def _check_csr(
-    dims: tuple[int, ...] | None,
-    crow: npt.NDArray[np.int64],
-    col: npt.NDArray[np.int64],
-    nnz: int,
-    field: str,
-) -> None:
-    if dims is None or len(dims) != 2:
-        raise InvalidInputError(f"{field}: a sparse CSR tensor needs a 2-D shape, got {dims}")
-    rows, cols = dims
-    if crow.size != rows + 1:
-        raise InvalidInputError(
-            f"{field}: sparse_crow_indices has {crow.size} entries, shape {list(dims)} needs "
-            f"rows + 1 = {rows + 1}"
-        )
-    if crow[0] != 0 or crow[-1] != nnz or bool(np.any(np.diff(crow) < 0)):
-        raise InvalidInputError(
-            f"{field}: sparse_crow_indices must start at 0, never decrease, and end at the "
-            f"number of values ({nnz}); got first={int(crow[0])}, last={int(crow[-1])}"
-        )
-    if col.size != nnz:
-        raise InvalidInputError(
-            f"{field}: sparse_col_indices has {col.size} entries but there are {nnz} values"
-        )
-    if col.size and (int(col.min()) < 0 or int(col.max()) >= cols):
-        raise InvalidInputError(f"{field}: sparse_col_indices must lie in [0, {cols})")
 
 
 def _to_csr(array: npt.NDArray[Any], dtype: TensorDtype, pad: int, field: str) -> TensorData:
