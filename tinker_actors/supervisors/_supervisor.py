@@ -24,6 +24,9 @@ that is not an Exception (KeyboardInterrupt, SystemExit) is never caught and tea
 
 Dynamic children (``start_child`` / ``terminate_child``) go through the supervisor's own queue,
 so every restart decision is made by one task, in order.
+
+Each child runs as a series of incarnations, each reporting how it ended back to that queue; the
+record of a child and the task that runs one incarnation live in :mod:`._child`.
 """
 
 from __future__ import annotations
@@ -31,11 +34,12 @@ from __future__ import annotations
 import functools
 import math
 from collections import deque
-from typing import TYPE_CHECKING, Final, TypeVar, final
+from typing import TYPE_CHECKING, Final, TypeVar
 
 import trio
 
 from tinker_actors.backoff import exponential_delay
+from tinker_actors.supervisors._child import Child, Exited, run_incarnation
 from tinker_actors.supervisors._errors import ActorExited, SupervisorGaveUp
 from tinker_actors.supervisors._introspect import (
     ActorInfo,
@@ -74,65 +78,7 @@ DEFAULT_RESTART_DELAY: Final = 0.05
 DEFAULT_MAX_RESTART_DELAY: Final = 2.0
 
 
-class _Child:
-    """A supervisor's bookkeeping for one child, across its incarnations."""
-
-    __slots__ = (
-        "done",
-        "dynamic",
-        "incarnation",
-        "pending",
-        "restart_times",
-        "restarts",
-        "running",
-        "scope",
-        "spec",
-        "stopping",
-        "value",
-    )
-
-    def __init__(self, spec: ChildSpec[object], *, dynamic: bool) -> None:
-        self.spec = spec
-        self.dynamic = dynamic
-        self.value: object = None
-        self.running = False
-        # Waiting to be (re)started as part of a restart group.
-        self.pending = False
-        # Set while *we* stop it, so its exit is not mistaken for a failure.
-        self.stopping = False
-        self.incarnation = 0
-        self.scope: trio.CancelScope | None = None
-        self.done = trio.Event()
-        self.restarts = 0
-        self.restart_times: deque[float] = deque()
-
-
-@final
-class _Exited:
-    __slots__ = ("child", "incarnation", "reason")
-
-    def __init__(self, child: _Child, incarnation: int, reason: ExitReason) -> None:
-        self.child = child
-        self.incarnation = incarnation
-        self.reason = reason
-
-
-_Event = _Exited | _StartChild | _TerminateChild | _StopRequest
-
-
-@final
-class _StatusRelay:
-    """Forwards ``started`` to trio and remembers that the child got that far."""
-
-    __slots__ = ("_inner", "started_called")
-
-    def __init__(self, inner: trio.TaskStatus[object]) -> None:
-        self._inner = inner
-        self.started_called = False
-
-    def started(self, value: object = None) -> None:
-        self.started_called = True
-        self._inner.started(value)
+_Event = Exited | _StartChild | _TerminateChild | _StopRequest
 
 
 class _Supervisor:
@@ -159,7 +105,7 @@ class _Supervisor:
         self.max_restart_delay = max_restart_delay
         self.restart_jitter = restart_jitter
         self.rng = rng
-        self.children = [_Child(spec, dynamic=False) for spec in specs]
+        self.children = [Child(spec, dynamic=False) for spec in specs]
         # Unbounded on purpose: each child reports at most one exit per incarnation and each
         # requester waits for its answer, so the queue is bounded by children + callers, and a
         # dying child must never block on (or lose) its exit report.
@@ -237,7 +183,7 @@ class _Supervisor:
     async def _serve(self) -> None:
         async for event in self.receive:
             match event:
-                case _Exited(child=child, incarnation=incarnation, reason=reason):
+                case Exited(child=child, incarnation=incarnation, reason=reason):
                     if (
                         incarnation != child.incarnation
                         or child.stopping
@@ -264,7 +210,7 @@ class _Supervisor:
 
     # -- starting ---------------------------------------------------------------------------
 
-    async def _start(self, child: _Child) -> None:
+    async def _start(self, child: Child) -> None:
         """Start one incarnation of ``child``; raise whatever its start raised."""
         assert self.nursery is not None
         child.incarnation += 1
@@ -272,38 +218,14 @@ class _Supervisor:
         child.stopping = False
         with under_path(self.name):
             child.value = await self.nursery.start(
-                self._run_child,
+                run_incarnation,
                 child,
                 child.incarnation,
+                self.send.send_nowait,
                 name=f"{self.name}/{child.spec.id}",
             )
         child.running = True
         child.pending = False
-
-    async def _run_child(
-        self,
-        child: _Child,
-        incarnation: int,
-        task_status: trio.TaskStatus[object] = trio.TASK_STATUS_IGNORED,
-    ) -> None:
-        """Run one incarnation and report how it ended to the supervisor's queue."""
-        status = _StatusRelay(task_status)
-        done = child.done
-        reason: ExitReason = NORMAL
-        try:
-            with trio.CancelScope() as scope:
-                child.scope = scope
-                await child.spec.start(*child.spec.args, task_status=status)
-            if scope.cancelled_caught:
-                reason = SHUTDOWN  # cancelled by our ladder: never a crash
-        except Exception as exc:
-            if not status.started_called:
-                raise  # an init failure belongs to whoever is starting it
-            reason = exc
-        finally:
-            done.set()
-        if status.started_called:
-            self.send.send_nowait(_Exited(child, incarnation, reason))
 
     async def _start_dynamic(self, spec: ChildSpec[object], reply: Reply[object]) -> None:
         if reply.abandoned:
@@ -311,7 +233,7 @@ class _Supervisor:
         if self._find(spec.id) is not None:
             reply.fail(ValueError(f"supervisor {self.name!r} already has a child {spec.id!r}"))
             return
-        child = _Child(spec, dynamic=True)
+        child = Child(spec, dynamic=True)
         self.children.append(child)
         try:
             await self._start(child)
@@ -325,7 +247,7 @@ class _Supervisor:
 
     # -- exits and restarts -------------------------------------------------------------------
 
-    async def _on_exit(self, child: _Child, reason: ExitReason) -> None:
+    async def _on_exit(self, child: Child, reason: ExitReason) -> None:
         restart = child.spec.restart
         crashed = isinstance(reason, Exception)
         if restart is Restart.TEMPORARY or (restart is Restart.TRANSIENT and not crashed):
@@ -334,7 +256,7 @@ class _Supervisor:
             return
         await self._restart(child, reason)
 
-    async def _restart(self, child: _Child, reason: ExitReason) -> None:
+    async def _restart(self, child: Child, reason: ExitReason) -> None:
         """Restart ``child`` and the siblings its strategy ties to it, within the intensity."""
         while True:
             self._count_restart(child, reason)
@@ -367,7 +289,7 @@ class _Supervisor:
             else:
                 return
 
-    def _count_restart(self, child: _Child, reason: ExitReason) -> None:
+    def _count_restart(self, child: Child, reason: ExitReason) -> None:
         now = trio.current_time()
         horizon = now - self.period
         for times in (self.restart_times, child.restart_times):
@@ -379,7 +301,7 @@ class _Supervisor:
         self.restarts += 1
         child.restarts += 1
 
-    def _give_up(self, child: _Child, reason: ExitReason) -> None:
+    def _give_up(self, child: Child, reason: ExitReason) -> None:
         if isinstance(reason, Exception):
             reason.add_note(
                 f"supervisor {self.name!r} gave up: more than {self.max_restarts} restarts "
@@ -392,7 +314,7 @@ class _Supervisor:
             )
         raise self.escalation
 
-    def _group(self, child: _Child) -> list[_Child]:
+    def _group(self, child: Child) -> list[Child]:
         """Return the children restarted together with ``child``, in start order."""
         if self.strategy is Strategy.ONE_FOR_ONE:
             return [child]
@@ -404,7 +326,7 @@ class _Supervisor:
 
     # -- stopping -----------------------------------------------------------------------------
 
-    async def _stop_child(self, child: _Child) -> None:
+    async def _stop_child(self, child: Child) -> None:
         """Run the shutdown ladder on one child: polite stop, bounded wait, then cancel."""
         if not child.running:
             return
@@ -432,7 +354,7 @@ class _Supervisor:
         await self._stop_child(child)
         self.children.remove(child)
 
-    def _find(self, child_id: str) -> _Child | None:
+    def _find(self, child_id: str) -> Child | None:
         for child in self.children:
             if child.spec.id == child_id:
                 return child
