@@ -32,6 +32,10 @@ Submission (step 2) runs inside the per-(base_url, API key)
 (10 while throttled) and the prompt's estimated bytes of the sample budget (20x while
 throttled) until the server accepted the sample, and the 429 backoff deadline is shared by
 every sampler of every runtime with the same key.
+
+The client owns the attempts (seq ids, whole-sample retries, progress); the wire work of one
+attempt (the submission of step 2, the completion wait and fetch of §6.4) is in
+:mod:`tinker_actors.clients._sample_wire`.
 """
 
 from __future__ import annotations
@@ -52,13 +56,12 @@ from tinker_actors.actors import (
 )
 from tinker_actors.backoff import (
     RetryConfig,
-    retryable_status,
     sampling_retry_delay,
-    submission_delay,
 )
 from tinker_actors.clients._chunking import estimate_sample_bytes
 from tinker_actors.clients._future import APIFuture
 from tinker_actors.clients._reporting import reported
+from tinker_actors.clients._sample_wire import fetch_completed, submit_sample
 from tinker_actors.clients._sampler_handle import (
     CLONE_STRIDE,
     SamplerState,
@@ -70,23 +73,19 @@ from tinker_actors.errors import (
     APIResponseValidationError,
     APIStatusError,
     InvalidInputError,
-    RequestFailedError,
 )
 from tinker_actors.tokenizer import get_tokenizer
-from tinker_actors.transport import RequestOptions
 from tinker_actors.transport.proto import decode_sample_response
 from tinker_actors.types import (
-    FutureFinished,
     ModelInput,
     SampleRequest,
     SampleResponse,
     SamplingParams,
     TensorData,
-    UntypedAPIFuture,
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Awaitable, Callable
 
     from tinker_actors.actors import SessionHandle
     from tinker_actors.clients._service import ClientContext, ServiceClient
@@ -95,7 +94,6 @@ if TYPE_CHECKING:
 __all__ = ["SamplingClient"]
 
 _CLASS: Final = "SamplingClient"
-BACKPRESSURE_HEADER: Final = {"X-Tinker-Sampling-Backpressure": "1"}
 
 
 class _HasService(Protocol):
@@ -385,7 +383,7 @@ class SamplingClient:
         self, request: SampleRequest, state: FutureState[Any], nbytes: int, method: str
     ) -> SampleResponse:
         started = trio.current_time()
-        future = await self._submit(request, nbytes, method)
+        future = await submit_sample(self._ctx, request, nbytes, method)
         roundtrip = trio.current_time() - started
         state.request_id = future.request_id
         sequence_ids = future.sample_sequence_ids
@@ -397,8 +395,23 @@ class SamplingClient:
         completions = await self._completion_poller()
         if completions is None:
             return await self._fetch(future.request_id, spec, state, method, roundtrip)
-        return await self._fetch_completed(
-            completions, future.request_id, spec, state, method, roundtrip
+
+        def fetch(allow_metadata_only: bool) -> Awaitable[SampleResponse]:
+            return self._fetch(
+                future.request_id,
+                spec,
+                state,
+                method,
+                roundtrip,
+                allow_metadata_only=allow_metadata_only,
+            )
+
+        return await fetch_completed(
+            completions,
+            future.request_id,
+            self._ctx.budget,
+            self._progress_deadline if self._retry.enable_stuck_detection else None,
+            fetch,
         )
 
     async def _fetch(
@@ -438,81 +451,6 @@ class SamplingClient:
         self._completions, self._completions_state = loop, loop_state
         await self._ctx.watch(loop_state, loop.run)
         return loop
-
-    async def _fetch_completed(
-        self,
-        completions: CompletionPoller,
-        request_id: str,
-        spec: ResultSpec[SampleResponse],
-        state: FutureState[Any],
-        method: str,
-        roundtrip: float,
-    ) -> SampleResponse:
-        """Wait for ``request_id``'s completion, then fetch its result once and report it."""
-        while True:
-            if not self._retry.enable_stuck_detection:
-                completion = await completions.wait(request_id)
-                break
-            deadline = self._progress_deadline()
-            if trio.current_time() >= deadline:
-                raise StuckError(
-                    f"No progress made in the progress timeout while waiting for "
-                    f"{request_id!r}. Requests appear to be stuck."
-                )
-            with trio.move_on_at(deadline):
-                completion = await completions.wait(request_id)
-                break
-        size = 0
-        if isinstance(completion, FutureFinished):
-            size = max(completion.response_payload_uncompressed_size or 0, 0)
-        budget = self._ctx.budget
-        if size:
-            await budget.acquire(size)
-        try:
-            result = await self._fetch(
-                request_id, spec, state, method, roundtrip, allow_metadata_only=size == 0
-            )
-        except RequestFailedError:
-            completions.retrieved(request_id)  # the error is the result: fetched in full
-            raise
-        finally:
-            if size:
-                budget.release(size)
-        completions.retrieved(request_id)
-        return result
-
-    async def _submit(self, request: SampleRequest, nbytes: int, method: str) -> UntypedAPIFuture:
-        """POST the sample; 429 backs off and resubmits the same seq_id; others retry."""
-        ctx = self._ctx
-        options = RequestOptions(max_retries=0, extra_headers=BACKPRESSURE_HEADER)
-        limiter = await ctx.rate_limiter()
-        # The dispatch slot and bytes are held until the server accepted the sample (through
-        # 429 backoffs and submission retries), never while waiting for its result.
-        async with limiter.sample_dispatch(nbytes):
-            started = trio.current_time()
-            attempt = 0
-            while True:
-                await limiter.wait_backoff()
-                try:
-                    response = await ctx.transport.request(
-                        "POST", "/api/v1/asample", json=request, options=options, sdk_method=method
-                    )
-                except APIStatusError as exc:
-                    if exc.status_code == 429:
-                        limiter.report_backpressure(nbytes)
-                        continue
-                    if not retryable_status(exc.status_code, exc.headers):
-                        raise
-                    error: Exception = exc
-                except APIConnectionError as exc:
-                    error = exc
-                else:
-                    return response.decode(UntypedAPIFuture)
-                delay = submission_delay(attempt, elapsed=trio.current_time() - started)
-                if delay is None:
-                    raise error
-                attempt += 1
-                await trio.sleep(delay)
 
 
 def _identity(result: SampleResponse) -> SampleResponse:
