@@ -8,9 +8,10 @@ runtime (protocol.md §7.4, §7.7):
   (prompt estimate <= 128 KiB) or + 5 s (larger); every sampler waits for it before resubmitting;
 * **dispatch concurrency**: at most 400 sample submissions in flight, and at most 10 while
   *throttled* (from the start of a backoff until 10 s after its end);
-* **byte budgets with overdraft**: a submission is admitted whenever the budget is
-  non-negative, even if its own size takes it below zero, so one huge request can never starve;
-  while throttled a sample is charged 20x its estimated bytes (10 MiB budget by default);
+* **byte budgets with overdraft** (:class:`ByteBudget`, in :mod:`._byte_budget`): a submission
+  is admitted whenever the budget is non-negative, even if its own size takes it below zero, so
+  one huge request can never starve; while throttled a sample is charged 20x its estimated
+  bytes (10 MiB budget by default);
 * the **forward_backward dispatch budget**: each chunk POST holds its estimated bytes of a
   50 MB budget (same overdraft rule).
 
@@ -40,7 +41,6 @@ one actor's turn rate for thousands of concurrent samples.
 
 from __future__ import annotations
 
-import collections
 import contextlib
 from collections.abc import Hashable
 from typing import TYPE_CHECKING, Final, TypeVar, final
@@ -48,8 +48,8 @@ from typing import TYPE_CHECKING, Final, TypeVar, final
 import msgspec
 import trio
 
+from tinker_actors.actors._byte_budget import ByteBudget, ByteBudgetStatistics, check_nbytes
 from tinker_actors.backoff import backpressure_delay
-from tinker_actors.errors import InvalidInputError
 from tinker_actors.supervisors import Actor, ActorExited, Reply, actor_spec
 
 if TYPE_CHECKING:
@@ -88,159 +88,6 @@ THROTTLED_DISPATCH_SLOTS: Final = 10
 THROTTLED_BYTES_MULTIPLIER: Final = 20
 #: Throttling lasts this many seconds past the end of a backoff.
 THROTTLE_WINDOW: Final = 10.0
-
-
-def _check_budget(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise InvalidInputError(f"{name} must be an int >= 1 (bytes), got {value!r}")
-    return value
-
-
-def _check_nbytes(nbytes: object) -> int:
-    if isinstance(nbytes, bool) or not isinstance(nbytes, int) or nbytes < 0:
-        raise InvalidInputError(f"nbytes must be an int >= 0, got {nbytes!r}")
-    return nbytes
-
-
-class ByteBudgetStatistics(msgspec.Struct, frozen=True, kw_only=True):
-    """A snapshot of a byte budget.
-
-    Attributes:
-        total: the budget's size in bytes.
-        available: bytes left; negative while overdrawn.
-        holders: admissions not yet released.
-        waiting: callers queued for admission.
-    """
-
-    total: int
-    available: int
-    holders: int
-    waiting: int
-
-
-@final
-class _Waiter:
-    __slots__ = ("admitted", "event", "nbytes")
-
-    def __init__(self, nbytes: int) -> None:
-        self.nbytes = nbytes
-        self.admitted = False
-        self.event = trio.Event()
-
-
-@final
-class ByteBudget:
-    """A byte budget with overdraft: admit whenever what is left is non-negative.
-
-    Admission is first come, first served: a caller never overtakes an earlier waiter, so a
-    stream of small requests cannot starve a big one.
-    """
-
-    __slots__ = ("_available", "_closed", "_holders", "_name", "_total", "_waiters")
-
-    def __init__(self, total: int, *, name: str = "budget") -> None:
-        self._total = _check_budget(name, total)
-        self._available = self._total
-        self._name = name
-        self._holders = 0
-        self._waiters: collections.deque[_Waiter] = collections.deque()
-        self._closed: ActorExited | None = None
-
-    def __repr__(self) -> str:
-        return f"<ByteBudget {self._name} {self._available}/{self._total}>"
-
-    @property
-    def total(self) -> int:
-        """The budget's size in bytes."""
-        return self._total
-
-    @property
-    def available(self) -> int:
-        """Bytes left (negative while overdrawn)."""
-        return self._available
-
-    def resize(self, total: int) -> None:
-        """Change the budget's size; bytes held stay charged against the new size."""
-        total = _check_budget(self._name, total)
-        self._available += total - self._total
-        self._total = total
-        self._admit()
-
-    @contextlib.asynccontextmanager
-    async def hold(self, nbytes: int) -> AsyncIterator[None]:
-        """Wait for admission, charge ``nbytes``, and give them back when the block exits.
-
-        Raises:
-            ActorExited: the limiter that owns the budget has exited.
-        """
-        await self.acquire(nbytes)
-        try:
-            yield
-        finally:
-            self.release(nbytes)
-
-    async def acquire(self, nbytes: int) -> None:
-        """Wait until the budget is non-negative and no one queued earlier, then charge ``nbytes``.
-
-        Raises:
-            ActorExited: the owning limiter exited (before or while waiting).
-            InvalidInputError: ``nbytes`` is negative or not an int.
-        """
-        nbytes = _check_nbytes(nbytes)
-        await trio.lowlevel.checkpoint_if_cancelled()
-        if self._closed is not None:
-            raise self._closed
-        if not self._waiters and self._available >= 0:
-            self._available -= nbytes
-            self._holders += 1
-            await trio.lowlevel.cancel_shielded_checkpoint()
-            return
-        waiter = _Waiter(nbytes)
-        self._waiters.append(waiter)
-        try:
-            await waiter.event.wait()
-        except BaseException:
-            if waiter.admitted:
-                self.release(nbytes)  # admitted at the moment we were cancelled: hand it back
-            else:
-                self._waiters.remove(waiter)
-                self._admit()  # we may have been the head blocking no one: let the next try
-            raise
-        if not waiter.admitted:
-            assert self._closed is not None
-            raise self._closed
-
-    def release(self, nbytes: int) -> None:
-        """Give back ``nbytes`` charged by :meth:`acquire` and admit whoever now fits."""
-        self._available += nbytes
-        self._holders -= 1
-        self._admit()
-
-    def close(self, error: ActorExited) -> None:
-        """Refuse later admissions and wake every waiter with ``error``."""
-        self._closed = error
-        waiters, self._waiters = self._waiters, collections.deque()
-        for waiter in waiters:
-            waiter.event.set()
-
-    def _admit(self) -> None:
-        # Hand-off: the bytes are charged here, on the waiter's behalf, in queue order, so no
-        # later arrival can slip in between a release and the waiter's wake-up.
-        while self._waiters and self._available >= 0 and self._closed is None:
-            waiter = self._waiters.popleft()
-            self._available -= waiter.nbytes
-            self._holders += 1
-            waiter.admitted = True
-            waiter.event.set()
-
-    def statistics(self) -> ByteBudgetStatistics:
-        """Return the size, what is left, holders and waiters."""
-        return ByteBudgetStatistics(
-            total=self._total,
-            available=self._available,
-            holders=self._holders,
-            waiting=len(self._waiters),
-        )
 
 
 class RateLimiterStatistics(msgspec.Struct, frozen=True, kw_only=True):
@@ -347,7 +194,7 @@ class RateLimiter:
         The deadline becomes now + 1 s (``nbytes`` <= 128 KiB) or + 5 s, but never moves
         earlier: a small prompt's 429 does not cut short a backoff set for a large one.
         """
-        nbytes = _check_nbytes(nbytes)
+        nbytes = check_nbytes(nbytes)
         self._reports += 1
         deadline = trio.current_time() + backpressure_delay(nbytes)
         if self._backoff_until is None or deadline > self._backoff_until:
@@ -385,7 +232,7 @@ class RateLimiter:
             ActorExited: the owning actor has exited.
             InvalidInputError: ``nbytes`` is negative or not an int.
         """
-        nbytes = _check_nbytes(nbytes)
+        nbytes = check_nbytes(nbytes)
         self._check_open()
         async with contextlib.AsyncExitStack() as stack:
             await stack.enter_async_context(self._sample_slots)
@@ -405,7 +252,7 @@ class RateLimiter:
             ActorExited: the owning actor has exited.
             InvalidInputError: ``nbytes`` is negative or not an int.
         """
-        nbytes = _check_nbytes(nbytes)
+        nbytes = check_nbytes(nbytes)
         self._check_open()
         async with self._fwdbwd_bytes.hold(nbytes):
             yield
