@@ -26,7 +26,7 @@ from __future__ import annotations
 import logging
 from contextlib import asynccontextmanager
 from dataclasses import replace
-from typing import TYPE_CHECKING, final
+from typing import TYPE_CHECKING, Final, final
 
 import msgspec
 import trio
@@ -47,7 +47,11 @@ if TYPE_CHECKING:
 
     from tinker_actors.local._backend import Backend
 
-__all__ = ["LocalServer", "open_local_server"]
+__all__ = ["LISTEN_BACKLOG", "LocalServer", "open_local_server"]
+
+#: Pending connections the listening socket queues (the official SDK opens one connection per
+#: concurrent request, so a burst of samples connects by the thousand).
+LISTEN_BACKLOG: Final = 4096
 
 
 @final
@@ -144,6 +148,10 @@ class LocalServer:
         config.keep_alive_timeout = 75.0
         config.keep_alive_max_requests = 1 << 30
         config.graceful_timeout = 1.0
+        # hypercorn's default backlog of 100 overflows when a client opens hundreds of
+        # connections at once (a 2,048-sample burst): the kernel drops the SYNs and the client
+        # retransmits after 1 s, 3 s, ... The kernel caps this at net.core.somaxconn.
+        config.backlog = LISTEN_BACKLOG
 
         async def run(task_status: trio.TaskStatus[list[str]]) -> None:
             await serve(self.app, config, task_status=task_status)  # type: ignore[arg-type]
