@@ -14,11 +14,11 @@ Files (under the directory the engine gives): ``adapter.json`` (format, base mod
 shape, step count), ``adapter.safetensors`` (or ``adapter.pt`` without the ``safetensors``
 package) with tensors named ``<layer>.<linear>.lora_A|lora_B``, and ``optimizer.pt`` (the
 AdamW state) for ``save_state`` with the optimizer. Sampler snapshots have no optimizer file.
+The format is written and checked in :mod:`._torch_checkpoint`.
 """
 
 from __future__ import annotations
 
-import json
 import random
 import threading
 from collections import OrderedDict
@@ -31,6 +31,13 @@ import torch
 import trio
 
 from tinker_actors.local._backend import BackendInputError
+from tinker_actors.local._torch_checkpoint import (
+    META_FILE,
+    OPTIMIZER_FILE,
+    read_meta,
+    read_tensors,
+    write_adapter,
+)
 from tinker_actors.local._torch_losses import elementwise_loss, parse_loss_config
 from tinker_actors.local._torch_model import Adapter, AdapterShape, BaseWeights, build_base, forward
 from tinker_actors.local._torch_sampling import run_sample
@@ -47,9 +54,6 @@ __all__ = ["DEFAULT_LORA_RANK", "TorchBackend", "default_tokenizer_loader"]
 
 #: The rank of a model created without a LoraConfig.
 DEFAULT_LORA_RANK = 32
-_FORMAT = 1
-_META = "adapter.json"
-_OPTIMIZER = "optimizer.pt"
 _SAMPLER_CACHE = 8
 # base models are frozen and read-only, so every backend in the process shares them
 _BASES: dict[tuple[str, str], BaseWeights] = {}
@@ -266,9 +270,9 @@ class TorchBackend:
         return size
 
     def _save_sync(self, model: _TrainModel, directory: Path, optimizer: bool) -> int:
-        written = _write_adapter(directory, model.spec, model.adapter, model.steps)
+        written = write_adapter(directory, model.spec, model.adapter, model.steps)
         if optimizer:
-            path = directory / _OPTIMIZER
+            path = directory / OPTIMIZER_FILE
             torch.save(model.optimizer.state_dict(), path)
             written.append(path)
         return sum(p.stat().st_size for p in written)
@@ -280,12 +284,12 @@ class TorchBackend:
         self._models[model_id] = await self._run(self._load_sync, directory, optimizer, spec)
 
     def _load_sync(self, directory: Path, optimizer: bool, spec: BaseModelSpec) -> _TrainModel:
-        meta = _read_meta(directory, spec)
+        meta = read_meta(directory, spec)
         model = self._new_model(spec, meta.shape, 0)
-        model.adapter.load_state_dict(_read_tensors(directory))
+        model.adapter.load_state_dict(read_tensors(directory))
         model.steps = meta.steps
         if optimizer:
-            path = directory / _OPTIMIZER
+            path = directory / OPTIMIZER_FILE
             if not path.is_file():
                 raise BackendInputError(f"{directory.name} holds no optimizer state")
             model.optimizer.load_state_dict(torch.load(path, weights_only=True))
@@ -298,7 +302,7 @@ class TorchBackend:
         return size
 
     def _save_sampler_sync(self, model: _TrainModel, directory: Path) -> int:
-        written = _write_adapter(directory, model.spec, model.adapter, model.steps)
+        written = write_adapter(directory, model.spec, model.adapter, model.steps)
         return sum(p.stat().st_size for p in written)
 
     async def sample(
@@ -328,7 +332,7 @@ class TorchBackend:
     # -- helpers --------------------------------------------------------------------------
 
     def _sampler_adapter(self, spec: BaseModelSpec, directory: Path) -> Adapter:
-        meta_path = directory / _META
+        meta_path = directory / META_FILE
         try:
             key = (str(directory), meta_path.stat().st_mtime_ns)
         except FileNotFoundError:
@@ -341,9 +345,9 @@ class TorchBackend:
             if found is not None:
                 self._samplers.move_to_end(key)
                 return found
-        meta = _read_meta(directory, spec)
+        meta = read_meta(directory, spec)
         adapter = Adapter.create(self.base(spec), meta.shape, 0, trainable=False)
-        adapter.load_state_dict(_read_tensors(directory))
+        adapter.load_state_dict(read_tensors(directory))
         with self._lock:
             self._samplers[key] = adapter
             while len(self._samplers) > _SAMPLER_CACHE:
@@ -436,77 +440,3 @@ class _Batch:
             targets=torch.from_numpy(targets).to(device),
             items=items,
         )
-
-
-@dataclass(frozen=True)
-class _Meta:
-    shape: AdapterShape
-    steps: int
-
-
-def _write_adapter(
-    directory: Path, spec: BaseModelSpec, adapter: Adapter, steps: int
-) -> list[Path]:
-    directory.mkdir(parents=True, exist_ok=True)
-    tensors = adapter.state_dict()
-    try:
-        from safetensors.torch import save_file
-    except ImportError:
-        tensor_path = directory / "adapter.pt"
-        torch.save(tensors, tensor_path)
-    else:
-        tensor_path = directory / "adapter.safetensors"
-        save_file(tensors, str(tensor_path))
-    shape = adapter.shape
-    meta = {
-        "format": _FORMAT,
-        "backend": "torch",
-        "base_model": spec.name,
-        "rank": shape.rank,
-        "train_attn": shape.train_attn,
-        "train_mlp": shape.train_mlp,
-        "train_unembed": shape.train_unembed,
-        "alpha": adapter.scale * shape.rank,
-        "steps": steps,
-        "tensors": tensor_path.name,
-    }
-    meta_path = directory / _META
-    meta_path.write_text(json.dumps(meta, indent=1))
-    return [tensor_path, meta_path]
-
-
-def _read_meta(directory: Path, spec: BaseModelSpec) -> _Meta:
-    try:
-        raw = json.loads((directory / _META).read_text())
-    except FileNotFoundError:
-        raise BackendInputError(
-            f"no torch-backend weights under {directory.name}; were they saved by another backend?"
-        ) from None
-    if raw.get("format") != _FORMAT or raw.get("backend") != "torch":
-        raise BackendInputError(f"{directory.name}: unsupported checkpoint format {raw!r:.80}")
-    if raw["base_model"] != spec.name:
-        raise BackendInputError(
-            f"{directory.name} was trained on {raw['base_model']}, not {spec.name}"
-        )
-    shape = AdapterShape(
-        rank=int(raw["rank"]),
-        train_attn=bool(raw["train_attn"]),
-        train_mlp=bool(raw["train_mlp"]),
-        train_unembed=bool(raw["train_unembed"]),
-    )
-    return _Meta(shape=shape, steps=int(raw.get("steps", 0)))
-
-
-def _read_tensors(directory: Path) -> dict[str, torch.Tensor]:
-    name = json.loads((directory / _META).read_text())["tensors"]
-    path = directory / name
-    if path.suffix == ".safetensors":
-        try:
-            from safetensors.torch import load_file
-        except ImportError:
-            raise BackendInputError(
-                f"{directory.name} is stored as safetensors; install the safetensors package"
-            ) from None
-        return dict(load_file(str(path)))
-    loaded: dict[str, torch.Tensor] = torch.load(path, weights_only=True)
-    return loaded

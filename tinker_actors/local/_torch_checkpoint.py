@@ -1,0 +1,139 @@
+"""The torch backend's checkpoint files: a LoRA adapter's tensors plus a small JSON header.
+
+A directory written by :func:`write_adapter` holds:
+
+* ``adapter.json``: the format number, ``"backend": "torch"``, the base model, the LoRA shape
+  (rank, which linears are trained, alpha) and the optimizer step count, and the name of the
+  tensor file;
+* ``adapter.safetensors`` (or ``adapter.pt`` when the ``safetensors`` package is missing): the
+  adapter's tensors, named ``<layer>.<linear>.lora_A|lora_B``;
+* ``optimizer.pt`` (:data:`OPTIMIZER_FILE`, the AdamW state), written by the backend itself
+  only for ``save_state`` with the optimizer. Sampler snapshots have no optimizer file.
+
+For example::
+
+    {"format": 1, "backend": "torch", "base_model": "local/tiny", "rank": 8,
+     "train_attn": true, "train_mlp": true, "train_unembed": true, "alpha": 32.0,
+     "steps": 3, "tensors": "adapter.safetensors"}
+
+Reading checks the header before any tensor is loaded: a directory written by another backend
+(no ``adapter.json``), by another format, or for another base model is refused with a
+:class:`~tinker_actors.local._backend.BackendInputError` that names the directory.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Final
+
+import torch
+
+from tinker_actors.local._backend import BackendInputError
+from tinker_actors.local._torch_model import Adapter, AdapterShape
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from tinker_actors.local._catalogue import BaseModelSpec
+
+__all__ = [
+    "META_FILE",
+    "OPTIMIZER_FILE",
+    "AdapterMeta",
+    "read_meta",
+    "read_tensors",
+    "write_adapter",
+]
+
+_FORMAT: Final = 1
+#: The JSON header's file name; its modification time keys the backend's sampler cache.
+META_FILE: Final = "adapter.json"
+#: The AdamW state's file name (``save_state`` with the optimizer only).
+OPTIMIZER_FILE: Final = "optimizer.pt"
+
+
+@dataclass(frozen=True)
+class AdapterMeta:
+    """What ``adapter.json`` says about the adapter: its LoRA shape and optimizer step count."""
+
+    shape: AdapterShape
+    steps: int
+
+
+def write_adapter(directory: Path, spec: BaseModelSpec, adapter: Adapter, steps: int) -> list[Path]:
+    """Write ``adapter``'s tensors and header under ``directory``; return the files written."""
+    directory.mkdir(parents=True, exist_ok=True)
+    tensors = adapter.state_dict()
+    try:
+        from safetensors.torch import save_file
+    except ImportError:
+        tensor_path = directory / "adapter.pt"
+        torch.save(tensors, tensor_path)
+    else:
+        tensor_path = directory / "adapter.safetensors"
+        save_file(tensors, str(tensor_path))
+    shape = adapter.shape
+    meta = {
+        "format": _FORMAT,
+        "backend": "torch",
+        "base_model": spec.name,
+        "rank": shape.rank,
+        "train_attn": shape.train_attn,
+        "train_mlp": shape.train_mlp,
+        "train_unembed": shape.train_unembed,
+        "alpha": adapter.scale * shape.rank,
+        "steps": steps,
+        "tensors": tensor_path.name,
+    }
+    meta_path = directory / META_FILE
+    meta_path.write_text(json.dumps(meta, indent=1))
+    return [tensor_path, meta_path]
+
+
+def read_meta(directory: Path, spec: BaseModelSpec) -> AdapterMeta:
+    """Read and check the header of an adapter saved for ``spec``.
+
+    Raises:
+        BackendInputError: no header (not the torch backend's), another format, or another
+            base model.
+    """
+    try:
+        raw = json.loads((directory / META_FILE).read_text())
+    except FileNotFoundError:
+        raise BackendInputError(
+            f"no torch-backend weights under {directory.name}; were they saved by another backend?"
+        ) from None
+    if raw.get("format") != _FORMAT or raw.get("backend") != "torch":
+        raise BackendInputError(f"{directory.name}: unsupported checkpoint format {raw!r:.80}")
+    if raw["base_model"] != spec.name:
+        raise BackendInputError(
+            f"{directory.name} was trained on {raw['base_model']}, not {spec.name}"
+        )
+    shape = AdapterShape(
+        rank=int(raw["rank"]),
+        train_attn=bool(raw["train_attn"]),
+        train_mlp=bool(raw["train_mlp"]),
+        train_unembed=bool(raw["train_unembed"]),
+    )
+    return AdapterMeta(shape=shape, steps=int(raw.get("steps", 0)))
+
+
+def read_tensors(directory: Path) -> dict[str, torch.Tensor]:
+    """Load the adapter tensors named by the header (call :func:`read_meta` first).
+
+    Raises:
+        BackendInputError: the tensors are safetensors and the package is not installed.
+    """
+    name = json.loads((directory / META_FILE).read_text())["tensors"]
+    path = directory / name
+    if path.suffix == ".safetensors":
+        try:
+            from safetensors.torch import load_file
+        except ImportError:
+            raise BackendInputError(
+                f"{directory.name} is stored as safetensors; install the safetensors package"
+            ) from None
+        return dict(load_file(str(path)))
+    loaded: dict[str, torch.Tensor] = torch.load(path, weights_only=True)
+    return loaded
