@@ -38,20 +38,9 @@ from tinker_actors.errors import InvalidInputError
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-__all__ = [
-    "INT64_MAX",
-    "NUMPY_DTYPE",
-    "DtypeConversionWarning",
-    "TensorDtype",
-    "as_index_array",
-    "check_csr",
-    "check_pad",
-    "check_shape",
-    "coerce_array",
-    "refuse_dtype",
-    "shape_dense",
-    "values_array",
-]
+# Only the public names: tinker_actors.types re-exports every name of its modules' __all__. The
+# checks below are for TensorData (in _tensor) and stay internal to the package.
+__all__ = ["DtypeConversionWarning", "TensorDtype"]
 
 TensorDtype: TypeAlias = Literal["int64", "float32"]
 """The only element types the wire knows."""
