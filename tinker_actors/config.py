@@ -222,6 +222,13 @@ class Config:
                 f"base_url must start with http:// or https://, got {self.base_url!r}"
             )
         object.__setattr__(self, "base_url", self.base_url.rstrip("/"))
+        secret: object = self.cf_access_client_secret
+        if isinstance(secret, str):  # resolve_config(cf_access_client_secret="...") passes a str
+            object.__setattr__(self, "cf_access_client_secret", Secret(secret))
+        elif secret is not None and not isinstance(secret, Secret):
+            raise InvalidInputError(
+                f"cf_access_client_secret must be a str, got {type(secret).__name__}"
+            )
         _check_key_shape(self.api_key.reveal(), self.api_key_source)
         _positive("timeout", self.timeout)
         _positive("connect_timeout", self.connect_timeout)

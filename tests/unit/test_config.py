@@ -312,6 +312,17 @@ def test_environment_settings(no_file: Path) -> None:
     assert "cf-SECRET-value" not in repr(config)
 
 
+def test_cf_secret_given_as_a_str_is_kept_secret(no_file: Path) -> None:
+    config = resolve_config(
+        api_key=KEY, env={}, credentials_path=no_file, cf_access_client_secret="cf-PASSED"
+    )
+    assert config.cf_access_client_secret is not None
+    assert config.cf_access_client_secret.reveal() == "cf-PASSED"
+    assert "cf-PASSED" not in repr(config)
+    with pytest.raises(InvalidInputError, match="cf_access_client_secret must be a str"):
+        resolve_config(api_key=KEY, env={}, credentials_path=no_file, cf_access_client_secret=7)
+
+
 @pytest.mark.parametrize(
     ("value", "expected"), [("1", True), ("TRUE", True), ("yes", True), ("0", False), ("", False)]
 )
