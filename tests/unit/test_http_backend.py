@@ -263,7 +263,7 @@ async def test_h11_backend_bounds_requests_in_flight_at_max_connections() -> Non
 def test_auto_picks_h11_unless_a_proxy_or_http2_is_wanted(
     no_file: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from tinker_actors.transport._transport import effective_http_backend
+    from tinker_actors.transport._open import effective_http_backend
 
     for name in (
         "HTTP_PROXY",

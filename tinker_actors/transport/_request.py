@@ -2,7 +2,8 @@
 
 :func:`prepare` validates the caller's arguments (raising before anything is sent) and fixes
 what every attempt shares: URL, query, body, timeout, retry budget and idempotency key.
-:func:`build_request` then makes attempt ``k`` with the headers of protocol.md §1.2, in
+:func:`build_request` then makes attempt ``k`` (an :class:`httpx.Request` built without a client,
+see :mod:`._dispatch`) with the headers of protocol.md §1.2, in
 precedence order: the standard set with the config's overrides, the call's Accept and
 Content-Type, its ``extra_headers``, the generated idempotency / retry-count / read-timeout
 headers (unless the call set them), and finally the credential, which nothing overrides.
@@ -11,6 +12,7 @@ headers (unless the call set them), and finally the credential, which nothing ov
 from __future__ import annotations
 
 import dataclasses
+import functools
 import uuid
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Final
@@ -26,7 +28,15 @@ from tinker_actors.transport._options import RequestOptions, Response
 if TYPE_CHECKING:
     from tinker_actors.config import Config
 
-__all__ = ["Prepared", "build_request", "encode_json", "prepare", "to_response"]
+__all__ = [
+    "Prepared",
+    "Timeouts",
+    "build_request",
+    "encode_json",
+    "prepare",
+    "request_headers",
+    "to_response",
+]
 
 METHODS: Final = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
 _JSON: Final = "application/json"
@@ -133,17 +143,48 @@ def prepare(
     )
 
 
+#: httpx's per-phase timeouts as the ``timeout`` request extension carries them.
+Timeouts = dict[str, float | None]
+
+
+@functools.lru_cache(maxsize=256)
+def _parse_url(url: str) -> httpx.URL:
+    # A program talks to a handful of endpoints; parsing each URL once saves a urlparse per
+    # attempt. httpx.URL is immutable, so sharing one is safe.
+    return httpx.URL(url)
+
+
+def request_headers(client_defaults: httpx.Headers, ours: Mapping[str, str]) -> httpx.Headers:
+    """Return the headers every request starts from: httpx's client defaults under ours.
+
+    ``AsyncClient.build_request`` would merge the client's defaults (``Accept-Encoding``,
+    ``Connection``) into every request; building requests ourselves, we merge them once.
+    """
+    merged = client_defaults.copy()
+    merged.update(ours)
+    return merged
+
+
 def build_request(
-    client: httpx.AsyncClient,
-    base: Mapping[str, str],
+    base: httpx.Headers,
     *,
     connect_timeout: float,
     p: Prepared,
     retries_taken: int,
     credential: str,
+    cookies: httpx.Cookies | None = None,
 ) -> httpx.Request:
-    """Build attempt number ``retries_taken`` of ``p``, carrying ``credential``."""
-    headers = httpx.Headers(base)
+    """Build attempt number ``retries_taken`` of ``p``, carrying ``credential``.
+
+    Args:
+        base: the starting headers (see :func:`request_headers`); copied, never changed.
+        connect_timeout: the connect phase's limit; the call's timeout bounds it too.
+        p: the prepared logical request.
+        retries_taken: attempts made before this one (``x-stainless-retry-count``).
+        credential: the API key or JWT for ``X-API-Key``.
+        cookies: a jar whose cookies go out with the request (the leased client's).
+    """
+    headers = base.copy()
     if p.sdk_method is not None:
         headers["x-sdk-version"] = __version__
         headers["x-sdk-method"] = p.sdk_method
@@ -151,8 +192,11 @@ def build_request(
         headers["Accept"] = p.accept
     if p.content_type is not None:
         headers["Content-Type"] = p.content_type
-    headers.update(p.extra_headers)
-    custom = {name.lower() for name in p.extra_headers}
+    if p.extra_headers:
+        headers.update(p.extra_headers)
+        custom = {name.lower() for name in p.extra_headers}
+    else:
+        custom = set()
     if p.idempotency_key is not None and IDEMPOTENCY_HEADER.lower() not in custom:
         headers[IDEMPOTENCY_HEADER] = p.idempotency_key
     if "x-stainless-retry-count" not in custom:
@@ -161,15 +205,21 @@ def build_request(
         headers["x-stainless-read-timeout"] = str(p.timeout)
     # The credential goes last: no override may replace or leak it.
     headers[API_KEY_HEADER] = credential
-    connect = min(connect_timeout, p.timeout)
-    return client.build_request(
-        p.method,
-        p.url,
-        params=httpx.QueryParams(tuple(p.params)) if p.params else None,
-        content=p.body,
-        headers=headers,
-        timeout=httpx.Timeout(p.timeout, connect=connect),
+    url = _parse_url(p.url)
+    if p.params:
+        url = url.copy_merge_params(tuple(p.params))
+    timeouts: Timeouts = {
+        "connect": min(connect_timeout, p.timeout),
+        "read": p.timeout,
+        "write": p.timeout,
+        "pool": p.timeout,
+    }
+    request = httpx.Request(
+        p.method, url, headers=headers, content=p.body, extensions={"timeout": timeouts}
     )
+    if cookies:
+        cookies.set_cookie_header(request)
+    return request
 
 
 def to_response(raw: httpx.Response, retries: int, elapsed: float, p: Prepared) -> Response:

@@ -1,4 +1,7 @@
-"""The single request path: one ``httpx.AsyncClient`` under trio, retries, auth and errors.
+"""The single request path: retries, auth and errors over httpx requests under trio.
+
+Requests are ``httpx.Request`` objects; they go straight to the HTTP transport (our h11 one by
+default, see :mod:`._dispatch`) or, for the httpx backend, through ``httpx.AsyncClient.send``.
 
 Every request goes through :meth:`Transport.request` (whole body) or
 :meth:`Transport.stream` (body read as it arrives). One *logical* request may take several
@@ -24,11 +27,8 @@ from __future__ import annotations
 
 import collections
 import logging
-import random
-import time
-import urllib.request
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import TYPE_CHECKING, Final, Literal, final
+from typing import TYPE_CHECKING, Final, final
 
 import httpx
 import trio
@@ -37,8 +37,8 @@ from tinker_actors.backoff import BillingPause, http_retry_delay, parse_retry_af
 from tinker_actors.config import jwt_claims
 from tinker_actors.errors import APIConnectionError, InvalidInputError
 from tinker_actors.transport._auth import TokenCache, is_invalid_token, run_credential_cmd
+from tinker_actors.transport._dispatch import send_direct
 from tinker_actors.transport._errors import connection_error, is_empty_400, scrub, status_error
-from tinker_actors.transport._h11 import TrioH11Transport
 from tinker_actors.transport._headers import (
     base_headers,
     redact_headers,
@@ -49,18 +49,25 @@ from tinker_actors.transport._options import (
     StreamingResponse,
     TransportStatistics,
 )
-from tinker_actors.transport._pool import ClientPool
-from tinker_actors.transport._request import Prepared, build_request, prepare, to_response
+from tinker_actors.transport._request import (
+    Prepared,
+    build_request,
+    prepare,
+    request_headers,
+    to_response,
+)
 from tinker_actors.types._auth import AuthTokenRequest, AuthTokenResponse
 
 if TYPE_CHECKING:
+    import random
     from collections.abc import AsyncIterator, Callable, Mapping
 
     import msgspec
 
     from tinker_actors.config import Config
+    from tinker_actors.transport._pool import ClientPool
 
-__all__ = ["AUTH_TOKEN_PATH", "EMPTY_400_BUDGET", "Transport", "open_transport"]
+__all__ = ["AUTH_TOKEN_PATH", "CONSTRUCT_TOKEN", "EMPTY_400_BUDGET", "Transport"]
 
 logger = logging.getLogger("tinker_actors.transport")
 
@@ -69,9 +76,8 @@ AUTH_TOKEN_PATH: Final = "/api/v1/auth/token"
 EMPTY_400_BUDGET: Final = 16
 #: At most one billing-pause warning per this many seconds.
 BILLING_LOG_INTERVAL: Final = 60.0
-#: Requests one httpx client serves at once (the official SDK's per-instance cap, §7.2).
-CONNECTIONS_PER_CLIENT: Final = 50
-_CONSTRUCT_TOKEN: Final = object()
+#: Proves a Transport is built by open_transport (the only constructor).
+CONSTRUCT_TOKEN: Final = object()
 
 
 def _log_deprecation(headers: httpx.Headers) -> None:
@@ -94,12 +100,16 @@ class Transport:
         *,
         rng: random.Random,
         clock: Callable[[], float],
+        direct: httpx.AsyncBaseTransport | None = None,
         _token: object = None,
     ) -> None:
-        if _token is not _CONSTRUCT_TOKEN:
+        if _token is not CONSTRUCT_TOKEN:
             raise TypeError("Transport has no public constructor; use open_transport(config)")
         self._config = config
         self._pool = pool
+        # Sent to without httpx's client layer when set (see _dispatch.py).
+        self._direct = direct
+        self._start_headers: httpx.Headers | None = None
         self._rng = rng
         self._clock = clock
         self._closed = False
@@ -349,13 +359,15 @@ class Transport:
         replayed = False
         while True:
             credential = await self._credential(p)
+            if self._start_headers is None:  # every client the pool makes has these defaults
+                self._start_headers = request_headers(client.headers, self._base_headers)
             request = build_request(
-                client,
-                self._base_headers,
+                self._start_headers,
                 connect_timeout=self._config.connect_timeout,
                 p=p,
                 retries_taken=retries,
                 credential=credential,
+                cookies=client.cookies,
             )
             self._counts["attempts"] += 1
             if logger.isEnabledFor(logging.DEBUG):
@@ -368,7 +380,12 @@ class Transport:
                 )
             started = trio.current_time()
             try:
-                response = await client.send(request, stream=stream)
+                if self._direct is not None:
+                    response = await send_direct(
+                        self._direct, client.cookies, request, stream=stream
+                    )
+                else:
+                    response = await client.send(request, stream=stream)
                 if response.status_code >= 400 and stream:
                     await response.aread()  # also closes the stream
             except httpx.TransportError as exc:
@@ -464,84 +481,3 @@ class Transport:
                 self._billing_max_pause,
             )
         return pause
-
-
-def effective_http_backend(config: Config) -> Literal["h11", "httpx"]:
-    """Resolve ``http_backend="auto"``: the lean h11 transport unless HTTP/2 or a proxy is
-    wanted, both of which only httpx's transport provides."""
-    if config.http_backend != "auto":
-        return config.http_backend
-    if config.http2 or any(
-        scheme in urllib.request.getproxies() for scheme in ("http", "https", "all")
-    ):
-        return "httpx"
-    return "h11"
-
-
-@asynccontextmanager
-async def open_transport(
-    config: Config,
-    *,
-    http_transport: httpx.AsyncBaseTransport | None = None,
-    rng: random.Random | None = None,
-    clock: Callable[[], float] | None = None,
-) -> AsyncIterator[Transport]:
-    """Open the connection pool for ``config`` and yield the :class:`Transport` over it.
-
-    Args:
-        config: where to connect and how.
-        http_transport: an httpx transport to send through instead of the network
-            (``httpx.MockTransport`` / ``httpx.ASGITransport`` in tests); it wins over
-            ``config.http_backend``. The config's connection limits and ``http2`` apply only
-            to the network transports the backend builds.
-        rng: the random source for retry jitter and JWT refresh timing.
-        clock: the wall clock as POSIX seconds (default ``time.time``), read for Retry-After
-            dates and JWT expiry; durations use ``trio.current_time()``.
-    """
-    timeout = httpx.Timeout(config.timeout, connect=config.connect_timeout)
-    # Several small clients instead of one big pool: see _pool.py for why.
-    per_client = min(CONNECTIONS_PER_CLIENT, config.max_connections)
-    max_clients = max(1, config.max_connections // per_client)
-    limits = httpx.Limits(
-        max_connections=per_client,
-        max_keepalive_connections=min(per_client, config.max_keepalive_connections),
-        keepalive_expiry=config.keepalive_expiry,
-    )
-    shared = http_transport
-    if shared is None and effective_http_backend(config) == "h11":
-        # One client: TrioH11Transport's pool hands connections over in O(1), so there is no
-        # rescan to keep short by spreading. The ClientPool still bounds requests in flight
-        # at max_connections, so (as with httpx) the overflow waits in its FIFO queue with no
-        # pool timeout rather than timing out behind long polls that hold connections.
-        shared = TrioH11Transport(
-            max_connections=config.max_connections,
-            # Keep every connection a burst opened until keepalive_expiry: reconnecting
-            # in the middle of a 2,048-sample burst cost more wall time than it saved
-            # (config.max_keepalive_connections is the per-client figure of the httpx path).
-            max_keepalive_connections=config.max_connections,
-            keepalive_expiry=config.keepalive_expiry,
-        )
-        per_client, max_clients = config.max_connections, 1
-
-    def new_client() -> httpx.AsyncClient:
-        return httpx.AsyncClient(
-            transport=shared
-            if shared is not None
-            else httpx.AsyncHTTPTransport(http2=config.http2, limits=limits),
-            timeout=timeout,
-            follow_redirects=True,
-        )
-
-    pool = ClientPool(new_client, per_client=per_client, max_clients=max_clients)
-    transport = Transport(
-        config,
-        pool,
-        rng=rng if rng is not None else random.Random(),
-        clock=clock if clock is not None else time.time,
-        _token=_CONSTRUCT_TOKEN,
-    )
-    try:
-        yield transport
-    finally:
-        with trio.CancelScope(shield=True):
-            await transport.aclose()
