@@ -23,10 +23,10 @@ of the socket :meth:`LocalServer.serve` opens, and ``serve`` reports the proxy's
 
 from __future__ import annotations
 
-import logging
 from contextlib import asynccontextmanager
 from dataclasses import replace
-from typing import TYPE_CHECKING, Final, final
+from functools import partial
+from typing import TYPE_CHECKING, final
 
 import msgspec
 import trio
@@ -38,6 +38,7 @@ from tinker_actors.local._engine import LocalEngine, open_engine
 from tinker_actors.local._fault_middleware import FaultInjector
 from tinker_actors.local._fault_proxy import FaultProxy
 from tinker_actors.local._faults import FaultPlan, FaultPlanError
+from tinker_actors.local._http_server import LISTEN_BACKLOG, serve_asgi
 from tinker_actors.local._null_backend import NullBackend
 
 if TYPE_CHECKING:
@@ -48,10 +49,6 @@ if TYPE_CHECKING:
     from tinker_actors.local._backend import Backend
 
 __all__ = ["LISTEN_BACKLOG", "LocalServer", "open_local_server"]
-
-#: Pending connections the listening socket queues (the official SDK opens one connection per
-#: concurrent request, so a burst of samples connects by the thousand).
-LISTEN_BACKLOG: Final = 4096
 
 
 @final
@@ -133,28 +130,21 @@ class LocalServer:
     ) -> None:
         """Serve HTTP/1.1 on ``host:port`` until cancelled; report the URL when listening.
 
-        With connection faults in the plan, hypercorn listens on a free loopback port and a
-        :class:`FaultProxy` on ``host:port`` forwards to it; the proxy's URL is reported.
+        With connection faults in the plan, the HTTP server listens on a free loopback port
+        and a :class:`FaultProxy` on ``host:port`` forwards to it; the proxy's URL is reported.
         """
-        from hypercorn.config import Config
-        from hypercorn.trio import serve
-
         connection = self.faults.plan.connection_faults()
-        config = Config()
-        config.bind = [f"{host}:{0 if connection is not None else port}"]
-        config.accesslog = None
-        config.errorlog = logging.getLogger("tinker_actors.local.http")
-        # above the clients' keep-alive expiry, so an idle connection is never reused as it closes
-        config.keep_alive_timeout = 75.0
-        config.keep_alive_max_requests = 1 << 30
-        config.graceful_timeout = 1.0
-        # hypercorn's default backlog of 100 overflows when a client opens hundreds of
-        # connections at once (a 2,048-sample burst): the kernel drops the SYNs and the client
-        # retransmits after 1 s, 3 s, ... The kernel caps this at net.core.somaxconn.
-        config.backlog = LISTEN_BACKLOG
-
-        async def run(task_status: trio.TaskStatus[list[str]]) -> None:
-            await serve(self.app, config, task_status=task_status)  # type: ignore[arg-type]
+        bind_port = 0 if connection is not None else port
+        # 75 s is above the clients' keep-alive expiry (5 s), so the server never closes an idle
+        # connection just as a client reuses it
+        run = partial(
+            serve_asgi,
+            self.app,
+            host=host,
+            port=bind_port,
+            backlog=LISTEN_BACKLOG,
+            keep_alive_timeout=75.0,
+        )
 
         async with trio.open_nursery() as nursery:
             binds: list[str] = await nursery.start(run)
