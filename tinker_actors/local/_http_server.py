@@ -27,6 +27,7 @@ no TLS, no HTTP/2, no lifespan events.
 from __future__ import annotations
 
 import logging
+import math
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any, Final, final
 from urllib.parse import unquote
@@ -69,6 +70,8 @@ _DISCONNECT: Final = {"type": "http.disconnect"}
 _REASONS: Final = {int(s): s.phrase.encode() for s in HTTPStatus}
 _FRAMING: Final = frozenset({b"content-length", b"transfer-encoding"})
 _ERROR_BODY: Final = b'{"detail": "internal server error"}'
+_END: Final = h11.EndOfMessage()  # h11 events are immutable: one instance serves every request
+_CONTINUE: Final = h11.InformationalResponse(status_code=100, headers=[])
 
 
 async def serve_asgi(
@@ -135,6 +138,7 @@ class _Connection:
         self.server = _address(stream.socket.getsockname())
         self.broken = False  # a write failed: the client is gone, later writes are dropped
         self.linger = False  # an error response went out: discard input briefly before closing
+        self.idle = trio.CancelScope()  # the idle timer; replaced in run()
         self._reset(b"GET")
 
     def _reset(self, method: bytes) -> None:
@@ -155,13 +159,19 @@ class _Connection:
 
     async def run(self) -> None:
         """Answer requests until the client closes, a request fails, or the idle timeout."""
-        while True:
-            request = await self._next_request()
-            if request is None:
-                break
-            if not await self._respond(request):
-                break
-            self.h11.start_next_cycle()
+        # One scope for the connection's life, its deadline moved per request (cheaper than a
+        # scope per read): it runs while waiting for a request head or draining a body, and is
+        # off while the app runs. When it fires, the connection closes.
+        with trio.CancelScope() as self.idle:
+            while True:
+                self.idle.deadline = trio.current_time() + self.timeout
+                request = await self._next_request()
+                if request is None:
+                    break
+                self.idle.deadline = math.inf
+                if not await self._respond(request):
+                    break
+                self.h11.start_next_cycle()
         if self.linger:
             await self._linger()
 
@@ -189,10 +199,8 @@ class _Connection:
                 await self._error_response(exc.error_status_hint, b"")
                 return None
             if event is h11.NEED_DATA:
-                with trio.move_on_after(self.timeout):
-                    conn.receive_data(await self._recv())
-                    continue
-                return None  # idle for keep_alive_timeout
+                conn.receive_data(await self._recv())
+                continue
             return event if isinstance(event, h11.Request) else None
 
     def _scope(self, request: h11.Request) -> Message:
@@ -251,16 +259,14 @@ class _Connection:
             if self.continue_pending:
                 return False  # never asked for its body: the client may or may not send it
             drained = 0
+            self.idle.deadline = trio.current_time() + self.timeout
             while True:
                 try:
                     event = conn.next_event()
                 except h11.RemoteProtocolError:
                     return False
                 if event is h11.NEED_DATA:
-                    with trio.move_on_after(self.timeout):
-                        conn.receive_data(await self._recv())
-                        continue
-                    return False
+                    conn.receive_data(await self._recv())
                 if isinstance(event, h11.Data):
                     drained += len(event.data)
                     if drained > _MAX_DRAIN:
@@ -284,7 +290,7 @@ class _Connection:
             data = conn.send(h11.Response(status_code=status, headers=headers))
             if body and not self.head:
                 data += conn.send(h11.Data(data=body))
-            data += conn.send(h11.EndOfMessage())
+            data += conn.send(_END)
         except h11.LocalProtocolError:
             return
         self.written = True
@@ -325,7 +331,7 @@ class _Connection:
         conn = self.h11
         if self.continue_pending:
             self.continue_pending = False
-            await self._write(conn.send(h11.InformationalResponse(status_code=100, headers=[])))
+            await self._write(conn.send(_CONTINUE))
         chunks: list[bytes] = []
         while True:
             try:
@@ -409,7 +415,7 @@ class _Connection:
                         data = b""
                     data += b"".join(framed)
             if not more:
-                data += conn.send(h11.EndOfMessage())
+                data += conn.send(_END)
                 self.complete = True
                 self._wake()
             await self._write(data)
