@@ -285,6 +285,25 @@ async def test_head_sends_no_body_and_keeps_the_connection() -> None:
         assert (response.status_code, body) == (200, b"hello")
 
 
+async def test_http_1_0_request_is_answered_then_closed() -> None:
+    versions: list[str] = []
+
+    async def app(scope: Message, receive: Receive, send: Send) -> None:
+        versions.append(scope["http_version"])
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"old", "more_body": True})
+        await send({"type": "http.response.body", "body": b" client"})
+
+    async with serving(app) as server:
+        client = await server.connect()
+        await client.stream.send_all(b"GET /old HTTP/1.0\r\n\r\n")
+        data = await client.read_to_eof()
+    assert versions == ["1.0"]
+    assert data.startswith(b"HTTP/1.1 200 ")
+    assert b"transfer-encoding" not in data.lower()  # 1.0 peers get a close-delimited body
+    assert data.endswith(b"\r\n\r\nold client")
+
+
 async def test_eight_megabyte_body_round_trips_byte_exact() -> None:
     payload = bytes(range(256)) * (8 * 4096)  # 8 MiB
     async with serving(echo) as server, httpx.AsyncClient(base_url=server.url) as client:
@@ -452,6 +471,17 @@ async def test_unread_body_is_drained_to_reuse_the_connection() -> None:
         for size in (10, 100_000):
             response, body = await client.request("POST", "/", b"b" * size)
             assert (response.status_code, body) == (200, b"ignored your body")
+
+
+async def test_unread_body_sent_after_the_response_is_drained() -> None:
+    async with serving(partial(_fixed, 503, b"not now")) as server:
+        client = await server.connect()
+        await client.stream.send_all(b"POST / HTTP/1.1\r\nhost: t\r\ncontent-length: 2\r\n\r\n")
+        response, _ = await client.read_response(b"POST")
+        assert response.status_code == 503
+        await client.stream.send_all(b"{}")  # the body arrives only now
+        response, body = await client.request("GET", "/next")
+        assert (response.status_code, body) == (503, b"not now")
 
 
 async def test_large_unread_body_closes_after_the_response() -> None:

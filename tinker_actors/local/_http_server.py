@@ -267,7 +267,7 @@ class _Connection:
                     return False
                 if event is h11.NEED_DATA:
                     conn.receive_data(await self._recv())
-                if isinstance(event, h11.Data):
+                elif isinstance(event, h11.Data):
                     drained += len(event.data)
                     if drained > _MAX_DRAIN:
                         self.linger = True
