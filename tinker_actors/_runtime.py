@@ -378,12 +378,31 @@ class Runtime(ServiceMethods):
         await poller.cast(Watch(state, work))
 
     async def _start_client_actor(
-        self, id: str, factory: Callable[[], Actor[Any]], restart: Restart
+        self, id: str, factory: Callable[[trio.Nursery], Actor[Any]], restart: Restart
     ) -> ActorRef[Any]:
-        return await self.start_actor(id, factory, restart=restart, shutdown=self._grace)
+        spec: ChildSpec[ActorRef[Any]] = ChildSpec(
+            id, run_hosted_actor, factory, id, restart=restart, shutdown=self._grace
+        )
+        return await self.start_child(spec)
 
     async def _stop_client_actor(self, id: str) -> None:
         await self.clients.terminate_child(id)
+
+    async def _stop_clients(self) -> None:
+        """Stop every client actor politely, together: training clients send what they queued."""
+        try:
+            clients = self.clients
+        except ActorExited:
+            return
+
+        async def stop(child_id: str) -> None:
+            with contextlib.suppress(ActorExited):
+                await clients.terminate_child(child_id)
+
+        async with trio.open_nursery() as nursery:
+            for child in clients.which_children():
+                if child.running:
+                    nursery.start_soon(stop, child.id)
 
     async def _finish_session(self, status: FinishStatus) -> None:
         """Finish the session, if one was created (the first reason wins)."""
@@ -479,8 +498,13 @@ async def open(
                     finally:
                         # The ladder, bounded as a whole by the grace: polite stop, then cancel.
                         with trio.CancelScope(shield=True), trio.move_on_after(grace):
-                            # Finishing gets half the grace, so the tree always gets the rest.
-                            with trio.move_on_after(grace / 2):
+                            if body_error is None:
+                                # Clients first, while the session lives: what a training
+                                # client accepted as queued is sent, not dropped.
+                                with trio.move_on_after(grace / 3):
+                                    await runtime._stop_clients()
+                            # Finishing gets part of the grace, so the tree always gets the rest.
+                            with trio.move_on_after(grace / 3):
                                 await runtime._finish_session(finish_status(body_error))
                             root.request_stop()
                             await root.wait_stopped()

@@ -127,8 +127,9 @@ async def test_cancelling_the_custom_future_poisons_the_client() -> None:
         gate.set()
         with pytest.raises(OperationCancelledError):
             await fut.result()
+        # refused at its first await, or (if queued before the poison landed) by its result
         with pytest.raises(TrainingOrderBrokenError, match="ForwardBackward"):
-            await tc.optim_step(AdamParams(learning_rate=1e-3))
+            await (await tc.optim_step(AdamParams(learning_rate=1e-3))).result()
 
 
 async def test_bad_custom_input_is_refused_before_anything_is_sent() -> None:

@@ -17,6 +17,7 @@ from sdk_support import lm_datum, open_runtime, send_status, served_runtime
 
 import tinker_actors as ta
 from tinker_actors.clients import TrainingClient, TrainingOrderBrokenError
+from tinker_actors.clients._training_actor import OUTBOX_SIZE
 from tinker_actors.local import LatencyModel, LocalServer, NullBackend, open_local_server
 from tinker_actors.tokenizer import TokenizerUnavailableError
 from tinker_actors.types import AdamParams, ClientConfigResponse, Datum, ModelInput
@@ -27,17 +28,23 @@ def datum(offset: int = 0, n: int = 8) -> Datum:
 
 
 class Answering:
-    """ASGI middleware that answers chosen paths with a status while ``rule`` says so."""
+    """ASGI middleware that answers chosen paths with a status while ``rule`` says so.
+
+    A path in ``hold`` waits for its event before it is answered.
+    """
 
     def __init__(self, app: Any) -> None:
         self.app = app
         self.rules: dict[str, Callable[[], int | None]] = {}
+        self.hold: dict[str, trio.Event] = {}
         self.posts: list[str] = []
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "http":
             path = scope["path"]
             self.posts.append(path)
+            if path in self.hold:
+                await self.hold[path].wait()
             status = self.rules[path]() if path in self.rules else None
             if status is not None:
                 await send_status(send, status)
@@ -101,9 +108,9 @@ async def test_double_await_and_back_to_back_pipelining(autojump_clock: trio.abc
         assert trio.current_time() - before < 1
         assert not fb.done()
         assert not opt.done()
-        assert fb.request_id is not None
         assert fb.request_type == "ForwardBackward"
         first = await fb.result()
+        assert fb.request_id is not None
         assert trio.current_time() - before >= 5
         await opt.result()
         second = await (await tc.forward_backward([datum(1), datum(2)], "cross_entropy")).result()
@@ -111,6 +118,74 @@ async def test_double_await_and_back_to_back_pipelining(autojump_clock: trio.abc
         counters = model_counters(server, tc.model_id)
         assert counters["applied_kinds"][1:3] == ["ForwardBackward", "OptimStep"]
         assert counters["applied_seq_ids"] == [0, 1, 2, 3]
+
+
+async def test_submission_is_not_held_up_by_an_earlier_upload(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    """The first await means "queued in order": it returns while earlier POSTs are in flight."""
+    async with trainer() as (tc, server, app, _rt):
+        app.hold["/api/v1/forward_backward"] = release = trio.Event()
+        fb = await tc.forward_backward([datum(1)], "cross_entropy")
+        opt = await tc.optim_step(AdamParams(learning_rate=1e-2))
+        save = await tc.save_state("queued")
+        await trio.testing.wait_all_tasks_blocked()
+        # the server still holds the forward_backward POST: nothing behind it was sent
+        assert app.posts.count("/api/v1/optim_step") == 0
+        assert (fb.request_id, opt.request_id, save.request_id) == (None, None, None)
+        release.set()
+        await opt.result()
+        assert (await save.result()).path.endswith("/weights/queued")
+        await fb.result()
+        assert fb.request_id is not None
+        counters = model_counters(server, tc.model_id)
+        assert counters["applied_kinds"] == [
+            "CreateModel",
+            "ForwardBackward",
+            "OptimStep",
+            "SaveWeights",
+        ]
+
+
+async def test_leaving_open_sends_what_was_queued(autojump_clock: trio.abc.Clock) -> None:
+    async with open_local_server() as server:
+        app = Answering(server.app)
+        app.hold["/api/v1/forward_backward"] = release = trio.Event()
+        async with open_runtime(app) as rt, trio.open_nursery() as nursery:
+            tc = await rt.create_lora_training_client("local/tiny", rank=8, seed=0)
+            await tc.forward_backward([datum(1)], "cross_entropy")
+            await tc.optim_step(AdamParams(learning_rate=1e-2))
+
+            async def release_later() -> None:
+                await trio.sleep(1.0)  # the runtime is stopping by then
+                release.set()
+
+            nursery.start_soon(release_later)
+        # neither future was awaited, yet both were sent before the session finished
+        counters = model_counters(server, tc.model_id)
+        assert counters["applied_kinds"] == ["CreateModel", "ForwardBackward", "OptimStep"]
+
+
+async def test_a_full_outbox_makes_the_first_await_wait(autojump_clock: trio.abc.Clock) -> None:
+    async with trainer() as (tc, server, app, _rt):
+        app.hold["/api/v1/forward_backward"] = release = trio.Event()
+        await tc.forward_backward([datum(1)], "cross_entropy")  # the sender holds this one
+        accepted = [await tc.optim_step(AdamParams()) for _ in range(OUTBOX_SIZE)]
+        extra: list[object] = []
+
+        async def one_more() -> None:
+            extra.append(await tc.optim_step(AdamParams()))
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(one_more)
+            await trio.testing.wait_all_tasks_blocked()
+            assert extra == []  # no room until the held POST is done
+            release.set()
+        assert len(extra) == 1
+        for fut in [*accepted, *extra]:
+            await fut.result()
+        applied = model_counters(server, tc.model_id)["applied_seq_ids"]
+        assert applied == list(range(OUTBOX_SIZE + 3))
 
 
 async def test_result_timeout_leaves_the_operation_running(autojump_clock: trio.abc.Clock) -> None:
@@ -149,28 +224,23 @@ async def test_a_failed_submission_fails_everything_queued_behind_it(
         fb0 = await tc.forward_backward([datum(0)], "cross_entropy")
         await fb0.result()
         app.rules["/api/v1/optim_step"] = lambda: 400
-        outcomes: list[BaseException] = []
-
-        async def call(k: int) -> None:
-            await trio.sleep(k * 0.001)  # enqueue in order k
-            try:
-                if k == 0:
-                    await tc.optim_step(AdamParams())
-                else:
-                    await tc.forward_backward([datum(k)], "cross_entropy")
-            except Exception as exc:
-                outcomes.append(exc)
-
-        async with trio.open_nursery() as nursery:
-            for k in range(4):
-                nursery.start_soon(call, k)
+        app.hold["/api/v1/optim_step"] = release = trio.Event()
+        outcomes: dict[int, BaseException] = {}
+        futures = [await tc.optim_step(AdamParams())]
+        # queued in order behind the optim_step, whose answer the server still holds
+        futures += [await tc.forward_backward([datum(k)], "cross_entropy") for k in (1, 2, 3)]
+        release.set()
+        for k, fut in enumerate(futures):
+            with pytest.raises(Exception) as caught:  # noqa: PT011  # checked just below
+                await fut.result()
+            outcomes[k] = caught.value
         assert isinstance(outcomes[0], ta.BadRequestError)
-        assert len(outcomes) == 4
-        for later in outcomes[1:]:
+        for later in (outcomes[k] for k in (1, 2, 3)):
             assert isinstance(later, TrainingOrderBrokenError)
             assert later.seq_id == 2
             assert later.request_type == "OptimStep"
             assert "seq_id 2" in str(later)
+        # once the failure is known, later calls are refused at their first await
         with pytest.raises(TrainingOrderBrokenError):
             await tc.optim_step(AdamParams())
         # nothing after the failure reached the server

@@ -108,7 +108,9 @@ class ClientContext:
         ensure_session: Callable[[], Awaitable[SessionHandle]],
         reserve: Callable[[str], Awaitable[tuple[SessionHandle, int]]],
         watch: Callable[[FutureState[Any], Callable[[], Awaitable[object]]], Awaitable[None]],
-        start_actor: Callable[[str, Callable[[], Actor[Any]], Restart], Awaitable[ActorRef[Any]]],
+        start_actor: Callable[
+            [str, Callable[[trio.Nursery], Actor[Any]], Restart], Awaitable[ActorRef[Any]]
+        ],
         stop_actor: Callable[[str], Awaitable[None]],
         rate_limiter: Callable[[], Awaitable[RateLimiter]],
         telemetry: TelemetryReporter | None = None,
@@ -171,9 +173,12 @@ class ClientContext:
         telemetry.log_exception(error)
 
     async def start_actor(
-        self, prefix: str, factory: Callable[[], Actor[Any]]
+        self, prefix: str, factory: Callable[[trio.Nursery], Actor[Any]]
     ) -> tuple[str, ActorRef[Any]]:
-        """Start a TRANSIENT client actor named ``<prefix>-<n>``; return its id and ref."""
+        """Start a TRANSIENT client actor named ``<prefix>-<n>``; return its id and ref.
+
+        ``factory`` gets a nursery for the actor's background tasks, which end with it.
+        """
         self.ids += 1
         actor_id = f"{prefix}-{self.ids}"
         return actor_id, await self._start_actor(actor_id, factory, Restart.TRANSIENT)

@@ -314,5 +314,7 @@ async def start_training_client(
         what="get_info",
     )  # fmt: skip
     info = response.decode(GetInfoResponse)
-    actor_id, ref = await ctx.start_actor("training", lambda: TrainingActor(ctx, handle, model_id))
+    actor_id, ref = await ctx.start_actor(
+        "training", lambda nursery: TrainingActor(nursery, ctx, handle, model_id)
+    )
     return TrainingClient(ctx, handle, actor_id, ref, model_id, info)

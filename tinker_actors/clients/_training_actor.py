@@ -1,18 +1,29 @@
 """The TrainingClient's actor: seq ids in mailbox order, POSTs in id order, waiting elsewhere.
 
-The facade (:mod:`tinker_actors.clients._training`) turns each public call into an :class:`_Op`
+The facade (:mod:`tinker_actors.clients._training`) turns each public call into an :class:`Op`
 and puts it into the actor's mailbox. The actor takes one at a time: it assigns the next ids,
-POSTs the op's bodies (holding their bytes of the forward_backward dispatch budget), hands the
-waiting to the runtime's FuturePoller and answers the caller with an :class:`APIFuture`.
+builds the op's bodies (so bad input fails the call before any id is taken), queues it on its
+*outbox* and answers the caller with an :class:`APIFuture` at once: the first await means
+"queued, ordering fixed" (workloads.md §2.2 P1), not "POSTed". A sender task POSTs the outbox
+strictly in id order (holding each body's bytes of the forward_backward dispatch budget) and
+then hands each op's waiting to the runtime's FuturePoller. So a caller submitting
+``forward_backward`` and then ``optim_step`` is not held up by the first one's upload, and
+builds its next batch while the server reads the previous one.
+
+Once queued, an op is sent even if its caller stops waiting: its ids are taken, and a gap would
+stall the model. On a polite stop (leaving ``open()``, ``close()``) the actor first sends what
+is queued, within the stop's grace. The outbox holds at most :data:`OUTBOX_SIZE` ops; past
+that, the first await waits for room.
 
 A custom-loss op (``forward_backward_custom``, protocol.md §9.3) reserves twice its chunk
-count: the forward ids are POSTed now, the backward ids only once the forward result is back
-and the user's loss has run. Until then the actor's *gate* is closed: later calls wait in the
-mailbox, so every POST still leaves in id order, as the official client's turn-taking does.
+count: the forward ids are POSTed in turn, the backward ids only once the forward result is back
+and the user's loss has run. Until then the sender's *gate* is closed: later ops wait in the
+outbox, so every POST still leaves in id order, as the official client's turn-taking does.
 
 A request that cannot be submitted leaves the server waiting for an id that will never come;
-the actor then refuses every queued and later request with :class:`TrainingOrderBrokenError`
-(it is *poisoned*), naming the first id that was lost, instead of letting them hang.
+its future fails with the submission's error, and the actor refuses every queued and later
+request with :class:`TrainingOrderBrokenError` (it is *poisoned*), naming the first id that was
+lost, instead of letting them hang.
 """
 
 from __future__ import annotations
@@ -31,7 +42,7 @@ from tinker_actors.actors import (
 )
 from tinker_actors.clients._future import APIFuture
 from tinker_actors.errors import TinkerError
-from tinker_actors.supervisors import Actor, Reply
+from tinker_actors.supervisors import SHUTDOWN, Actor, ActorExited, Reply
 from tinker_actors.transport import RequestOptions
 from tinker_actors.types import UntypedAPIFuture
 
@@ -42,12 +53,15 @@ if TYPE_CHECKING:
 
     from tinker_actors.actors import SessionHandle
     from tinker_actors.clients._service import ClientContext
+    from tinker_actors.supervisors import ExitReason
     from tinker_actors.transport import Response
 
-__all__ = ["Body", "Op", "Submit", "TrainingActor", "TrainingOrderBrokenError"]
+__all__ = ["OUTBOX_SIZE", "Body", "Op", "Submit", "TrainingActor", "TrainingOrderBrokenError"]
 
 #: A training op's pause warning waits this long (protocol §6.2: 15 min).
 PAUSE_WARNING_GRACE: Final = 15 * 60.0
+#: Ops accepted but not yet POSTed; past this many the first await waits for room.
+OUTBOX_SIZE: Final = 32
 
 
 class TrainingOrderBrokenError(TinkerError):
@@ -157,14 +171,38 @@ class Submit:
         self.reply = reply
 
 
-def _abandoned(reply: Reply[Any]) -> bool:
-    return reply.abandoned
+@final
+class _Outgoing:
+    """An op accepted in order: its bodies wait in the outbox until the sender POSTs them."""
+
+    __slots__ = ("bodies", "error", "futures", "gate", "ids", "op", "sent", "state")
+
+    def __init__(self, op: Op, bodies: list[Body], ids: range, state: FutureState[Any]) -> None:
+        self.op = op
+        self.bodies = bodies
+        self.ids = ids
+        self.state = state
+        self.sent = trio.Event()
+        self.futures: list[UntypedAPIFuture] = []
+        self.error: BaseException | None = None
+        # a two-pass op's gate: later ops wait for it until the second half is POSTed
+        self.gate = trio.Event() if op.follow_up is not None else None
+
+    async def submitted(self) -> list[UntypedAPIFuture]:
+        """Wait until the sender is done with this op; return its futures or raise why not."""
+        await self.sent.wait()
+        if self.error is not None:
+            raise self.error
+        return self.futures
 
 
 class TrainingActor(Actor[Submit]):
-    """Assigns seq ids in mailbox order, POSTs, and hands the futures to the poller."""
+    """Assigns seq ids in mailbox order, queues, POSTs in order, hands futures to the poller."""
 
-    def __init__(self, ctx: ClientContext, handle: SessionHandle, model_id: str) -> None:
+    def __init__(
+        self, nursery: trio.Nursery, ctx: ClientContext, handle: SessionHandle, model_id: str
+    ) -> None:
+        self._nursery = nursery
         self._ctx = ctx
         self._handle = handle
         self._model_id = model_id
@@ -172,30 +210,22 @@ class TrainingActor(Actor[Submit]):
         self._broken: TrainingOrderBrokenError | None = None
         # Closed while a two-pass op's second half is not yet POSTed.
         self._gate: trio.Event | None = None
+        self._outbox_in, self._outbox = trio.open_memory_channel[_Outgoing](OUTBOX_SIZE)
+        self._unsent = 0
+        self._flushed: trio.Event | None = None
         self._queue_log = QueueStateLog(f"TrainingClient {model_id}", grace=PAUSE_WARNING_GRACE)
         # request id -> seconds its submission took, reported on its first poll (§6.1)
         self._roundtrips: dict[str, float] = {}
+
+    async def init(self) -> None:
+        self._nursery.start_soon(self._sender, name=f"training {self._model_id} sender")
 
     async def handle(self, message: Submit) -> None:
         op, reply = message.op, message.reply
         if reply.abandoned:
             return  # the caller gave up before its turn: take no id, send nothing
-        gate = self._gate
-        if gate is not None:
-            await gate.wait()  # a custom loss's backward ids come before ours
-            if self._gate is gate:
-                self._gate = None
-            if _abandoned(reply):  # re-read: the caller may have left while we waited
-                return
         if self._broken is not None:
-            reply.fail(
-                TrainingOrderBrokenError(
-                    self._model_id,
-                    self._broken.seq_id,
-                    self._broken.request_type,
-                    self._broken.__cause__ or self._broken,
-                )
-            )
+            reply.fail(self._refusal())
             return
         ids = range(self._next_seq, self._next_seq + op.reserved)
         try:
@@ -204,43 +234,104 @@ class TrainingActor(Actor[Submit]):
             reply.fail(exc)
             return
         self._next_seq += op.reserved
-        try:
-            futures = await self._post_all(op, bodies)
-        except Exception as exc:
-            self._poison(ids[0], op.label, exc)
-            reply.fail(exc)
-            return
-        except BaseException as exc:  # cancelled mid-submission: the actor is going away
-            self._poison(ids[0], op.label, exc)
-            raise
-        state: FutureState[Any] = FutureState(op.label, futures[0].request_id)
+        state: FutureState[Any] = FutureState(op.label)
+        out = _Outgoing(op, bodies, ids, state)
+        self._unsent += 1
+        await self._outbox_in.send(out)  # waits while OUTBOX_SIZE ops are queued
         if op.follow_up is None:
-            work = functools.partial(self._wait, op, futures, state)
+            work = functools.partial(self._wait_single, out)
         else:
-            gate = self._gate = trio.Event()
-            work = functools.partial(self._two_pass, op, futures, ids[op.n_ids :], state, gate)
+            work = functools.partial(self._two_pass, out)
         await self._ctx.watch(state, work)
         reply.send(APIFuture(state))
+
+    async def terminate(self, reason: ExitReason) -> None:
+        handle = self._handle
+        usable = handle.finished is None and not handle.lost
+        if self._unsent and usable and not isinstance(reason, BaseException):
+            # A polite stop while the session lives: send what callers were told is queued
+            # (the stop's grace bounds this; the sender fails whatever is left after it).
+            self._flushed = trio.Event()
+            await self._flushed.wait()
+
+    def _refusal(self) -> TrainingOrderBrokenError:
+        assert self._broken is not None
+        return TrainingOrderBrokenError(
+            self._model_id,
+            self._broken.seq_id,
+            self._broken.request_type,
+            self._broken.__cause__ or self._broken,
+        )
+
+    async def _sender(self) -> None:
+        """POST the outbox in order; whatever is left when this task ends fails, never hangs."""
+        out: _Outgoing | None = None
+        try:
+            async for out in self._outbox:
+                try:
+                    await self._send_outgoing(out)
+                finally:
+                    out.sent.set()
+                    self._unsent -= 1
+                    if self._unsent == 0 and self._flushed is not None:
+                        self._flushed.set()
+        finally:
+            gone = ActorExited(self._model_id, SHUTDOWN)
+            if out is not None and out.error is None and not out.futures:
+                out.error = gone
+                out.sent.set()
+            while True:
+                try:
+                    left = self._outbox.receive_nowait()
+                except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
+                    break
+                left.error = gone
+                left.sent.set()
+
+    async def _send_outgoing(self, out: _Outgoing) -> None:
+        gate = self._gate
+        if gate is not None:
+            await gate.wait()  # a custom loss's backward ids come before ours
+            if self._gate is gate:
+                self._gate = None
+        if self._broken is not None:
+            out.error = self._refusal()
+            return
+        try:
+            futures = await self._post_all(out.op, out.bodies)
+        except Exception as exc:
+            self._poison(out.ids[0], out.op.label, exc)
+            out.error = exc
+            return
+        except BaseException as exc:  # cancelled mid-submission: the actor is going away
+            self._poison(out.ids[0], out.op.label, exc)
+            raise
+        out.futures = futures
+        out.state.request_id = futures[0].request_id
+        if out.gate is not None:
+            self._gate = out.gate
+
+    async def _wait_single(self, out: _Outgoing) -> object:
+        futures = await out.submitted()
+        return await self._wait(out.op, futures, out.state)
 
     def _poison(self, seq_id: int, request_type: str, cause: BaseException) -> None:
         if self._broken is None:
             self._broken = TrainingOrderBrokenError(self._model_id, seq_id, request_type, cause)
 
-    async def _two_pass(
-        self,
-        op: Op,
-        futures: list[UntypedAPIFuture],
-        second_ids: Sequence[int],
-        state: FutureState[Any],
-        gate: trio.Event,
-    ) -> object:
+    async def _two_pass(self, out: _Outgoing) -> object:
         """Wait for the first pass, build and POST the second, then wait for it.
 
         Until the second pass is POSTed the gate stays closed; if anything fails or is
-        cancelled before then, its ids are lost and the client is poisoned.
+        cancelled before then (the first pass's submission included), its ids are lost and
+        the client is poisoned.
         """
+        op, state, gate = out.op, out.state, out.gate
         assert op.follow_up is not None
+        assert gate is not None
+        second_ids = out.ids[op.n_ids :]
         try:
+            futures = await out.submitted()
             first = await self._wait(op, futures, state)
             second_op, bodies = await op.follow_up(first, second_ids)
             second = await self._post_all(second_op, bodies)
