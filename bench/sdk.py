@@ -24,7 +24,13 @@ it (``--transport httpx --transport h11``) to run ours once per transport in the
 compared with the same official run. ``h11`` is the experimental
 ``tinker_actors.transport._h11.TrioH11Transport``.
 
-Usage: ``python bench/sdk.py [--b1 2048] [--b3-steps 4] [--b8 300] [--transport h11]``. Not a test.
+Each (client, workload) runs ``--repeat`` times (default 3), the clients alternating order; wall,
+CPU and request counts are the medians (every run's wall is printed too), latencies pool every
+run. ``server cpu`` is the CPU the server process used during the child (setup included, from
+``/proc``): when it approaches the wall time, the server, not the client, is the bottleneck.
+
+Usage: ``python bench/sdk.py [--b1 2048] [--b3-steps 8] [--b8 300] [--repeat 3] [--transport h11]``.
+Not a test.
 """
 
 from __future__ import annotations
@@ -240,17 +246,52 @@ def http_counts(url: str) -> int:
     return sum(v for k, v in totals.items() if k.startswith("http:"))
 
 
-def run_child(client: str, workload: str, url: str, argv: list[str], pin: bool) -> dict[str, Any]:
+class ServerCPU:
+    """CPU seconds the server process has used so far, from ``/proc`` (Linux only)."""
+
+    def __init__(self, pid: int) -> None:
+        self.path = f"/proc/{pid}/stat"
+        self.tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+    def __call__(self) -> float | None:
+        try:
+            with open(self.path) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            return None
+        return (int(fields[11]) + int(fields[12])) / self.tick  # utime + stime
+
+
+def run_child(
+    client: str, workload: str, url: str, argv: list[str], pin: bool, server_cpu: ServerCPU
+) -> dict[str, Any]:
     cmd = [sys.executable, __file__, "--child", client, workload, url, *argv]
     if pin:
         cmd = ["taskset", "-c", "1", *cmd]
-    before = http_counts(url)
+    before, cpu_before = http_counts(url), server_cpu()
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False)
     if done.returncode != 0:
         raise SystemExit(f"{client} {workload} failed:\n{done.stderr[-4000:]}")
     report: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     report["requests"] = http_counts(url) - before
+    cpu_after = server_cpu()
+    if cpu_before is not None and cpu_after is not None:
+        report["server_cpu"] = cpu_after - cpu_before  # the whole child, setup included
     return report
+
+
+def median_report(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Fold repeated runs of one (client, workload): medians, the worst peak RSS, all latencies."""
+    out: dict[str, Any] = {"runs": len(runs)}
+    for key in ("wall", "cpu", "server_cpu", "requests", "futures"):
+        values = [r[key] for r in runs if key in r]
+        if values:
+            out[key] = float(np.median(values))
+    out["walls"] = [r["wall"] for r in runs]
+    out["peak_rss_mb"] = max(r["peak_rss_mb"] for r in runs)
+    if "latencies" in runs[0]:
+        out["latencies"] = [x for r in runs for x in r["latencies"]]
+    return out
 
 
 def summary(workload: str, results: dict[str, dict[str, Any]]) -> list[str]:
@@ -261,9 +302,13 @@ def summary(workload: str, results: dict[str, dict[str, Any]]) -> list[str]:
             f"{workload} {client:10s} wall {r['wall']:7.3f} s  cpu {r['cpu']:7.3f} s  "
             f"req/future {r['requests'] / r['futures']:5.2f}  peak RSS {r['peak_rss_mb']:6.1f} MB"
         )
+        if "server_cpu" in r:
+            line += f"  server cpu {r['server_cpu']:6.3f} s"
         if "latencies" in r:
             lat = np.array(r["latencies"]) * 1000
             line += f"  mean {lat.mean():6.3f} ms  p99 {np.percentile(lat, 99):6.3f} ms"
+        if r["runs"] > 1:
+            line += "  (median of " + " / ".join(f"{w:.3f}" for w in r["walls"]) + " s)"
         lines.append(line)
     o = results["official"]
     for client in results:
@@ -289,11 +334,14 @@ def ratio_line(workload: str, client: str, o: dict[str, Any], m: dict[str, Any])
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--b1", type=int, default=2048)
-    parser.add_argument("--b3-steps", type=int, default=4)
+    parser.add_argument("--b3-steps", type=int, default=8)
     parser.add_argument("--b3-batch", type=int, default=128)
     parser.add_argument("--b3-tokens", type=int, default=2048)
     parser.add_argument("--b8", type=int, default=300)
     parser.add_argument("--only", choices=WORKLOADS, action="append")
+    parser.add_argument(
+        "--repeat", type=int, default=3, help="runs per (client, workload); medians are reported"
+    )
     parser.add_argument("--transport", choices=("auto", "httpx", "h11"), action="append")
     parser.add_argument("--child", nargs=3, metavar=("CLIENT", "WORKLOAD", "URL"))
     args = parser.parse_args()
@@ -316,9 +364,15 @@ def main() -> int:
         url = server.stdout.readline().rsplit(" at ", 1)[1].strip()
         print(f"server {url} (null backend; server on CPU 0, clients on CPU 1: {pin})")
         print(" ".join(sizes))
+        server_cpu = ServerCPU(server.pid)
         for workload in args.only or WORKLOADS:
             clients = ["official"] + [f"ours/{t}" for t in args.transport or ["auto"]]
-            results = {c: run_child(c, workload, url, sizes, pin) for c in clients}
+            runs: dict[str, list[dict[str, Any]]] = {c: [] for c in clients}
+            for r in range(args.repeat):
+                # alternate the order so drift in the machine's load favours neither client
+                for c in clients if r % 2 == 0 else clients[::-1]:
+                    runs[c].append(run_child(c, workload, url, sizes, pin, server_cpu))
+            results = {c: median_report(runs[c]) for c in clients}
             for line in summary(workload, results):
                 print(line, flush=True)
     finally:
