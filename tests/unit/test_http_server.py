@@ -465,6 +465,39 @@ async def test_receive_after_the_body_returns_disconnect_once_the_response_is_co
     assert seen == [{"type": "http.disconnect"}] * 2
 
 
+async def test_pipelined_bytes_read_while_waiting_for_a_disconnect_are_kept() -> None:
+    ready, proceed = trio.Event(), trio.Event()
+    seen: list[Message] = []
+
+    async def app(scope: Message, receive: Receive, send: Send) -> None:
+        await read_body(receive)
+        if scope["path"] != "/first":
+            await respond(send, 200, scope["path"].encode())
+            return
+        async with trio.open_nursery() as nursery:
+
+            async def listen() -> None:  # two tasks waiting at once share the outcome
+                seen.append(await receive())
+
+            nursery.start_soon(listen)
+            nursery.start_soon(listen)
+            ready.set()
+            await proceed.wait()
+            await respond(send, 200, b"/first")
+
+    async with serving(app) as server:
+        client = await server.connect()
+        await client.stream.send_all(b"GET /first HTTP/1.1\r\nhost: t\r\n\r\n")
+        await ready.wait()
+        await client.stream.send_all(b"GET /second HTTP/1.1\r\nhost: t\r\n\r\n")
+        await trio.testing.wait_all_tasks_blocked()  # the listener has read /second's bytes
+        assert seen == []  # more bytes are not a disconnect
+        proceed.set()
+        bodies = [(await client.read_response())[1] for _ in range(2)]
+    assert bodies == [b"/first", b"/second"]
+    assert seen == [{"type": "http.disconnect"}] * 2
+
+
 async def test_unread_body_is_drained_to_reuse_the_connection() -> None:
     async with serving(partial(_fixed, 200, b"ignored your body")) as server:
         client = await server.connect()

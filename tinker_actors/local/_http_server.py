@@ -121,8 +121,13 @@ def _url(sockname: tuple[Any, ...]) -> str:
     return f"http://[{host}]:{sockname[1]}" if ":" in host else f"http://{host}:{sockname[1]}"
 
 
-def _address(sockname: Any) -> tuple[str, int] | None:
-    return (str(sockname[0]), int(sockname[1])) if isinstance(sockname, tuple) else None
+def _address(name: Callable[[], Any]) -> tuple[str, int] | None:
+    """``(host, port)`` from ``getpeername``/``getsockname``; None when unknown."""
+    try:
+        address = name()
+    except OSError:  # e.g. the peer reset the connection before we looked
+        return None
+    return (str(address[0]), int(address[1])) if isinstance(address, tuple) else None
 
 
 @final
@@ -134,8 +139,8 @@ class _Connection:
         self.stream = stream
         self.timeout = keep_alive_timeout
         self.h11 = h11.Connection(h11.SERVER)
-        self.client = _address(stream.socket.getpeername())
-        self.server = _address(stream.socket.getsockname())
+        self.client = _address(stream.socket.getpeername)
+        self.server = _address(stream.socket.getsockname)
         self.broken = False  # a write failed: the client is gone, later writes are dropped
         self.linger = False  # an error response went out: discard input briefly before closing
         self.idle = trio.CancelScope()  # the idle timer; replaced in run()
