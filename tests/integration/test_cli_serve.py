@@ -11,7 +11,7 @@ import pytest
 
 pytest.importorskip("click", reason="the cli extra is not installed: pip install -e '.[cli]'")
 pytest.importorskip(
-    "hypercorn", reason="the server extra is not installed: pip install -e '.[server]'"
+    "starlette", reason="the server extra is not installed: pip install -e '.[server]'"
 )
 
 CLI = [sys.executable, "-m", "tinker_actors.cli"]

@@ -18,7 +18,7 @@ import pytest
 import trio
 
 pytest.importorskip(
-    "hypercorn", reason="the server extra is not installed: pip install -e '.[server]'"
+    "starlette", reason="the server extra is not installed: pip install -e '.[server]'"
 )
 
 from tinker_actors.local import open_local_server

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 pytest.importorskip(
-    "hypercorn", reason="the server extra is not installed: pip install -e '.[server]'"
+    "starlette", reason="the server extra is not installed: pip install -e '.[server]'"
 )
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"

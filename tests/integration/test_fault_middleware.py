@@ -372,27 +372,24 @@ async def test_client_gone_while_the_body_is_read_answers_nothing() -> None:
     assert injector.statistics().requests == 0
 
 
-async def test_under_hypercorn_with_the_plans_connection_section(nursery: trio.Nursery) -> None:
+async def test_over_http_with_the_plans_connection_section(nursery: trio.Nursery) -> None:
     """One plan configures both layers: status faults in the app, resets in the TCP proxy."""
-    from hypercorn.config import Config
-    from hypercorn.trio import serve
-
     from tinker_actors.local._fault_proxy import FaultProxy
+    from tinker_actors.local._http_server import serve_asgi
 
     plan = FaultPlan.from_flags(
         ["seed=9", "asample:400,empty,count=1", "retrieve_future:try_again=1", "connection:reset=1"]
     )
     server = FakeServer()
     injector = FaultInjector(server.app, plan)
-    config = Config()
-    config.bind = ["127.0.0.1:0"]
-    stop = trio.Event()
     with trio.fail_after(20):
-        binds = await nursery.start(
-            lambda task_status: serve(
-                injector, config, shutdown_trigger=stop.wait, task_status=task_status
-            )
-        )
+        serving = trio.CancelScope()
+
+        async def run(task_status: trio.TaskStatus[list[str]]) -> None:
+            with serving:
+                await serve_asgi(injector, task_status=task_status)
+
+        binds: list[str] = await nursery.start(run)
         url = binds[0]
         async with httpx.AsyncClient(base_url=url) as client:
             empty = await client.post("/api/v1/asample", json={})
@@ -407,7 +404,7 @@ async def test_under_hypercorn_with_the_plans_connection_section(nursery: trio.N
         async with httpx.AsyncClient(base_url=proxy_url) as client:
             with pytest.raises(httpx.ReadError):
                 await client.get("/api/v1/healthz")
-        stop.set()
+        serving.cancel()
     assert (empty.status_code, empty.headers["content-length"], empty.content) == (400, "0", b"")
     assert ok.status_code == 200
     assert held.json() == {"type": "try_again", "request_id": "q", "queue_state": "active"}

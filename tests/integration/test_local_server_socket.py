@@ -1,4 +1,4 @@
-"""The local server on a real loopback socket (hypercorn), spoken to by our own transport.
+"""The local server on a real loopback socket (its own HTTP/1.1 server), spoken to by our own transport.
 
 This is the path a user takes (``tinker-actors serve`` + the SDK): HTTP/1.1 over TCP, the
 transport's headers, retries and error mapping, and JWT mode with the transport's lazy

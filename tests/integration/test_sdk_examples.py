@@ -12,7 +12,7 @@ import pytest
 from sdk_support import CLI, run_example
 
 pytest.importorskip(
-    "hypercorn", reason="the server extra is not installed: pip install -e '.[server]'"
+    "starlette", reason="the server extra is not installed: pip install -e '.[server]'"
 )
 
 

@@ -18,7 +18,7 @@ import pytest
 from sdk_support import CLI, run_example
 
 pytest.importorskip(
-    "hypercorn", reason="the server extra is not installed: pip install -e '.[server]'"
+    "starlette", reason="the server extra is not installed: pip install -e '.[server]'"
 )
 pytest.importorskip("click", reason="the cli extra is not installed")
 pytest.importorskip(

@@ -15,7 +15,7 @@ import tinker_actors as ta
 from tinker_actors.testing import server_in_thread
 
 pytest.importorskip(
-    "hypercorn", reason="the server extra is not installed: pip install -e '.[server]'"
+    "starlette", reason="the server extra is not installed: pip install -e '.[server]'"
 )
 
 KEY = "tml-spawn-test"
