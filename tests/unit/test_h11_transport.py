@@ -272,6 +272,16 @@ async def test_request_bodies_bytes_and_async_stream() -> None:
                 streamed = await c.post(f"{url}/echo", content=parts())  # chunked upload
                 assert streamed.content == b"part0|part1|part2|part3|part4|"
                 assert (await c.post(f"{url}/echo", content=b"")).content == b""
+
+                # chunked, mixing pieces below and above the write buffer (sent unjoined)
+                mixed = [b"a" * 10, big, b"b" * 70_000, b"c", big[::-1]]
+
+                async def mixed_parts() -> AsyncIterator[bytes]:
+                    for piece in mixed:
+                        yield piece
+
+                echoed = await c.post(f"{url}/echo", content=mixed_parts())
+                assert echoed.content == b"".join(mixed)
             assert script.connections == 1
 
 

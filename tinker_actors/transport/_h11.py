@@ -81,7 +81,12 @@ class _Connection:
         return not readable
 
     async def send(self, request: httpx.Request, within: float | None) -> None:
-        """Send the request head and body, with ``timeout`` on each write."""
+        """Send the request head and body, with ``timeout`` on each write.
+
+        Small pieces are gathered into one write; a piece of at least ``WRITE_BUFFER`` bytes
+        (a forward_backward body is megabytes) goes to the socket as it is, never copied into
+        a joined buffer.
+        """
         conn = self.h11
         try:
             head = conn.send(
@@ -89,18 +94,24 @@ class _Connection:
                     method=request.method, target=request.url.raw_path, headers=request.headers.raw
                 )
             )
-            parts = [head]
+            parts: list[bytes] = [head]
             size = len(head)
             async for chunk in request.stream:  # type: ignore[union-attr]
                 if not chunk:
                     continue
-                data = conn.send(h11.Data(data=chunk))
-                parts.append(data)
-                size += len(data)
-                if size >= WRITE_BUFFER:
-                    await self._write(b"".join(parts), within, request)
-                    parts.clear()
-                    size = 0
+                for piece in conn.send_with_data_passthrough(h11.Data(data=chunk)) or ():
+                    if len(piece) >= WRITE_BUFFER:
+                        await self._write(b"".join(parts), within, request)
+                        await self._write(piece, within, request)
+                        parts.clear()
+                        size = 0
+                        continue
+                    parts.append(piece)
+                    size += len(piece)
+                    if size >= WRITE_BUFFER:
+                        await self._write(b"".join(parts), within, request)
+                        parts.clear()
+                        size = 0
             parts.append(conn.send(h11.EndOfMessage()))
         except h11.LocalProtocolError as exc:
             raise httpx.LocalProtocolError(str(exc), request=request) from exc
