@@ -72,6 +72,21 @@ def test_request_round_trip(req: ForwardBackwardRequest, compress: bool) -> None
     assert back == req
 
 
+@settings(max_examples=60)
+@given(requests)
+def test_token_bounds_are_each_datums_min_and_max(req: ForwardBackwardRequest) -> None:
+    bounds: list[tuple[int, int] | None] = []
+    body = encode_forward_backward_request(req, compress=False)
+    assert decode_forward_backward_request(body, content_encoding=None, token_bounds=bounds) == req
+    expected = []
+    for datum in req.forward_backward_input.data:
+        ids = [
+            t for c in datum.model_input.chunks if isinstance(c, EncodedTextChunk) for t in c.tokens
+        ]
+        expected.append((min(ids), max(ids)) if ids else None)
+    assert bounds == expected
+
+
 def test_zstd_is_a_standard_level_3_frame() -> None:
     req = _request([Datum(model_input=ModelInput.from_ints(list(range(1000))))])
     plain = encode_forward_backward_request(req, compress=False)

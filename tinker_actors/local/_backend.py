@@ -77,14 +77,36 @@ class BackendInputError(ValueError):
     """The request is well-formed but this model cannot run it (a user error)."""
 
 
+def _bounds(tokens: list[int]) -> tuple[int, int] | None:
+    """The smallest and largest token id (numpy: half the cost of builtins min + max)."""
+    if not tokens:
+        return None
+    try:
+        ids = np.fromiter(tokens, dtype=np.int64, count=len(tokens))
+    except OverflowError:  # beyond int64: report the builtins' answer, slow but rare
+        return min(tokens), max(tokens)
+    return int(ids.min()), int(ids.max())
+
+
 def validate_forward_inputs(
-    data: Sequence[Datum], loss_fn: str, *, vocab_size: int, context_length: int
+    data: Sequence[Datum],
+    loss_fn: str,
+    *,
+    vocab_size: int,
+    context_length: int,
+    token_bounds: Sequence[tuple[int, int] | None] | None = None,
 ) -> None:
     """Check a forward/forward_backward batch against the loss and the model.
+
+    Args:
+        token_bounds: each datum's (min, max) token id, when the caller already knows them
+            (``decode_forward_backward_request(token_bounds=...)``); else computed here.
 
     Raises:
         BackendInputError: with a message naming the datum and field at fault.
     """
+    if token_bounds is not None and len(token_bounds) != len(data):
+        raise ValueError(f"token_bounds has {len(token_bounds)} entries for {len(data)} datums")
     if not data:
         raise BackendInputError("forward_backward needs at least one datum; got an empty batch")
     spec = LOSS_INPUTS.get(loss_fn)
@@ -111,19 +133,11 @@ def validate_forward_inputs(
             raise BackendInputError(
                 f"datum {i}: {len(tokens)} tokens exceed the model's context of {context_length}"
             )
-        if tokens:
-            # numpy's min/max over an int64 copy cost half of builtins.min + max on the list
-            try:
-                ids = np.fromiter(tokens, dtype=np.int64, count=len(tokens))
-            except OverflowError:
-                raise BackendInputError(
-                    f"datum {i}: token ids must be in [0, {vocab_size}); one does not fit int64"
-                ) from None
-            low, high = int(ids.min()), int(ids.max())
-            if low < 0 or high >= vocab_size:
-                raise BackendInputError(
-                    f"datum {i}: token ids must be in [0, {vocab_size}); got {low}..{high}"
-                )
+        bounds = token_bounds[i] if token_bounds is not None else _bounds(tokens)
+        if bounds is not None and (bounds[0] < 0 or bounds[1] >= vocab_size):
+            raise BackendInputError(
+                f"datum {i}: token ids must be in [0, {vocab_size}); got {bounds[0]}..{bounds[1]}"
+            )
         target = datum.loss_fn_inputs["target_tokens"]
         if target.dtype != "int64":
             raise BackendInputError(f"datum {i}: target_tokens must be int64, got {target.dtype}")

@@ -205,8 +205,11 @@ class TrainingOps:
         self, body: bytes, content_encoding: str | None, idempotency_key: str | None
     ) -> UntypedAPIFuture:
         """Run a forward or forward/backward pass; resolves to protobuf ForwardBackwardOutput."""
+        bounds: list[tuple[int, int] | None] = []
         try:
-            req = decode_forward_backward_request(body, content_encoding=content_encoding)
+            req = decode_forward_backward_request(
+                body, content_encoding=content_encoding, token_bounds=bounds
+            )
         except InvalidInputError as exc:
             raise EngineError(400, f"malformed forward_backward request: {exc}") from None
         model = self.model_for(req.model_id)
@@ -217,6 +220,7 @@ class TrainingOps:
                 batch.loss_fn,
                 vocab_size=model.spec.vocab_size,
                 context_length=model.spec.context_length,
+                token_bounds=bounds,
             )
         except (BackendInputError, InvalidInputError) as exc:
             raise EngineError(400, str(exc)) from None

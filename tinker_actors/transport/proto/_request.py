@@ -250,7 +250,9 @@ def _map_entry(buf: bytes, a: int, b: int, what: str) -> tuple[str, int, int, in
     return name, *value
 
 
-def _decode_chunk(buf: bytes, a: int, b: int, what: str) -> ModelInputChunk:
+def _decode_chunk(
+    buf: bytes, a: int, b: int, what: str, bounds: list[tuple[int, int]] | None = None
+) -> ModelInputChunk:
     chunk: ModelInputChunk | None = None
     for number, wt, x, y in iter_fields(buf, a, b):
         if number not in (1, 2, 3):
@@ -260,7 +262,10 @@ def _decode_chunk(buf: bytes, a: int, b: int, what: str) -> ModelInputChunk:
         if number == 1:
             t, p, q = fields.get(1, (LEN, 0, 0))
             expect(t, LEN, f"{what}.encoded_text.tokens")
-            chunk = EncodedTextChunk(tokens=read_array(buf, p, q, _I32, f"{what}.tokens").tolist())
+            tokens = read_array(buf, p, q, _I32, f"{what}.tokens")
+            if bounds is not None and tokens.size:
+                bounds.append((int(tokens.min()), int(tokens.max())))
+            chunk = EncodedTextChunk(tokens=tokens.tolist())
         elif number == 2:
             data = b""
             if 1 in fields:
@@ -314,8 +319,11 @@ def _decode_span(buf: bytes, a: int, b: int, what: str) -> ProvenanceSpan:
     raise ProtobufDecodeError(f"{what}: empty ProvenanceSpan")
 
 
-def _decode_datum(buf: bytes, a: int, b: int, i: int) -> Datum:
+def _decode_datum(
+    buf: bytes, a: int, b: int, i: int, bounds: list[tuple[int, int] | None] | None = None
+) -> Datum:
     chunks: list[ModelInputChunk] = []
+    chunk_bounds: list[tuple[int, int]] | None = [] if bounds is not None else None
     inputs: dict[str, TensorData] = {}
     spans: tuple[list[ProvenanceSpan], list[ProvenanceSpan]] = ([], [])
     for number, wt, x, y in iter_fields(buf, a, b):
@@ -323,7 +331,8 @@ def _decode_datum(buf: bytes, a: int, b: int, i: int) -> Datum:
         if number in (1, 2, 3, 4):
             expect(wt, LEN, what)
         if number == 1:
-            chunks.append(_decode_chunk(buf, x, y, f"{what}.model_input[{len(chunks)}]"))
+            where = f"{what}.model_input[{len(chunks)}]"
+            chunks.append(_decode_chunk(buf, x, y, where, chunk_bounds))
         elif number == 2:
             name, vt, p, q = _map_entry(buf, x, y, f"{what}.loss_fn_inputs")
             field = f"{what}.loss_fn_inputs[{name!r}]"
@@ -333,6 +342,13 @@ def _decode_datum(buf: bytes, a: int, b: int, i: int) -> Datum:
             inputs[name] = decode_tensor(buf, p, q, field)
         elif number in (3, 4):
             spans[number - 3].append(_decode_span(buf, x, y, f"{what} span"))
+    if bounds is not None:
+        assert chunk_bounds is not None
+        bounds.append(
+            (min(lo for lo, _ in chunk_bounds), max(hi for _, hi in chunk_bounds))
+            if chunk_bounds
+            else None
+        )
     has_spans = bool(spans[0] or spans[1])
     try:
         return Datum(
@@ -346,11 +362,17 @@ def _decode_datum(buf: bytes, a: int, b: int, i: int) -> Datum:
 
 
 def decode_forward_backward_request(
-    body: bytes, *, content_encoding: str | None
+    body: bytes,
+    *,
+    content_encoding: str | None,
+    token_bounds: list[tuple[int, int] | None] | None = None,
 ) -> ForwardBackwardRequest:
     """Decode a forward/forward_backward request body (``Content-Encoding`` zstd or none).
 
-    ``loss_fn_config`` prefers ``loss_fn_config_v2`` entries over the legacy map.
+    ``loss_fn_config`` prefers ``loss_fn_config_v2`` entries over the legacy map. With
+    ``token_bounds``, one entry per datum is appended to it: the (min, max) of its token ids
+    (None when it has none), computed on the packed ids before they become lists, so a server
+    checks them against the model's vocabulary without scanning the lists again.
 
     Raises:
         ProtobufDecodeError: unsupported encoding, bad zstd frame, or malformed protobuf.
@@ -379,7 +401,7 @@ def decode_forward_backward_request(
             seq_id = as_int32(a)
         elif number == 3:
             expect(wt, LEN, "data")
-            data.append(_decode_datum(buf, a, b, len(data)))
+            data.append(_decode_datum(buf, a, b, len(data), token_bounds))
         elif number == 4:
             expect(wt, LEN, "loss_fn")
             loss_fn = read_string(buf, a, b, "loss_fn")
