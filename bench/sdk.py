@@ -29,7 +29,7 @@ CPU and request counts are the medians (every run's wall is printed too), latenc
 run. ``server cpu`` is the CPU the server process used during the child (setup included, from
 ``/proc``): when it approaches the wall time, the server, not the client, is the bottleneck.
 
-Usage: ``python bench/sdk.py [--b1 2048] [--b3-steps 8] [--b8 300] [--repeat 3] [--transport h11]``.
+Usage: ``python bench/sdk.py [--b1 2048] [--b3-steps 32] [--b8 300] [--repeat 3] [--transport h11]``.
 Not a test.
 """
 
@@ -334,7 +334,7 @@ def ratio_line(workload: str, client: str, o: dict[str, Any], m: dict[str, Any])
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--b1", type=int, default=2048)
-    parser.add_argument("--b3-steps", type=int, default=8)
+    parser.add_argument("--b3-steps", type=int, default=32)
     parser.add_argument("--b3-batch", type=int, default=128)
     parser.add_argument("--b3-tokens", type=int, default=2048)
     parser.add_argument("--b8", type=int, default=300)
