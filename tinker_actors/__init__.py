@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from tinker_actors._open import open as open
 from tinker_actors._runtime import Runtime as Runtime
-from tinker_actors._runtime import open as open
 from tinker_actors._version import __version__ as __version__
 from tinker_actors.actors import FutureExpiredError as FutureExpiredError
 from tinker_actors.actors import OperationCancelledError as OperationCancelledError

@@ -1,51 +1,24 @@
-"""``tinker_actors.open()``: the one ``async with`` that owns every lifetime.
+"""The :class:`Runtime`: the supervision tree of one ``tinker_actors.open()`` block.
 
-Entering it resolves the configuration, opens the HTTP transport (a resource, not an actor),
-and starts the supervision tree; leaving it stops the tree within ``shutdown_grace`` seconds and
-closes the transport. Nothing it started outlives the block: no task, no socket.
-
-::
-
-    open()                         nursery + transport (one httpx.AsyncClient)
-    └── root            rest_for_one
-        ├── limiters    Registry: one RateLimiter per (base_url, sha256(api_key))
-        ├── pollers     one_for_one, dynamic: the FuturePoller (started on first use)
-        ├── clients     one_for_one, dynamic: one actor per Training client (TRANSIENT)
-        └── session     the SessionManager, started on first use (TEMPORARY)
-
-The runtime is also the ServiceClient: ``create_lora_training_client``,
-``create_training_client_from_state[_with_optimizer]``, ``create_sampling_client`` and
-``get_server_capabilities`` delegate to :class:`~tinker_actors.clients.ServiceClient`.
-Nothing is sent until one of them is called; the first that needs a session bootstraps it
-(client config, dynamic config, create_session) and starts its heartbeat.
+The runtime holds the tree's root and the transport, starts the lazily created children (the
+session manager, the poller, client actors), and is also the ServiceClient:
+``create_lora_training_client``, ``create_training_client_from_state[_with_optimizer]``,
+``create_sampling_client`` and ``get_server_capabilities`` delegate to
+:class:`~tinker_actors.clients.ServiceClient`. Nothing is sent until one of them is called; the
+first that needs a session bootstraps it (client config, dynamic config, create_session) and
+starts its heartbeat.
 
 The session is started lazily, as a dynamic child of the root, rather than as a fixed child
 between the limiters and the pollers: a runtime used for REST calls or capabilities only never
 creates a session, and the tree keeps its three fixed children. It is TEMPORARY: a lost session
 is not silently replaced under clients that hold its id; the next factory call starts anew.
 
-Leaving the block finishes the session, if one was created, before the tree stops:
-``success`` on a normal exit, ``errored`` when the body raised an Exception, ``interrupted`` on
-any other BaseException (KeyboardInterrupt, a cancellation).
-
-Errors of individual calls reach their callers as ordinary exceptions. Only an escalation (a
-supervisor that gave up) leaves ``open()``, as trio's exception group holding the child's own
-exception::
-
-    try:
-        async with open(api_key="tml-...") as runtime:
-            ...
-    except* ConnectionError as group:
-        ...
-
-An exception raised by the body of the ``async with`` itself comes out unchanged.
+How the block opens and closes the runtime is in :mod:`tinker_actors._open`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
-from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, Final, TypeVar, cast, final
 
 import trio
@@ -53,10 +26,7 @@ import trio
 from tinker_actors._runtime_parts import (
     RuntimeStatistics,
     ServiceMethods,
-    check_grace,
-    check_session_options,
     collect_statistics,
-    finish_status,
 )
 from tinker_actors.actors import (
     Ensure,
@@ -81,7 +51,6 @@ from tinker_actors.clients import (
     ServiceClient,
 )
 from tinker_actors.clients._sampler_handle import ShadowSessions
-from tinker_actors.config import Config, resolve_config
 from tinker_actors.supervisors import (
     SHUTDOWN,
     ActorExited,
@@ -91,26 +60,28 @@ from tinker_actors.supervisors import (
     Registry,
     Restart,
     RuntimeDump,
-    Strategy,
     SupervisorRef,
     actor_spec,
     registry_spec,
-    run_supervisor,
     supervisor_spec,
-    track_actors,
 )
-from tinker_actors.transport import Transport, open_transport
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Awaitable, Callable
-
-    import httpx
+    from collections.abc import Awaitable, Callable
 
     from tinker_actors.actors import FutureState
+    from tinker_actors.config import Config
     from tinker_actors.supervisors import Actor
+    from tinker_actors.transport import Transport
     from tinker_actors.types import ClientConfigResponse
 
-__all__ = ["Runtime", "RuntimeStatistics", "open"]
+__all__ = [
+    "DEFAULT_SHUTDOWN_GRACE",
+    "RUNTIME_TOKEN",
+    "Runtime",
+    "RuntimeStatistics",
+    "root_children",
+]
 
 T = TypeVar("T")
 M = TypeVar("M")
@@ -122,10 +93,11 @@ SESSION: Final = "session"
 POLLER: Final = "poller"
 DEFAULT_SHUTDOWN_GRACE: Final = 5.0
 
-_TOKEN: Final = object()
+#: Proves a Runtime is built by open() (the only constructor).
+RUNTIME_TOKEN: Final = object()
 
 
-def _tree() -> list[ChildSpec[object]]:
+def root_children() -> list[ChildSpec[object]]:
     """The root's children, in start order (rest_for_one: later ones depend on earlier ones)."""
     return [
         registry_spec(LIMITERS, prefix="limiter"),
@@ -168,7 +140,7 @@ class Runtime(ServiceMethods):
         user_metadata: dict[str, Any] | None = None,
         display_name: str | None = None,
     ) -> None:
-        if token is not _TOKEN:
+        if token is not RUNTIME_TOKEN:
             raise TypeError("Runtime has no public constructor; use 'async with open() as runtime'")
         self._config = config
         self._transport = transport
@@ -437,84 +409,3 @@ class Runtime(ServiceMethods):
             reason = self._root.exit_reason or SHUTDOWN
             raise ActorExited(f"{self._root.name}/{child_id}", reason)
         return value
-
-
-@asynccontextmanager
-async def open(
-    *,
-    base_url: str | None = None,
-    api_key: str | None = None,
-    http_transport: httpx.AsyncBaseTransport | None = None,
-    shutdown_grace: float = DEFAULT_SHUTDOWN_GRACE,
-    user_metadata: dict[str, Any] | None = None,
-    display_name: str | None = None,
-    **config_overrides: Any,
-) -> AsyncIterator[Runtime]:
-    """Open the transport, start the supervision tree, and yield the :class:`Runtime`.
-
-    Args:
-        base_url: the API root (else ``TINKER_BASE_URL``, else the default service).
-        api_key: the credential (else ``TINKER_API_KEY`` and the other sources of
-            :func:`~tinker_actors.config.resolve_config`).
-        http_transport: an httpx transport to use instead of the network (tests:
-            ``httpx.MockTransport`` / ``httpx.ASGITransport``).
-        shutdown_grace: seconds the tree gets to stop politely on exit before it is cancelled.
-        user_metadata: metadata of the session, sent in ``create_session``.
-        display_name: a human-readable name of the session, sent in ``create_session``.
-        **config_overrides: any other Config field, e.g. ``timeout=30``.
-
-    Raises:
-        InvalidInputError: bad settings or no credential, before anything starts.
-        ExceptionGroup: a supervisor escalation; it holds the crashed child's own exception.
-    """
-    grace = check_grace(shutdown_grace)
-    check_session_options(user_metadata, display_name)
-    config = resolve_config(base_url=base_url, api_key=api_key, **config_overrides)
-    body_error: BaseException | None = None
-    try:
-        async with open_transport(config, http_transport=http_transport) as transport:
-            with track_actors() as census:
-                async with trio.open_nursery() as nursery:
-                    root: SupervisorRef = await nursery.start(
-                        functools.partial(
-                            run_supervisor, _tree(), name="root", strategy=Strategy.REST_FOR_ONE
-                        )
-                    )
-                    runtime = Runtime(
-                        _TOKEN,
-                        config=config,
-                        transport=transport,
-                        root=root,
-                        census=census,
-                        grace=grace,
-                        user_metadata=user_metadata,
-                        display_name=display_name,
-                    )
-                    try:
-                        yield runtime
-                    except BaseException as exc:
-                        body_error = exc
-                        raise
-                    finally:
-                        # The ladder, bounded as a whole by the grace: polite stop, then cancel.
-                        with trio.CancelScope(shield=True), trio.move_on_after(grace):
-                            if body_error is None:
-                                # Clients first, while the session lives: what a training
-                                # client accepted as queued is sent, not dropped.
-                                with trio.move_on_after(grace / 3):
-                                    await runtime._stop_clients()
-                            # Finishing gets part of the grace, so the tree always gets the rest.
-                            with trio.move_on_after(grace / 3):
-                                await runtime._finish_session(finish_status(body_error))
-                            root.request_stop()
-                            await root.wait_stopped()
-                        nursery.cancel_scope.cancel()
-    except BaseExceptionGroup as group:
-        # Our nursery wraps whatever the body raised; give the user their own exception back.
-        # Escalations from the tree stay in the group.
-        mine = body_error
-        if mine is None or group.split(lambda exc: exc is mine)[1] is not None:
-            raise
-    else:
-        return
-    raise mine

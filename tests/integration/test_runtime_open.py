@@ -8,7 +8,8 @@ import pytest
 import trio
 import trio.testing
 
-from tinker_actors._runtime import Runtime, open
+from tinker_actors._open import open
+from tinker_actors._runtime import Runtime
 from tinker_actors.errors import InvalidInputError
 from tinker_actors.supervisors import (
     Actor,

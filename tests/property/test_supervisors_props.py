@@ -17,7 +17,7 @@ import trio.testing
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tinker_actors._runtime import open
+from tinker_actors._open import open
 from tinker_actors.supervisors import (
     Actor,
     ActorExited,

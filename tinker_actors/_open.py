@@ -1,0 +1,146 @@
+"""``tinker_actors.open()``: the one ``async with`` that owns every lifetime.
+
+Entering it resolves the configuration, opens the HTTP transport (a resource, not an actor),
+and starts the supervision tree; leaving it stops the tree within ``shutdown_grace`` seconds and
+closes the transport. Nothing it started outlives the block: no task, no socket.
+
+::
+
+    open()                         nursery + transport (see tinker_actors.transport)
+    └── root            rest_for_one
+        ├── limiters    Registry: one RateLimiter per (base_url, sha256(api_key))
+        ├── pollers     one_for_one, dynamic: the FuturePoller (started on first use)
+        ├── clients     one_for_one, dynamic: one actor per Training client (TRANSIENT)
+        └── session     the SessionManager, started on first use (TEMPORARY)
+
+The block yields the :class:`~tinker_actors._runtime.Runtime`, which is also the
+ServiceClient (see :mod:`tinker_actors._runtime` for the tree's lazily started children).
+
+Leaving the block, in order and within ``shutdown_grace`` seconds: on a normal exit the client
+actors stop first, so a training client sends what it accepted as queued while the session
+still lives; then the session, if one was created, is finished (``success`` on a normal exit,
+``errored`` when the body raised an Exception, ``interrupted`` on any other BaseException such
+as KeyboardInterrupt or a cancellation); then the tree stops.
+
+Errors of individual calls reach their callers as ordinary exceptions. Only an escalation (a
+supervisor that gave up) leaves ``open()``, as trio's exception group holding the child's own
+exception::
+
+    try:
+        async with open(api_key="tml-...") as runtime:
+            ...
+    except* ConnectionError as group:
+        ...
+
+An exception raised by the body of the ``async with`` itself comes out unchanged.
+"""
+
+from __future__ import annotations
+
+import functools
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from tinker_actors._runtime import (
+    DEFAULT_SHUTDOWN_GRACE,
+    RUNTIME_TOKEN,
+    Runtime,
+    root_children,
+)
+from tinker_actors._runtime_parts import check_grace, check_session_options, finish_status
+from tinker_actors.config import resolve_config
+from tinker_actors.supervisors import Strategy, SupervisorRef, run_supervisor, track_actors
+from tinker_actors.transport import open_transport
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+    import httpx
+
+__all__ = ["open"]
+
+
+@asynccontextmanager
+async def open(
+    *,
+    base_url: str | None = None,
+    api_key: str | None = None,
+    http_transport: httpx.AsyncBaseTransport | None = None,
+    shutdown_grace: float = DEFAULT_SHUTDOWN_GRACE,
+    user_metadata: dict[str, Any] | None = None,
+    display_name: str | None = None,
+    **config_overrides: Any,
+) -> AsyncIterator[Runtime]:
+    """Open the transport, start the supervision tree, and yield the :class:`Runtime`.
+
+    Args:
+        base_url: the API root (else ``TINKER_BASE_URL``, else the default service).
+        api_key: the credential (else ``TINKER_API_KEY`` and the other sources of
+            :func:`~tinker_actors.config.resolve_config`).
+        http_transport: an httpx transport to use instead of the network (tests:
+            ``httpx.MockTransport`` / ``httpx.ASGITransport``).
+        shutdown_grace: seconds the tree gets to stop politely on exit before it is cancelled.
+        user_metadata: metadata of the session, sent in ``create_session``.
+        display_name: a human-readable name of the session, sent in ``create_session``.
+        **config_overrides: any other Config field, e.g. ``timeout=30``.
+
+    Raises:
+        InvalidInputError: bad settings or no credential, before anything starts.
+        ExceptionGroup: a supervisor escalation; it holds the crashed child's own exception.
+    """
+    grace = check_grace(shutdown_grace)
+    check_session_options(user_metadata, display_name)
+    config = resolve_config(base_url=base_url, api_key=api_key, **config_overrides)
+    body_error: BaseException | None = None
+    try:
+        async with open_transport(config, http_transport=http_transport) as transport:
+            with track_actors() as census:
+                async with trio.open_nursery() as nursery:
+                    root: SupervisorRef = await nursery.start(
+                        functools.partial(
+                            run_supervisor,
+                            root_children(),
+                            name="root",
+                            strategy=Strategy.REST_FOR_ONE,
+                        )
+                    )
+                    runtime = Runtime(
+                        RUNTIME_TOKEN,
+                        config=config,
+                        transport=transport,
+                        root=root,
+                        census=census,
+                        grace=grace,
+                        user_metadata=user_metadata,
+                        display_name=display_name,
+                    )
+                    try:
+                        yield runtime
+                    except BaseException as exc:
+                        body_error = exc
+                        raise
+                    finally:
+                        # The ladder, bounded as a whole by the grace: polite stop, then cancel.
+                        with trio.CancelScope(shield=True), trio.move_on_after(grace):
+                            if body_error is None:
+                                # Clients first, while the session lives: what a training
+                                # client accepted as queued is sent, not dropped.
+                                with trio.move_on_after(grace / 3):
+                                    await runtime._stop_clients()
+                            # Finishing gets part of the grace, so the tree always gets the rest.
+                            with trio.move_on_after(grace / 3):
+                                await runtime._finish_session(finish_status(body_error))
+                            root.request_stop()
+                            await root.wait_stopped()
+                        nursery.cancel_scope.cancel()
+    except BaseExceptionGroup as group:
+        # Our nursery wraps whatever the body raised; give the user their own exception back.
+        # Escalations from the tree stay in the group.
+        mine = body_error
+        if mine is None or group.split(lambda exc: exc is mine)[1] is not None:
+            raise
+    else:
+        return
+    raise mine
