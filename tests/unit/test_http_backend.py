@@ -120,7 +120,7 @@ async def test_h11_backend_is_one_client_over_the_lean_transport() -> None:
             assert isinstance(lean, TrioH11Transport)
             # every connection of a burst stays idle-able until its expiry (see open_transport)
             assert (lean._limit, lean._max_idle, lean._expiry) == (7, 7, 2.5)
-            assert client.follow_redirects is True
+            assert client.follow_redirects is False  # followed in _dispatch.py
             assert client.timeout == httpx.Timeout(config.timeout, connect=config.connect_timeout)
         assert pool.clients == 1
     assert lean.closed  # closing the transport closed the lean pool

@@ -314,7 +314,7 @@ async def test_httpx_pool_is_http11_with_sdk_limits() -> None:
             assert pool._http2 is False
             assert pool._max_connections == 50
             assert pool._max_keepalive_connections == 20
-            assert client.follow_redirects is True
+            assert client.follow_redirects is False  # followed in _dispatch.py
         assert transport._pool._max_clients == 20
 
 

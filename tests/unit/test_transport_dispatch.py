@@ -9,6 +9,8 @@ never follow a redirect to another origin.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
 
 import httpx
 import pytest
@@ -16,7 +18,7 @@ import trio
 from test_transport_support import BASE, KEY, Server, ok, opened
 
 from tinker_actors.errors import APIConnectionError
-from tinker_actors.transport import RequestOptions
+from tinker_actors.transport import RequestOptions, Transport
 from tinker_actors.transport._dispatch import MAX_REDIRECTS
 
 pytestmark = pytest.mark.usefixtures("autojump_clock")
@@ -24,6 +26,18 @@ pytestmark = pytest.mark.usefixtures("autojump_clock")
 PREFIX = httpx.URL(BASE).path.rstrip("/")
 #: Headers whose values differ per request by design.
 PER_REQUEST = ("x-idempotency-key",)
+
+
+@asynccontextmanager
+async def via(path: str, handler: Any, **overrides: Any) -> AsyncIterator[Transport]:
+    """Open a transport over ``handler`` sending directly, or through httpx's client."""
+    async with opened(handler, **overrides) as transport:
+        if path == "client":
+            transport._direct = None  # the httpx backend's path: client.send, hop by hop
+        yield transport
+
+
+PATHS = pytest.mark.parametrize("path", ["direct", "client"])
 
 
 def _comparable(headers: httpx.Headers) -> list[tuple[str, str]]:
@@ -75,10 +89,11 @@ def _step(status: int, location: str) -> httpx.Response:
     return httpx.Response(status, headers={"location": location}, content=b"moved")
 
 
+@PATHS
 @pytest.mark.parametrize("status", [307, 308])
-async def test_307_and_308_resend_the_same_post_with_its_credential(status: int) -> None:
+async def test_307_and_308_resend_the_same_post_with_its_credential(path: str, status: int) -> None:
     server = Server([_step(status, "/api/v1/other"), ok({"ok": True})])
-    async with opened(server) as transport:
+    async with via(path, server) as transport:
         response = await transport.request("POST", "/api/v1/first", json={"n": 1})
     first, second = server.seen
     assert (second.method, second.url.path, second.content) == ("POST", "/api/v1/other", b'{"n":1}')
@@ -91,9 +106,12 @@ async def test_307_and_308_resend_the_same_post_with_its_credential(status: int)
 @pytest.mark.parametrize(
     ("status", "method"), [(303, "POST"), (303, "PUT"), (302, "POST"), (301, "POST")]
 )
-async def test_see_other_and_post_redirects_become_a_bodyless_get(status: int, method: str) -> None:
+@PATHS
+async def test_see_other_and_post_redirects_become_a_bodyless_get(
+    path: str, status: int, method: str
+) -> None:
     server = Server([_step(status, "/api/v1/result"), ok({"ok": True})])
-    async with opened(server) as transport:
+    async with via(path, server) as transport:
         await transport.request(method, "/api/v1/first", json={"n": 1})
     second = server.seen[1]
     assert (second.method, second.content) == ("GET", b"")
@@ -101,10 +119,11 @@ async def test_see_other_and_post_redirects_become_a_bodyless_get(status: int, m
         assert name not in second.headers
 
 
-async def test_a_redirect_to_another_origin_carries_no_credential() -> None:
+@PATHS
+async def test_a_redirect_to_another_origin_carries_no_credential(path: str) -> None:
     server = Server([_step(302, "https://storage.test/signed?sig=abc"), ok({"where": "storage"})])
-    async with opened(
-        server, cf_access_client_id="cf-id", cf_access_client_secret="cf-secret"
+    async with via(
+        path, server, cf_access_client_id="cf-id", cf_access_client_secret="cf-secret"
     ) as t:
         response = await t.request(
             "GET",
@@ -121,31 +140,35 @@ async def test_a_redirect_to_another_origin_carries_no_credential() -> None:
     assert response.json() == {"where": "storage"}
 
 
-async def test_a_redirect_within_the_origin_keeps_the_credential() -> None:
+@PATHS
+async def test_a_redirect_within_the_origin_keeps_the_credential(path: str) -> None:
     server = _redirecting(302, f"{BASE}/api/v1/elsewhere")
-    async with opened(server) as transport:
+    async with via(path, server) as transport:
         await transport.request("GET", "/api/v1/audit")
     assert server.seen[1].headers["x-api-key"] == KEY
 
 
-async def test_a_redirect_loop_ends_in_a_typed_error_without_retries() -> None:
+@PATHS
+async def test_a_redirect_loop_ends_in_a_typed_error_without_retries(path: str) -> None:
     server = Server([_step(302, "/api/v1/loop")])
-    async with opened(server) as transport:
+    async with via(path, server) as transport:
         with pytest.raises(APIConnectionError, match="redirects in a loop") as caught:
             await transport.request("GET", "/api/v1/loop")
     assert len(server.seen) == MAX_REDIRECTS + 1
     assert KEY not in str(caught.value)
 
 
-async def test_a_redirect_without_location_is_the_answer() -> None:
+@PATHS
+async def test_a_redirect_without_location_is_the_answer(path: str) -> None:
     server = Server([httpx.Response(304)])
-    async with opened(server) as transport:
+    async with via(path, server) as transport:
         response = await transport.request("GET", "/api/v1/cached")
     assert response.status == 304
     assert len(server.seen) == 1
 
 
-async def test_cookies_a_server_sets_go_out_with_later_requests_and_redirects() -> None:
+@PATHS
+async def test_cookies_a_server_sets_go_out_with_later_requests_and_redirects(path: str) -> None:
     server = Server(
         [
             httpx.Response(200, headers={"set-cookie": "lb=node-7; Path=/"}, json={}),
@@ -153,7 +176,7 @@ async def test_cookies_a_server_sets_go_out_with_later_requests_and_redirects() 
             ok({}),
         ]
     )
-    async with opened(server) as transport:
+    async with via(path, server) as transport:
         await transport.request("GET", "/api/v1/one")
         await transport.request("GET", "/api/v1/two")
     first, second, third = server.seen
@@ -175,14 +198,15 @@ class _Chunks(httpx.AsyncByteStream):
             yield chunk
 
 
-async def test_streamed_responses_arrive_unread_and_follow_redirects() -> None:
+@PATHS
+async def test_streamed_responses_arrive_unread_and_follow_redirects(path: str) -> None:
     body = _Chunks([b"a" * 10, b"b" * 10])
 
     async def blob(request: httpx.Request) -> httpx.Response:
         return httpx.Response(200, stream=body)
 
     server = Server([_step(307, "/api/v1/blob"), blob])
-    async with opened(server) as transport, transport.stream("GET", "/api/v1/start") as response:
+    async with via(path, server) as transport, transport.stream("GET", "/api/v1/start") as response:
         assert body.sent == 0  # handed over unread
         got = [chunk async for chunk in response.aiter_bytes()]
     assert b"".join(got) == b"a" * 10 + b"b" * 10

@@ -17,8 +17,9 @@ transport, and the in-process transports tests inject) a request goes straight t
   when the redirect leaves the origin: the audit log's 302 to a signed storage URL must not
   carry the API key to the storage host.
 
-The httpx backend (HTTP/2, proxies from the environment) keeps ``client.send``: it mounts
-proxy transports per URL, which only the client knows how to choose.
+The httpx backend (HTTP/2, proxies from the environment) keeps ``client.send``, which mounts
+proxy transports per URL, but one hop at a time (:func:`send_through`): redirects follow the
+same rules on both backends.
 """
 
 from __future__ import annotations
@@ -31,9 +32,11 @@ from tinker_actors.errors import APIConnectionError
 from tinker_actors.transport._headers import API_KEY_HEADER
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
     from tinker_actors.transport._request import Timeouts
 
-__all__ = ["MAX_REDIRECTS", "REDIRECT_STATUSES", "redirect_request", "send_direct"]
+__all__ = ["MAX_REDIRECTS", "REDIRECT_STATUSES", "redirect_request", "send_direct", "send_through"]
 
 #: Redirects followed for one attempt before giving up (httpx's default too).
 MAX_REDIRECTS: Final = 20
@@ -67,12 +70,39 @@ async def send_direct(
         APIConnectionError: more than :data:`MAX_REDIRECTS` redirects.
         httpx.TransportError: the transport's own failures, unchanged (the caller retries).
     """
-    for _ in range(MAX_REDIRECTS + 1):
+
+    async def hop(request: httpx.Request) -> httpx.Response:
         response = await transport.handle_async_request(request)
         response.request = request
+        if "set-cookie" in response.headers:
+            cookies.extract_cookies(response)
+        return response
+
+    return await _follow(hop, cookies, request, stream=stream)
+
+
+async def send_through(
+    client: httpx.AsyncClient, request: httpx.Request, *, stream: bool
+) -> httpx.Response:
+    """Send ``request`` with ``client`` (which picks proxies and keeps cookies), one hop at a
+    time, so redirects follow the same rules as :func:`send_direct`."""
+
+    async def hop(request: httpx.Request) -> httpx.Response:
+        return await client.send(request, stream=True, follow_redirects=False)
+
+    return await _follow(hop, client.cookies, request, stream=stream)
+
+
+async def _follow(
+    hop: Callable[[httpx.Request], Awaitable[httpx.Response]],
+    cookies: httpx.Cookies,
+    request: httpx.Request,
+    *,
+    stream: bool,
+) -> httpx.Response:
+    for _ in range(MAX_REDIRECTS + 1):
+        response = await hop(request)
         try:
-            if "set-cookie" in response.headers:
-                cookies.extract_cookies(response)
             if response.status_code in REDIRECT_STATUSES and "location" in response.headers:
                 await response.aread()  # small; reading it lets the connection be reused
                 request = redirect_request(request, response, cookies)

@@ -95,7 +95,7 @@ async def open_transport(
             if shared is not None
             else httpx.AsyncHTTPTransport(http2=config.http2, limits=limits),
             timeout=timeout,
-            follow_redirects=True,
+            follow_redirects=False,  # followed hop by hop in _dispatch.py, on every backend
         )
 
     pool = ClientPool(new_client, per_client=per_client, max_clients=max_clients)

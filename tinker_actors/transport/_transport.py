@@ -37,7 +37,7 @@ from tinker_actors.backoff import BillingPause, http_retry_delay, parse_retry_af
 from tinker_actors.config import jwt_claims
 from tinker_actors.errors import APIConnectionError, InvalidInputError
 from tinker_actors.transport._auth import TokenCache, is_invalid_token, run_credential_cmd
-from tinker_actors.transport._dispatch import send_direct
+from tinker_actors.transport._dispatch import send_direct, send_through
 from tinker_actors.transport._errors import connection_error, is_empty_400, scrub, status_error
 from tinker_actors.transport._headers import (
     base_headers,
@@ -385,7 +385,7 @@ class Transport:
                         self._direct, client.cookies, request, stream=stream
                     )
                 else:
-                    response = await client.send(request, stream=stream)
+                    response = await send_through(client, request, stream=stream)
                 if response.status_code >= 400 and stream:
                     await response.aread()  # also closes the stream
             except httpx.TransportError as exc:
