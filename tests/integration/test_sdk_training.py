@@ -166,6 +166,33 @@ async def test_leaving_open_sends_what_was_queued(autojump_clock: trio.abc.Clock
         assert counters["applied_kinds"] == ["CreateModel", "ForwardBackward", "OptimStep"]
 
 
+async def test_a_flush_that_cannot_finish_is_cut_at_the_grace(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    """A server that never answers cannot hold the exit past shutdown_grace."""
+    async with open_local_server() as server:
+        app = Answering(server.app)
+        # the server builds the model's tokenizer in a thread on first use, while the virtual
+        # clock runs on: do that before the hang guard starts
+        async with open_runtime(app) as warm:
+            await warm.create_lora_training_client("local/tiny", rank=8, seed=0)
+        app.hold["/api/v1/forward_backward"] = trio.Event()  # never set
+        with trio.fail_after(60):
+            async with open_runtime(app, shutdown_grace=3.0) as rt:
+                tc = await rt.create_lora_training_client("local/tiny", rank=8, seed=0)
+                fb = await tc.forward_backward([datum(1)], "cross_entropy")
+                opt = await tc.optim_step(AdamParams(learning_rate=1e-2))
+                started = trio.current_time()
+            assert trio.current_time() - started <= 3.0 + 1e-6
+        # the queued optim_step was never sent; both futures failed rather than hang
+        for fut in (fb, opt):
+            with pytest.raises(Exception):  # noqa: B017, PT011  # ActorExited or cancelled
+                await fut.result()
+        counters = server.counters()
+        assert counters["totals"].get("sessions:success") == 2  # type: ignore[union-attr]
+        assert app.posts.count("/api/v1/optim_step") == 0
+
+
 async def test_a_full_outbox_makes_the_first_await_wait(autojump_clock: trio.abc.Clock) -> None:
     async with trainer() as (tc, server, app, _rt):
         app.hold["/api/v1/forward_backward"] = release = trio.Event()
