@@ -265,21 +265,19 @@ class TrainingActor(Actor[Submit]):
 
     async def _sender(self) -> None:
         """POST the outbox in order; whatever is left when this task ends fails, never hangs."""
-        out: _Outgoing | None = None
+        gone = ActorExited(self._model_id, SHUTDOWN)
         try:
             async for out in self._outbox:
                 try:
                     await self._send_outgoing(out)
                 finally:
+                    if out.error is None and not out.futures:  # interrupted mid-POST
+                        out.error = gone
                     out.sent.set()
                     self._unsent -= 1
                     if self._unsent == 0 and self._flushed is not None:
                         self._flushed.set()
         finally:
-            gone = ActorExited(self._model_id, SHUTDOWN)
-            if out is not None and out.error is None and not out.futures:
-                out.error = gone
-                out.sent.set()
             while True:
                 try:
                     left = self._outbox.receive_nowait()
