@@ -50,7 +50,8 @@ from tinker_actors._runtime import (
     root_children,
 )
 from tinker_actors._runtime_parts import check_grace, check_session_options, finish_status
-from tinker_actors.config import resolve_config
+from tinker_actors.config import Config, resolve_config
+from tinker_actors.errors import InvalidInputError
 from tinker_actors.supervisors import Strategy, SupervisorRef, run_supervisor, track_actors
 from tinker_actors.transport import open_transport
 
@@ -71,6 +72,7 @@ async def open(
     shutdown_grace: float = DEFAULT_SHUTDOWN_GRACE,
     user_metadata: dict[str, Any] | None = None,
     display_name: str | None = None,
+    config: Config | None = None,
     **config_overrides: Any,
 ) -> AsyncIterator[Runtime]:
     """Open the transport, start the supervision tree, and yield the :class:`Runtime`.
@@ -84,6 +86,8 @@ async def open(
         shutdown_grace: seconds the tree gets to stop politely on exit before it is cancelled.
         user_metadata: metadata of the session, sent in ``create_session``.
         display_name: a human-readable name of the session, sent in ``create_session``.
+        config: an already resolved :class:`~tinker_actors.config.Config` to use as it is
+            (then ``base_url``, ``api_key`` and config overrides must not be given).
         **config_overrides: any other Config field, e.g. ``timeout=30``.
 
     Raises:
@@ -92,7 +96,14 @@ async def open(
     """
     grace = check_grace(shutdown_grace)
     check_session_options(user_metadata, display_name)
-    config = resolve_config(base_url=base_url, api_key=api_key, **config_overrides)
+    if config is None:
+        config = resolve_config(base_url=base_url, api_key=api_key, **config_overrides)
+    elif not isinstance(config, Config):
+        raise InvalidInputError(f"config must be a Config, got {type(config).__name__}")
+    elif base_url is not None or api_key is not None or config_overrides:
+        raise InvalidInputError(
+            "pass either config= or base_url/api_key/config overrides to open(), not both"
+        )
     body_error: BaseException | None = None
     try:
         async with open_transport(config, http_transport=http_transport) as transport:

@@ -51,6 +51,7 @@ from tinker_actors.clients import (
     ServiceClient,
 )
 from tinker_actors.clients._sampler_handle import ShadowSessions
+from tinker_actors.errors import InvalidInputError
 from tinker_actors.supervisors import (
     SHUTDOWN,
     ActorExited,
@@ -115,6 +116,7 @@ class Runtime(ServiceMethods):
         "_census",
         "_config",
         "_display_name",
+        "_finish_override",
         "_grace",
         "_limiter",
         "_root",
@@ -149,6 +151,7 @@ class Runtime(ServiceMethods):
         self._grace = grace
         self._user_metadata = user_metadata
         self._display_name = display_name
+        self._finish_override: tuple[FinishStatus, str | None] | None = None
         self._started_at = trio.current_time()
         self._session_handle: SessionHandle | None = None
         self._budget = ResponseBudget()
@@ -249,6 +252,30 @@ class Runtime(ServiceMethods):
     async def session_id(self) -> str:
         """Return the session id, bootstrapping the session if needed (quote it to support)."""
         return (await self._ensure_session()).session_id
+
+    def current_session_id(self) -> str | None:
+        """Return the session id if the session exists, else None (never creates one)."""
+        handle = self._session_handle
+        return handle.session_id if handle is not None else None
+
+    def set_finish(self, status: FinishStatus, detail: str | None = None) -> None:
+        """Choose the session's finish status (and a note) for when ``open()`` exits.
+
+        By default the status follows how the block ends (``success``, ``errored`` for an
+        Exception, ``interrupted`` otherwise); a caller that knows better (a blocking facade
+        closing on the user's behalf) says so here. Queued training requests are still sent
+        first on a normal exit.
+
+        Raises:
+            InvalidInputError: an unknown status or a non-str detail.
+        """
+        if status not in ("success", "errored", "interrupted"):
+            raise InvalidInputError(
+                f"status must be 'success', 'errored' or 'interrupted', got {status!r}"
+            )
+        if detail is not None and not isinstance(detail, str):
+            raise InvalidInputError(f"detail must be a str or None, got {detail!r}")
+        self._finish_override = (status, detail)
 
     # -- lazily started actors -----------------------------------------------------------------
 
@@ -377,17 +404,23 @@ class Runtime(ServiceMethods):
                     nursery.start_soon(stop, child.id)
 
     async def _finish_session(self, status: FinishStatus) -> None:
-        """Finish the session, if one was created (the first reason wins)."""
+        """Finish the session, if one was created (the first reason wins).
+
+        A status chosen with :meth:`set_finish` replaces the one derived from the block's end.
+        """
+        detail: str | None = None
+        if self._finish_override is not None:
+            status, detail = self._finish_override
         value = self._root.child(SESSION)
         if isinstance(value, ActorRef) and value.alive:
             ref = cast("ActorRef[SessionMessage]", value)
             with contextlib.suppress(ActorExited):
-                await ref.call(lambda reply: Finish(status, None, reply))
+                await ref.call(lambda reply: Finish(status, detail, reply))
                 return
         # The manager is gone (an outer cancel scope took the tree down with the body): the
         # session still exists server-side, so finish it directly. The handle makes it once.
         if self._session_handle is not None:
-            await finish_session(self._transport, self._session_handle, status, None)
+            await finish_session(self._transport, self._session_handle, status, detail)
 
     def dump(self) -> RuntimeDump:
         """List every live actor and supervisor with its in-flight calls and their age.

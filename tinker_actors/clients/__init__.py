@@ -16,9 +16,12 @@ from tinker_actors.clients._future import APIFuture as APIFuture
 from tinker_actors.clients._rest import RestClient as RestClient
 from tinker_actors.clients._rest import TraceExportError as TraceExportError
 from tinker_actors.clients._rest import WhoamiUnavailableError as WhoamiUnavailableError
+from tinker_actors.clients._sampling import PreparedSample as PreparedSample
 from tinker_actors.clients._sampling import SamplingClient as SamplingClient
 from tinker_actors.clients._service import ClientContext as ClientContext
 from tinker_actors.clients._service import ServiceClient as ServiceClient
+from tinker_actors.clients._training import PendingSampler as PendingSampler
+from tinker_actors.clients._training import PreparedOp as PreparedOp
 from tinker_actors.clients._training import TrainingClient as TrainingClient
 from tinker_actors.clients._training import TrainingOrderBrokenError as TrainingOrderBrokenError
 
@@ -27,6 +30,9 @@ __all__ = [
     "AdminClient",
     "ClientContext",
     "OperationCancelledError",
+    "PendingSampler",
+    "PreparedOp",
+    "PreparedSample",
     "RestClient",
     "SamplingClient",
     "ServiceClient",

@@ -86,6 +86,17 @@ class APIFuture(Generic[T]):
         """
         self._state.add_done_callback(lambda _state: callback(self))
 
+    def outcome(self) -> T:
+        """Return the result of a done future, or raise its error, without waiting.
+
+        For done callbacks and bridges to other threads (the blocking facade).
+
+        Raises:
+            RuntimeError: the future is not done yet.
+            Exception: whatever the operation failed with.
+        """
+        return self._state.outcome()
+
     async def result(self, timeout: float | None = None) -> T:  # noqa: ASYNC109 (official API)
         """Wait for the outcome and return it (or raise the operation's error).
 

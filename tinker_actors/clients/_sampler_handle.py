@@ -85,6 +85,7 @@ class SamplerState(msgspec.Struct, frozen=True, kw_only=True):
     base_url: str
     headers: dict[str, str] = msgspec.field(default_factory=dict)
     api_key: None = None
+    record_stability_info: bool = False
 
 
 def encode_handle(state: SamplerState) -> str:

@@ -40,7 +40,7 @@ attempt (the submission of step 2, the completion wait and fetch of §6.4) is in
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Final, Protocol, final
+from typing import TYPE_CHECKING, Any, Final, NamedTuple, Protocol, final
 
 import msgspec
 import trio
@@ -91,9 +91,17 @@ if TYPE_CHECKING:
     from tinker_actors.clients._service import ClientContext, ServiceClient
     from tinker_actors.tokenizer import Tokenizer
 
-__all__ = ["SamplingClient"]
+__all__ = ["PreparedSample", "SamplingClient"]
 
 _CLASS: Final = "SamplingClient"
+
+
+class PreparedSample(NamedTuple):
+    """A checked sample or compute_logprobs request, ready for :meth:`SamplingClient.submit`."""
+
+    request: SampleRequest
+    method: str
+    transform: Callable[[SampleResponse], Any]
 
 
 class _HasService(Protocol):
@@ -120,6 +128,7 @@ class SamplingClient:
         "_limiter",
         "_next_seq",
         "_queue_log",
+        "_record_stability",
         "_retry",
         "_sampler_id",
     )
@@ -133,6 +142,7 @@ class SamplingClient:
         *,
         retry_config: RetryConfig | None = None,
         clone_id: int = 0,
+        record_stability_info: bool = False,
     ) -> None:
         if retry_config is not None and not isinstance(retry_config, RetryConfig):
             raise InvalidInputError(
@@ -147,6 +157,11 @@ class SamplingClient:
                 enable_retry_logic=not flags.sample_no_retries,
                 enable_stuck_detection=flags.sample_enable_stuck_detection,
             )
+        if not isinstance(record_stability_info, bool):
+            raise InvalidInputError(
+                f"record_stability_info must be a bool, got {record_stability_info!r}"
+            )
+        self._record_stability = record_stability_info
         self._ctx = ctx
         self._handle = handle
         self._sampler_id = sampling_session_id
@@ -197,6 +212,7 @@ class SamplingClient:
                 base_model=self._base_model,
                 base_url=config.base_url,
                 headers=dict(config.default_headers),
+                record_stability_info=self._record_stability,
             )
         )
 
@@ -228,6 +244,7 @@ class SamplingClient:
         self._detached = detached
         self._sampler_id = detached.sampling_session_id
         self._base_model = detached.base_model
+        self._record_stability = detached.record_stability_info
 
     def _check_attached(self) -> None:
         if self._detached is not None:
@@ -260,6 +277,47 @@ class SamplingClient:
             InvalidInputError / TypeError: bad arguments (checked before anything is sent), or
                 an unpickled client that was not attached to a runtime.
         """
+        return await self.submit(
+            self.prepare_sample(
+                prompt,
+                num_samples,
+                sampling_params,
+                include_prompt_logprobs,
+                topk_prompt_logprobs,
+                topk_sample_logprobs,
+                target_prompt_logprobs,
+                prompt_alt_tokens_k,
+                prompt_logprobs_last_n,
+            )
+        )
+
+    @reported
+    async def compute_logprobs(
+        self, prompt: ModelInput, prompt_logprobs_last_n: int | None = None
+    ) -> APIFuture[list[float | None]]:
+        """Score ``prompt``: its per-token logprobs, ``None`` at position 0 and unscored ones."""
+        return await self.submit(self.prepare_compute_logprobs(prompt, prompt_logprobs_last_n))
+
+    def prepare_sample(
+        self,
+        prompt: ModelInput,
+        num_samples: int,
+        sampling_params: SamplingParams,
+        include_prompt_logprobs: bool = False,
+        topk_prompt_logprobs: int = 0,
+        topk_sample_logprobs: int = 0,
+        target_prompt_logprobs: TensorData | None = None,
+        prompt_alt_tokens_k: int = 0,
+        prompt_logprobs_last_n: int | None = None,
+    ) -> PreparedSample:
+        """Check the arguments of :meth:`sample` and build its request; send it with :meth:`submit`.
+
+        Pure (no I/O, no trio): a blocking facade calls it on the caller's thread so bad input
+        raises there, at once.
+
+        Raises:
+            InvalidInputError / TypeError: bad arguments, or an unpickled, unattached client.
+        """
         self._check_attached()
         request = self._request(
             prompt,
@@ -272,13 +330,12 @@ class SamplingClient:
             prompt_alt_tokens_k=prompt_alt_tokens_k,
             prompt_logprobs_last_n=prompt_logprobs_last_n,
         )
-        return await self._start(request, f"{_CLASS}.sample", _identity)
+        return PreparedSample(request, f"{_CLASS}.sample", _identity)
 
-    @reported
-    async def compute_logprobs(
+    def prepare_compute_logprobs(
         self, prompt: ModelInput, prompt_logprobs_last_n: int | None = None
-    ) -> APIFuture[list[float | None]]:
-        """Score ``prompt``: its per-token logprobs, ``None`` at position 0 and unscored ones."""
+    ) -> PreparedSample:
+        """Check the arguments of :meth:`compute_logprobs`; send it with :meth:`submit`."""
         self._check_attached()
         request = self._request(
             prompt,
@@ -287,7 +344,14 @@ class SamplingClient:
             prompt_logprobs=True,
             prompt_logprobs_last_n=prompt_logprobs_last_n,
         )
-        return await self._start(request, f"{_CLASS}.compute_logprobs", _prompt_logprobs)
+        return PreparedSample(request, f"{_CLASS}.compute_logprobs", _prompt_logprobs)
+
+    async def submit(self, prepared: PreparedSample) -> APIFuture[Any]:
+        """Start a prepared sample (takes its seq id now); return its future once accepted."""
+        if not isinstance(prepared, PreparedSample):
+            raise TypeError(f"submit takes a PreparedSample, got {type(prepared).__name__}")
+        self._check_attached()
+        return await self._start(prepared.request, prepared.method, prepared.transform)
 
     def _request(
         self,
@@ -316,7 +380,7 @@ class SamplingClient:
             # always sent, false included, as the official client does (wire parity)
             prompt_logprobs=bool(prompt_logprobs),
             prompt_logprobs_last_n=prompt_logprobs_last_n,
-            record_stability_info=False,
+            record_stability_info=self._record_stability,
             **extra,
         )
 

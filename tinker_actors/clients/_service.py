@@ -23,6 +23,7 @@ import contextlib
 import random
 from typing import TYPE_CHECKING, Any, Final, final
 
+import msgspec
 import trio
 
 from tinker_actors.actors import OperationCancelledError, ResultSpec, holder_retries, poll_future
@@ -45,6 +46,7 @@ from tinker_actors.types import (
     LoadWeightsRequest,
     LoadWeightsResponse,
     LoraConfig,
+    OptimizerConfig,
     UntypedAPIFuture,
 )
 
@@ -200,6 +202,29 @@ def _check_metadata(value: object) -> dict[str, Any] | None:
     return value
 
 
+def _check_optimizer(value: object) -> OptimizerConfig:
+    """Return ``value`` as the wire's OptimizerConfig (None: AdamW).
+
+    Any config struct with a ``type`` (and, for versioned families, a ``version``) is
+    accepted, so the official-style ``AdamOptimizerConfig()`` / ``DimuonOptimizerConfig()``
+    work as well as ``OptimizerConfig.dimuon()``.
+    """
+    if value is None:
+        return OptimizerConfig()
+    if isinstance(value, OptimizerConfig):
+        return value
+    family = getattr(value, "type", None)
+    if not isinstance(value, msgspec.Struct) or not isinstance(family, str) or not family:
+        raise InvalidInputError(
+            "optimizer must be an optimizer config such as OptimizerConfig.dimuon() or "
+            f"DimuonOptimizerConfig(), got {value!r}"
+        )
+    version = getattr(value, "version", None)
+    if version is not None and (isinstance(version, bool) or not isinstance(version, int)):
+        raise InvalidInputError(f"optimizer version must be an int, got {version!r}")
+    return OptimizerConfig(type=family, version=version)
+
+
 @final
 class ServiceClient:
     """Creates training and sampling clients on one session (the runtime's)."""
@@ -250,11 +275,16 @@ class ServiceClient:
         train_attn: bool = True,
         train_unembed: bool = True,
         user_metadata: dict[str, Any] | None = None,
+        optimizer: OptimizerConfig | None = None,
     ) -> TrainingClient:
         """Create a LoRA model on ``base_model`` and return its TrainingClient.
 
+        ``optimizer`` fixes the optimizer family for the model's lifetime (default AdamW;
+        ``OptimizerConfig.dimuon()`` selects Dimuon); per-step values go to ``optim_step``.
+
         Raises:
-            InvalidInputError: no ``train_*`` flag is set, or ``rank`` is not a positive int.
+            InvalidInputError: no ``train_*`` flag is set, ``rank`` is not a positive int, or
+                ``optimizer`` is not an optimizer config.
             RequestFailedError: the server refused to create the model.
         """
         _check_name("base_model", base_model)
@@ -267,6 +297,7 @@ class ServiceClient:
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
             raise InvalidInputError(f"seed must be an int or None, got {seed!r}")
         metadata = _check_metadata(user_metadata)
+        optimizer_config = _check_optimizer(optimizer)
         lora = LoraConfig(
             rank=rank,
             seed=seed,
@@ -283,6 +314,7 @@ class ServiceClient:
             base_model=base_model,
             user_metadata=metadata,
             lora_config=lora,
+            optimizer_config=optimizer_config,
         )
         # create_model has HTTP retries only (no holder retries), protocol §3.2.
         started = trio.current_time()
@@ -298,7 +330,9 @@ class ServiceClient:
             sdk_method=method,
             promise_roundtrip=trio.current_time() - started,
         )
-        return await start_training_client(ctx, handle, created.model_id, sdk_method=method)
+        return await start_training_client(
+            ctx, handle, created.model_id, sdk_method=method, service=self
+        )
 
     @reported
     async def create_training_client_from_state(
@@ -307,10 +341,19 @@ class ServiceClient:
         base_model: str | None = None,
         user_metadata: dict[str, Any] | None = None,
         weights_access_token: str | None = None,
+        optimizer: OptimizerConfig | None = None,
     ) -> TrainingClient:
-        """Create a model from a saved state's weights (fresh optimizer); return its client."""
+        """Create a model from a saved state's weights (fresh optimizer); return its client.
+
+        ``optimizer`` chooses the new model's optimizer family (default: the checkpoint's).
+        """
         return await self._from_state(
-            path, base_model, user_metadata, weights_access_token, optimizer=False
+            path,
+            base_model,
+            user_metadata,
+            weights_access_token,
+            optimizer=False,
+            optimizer_config=None if optimizer is None else _check_optimizer(optimizer),
         )
 
     @reported
@@ -334,6 +377,7 @@ class ServiceClient:
         weights_access_token: str | None,
         *,
         optimizer: bool,
+        optimizer_config: OptimizerConfig | None = None,
     ) -> TrainingClient:
         _check_name("path", path)
         if not path.startswith("tinker://"):
@@ -354,6 +398,7 @@ class ServiceClient:
             path=path,
             optimizer=optimizer,
             weights_access_token=weights_access_token,
+            optimizer_config=optimizer_config,
         )
         started = trio.current_time()
         response = await holder_retries(
@@ -373,7 +418,7 @@ class ServiceClient:
         )
         # The same id the server derives for a create-via-load model (protocol §8.1).
         model_id = loaded.model_id or future.model_id or f"{handle.session_id}:train:{model_seq}"
-        return await start_training_client(ctx, handle, model_id, sdk_method=method)
+        return await start_training_client(ctx, handle, model_id, sdk_method=method, service=self)
 
     @reported
     async def create_sampling_client(
@@ -381,8 +426,13 @@ class ServiceClient:
         model_path: str | None = None,
         base_model: str | None = None,
         retry_config: RetryConfig | None = None,
+        record_stability_info: bool = False,
     ) -> SamplingClient:
         """Open a sampling session on saved sampler weights or on a base model.
+
+        With ``record_stability_info``, every sample of the client asks the server to record
+        its sequences' stability information (StableReinforce training refers to it by
+        ``sequence_id``).
 
         Raises:
             InvalidInputError: neither ``model_path`` nor ``base_model`` was given, or the
@@ -422,7 +472,14 @@ class ServiceClient:
                 sdk_method=method,
             )
             base_model = info.decode(GetSamplerResponse).base_model
-        return SamplingClient(ctx, handle, sampler_id, base_model, retry_config=retry_config)
+        return SamplingClient(
+            ctx,
+            handle,
+            sampler_id,
+            base_model,
+            retry_config=retry_config,
+            record_stability_info=record_stability_info,
+        )
 
     async def sampling_client_from_handle(
         self, handle: str, retry_config: RetryConfig | None = None
@@ -462,4 +519,5 @@ class ServiceClient:
             state.base_model,
             retry_config=retry_config,
             clone_id=clone,
+            record_stability_info=state.record_stability_info,
         )

@@ -29,7 +29,7 @@ The requests each call builds (ids to bodies, chunking, the custom loss's two pa
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Literal, final
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias, final
 
 from tinker_actors.actors import holder_retries
 from tinker_actors.clients._reporting import reported
@@ -50,7 +50,7 @@ from tinker_actors.clients._training_ops import (
     save_for_sampler_op,
     save_state_op,
 )
-from tinker_actors.errors import InvalidInputError
+from tinker_actors.errors import APIResponseValidationError, InvalidInputError
 from tinker_actors.tokenizer import get_tokenizer
 from tinker_actors.types import GetInfoRequest, GetInfoResponse
 
@@ -60,7 +60,7 @@ if TYPE_CHECKING:
     from tinker_actors.actors import SessionHandle
     from tinker_actors.backoff import RetryConfig
     from tinker_actors.clients._future import APIFuture
-    from tinker_actors.clients._service import ClientContext
+    from tinker_actors.clients._service import ClientContext, ServiceClient
     from tinker_actors.custom_loss import CustomLossFn
     from tinker_actors.supervisors import ActorRef
     from tinker_actors.tokenizer import Tokenizer
@@ -80,14 +80,67 @@ if TYPE_CHECKING:
         SaveWeightsResponse,
     )
 
-__all__ = ["TrainingClient", "TrainingOrderBrokenError", "start_training_client"]
+__all__ = [
+    "PendingSampler",
+    "PreparedOp",
+    "TrainingClient",
+    "TrainingOrderBrokenError",
+    "start_training_client",
+]
+
+
+PreparedOp: TypeAlias = Op
+"""A checked, encoded training operation, ready for :meth:`TrainingClient.submit`."""
+
+
+@final
+class PendingSampler:
+    """An ephemeral sampler save in flight; :meth:`client` builds the SamplingClient on it."""
+
+    __slots__ = ("_base_model", "_ctx", "_handle", "_record", "_retry", "saved")
+
+    def __init__(
+        self,
+        saved: APIFuture[SaveWeightsForSamplerResponseInternal],
+        ctx: ClientContext,
+        handle: SessionHandle,
+        base_model: str,
+        retry_config: RetryConfig | None,
+        record_stability_info: bool,
+    ) -> None:
+        self.saved = saved
+        self._ctx = ctx
+        self._handle = handle
+        self._base_model = base_model
+        self._retry = retry_config
+        self._record = record_stability_info
+
+    def client(self, saved: SaveWeightsForSamplerResponseInternal) -> SamplingClient:
+        """Return the SamplingClient on the saved weights (``saved``: the save's result).
+
+        Raises:
+            APIResponseValidationError: the server's answer named no sampling session.
+        """
+        if saved.sampling_session_id is None:
+            raise APIResponseValidationError(
+                "the server answered an ephemeral sampler save without a sampling_session_id",
+                status_code=200,
+            )
+        return SamplingClient(
+            self._ctx,
+            self._handle,
+            saved.sampling_session_id,
+            self._base_model,
+            retry_config=self._retry,
+            record_stability_info=self._record,
+        )
 
 
 @final
 class TrainingClient:
     """Trains one model; every operation is submitted in call order (see the module doc)."""
 
-    __slots__ = ("_actor_id", "_ctx", "_handle", "_info", "_model_id", "_ref")
+    __slots__ = ("_actor_id", "_ctx", "_handle", "_info", "_model_id", "_ref", "_service")
 
     def __init__(
         self,
@@ -97,7 +150,9 @@ class TrainingClient:
         ref: ActorRef[Submit],
         model_id: str,
         info: GetInfoResponse,
+        service: ServiceClient,
     ) -> None:
+        self._service = service
         self._ctx = ctx
         self._handle = handle
         self._actor_id = actor_id
@@ -133,8 +188,82 @@ class TrainingClient:
     def _flags(self) -> ClientConfigResponse:
         return self._handle.client_config
 
-    async def _submit(self, op: Op) -> APIFuture[Any]:
+    async def submit(self, op: PreparedOp) -> APIFuture[Any]:
+        """Queue a prepared operation in call order; return its future once accepted.
+
+        Every public operation is ``submit(prepare_...(...))``. A blocking facade prepares on
+        the caller's thread (so bad input raises there) and submits from the runtime's, in
+        the caller's order.
+
+        Raises:
+            TrainingOrderBrokenError: an earlier request of this client failed to submit.
+            ActorExited: the client was closed.
+        """
+        if not isinstance(op, Op):
+            raise TypeError(f"submit takes a prepared operation, got {type(op).__name__}")
         return await self._ref.call(lambda reply: Submit(op, reply))
+
+    # -- preparing operations (pure: checks and encoding, no I/O, any thread) -------------------
+
+    def prepare_forward(
+        self, data: Sequence[Datum], loss_fn: LossFnType, loss_fn_config: LossFnConfig | None = None
+    ) -> PreparedOp:
+        """Check and encode a :meth:`forward` for :meth:`submit`."""
+        return fwd_op(self._model_id, self._flags, data, loss_fn, loss_fn_config, forward_only=True)
+
+    def prepare_forward_backward(
+        self, data: Sequence[Datum], loss_fn: LossFnType, loss_fn_config: LossFnConfig | None = None
+    ) -> PreparedOp:
+        """Check and encode a :meth:`forward_backward` for :meth:`submit`."""
+        return fwd_op(
+            self._model_id, self._flags, data, loss_fn, loss_fn_config, forward_only=False
+        )
+
+    def prepare_forward_backward_custom(
+        self, data: Sequence[Datum], loss_fn: CustomLossFn
+    ) -> PreparedOp:
+        """Check and encode a :meth:`forward_backward_custom` for :meth:`submit`."""
+        return custom_loss_op(self._model_id, self._flags, data, loss_fn)
+
+    def prepare_optim_step(self, adam_params: AdamParams | DimuonParams) -> PreparedOp:
+        """Check an :meth:`optim_step` for :meth:`submit`."""
+        return optim_step_op(self._model_id, adam_params)
+
+    def prepare_save_state(
+        self,
+        name: str,
+        ttl_seconds: int | None = None,
+        overwrite: bool = False,
+        user_metadata: dict[str, str] | None = None,
+    ) -> PreparedOp:
+        """Check a :meth:`save_state` for :meth:`submit`."""
+        return save_state_op(self._model_id, name, ttl_seconds, overwrite, user_metadata)
+
+    def prepare_load_state(
+        self, path: str, weights_access_token: str | None = None, *, optimizer: bool = False
+    ) -> PreparedOp:
+        """Check a :meth:`load_state` (``optimizer=True``: with optimizer) for :meth:`submit`."""
+        return load_op(self._model_id, path, weights_access_token, optimizer=optimizer)
+
+    def prepare_save_weights_for_sampler(
+        self,
+        name: str,
+        ttl_seconds: int | None = None,
+        user_metadata: dict[str, str] | None = None,
+    ) -> PreparedOp:
+        """Check a :meth:`save_weights_for_sampler` for :meth:`submit`."""
+        return save_for_sampler_op(self._model_id, name, ttl_seconds, user_metadata)
+
+    def prepare_save_weights_external(
+        self,
+        name: str,
+        ttl_seconds: int | None = None,
+        age_encryption_recipients: list[str] | None = None,
+    ) -> PreparedOp:
+        """Check a :meth:`save_weights_external` for :meth:`submit`."""
+        return save_external_op(self._model_id, name, ttl_seconds, age_encryption_recipients)
+
+    # -- operations --------------------------------------------------------------------------
 
     @reported
     async def forward(
@@ -149,9 +278,7 @@ class TrainingClient:
             InvalidInputError: empty data, unknown loss, or data that cannot be encoded.
             TrainingOrderBrokenError: an earlier request of this client failed to submit.
         """
-        return await self._submit(
-            fwd_op(self._model_id, self._flags, data, loss_fn, loss_fn_config, forward_only=True)
-        )
+        return await self.submit(self.prepare_forward(data, loss_fn, loss_fn_config))
 
     @reported
     async def forward_backward(
@@ -166,9 +293,7 @@ class TrainingClient:
             InvalidInputError: empty data, unknown loss, or data that cannot be encoded.
             TrainingOrderBrokenError: an earlier request of this client failed to submit.
         """
-        return await self._submit(
-            fwd_op(self._model_id, self._flags, data, loss_fn, loss_fn_config, forward_only=False)
-        )
+        return await self.submit(self.prepare_forward_backward(data, loss_fn, loss_fn_config))
 
     @reported
     async def forward_backward_custom(
@@ -194,14 +319,14 @@ class TrainingClient:
             TypeError: ``loss_fn`` is not callable, or an item is not a Datum.
             TrainingOrderBrokenError: an earlier request of this client failed to submit.
         """
-        return await self._submit(custom_loss_op(self._model_id, self._flags, data, loss_fn))
+        return await self.submit(self.prepare_forward_backward_custom(data, loss_fn))
 
     @reported
     async def optim_step(
         self, adam_params: AdamParams | DimuonParams
     ) -> APIFuture[OptimStepResponse]:
         """Apply the accumulated gradients; return once accepted in order."""
-        return await self._submit(optim_step_op(self._model_id, adam_params))
+        return await self.submit(self.prepare_optim_step(adam_params))
 
     @reported
     async def save_state(
@@ -212,15 +337,8 @@ class TrainingClient:
         user_metadata: dict[str, str] | None = None,
     ) -> APIFuture[SaveWeightsResponse]:
         """Save weights and optimizer state as ``tinker://<model>/weights/<name>``."""
-        return await self._submit(
-            save_state_op(self._model_id, name, ttl_seconds, overwrite, user_metadata)
-        )
-
-    async def _load(
-        self, path: str, weights_access_token: str | None, *, optimizer: bool
-    ) -> APIFuture[LoadWeightsResponse]:
-        return await self._submit(
-            load_op(self._model_id, path, weights_access_token, optimizer=optimizer)
+        return await self.submit(
+            self.prepare_save_state(name, ttl_seconds, overwrite, user_metadata)
         )
 
     @reported
@@ -228,14 +346,16 @@ class TrainingClient:
         self, path: str, weights_access_token: str | None = None
     ) -> APIFuture[LoadWeightsResponse]:
         """Load saved weights into this model (the optimizer state is not restored)."""
-        return await self._load(path, weights_access_token, optimizer=False)
+        return await self.submit(self.prepare_load_state(path, weights_access_token))
 
     @reported
     async def load_state_with_optimizer(
         self, path: str, weights_access_token: str | None = None
     ) -> APIFuture[LoadWeightsResponse]:
         """Load saved weights and optimizer state into this model."""
-        return await self._load(path, weights_access_token, optimizer=True)
+        return await self.submit(
+            self.prepare_load_state(path, weights_access_token, optimizer=True)
+        )
 
     @reported
     async def save_weights_for_sampler(
@@ -245,8 +365,8 @@ class TrainingClient:
         user_metadata: dict[str, str] | None = None,
     ) -> APIFuture[SaveWeightsForSamplerResponse]:
         """Save sampler weights as ``tinker://<model>/sampler_weights/<name>``."""
-        return await self._submit(
-            save_for_sampler_op(self._model_id, name, ttl_seconds, user_metadata)
+        return await self.submit(
+            self.prepare_save_weights_for_sampler(name, ttl_seconds, user_metadata)
         )
 
     @reported
@@ -266,8 +386,8 @@ class TrainingClient:
         Raises:
             InvalidInputError: an empty name, a bad ttl, or bad recipients.
         """
-        return await self._submit(
-            save_external_op(self._model_id, name, ttl_seconds, age_encryption_recipients)
+        return await self.submit(
+            self.prepare_save_weights_external(name, ttl_seconds, age_encryption_recipients)
         )
 
     @reported
@@ -276,25 +396,49 @@ class TrainingClient:
         name: str | None = None,
         retry_config: RetryConfig | None = None,
         kind: Literal["snapshot", "inflight"] = "snapshot",
+        record_stability_info: bool = False,
     ) -> SamplingClient:
         """Save ephemeral sampler weights and return a SamplingClient on them.
 
         ``name`` is ignored (as in the official client: the weights are ephemeral).
         """
         del name
-        model_id = self._model_id
+        sampler = await self.submit_sampler_save(kind, retry_config, record_stability_info)
+        return sampler.client(await sampler.saved.result())
+
+    async def submit_sampler_save(
+        self,
+        kind: Literal["snapshot", "inflight"] = "snapshot",
+        retry_config: RetryConfig | None = None,
+        record_stability_info: bool = False,
+    ) -> PendingSampler:
+        """Queue the ephemeral save of :meth:`save_weights_and_get_sampling_client` in order.
+
+        The save takes its place among this client's operations now; the SamplingClient comes
+        from :meth:`PendingSampler.client` once ``saved`` is done.
+        """
+        if kind not in ("snapshot", "inflight"):
+            raise InvalidInputError(f"kind must be 'snapshot' or 'inflight', got {kind!r}")
         handle, sampling_seq = await self._ctx.reserve("sampling")
-        future: APIFuture[SaveWeightsForSamplerResponseInternal] = await self._submit(
-            ephemeral_sampler_save_op(model_id, sampling_seq, kind)
+        saved: APIFuture[SaveWeightsForSamplerResponseInternal] = await self.submit(
+            ephemeral_sampler_save_op(self._model_id, sampling_seq, kind)
         )
-        saved = await future.result()
-        if saved.sampling_session_id is None:
-            raise InvalidInputError(
-                "the server answered an ephemeral sampler save without a sampling_session_id"
-            )
         base_model = self._info.model_data.model_name or self._info.model_name or ""
-        return SamplingClient(
-            self._ctx, handle, saved.sampling_session_id, base_model, retry_config=retry_config
+        return PendingSampler(
+            saved, self._ctx, handle, base_model, retry_config, record_stability_info
+        )
+
+    async def create_sampling_client(
+        self,
+        model_path: str,
+        retry_config: RetryConfig | None = None,
+        record_stability_info: bool = False,
+    ) -> SamplingClient:
+        """Open a sampling session on saved sampler weights (as the ServiceClient does)."""
+        return await self._service.create_sampling_client(
+            model_path=model_path,
+            retry_config=retry_config,
+            record_stability_info=record_stability_info,
         )
 
     async def close(self) -> None:
@@ -303,7 +447,12 @@ class TrainingClient:
 
 
 async def start_training_client(
-    ctx: ClientContext, handle: SessionHandle, model_id: str, *, sdk_method: str
+    ctx: ClientContext,
+    handle: SessionHandle,
+    model_id: str,
+    *,
+    sdk_method: str,
+    service: ServiceClient,
 ) -> TrainingClient:
     """Fetch the model's info once, start its actor, and return the facade."""
     response = await holder_retries(
@@ -317,4 +466,4 @@ async def start_training_client(
     actor_id, ref = await ctx.start_actor(
         "training", lambda nursery: TrainingActor(nursery, ctx, handle, model_id)
     )
-    return TrainingClient(ctx, handle, actor_id, ref, model_id, info)
+    return TrainingClient(ctx, handle, actor_id, ref, model_id, info, service)
