@@ -31,7 +31,11 @@ if TYPE_CHECKING:
     from tinker_actors.actors import FinishStatus
     from tinker_actors.backoff import RetryConfig
     from tinker_actors.clients import RestClient, SamplingClient, ServiceClient, TrainingClient
-    from tinker_actors.types import GetServerCapabilitiesResponse, HealthResponse
+    from tinker_actors.types import (
+        GetServerCapabilitiesResponse,
+        HealthResponse,
+        OptimizerConfig,
+    )
 
 __all__ = [
     "RuntimeStatistics",
@@ -153,6 +157,7 @@ class ServiceMethods:
         train_attn: bool = True,
         train_unembed: bool = True,
         user_metadata: dict[str, Any] | None = None,
+        optimizer: OptimizerConfig | None = None,
     ) -> TrainingClient:
         """Create a LoRA model and return its TrainingClient (see ServiceClient)."""
         return await self._service.create_lora_training_client(
@@ -163,6 +168,7 @@ class ServiceMethods:
             train_attn=train_attn,
             train_unembed=train_unembed,
             user_metadata=user_metadata,
+            optimizer=optimizer,
         )
 
     async def create_training_client_from_state(
@@ -171,10 +177,11 @@ class ServiceMethods:
         base_model: str | None = None,
         user_metadata: dict[str, Any] | None = None,
         weights_access_token: str | None = None,
+        optimizer: OptimizerConfig | None = None,
     ) -> TrainingClient:
         """Create a model from saved weights (fresh optimizer) and return its client."""
         return await self._service.create_training_client_from_state(
-            path, base_model, user_metadata, weights_access_token
+            path, base_model, user_metadata, weights_access_token, optimizer=optimizer
         )
 
     async def create_training_client_from_state_with_optimizer(
@@ -194,6 +201,9 @@ class ServiceMethods:
         model_path: str | None = None,
         base_model: str | None = None,
         retry_config: RetryConfig | None = None,
+        record_stability_info: bool = False,
     ) -> SamplingClient:
         """Open a sampling session on saved weights or a base model (see ServiceClient)."""
-        return await self._service.create_sampling_client(model_path, base_model, retry_config)
+        return await self._service.create_sampling_client(
+            model_path, base_model, retry_config, record_stability_info
+        )

@@ -151,3 +151,12 @@ def _make_backend(name: str) -> Backend | None:
             "-c constraints.txt (pip install -c constraints.txt 'tinker-actors[torch]')"
         ) from None
     return TorchBackend()
+
+
+def _register() -> None:
+    from tinker_actors.cli._run import run
+
+    cli.add_command(run)
+
+
+_register()

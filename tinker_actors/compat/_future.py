@@ -1,0 +1,182 @@
+"""The official SDK's futures: one object usable from blocking code, asyncio and trio.
+
+A compat :class:`APIFuture` *is* a ``concurrent.futures.Future``, so it works everywhere
+such futures work (``concurrent.futures.wait``, ``as_completed``, done callbacks), and adds
+the official 0.38 surface::
+
+    fut = training.forward_backward(data, "cross_entropy")   # queued in order, returned at once
+    out = fut.result()                                        # block this thread
+    out = await fut                                           # or await it (asyncio or trio)
+    out = await fut.result_async(timeout=30)
+
+Cancelling it (``fut.cancel()``, or cancelling the asyncio task awaiting it, as
+``asyncio.wait_for`` does on timeout) cancels the operation, like the official client.
+``result(timeout)`` leaves the operation running when the wait times out.
+
+``result()`` blocks the calling thread. Called inside a running asyncio loop on a future that
+is not done, it still blocks (as 0.38 does; the runtime is on its own thread, so it cannot
+deadlock) and logs one warning per call site (0.38 logs a stack on every call). Called on the
+runtime's own thread (from a done callback) it raises instead: that would wait on itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sys
+import warnings
+from concurrent.futures import Future
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from tinker_actors.compat._process import RuntimeClosedError, on_runtime_thread
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Generator
+
+__all__ = [
+    "APIFuture",
+    "BackcompatClientFuture",
+    "completed",
+]
+
+T = TypeVar("T")
+C = TypeVar("C")
+
+logger = logging.getLogger("tinker_actors.compat")
+_warned_sites: set[tuple[str, int]] = set()
+
+
+class APIFuture(Future[T]):
+    """The outcome of one operation; awaitable, blocking-readable and cancellable."""
+
+    # What cancel() must stop: a native APIFuture, or a trio CancelScope (set on the runtime).
+    _cancel_target: Any = None
+    _canceller: Callable[[APIFuture[Any]], None] | None = None
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self._state.lower()}>"
+
+    def result(self, timeout: float | None = None) -> T:
+        """Block until the operation finishes and return its result (or raise its error).
+
+        Raises:
+            TimeoutError: ``timeout`` seconds passed; the operation keeps running.
+            RuntimeError: called on the runtime's own thread while not done.
+        """
+        if not self.done():
+            _check_blocking_allowed(type(self).__name__ + ".result")
+        return super().result(timeout)
+
+    async def result_async(self, timeout: float | None = None) -> T:  # noqa: ASYNC109 (0.38 API)
+        """Wait for the outcome in asyncio (or trio) and return it.
+
+        Args:
+            timeout: seconds to wait; when it passes the operation is cancelled (as 0.38
+                does) and TimeoutError is raised.
+        """
+        if self.done():
+            return super().result()
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return await _wait_in_trio(self, timeout)
+        wrapped = asyncio.wrap_future(self, loop=loop)
+        if timeout is None:
+            return await wrapped
+        return await asyncio.wait_for(wrapped, timeout)
+
+    def future(self) -> Future[T]:
+        """Return the ``concurrent.futures.Future`` of this operation (this object itself)."""
+        return self
+
+    async def coroutine(self) -> T:
+        """Return this future as a coroutine (for APIs that want one, e.g. ``create_task``)."""
+        return await self.result_async()
+
+    def __await__(self) -> Generator[Any, None, T]:
+        return self.result_async().__await__()
+
+    def cancel(self) -> bool:
+        """Cancel the operation; return False if it already finished."""
+        if not super().cancel():
+            return False
+        canceller = self._canceller
+        if canceller is not None:
+            with contextlib.suppress(RuntimeClosedError):  # nothing is running any more
+                canceller(self)
+        return True
+
+
+async def _wait_in_trio(future: APIFuture[T], timeout: float | None) -> T:  # noqa: ASYNC109
+    """Await ``future`` from a trio program (a thread waits; the trio loop stays free)."""
+    import trio
+
+    try:
+        trio.lowlevel.current_task()
+    except RuntimeError:
+        raise RuntimeError(
+            "await a tinker future inside asyncio or trio; in blocking code call .result()"
+        ) from None
+    return await trio.to_thread.run_sync(future.result, timeout, abandon_on_cancel=True)
+
+
+def _check_blocking_allowed(what: str) -> None:
+    if on_runtime_thread():
+        raise RuntimeError(
+            f"{what}() called on the tinker_actors runtime thread (from a done callback?) "
+            "would wait on itself forever: read the result only once the future is done"
+        )
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return
+    if _in_jupyter():
+        return
+    frame = sys._getframe(2)
+    site = (frame.f_code.co_filename, frame.f_lineno)
+    if site in _warned_sites:
+        return
+    _warned_sites.add(site)
+    logger.warning(
+        "%s() called inside a running asyncio loop at %s:%d blocks that loop until the result "
+        "arrives; use 'await future' (or 'await future.result_async()') instead",
+        what,
+        site[0],
+        site[1],
+    )
+
+
+def _in_jupyter() -> bool:
+    shell = getattr(sys.modules.get("IPython"), "get_ipython", lambda: None)()
+    return type(shell).__name__ in ("ZMQInteractiveShell", "Shell")
+
+
+def completed(value: T) -> APIFuture[T]:
+    """Return an APIFuture that is already done with ``value``."""
+    future: APIFuture[T] = APIFuture()
+    future.set_result(value)
+    return future
+
+
+class BackcompatClientFuture(APIFuture[C], Generic[C]):
+    """A future of a client that can still be used, deprecated, as the client itself.
+
+    0.38's client factories return a future of the client; code written before that uses the
+    return value directly. Reading a client attribute here waits for the client and warns
+    with FutureWarning, as 0.38 does.
+    """
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        client = Future.result(self)  # deprecated path: block like 0.38 does
+        value = getattr(client, name)
+        warnings.warn(
+            f"using the future returned by a client-creation method as the client "
+            f"(.{name}) is deprecated; call .result() on it, or await it, to get the "
+            "client first",
+            FutureWarning,
+            stacklevel=2,
+        )
+        return value
