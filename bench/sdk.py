@@ -16,8 +16,10 @@ Workloads (protocol.md §14 / workloads.md §5):
 * B8: ``--b8`` sequential tiny samples (5 tokens, max_tokens 1): mean and p99 latency.
 
 The official client is driven in its documented 0.38 style (submission returns a future at
-once, ``.result()`` waits; its own event loop runs in a background thread); tinker_actors in
-trio (``await client.call(...)`` then ``await future.result()``).
+once, ``.result()`` waits; its own event loop runs in a background thread); ``compat`` runs the
+very same code on ``tinker_actors.compat`` (the 0.38 surface over our runtime thread); ``ours``
+is tinker_actors in trio (``await client.call(...)`` then ``await future.result()``). Ratios:
+each client against the official one, and compat against ours.
 
 ``--transport auto`` (default: the SDK's default, h11) / ``httpx`` / ``h11`` picks our HTTP backend; repeat
 it (``--transport httpx --transport h11``) to run ours once per transport in the same run, each
@@ -74,9 +76,14 @@ def prompt_tokens(i: int, n: int = 12) -> list[int]:
 # -- child: the official client ------------------------------------------------------------------
 
 
-def run_official(workload: str, url: str, args: argparse.Namespace) -> dict[str, Any]:
-    import tinker
-    from tinker import types
+def run_official(
+    workload: str, url: str, args: argparse.Namespace, sdk: str = "tinker"
+) -> dict[str, Any]:
+    """Drive the 0.38 surface: the official client, or ``tinker_actors.compat`` (``sdk``)."""
+    import importlib
+
+    tinker: Any = importlib.import_module(sdk)
+    types = tinker.types
 
     service = tinker.ServiceClient(base_url=url, api_key=KEY)
     out: dict[str, Any] = {}
@@ -230,7 +237,12 @@ def child(client: str, workload: str, url: str, args: argparse.Namespace) -> int
     warnings.simplefilter("ignore")
     if client.startswith("ours/"):
         client, args.transport = "ours", [client.split("/", 1)[1]]
-    out = (run_official if client == "official" else run_ours)(workload, url, args)
+    if client == "official":
+        out = run_official(workload, url, args)
+    elif client == "compat":
+        out = run_official(workload, url, args, sdk="tinker_actors.compat")
+    else:
+        out = run_ours(workload, url, args)
     usage = resource.getrusage(resource.RUSAGE_SELF)
     out["peak_rss_mb"] = usage.ru_maxrss / 1024  # KiB on Linux
     out["process_cpu"] = usage.ru_utime + usage.ru_stime
@@ -314,12 +326,18 @@ def summary(workload: str, results: dict[str, dict[str, Any]]) -> list[str]:
     for client in results:
         if client != "official":
             lines.append(ratio_line(workload, client, o, results[client]))
+    natives = [c for c in results if c.startswith("ours/")]
+    if "compat" in results and natives:
+        native = natives[0]
+        lines.append(ratio_line(workload, "compat", results[native], results["compat"], native))
     return lines
 
 
-def ratio_line(workload: str, client: str, o: dict[str, Any], m: dict[str, Any]) -> str:
+def ratio_line(
+    workload: str, client: str, o: dict[str, Any], m: dict[str, Any], peer: str = "official"
+) -> str:
     ratio = (
-        f"{workload} {client}/official: wall {m['wall'] / o['wall']:.2f}x  cpu {m['cpu'] / o['cpu']:.2f}x"
+        f"{workload} {client}/{peer}: wall {m['wall'] / o['wall']:.2f}x  cpu {m['cpu'] / o['cpu']:.2f}x"
         f"  peak RSS {m['peak_rss_mb'] / o['peak_rss_mb']:.2f}x"
     )
     if "latencies" in m:
@@ -343,6 +361,9 @@ def main() -> int:
         "--repeat", type=int, default=3, help="runs per (client, workload); medians are reported"
     )
     parser.add_argument("--transport", choices=("auto", "httpx", "h11"), action="append")
+    parser.add_argument(
+        "--no-compat", action="store_true", help="leave out tinker_actors.compat (the 0.38 surface)"
+    )
     parser.add_argument("--child", nargs=3, metavar=("CLIENT", "WORKLOAD", "URL"))
     args = parser.parse_args()
     if args.child:
@@ -367,6 +388,8 @@ def main() -> int:
         server_cpu = ServerCPU(server.pid)
         for workload in args.only or WORKLOADS:
             clients = ["official"] + [f"ours/{t}" for t in args.transport or ["auto"]]
+            if not args.no_compat:
+                clients.insert(1, "compat")
             runs: dict[str, list[dict[str, Any]]] = {c: [] for c in clients}
             for r in range(args.repeat):
                 # alternate the order so drift in the machine's load favours neither client

@@ -22,6 +22,7 @@ import msgspec
 import pytest
 import trio
 
+import tinker_actors as ta
 from tinker_actors.clients._rest import (
     AdminClient,
     RestClient,
@@ -528,3 +529,19 @@ async def test_wrong_types_are_refused() -> None:
         with pytest.raises(TypeError, match="SessionSearchRequest"):
             await rest.search_sessions({"display_name": "x"})  # type: ignore[arg-type]
     assert seen == []
+
+
+async def test_whoami_before_any_session_learns_jwt_mode_from_the_flags(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    # A runtime's REST client asks for the server's flags first (no session is created), so
+    # whoami works in JWT mode before anything else was sent.
+    with trio.fail_after(120):
+        async with open_local_server(jwt_auth=True) as server:
+            async with ta.open(
+                base_url=BASE, api_key=KEY, http_transport=httpx.ASGITransport(app=server.app)
+            ) as runtime:
+                me = await runtime.create_rest_client().whoami()
+                assert runtime.current_session_id() is None
+            assert "http:/api/v1/create_session" not in server.counters()["totals"]
+    assert me.user_urn == "tml:user:local"

@@ -18,4 +18,13 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    return int(cli.main(args=argv, standalone_mode=False) or 0)
+    import click
+
+    try:
+        return int(cli.main(args=argv, standalone_mode=False) or 0)
+    except click.ClickException as exc:  # usage and command errors: one line, no traceback
+        exc.show()
+        return exc.exit_code
+    except click.exceptions.Abort:
+        print("aborted", file=sys.stderr)
+        return 1

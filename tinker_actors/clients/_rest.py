@@ -69,6 +69,7 @@ from tinker_actors.types import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
     from datetime import date, datetime
 
 __all__ = [
@@ -106,11 +107,19 @@ class RestClient(RestBase):
             ``TINKER_PROJECT_ID``).
     """
 
-    __slots__ = ("_admin", "_project_id")
+    __slots__ = ("_admin", "_project_id", "_server_flags")
 
-    def __init__(self, transport: Transport, *, project_id: str | None = None) -> None:
+    def __init__(
+        self,
+        transport: Transport,
+        *,
+        project_id: str | None = None,
+        server_flags: Callable[[], Awaitable[object]] | None = None,
+    ) -> None:
         super().__init__(transport)
         self._project_id = project_id
+        # Fetches the server's flags once (no session): they say whether to use JWTs.
+        self._server_flags = server_flags
         self._admin = AdminClient(transport, _attribute_to="RestClient")
 
     # -- capabilities, runs, weights -------------------------------------------------------------
@@ -358,9 +367,14 @@ class RestClient(RestBase):
     async def whoami(self) -> WhoamiResponse:
         """Return the caller's user and organization, read from the JWT in use (no request).
 
+        Works before any session exists: the server's flags (which switch the transport to
+        JWTs) are fetched first when the runtime has not fetched them yet.
+
         Raises:
             WhoamiUnavailableError: JWT auth is off and the credential is a plain API key.
         """
+        if self._server_flags is not None:
+            await self._server_flags()
         token = await self._transport.identity_jwt()
         if token is None:
             raise WhoamiUnavailableError(

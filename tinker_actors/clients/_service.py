@@ -263,7 +263,12 @@ class ServiceClient:
 
     def create_rest_client(self) -> RestClient:
         """Return a RestClient over the runtime's transport (checkpoints, runs, sessions)."""
-        return RestClient(self._ctx.transport, project_id=self._ctx.config.project_id)
+        shadows = self._ctx.shadows
+        return RestClient(
+            self._ctx.transport,
+            project_id=self._ctx.config.project_id,
+            server_flags=None if shadows is None else shadows.flags,
+        )
 
     @reported
     async def create_lora_training_client(

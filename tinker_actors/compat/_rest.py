@@ -17,6 +17,7 @@ when the client is garbage-collected or at interpreter exit; one from
 from __future__ import annotations
 
 import functools
+import inspect
 import weakref
 from typing import TYPE_CHECKING, Any, Final
 
@@ -114,6 +115,9 @@ def _future_method(native: Callable[..., Any], name: str) -> Callable[..., APIFu
     method.__doc__ = (
         f"{native.__doc__}\n\nReturns an APIFuture at once: call .result() or await it."
     )
+    # The parameters are the native method's; it is not itself a coroutine function.
+    method.__signature__ = inspect.signature(native)  # type: ignore[attr-defined]
+    del method.__wrapped__
     return method
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 import threading
 import warnings
+import weakref
 from typing import TYPE_CHECKING, Any, Final
 
 from tinker_actors.clients._sampler_handle import decode_handle
@@ -44,7 +45,9 @@ _DEPRECATED: Final = (
 )
 
 _worker_lock = threading.Lock()
-_worker_hosts: dict[tuple[str, str], Host] = {}
+# One host per (base URL, key) for samplers that arrived by pickle or handle, with the number
+# of live clients using it: the last one to go closes it.
+_worker_hosts: dict[tuple[str, str], tuple[Host, int]] = {}
 
 
 def _forget_worker_hosts() -> None:
@@ -56,8 +59,23 @@ def _forget_worker_hosts() -> None:
 os.register_at_fork(after_in_child=_forget_worker_hosts)
 
 
-def _worker_host(base_url: str, api_key: str | None) -> Host:
-    """This process's host for samplers that arrived by pickle or handle (one per key)."""
+def _release_worker_host(key: tuple[str, str], host: Host) -> None:
+    with _worker_lock:
+        entry = _worker_hosts.get(key)
+        if entry is None or entry[0] is not host:
+            return
+        if entry[1] > 1:
+            _worker_hosts[key] = (host, entry[1] - 1)
+            return
+        del _worker_hosts[key]
+    host.close_async()
+
+
+def _worker_host(base_url: str, api_key: str | None) -> tuple[Host, tuple[str, str]]:
+    """This process's host for samplers that arrived by pickle or handle, with its key.
+
+    The caller holds one reference, given back with :func:`_release_worker_host`.
+    """
     try:
         config = resolve_config(base_url=base_url, api_key=api_key)
     except InvalidInputError as exc:
@@ -69,11 +87,12 @@ def _worker_host(base_url: str, api_key: str | None) -> Host:
         ) from exc
     key = (config.base_url, config.api_key.fingerprint())
     with _worker_lock:
-        host = _worker_hosts.get(key)
-        if host is None or host.closed:
-            host = Host(config)
-            _worker_hosts[key] = host
-        return host
+        entry = _worker_hosts.get(key)
+        if entry is None or entry[0].closed or entry[0].process.pid != os.getpid():
+            entry = (Host(config), 0)
+        host = entry[0]
+        _worker_hosts[key] = (host, entry[1] + 1)
+        return host, key
 
 
 class SamplingClient:
@@ -117,9 +136,14 @@ class SamplingClient:
             if handle is None:
                 raise InvalidInputError("this SamplingClient has no sampler to attach to")
             state = decode_handle(handle)
-            host = _worker_host(state.base_url, self._api_key)
-            service = host.runtime.service
-            native = host.run(lambda: service.sampling_client_from_handle(handle))
+            host, key = _worker_host(state.base_url, self._api_key)
+            try:
+                service = host.runtime.service
+                native = host.run(lambda: service.sampling_client_from_handle(handle))
+            except BaseException:
+                _release_worker_host(key, host)
+                raise
+            weakref.finalize(self, _release_worker_host, key, host)
             self._host, self._native, self._handle = host, native, handle
             return host, native
 

@@ -1,0 +1,106 @@
+"""tinker_actors.compat has the official 0.38 surface: names, methods, parameters, defaults.
+
+Checked against the installed official package (the interop extra), so a new official release
+shows up here as a list of differences rather than as a user's AttributeError.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+import pytest
+
+import tinker_actors.compat as compat
+
+tinker = pytest.importorskip("tinker", reason="official tinker SDK not installed (interop extra)")
+
+pytestmark = pytest.mark.interop
+
+# Names of 0.38's top level that the compat package leaves out, and why (docs/compat.md).
+NOT_COVERED = {
+    "APIResponse": "raw-response wrappers of the generated HTTP layer",
+    "AsyncAPIResponse": "raw-response wrappers of the generated HTTP layer",
+    "proto": "the generated protobuf modules; the wire codec is tinker_actors.transport.proto",
+    "resources": "the generated resource classes; the clients cover every endpoint",
+}
+CLASSES = [
+    "ServiceClient",
+    "TrainingClient",
+    "SamplingClient",
+    "RestClient",
+    "AdminClient",
+    "APIFuture",
+]
+# Methods of 0.38's classes that are internals there (no compat counterpart needed).
+INTERNAL_METHODS = {
+    ("SamplingClient", "create"),  # the holder-level factory; use ServiceClient
+}
+
+
+def _public(cls: type) -> dict[str, Any]:
+    return {
+        name: member
+        for name, member in vars(cls).items()
+        if not name.startswith("_") and callable(getattr(cls, name, None))
+    }
+
+
+def test_every_top_level_name_exists() -> None:
+    names = [n for n in dir(tinker) if not n.startswith("_")] + ["__version__", "__title__"]
+    missing = [n for n in names if n not in NOT_COVERED and not hasattr(compat, n)]
+    assert missing == []
+    assert compat.__version__ == tinker.__version__
+
+
+def test_every_exception_class_exists_and_keeps_the_hierarchy() -> None:
+    official = {
+        name: value
+        for name, value in list(vars(tinker).items())
+        if isinstance(value, type) and issubclass(value, BaseException)
+    }
+    assert official
+    for name, cls in official.items():
+        ours = getattr(compat, name)
+        for base in cls.__mro__[1:]:
+            if base.__module__.startswith("tinker") and hasattr(compat, base.__name__):
+                assert issubclass(ours, getattr(compat, base.__name__)), (name, base.__name__)
+
+
+@pytest.mark.parametrize("class_name", CLASSES)
+def test_methods_parameters_and_defaults_match(class_name: str) -> None:
+    official_cls = getattr(tinker, class_name)
+    ours_cls = getattr(compat, class_name)
+    problems = []
+    for name, member in _public(official_cls).items():
+        if (class_name, name) in INTERNAL_METHODS:
+            continue
+        ours = getattr(ours_cls, name, None)
+        if ours is None:
+            problems.append(f"{name}: missing")
+            continue
+        if inspect.iscoroutinefunction(inspect.unwrap(member)) != inspect.iscoroutinefunction(
+            inspect.unwrap(ours)
+        ):
+            problems.append(f"{name}: async-ness differs")
+        official_params = _params(member)
+        our_params = _params(ours)
+        if official_params != our_params:
+            problems.append(f"{name}: {official_params} != {our_params}")
+    assert problems == []
+
+
+def _params(function: Any) -> list[tuple[str, str, Any]]:
+    params = inspect.signature(function).parameters.values()
+    return [
+        (p.name, p.kind.name, p.default if p.default is not inspect.Parameter.empty else "-")
+        for p in params
+        if p.name not in ("self", "args", "kwargs")
+    ]
+
+
+def test_the_import_paths_real_code_uses_exist() -> None:
+    assert compat.lib.public_interfaces.APIFuture is compat.APIFuture
+    assert compat.lib.public_interfaces.RestClient is compat.RestClient
+    assert compat.types.TensorData is compat.TensorData
+    assert compat.lib.retry_handler.RetryConfig is compat.RetryConfig

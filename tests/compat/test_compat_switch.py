@@ -1,0 +1,103 @@
+"""The import switch: ``tinker-actors run`` and ``python -m tinker_actors.compat``."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tinker_actors.compat import _switch
+
+PROBE = """
+import sys
+import tinker, tinker.types
+from tinker import types
+from tinker.types.tensor_data import TensorData
+from tinker.lib.public_interfaces import APIFuture
+from tinker.lib.public_interfaces.rest_client import RestClient
+print(tinker.__name__, types.__name__, TensorData.__module__, APIFuture.__module__, sys.argv[1:])
+try:
+    import tinker.proto
+except ModuleNotFoundError as exc:
+    print("refused:", exc.name)
+"""
+CLI = [sys.executable, "-m", "tinker_actors.cli"]
+
+
+def _run(argv: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False, **kwargs)  # type: ignore[call-overload,no-any-return]
+
+
+@pytest.fixture
+def probe(tmp_path: Path) -> Path:
+    path = tmp_path / "probe.py"
+    path.write_text(PROBE)
+    return path
+
+
+def _check_probe_output(out: str, args: list[str]) -> None:
+    first, second = out.strip().splitlines()
+    assert first.split()[:4] == [
+        "tinker_actors.compat",
+        "tinker_actors.compat.types",
+        "tinker_actors.types._tensor",
+        "tinker_actors.compat._future",
+    ]
+    assert first.endswith(repr(args))
+    assert second == "refused: tinker.proto"
+
+
+def test_tinker_actors_run(probe: Path) -> None:
+    done = _run([*CLI, "run", "--", sys.executable, str(probe), "a", "--flag"])
+    assert done.returncode == 0, done.stderr
+    _check_probe_output(done.stdout, ["a", "--flag"])
+
+
+def test_python_dash_m(probe: Path) -> None:
+    done = _run([sys.executable, "-m", "tinker_actors.compat", str(probe), "x"])
+    assert done.returncode == 0, done.stderr
+    _check_probe_output(done.stdout, ["x"])
+
+
+def test_run_reports_a_missing_program_in_one_line() -> None:
+    done = _run([*CLI, "run", "--", "no-such-program-xyz"])
+    assert done.returncode != 0
+    assert "no-such-program-xyz" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_an_existing_sitecustomize_still_runs(probe: Path, tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text("import builtins\nbuiltins.CHAINED = True\n")
+    probe.write_text("import builtins, tinker\nprint(tinker.__name__, builtins.CHAINED)\n")
+    env = dict(os.environ, PYTHONPATH=str(site))
+    done = _run([*CLI, "run", "--", sys.executable, str(probe)], env=env)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["tinker_actors.compat", "True"]
+
+
+def test_install_refuses_after_the_official_package_was_imported() -> None:
+    script = (
+        "import tinker\n"
+        "from tinker_actors.compat._switch import install\n"
+        "try:\n"
+        "    install()\n"
+        "except RuntimeError as exc:\n"
+        "    print('refused:', exc)\n"
+    )
+    pytest.importorskip("tinker", reason="official tinker SDK not installed (interop extra)")
+    done = _run([sys.executable, "-c", script])
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("refused: the official tinker package was imported")
+
+
+def test_child_environment_puts_the_site_directory_first() -> None:
+    env = _switch.child_environment({"PYTHONPATH": f"/a{os.pathsep}/b"})
+    assert env["PYTHONPATH"].split(os.pathsep) == [_switch.SITE_DIR, "/a", "/b"]
+    assert env[_switch.ENV_FLAG] == "1"
+    again = _switch.child_environment(env)
+    assert again["PYTHONPATH"] == env["PYTHONPATH"]
