@@ -287,8 +287,19 @@ async def run_official(url: str) -> None:
     assert done.returncode == 0, done.stderr.decode()[-4000:]
 
 
-async def capture_both() -> tuple[list[Captured], list[Captured]]:
-    """Run both clients against one recording server; return (official, ours) requests."""
+async def run_compat(url: str) -> None:
+    """The official flow, unchanged, under the import switch (tinker_actors.compat)."""
+    done = await trio.run_process(
+        [sys.executable, "-m", "tinker_actors.compat", str(FLOW), url],
+        capture_stdout=True,
+        capture_stderr=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr.decode()[-4000:]
+
+
+async def capture_both() -> tuple[list[Captured], list[Captured], list[Captured]]:
+    """Run the clients against one recording server; return (official, ours, compat) requests."""
     async with open_local_server() as server, trio.open_nursery() as nursery:
         recorder = Recorder(server.app)
         server.app = recorder  # type: ignore[method-assign]  # serve() reads self.app
@@ -300,8 +311,12 @@ async def capture_both() -> tuple[list[Captured], list[Captured]]:
         with trio.fail_after(120):
             await run_ours(url)
         ours = list(recorder.requests)
+        recorder.requests.clear()
+        with trio.fail_after(120):
+            await run_compat(url)
+        compat = list(recorder.requests)
         nursery.cancel_scope.cancel()
-    return official, ours
+    return official, ours, compat
 
 
 # -- the comparison ------------------------------------------------------------------------------
@@ -344,17 +359,20 @@ def test_rest_bootstrap_is_dropped_only_after_the_session() -> None:
     ]
 
 
-@pytest.fixture(scope="module")
-def wire() -> tuple[list[Captured], list[Captured]]:
-    """Capture both clients once for the whole module (the runs take a few seconds)."""
+Wire = tuple[list[Captured], list[Captured], list[Captured]]
 
-    async def both() -> tuple[list[Captured], list[Captured]]:
+
+@pytest.fixture(scope="module")
+def wire() -> Wire:
+    """Capture the clients once for the whole module (the runs take a few seconds)."""
+
+    async def both() -> Wire:
         return await capture_both()
 
     return trio.run(both)
 
 
-def test_wire_parity_call_by_call(wire: tuple[list[Captured], list[Captured]]) -> None:
+def test_wire_parity_call_by_call(wire: Wire) -> None:
     official = drop_rest_bootstrap(foreground(wire[0]))
     ours = foreground(wire[1])
     assert [c["call"] for c in ours] == [c["call"] for c in official]
@@ -362,7 +380,20 @@ def test_wire_parity_call_by_call(wire: tuple[list[Captured], list[Captured]]) -
         assert mine == theirs, f"request {index}: {theirs['call']}"
 
 
-def test_every_operation_was_captured(wire: tuple[list[Captured], list[Captured]]) -> None:
+def test_compat_layer_sends_what_the_official_client_sends(wire: Wire) -> None:
+    """The official flow's own code, run on tinker_actors.compat, matches call by call.
+
+    Its stand-alone RestClient needs no flags for the calls it makes, so the official
+    client's second bootstrap pair is dropped here as for the native run.
+    """
+    official = drop_rest_bootstrap(foreground(wire[0]))
+    compat = foreground(wire[2])
+    assert [c["call"] for c in compat] == [c["call"] for c in official]
+    for index, (theirs, mine) in enumerate(zip(official, compat, strict=True)):
+        assert mine == theirs, f"request {index}: {theirs['call']}"
+
+
+def test_every_operation_was_captured(wire: Wire) -> None:
     """The comparison covers every public operation of the brief (a guard on the flow)."""
     calls = {c["call"].split(" ", 1)[1].split("/<id")[0] for c in foreground(wire[1])}
     for path in (
@@ -382,7 +413,7 @@ def test_every_operation_was_captured(wire: tuple[list[Captured], list[Captured]
 
 
 def test_first_poll_carries_promise_roundtrip_time(
-    wire: tuple[list[Captured], list[Captured]],
+    wire: Wire,
 ) -> None:
     for capture in wire:
         first_polls = [
@@ -397,14 +428,14 @@ def test_first_poll_carries_promise_roundtrip_time(
 
 
 def test_asample_always_sends_prompt_logprobs(
-    wire: tuple[list[Captured], list[Captured]],
+    wire: Wire,
 ) -> None:
     for capture in wire:
         bodies = [json.loads(r.body) for r in capture if r.path == "/api/v1/asample"]
         assert [b.get("prompt_logprobs") for b in bodies] == [False, True]
 
 
-def test_finish_names_service_client_close(wire: tuple[list[Captured], list[Captured]]) -> None:
+def test_finish_names_service_client_close(wire: Wire) -> None:
     for capture in wire:
         finish = [dict(r.headers) for r in capture if r.path.endswith("/finish")]
         assert len(finish) == 1
@@ -412,7 +443,7 @@ def test_finish_names_service_client_close(wire: tuple[list[Captured], list[Capt
         assert "x-sdk-version" in finish[0]
 
 
-def test_telemetry_has_the_official_shape(wire: tuple[list[Captured], list[Captured]]) -> None:
+def test_telemetry_has_the_official_shape(wire: Wire) -> None:
     """Telemetry (background): every POST our client sends decodes like the official's."""
     official = [json.loads(r.body) for r in wire[0] if r.path == "/api/v1/telemetry"]
     assert official
