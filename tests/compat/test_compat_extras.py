@@ -109,8 +109,9 @@ def test_bad_losses_are_refused_when_the_handle_is_made(
     pytest.importorskip("torch")
     url, _server = served
     with tinker.ServiceClient(base_url=url, api_key=KEY) as service:
+        future = service.create_custom_loss(fn, ranks)
         with pytest.raises(tinker.InvalidInputError, match=message):
-            service.create_custom_loss(fn, ranks).result(60)
+            future.result(60)
 
 
 # -- optimizer choice -------------------------------------------------------------------------
