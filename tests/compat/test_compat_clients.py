@@ -319,3 +319,40 @@ def test_sampling_client_from_a_training_client_and_its_handle(
         prompt = tinker.ModelInput.from_ints([1, 2, 3])
         out = clone.sample(prompt, 1, tinker.SamplingParams(max_tokens=2)).result(60)
         assert len(out.sequences[0].tokens) == 2
+
+
+def test_async_with_closes_the_session(served: tuple[str, LocalServer]) -> None:
+    url, server = served
+
+    async def main() -> None:
+        async with tinker.ServiceClient(base_url=url, api_key=KEY) as service:
+            await service.create_sampling_client(base_model="local/tiny")
+
+    asyncio.run(main())
+    assert totals(server)["sessions:success"] == 1
+    assert runtime_threads() == []
+
+
+def test_a_pickled_sampler_carries_no_key_and_keeps_record_stability_info(
+    served: tuple[str, LocalServer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pickle
+
+    url, server = served
+    monkeypatch.setenv("TINKER_FEATURE_GATES", "async_sampling,other")
+    with tinker.ServiceClient(base_url=url, api_key=KEY) as service:
+        sampler = service.create_sampling_client(
+            base_model="local/tiny", record_stability_info=True
+        ).result()
+        assert sampler.feature_gates == {"async_sampling", "other"}
+        blob = pickle.dumps(sampler)
+        assert KEY.encode() not in blob
+        assert KEY[4:].encode() not in blob
+        monkeypatch.setenv("TINKER_API_KEY", KEY)
+        clone = pickle.loads(blob)
+        prompt = tinker.ModelInput.from_ints([1, 2])
+        clone.sample(prompt, 1, tinker.SamplingParams(max_tokens=1)).result(60)
+        prepared = clone._native.prepare_sample(prompt, 1, tinker.SamplingParams(max_tokens=1))
+        assert prepared.request.record_stability_info is True  # sent on every sample
+        del clone
+    assert totals(server)["applied:Sample"] == 1

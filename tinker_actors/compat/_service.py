@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 
     from tinker_actors.backoff import RetryConfig
     from tinker_actors.clients import TrainingClient as NativeTrainingClient
+    from tinker_actors.compat._process import ProcessRuntime
     from tinker_actors.types import GetServerCapabilitiesResponse
 
 __all__ = ["ServiceClient"]
@@ -154,7 +155,7 @@ class ServiceClient:
         if host is None:
             return completed(None)
         done = host.close_async(status, detail)
-        future: APIFuture[None] = APIFuture()
+        future = _Closing(host.process)
         done.add_done_callback(lambda d: _relay(d, future))
         return future
 
@@ -378,6 +379,23 @@ def _status(exc_type: type[BaseException] | None) -> Status:
     if exc_type is None:
         return "success"
     return "errored" if issubclass(exc_type, Exception) else "interrupted"
+
+
+class _Closing(APIFuture[None]):
+    """The future of ``close()``: once done, the runtime thread (if this was its last client)
+    has been joined too, so nothing of the client is left when a waiter wakes."""
+
+    def __init__(self, process: ProcessRuntime) -> None:
+        super().__init__()
+        self._process = process
+
+    def result(self, timeout: float | None = None) -> None:
+        super().result(timeout)
+        self._process.join()
+
+    async def result_async(self, timeout: float | None = None) -> None:  # noqa: ASYNC109
+        await super().result_async(timeout)
+        self._process.join()  # the thread is past its last callback: this returns at once
 
 
 def _relay(done: Any, future: APIFuture[None]) -> None:
