@@ -18,4 +18,14 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    return int(cli.main(args=argv, standalone_mode=False) or 0)
+    import click
+
+    try:
+        return int(cli.main(args=argv, standalone_mode=False) or 0)
+    except click.ClickException as exc:
+        # a user error (a bad flag, a refused alias): its message, not a traceback
+        exc.show()
+        return exc.exit_code
+    except click.Abort:
+        print("aborted", file=sys.stderr)
+        return 1
