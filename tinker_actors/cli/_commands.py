@@ -69,6 +69,20 @@ def version() -> None:
     show_default=True,
     help="Seconds retrieve_future holds a pending poll.",
 )
+@click.option(
+    "--model-alias",
+    "model_aliases",
+    multiple=True,
+    metavar="NAME=MODEL",
+    help="Answer NAME with a local model, e.g. Qwen/Qwen3.5-9B-Base=local/tiny (repeatable).",
+)
+@click.option(
+    "--catalogue",
+    "catalogue_file",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="A catalogue file (.json or .toml) with an [aliases] table of NAME = MODEL.",
+)
 def serve(
     host: str,
     port: int,
@@ -80,6 +94,8 @@ def serve(
     jwt: bool,
     api_keys: tuple[str, ...],
     long_poll: float,
+    model_aliases: tuple[str, ...],
+    catalogue_file: Path | None,
 ) -> None:
     """Run a local Tinker-compatible server until interrupted."""
     import signal
@@ -105,6 +121,7 @@ def serve(
             jwt_auth=jwt,
             api_keys=frozenset(api_keys) if api_keys else None,
             long_poll_seconds=long_poll,
+            model_aliases=_aliases(model_aliases, catalogue_file),
         )
     except (InvalidInputError, ValueError) as exc:
         raise click.BadParameter(str(exc)) from None
@@ -126,6 +143,8 @@ def serve(
                 click.echo(f"  export TINKER_BASE_URL={url} TINKER_API_KEY=tml-local")
                 if data_dir is not None:
                     click.echo(f"  data dir: {data_dir}")
+                for alias, target in settings.model_aliases.items():
+                    click.echo(f"  alias: {alias} -> {target}")
                 if plan is not None:
                     click.echo(f"  fault plan: {len(plan.rules)} rule(s), seed {plan.seed}")
                 async for _ in signals:
@@ -137,6 +156,87 @@ def serve(
         trio.run(main)
     except* KeyboardInterrupt:  # may arrive bare or inside the nurseries' exception group
         click.echo("stopped")
+
+
+def _aliases(flags: tuple[str, ...], catalogue_file: Path | None) -> dict[str, str]:
+    """Merge a catalogue file's aliases with ``--model-alias`` flags (checked; flags last)."""
+    from tinker_actors.local._catalogue import check_aliases, parse_alias, read_catalogue_file
+
+    pairs = list(read_catalogue_file(catalogue_file).items()) if catalogue_file else []
+    pairs += [parse_alias(flag) for flag in flags]
+    return dict(check_aliases(pairs, source="--catalogue and --model-alias"))
+
+
+@cli.group()
+def tokenizers() -> None:
+    """Local models' tokenizers, for code that loads tokenizers by model name."""
+
+
+@tokenizers.command("install")
+@click.option(
+    "--cache-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="The Hugging Face hub cache to write (default: the one HF_HUB_CACHE / HF_HOME name).",
+)
+@click.option(
+    "--model",
+    "models",
+    multiple=True,
+    help="A local model to install (repeatable; default: every local model).",
+)
+@click.option(
+    "--model-alias",
+    "model_aliases",
+    multiple=True,
+    metavar="NAME=MODEL",
+    help="Also install MODEL's tokenizer as NAME (repeatable), as serve --model-alias.",
+)
+@click.option(
+    "--catalogue",
+    "catalogue_file",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="Install the aliases of this catalogue file too.",
+)
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Replace repositories the cache got from elsewhere (real downloads).",
+)
+def tokenizers_install(
+    cache_dir: Path | None,
+    models: tuple[str, ...],
+    model_aliases: tuple[str, ...],
+    catalogue_file: Path | None,
+    force: bool,
+) -> None:
+    """Write tokenizers into a Hugging Face cache under model names and aliases.
+
+    Afterwards AutoTokenizer.from_pretrained(NAME) loads them with HF_HUB_OFFLINE=1. Only the
+    repositories named are written; one downloaded from the hub is left alone unless --force.
+    """
+    from tinker_actors.errors import InvalidInputError
+    from tinker_actors.local._hf_cache import hub_cache_dir, install_tokenizers
+
+    try:
+        aliases = _aliases(model_aliases, catalogue_file)
+        target = cache_dir if cache_dir is not None else hub_cache_dir()
+        installed = install_tokenizers(
+            target, models=list(models) or None, aliases=aliases, force=force
+        )
+    except InvalidInputError as exc:
+        raise click.ClickException(str(exc)) from None
+    except ImportError as exc:
+        raise click.ClickException(
+            f"building tokenizers needs the 'server' extra ({exc.name} is missing): "
+            "pip install 'tinker-actors[server]'"
+        ) from None
+    for entry in installed:
+        via = "" if entry.name == entry.model else f" (alias of {entry.model})"
+        click.echo(f"{entry.name}{via}: {entry.snapshot}")
+    hint = f"HF_HUB_CACHE={target} " if cache_dir is not None else ""
+    click.echo(f"load them offline with: {hint}HF_HUB_OFFLINE=1")
 
 
 def _make_backend(name: str) -> Backend | None:

@@ -17,12 +17,12 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from tinker_actors.local._catalogue import BaseModelSpec, UnknownModelError, lookup_model
+from tinker_actors.local._catalogue import BaseModelSpec, UnknownModelError, resolve_model
 from tinker_actors.local._futures import FutureStore
 from tinker_actors.types import ClientConfigResponse, ClientDynamicConfigResponse
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
+    from collections.abc import Awaitable, Callable, Mapping
 
     from tinker_actors.local._backend import Backend
     from tinker_actors.local._ordering import Sequencer, SequencerStatistics
@@ -87,6 +87,9 @@ class ServerSettings:
             by a digest of what built them, so every server on the machine can share them.
         wall_clock: POSIX time for user-visible timestamps and checkpoint expiry (injectable
             so tests can move it; durations such as long polls use trio time instead).
+        model_aliases: other names for catalogue models (``{"Qwen/Qwen3.5-9B-Base":
+            "local/tiny"}``), so code written for a real model runs unchanged; checked by
+            :func:`~._catalogue.check_aliases` when the server opens.
     """
 
     long_poll_seconds: float = 25.0
@@ -103,6 +106,7 @@ class ServerSettings:
     data_dir: Path | None = None
     cache_dir: Path | None = None
     wall_clock: Callable[[], float] = time.time
+    model_aliases: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -198,15 +202,22 @@ class EngineCore:
         self.touch(model.record.session_id)
         return model
 
-    @staticmethod
-    def spec_for(base_model: str) -> BaseModelSpec:
-        """Look a base model up in the catalogue.
+    def spec_for(self, base_model: str) -> BaseModelSpec:
+        """Look a base model (or an alias of one) up in the catalogue.
 
         Raises:
             EngineError: 400 with the list of available models.
         """
+        return self.resolve_model(base_model)[1]
+
+    def resolve_model(self, base_model: str) -> tuple[str, BaseModelSpec]:
+        """Return the name to report (an alias stays an alias) and the catalogue spec.
+
+        Raises:
+            EngineError: 400 with the list of available models and aliases.
+        """
         try:
-            return lookup_model(base_model)
+            return resolve_model(base_model, self.settings.model_aliases)
         except UnknownModelError as exc:
             raise EngineError(400, str(exc)) from None
 

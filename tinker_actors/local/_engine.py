@@ -86,16 +86,20 @@ class LocalEngine:
     # -- service --------------------------------------------------------------------------
 
     def capabilities(self) -> GetServerCapabilitiesResponse:
-        """List the catalogue's models."""
+        """List the catalogue's models, then each alias (with its model's limits)."""
+        names = [(spec.name, spec) for spec in CATALOGUE.values()]
+        names += [
+            (alias, CATALOGUE[target]) for alias, target in self.settings.model_aliases.items()
+        ]
         return GetServerCapabilitiesResponse(
             supported_models=[
                 SupportedModel(
-                    model_name=spec.name,
+                    model_name=name,
                     max_context_length=spec.context_length,
                     trainable=True,
                     sampleable=True,
                 )
-                for spec in CATALOGUE.values()
+                for name, spec in names
             ]
         )
 

@@ -87,7 +87,7 @@ class SamplingOps:
             wanted_path = req.model_path if isinstance(req.model_path, str) else None
             same = existing.model_path == wanted_path and (
                 wanted_path is not None
-                or core.spec_for(str(req.base_model)).name == existing.base_model
+                or core.resolve_model(str(req.base_model))[0] == existing.base_model
             )
             if not same:
                 raise _seq_in_use(req.sampling_session_seq_id, existing)
@@ -97,8 +97,8 @@ class SamplingOps:
             self.bind_sampler(req.session_id, req.sampling_session_seq_id, base_model, checkpoint)
         else:
             assert isinstance(req.base_model, str)
-            spec = core.spec_for(req.base_model)
-            self._register(req.session_id, sampler_id, spec.name, None, None)
+            name, _ = core.resolve_model(req.base_model)
+            self._register(req.session_id, sampler_id, name, None, None)
         return CreateSamplingSessionResponse(sampling_session_id=sampler_id)
 
     def bind_sampler(

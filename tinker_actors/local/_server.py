@@ -33,6 +33,7 @@ import trio
 
 from tinker_actors.local._app import build_app
 from tinker_actors.local._auth import Authenticator
+from tinker_actors.local._catalogue import check_aliases
 from tinker_actors.local._core import ServerSettings
 from tinker_actors.local._engine import LocalEngine, open_engine
 from tinker_actors.local._fault_middleware import FaultInjector
@@ -173,8 +174,12 @@ async def open_local_server(
         backend: the model backend; a fresh :class:`NullBackend` by default.
         settings: the server settings; keyword ``overrides`` replace single fields.
         faults: a fault plan to inject from the first request on.
+
+    Raises:
+        CatalogueError: ``model_aliases`` that do not name catalogue models.
     """
     settings = replace(settings or ServerSettings(), **overrides)  # type: ignore[arg-type]
+    settings = replace(settings, model_aliases=check_aliases(settings.model_aliases))
     if settings.jwt_auth and not settings.client_config.pjwt_auth_enabled:
         flags = msgspec.structs.replace(settings.client_config, pjwt_auth_enabled=True)
         settings = replace(settings, client_config=flags)

@@ -38,12 +38,15 @@ if TYPE_CHECKING:
 
     from tokenizers import Tokenizer
 
+    from tinker_actors.local._catalogue import BaseModelSpec
+
 __all__ = [
     "EOS_TOKEN",
     "PAD_TOKEN",
     "SPECIAL_TOKENS",
     "build_tokenizer",
     "corpus_lines",
+    "ensure_model_tokenizer_dir",
     "ensure_tokenizer_dir",
     "load_tokenizer",
     "tokenizer_digest",
@@ -177,6 +180,11 @@ def ensure_tokenizer_dir(cache_dir: Path, vocab_size: int) -> Path:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
     return target
+
+
+def ensure_model_tokenizer_dir(cache_dir: Path, spec: BaseModelSpec) -> Path:
+    """Return the Hugging Face layout directory of ``spec``'s tokenizer, building it once."""
+    return ensure_tokenizer_dir(cache_dir, spec.vocab_size)
 
 
 def load_tokenizer(directory: Path) -> Tokenizer:

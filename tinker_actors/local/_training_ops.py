@@ -180,13 +180,13 @@ class TrainingOps:
         self, req: CreateModelRequest, idempotency_key: str | None
     ) -> UntypedAPIFuture:
         """Create a LoRA training model; its future resolves to CreateModelResponse."""
-        spec = self._core.spec_for(req.base_model)
+        name, spec = self._core.resolve_model(req.base_model)
         lora = req.lora_config if isinstance(req.lora_config, LoraConfig) else None
         if req.optimizer_config.type != "adamw":
             raise EngineError(
                 400, f"the local server trains with adamw only, not {req.optimizer_config.type!r}"
             )
-        record, is_new = self._new_run(req.session_id, req.model_seq_id, spec.name, lora)
+        record, is_new = self._new_run(req.session_id, req.model_seq_id, name, lora)
         if is_new and isinstance(req.user_metadata, dict):
             record.user_metadata = {str(k): str(v) for k, v in req.user_metadata.items()}
         model = self._start_model(record) if is_new else self._core.models[record.run_id]
@@ -364,7 +364,7 @@ class TrainingOps:
                 train_unembed=source.train_unembed,
             )
             record, is_new = self._new_run(
-                req.session_id, req.model_seq_id, source.base_model, lora
+                req.session_id, req.model_seq_id, core.resolve_model(base)[0], lora
             )
             if is_new and isinstance(req.user_metadata, dict):
                 record.user_metadata = {str(k): str(v) for k, v in req.user_metadata.items()}
