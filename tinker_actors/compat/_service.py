@@ -19,10 +19,11 @@ from __future__ import annotations
 
 import threading
 import warnings
+from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, Final, Literal
 
 from tinker_actors._runtime_parts import check_session_options
-from tinker_actors.compat._future import APIFuture, completed
+from tinker_actors.compat._future import APIFuture
 from tinker_actors.compat._host import Host
 from tinker_actors.compat._process import RuntimeClosedError
 from tinker_actors.compat._rest import RestClient
@@ -122,7 +123,8 @@ class ServiceClient:
         exc_value: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        self.close(_status(exc_type)).result()
+        # 0.38 waits here without the blocking-in-a-loop warning: the caller asked to close.
+        self._close(_status(exc_type), None).wait()
 
     async def __aenter__(self) -> ServiceClient:
         return self.__enter__()
@@ -143,17 +145,20 @@ class ServiceClient:
         Returns:
             A future done once the session is finished and the host closed.
         """
+        return self._close(status, detail)
+
+    def _close(self, status: Status, detail: str | None) -> _Closing:
         if status not in ("success", "errored", "interrupted"):
             raise InvalidInputError(
                 f"status must be 'success', 'errored' or 'interrupted', got {status!r}"
             )
         with self._lock:
             if self._closed:
-                return completed(None)
+                return _Closing.done_now()
             self._closed = True
             host = self._host
         if host is None:
-            return completed(None)
+            return _Closing.done_now()
         done = host.close_async(status, detail)
         future = _Closing(host.process)
         done.add_done_callback(lambda d: _relay(d, future))
@@ -385,17 +390,33 @@ class _Closing(APIFuture[None]):
     """The future of ``close()``: once done, the runtime thread (if this was its last client)
     has been joined too, so nothing of the client is left when a waiter wakes."""
 
-    def __init__(self, process: ProcessRuntime) -> None:
+    def __init__(self, process: ProcessRuntime | None) -> None:
         super().__init__()
         self._process = process
 
+    @classmethod
+    def done_now(cls) -> _Closing:
+        """A close with nothing to do (never opened, or closed before)."""
+        closing = cls(None)
+        closing.set_result(None)
+        return closing
+
+    def _join(self) -> None:
+        if self._process is not None:
+            self._process.join()
+
     def result(self, timeout: float | None = None) -> None:
         super().result(timeout)
-        self._process.join()
+        self._join()
+
+    def wait(self) -> None:
+        """Block until closed, without the warning about blocking inside an asyncio loop."""
+        Future.result(self)
+        self._join()
 
     async def result_async(self, timeout: float | None = None) -> None:  # noqa: ASYNC109
         await super().result_async(timeout)
-        self._process.join()  # the thread is past its last callback: this returns at once
+        self._join()  # the thread is past its last callback: this returns at once
 
 
 def _relay(done: Any, future: APIFuture[None]) -> None:
