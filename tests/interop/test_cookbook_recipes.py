@@ -1,0 +1,150 @@
+"""tinker-cookbook 0.6.1's SFT recipes run unmodified on tinker_actors.compat, offline.
+
+Each recipe runs twice against one ``tinker-actors serve --backend torch`` process: with the
+official client, and under the import switch (``tinker-actors run -- python ...``). Both must
+log the same losses (to 1e-4): the torch backend is deterministic, so any difference would be
+the client's.
+
+Offline set-up, as a user would do it:
+
+* the recipes' default model ``Qwen/Qwen3.5-9B-Base`` is served by ``local/tiny`` through a
+  server alias (the cookbook picks the ``role_colon`` renderer for it, which works with any
+  tokenizer), and ``install_tokenizers`` writes local/tiny's tokenizer into a temporary Hugging
+  Face cache under that name (``HF_HUB_OFFLINE=1``);
+* ``HuggingFaceH4/no_robots`` is a local folder of JSONL files in the working directory, which
+  ``datasets.load_dataset`` finds before the hub.
+
+The recipe code is run untouched with ``runpy`` from a tiny launcher that afterwards prints which
+``tinker`` module was in use, so the test knows the switch really was active.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("tinker", reason="official tinker SDK not installed (interop extra)")
+pytest.importorskip("tinker_cookbook", reason="tinker-cookbook not installed (README test command)")
+pytest.importorskip("torch", reason="the torch backend needs the torch extra")
+
+from tinker_actors.local import install_tokenizers
+
+pytestmark = [pytest.mark.interop, pytest.mark.slow]
+
+MODEL = "Qwen/Qwen3.5-9B-Base"
+KEY = "tml-cookbook-interop"
+SUBJECTS = ["cats", "the sea", "trains", "bread", "winter", "music", "gardens", "rivers"]
+LAUNCHER = (
+    "import runpy, sys\n"
+    "module, sys.argv = sys.argv[1], sys.argv[1:]\n"
+    "try:\n"
+    "    runpy.run_module(module, run_name='__main__', alter_sys=True)\n"
+    "finally:\n"
+    "    print('TINKER-MODULE', sys.modules['tinker'].__name__)\n"
+)
+
+
+def _row(index: int) -> dict[str, Any]:
+    subject = SUBJECTS[index % len(SUBJECTS)]
+    return {
+        "prompt": f"Tell me about {subject}.",
+        "prompt_id": str(index),
+        "category": "Chat",
+        "messages": [
+            {"role": "user", "content": f"Tell me about {subject}, please ({index})."},
+            {
+                "role": "assistant",
+                "content": f"{subject.capitalize()} are a fine subject. Fact {index % 7}.",
+            },
+        ],
+    }
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("cookbook")
+    data = root / "HuggingFaceH4" / "no_robots"
+    data.mkdir(parents=True)
+    for split, count, first in (("train", 256, 0), ("test", 128, 1000)):
+        lines = [json.dumps(_row(first + i)) for i in range(count)]
+        (data / f"{split}.jsonl").write_text("\n".join(lines) + "\n")
+    install_tokenizers(root / "hub", models=["local/tiny"], aliases={MODEL: "local/tiny"})
+    return root
+
+
+@pytest.fixture(scope="module")
+def server_url(workdir: Path) -> Iterator[str]:
+    command = [
+        sys.executable, "-m", "tinker_actors.cli", "serve", "--backend", "torch",
+        "--port", "0", "--model-alias", f"{MODEL}=local/tiny",
+        "--data-dir", str(workdir / "server-data"),
+    ]  # fmt: skip
+    server = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    try:
+        assert server.stdout is not None
+        first = server.stdout.readline()
+        assert " at " in first, first
+        yield first.rsplit(" at ", 1)[1].strip()
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+        if server.stdout is not None:
+            server.stdout.close()
+
+
+def run_recipe(
+    workdir: Path, url: str, module: str, args: list[str], *, compat: bool
+) -> list[dict[str, Any]]:
+    """Run a cookbook recipe module; return the rows of its metrics.jsonl."""
+    log_path = workdir / f"{module.rsplit('.', 1)[1]}-{'compat' if compat else 'official'}"
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "HF_HUB_CACHE": str(workdir / "hub"),
+        "TINKER_BASE_URL": url,
+        "TINKER_API_KEY": KEY,
+    }
+    launch = [sys.executable, "-c", LAUNCHER, module, f"log_path={log_path}", *args]
+    if compat:
+        launch = [sys.executable, "-m", "tinker_actors.cli", "run", "--", *launch]
+    done = subprocess.run(
+        launch, cwd=workdir, env=env, capture_output=True, text=True, timeout=600, check=False
+    )
+    assert done.returncode == 0, done.stderr[-6000:]
+    expected = "tinker_actors.compat" if compat else "tinker"
+    assert f"TINKER-MODULE {expected}" in done.stdout, done.stdout[-2000:]
+    rows = [json.loads(line) for line in (log_path / "metrics.jsonl").read_text().splitlines()]
+    return rows
+
+
+def _losses(rows: list[dict[str, Any]], key: str) -> list[float]:
+    return [row[key] for row in rows if key in row]
+
+
+def test_sl_loop_logs_the_official_clients_losses(workdir: Path, server_url: str) -> None:
+    args = ["batch_size=8", "max_steps=4"]
+    module = "tinker_cookbook.recipes.sl_loop"
+    official = run_recipe(workdir, server_url, module, args, compat=False)
+    ours = run_recipe(workdir, server_url, module, args, compat=True)
+    theirs_nll, ours_nll = _losses(official, "train_mean_nll"), _losses(ours, "train_mean_nll")
+    assert len(ours_nll) == 4
+    assert ours_nll == pytest.approx(theirs_nll, abs=1e-4)
+
+
+def test_sl_basic_logs_the_official_clients_losses(workdir: Path, server_url: str) -> None:
+    # supervised/train.py: asyncio, pipelined submission, an NLL evaluator, final checkpoints
+    args = ["max_steps=2", "eval_every=2"]
+    module = "tinker_cookbook.recipes.sl_basic"
+    official = run_recipe(workdir, server_url, module, args, compat=False)
+    ours = run_recipe(workdir, server_url, module, args, compat=True)
+    for key in ("train_mean_nll", "test/nll"):
+        theirs_values, our_values = _losses(official, key), _losses(ours, key)
+        assert our_values, key
+        assert our_values == pytest.approx(theirs_values, abs=1e-4), key
