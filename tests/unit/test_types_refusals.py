@@ -164,7 +164,8 @@ def test_integer_arrays_under_float_keys_become_float32() -> None:
         (lambda: LoraConfig(rank=True), "rank must be an integer"),
         (lambda: LoraConfig(rank=8, train_mlp=1), "train_mlp must be True or False"),
         (lambda: ImageChunk(data="not base64!", format="png"), "must be base64"),
-        (lambda: ImageChunk(data=b"x", format="png", expected_tokens=-1), "non-negative"),
+        (lambda: ImageChunk(data=b"x", format="png", expected_tokens=-1), "must be >= 0"),
+        (lambda: ImageChunk(data=b"x", format="png", expected_tokens=True), "got True"),
     ],
 )
 def test_parameters_refuse_values_the_server_would_refuse(build: object, named: str) -> None:
@@ -179,3 +180,4 @@ def test_parameters_normalise_like_0_38() -> None:
     assert type(params.temperature) is float
     assert msgspec.json.encode(AdamParams(learning_rate=1)).startswith(b'{"learning_rate":1.0,')
     assert LoraConfig(rank=np.int64(8)).rank == 8  # type: ignore[arg-type]
+    assert ImageChunk(data=b"x", format="png", expected_tokens=2.0).expected_tokens == 2  # type: ignore[arg-type]

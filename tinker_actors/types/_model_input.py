@@ -46,7 +46,7 @@ import msgspec
 
 from tinker_actors.errors import InvalidInputError
 from tinker_actors.types._base import tag_attribute
-from tinker_actors.types._values import token_ids
+from tinker_actors.types._values import as_int, token_ids
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -145,13 +145,10 @@ def _check_image(chunk: ImageChunk | ImageAssetPointerChunk) -> None:
             f"{type(chunk).__name__}.format must be 'png' or 'jpeg', got {chunk.format!r}"
         )
     expected = chunk.expected_tokens
-    if expected is not None and (
-        isinstance(expected, bool) or not isinstance(expected, int) or expected < 0
-    ):
-        raise InvalidInputError(
-            f"{type(chunk).__name__}.expected_tokens must be a non-negative int or None, got "
-            f"{expected!r}"
-        )
+    if expected is not None:
+        checked = as_int(expected, f"{type(chunk).__name__}.expected_tokens", minimum=0)
+        if checked is not expected:
+            msgspec.structs.force_setattr(chunk, "expected_tokens", checked)
 
 
 def _bytes_field(chunk: msgspec.Struct, name: str) -> None:
