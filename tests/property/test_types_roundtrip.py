@@ -36,6 +36,7 @@ MODULES = (
     "_checkpoints",
     "_custom_loss",
     "_futures",
+    "_optimizer",
     "_sampling",
     "_service",
     "_session",
@@ -60,7 +61,7 @@ TINKER_PATHS = st.builds(
     st.sampled_from(["weights", "sampler_weights", "external_weights"]),
     st.from_regex(r"[a-z0-9-]{1,8}", fullmatch=True),
 )
-PROMPTS = st.lists(st.integers(0, 2**31), min_size=1, max_size=8).map(ModelInput.from_ints)
+PROMPTS = st.lists(st.integers(0, 2**31 - 1), min_size=1, max_size=8).map(ModelInput.from_ints)
 
 CUSTOM_LOSS_INPUTS = st.builds(
     lambda first_rank, others: [

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import msgspec
 import numpy as np
 import pytest
 import zstandard
@@ -104,6 +103,14 @@ def test_tokens_are_int32_little_endian() -> None:
     assert np.array([1, -2, 2**31 - 1], dtype="<i4").tobytes() in body
 
 
+def _mutated_tokens(bad: object) -> Datum:
+    # Constructors refuse bad ids; the encoder checks again, for a list mutated afterwards.
+    datum = Datum(model_input=ModelInput.from_ints([1]))
+    tokens: list[object] = datum.model_input.chunks[0].tokens  # type: ignore[union-attr,assignment]
+    tokens[0] = bad
+    return datum
+
+
 @pytest.mark.parametrize(
     ("datum", "match"),
     [
@@ -113,8 +120,8 @@ def test_tokens_are_int32_little_endian() -> None:
             ),
             "ImageAssetPointerChunk",
         ),
-        (Datum(model_input=ModelInput.from_ints([2**31])), "int32"),
-        (Datum(model_input=ModelInput(chunks=[EncodedTextChunk(tokens=["a"])])), "integers"),  # type: ignore[list-item]
+        (_mutated_tokens(2**31), "int32"),
+        (_mutated_tokens("a"), "integers"),
     ],
 )
 def test_request_bad_input(datum: Datum, match: str) -> None:
@@ -162,7 +169,7 @@ def test_loss_config_dual_write_and_v2_preference() -> None:
     decoded = decode_forward_backward_request(only_legacy.getvalue(), content_encoding="identity")
     assert decoded.forward_backward_input.loss_fn_config == {"clip": 9.0}
     empty = decode_forward_backward_request(b"", content_encoding=None)
-    assert empty.forward_backward_input.loss_fn_config is msgspec.UNSET
+    assert empty.forward_backward_input.loss_fn_config is None
     assert empty.seq_id == 0
 
 

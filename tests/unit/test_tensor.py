@@ -10,7 +10,6 @@ from strategies_wire import tensors
 
 from tinker_actors.errors import InvalidInputError
 from tinker_actors.types._tensor import (
-    DtypeConversionWarning,
     TensorData,
     json_dec_hook,
     json_enc_hook,
@@ -49,11 +48,9 @@ def test_from_numpy_keeps_wire_dtypes_without_copy() -> None:
         (np.uint64, "int64"),
     ],
 )
-def test_other_numeric_dtypes_convert_with_a_warning_naming_the_field(
-    dtype: type, wire: str
-) -> None:
-    with pytest.warns(DtypeConversionWarning, match=r"loss_fn_inputs\['w'\].*" + wire):
-        t = TensorData.from_numpy(np.array([1, 2], dtype=dtype), field="loss_fn_inputs['w']")
+def test_other_numeric_dtypes_convert_silently_as_in_0_38(dtype: type, wire: str) -> None:
+    # filterwarnings=error: a warning here would fail the test.
+    t = TensorData.from_numpy(np.array([1, 2], dtype=dtype), field="loss_fn_inputs['w']")
     assert t.dtype == wire
     assert t.to_numpy().dtype == np.dtype(wire)
     assert t.tolist() == [1, 2]
@@ -86,7 +83,7 @@ def test_constructor_validates_dtype_shape_and_values() -> None:
         TensorData(data=[1], dtype="float64")  # type: ignore[arg-type]
     with pytest.raises(InvalidInputError, match="3 elements but shape \\[2, 2\\] needs 4"):
         TensorData(data=[1, 2, 3], dtype="int64", shape=[2, 2])
-    with pytest.raises(InvalidInputError, match="non-integer"):
+    with pytest.raises(InvalidInputError, match=r"1\.5 at index 0 is not an integer"):
         TensorData(data=[1.5], dtype="int64")
     with pytest.raises(InvalidInputError, match="rectangular"):
         TensorData(data=[[1, 2], [3]], dtype="int64")
@@ -221,8 +218,7 @@ def test_torch_round_trip() -> None:
     td = TensorData.from_torch(t, sparse=True)
     assert td.is_sparse
     assert torch.equal(td.to_torch(), t)
-    with pytest.warns(DtypeConversionWarning, match="bfloat16"):
-        bf = TensorData.from_torch(torch.ones(3, dtype=torch.bfloat16))
+    bf = TensorData.from_torch(torch.ones(3, dtype=torch.bfloat16))  # widened silently
     assert bf.dtype == "float32"
     with pytest.raises(InvalidInputError):
         TensorData.from_torch(torch.tensor([True]))

@@ -5,6 +5,26 @@ unions appear exactly where the wire has a discriminator. The conventions are ex
 :mod:`tinker_actors.types._model_input` and applied by :mod:`tinker_actors.types._base`.
 Structs that can hold a :class:`TensorData` need :func:`json_enc_hook` / :func:`json_dec_hook`
 on their msgspec encoder/decoder.
+
+Every public name of ``tinker.types`` 0.38 is here, with the same fields, defaults and (for its
+dataclasses) positional order, and the helpers real code uses behave alike
+(``tests/interop/test_types_surface.py`` and ``test_types_behaviour.py`` check both against the
+official package). Deliberate differences:
+
+* values 0.38 changes silently or lets through to a server that refuses them are refused where
+  they are built, naming the value: token ids that are bools, fractions, NaN, strings or
+  outside int32; fractional, NaN or out-of-range tensor values for an int64 tensor; finite
+  values beyond float32; NaN/inf, strings and out-of-range optimizer and sampling parameters;
+* well-known ``loss_fn_inputs`` keys get their wire dtype from arrays and tensors too (float
+  token ids become int64, integer weights float32), not only from lists;
+* unknown keyword arguments raise (0.38's response-style models ignore them);
+* ``TensorData`` and ``Datum`` compare by value (0.38's TensorData by identity), and TensorData
+  is not hashable;
+* ``ModelInput.append_int`` extends a trailing text chunk instead of adding a one-token chunk;
+* an unset optional *request* field reads ``msgspec.UNSET`` (falsy) rather than ``None``;
+* Datum and the other dataclasses of 0.38 are msgspec Structs: ``dataclasses.replace`` does not
+  apply (``msgspec.structs.replace`` does), and there are no ``model_dump``/``model_copy``
+  methods (no 0.38 code we know of calls them on these types).
 """
 
 from __future__ import annotations
@@ -21,6 +41,10 @@ from tinker_actors.types._admin import (
 )
 from tinker_actors.types._admin import (
     CurrentCheckpointStorageUsageResponse as CurrentCheckpointStorageUsageResponse,
+)
+from tinker_actors.types._admin import GetBillingUsageRequest as GetBillingUsageRequest
+from tinker_actors.types._admin import (
+    GetCurrentCheckpointStorageUsageRequest as GetCurrentCheckpointStorageUsageRequest,
 )
 from tinker_actors.types._admin import SamplingPrefillBillingEvent as SamplingPrefillBillingEvent
 from tinker_actors.types._admin import SamplingSampleBillingEvent as SamplingSampleBillingEvent
@@ -39,6 +63,9 @@ from tinker_actors.types._checkpoints import Cursor as Cursor
 from tinker_actors.types._checkpoints import (
     ExternalWeightsUrlsResponse as ExternalWeightsUrlsResponse,
 )
+from tinker_actors.types._checkpoints import (
+    ParsedCheckpointTinkerPath as ParsedCheckpointTinkerPath,
+)
 from tinker_actors.types._checkpoints import SetCheckpointTtlRequest as SetCheckpointTtlRequest
 from tinker_actors.types._checkpoints import TinkerPath as TinkerPath
 from tinker_actors.types._checkpoints import TrainingRun as TrainingRun
@@ -52,13 +79,17 @@ from tinker_actors.types._custom_loss import CustomLossNode as CustomLossNode
 from tinker_actors.types._custom_loss import CustomLossNodeOp as CustomLossNodeOp
 from tinker_actors.types._datum import Datum as Datum
 from tinker_actors.types._datum import LossFnConfig as LossFnConfig
+from tinker_actors.types._datum import LossFnInputs as LossFnInputs
 from tinker_actors.types._datum import LossFnType as LossFnType
 from tinker_actors.types._datum import PromptProvenanceSpan as PromptProvenanceSpan
 from tinker_actors.types._datum import ProvenanceSpan as ProvenanceSpan
+from tinker_actors.types._datum import ProvenanceSpans as ProvenanceSpans
 from tinker_actors.types._datum import SampledProvenanceSpan as SampledProvenanceSpan
 from tinker_actors.types._forward_backward import ForwardBackwardInput as ForwardBackwardInput
 from tinker_actors.types._forward_backward import ForwardBackwardOutput as ForwardBackwardOutput
 from tinker_actors.types._forward_backward import ForwardBackwardRequest as ForwardBackwardRequest
+from tinker_actors.types._forward_backward import ForwardRequest as ForwardRequest
+from tinker_actors.types._forward_backward import LossFnOutput as LossFnOutput
 from tinker_actors.types._futures import CancelFutureRequest as CancelFutureRequest
 from tinker_actors.types._futures import CompleteMetadataResponse as CompleteMetadataResponse
 from tinker_actors.types._futures import FutureAnswer as FutureAnswer
@@ -66,11 +97,13 @@ from tinker_actors.types._futures import FutureCompletion as FutureCompletion
 from tinker_actors.types._futures import FutureFailed as FutureFailed
 from tinker_actors.types._futures import FutureFinished as FutureFinished
 from tinker_actors.types._futures import FutureRetrieveRequest as FutureRetrieveRequest
+from tinker_actors.types._futures import FutureRetrieveResponse as FutureRetrieveResponse
 from tinker_actors.types._futures import FuturesRetrieveRequest as FuturesRetrieveRequest
 from tinker_actors.types._futures import FuturesRetrieveResponse as FuturesRetrieveResponse
 from tinker_actors.types._futures import QueueState as QueueState
 from tinker_actors.types._futures import RequestErrorCategory as RequestErrorCategory
 from tinker_actors.types._futures import RequestFailedResponse as RequestFailedResponse
+from tinker_actors.types._futures import RequestID as RequestID
 from tinker_actors.types._futures import (
     SamplingSessionFuturesTarget as SamplingSessionFuturesTarget,
 )
@@ -86,6 +119,13 @@ from tinker_actors.types._model_input import ModelInput as ModelInput
 from tinker_actors.types._model_input import ModelInputChunk as ModelInputChunk
 from tinker_actors.types._model_input import none_to_unset as none_to_unset
 from tinker_actors.types._model_input import tensor_container_shape as tensor_container_shape
+from tinker_actors.types._optimizer import AdamOptimizerConfig as AdamOptimizerConfig
+from tinker_actors.types._optimizer import AdamParams as AdamParams
+from tinker_actors.types._optimizer import DimuonOptimizerConfig as DimuonOptimizerConfig
+from tinker_actors.types._optimizer import DimuonParams as DimuonParams
+from tinker_actors.types._optimizer import OptimizerConfig as OptimizerConfig
+from tinker_actors.types._optimizer import OptimizerParams as OptimizerParams
+from tinker_actors.types._optimizer import OptimParams as OptimParams
 from tinker_actors.types._sample_result import TOPK_MASK_LOGPROB as TOPK_MASK_LOGPROB
 from tinker_actors.types._sample_result import PromptAltTokens as PromptAltTokens
 from tinker_actors.types._sample_result import SampledSequence as SampledSequence
@@ -164,25 +204,22 @@ from tinker_actors.types._telemetry import GenericEvent as GenericEvent
 from tinker_actors.types._telemetry import SessionEndEvent as SessionEndEvent
 from tinker_actors.types._telemetry import SessionStartEvent as SessionStartEvent
 from tinker_actors.types._telemetry import Severity as Severity
+from tinker_actors.types._telemetry import TelemetryBatch as TelemetryBatch
 from tinker_actors.types._telemetry import TelemetryEvent as TelemetryEvent
 from tinker_actors.types._telemetry import TelemetryResponse as TelemetryResponse
 from tinker_actors.types._telemetry import TelemetrySendRequest as TelemetrySendRequest
 from tinker_actors.types._telemetry import UnhandledExceptionEvent as UnhandledExceptionEvent
-from tinker_actors.types._tensor import DtypeConversionWarning as DtypeConversionWarning
 from tinker_actors.types._tensor import TensorData as TensorData
-from tinker_actors.types._tensor import TensorDtype as TensorDtype
 from tinker_actors.types._tensor import json_dec_hook as json_dec_hook
 from tinker_actors.types._tensor import json_enc_hook as json_enc_hook
-from tinker_actors.types._training import AdamParams as AdamParams
+from tinker_actors.types._tensor_checks import TensorDtype as TensorDtype
 from tinker_actors.types._training import CreateModelRequest as CreateModelRequest
 from tinker_actors.types._training import CreateModelResponse as CreateModelResponse
-from tinker_actors.types._training import DimuonParams as DimuonParams
 from tinker_actors.types._training import GetInfoRequest as GetInfoRequest
 from tinker_actors.types._training import GetInfoResponse as GetInfoResponse
 from tinker_actors.types._training import LoraConfig as LoraConfig
 from tinker_actors.types._training import ModelData as ModelData
-from tinker_actors.types._training import OptimizerConfig as OptimizerConfig
-from tinker_actors.types._training import OptimizerParams as OptimizerParams
+from tinker_actors.types._training import ModelID as ModelID
 from tinker_actors.types._training import OptimStepRequest as OptimStepRequest
 from tinker_actors.types._training import OptimStepResponse as OptimStepResponse
 from tinker_actors.types._training import SamplingClientKind as SamplingClientKind
@@ -221,6 +258,7 @@ __all__ = [
     "TOPK_MASK_LOGPROB",
     "AccessibleSearchOwner",
     "ActiveSessionStatusQuery",
+    "AdamOptimizerConfig",
     "AdamParams",
     "ArchiveUrlResponse",
     "AuditLogEntry",
@@ -268,9 +306,9 @@ __all__ = [
     "CustomLossNode",
     "CustomLossNodeOp",
     "Datum",
+    "DimuonOptimizerConfig",
     "DimuonParams",
     "DmelChunk",
-    "DtypeConversionWarning",
     "EncodedTextChunk",
     "EventType",
     "ExternalWeightsUrlsResponse",
@@ -279,14 +317,18 @@ __all__ = [
     "ForwardBackwardInput",
     "ForwardBackwardOutput",
     "ForwardBackwardRequest",
+    "ForwardRequest",
     "FutureAnswer",
     "FutureCompletion",
     "FutureFailed",
     "FutureFinished",
     "FutureRetrieveRequest",
+    "FutureRetrieveResponse",
     "FuturesRetrieveRequest",
     "FuturesRetrieveResponse",
     "GenericEvent",
+    "GetBillingUsageRequest",
+    "GetCurrentCheckpointStorageUsageRequest",
     "GetInfoRequest",
     "GetInfoResponse",
     "GetSamplerResponse",
@@ -303,21 +345,28 @@ __all__ = [
     "LoadWeightsResponse",
     "LoraConfig",
     "LossFnConfig",
+    "LossFnInputs",
+    "LossFnOutput",
     "LossFnType",
     "ModelData",
+    "ModelID",
     "ModelInput",
     "ModelInputChunk",
+    "OptimParams",
     "OptimStepRequest",
     "OptimStepResponse",
     "OptimizerConfig",
     "OptimizerParams",
     "OwnSearchOwner",
+    "ParsedCheckpointTinkerPath",
     "PromptAltTokens",
     "PromptProvenanceSpan",
     "ProvenanceSpan",
+    "ProvenanceSpans",
     "QueueState",
     "RequestErrorCategory",
     "RequestFailedResponse",
+    "RequestID",
     "RequestStruct",
     "ResponseStruct",
     "SampleRequest",
@@ -361,6 +410,7 @@ __all__ = [
     "StopReason",
     "StorageBillingEvent",
     "SupportedModel",
+    "TelemetryBatch",
     "TelemetryEvent",
     "TelemetryResponse",
     "TelemetrySendRequest",

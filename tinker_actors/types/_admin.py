@@ -11,8 +11,10 @@ from datetime import datetime
 from typing import Any, TypeAlias
 
 import msgspec
+from msgspec import UNSET, UnsetType
 
-from tinker_actors.types._base import ResponseStruct
+from tinker_actors.errors import InvalidInputError
+from tinker_actors.types._base import RequestStruct, ResponseStruct
 
 __all__ = [
     "AuditLogEntry",
@@ -24,6 +26,8 @@ __all__ = [
     "CheckpointBillingEvent",
     "CurrentCheckpointStorageUsageItem",
     "CurrentCheckpointStorageUsageResponse",
+    "GetBillingUsageRequest",
+    "GetCurrentCheckpointStorageUsageRequest",
     "SamplingPrefillBillingEvent",
     "SamplingSampleBillingEvent",
     "StorageBillingEvent",
@@ -176,6 +180,47 @@ class CurrentCheckpointStorageUsageResponse(ResponseStruct, kw_only=True, frozen
     effective_rate_usd_per_gigabyte_month: float | None = None
     """The current gross storage rate."""
     data: list[CurrentCheckpointStorageUsageItem]
+
+
+class GetBillingUsageRequest(RequestStruct, kw_only=True, frozen=True):
+    """The query of ``GET /api/v1/billing/usage/events`` (sent as query parameters).
+
+    The service wants both bounds aligned to a UTC hour, the start not in the future and the
+    end at most 14 days after it.
+
+    Raises:
+        InvalidInputError: a bound is neither a datetime nor an ISO 8601 / RFC 3339 string.
+    """
+
+    starting_on: datetime
+    """Inclusive start of the window."""
+    ending_before: datetime
+    """Exclusive end of the window."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for name in ("starting_on", "ending_before"):
+            value = getattr(self, name)
+            if isinstance(value, str):
+                try:
+                    value = datetime.fromisoformat(value)
+                except ValueError as exc:
+                    raise InvalidInputError(
+                        f"{name} must be a datetime or an RFC 3339 string, got {value!r}"
+                    ) from exc
+                msgspec.structs.force_setattr(self, name, value)
+            elif not isinstance(value, datetime):
+                raise InvalidInputError(
+                    f"{name} must be a datetime or an RFC 3339 string, got {type(value).__name__}"
+                )
+
+
+class GetCurrentCheckpointStorageUsageRequest(RequestStruct, kw_only=True, frozen=True):
+    """The query of ``GET /api/v1/billing/usage/checkpoints/current``: the whole organisation,
+    or one project."""
+
+    project_id: str | UnsetType | None = UNSET
+    """Only this project's checkpoints; unset for the entire organisation."""
 
 
 class WhoamiResponse(ResponseStruct, kw_only=True, frozen=True):

@@ -28,17 +28,37 @@ the official model allows ``null`` (the future results of saves and loads, ``get
 an ordinary ``Literal[...] | None`` field that defaults to the literal, so it is still written.
 
 Tagged unions are used exactly where the wire has a discriminator (``type``, ``event`` for
-telemetry events, ``state`` for future completions); msgspec writes the tag first. Every
-subclass repeats ``frozen=True`` (and ``kw_only=True``) because type checkers and msgspec read
-those per class.
+telemetry events, ``state`` for future completions); msgspec writes the tag first. The tag is
+not a field, but it reads as an attribute (``status.type``) as it does on 0.38's models
+(:func:`tag_attribute`). Every subclass repeats ``frozen=True`` (and ``kw_only=True``) because
+type checkers and msgspec read those per class.
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 import msgspec
 from msgspec import UNSET
 
 __all__ = ["RequestStruct", "ResponseStruct"]
+
+
+def tag_attribute(self: msgspec.Struct, name: str) -> object:
+    """Answer a failed attribute lookup for the tag field with the class's tag.
+
+    Installed as ``__getattr__`` (which Python calls only when normal lookup fails, so fields
+    cost nothing extra) on the bases of tagged Structs, and hidden from type checkers so that
+    a misspelt attribute is still a static error.
+
+    Raises:
+        AttributeError: ``name`` is not the tag field.
+    """
+    config = type(self).__struct_config__
+    if name == config.tag_field and config.tag is not None:
+        return config.tag
+    raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
 
 # Per concrete request class: the names of the fields whose default is UNSET. Computed once,
 # lazily, because msgspec only knows a class's fields after the class statement has finished.
@@ -62,6 +82,9 @@ class RequestStruct(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     Subclasses that validate in ``__post_init__`` call ``super().__post_init__()`` first.
     """
 
+    if not TYPE_CHECKING:
+        __getattr__ = tag_attribute
+
     def __post_init__(self) -> None:
         for name in _unset_default_fields(type(self)):
             if getattr(self, name) is None:
@@ -70,3 +93,6 @@ class RequestStruct(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 class ResponseStruct(msgspec.Struct, frozen=True):
     """Base of response bodies: unknown fields ignored."""
+
+    if not TYPE_CHECKING:
+        __getattr__ = tag_attribute

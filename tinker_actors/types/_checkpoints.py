@@ -10,12 +10,16 @@ API addresses a checkpoint by its run and ``checkpoint_id = "<segment>/<name>"``
     ('run:train:0', 'training', 'weights/step-10')
     >>> str(path)
     'tinker://run:train:0/weights/step-10'
+
+:class:`ParsedCheckpointTinkerPath` is 0.38's form of the same parse, kept to its exact rules
+(it allows empty parts, which :class:`TinkerPath` refuses); both share one splitter.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Final, Literal, TypeAlias
+from urllib.parse import quote
 
 import msgspec
 
@@ -30,6 +34,7 @@ __all__ = [
     "CheckpointsListResponse",
     "Cursor",
     "ExternalWeightsUrlsResponse",
+    "ParsedCheckpointTinkerPath",
     "SetCheckpointTtlRequest",
     "TinkerPath",
     "TrainingRun",
@@ -48,6 +53,56 @@ _SEGMENT_TO_TYPE: Final[dict[str, CheckpointType]] = {
 _TYPE_TO_SEGMENT: Final[dict[CheckpointType, str]] = {t: s for s, t in _SEGMENT_TO_TYPE.items()}
 
 
+_EXPECTED: Final = (
+    "expected tinker://<training_run_id>/<segment>/<name> with segment one of "
+    f"{', '.join(_SEGMENT_TO_TYPE)}"
+)
+_CONSOLE_URL: Final = "https://tinker.thinkingmachines.ai"
+
+
+def split_tinker_path(path: object) -> tuple[str, CheckpointType, str]:
+    """Split a ``tinker://`` path into run id, checkpoint kind and name, as 0.38 does.
+
+    The path must start with ``tinker://`` and have exactly three ``/``-separated parts after
+    it, the middle one a known segment; the parts may be empty (:meth:`TinkerPath.parse` adds
+    that check).
+
+    Raises:
+        InvalidInputError: the path does not have that form.
+    """
+    if not isinstance(path, str) or not path.startswith(TINKER_SCHEME):
+        raise InvalidInputError(f"not a tinker:// path: {path!r}; {_EXPECTED}")
+    parts = path[len(TINKER_SCHEME) :].split("/")
+    if len(parts) != 3:
+        raise InvalidInputError(
+            f"malformed tinker path {path!r}: it needs exactly three parts after tinker://; "
+            f"{_EXPECTED}"
+        )
+    run, segment, name = parts
+    checkpoint_type = _SEGMENT_TO_TYPE.get(segment)
+    if checkpoint_type is None:
+        raise InvalidInputError(f"unknown checkpoint segment {segment!r} in {path!r}; {_EXPECTED}")
+    return run, checkpoint_type, name
+
+
+def checkpoint_console_url(tinker_path: str) -> str:
+    """Return the Tinker console page of the checkpoint at ``tinker_path``.
+
+    Raises:
+        InvalidInputError: ``tinker_path`` is not a tinker:// checkpoint path.
+    """
+    parsed = ParsedCheckpointTinkerPath.from_tinker_path(tinker_path)
+    return (
+        f"{_CONSOLE_URL}/checkpoints/{quote(parsed.training_run_id, safe='')}/"
+        f"{quote(parsed.checkpoint_id, safe='')}"
+    )
+
+
+def checkpoint_playground_url(tinker_path: str) -> str:
+    """Return a Tinker playground URL that opens the sampler checkpoint at ``tinker_path``."""
+    return f"{_CONSOLE_URL}/playground?mode=checkpoint&checkpoint={quote(tinker_path, safe='')}"
+
+
 class TinkerPath(msgspec.Struct, frozen=True):
     """A parsed ``tinker://<training_run_id>/<segment>/<name>`` checkpoint path."""
 
@@ -64,25 +119,14 @@ class TinkerPath(msgspec.Struct, frozen=True):
 
         Raises:
             InvalidInputError: ``path`` is not of the form
-                ``tinker://<training_run_id>/<weights|sampler_weights|external_weights>/<name>``.
+                ``tinker://<training_run_id>/<weights|sampler_weights|external_weights>/<name>``
+                with every part non-empty.
         """
-        expected = (
-            "expected tinker://<training_run_id>/<segment>/<name> with segment one of "
-            f"{', '.join(_SEGMENT_TO_TYPE)}"
-        )
-        if not isinstance(path, str) or not path.startswith(TINKER_SCHEME):
-            raise InvalidInputError(f"not a tinker:// path: {path!r}; {expected}")
-        parts = path[len(TINKER_SCHEME) :].split("/")
-        if len(parts) != 3 or not all(parts):
+        run, checkpoint_type, name = split_tinker_path(path)
+        if not run or not name:
             raise InvalidInputError(
-                f"malformed tinker path {path!r}: it needs exactly three non-empty parts after "
-                f"tinker://; {expected}"
-            )
-        run, segment, name = parts
-        checkpoint_type = _SEGMENT_TO_TYPE.get(segment)
-        if checkpoint_type is None:
-            raise InvalidInputError(
-                f"unknown checkpoint segment {segment!r} in {path!r}; {expected}"
+                f"malformed tinker path {path!r}: the training run id and the name must not be "
+                f"empty; {_EXPECTED}"
             )
         return cls(training_run_id=run, checkpoint_type=checkpoint_type, name=name)
 
@@ -98,6 +142,36 @@ class TinkerPath(msgspec.Struct, frozen=True):
 
     def __str__(self) -> str:
         return f"{TINKER_SCHEME}{self.training_run_id}/{self.checkpoint_id}"
+
+
+class ParsedCheckpointTinkerPath(ResponseStruct, kw_only=True, frozen=True):
+    """A ``tinker://`` checkpoint path and its parts (0.38's model; see :class:`TinkerPath`)."""
+
+    tinker_path: str
+    """The path as given."""
+    training_run_id: str
+    """The training run the checkpoint belongs to."""
+    checkpoint_type: CheckpointType
+    """training, sampler or external, from the path's segment."""
+    checkpoint_id: str
+    """``<segment>/<name>``, how REST endpoints address the checkpoint within its run."""
+
+    @classmethod
+    def from_tinker_path(cls, tinker_path: str) -> ParsedCheckpointTinkerPath:
+        """Parse ``tinker_path`` with 0.38's rules (empty run id or name allowed).
+
+        Raises:
+            InvalidInputError: (a ValueError, as in 0.38) not ``tinker://`` followed by exactly
+                three parts with a known segment in the middle.
+        """
+        run, checkpoint_type, name = split_tinker_path(tinker_path)
+        segment = _TYPE_TO_SEGMENT[checkpoint_type]
+        return cls(
+            tinker_path=tinker_path,
+            training_run_id=run,
+            checkpoint_type=checkpoint_type,
+            checkpoint_id=f"{segment}/{name}",
+        )
 
 
 class Checkpoint(ResponseStruct, kw_only=True, frozen=True):

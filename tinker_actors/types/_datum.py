@@ -8,11 +8,17 @@ torch tensors or (for the well-known keys) plain lists; they are converted on co
     >>> d.loss_fn_inputs["target_tokens"].dtype, d.loss_fn_inputs["weights"].dtype
     ('int64', 'float32')
 
-Plain lists take their dtype from the key: ``target_tokens`` → int64; ``weights``,
+The well-known keys have a wire dtype: ``target_tokens`` → int64; ``weights``,
 ``advantages``, ``logprobs``, ``clip_low_threshold``, ``clip_high_threshold``,
-``sequence_ratio_mask`` → float32. Any other key needs a TensorData or an array with a dtype.
-Arrays keep their own dtype, converted to int64/float32 with a warning when needed. 2-D torch
-tensors under ``target_tokens`` and ``weights`` are stored sparse (CSR) when that is smaller.
+``sequence_ratio_mask`` → float32. Plain lists, numpy arrays and torch tensors under these keys
+are converted to it, so float token ids (``np.array([1., 2.])``) are sent as int64 and integer
+weights as float32, where 0.38 sends them in the array's own kind and the server refuses them.
+A conversion that would change a value is refused with ``InvalidInputError`` naming the value:
+a fraction, NaN or infinity among ``target_tokens`` (0.38 truncates ``[1.5]`` to ``[1]``
+silently), a bool, a float beyond float32. Other keys need a TensorData or an array with a dtype;
+arrays keep their own kind (floats → float32, integers → int64). An explicit TensorData is kept
+as given. 2-D torch tensors under ``target_tokens`` and ``weights`` are stored sparse (CSR) when
+that is smaller.
 
 Provenance spans (0.38) say where runs of tokens came from: a prompt
 (:class:`PromptProvenanceSpan`) or a sampled sequence (:class:`SampledProvenanceSpan`). They
@@ -22,21 +28,24 @@ come in pairs — ``model_input_spans`` tile the model input, ``loss_fn_input_sp
 
 from __future__ import annotations
 
-from typing import Any, Final, Literal, TypeAlias
+from typing import Final, Literal, TypeAlias
 
 import msgspec
 import numpy as np
 
 from tinker_actors.errors import InvalidInputError
-from tinker_actors.types._model_input import ModelInput, none_to_unset
-from tinker_actors.types._tensor import TensorData, TensorDtype
+from tinker_actors.types._model_input import ModelInput
+from tinker_actors.types._tensor import TensorData, TensorDtype, torch_to_numpy
+from tinker_actors.types._tensor_checks import NUMPY_DTYPE, keyed_array
 
 __all__ = [
     "Datum",
     "LossFnConfig",
+    "LossFnInputs",
     "LossFnType",
     "PromptProvenanceSpan",
     "ProvenanceSpan",
+    "ProvenanceSpans",
     "SampledProvenanceSpan",
 ]
 
@@ -101,29 +110,37 @@ class SampledProvenanceSpan(_Span, tag="sampled_tokens", frozen=True):
 ProvenanceSpan: TypeAlias = PromptProvenanceSpan | SampledProvenanceSpan
 """Where one run of a Datum field came from."""
 
+ProvenanceSpans: TypeAlias = list[ProvenanceSpan]
+"""Consecutive runs tiling one Datum field; see :meth:`Datum.with_provenance`."""
 
-class Datum(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+LossFnInputs: TypeAlias = dict[str, TensorData]
+"""The tensors a loss function reads, by name (``target_tokens``, ``weights``, ...)."""
+
+
+class Datum(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """One example: ``model_input`` and the named tensors the loss function reads.
 
+    Positional arguments are accepted in 0.38's order (``Datum(model_input, loss_fn_inputs)``).
+
     Raises:
-        InvalidInputError: a value cannot become a wire tensor, or spans are not given as a pair.
+        InvalidInputError: a value cannot become a wire tensor without changing a value, or
+            spans are not given as a pair.
         TypeError: a value is of an unsupported kind.
     """
 
     model_input: ModelInput
     """The tokens (and images) the model reads."""
 
-    loss_fn_inputs: dict[str, TensorData] = msgspec.field(default_factory=dict)
+    loss_fn_inputs: LossFnInputs = msgspec.field(default_factory=dict)
     """Tensors for the loss, aligned so that position i of model_input predicts target i."""
 
-    model_input_spans: list[ProvenanceSpan] | msgspec.UnsetType | None = msgspec.UNSET
+    model_input_spans: ProvenanceSpans | None = None
     """Runs tiling ``model_input`` (lengths sum to its length); set with ``with_provenance``."""
 
-    loss_fn_input_spans: list[ProvenanceSpan] | msgspec.UnsetType | None = msgspec.UNSET
+    loss_fn_input_spans: ProvenanceSpans | None = None
     """Runs tiling ``loss_fn_inputs["target_tokens"]``; set with ``with_provenance``."""
 
     def __post_init__(self) -> None:
-        none_to_unset(self, "model_input_spans", "loss_fn_input_spans")
         if not isinstance(self.model_input, ModelInput):
             raise TypeError(
                 f"Datum.model_input must be a ModelInput, got {type(self.model_input).__name__}"
@@ -132,20 +149,23 @@ class Datum(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=Tru
             raise TypeError("Datum.loss_fn_inputs must be a dict of name -> tensor")
         converted = {key: to_tensor_data(key, value) for key, value in self.loss_fn_inputs.items()}
         msgspec.structs.force_setattr(self, "loss_fn_inputs", converted)
-        if (self.model_input_spans is msgspec.UNSET) != (self.loss_fn_input_spans is msgspec.UNSET):
+        if (self.model_input_spans is None) != (self.loss_fn_input_spans is None):
             raise InvalidInputError(
                 "Datum: provenance comes as a pair; set both model_input_spans and "
                 "loss_fn_input_spans, or neither"
             )
         for name in ("model_input_spans", "loss_fn_input_spans"):
             spans = getattr(self, name)
-            if isinstance(spans, list):
-                for span in spans:
-                    if not isinstance(span, PromptProvenanceSpan | SampledProvenanceSpan):
-                        raise TypeError(
-                            f"Datum.{name} entries must be PromptProvenanceSpan or "
-                            f"SampledProvenanceSpan, got {type(span).__name__}"
-                        )
+            if spans is None:
+                continue
+            if not isinstance(spans, list):
+                msgspec.structs.force_setattr(self, name, spans := list(spans))
+            for span in spans:
+                if not isinstance(span, PromptProvenanceSpan | SampledProvenanceSpan):
+                    raise TypeError(
+                        f"Datum.{name} entries must be PromptProvenanceSpan or "
+                        f"SampledProvenanceSpan, got {type(span).__name__}"
+                    )
 
     def with_provenance(
         self, model_input: list[ProvenanceSpan], loss_fn_inputs: list[ProvenanceSpan]
@@ -176,29 +196,31 @@ def _check_tiling(what: str, spans: list[ProvenanceSpan], expected: int) -> None
 
 
 def to_tensor_data(key: str, value: object) -> TensorData:
-    """Convert one ``loss_fn_inputs`` value to a TensorData, using the key for plain lists.
+    """Convert one ``loss_fn_inputs`` value to a TensorData, in its key's dtype when known.
 
     Raises:
-        InvalidInputError: non-numeric data, ragged lists, or a plain list under a key whose
-            dtype is not known.
+        InvalidInputError: non-numeric data, ragged lists, a plain list under a key whose
+            dtype is not known, or a conversion that would change a value (named).
         TypeError: an unsupported kind of value.
     """
     field = f"loss_fn_inputs[{key!r}]"
     if isinstance(value, TensorData):
         return value
+    dtype = KEY_DTYPES.get(key)
     if isinstance(value, np.ndarray):
-        return TensorData.from_numpy(value, field=field)
-    if type(value).__module__.startswith("torch"):
-        shaped: Any = value
-        sparse = key in _SPARSE_KEYS and getattr(shaped, "ndim", 0) == 2
-        return TensorData.from_torch(value, sparse=sparse, field=field)
-    if isinstance(value, list | tuple):
-        dtype = KEY_DTYPES.get(key)
+        array = value
+    elif type(value).__module__.startswith("torch"):
+        array = torch_to_numpy(value, field)
+        if key in _SPARSE_KEYS and array.ndim == 2:
+            if dtype is not None and array.dtype.kind in "iuf":
+                array = keyed_array(array, dtype, field)
+            return TensorData.from_numpy(array, sparse=True, field=field)
+    elif isinstance(value, list | tuple):
         if dtype is None:
             raise InvalidInputError(
                 f"{field}: a plain list has no dtype; pass a TensorData "
-                "(TensorData(data=..., dtype='int64' or 'float32')) or a numpy array with a dtype "
-                f"(lists are accepted only for {sorted(KEY_DTYPES)})"
+                "(TensorData(data=..., dtype='int64' or 'float32')) or a numpy array with a "
+                f"dtype (lists are accepted only for {sorted(KEY_DTYPES)})"
             )
         try:
             array = np.asarray(value)
@@ -211,8 +233,13 @@ def to_tensor_data(key: str, value: object) -> TensorData:
             raise InvalidInputError(
                 f"{field}: holds {array.dtype} values; it needs numbers ({dtype})"
             )
-        return TensorData(data=array, dtype=dtype, shape=list(array.shape), field=field)
-    raise TypeError(
-        f"{field}: unsupported value of type {type(value).__name__}; pass a TensorData, a numpy "
-        "array, a torch tensor or a list of numbers"
-    )
+        if not array.size:
+            array = array.astype(NUMPY_DTYPE[dtype])
+    else:
+        raise TypeError(
+            f"{field}: unsupported value of type {type(value).__name__}; pass a TensorData, a "
+            "numpy array, a torch tensor or a list of numbers"
+        )
+    if dtype is not None and array.dtype.kind in "iuf":
+        array = keyed_array(array, dtype, field)
+    return TensorData.from_numpy(array, field=field)

@@ -32,6 +32,15 @@ from msgspec import UNSET, UnsetType
 
 from tinker_actors.errors import InvalidInputError
 from tinker_actors.types._base import RequestStruct, ResponseStruct
+from tinker_actors.types._forward_backward import ForwardBackwardOutput
+from tinker_actors.types._training import CreateModelResponse, OptimStepResponse
+from tinker_actors.types._weights import (
+    LoadWeightsResponse,
+    SaveWeightsExternalResponse,
+    SaveWeightsForSamplerResponse,
+    SaveWeightsResponse,
+    UnloadModelResponse,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -44,11 +53,13 @@ __all__ = [
     "FutureFailed",
     "FutureFinished",
     "FutureRetrieveRequest",
+    "FutureRetrieveResponse",
     "FuturesRetrieveRequest",
     "FuturesRetrieveResponse",
     "QueueState",
     "RequestErrorCategory",
     "RequestFailedResponse",
+    "RequestID",
     "SamplingSessionFuturesTarget",
     "TryAgainResponse",
     "UntypedAPIFuture",
@@ -56,6 +67,9 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+
+RequestID: TypeAlias = str
+"""The id of a submitted request, which its future is polled by."""
 
 
 class QueueState(enum.StrEnum):
@@ -78,6 +92,10 @@ class RequestErrorCategory(enum.StrEnum):
     SERVER = "server"
     USER = "user"
     """The caller's input caused the failure."""
+    # 0.38's member names, as aliases of the same members.
+    Unknown = "unknown"
+    Server = "server"
+    User = "user"
 
 
 class UntypedAPIFuture(ResponseStruct, kw_only=True, frozen=True):
@@ -238,6 +256,21 @@ def _decoder(
 
 FutureAnswer: TypeAlias = TryAgainResponse | CompleteMetadataResponse | RequestFailedResponse
 """The non-result answers of ``retrieve_future``."""
+
+FutureRetrieveResponse: TypeAlias = (
+    TryAgainResponse
+    | ForwardBackwardOutput
+    | OptimStepResponse
+    | SaveWeightsResponse
+    | LoadWeightsResponse
+    | SaveWeightsForSamplerResponse
+    | SaveWeightsExternalResponse
+    | CreateModelResponse
+    | UnloadModelResponse
+    | RequestFailedResponse
+)
+"""What ``retrieve_future`` may answer for a training operation (0.38's union, for annotations;
+:func:`decode_future_answer` decodes an answer into the type the future expects)."""
 
 
 def decode_future_answer(

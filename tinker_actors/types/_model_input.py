@@ -36,12 +36,17 @@ JSON conventions for every wire Struct in ``tinker_actors.types`` (protocol.md p
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Literal, TypeAlias
+import base64
+import binascii
+import copy
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any, Final, Literal, TypeAlias
 
 import msgspec
-import numpy as np
 
 from tinker_actors.errors import InvalidInputError
+from tinker_actors.types._base import tag_attribute
+from tinker_actors.types._values import as_int, token_ids
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -75,21 +80,54 @@ def none_to_unset(struct: msgspec.Struct, *names: str) -> None:
 
 
 class _Chunk(
-    msgspec.Struct, tag_field="type", kw_only=True, frozen=True, forbid_unknown_fields=True
+    msgspec.Struct,
+    tag_field="type",
+    kw_only=True,
+    frozen=True,
+    forbid_unknown_fields=True,
+    omit_defaults=True,
 ):
-    """Base of the ModelInput chunk kinds (a tagged union on ``type``)."""
+    """Base of the ModelInput chunk kinds (a tagged union on ``type``).
+
+    ``omit_defaults``: the only defaulted field is an image's ``expected_tokens`` (``None``), so
+    an unset one is left out of the JSON, as the official SDK's ``exclude_none`` does, while
+    reading it gives ``None`` as in 0.38. ``chunk.type`` reads the tag.
+    """
+
+    if not TYPE_CHECKING:
+        __getattr__ = tag_attribute
 
 
 class EncodedTextChunk(_Chunk, tag="encoded_text", frozen=True):
-    """A run of token ids."""
+    """A run of token ids.
+
+    Raises:
+        InvalidInputError: a value is not a token id (a bool, a fraction, NaN, a string, or
+            outside int32), naming it. Integral floats and numpy integers become ints.
+    """
 
     tokens: list[int]
-    """Token ids (Python ints; each must fit int32, the protobuf request packs them as int32)."""
+    """Token ids (Python ints that fit int32: the protobuf request packs them as int32)."""
+
+    def __post_init__(self) -> None:
+        checked = token_ids(self.tokens)
+        if checked is not self.tokens:
+            msgspec.structs.force_setattr(self, "tokens", checked)
 
     @property
     def length(self) -> int:
         """Number of tokens."""
         return len(self.tokens)
+
+
+_EMPTY_TEXT = EncodedTextChunk(tokens=[])
+
+
+def _trusted_text(tokens: list[int]) -> EncodedTextChunk:
+    """Return a text chunk of already checked ``tokens`` (``copy`` skips ``__post_init__``)."""
+    chunk = copy.copy(_EMPTY_TEXT)
+    msgspec.structs.force_setattr(chunk, "tokens", tokens)
+    return chunk
 
 
 def _image_length(kind: str, expected_tokens: object) -> int:
@@ -101,20 +139,54 @@ def _image_length(kind: str, expected_tokens: object) -> int:
     return expected_tokens
 
 
+def _check_image(chunk: ImageChunk | ImageAssetPointerChunk) -> None:
+    if chunk.format not in ("png", "jpeg"):
+        raise InvalidInputError(
+            f"{type(chunk).__name__}.format must be 'png' or 'jpeg', got {chunk.format!r}"
+        )
+    expected = chunk.expected_tokens
+    if expected is not None:
+        checked = as_int(expected, f"{type(chunk).__name__}.expected_tokens", minimum=0)
+        if checked is not expected:
+            msgspec.structs.force_setattr(chunk, "expected_tokens", checked)
+
+
+def _bytes_field(chunk: msgspec.Struct, name: str) -> None:
+    """Accept base64 text for a bytes field, as 0.38 does, and refuse anything else."""
+    value = getattr(chunk, name)
+    if isinstance(value, bytes):
+        return
+    if isinstance(value, bytearray | memoryview):
+        msgspec.structs.force_setattr(chunk, name, bytes(value))
+        return
+    if isinstance(value, str):
+        try:
+            msgspec.structs.force_setattr(chunk, name, base64.b64decode(value, validate=True))
+        except binascii.Error as exc:
+            raise InvalidInputError(
+                f"{type(chunk).__name__}.{name}: a str must be base64 ({exc}); pass bytes"
+            ) from exc
+        return
+    raise InvalidInputError(
+        f"{type(chunk).__name__}.{name} must be bytes (or base64 text), got {type(value).__name__}"
+    )
+
+
 class ImageChunk(_Chunk, tag="image", frozen=True):
     """An inline image (raw PNG/JPEG bytes; base64 in JSON)."""
 
     data: bytes
-    """The encoded image file."""
+    """The encoded image file (base64 text is decoded, as in 0.38)."""
 
     format: ImageFormat
     """``"png"`` or ``"jpeg"``."""
 
-    expected_tokens: int | msgspec.UnsetType | None = msgspec.UNSET
+    expected_tokens: int | None = None
     """How many tokens the image should take; advisory, but needed to compute lengths."""
 
     def __post_init__(self) -> None:
-        none_to_unset(self, "expected_tokens")
+        _bytes_field(self, "data")
+        _check_image(self)
 
     @property
     def length(self) -> int:
@@ -135,11 +207,11 @@ class ImageAssetPointerChunk(_Chunk, tag="image_asset_pointer", frozen=True):
     location: str
     """Path or URL of the image."""
 
-    expected_tokens: int | msgspec.UnsetType | None = msgspec.UNSET
+    expected_tokens: int | None = None
     """How many tokens the image should take; advisory, but needed to compute lengths."""
 
     def __post_init__(self) -> None:
-        none_to_unset(self, "expected_tokens")
+        _check_image(self)
 
     @property
     def length(self) -> int:
@@ -155,7 +227,10 @@ class DmelChunk(_Chunk, tag="dmel", frozen=True):
     """Audio as a serialized TensorContainer of DMel tokens (opaque bytes; base64 in JSON)."""
 
     dmel: bytes
-    """The TensorContainer bytes; only the header is read client-side."""
+    """The TensorContainer bytes (base64 text is decoded); only the header is read here."""
+
+    def __post_init__(self) -> None:
+        _bytes_field(self, "dmel")
 
     @property
     def length(self) -> int:
@@ -174,36 +249,68 @@ ModelInputChunk: TypeAlias = EncodedTextChunk | ImageChunk | ImageAssetPointerCh
 """One piece of a ModelInput."""
 
 
+_CHUNK_TYPES: Final = (EncodedTextChunk, ImageChunk, ImageAssetPointerChunk, DmelChunk)
+
+
 class ModelInput(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
-    """The model's input: chunks read in order. Immutable; ``append*`` return a new one."""
+    """The model's input: chunks read in order. Immutable; ``append*`` return a new one.
+
+    Raises:
+        InvalidInputError: a chunk is not one of the four chunk kinds (dicts in their JSON form
+            are converted, as 0.38 does).
+    """
 
     chunks: list[ModelInputChunk] = msgspec.field(default_factory=list)
     """The chunks, in order."""
 
+    def __post_init__(self) -> None:
+        chunks = self.chunks
+        if type(chunks) is not list or not all(type(c) in _CHUNK_TYPES for c in chunks):
+            msgspec.structs.force_setattr(self, "chunks", _checked_chunks(chunks))
+
+    @classmethod
+    def _trusted(cls, chunks: list[ModelInputChunk]) -> ModelInput:
+        """Build from chunks already known to be chunks (``copy`` skips ``__post_init__``)."""
+        out = copy.copy(_EMPTY_INPUT)
+        msgspec.structs.force_setattr(out, "chunks", chunks)
+        return out
+
     @classmethod
     def from_ints(cls, tokens: Sequence[int] | npt.NDArray[Any]) -> ModelInput:
-        """Return a ModelInput of one text chunk holding ``tokens``."""
-        # A plain copy: the ids are checked (and packed as int32) when encoded.
-        ids = tokens.tolist() if isinstance(tokens, np.ndarray) else list(tokens)
-        return cls(chunks=[EncodedTextChunk(tokens=ids)])
+        """Return a ModelInput of one text chunk holding a copy of ``tokens``.
+
+        Raises:
+            InvalidInputError: a value is not a token id (a bool, a fraction, NaN, a string, or
+                outside int32); the message names it.
+        """
+        ids = token_ids(tokens)
+        ids = list(ids) if ids is tokens or not isinstance(ids, list) else ids
+        return cls._trusted([_trusted_text(ids)])
 
     @classmethod
     def empty(cls) -> ModelInput:
         """Return a ModelInput with no chunks."""
-        return cls(chunks=[])
+        return cls._trusted([])
 
     def append(self, chunk: ModelInputChunk) -> ModelInput:
         """Return a new ModelInput with ``chunk`` added at the end."""
-        return ModelInput(chunks=[*self.chunks, chunk])
+        return ModelInput._trusted([*self.chunks, *_checked_chunks([chunk])])
 
     def append_int(self, token: int) -> ModelInput:
-        """Return a new ModelInput with one token added (extending a trailing text chunk)."""
-        if self.chunks and isinstance(self.chunks[-1], EncodedTextChunk):
-            last = self.chunks[-1]
-            return ModelInput(
-                chunks=[*self.chunks[:-1], EncodedTextChunk(tokens=[*last.tokens, token])]
-            )
-        return self.append(EncodedTextChunk(tokens=[token]))
+        """Return a new ModelInput with one token added (extending a trailing text chunk).
+
+        Unlike 0.38, which adds a one-token chunk each time, the token joins a trailing text
+        chunk: the model reads the same tokens, and a request built token by token stays small.
+
+        Raises:
+            InvalidInputError: ``token`` is not a token id.
+        """
+        (checked,) = token_ids([token], "token")
+        last = self.chunks[-1] if self.chunks else None
+        if isinstance(last, EncodedTextChunk):
+            text = _trusted_text([*last.tokens, checked])
+            return ModelInput._trusted([*self.chunks[:-1], text])
+        return ModelInput._trusted([*self.chunks, _trusted_text([checked])])
 
     @property
     def length(self) -> int:
@@ -224,6 +331,30 @@ class ModelInput(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_field
                 )
             out.extend(chunk.tokens)
         return out
+
+
+_EMPTY_INPUT = ModelInput(chunks=[])
+
+
+def _checked_chunks(chunks: object) -> list[ModelInputChunk]:
+    if isinstance(chunks, str | bytes | dict) or not isinstance(chunks, Iterable):
+        raise InvalidInputError(
+            f"ModelInput.chunks must be a list of chunks, got {type(chunks).__name__}"
+        )
+    out: list[ModelInputChunk] = []
+    for i, chunk in enumerate(chunks):
+        if isinstance(chunk, dict):
+            try:
+                chunk = msgspec.convert(chunk, ModelInputChunk)
+            except msgspec.ValidationError as exc:
+                raise InvalidInputError(f"ModelInput.chunks[{i}]: {exc}") from exc
+        if not isinstance(chunk, _CHUNK_TYPES):
+            raise InvalidInputError(
+                f"ModelInput.chunks[{i}] must be an EncodedTextChunk, ImageChunk, "
+                f"ImageAssetPointerChunk or DmelChunk, got {type(chunk).__name__}"
+            )
+        out.append(chunk)
+    return out
 
 
 def _read_varint(data: bytes, offset: int) -> tuple[int, int]:

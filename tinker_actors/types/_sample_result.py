@@ -15,7 +15,7 @@ padding becomes ``None`` and trailing padding cells are dropped::
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Final, Literal, TypeAlias
 
@@ -139,15 +139,27 @@ class PromptAltTokens:
     __hash__ = None  # type: ignore[assignment]
 
 
+def _read_only(array: npt.NDArray[Any]) -> npt.NDArray[Any]:
+    array.flags.writeable = False
+    return array
+
+
+_NO_TOKENS: Final = _read_only(np.zeros(0, dtype=np.int32))
+
+
 @dataclass(frozen=True, eq=False)
 class SampledSequence:
-    """One generated sequence."""
+    """One generated sequence (positional arguments in 0.38's order)."""
 
     stop_reason: StopReason
     """Why generation stopped."""
 
-    tokens_np: npt.NDArray[np.int32]
-    """Generated token ids (int32)."""
+    sequence_id: str | None = None
+    """Session-scoped id of this sequence (from the submission, not the response body); use it
+    wherever a later request refers to this exact sequence."""
+
+    tokens_np: npt.NDArray[np.int32] = field(default_factory=lambda: _NO_TOKENS)
+    """Generated token ids (int32); empty when none were given."""
 
     logprobs_np: npt.NDArray[np.float32] | None = None
     """Logprob of each generated token (float32), or ``None`` if not requested."""
@@ -155,15 +167,13 @@ class SampledSequence:
     topk_logprobs_np: TopkLogprobs | None = None
     """Top-k alternatives at each generated position, or ``None`` if not requested."""
 
-    sequence_id: str | None = None
-    """Session-scoped id of this sequence (from the submission, not the response body)."""
-
     def __post_init__(self) -> None:
         if self.stop_reason not in ("length", "stop"):
             raise InvalidInputError(
                 f"SampledSequence.stop_reason must be 'length' or 'stop', got {self.stop_reason!r}"
             )
-        object.__setattr__(self, "tokens_np", _as_1d(self.tokens_np, np.int32, "tokens"))
+        tokens = _NO_TOKENS if self.tokens_np is None else self.tokens_np
+        object.__setattr__(self, "tokens_np", _as_1d(tokens, np.int32, "tokens"))
         if self.logprobs_np is not None:
             object.__setattr__(
                 self, "logprobs_np", _as_1d(self.logprobs_np, np.float32, "logprobs")

@@ -22,11 +22,13 @@ from collections.abc import Sequence
 from typing import Final, Literal
 
 from msgspec import UNSET, UnsetType
+from msgspec.structs import force_setattr
 
 from tinker_actors.errors import InvalidInputError
 from tinker_actors.types._base import RequestStruct
 from tinker_actors.types._model_input import ModelInput
 from tinker_actors.types._tensor import TensorData
+from tinker_actors.types._values import as_float, as_int
 
 __all__ = ["SEQ_IDS_PER_CLONE", "SampleRequest", "SamplingParams"]
 
@@ -54,6 +56,19 @@ class SamplingParams(RequestStruct, kw_only=True, frozen=True):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        # Numbers are normalised as 0.38's pydantic model does (2.0 -> 2, 0 -> 0.0); anything
+        # that would change a value (1.5 tokens) or reach the wire as null (NaN) is refused.
+        for name in ("max_tokens", "seed", "top_k"):
+            value = getattr(self, name)
+            if value is not UNSET:
+                checked = as_int(value, f"SamplingParams.{name}")
+                if type(value) is not int:
+                    force_setattr(self, name, checked)
+        for name in ("temperature", "top_p"):
+            value = getattr(self, name)
+            checked_float = as_float(value, f"SamplingParams.{name}")
+            if type(value) is not float:
+                force_setattr(self, name, checked_float)
         stop = self.stop
         if (
             isinstance(stop, Sequence)

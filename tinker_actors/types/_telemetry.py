@@ -30,6 +30,7 @@ __all__ = [
     "SessionEndEvent",
     "SessionStartEvent",
     "Severity",
+    "TelemetryBatch",
     "TelemetryEvent",
     "TelemetryResponse",
     "TelemetrySendRequest",
@@ -119,6 +120,19 @@ class TelemetrySendRequest(RequestStruct, kw_only=True, frozen=True):
     """The session, or ``sessionless-<uuid4>`` for session-less clients."""
     process_uuid: str
     """A UUID4 per OS process (regenerated after fork), shared by all its sessions."""
+
+
+class TelemetryBatch(ResponseStruct, kw_only=True, frozen=True):
+    """A batch of telemetry events as the client assembles it (0.38's model of the body that
+    :class:`TelemetrySendRequest` sends)."""
+
+    events: list[TelemetryEvent]
+    platform: str
+    """Host platform name, e.g. ``Linux``."""
+    sdk_version: str
+    session_id: str
+    process_uuid: str
+    """A UUID identifying the client process, shared by all its sessions."""
 
 
 class TelemetryResponse(ResponseStruct, kw_only=True, frozen=True):

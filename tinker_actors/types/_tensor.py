@@ -5,10 +5,12 @@ The array is the source of truth. Nothing is turned into Python lists unless you
 ``array.tobytes()`` and reads ``np.frombuffer``.
 
 Only two dtypes exist on the wire: ``int64`` and ``float32``. Inputs of another numeric dtype are
-converted with a :class:`DtypeConversionWarning` that names the field (float64/float16/bfloat16 →
-float32, int8/16/32 and unsigned → int64); bool, complex, strings and objects are refused with
-:class:`~tinker_actors.errors.InvalidInputError`. Those input checks live in
-:mod:`tinker_actors.types._tensor_checks`; this module is the representation and its conversions.
+converted silently, as 0.38 does (float64/float16/bfloat16 → float32, other integers → int64).
+A conversion that would change a value is refused with
+:class:`~tinker_actors.errors.InvalidInputError` naming the value (a fraction or NaN declared
+``int64``, a finite value too large for float32); so are bool, complex, strings and objects.
+Those input checks live in :mod:`tinker_actors.types._tensor_checks`; this module is the
+representation and its conversions.
 
 A 2-D tensor may be stored sparse (CSR): ``array`` then holds only the listed values, row ``i``'s
 values are ``array[crow[i]:crow[i+1]]`` at columns ``col[crow[i]:crow[i+1]]``, and every other cell
@@ -37,7 +39,6 @@ from __future__ import annotations
 
 import importlib
 import math
-import warnings
 from typing import TYPE_CHECKING, Any, Final, final
 
 import numpy as np
@@ -46,7 +47,6 @@ import numpy.typing as npt
 from tinker_actors.errors import InvalidInputError
 from tinker_actors.types._tensor_checks import (
     NUMPY_DTYPE,
-    DtypeConversionWarning,
     TensorDtype,
     as_index_array,
     check_csr,
@@ -62,7 +62,6 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
 __all__ = [
-    "DtypeConversionWarning",
     "TensorData",
     "TensorDtype",
     "json_dec_hook",
@@ -92,8 +91,11 @@ class TensorData:
         sparse_col_indices: CSR column of each listed value (``nnz`` entries).
 
     Raises:
+        TypeError: no dtype.
         InvalidInputError: unknown dtype, data that does not fit the shape, inconsistent CSR
-            indices, non-numeric data, or non-integer values declared int64.
+            indices, non-numeric data, or values the declared dtype would change (a fraction,
+            NaN or a value beyond int64 declared int64; a value float32 cannot hold declared
+            float32), named in the message.
     """
 
     __slots__ = ("_array", "_col", "_crow", "_dtype", "_shape")
@@ -114,6 +116,8 @@ class TensorData:
         *,
         field: str = "TensorData",
     ) -> None:
+        if dtype is None:
+            raise TypeError(f"{field} requires dtype='int64' or dtype='float32'")
         if dtype not in NUMPY_DTYPE:
             raise InvalidInputError(f"{field}: dtype must be 'int64' or 'float32', got {dtype!r}")
         values = values_array([] if data is None else data, dtype, field)
@@ -152,10 +156,10 @@ class TensorData:
             sparse: store a 2-D array as CSR, leaving out ``pad_value`` cells, when that is
                 smaller (``rows + 1 + 2·nnz < rows·cols``); otherwise it stays dense.
             pad_value: the integer value of cells CSR leaves out.
-            field: the name used in warnings and errors.
+            field: the name used in errors.
 
         Raises:
-            InvalidInputError: non-numeric dtype.
+            InvalidInputError: non-numeric dtype, or finite values beyond float32.
         """
         if not isinstance(array, np.ndarray):
             raise TypeError(
@@ -177,26 +181,23 @@ class TensorData:
     ) -> TensorData:
         """Copy a torch tensor to the host and wrap it (see :meth:`from_numpy` for the options).
 
-        bfloat16 and float16/float64 become float32, narrower integers int64, with a warning.
+        bfloat16, float16 and float64 become float32, other integer types int64.
         """
-        torch = importlib.import_module("torch")
-        if not isinstance(tensor, torch.Tensor):
-            raise TypeError(
-                f"{field}: from_torch expects a torch.Tensor, got {type(tensor).__name__}"
-            )
-        t = tensor.detach().cpu().contiguous()
-        if t.dtype == torch.bfloat16:
-            warnings.warn(
-                f"{field}: converted bfloat16 to float32 (the wire carries only int64 and float32)",
-                DtypeConversionWarning,
-                stacklevel=2,
-            )
-            t = t.float()
-        try:
-            arr = t.numpy()
-        except TypeError as exc:
-            raise refuse_dtype(field, t.dtype) from exc
-        return cls.from_numpy(arr, sparse=sparse, pad_value=pad_value, field=field)
+        return cls.from_numpy(
+            torch_to_numpy(tensor, field), sparse=sparse, pad_value=pad_value, field=field
+        )
+
+    @classmethod
+    def from_torch_sparse(cls, tensor: Any, pad_value: int = 0) -> TensorData:
+        """Wrap a 2-D torch tensor as CSR when that is smaller, leaving out ``pad_value`` cells.
+
+        0.38's spelling of ``from_torch(tensor, sparse=True, pad_value=pad_value)``: other
+        shapes, and tensors too dense to gain from CSR, stay dense.
+
+        Raises:
+            TypeError: ``pad_value`` is not an integer.
+        """
+        return cls.from_torch(tensor, sparse=True, pad_value=check_pad(pad_value))
 
     @classmethod
     def _trusted(
@@ -375,6 +376,26 @@ class TensorData:
         layout = f", nnz={self._array.size}" if self._crow is not None else ""
         preview = np.array2string(self._array.reshape(-1), threshold=8, separator=", ")
         return f"TensorData(dtype={self._dtype!r}, shape={self.shape}{layout}, data={preview})"
+
+
+def torch_to_numpy(tensor: Any, field: str) -> npt.NDArray[Any]:
+    """Return a host numpy array of ``tensor`` (detached; bfloat16 widened to float32).
+
+    Raises:
+        TypeError: ``tensor`` is not a ``torch.Tensor``.
+        InvalidInputError: its dtype has no numpy counterpart.
+    """
+    torch = importlib.import_module("torch")
+    if not isinstance(tensor, torch.Tensor):
+        raise TypeError(f"{field}: from_torch expects a torch.Tensor, got {type(tensor).__name__}")
+    t = tensor.detach().cpu().contiguous()
+    if t.dtype == torch.bfloat16:
+        t = t.float()  # exact: every bfloat16 is a float32
+    try:
+        arr: npt.NDArray[Any] = t.numpy()
+    except TypeError as exc:
+        raise refuse_dtype(field, t.dtype) from exc
+    return arr
 
 
 def _same(a: npt.NDArray[Any] | None, b: npt.NDArray[Any] | None) -> bool:

@@ -5,11 +5,16 @@ The Tinker wire knows exactly two element types, ``int64`` and ``float32``
 through the functions here before a tensor is built, so a bad tensor is refused on the caller's
 side with a message that names the field and says what to do:
 
-* :func:`coerce_array` brings any numeric array to its wire dtype. Widening or narrowing is
-  allowed but never silent: it warns with :class:`DtypeConversionWarning`. Non-numeric dtypes
-  (bool, complex, strings, objects, dates) and uint64 values above ``2**63-1`` are refused.
+* :func:`coerce_array` brings any numeric array to its wire dtype, silently as 0.38 does: any
+  floating type becomes float32, any integer type int64 (the wire has no other). What would
+  change a value beyond float32 rounding is refused: a finite value too large for float32, and
+  uint64 values above ``2**63-1``; so are non-numeric dtypes (bool, complex, strings, objects,
+  dates).
 * :func:`values_array` converts values given together with a declared dtype, refusing lossy
-  casts (a float that is not integral declared ``int64``).
+  casts (a float that is not integral, or outside int64, declared ``int64``; an integer that
+  float32 cannot hold exactly declared ``float32``).
+* :func:`keyed_array` converts an array to the dtype a well-known ``loss_fn_inputs`` key needs
+  (``target_tokens`` int64, the rest float32) under the same rules.
 * :func:`check_shape`, :func:`shape_dense` and :func:`check_csr` check that the values fit the
   declared dense shape or, for a sparse tensor, that the CSR row pointers and column indices
   are consistent with it::
@@ -27,7 +32,6 @@ keeps the class in :mod:`tinker_actors.types._tensor` about representation and c
 from __future__ import annotations
 
 import math
-import warnings
 from typing import TYPE_CHECKING, Any, Final, Literal, TypeAlias
 
 import numpy as np
@@ -40,7 +44,7 @@ if TYPE_CHECKING:
 
 # Only the public names: tinker_actors.types re-exports every name of its modules' __all__. The
 # checks below are for TensorData (in _tensor) and stay internal to the package.
-__all__ = ["DtypeConversionWarning", "TensorDtype"]
+__all__ = ["TensorDtype"]
 
 TensorDtype: TypeAlias = Literal["int64", "float32"]
 """The only element types the wire knows."""
@@ -50,10 +54,10 @@ NUMPY_DTYPE: Final[dict[str, np.dtype[Any]]] = {
     "float32": np.dtype(np.float32),
 }
 INT64_MAX: Final = np.iinfo(np.int64).max
-
-
-class DtypeConversionWarning(UserWarning):
-    """An input array was converted to one of the two wire dtypes (int64, float32)."""
+# Floats in [-2**63, 2**63) convert to int64 exactly; 2**63 itself is the first that does not.
+_INT64_FLOAT_BOUND: Final = 2.0**63
+# Integers with magnitude up to 2**24 are exact in float32.
+_FLOAT32_EXACT_INT: Final = 2**24
 
 
 def refuse_dtype(field: str, dtype: object) -> InvalidInputError:
@@ -65,15 +69,15 @@ def refuse_dtype(field: str, dtype: object) -> InvalidInputError:
 
 
 def coerce_array(array: npt.NDArray[Any], field: str) -> tuple[npt.NDArray[Any], TensorDtype]:
-    """Return ``array`` in its wire dtype, warning when a conversion was needed.
+    """Return ``array`` in its wire dtype: floats as float32, integers as int64.
 
     Args:
         array: any numpy array.
-        field: the name used in warnings and errors (e.g. ``"loss_fn_inputs['weights']"``).
+        field: the name used in errors (e.g. ``"loss_fn_inputs['weights']"``).
 
     Raises:
-        InvalidInputError: the dtype is not numeric (bool, complex, strings, objects, dates) or
-            unsigned values do not fit int64.
+        InvalidInputError: the dtype is not numeric (bool, complex, strings, objects, dates),
+            unsigned values do not fit int64, or finite values do not fit float32.
     """
     dt = array.dtype
     if dt == np.float32:
@@ -81,20 +85,67 @@ def coerce_array(array: npt.NDArray[Any], field: str) -> tuple[npt.NDArray[Any],
     if dt == np.int64:
         return array, "int64"
     if dt.kind == "f" or dt.name == "bfloat16":
-        target: TensorDtype = "float32"
-    elif dt.kind in "iu":
+        return to_float32(array, field), "float32"
+    if dt.kind in "iu":
         if dt.kind == "u" and dt.itemsize == 8 and array.size and int(array.max()) > INT64_MAX:
             raise InvalidInputError(f"{field}: uint64 values above 2**63-1 do not fit int64")
-        target = "int64"
-    else:
-        raise refuse_dtype(field, dt)
-    warnings.warn(
-        f"{field}: converted {dt} to {target} (the wire carries only int64 and float32); "
-        f"pass a {target} array to avoid this warning",
-        DtypeConversionWarning,
-        stacklevel=3,
-    )
-    return array.astype(NUMPY_DTYPE[target]), target
+        return array.astype(np.int64), "int64"
+    raise refuse_dtype(field, dt)
+
+
+def _first_bad(arr: npt.NDArray[Any], bad: npt.NDArray[np.bool_]) -> str:
+    index = tuple(int(i) for i in np.argwhere(bad)[0])
+    where = index[0] if len(index) == 1 else list(index)
+    return f"{arr[index].item()!r} at index {where}"
+
+
+def to_float32(arr: npt.NDArray[Any], field: str) -> npt.NDArray[np.float32]:
+    """Cast a numeric array to float32, refusing values float32 would change beyond rounding.
+
+    Raises:
+        InvalidInputError: a finite value overflows float32, or an integer is beyond
+            ``+-2**24`` (float32 holds every integer only up to there).
+    """
+    with np.errstate(over="ignore"):  # an overflow to inf is reported below, by value
+        out = arr.astype(np.float32)
+    if arr.size == 0:
+        return out
+    if arr.dtype.kind in "iu":
+        big = (arr > _FLOAT32_EXACT_INT) | (arr < -_FLOAT32_EXACT_INT)
+        if bool(np.any(big)):
+            raise InvalidInputError(
+                f"{field}: {_first_bad(arr, big)} is beyond +-2**24, where float32 no longer "
+                "holds every integer; pass float32 values"
+            )
+        return out
+    overflow = np.isinf(out) & np.isfinite(arr)
+    if bool(np.any(overflow)):
+        raise InvalidInputError(
+            f"{field}: {_first_bad(arr, overflow)} does not fit float32 (max about 3.4e38)"
+        )
+    return out
+
+
+def to_int64(arr: npt.NDArray[Any], field: str) -> npt.NDArray[np.int64]:
+    """Cast a numeric array to int64, refusing fractions, NaN, infinities and overflow.
+
+    Raises:
+        InvalidInputError: naming the first value that is not an integer in int64.
+    """
+    if arr.dtype.kind in "iu":
+        unsigned64 = arr.dtype.kind == "u" and arr.dtype.itemsize == 8
+        if unsigned64 and arr.size and int(arr.max()) > INT64_MAX:
+            raise InvalidInputError(f"{field}: uint64 values above 2**63-1 do not fit int64")
+        return arr.astype(np.int64)
+    with np.errstate(invalid="ignore"):
+        bad = ~np.isfinite(arr) | (arr != np.round(arr))
+        bad |= (arr >= _INT64_FLOAT_BOUND) | (arr < -_INT64_FLOAT_BOUND)
+    if bool(np.any(bad)):
+        raise InvalidInputError(
+            f"{field}: {_first_bad(arr, bad)} is not an integer that fits int64; round the "
+            "values, or pass float32 data if they are not integers"
+        )
+    return arr.astype(np.int64)
 
 
 def as_index_array(values: Sequence[int] | npt.NDArray[Any], what: str) -> npt.NDArray[np.int64]:
@@ -110,10 +161,6 @@ def as_index_array(values: Sequence[int] | npt.NDArray[Any], what: str) -> npt.N
             f"{what} must be a flat list of integers, got {arr.dtype} {arr.shape}"
         )
     return arr.astype(np.int64, copy=False)
-
-
-def _all_integral(arr: npt.NDArray[Any]) -> bool:
-    return bool(np.all(np.isfinite(arr))) and bool(np.all(arr == np.round(arr)))
 
 
 def values_array(data: object, dtype: TensorDtype, field: str) -> npt.NDArray[Any]:
@@ -132,16 +179,35 @@ def values_array(data: object, dtype: TensorDtype, field: str) -> npt.NDArray[An
         return arr
     if arr.size == 0:
         return arr.astype(np_dtype)
+    if arr.dtype == object:
+        # np.asarray keeps Python ints beyond 64 bits (and mixed junk) as objects.
+        raise InvalidInputError(
+            f"{field}: data must hold numbers that fit {dtype}, got {_first_odd(arr)}"
+        )
     if arr.dtype.kind not in "iuf" and arr.dtype.name != "bfloat16":
         raise refuse_dtype(field, arr.dtype)
-    if dtype == "int64" and arr.dtype.kind == "f" and not _all_integral(arr):
-        raise InvalidInputError(
-            f"{field}: dtype is int64 but data holds non-integer values; "
-            "round them or declare dtype='float32'"
-        )
-    if arr.dtype.kind == "u" and arr.dtype.itemsize == 8 and int(arr.max()) > INT64_MAX:
-        raise InvalidInputError(f"{field}: uint64 values above 2**63-1 do not fit int64")
-    return arr.astype(np_dtype)
+    if dtype == "int64":
+        return to_int64(arr, field)
+    return to_float32(arr, field)
+
+
+def _first_odd(arr: npt.NDArray[Any]) -> str:
+    for index, value in enumerate(arr.reshape(-1).tolist()):
+        if isinstance(value, bool) or not isinstance(value, int | float) or abs(value) >= 2**63:
+            return f"{value!r} at flat index {index}"
+    return "non-numeric values"
+
+
+def keyed_array(arr: npt.NDArray[Any], dtype: TensorDtype, field: str) -> npt.NDArray[Any]:
+    """Return a numeric array in the wire ``dtype`` a ``loss_fn_inputs`` key needs.
+
+    Raises:
+        InvalidInputError: the cast would change a value (see :func:`to_int64`,
+            :func:`to_float32`).
+    """
+    if arr.dtype == NUMPY_DTYPE[dtype]:
+        return arr
+    return to_int64(arr, field) if dtype == "int64" else to_float32(arr, field)
 
 
 def check_pad(pad_value: object) -> int:

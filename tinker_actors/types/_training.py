@@ -1,23 +1,18 @@
-"""Training-model requests and results: creation, info, optimizer steps, saving and loading.
+"""Training-model requests and results: creation, info and optimizer steps.
 
 Every training operation except ``get_info`` and ``copy_weights`` is answered with a future
-(protocol §6) whose result is one of the ``*Response`` types here. The optimizer is chosen once,
-at model creation (:class:`OptimizerConfig`), and its per-step hyperparameters travel with each
-optimizer step, under ``adam_params`` for Adam and ``optimizer_params`` for any other family::
+(protocol §6) whose result is one of the ``*Response`` types here or in ``._weights``. The
+optimizer is chosen once, at model creation (``optimizer_config``, see ``._optimizer``), and its
+per-step hyperparameters travel with each optimizer step, under ``adam_params`` for Adam and
+``optimizer_params`` for any other family::
 
     >>> import msgspec
     >>> msgspec.json.encode(OptimStepRequest.for_params("m", AdamParams(), seq_id=3))
     b'{"model_id":"m","seq_id":3,"type":"optim_step","adam_params":{"learning_rate":0.0001,...}}'
-
-:class:`OptimizerConfig` is open-ended on purpose: the server may report an optimizer family
-this client does not know, and a response carrying one must still decode. It is therefore one
-Struct whose ``type`` is any string (``adamw`` and ``dimuon`` are the known families), not a
-closed msgspec tagged union, which would refuse unknown tags.
 """
 
 from __future__ import annotations
 
-import math
 from typing import Any, Literal, TypeAlias
 
 import msgspec
@@ -25,23 +20,32 @@ from msgspec import UNSET, UnsetType
 
 from tinker_actors.errors import InvalidInputError
 from tinker_actors.types._base import RequestStruct, ResponseStruct
-from tinker_actors.types._model_input import none_to_unset
+from tinker_actors.types._optimizer import (
+    AdamOptimizerConfig,
+    AdamParams,
+    DimuonParams,
+    OptimizerConfig,
+    OptimizerParams,
+    OptimParams,
+    known_optimizer_field,
+)
+from tinker_actors.types._values import as_int
 
 __all__ = [
-    "AdamParams",
     "CreateModelRequest",
     "CreateModelResponse",
-    "DimuonParams",
     "GetInfoRequest",
     "GetInfoResponse",
     "LoraConfig",
     "ModelData",
+    "ModelID",
     "OptimStepRequest",
     "OptimStepResponse",
-    "OptimizerConfig",
-    "OptimizerParams",
     "SamplingClientKind",
 ]
+
+ModelID: TypeAlias = str
+"""A training model's id (also its training run id)."""
 
 SamplingClientKind: TypeAlias = Literal["snapshot", "inflight"]
 """Which weights a sampler save publishes: a fixed ``snapshot`` (default), or the ``inflight``
@@ -69,77 +73,18 @@ class LoraConfig(RequestStruct, kw_only=True, frozen=True):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if isinstance(self.rank, int) and self.rank < 1:
-            raise InvalidInputError(f"LoRA rank must be at least 1, got {self.rank}")
-
-
-class OptimizerConfig(msgspec.Struct, kw_only=True, frozen=True):
-    """The optimizer family of a training model, fixed for the model's lifetime.
-
-    Known families: ``adamw`` (the default) and ``dimuon`` (with ``version`` 1). Unknown
-    families decode too (their extra fields are dropped), so an older client can still read
-    info about a model created by a newer one.
-    """
-
-    type: str = "adamw"
-    """The family: ``adamw``, ``dimuon`` or one this client does not know."""
-    version: int | UnsetType | None = UNSET
-    """The family's version, where it has one (``dimuon``: 1)."""
-
-    def __post_init__(self) -> None:
-        none_to_unset(self, "version")
-
-    @classmethod
-    def adamw(cls) -> OptimizerConfig:
-        """Select AdamW (decoupled weight decay); per-step values go in :class:`AdamParams`."""
-        return cls(type="adamw")
-
-    @classmethod
-    def dimuon(cls) -> OptimizerConfig:
-        """Select Dimuon; per-step values go in :class:`DimuonParams`."""
-        return cls(type="dimuon", version=1)
-
-
-class AdamParams(RequestStruct, kw_only=True, frozen=True):
-    """Hyperparameters of one AdamW step."""
-
-    learning_rate: float = 0.0001
-    """Step size."""
-    beta1: float = 0.9
-    """Decay of the running average of the gradient."""
-    beta2: float = 0.95
-    """Decay of the running average of the squared gradient."""
-    eps: float = 1e-12
-    """Added to the denominator for numerical stability."""
-    weight_decay: float = 0.0
-    """Decoupled (AdamW) weight decay."""
-    grad_clip_norm: float = 0.0
-    """Clip the global gradient norm to this value; 0.0 disables clipping."""
-
-
-class DimuonParams(RequestStruct, kw_only=True, frozen=True, tag_field="type", tag="dimuon"):
-    """Hyperparameters of one Dimuon step."""
-
-    learning_rate: float
-    """Step size, at least 0."""
-    grad_clip_norm: float = 0.0
-    """Clip the global gradient norm to this value; 0 or less disables clipping."""
-    beta1: float = 0.9
-    """Momentum EMA coefficient, in [0, 1)."""
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        values = (self.learning_rate, self.grad_clip_norm, self.beta1)
-        if not all(math.isfinite(v) for v in values):
-            raise InvalidInputError(f"Dimuon parameters must be finite numbers, got {values}")
-        if self.learning_rate < 0:
-            raise InvalidInputError(f"learning_rate must be >= 0, got {self.learning_rate}")
-        if not 0 <= self.beta1 < 1:
-            raise InvalidInputError(f"beta1 must be in [0, 1), got {self.beta1}")
-
-
-OptimizerParams: TypeAlias = DimuonParams
-"""Per-step hyperparameters of the non-Adam families, tagged on ``type``."""
+        rank = as_int(self.rank, "LoRA rank", minimum=1)
+        if type(self.rank) is not int:
+            msgspec.structs.force_setattr(self, "rank", rank)
+        if self.seed is not UNSET:
+            seed = as_int(self.seed, "LoRA seed")
+            if type(self.seed) is not int:
+                msgspec.structs.force_setattr(self, "seed", seed)
+        for name in ("train_unembed", "train_mlp", "train_attn"):
+            if not isinstance(getattr(self, name), bool):
+                raise InvalidInputError(
+                    f"LoraConfig.{name} must be True or False, got {getattr(self, name)!r}"
+                )
 
 
 # -- creation and info ---------------------------------------------------------------------------
@@ -158,9 +103,13 @@ class CreateModelRequest(RequestStruct, kw_only=True, frozen=True):
     """Metadata about the training run, set by the user."""
     lora_config: LoraConfig | UnsetType | None = UNSET
     """LoRA configuration; unset for a full fine-tune where the server allows it."""
-    optimizer_config: OptimizerConfig = OptimizerConfig()
+    optimizer_config: OptimizerConfig = AdamOptimizerConfig()
     """The optimizer family for the model's lifetime; always sent."""
     type: Literal["create_model"] = "create_model"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        known_optimizer_field(self)
 
 
 class CreateModelResponse(
@@ -200,7 +149,7 @@ class GetInfoResponse(ResponseStruct, kw_only=True, frozen=True):
     """Architecture and tokenizer."""
     model_id: str
     """The model's id."""
-    optimizer_config: OptimizerConfig = OptimizerConfig()
+    optimizer_config: OptimizerConfig = AdamOptimizerConfig()
     """The model's optimizer family."""
     is_lora: bool | None = None
     """Whether the model trains LoRA adapters."""
@@ -208,6 +157,9 @@ class GetInfoResponse(ResponseStruct, kw_only=True, frozen=True):
     """The LoRA rank, for LoRA models."""
     model_name: str | None = None
     """The base model's name."""
+
+    def __post_init__(self) -> None:
+        known_optimizer_field(self)
 
 
 # -- optimizer step ------------------------------------------------------------------------------
@@ -239,7 +191,7 @@ class OptimStepRequest(RequestStruct, kw_only=True, frozen=True):
 
     @classmethod
     def for_params(
-        cls, model_id: str, params: AdamParams | OptimizerParams, seq_id: int | None = None
+        cls, model_id: str, params: OptimParams, seq_id: int | None = None
     ) -> OptimStepRequest:
         """Build a step request, putting ``params`` under the field its family uses."""
         if isinstance(params, AdamParams):
@@ -247,12 +199,17 @@ class OptimStepRequest(RequestStruct, kw_only=True, frozen=True):
         return cls(model_id=model_id, seq_id=seq_id, optimizer_params=params)
 
     @property
-    def params(self) -> AdamParams | OptimizerParams:
+    def params(self) -> OptimParams:
         """The step's hyperparameters, whichever field holds them."""
         if isinstance(self.adam_params, AdamParams):
             return self.adam_params
         assert isinstance(self.optimizer_params, DimuonParams)  # __post_init__ guarantees one
         return self.optimizer_params
+
+    @property
+    def optim_params(self) -> OptimParams:
+        """The step's hyperparameters: 0.38's name for :attr:`params`."""
+        return self.params
 
 
 class OptimStepResponse(ResponseStruct, kw_only=True, frozen=True):

@@ -16,7 +16,13 @@ from msgspec import UNSET, UnsetType
 
 from tinker_actors.errors import InvalidInputError
 from tinker_actors.types._base import RequestStruct, ResponseStruct
-from tinker_actors.types._training import OptimizerConfig, SamplingClientKind
+from tinker_actors.types._checkpoints import checkpoint_console_url, checkpoint_playground_url
+from tinker_actors.types._optimizer import (
+    AdamOptimizerConfig,
+    OptimizerConfig,
+    known_optimizer_field,
+)
+from tinker_actors.types._training import SamplingClientKind
 from tinker_actors.types._ttl import check_ttl_seconds
 
 __all__ = [
@@ -72,6 +78,14 @@ class SaveWeightsResponse(ResponseStruct, kw_only=True, frozen=True):
     type: Literal["save_weights"] | None = "save_weights"
     """Always ``save_weights`` when sent; older servers may send null or leave it out."""
 
+    def get_console_url(self) -> str:
+        """Return the Tinker console page of this checkpoint.
+
+        Raises:
+            InvalidInputError: ``path`` is not a tinker:// checkpoint path.
+        """
+        return checkpoint_console_url(self.path)
+
 
 class SaveWeightsForSamplerRequest(RequestStruct, kw_only=True, frozen=True):
     """Save weights for sampling, named (``path``) or ephemeral (``sampling_session_seq_id``)."""
@@ -118,6 +132,18 @@ class SaveWeightsForSamplerResponse(ResponseStruct, kw_only=True, frozen=True):
     """Its ``tinker://`` path."""
     type: Literal["save_weights_for_sampler"] | None = "save_weights_for_sampler"
     """Always ``save_weights_for_sampler`` when sent; older servers may send null or leave it out."""
+
+    def get_console_url(self) -> str:
+        """Return the Tinker console page of this sampler checkpoint.
+
+        Raises:
+            InvalidInputError: ``path`` is not a tinker:// checkpoint path.
+        """
+        return checkpoint_console_url(self.path)
+
+    def get_playground_url(self) -> str:
+        """Return a Tinker playground URL that samples from this checkpoint."""
+        return checkpoint_playground_url(self.path)
 
 
 class SaveWeightsExternalRequest(RequestStruct, kw_only=True, frozen=True):
@@ -198,6 +224,7 @@ class LoadWeightsRequest(RequestStruct, kw_only=True, frozen=True):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        known_optimizer_field(self)
         legacy = (self.model_id is not UNSET, self.seq_id is not UNSET)
         via_load = (self.session_id is not UNSET, self.model_seq_id is not UNSET)
         if any(legacy) and any(via_load):
@@ -283,7 +310,7 @@ class WeightsInfoResponse(ResponseStruct, kw_only=True, frozen=True):
 
     base_model: str
     """The base model the weights belong to."""
-    optimizer_config: OptimizerConfig = OptimizerConfig()
+    optimizer_config: OptimizerConfig = AdamOptimizerConfig()
     """The optimizer family the weights were trained with."""
     is_lora: bool
     """Whether the checkpoint holds LoRA adapters."""
@@ -291,6 +318,9 @@ class WeightsInfoResponse(ResponseStruct, kw_only=True, frozen=True):
     train_unembed: bool | None = None
     train_mlp: bool | None = None
     train_attn: bool | None = None
+
+    def __post_init__(self) -> None:
+        known_optimizer_field(self)
 
 
 class UnloadModelRequest(RequestStruct, kw_only=True, frozen=True):

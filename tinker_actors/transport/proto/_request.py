@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Final, cast
 
-import msgspec
 import numpy as np
 import zstandard
 
@@ -280,12 +279,15 @@ def _decode_chunk(
             image_format = _IMAGE_FORMATS.get(fmt)
             if image_format is None:
                 raise ProtobufDecodeError(f"{what}: image format must be png or jpeg, got {fmt!r}")
-            expected: int | msgspec.UnsetType = msgspec.UNSET
+            expected: int | None = None
             if 3 in fields:
                 t, p, _ = fields[3]
                 expect(t, VARINT, f"{what}.image.expected_tokens")
                 expected = as_int32(p)
-            chunk = ImageChunk(data=data, format=image_format, expected_tokens=expected)
+            try:
+                chunk = ImageChunk(data=data, format=image_format, expected_tokens=expected)
+            except InvalidInputError as exc:
+                raise ProtobufDecodeError(f"{what}: {exc}") from exc
         else:
             t, p, q = fields.get(1, (LEN, 0, 0))
             expect(t, LEN, f"{what}.dmel.dmel")
@@ -354,8 +356,8 @@ def _decode_datum(
         return Datum(
             model_input=ModelInput(chunks=chunks),
             loss_fn_inputs=inputs,
-            model_input_spans=spans[0] if has_spans else msgspec.UNSET,
-            loss_fn_input_spans=spans[1] if has_spans else msgspec.UNSET,
+            model_input_spans=spans[0] if has_spans else None,
+            loss_fn_input_spans=spans[1] if has_spans else None,
         )
     except InvalidInputError as exc:
         raise ProtobufDecodeError(f"data[{i}]: {exc}") from exc
@@ -426,7 +428,7 @@ def decode_forward_backward_request(
                     elif n == 2:
                         expect(t, LEN, f"loss_fn_config_v2[{name!r}].text")
                         v2[name] = read_string(buf, x, y, "loss_fn_config_v2")
-    config: LossFnConfig | msgspec.UnsetType = {**legacy, **v2} if legacy or v2 else msgspec.UNSET
+    config: LossFnConfig | None = {**legacy, **v2} if legacy or v2 else None
     return ForwardBackwardRequest(
         forward_backward_input=ForwardBackwardInput(
             data=data, loss_fn=cast("LossFnType", loss_fn), loss_fn_config=config
