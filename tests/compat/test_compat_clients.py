@@ -356,3 +356,20 @@ def test_a_pickled_sampler_carries_no_key_and_keeps_record_stability_info(
         assert prepared.request.record_stability_info is True  # sent on every sample
         del clone
     assert totals(server)["applied:Sample"] == 1
+
+
+def test_a_temporary_rest_client_lives_until_its_call_finishes(
+    served: tuple[str, LocalServer],
+) -> None:
+    url, _server = served
+    import gc
+
+    for _ in range(3):  # the client is garbage as soon as the call is made
+        caps = tinker.RestClient(base_url=url, api_key=KEY).get_server_capabilities()  # type: ignore[attr-defined]
+        gc.collect()
+        assert "local/tiny" in [m.model_name for m in caps.result(30).supported_models]
+    gc.collect()
+    deadline = time.monotonic() + 10
+    while runtime_threads() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert runtime_threads() == []

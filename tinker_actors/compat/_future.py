@@ -53,6 +53,7 @@ class APIFuture(Future[T]):
     # What cancel() must stop: a native APIFuture, or a trio CancelScope (set on the runtime).
     _cancel_target: Any = None
     _canceller: Callable[[APIFuture[Any]], None] | None = None
+    _owner: Any = None  # what must stay alive until this finishes
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self._state.lower()}>"

@@ -19,6 +19,7 @@ from __future__ import annotations
 import functools
 import inspect
 import weakref
+from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, Final
 
 from tinker_actors.clients import AdminClient as NativeAdminClient
@@ -99,12 +100,21 @@ class _RestFacade:
 
     def _call(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> APIFuture[Any]:
         method = getattr(self._native(), name)
-        return self._host.spawn(lambda: method(*args, **kwargs))
+        future = self._host.spawn(lambda: method(*args, **kwargs))
+        # A pending call keeps its client (and so the client's host) alive:
+        # `RestClient().list_training_runs().result()` must not close the host under it.
+        future._owner = self
+        future.add_done_callback(_release_owner)
+        return future
 
     def get_telemetry(self) -> Any:
         """Return the host runtime's telemetry reporter (None when telemetry is off)."""
         runtime = self._host.runtime
         return runtime.telemetry if runtime.config.telemetry else None
+
+
+def _release_owner(future: Future[Any]) -> None:
+    future._owner = None  # type: ignore[attr-defined]
 
 
 def _future_method(native: Callable[..., Any], name: str) -> Callable[..., APIFuture[Any]]:
