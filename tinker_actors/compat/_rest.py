@@ -19,7 +19,6 @@ from __future__ import annotations
 import functools
 import inspect
 import weakref
-from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, Final
 
 from tinker_actors.clients import AdminClient as NativeAdminClient
@@ -29,6 +28,7 @@ from tinker_actors.config import resolve_config
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from concurrent.futures import Future
 
     from tinker_actors.compat._future import APIFuture
 
