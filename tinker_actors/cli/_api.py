@@ -116,7 +116,9 @@ def describe_error(
         status = exc.status_code
         if isinstance(exc, AuthenticationError):
             hint = "; check TINKER_API_KEY or --api-key"
-            return CommandError(f"cannot {action}: {where} refused the credential ({detail}){hint}")
+            return CommandError(
+                f"cannot {action}: {where} refused the credential ({status}: {detail}){hint}"
+            )
         if isinstance(exc, PermissionDeniedError):
             return CommandError(f"cannot {action}: permission denied ({status}: {detail})")
         if isinstance(exc, NotFoundError):

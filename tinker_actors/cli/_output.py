@@ -75,6 +75,11 @@ def show(view: View) -> None:
 
     # emoji off: ids like ":train:" must print as typed; highlight off: no guessed colours
     console = Console(emoji=False, highlight=False, soft_wrap=False)
+    if not view.columns:  # nothing to tabulate (no rows to take columns from): the title alone
+        console.print(view.title or "")
+        for note in view.notes:
+            console.print(note)
+        return
     table = Table(title=view.title)
     for index, column in enumerate(view.columns):
         if index == 0:

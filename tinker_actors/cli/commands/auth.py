@@ -73,7 +73,7 @@ def status() -> None:
         return len((await api.rest.get_server_capabilities()).supported_models)
 
     try:
-        data.update(accessible=True, models=call_api(work, action="reach the service"))
+        data.update(accessible=True, models=call_api(work, action="check the credential"))
     except click.ClickException as exc:
         data.update(accessible=False, error=one_line(exc.format_message()))
         show(_view(data))
