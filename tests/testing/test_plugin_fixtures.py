@@ -34,7 +34,7 @@ def batch() -> list[Datum]:
 
 
 @pytest.mark.tinker_faults(
-    "forward_backward:503@0.5,retry_after_ms=10", "asample:429@0.5,retry_after_ms=10", seed=7
+    "forward_backward:503@0.5,retry_after_ms=10", "asample:429@0.3,retry_after_ms=10", seed=7
 )
 def test_blocking_code_under_the_marker_faults(
     tinker_service: tinker.ServiceClient,
@@ -42,7 +42,7 @@ def test_blocking_code_under_the_marker_faults(
     tinker_fault_plan: FaultPlan,
 ) -> None:
     assert tinker_fault_plan == FaultPlan.from_flags(
-        ["forward_backward:503@0.5,retry_after_ms=10", "asample:429@0.5,retry_after_ms=10"], seed=7
+        ["forward_backward:503@0.5,retry_after_ms=10", "asample:429@0.3,retry_after_ms=10"], seed=7
     )
     assert tinker_server.faults == tinker_fault_plan
     training = tinker_service.create_lora_training_client(base_model="local/tiny", rank=4).result()
