@@ -289,3 +289,40 @@ def test_sample_without_a_tokenizer(populated: Populated) -> None:
     line = one_line_error(invoke(["sample", "--model", "acme/unknown", "hi"], env=populated.env), 1)
     assert "no tokenizer for acme/unknown" in line
     assert "--prompt-tokens" in line
+
+
+def test_download_through_an_export_when_the_service_has_no_archive(tmp_path: Path) -> None:
+    # A service without the /archive endpoint (a fault answers 404 there): the state is
+    # exported as temporary external weights, downloaded, and the export deleted.
+    from cli_support import populate
+
+    from tinker_actors.local import FaultPlan
+    from tinker_actors.testing import LocalServerThread
+
+    with LocalServerThread(
+        faults=FaultPlan.from_flags(["/api/v1/training_runs/*/archive:404"])
+    ) as server:
+        run = populate(server.url)
+        result = invoke(["checkpoint", "download", run.state, "-o", str(tmp_path)], env=run.env)
+        assert result.exit_code == 0, result.stderr
+        assert "exporting it as external weights" in result.stderr
+        data = json_of(
+            invoke(
+                ["checkpoint", "download", run.state, "-o", str(tmp_path), "--force", "-f", "json"],
+                env=run.env,
+            )
+        )
+        everything = json_of(
+            invoke(["checkpoint", "list", "--limit", "0", "-f", "json"], env=run.env)
+        )
+        missing = invoke(
+            ["checkpoint", "download", run.state.replace("step-1", "nope"), "-o", str(tmp_path)],
+            env=run.env,
+        )
+    target = Path(data["destination"])
+    assert data["files"] == sorted(p.name for p in target.iterdir())
+    assert data["size_bytes"] > 0
+    assert not [
+        c for c in everything["checkpoints"] if c["checkpoint_id"] == "external_weights/download"
+    ]
+    assert "no checkpoint" in one_line_error(missing, 1)

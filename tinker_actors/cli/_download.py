@@ -3,7 +3,10 @@
 * A training checkpoint (``weights/...``) comes as one archive from the checkpoint's
   ``/archive`` endpoint (a signed URL; ``file://`` on the local server), which is downloaded
   and then extracted by :func:`tinker_actors.cli._archive.extract_archive`, refusing absolute
-  paths, ``..``, links, special files and archives over ``--max-size``.
+  paths, ``..``, links, special files and archives over ``--max-size``. A service without that
+  endpoint gets the official CLI's way instead: the state is loaded into a new training run,
+  exported as temporary external weights (one hour to live), downloaded as below, and the
+  export deleted.
 * An external weights checkpoint (``external_weights/...``) comes as one signed URL per file;
   each file name gets the same checks before anything is downloaded.
 * Sampler weights cannot be downloaded (the service keeps them), as in the official CLI.
@@ -38,10 +41,29 @@ from tinker_actors.cli._params import ByteSize, CheckpointPath
 
 if TYPE_CHECKING:
     from tinker_actors.cli._api import Api
+    from tinker_actors.types import Checkpoint
 
-__all__ = ["download", "target_name"]
+__all__ = ["EXPORT_TTL", "download", "find_checkpoint", "target_name"]
+
+#: Lifetime of the temporary export a training checkpoint is downloaded through, if needed.
+EXPORT_TTL: Final = 3600
 
 _UNSAFE_NAME: Final = re.compile(r"[^A-Za-z0-9._-]")
+
+
+async def find_checkpoint(api: Api, path: str) -> Checkpoint:
+    """Return the listed checkpoint at ``path``.
+
+    Raises:
+        CommandError: the run has no such checkpoint.
+    """
+    run_id = path.removeprefix("tinker://").split("/", 1)[0]
+    for checkpoint in (await api.rest.list_checkpoints(run_id)).checkpoints:
+        if checkpoint.tinker_path == path:
+            return checkpoint
+    raise CommandError(
+        f"no checkpoint {path} (list them with: tinker-actors checkpoint list --run-id {run_id})"
+    )
 
 
 def target_name(path: str) -> str:
@@ -100,29 +122,50 @@ def download(
 
     if checkpoint_id.startswith("external_weights/"):
 
-        async def urls(api: Api) -> dict[str, str]:
+        async def signed_urls(api: Api) -> dict[str, str]:
             return dict((await api.rest.get_external_weights_urls(path)).urls)
 
-        files = call_api(urls, action=f"get the download URLs of {path}")
-        if not files:
-            raise CommandError(f"{path} has no files to download")
+        files = call_api(signed_urls, action=f"get the download URLs of {path}")
         written, total = _fetch_files(files, target, force, max_size, show_progress)
     else:
 
-        async def archive_url(api: Api) -> str:
+        async def archive_or_export(api: Api) -> tuple[str | None, dict[str, str]]:
+            from tinker_actors.errors import NotFoundError
             from tinker_actors.types import ArchiveUrlResponse
 
-            response = await api.runtime.transport.request(
-                "GET",
-                f"/api/v1/training_runs/{run_id}/checkpoints/{checkpoint_id}/archive",
-                sdk_method="cli.checkpoint_download",
+            try:
+                response = await api.runtime.transport.request(
+                    "GET",
+                    f"/api/v1/training_runs/{run_id}/checkpoints/{checkpoint_id}/archive",
+                    sdk_method="cli.checkpoint_download",
+                )
+                return None, {"": response.decode(ArchiveUrlResponse).url}
+            except NotFoundError:
+                await find_checkpoint(api, path)  # a missing checkpoint stays an error
+            if output_format() != "json":
+                click.echo(
+                    f"the service has no archive of {path}: exporting it as external weights "
+                    "(a new training run on its base model)...",
+                    err=True,
+                )
+            training = await api.runtime.create_training_client_from_state(
+                path, user_metadata={"created_by": "tinker-actors checkpoint download"}
             )
-            return response.decode(ArchiveUrlResponse).url
+            export = await training.save_weights_external("download", ttl_seconds=EXPORT_TTL)
+            exported = (await export.result()).path
+            return exported, dict((await api.rest.get_external_weights_urls(exported)).urls)
 
-        url = call_api(archive_url, action=f"get the download URL of {path}")
-        written, total = _fetch_archive(
-            url, path, target, force, max_size, max_files, show_progress
-        )
+        export, found = call_api(archive_or_export, action=f"get the download URL of {path}")
+        try:
+            if export is None:
+                written, total = _fetch_archive(
+                    found[""], path, target, force, max_size, max_files, show_progress
+                )
+            else:
+                written, total = _fetch_files(found, target, force, max_size, show_progress)
+        finally:
+            if export is not None:
+                _delete_export(export)
 
     data = {
         "checkpoint_path": path,
@@ -133,6 +176,18 @@ def download(
     rows = [["Checkpoint", path], ["Downloaded to", str(target)], ["Size", format_size(total)]]
     rows += [["File", name] for name in written]
     show(View(data=data, columns=["Property", "Value"], rows=rows, title="Checkpoint downloaded"))
+
+
+def _delete_export(export: str) -> None:
+    """Delete a temporary export; if that fails, say so (it expires on its own)."""
+
+    async def delete(api: Api) -> None:
+        await api.rest.delete_checkpoint_from_tinker_path(export)
+
+    try:
+        call_api(delete, action=f"delete the temporary export {export}")
+    except click.ClickException as exc:
+        click.echo(f"warning: {exc.format_message()}; it expires in {EXPORT_TTL} s", err=True)
 
 
 def _replace(staged: Path, target: Path, force: bool) -> None:
@@ -176,6 +231,8 @@ def _fetch_archive(
 def _fetch_files(
     urls: dict[str, str], target: Path, force: bool, max_size: int, show_progress: bool | None
 ) -> tuple[list[str], int]:
+    if not urls:
+        raise CommandError("the checkpoint has no files to download")
     names = {name: safe_relative_path(name) for name in urls}  # every name checked first
     staged = staging_dir(target)
     total = 0

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Final, Literal
 import click
 
 from tinker_actors.cli._api import call_api
-from tinker_actors.cli._download import download
+from tinker_actors.cli._download import download, find_checkpoint
 from tinker_actors.cli._group import BadInput, CommandError, one_line
 from tinker_actors.cli._options import api_options, output_format
 from tinker_actors.cli._output import View, format_bool, format_size, format_time, print_json, show
@@ -134,21 +134,6 @@ def list_checkpoints(run_id: str | None, kind: str | None, limit: int) -> None:
 def _split(path: str) -> tuple[str, str]:
     run_id, checkpoint_id = path.removeprefix("tinker://").split("/", 1)
     return run_id, checkpoint_id
-
-
-async def find_checkpoint(api: Api, path: str) -> Checkpoint:
-    """Return the listed checkpoint at ``path``.
-
-    Raises:
-        CommandError: the run has no such checkpoint.
-    """
-    run_id, _ = _split(path)
-    for checkpoint in (await api.rest.list_checkpoints(run_id)).checkpoints:
-        if checkpoint.tinker_path == path:
-            return checkpoint
-    raise CommandError(
-        f"no checkpoint {path} (list them with: tinker-actors checkpoint list --run-id {run_id})"
-    )
 
 
 @command.command("info")
