@@ -18,16 +18,14 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
-import tarfile
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Final
 
 from tinker_actors.cli._group import CommandError
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # tarfile and tempfile load on first use: --help lists this command
+    import tarfile
     from collections.abc import Callable
 
 __all__ = [
@@ -83,6 +81,8 @@ def safe_relative_path(name: str) -> PurePosixPath:
 
 def staging_dir(destination: Path) -> Path:
     """Create and return an empty staging directory next to ``destination``."""
+    import tempfile
+
     destination.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{destination.name}.partial-", dir=destination.parent))
     umask = os.umask(0o022)
@@ -112,6 +112,8 @@ def extract_archive(
         UnsafeArchiveError: a member failed a check (see the module docstring), the file is
             not a tar archive, or it is truncated; nothing was left in ``destination``.
     """
+    import shutil
+
     staging = staging_dir(destination)
     try:
         result = _extract_into(archive, staging, max_bytes, max_files, on_bytes)
@@ -129,6 +131,8 @@ def _extract_into(
     max_files: int,
     on_bytes: Callable[[int], None] | None,
 ) -> Extracted:
+    import tarfile
+
     files: list[str] = []
     seen: set[PurePosixPath] = set()
     declared = written = 0

@@ -18,8 +18,6 @@ renamed into place at the end, so an interrupted or refused download leaves noth
 from __future__ import annotations
 
 import re
-import shutil
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
@@ -192,6 +190,8 @@ def _delete_export(export: str) -> None:
 
 def _replace(staged: Path, target: Path, force: bool) -> None:
     """Move a finished staging directory to ``target`` (replacing it with ``force``)."""
+    import shutil
+
     if target.exists():
         if not force:
             raise BadInput(f"{target} already exists; pass --force to replace it")
@@ -213,6 +213,8 @@ def _fetch_archive(
     max_files: int,
     show_progress: bool | None,
 ) -> tuple[list[str], int]:
+    import tempfile
+
     with tempfile.TemporaryDirectory(prefix=".download-", dir=target.parent) as scratch:
         archive = Path(scratch) / "checkpoint.tar"
         fetch_url(
@@ -234,6 +236,8 @@ def _fetch_files(
     if not urls:
         raise CommandError("the checkpoint has no files to download")
     names = {name: safe_relative_path(name) for name in urls}  # every name checked first
+    import shutil
+
     staged = staging_dir(target)
     total = 0
     try:
