@@ -79,7 +79,9 @@ def test_a_repeated_step_is_named() -> None:
 
 
 def test_a_whole_repeated_step() -> None:
-    with pytest.raises(StepOrderError, match="applied more than once"):
+    with pytest.raises(
+        StepOrderError, match=r"ran 2 step.* applied 1 more: a step was applied more than once"
+    ):
         counters(FB, OS, FB, OS, FB, OS).assert_steps_applied_once(2)
 
 

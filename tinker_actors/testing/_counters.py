@@ -86,6 +86,13 @@ class ModelCounters:
         expected = kinds * steps
         if ops == expected:
             return
+        if len(ops) > len(expected) and ops[: len(expected)] == expected:
+            extra = (len(ops) - len(expected)) / len(kinds)
+            raise StepOrderError(
+                f"model {self.model_id}: the loop ran {steps} step(s) of {' + '.join(kinds)}, "
+                f"but the server applied {extra:g} more: a step was applied more than once (a "
+                f"loop that resubmits after an error?). Applied kinds: {list(self.applied_kinds)}"
+            )
         first = next(
             (i for i, (a, b) in enumerate(zip(ops, expected, strict=False)) if a != b),
             min(len(ops), len(expected)),
