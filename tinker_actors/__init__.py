@@ -2,42 +2,49 @@
 
 from __future__ import annotations
 
-from tinker_actors._open import open as open
-from tinker_actors._runtime import Runtime as Runtime
+import importlib
+import importlib.util
+from typing import TYPE_CHECKING, Any, Final
+
 from tinker_actors._version import __version__ as __version__
-from tinker_actors.actors import FutureExpiredError as FutureExpiredError
-from tinker_actors.actors import OperationCancelledError as OperationCancelledError
-from tinker_actors.backoff import RetryConfig as RetryConfig
-from tinker_actors.clients import AdminClient as AdminClient
-from tinker_actors.clients import APIFuture as APIFuture
-from tinker_actors.clients import RestClient as RestClient
-from tinker_actors.clients import SamplingClient as SamplingClient
-from tinker_actors.clients import ServiceClient as ServiceClient
-from tinker_actors.clients import TrainingClient as TrainingClient
-from tinker_actors.clients import TrainingOrderBrokenError as TrainingOrderBrokenError
-from tinker_actors.errors import APIConnectionError as APIConnectionError
-from tinker_actors.errors import APIError as APIError
-from tinker_actors.errors import APIResponseValidationError as APIResponseValidationError
-from tinker_actors.errors import APIStatusError as APIStatusError
-from tinker_actors.errors import APITimeoutError as APITimeoutError
-from tinker_actors.errors import AuthenticationError as AuthenticationError
-from tinker_actors.errors import BadRequestError as BadRequestError
-from tinker_actors.errors import BillingError as BillingError
-from tinker_actors.errors import ConflictError as ConflictError
-from tinker_actors.errors import InternalServerError as InternalServerError
-from tinker_actors.errors import InvalidInputError as InvalidInputError
-from tinker_actors.errors import NotFoundError as NotFoundError
-from tinker_actors.errors import PermissionDeniedError as PermissionDeniedError
-from tinker_actors.errors import RateLimitError as RateLimitError
-from tinker_actors.errors import RequestFailedError as RequestFailedError
-from tinker_actors.errors import TinkerError as TinkerError
-from tinker_actors.errors import UnprocessableEntityError as UnprocessableEntityError
-from tinker_actors.supervisors import ActorExited as ActorExited
-from tinker_actors.supervisors import MailboxFull as MailboxFull
-from tinker_actors.supervisors import SupervisorGaveUp as SupervisorGaveUp
-from tinker_actors.tokenizer import Tokenizer as Tokenizer
-from tinker_actors.tokenizer import TokenizerUnavailableError as TokenizerUnavailableError
-from tinker_actors.tokenizer import get_tokenizer as get_tokenizer
+
+if TYPE_CHECKING:
+    from tinker_actors._open import open as open
+    from tinker_actors._runtime import Runtime as Runtime
+    from tinker_actors.actors import FutureExpiredError as FutureExpiredError
+    from tinker_actors.actors import OperationCancelledError as OperationCancelledError
+    from tinker_actors.backoff import RetryConfig as RetryConfig
+    from tinker_actors.clients import AdminClient as AdminClient
+    from tinker_actors.clients import APIFuture as APIFuture
+    from tinker_actors.clients import RestClient as RestClient
+    from tinker_actors.clients import SamplingClient as SamplingClient
+    from tinker_actors.clients import ServiceClient as ServiceClient
+    from tinker_actors.clients import TrainingClient as TrainingClient
+    from tinker_actors.clients import TrainingOrderBrokenError as TrainingOrderBrokenError
+    from tinker_actors.errors import APIConnectionError as APIConnectionError
+    from tinker_actors.errors import APIError as APIError
+    from tinker_actors.errors import APIResponseValidationError as APIResponseValidationError
+    from tinker_actors.errors import APIStatusError as APIStatusError
+    from tinker_actors.errors import APITimeoutError as APITimeoutError
+    from tinker_actors.errors import AuthenticationError as AuthenticationError
+    from tinker_actors.errors import BadRequestError as BadRequestError
+    from tinker_actors.errors import BillingError as BillingError
+    from tinker_actors.errors import ConflictError as ConflictError
+    from tinker_actors.errors import InternalServerError as InternalServerError
+    from tinker_actors.errors import InvalidInputError as InvalidInputError
+    from tinker_actors.errors import NotFoundError as NotFoundError
+    from tinker_actors.errors import PermissionDeniedError as PermissionDeniedError
+    from tinker_actors.errors import RateLimitError as RateLimitError
+    from tinker_actors.errors import RequestFailedError as RequestFailedError
+    from tinker_actors.errors import TinkerError as TinkerError
+    from tinker_actors.errors import UnprocessableEntityError as UnprocessableEntityError
+    from tinker_actors.supervisors import ActorExited as ActorExited
+    from tinker_actors.supervisors import MailboxFull as MailboxFull
+    from tinker_actors.supervisors import SupervisorGaveUp as SupervisorGaveUp
+    from tinker_actors.tokenizer import Tokenizer as Tokenizer
+    from tinker_actors.tokenizer import TokenizerUnavailableError as TokenizerUnavailableError
+    from tinker_actors.tokenizer import get_tokenizer as get_tokenizer
+
 
 __all__ = [
     "APIConnectionError",
@@ -77,3 +84,61 @@ __all__ = [
     "get_tokenizer",
     "open",
 ]
+
+# The public names load on first use (PEP 562): `import tinker_actors.cli` (the command line,
+# whose --help must start fast) and the pytest plugin in tinker_actors.testing import this
+# package first, and must not pay for trio, httpx and msgspec until a name is used.
+_LAZY: Final[dict[str, str]] = {
+    "ActorExited": "tinker_actors.supervisors",
+    "AdminClient": "tinker_actors.clients",
+    "APIConnectionError": "tinker_actors.errors",
+    "APIError": "tinker_actors.errors",
+    "APIFuture": "tinker_actors.clients",
+    "APIResponseValidationError": "tinker_actors.errors",
+    "APIStatusError": "tinker_actors.errors",
+    "APITimeoutError": "tinker_actors.errors",
+    "AuthenticationError": "tinker_actors.errors",
+    "BadRequestError": "tinker_actors.errors",
+    "BillingError": "tinker_actors.errors",
+    "ConflictError": "tinker_actors.errors",
+    "FutureExpiredError": "tinker_actors.actors",
+    "get_tokenizer": "tinker_actors.tokenizer",
+    "InternalServerError": "tinker_actors.errors",
+    "InvalidInputError": "tinker_actors.errors",
+    "MailboxFull": "tinker_actors.supervisors",
+    "NotFoundError": "tinker_actors.errors",
+    "open": "tinker_actors._open",
+    "OperationCancelledError": "tinker_actors.actors",
+    "PermissionDeniedError": "tinker_actors.errors",
+    "RateLimitError": "tinker_actors.errors",
+    "RequestFailedError": "tinker_actors.errors",
+    "RestClient": "tinker_actors.clients",
+    "RetryConfig": "tinker_actors.backoff",
+    "Runtime": "tinker_actors._runtime",
+    "SamplingClient": "tinker_actors.clients",
+    "ServiceClient": "tinker_actors.clients",
+    "SupervisorGaveUp": "tinker_actors.supervisors",
+    "TinkerError": "tinker_actors.errors",
+    "Tokenizer": "tinker_actors.tokenizer",
+    "TokenizerUnavailableError": "tinker_actors.tokenizer",
+    "TrainingClient": "tinker_actors.clients",
+    "TrainingOrderBrokenError": "tinker_actors.clients",
+    "UnprocessableEntityError": "tinker_actors.errors",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is not None:
+        value = getattr(importlib.import_module(module), name)
+    elif not name.startswith("__") and importlib.util.find_spec(f"{__name__}.{name}") is not None:
+        # the eager package made `import tinker_actors; tinker_actors.types.Datum` work
+        value = importlib.import_module(f"{__name__}.{name}")
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -7,13 +7,22 @@ from typing import TYPE_CHECKING
 
 import click
 
+from tinker_actors.cli._group import RootGroup
+from tinker_actors.cli._options import api_options
+
 if TYPE_CHECKING:
     from tinker_actors.local._backend import Backend
 
 
-@click.group()
+@click.group(cls=RootGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@api_options
+@click.version_option(package_name="tinker-actors", message="%(version)s")
 def cli() -> None:
-    """Tinker SDK on trio: local server, demo and tools."""
+    """Tinker on trio: manage runs, checkpoints and sessions, sample, and serve locally.
+
+    Connection options given here apply to every command (a command's own win); the service
+    and credential otherwise come from TINKER_BASE_URL and TINKER_API_KEY, as in the SDK.
+    """
 
 
 @cli.command()
@@ -251,12 +260,3 @@ def _make_backend(name: str) -> Backend | None:
             "-c constraints.txt (pip install -c constraints.txt 'tinker-actors[torch]')"
         ) from None
     return TorchBackend()
-
-
-def _register() -> None:
-    from tinker_actors.cli._run import run
-
-    cli.add_command(run)
-
-
-_register()

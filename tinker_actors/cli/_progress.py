@@ -1,0 +1,56 @@
+"""Progress bars on stderr (rich), so stdout stays clean for tables and JSON.
+
+A bar is drawn only when asked for: ``enabled=None`` means "when stderr is a terminal", which is
+what commands pass by default; ``--progress`` / ``--no-progress`` force it either way.
+"""
+
+from __future__ import annotations
+
+import sys
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+
+__all__ = ["progress"]
+
+
+@contextmanager
+def progress(
+    label: str, total: int | None, *, enabled: bool | None = None, unit: str = "items"
+) -> Iterator[Callable[[int], None]]:
+    """Yield ``advance(n)``; draw a bar for ``total`` steps (None: unknown) on stderr if enabled.
+
+    Args:
+        label: what is being done ("downloading adapter.safetensors").
+        total: the number of steps (bytes with ``unit="bytes"``), or None if unknown.
+        enabled: draw the bar; None draws it when stderr is a terminal.
+        unit: ``"bytes"`` shows sizes and a transfer speed; anything else shows counts.
+    """
+    if enabled is None:
+        enabled = sys.stderr.isatty()
+    if not enabled:
+        yield lambda _n: None
+        return
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
+    columns = [TextColumn("{task.description}"), BarColumn()]
+    if unit == "bytes":
+        columns += [DownloadColumn(), TransferSpeedColumn()]
+    else:
+        columns += [MofNCompleteColumn()]
+    columns.append(TimeRemainingColumn())
+    console = Console(stderr=True, emoji=False, highlight=False)
+    with Progress(*columns, console=console, transient=False) as bar:
+        task = bar.add_task(label, total=total)
+        yield lambda n: bar.advance(task, n)
