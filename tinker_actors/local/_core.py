@@ -19,6 +19,7 @@ import trio
 
 from tinker_actors.local._catalogue import BaseModelSpec, UnknownModelError, resolve_model
 from tinker_actors.local._futures import FutureStore
+from tinker_actors.local._stability import StabilityRecords
 from tinker_actors.types import ClientConfigResponse, ClientDynamicConfigResponse
 
 if TYPE_CHECKING:
@@ -139,6 +140,8 @@ class EngineCore:
         #: every counter the debug endpoint reports
         self.counters: Counter[str] = Counter()
         self.heartbeats: dict[str, float] = {}
+        #: sampled sequences recorded for stable_reinforce (record_stability_info)
+        self.stability = StabilityRecords(self.wall_time)
         self.cache_dir = settings.cache_dir or default_cache_dir()
         self._tokenizer_dirs: dict[int, Path] = {}
         self._tokenizer_lock = trio.Lock()

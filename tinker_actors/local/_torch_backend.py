@@ -38,7 +38,7 @@ from tinker_actors.local._torch_checkpoint import (
     read_tensors,
     write_adapter,
 )
-from tinker_actors.local._torch_losses import elementwise_loss, parse_loss_config
+from tinker_actors.local._torch_losses import TORCH_LOSSES, elementwise_loss, parse_loss_config
 from tinker_actors.local._torch_model import Adapter, AdapterShape, BaseWeights, build_base, forward
 from tinker_actors.local._torch_sampling import run_sample
 from tinker_actors.types import ForwardBackwardOutput, TensorData
@@ -132,6 +132,11 @@ class TorchBackend:
     def name(self) -> str:
         """Always ``torch``."""
         return "torch"
+
+    @property
+    def supported_losses(self) -> frozenset[str]:
+        """Every built-in loss (see :mod:`._torch_losses`)."""
+        return TORCH_LOSSES
 
     async def _run(self, fn: Callable[..., Any], *args: Any) -> Any:
         return await trio.to_thread.run_sync(fn, *args, limiter=self._limiter)

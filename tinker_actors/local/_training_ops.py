@@ -16,7 +16,12 @@ from typing import TYPE_CHECKING
 import msgspec
 
 from tinker_actors.errors import InvalidInputError
-from tinker_actors.local._backend import BackendInputError, validate_forward_inputs
+from tinker_actors.local._backend import (
+    STABILITY_INPUTS,
+    BackendInputError,
+    check_loss_config,
+    validate_forward_inputs,
+)
 from tinker_actors.local._core import EngineError, _Model, check_not_expired
 from tinker_actors.local._ordering import DuplicateSeqIdError, SequencedOp, Sequencer
 from tinker_actors.local._records import CheckpointKind, CheckpointRecord, RunRecord
@@ -32,6 +37,7 @@ from tinker_actors.types import (
     SaveWeightsExternalResponseInternal,
     SaveWeightsForSamplerResponseInternal,
     SaveWeightsResponse,
+    TensorData,
     TinkerPath,
     UntypedAPIFuture,
 )
@@ -43,6 +49,7 @@ if TYPE_CHECKING:
     from tinker_actors.local._sampling_ops import SamplingOps
     from tinker_actors.types import (
         CreateModelRequest,
+        Datum,
         LoadWeightsRequest,
         OptimStepRequest,
         SaveWeightsExternalRequest,
@@ -214,29 +221,47 @@ class TrainingOps:
             raise EngineError(400, f"malformed forward_backward request: {exc}") from None
         model = self.model_for(req.model_id)
         batch = req.forward_backward_input
+        backend = self._core.backend
+        config = batch.loss_fn_config if isinstance(batch.loss_fn_config, dict) else {}
+        data = batch.data
         try:
             validate_forward_inputs(
-                batch.data,
+                data,
                 batch.loss_fn,
                 vocab_size=model.spec.vocab_size,
                 context_length=model.spec.context_length,
                 token_bounds=bounds,
+                supported=backend.supported_losses,
             )
+            check_loss_config(batch.loss_fn, config)
+            if batch.loss_fn == "stable_reinforce":
+                data = self._with_stability(model.record.session_id, data)
         except (BackendInputError, InvalidInputError) as exc:
             raise EngineError(400, str(exc)) from None
-        config = batch.loss_fn_config if isinstance(batch.loss_fn_config, dict) else {}
-        backend = self._core.backend
         model_id = model.record.run_id
 
         async def work() -> tuple[bytes, str]:
             out = await backend.forward_backward(
-                model_id, batch.data, batch.loss_fn, config, forward_only=req.forward_only
+                model_id, data, batch.loss_fn, config, forward_only=req.forward_only
             )
             return encode_forward_backward_output(out), _PROTO
 
         kind = "Forward" if req.forward_only else "ForwardBackward"
         digest = hashlib.sha256(body).digest()
         return self._submit(model, req.seq_id, kind, idempotency_key, digest, work)
+
+    def _with_stability(self, session_id: str, data: list[Datum]) -> list[Datum]:
+        """Add each datum's recorded sampler logprobs (checking its provenance claims)."""
+        out = []
+        for i, datum in enumerate(data):
+            logprobs, mask = self._core.stability.resolve(session_id, i, datum)
+            extra = dict(zip(STABILITY_INPUTS, (logprobs, mask), strict=True))
+            inputs = {
+                **datum.loss_fn_inputs,
+                **{k: TensorData.from_numpy(v) for k, v in extra.items()},
+            }
+            out.append(msgspec.structs.replace(datum, loss_fn_inputs=inputs))
+        return out
 
     def optim_step(self, req: OptimStepRequest, idempotency_key: str | None) -> UntypedAPIFuture:
         """Apply accumulated gradients; resolves to OptimStepResponse."""
