@@ -1051,8 +1051,10 @@ async def test_rest_runs_checkpoints_sessions_and_samplers() -> None:
         assert urls["urls"]
         assert urls["expires"]
         for url in urls["urls"].values():
-            assert url.startswith("file://")
-            assert await trio.Path(url.removeprefix("file://")).is_file()
+            assert url.startswith("http://")
+            fetched = await api.client.get(url)
+            assert fetched.status_code == 200, fetched.text
+            assert fetched.content
         refused = await api.get(
             f"training_runs/{run_a}/checkpoints/weights/w2/external_weights_urls"
         )

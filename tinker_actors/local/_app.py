@@ -26,11 +26,12 @@ import msgspec
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import FileResponse, Response
 from starlette.routing import Route
 
 from tinker_actors.local._auth import Authenticator, AuthError
 from tinker_actors.local._core import EngineError
+from tinker_actors.local._downloads import DOWNLOAD_PREFIX
 from tinker_actors.types import (
     AuthTokenRequest,
     CancelFutureRequest,
@@ -297,7 +298,7 @@ def build_app(engine: LocalEngine, auth: Authenticator) -> Starlette:
         return _reply({})
 
     async def archive(request: Request) -> Response:
-        return _reply(await extra.archive_url(*ckpt(request)))
+        return _reply(await extra.archive_url(*ckpt(request), str(request.base_url)))
 
     async def publish(request: Request) -> Response:
         rest.set_public(*ckpt(request), public=request.method == "POST")
@@ -309,7 +310,7 @@ def build_app(engine: LocalEngine, auth: Authenticator) -> Starlette:
         return _reply({})
 
     async def external_urls(request: Request) -> Response:
-        return _reply(rest.external_weights_urls(*ckpt(request)))
+        return _reply(rest.external_weights_urls(*ckpt(request), str(request.base_url)))
 
     async def user_checkpoints(request: Request) -> Response:
         limit = _int_query(request, "limit", 100)
@@ -336,7 +337,14 @@ def build_app(engine: LocalEngine, auth: Authenticator) -> Starlette:
         return _reply(extra.search_sessions(req))
 
     async def trace_export(request: Request) -> Response:
-        return _reply(extra.trace_export(request.path_params["session_id"]))
+        return _reply(extra.trace_export(request.path_params["session_id"], str(request.base_url)))
+
+    async def download(request: Request) -> Response:
+        path = engine.core.links.resolve(request.path_params["token"], request.path_params["name"])
+        if path is None:
+            raise EngineError(404, "unknown or expired download link; ask the API for a new URL")
+        engine.core.counters["downloads"] += 1
+        return FileResponse(path, media_type="application/octet-stream")
 
     async def counters(request: Request) -> Response:
         return _reply(engine.counters())
@@ -385,6 +393,8 @@ def build_app(engine: LocalEngine, auth: Authenticator) -> Starlette:
         route(v1 + "/sessions/{session_id}/project", session_project, methods=("PUT",)),
         route(v1 + "/sessions/{session_id}/trace_export", trace_export, methods=("GET",)),
         route("/_local/counters", counters, methods=("GET",)),
+        # signed download links: the token is the credential, as in a signed storage URL
+        route(DOWNLOAD_PREFIX + "{token}/{name}", download, methods=("GET",), public=True),
     ]
     return Starlette(routes=routes, exception_handlers={HTTPException: _http_exception})
 

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 import trio
 
 from tinker_actors.local._catalogue import BaseModelSpec, UnknownModelError, resolve_model
+from tinker_actors.local._downloads import DownloadLinks
 from tinker_actors.local._futures import FutureStore
 from tinker_actors.local._stability import StabilityRecords
 from tinker_actors.types import ClientConfigResponse, ClientDynamicConfigResponse
@@ -142,6 +143,8 @@ class EngineCore:
         self.heartbeats: dict[str, float] = {}
         #: sampled sequences recorded for stable_reinforce (record_stability_info)
         self.stability = StabilityRecords(self.wall_time)
+        #: signed download links (archives, external weights, trace exports)
+        self.links = DownloadLinks(self.wall_time)
         self.cache_dir = settings.cache_dir or default_cache_dir()
         self._tokenizer_dirs: dict[str, Path] = {}
         self._tokenizer_lock = trio.Lock()

@@ -18,10 +18,11 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import msgspec
 import numpy as np
 
-from tinker_actors.local._backend import BackendInputError
-from tinker_actors.types import PromptProvenanceSpan, SampledProvenanceSpan
+from tinker_actors.local._backend import STABILITY_INPUTS, BackendInputError
+from tinker_actors.types import PromptProvenanceSpan, SampledProvenanceSpan, TensorData
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -126,6 +127,22 @@ class StabilityRecords:
         entry.last_used = now
         self._records.move_to_end(sequence_id)
         return entry
+
+    def annotate(self, session_id: str, data: Sequence[Datum]) -> list[Datum]:
+        """Return the datums with the engine's inputs added (:data:`STABILITY_INPUTS`).
+
+        Raises:
+            BackendInputError: a datum's provenance does not match the records (see
+                :meth:`resolve`).
+        """
+        out = []
+        for i, datum in enumerate(data):
+            logprobs, mask = self.resolve(session_id, i, datum)
+            extra = dict(zip(STABILITY_INPUTS, (logprobs, mask), strict=True))
+            inputs = {**datum.loss_fn_inputs}
+            inputs.update((k, TensorData.from_numpy(v)) for k, v in extra.items())
+            out.append(msgspec.structs.replace(datum, loss_fn_inputs=inputs))
+        return out
 
     def resolve(
         self, session_id: str, index: int, datum: Datum

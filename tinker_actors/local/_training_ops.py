@@ -14,10 +14,11 @@ import re
 from typing import TYPE_CHECKING
 
 import msgspec
+import trio
 
 from tinker_actors.errors import InvalidInputError
+from tinker_actors.local._age import encrypt_directory, parse_recipients
 from tinker_actors.local._backend import (
-    STABILITY_INPUTS,
     BackendInputError,
     check_loss_config,
     validate_forward_inputs,
@@ -37,7 +38,6 @@ from tinker_actors.types import (
     SaveWeightsExternalResponseInternal,
     SaveWeightsForSamplerResponseInternal,
     SaveWeightsResponse,
-    TensorData,
     TinkerPath,
     UntypedAPIFuture,
 )
@@ -49,7 +49,6 @@ if TYPE_CHECKING:
     from tinker_actors.local._sampling_ops import SamplingOps
     from tinker_actors.types import (
         CreateModelRequest,
-        Datum,
         LoadWeightsRequest,
         OptimStepRequest,
         SaveWeightsExternalRequest,
@@ -235,7 +234,7 @@ class TrainingOps:
             )
             check_loss_config(batch.loss_fn, config)
             if batch.loss_fn == "stable_reinforce":
-                data = self._with_stability(model.record.session_id, data)
+                data = self._core.stability.annotate(model.record.session_id, data)
         except (BackendInputError, InvalidInputError) as exc:
             raise EngineError(400, str(exc)) from None
         model_id = model.record.run_id
@@ -249,19 +248,6 @@ class TrainingOps:
         kind = "Forward" if req.forward_only else "ForwardBackward"
         digest = hashlib.sha256(body).digest()
         return self._submit(model, req.seq_id, kind, idempotency_key, digest, work)
-
-    def _with_stability(self, session_id: str, data: list[Datum]) -> list[Datum]:
-        """Add each datum's recorded sampler logprobs (checking its provenance claims)."""
-        out = []
-        for i, datum in enumerate(data):
-            logprobs, mask = self._core.stability.resolve(session_id, i, datum)
-            extra = dict(zip(STABILITY_INPUTS, (logprobs, mask), strict=True))
-            inputs = {
-                **datum.loss_fn_inputs,
-                **{k: TensorData.from_numpy(v) for k, v in extra.items()},
-            }
-            out.append(msgspec.structs.replace(datum, loss_fn_inputs=inputs))
-        return out
 
     def optim_step(self, req: OptimStepRequest, idempotency_key: str | None) -> UntypedAPIFuture:
         """Apply accumulated gradients; resolves to OptimStepResponse."""
@@ -343,9 +329,20 @@ class TrainingOps:
         model = self.model_for(req.model_id)
         name = self._name(req.path, req.seq_id)
         ttl = req.ttl_seconds if isinstance(req.ttl_seconds, int) else None
+        keys = req.age_encryption_recipients
+        try:
+            recipients = parse_recipients(keys) if isinstance(keys, list) else None
+        except InvalidInputError as exc:
+            raise EngineError(400, str(exc)) from None
+        core = self._core
 
         async def work() -> tuple[bytes, str]:
             checkpoint = await self._save(model, "external", name, True, ttl, None)
+            if recipients is not None:
+                directory = core.store.checkpoint_dir(checkpoint)
+                size = await trio.to_thread.run_sync(encrypt_directory, directory, recipients)
+                checkpoint.size_bytes = size
+                core.store.save_run(model.record)
             result = SaveWeightsExternalResponseInternal(
                 path=checkpoint.tinker_path, size_bytes=checkpoint.size_bytes
             )
