@@ -32,6 +32,7 @@ from starlette.routing import Route
 from tinker_actors.local._auth import Authenticator, AuthError
 from tinker_actors.local._core import EngineError
 from tinker_actors.local._downloads import DOWNLOAD_PREFIX
+from tinker_actors.local._usage import UsageError
 from tinker_actors.types import (
     AuthTokenRequest,
     CancelFutureRequest,
@@ -92,6 +93,14 @@ async def _decode(request: Request, kind: type[_T]) -> _T:
         raise EngineError(422, f"invalid {kind.__name__}: {exc}") from None
     except msgspec.DecodeError as exc:
         raise EngineError(400, f"malformed JSON body: {exc}") from None
+
+
+def _usage(query: Callable[[], _T]) -> _T:
+    """Run a billing or audit query; a query it cannot answer as asked is a 400."""
+    try:
+        return query()
+    except UsageError as exc:
+        raise EngineError(400, str(exc)) from None
 
 
 def _idempotency_key(request: Request) -> str | None:
@@ -346,6 +355,28 @@ def build_app(engine: LocalEngine, auth: Authenticator) -> Starlette:
         engine.core.counters["downloads"] += 1
         return FileResponse(path, media_type="application/octet-stream")
 
+    async def billing_usage(request: Request) -> Response:
+        params = request.query_params
+        missing = [k for k in ("starting_on", "ending_before") if not params.get(k)]
+        if missing:
+            raise EngineError(400, f"billing usage needs the query parameters {missing}")
+        return _reply(
+            _usage(
+                lambda: engine.core.usage.billing_usage(
+                    engine.core.store, params["starting_on"], params["ending_before"]
+                )
+            )
+        )
+
+    async def checkpoint_storage(request: Request) -> Response:
+        project = request.query_params.get("project_id") or None
+        return _reply(engine.core.usage.checkpoint_storage(engine.core.store, project))
+
+    async def audit(request: Request) -> Response:
+        params = request.query_params
+        event_type = params.get("event_type") or "all"
+        return _reply(_usage(lambda: engine.core.usage.audit_log(event_type, params.get("day"))))
+
     async def counters(request: Request) -> Response:
         return _reply(engine.counters())
 
@@ -392,6 +423,9 @@ def build_app(engine: LocalEngine, auth: Authenticator) -> Starlette:
         route(v1 + "/sessions/{session_id}", session, methods=("GET",)),
         route(v1 + "/sessions/{session_id}/project", session_project, methods=("PUT",)),
         route(v1 + "/sessions/{session_id}/trace_export", trace_export, methods=("GET",)),
+        route(v1 + "/billing/usage/events", billing_usage, methods=("GET",)),
+        route(v1 + "/billing/usage/checkpoints/current", checkpoint_storage, methods=("GET",)),
+        route(v1 + "/audit", audit, methods=("GET",)),
         route("/_local/counters", counters, methods=("GET",)),
         # signed download links: the token is the credential, as in a signed storage URL
         route(DOWNLOAD_PREFIX + "{token}/{name}", download, methods=("GET",), public=True),

@@ -21,6 +21,7 @@ from tinker_actors.local._catalogue import BaseModelSpec, UnknownModelError, res
 from tinker_actors.local._downloads import DownloadLinks
 from tinker_actors.local._futures import FutureStore
 from tinker_actors.local._stability import StabilityRecords
+from tinker_actors.local._usage import UsageLedger
 from tinker_actors.types import ClientConfigResponse, ClientDynamicConfigResponse
 
 if TYPE_CHECKING:
@@ -145,6 +146,8 @@ class EngineCore:
         self.stability = StabilityRecords(self.wall_time)
         #: signed download links (archives, external weights, trace exports)
         self.links = DownloadLinks(self.wall_time)
+        #: billable quantities and audited events (billing and audit endpoints)
+        self.usage = UsageLedger(store.data_dir, self.wall_time)
         self.cache_dir = settings.cache_dir or default_cache_dir()
         self._tokenizer_dirs: dict[str, Path] = {}
         self._tokenizer_lock = trio.Lock()

@@ -182,6 +182,12 @@ class RestExtraOps:
             await trio.to_thread.run_sync(_build_archive, directory, target)
             self._core.counters["archives_built"] += 1
         _remove_archives(directory, keep=target)
+        self._core.usage.audit(
+            "checkpoint_read",
+            tinker_path=checkpoint.tinker_path,
+            model_id=run_id,
+            purpose="archive",
+        )
         url, expires = self._core.links.sign(base_url, target, ARCHIVE_URL_LIFETIME)
         return ArchiveUrlResponse(url=url, expires=expires)
 
@@ -356,6 +362,15 @@ class RestExtraOps:
         session.model_counter = max(session.model_counter, seq + 1)
         store.save_session(session)
         core.counters["applied:CopyWeights"] += 1
+        core.usage.used("checkpoint", 1, base_model=run.base_model, session_id=run.session_id)
+        core.usage.audit(
+            "checkpoint_create",
+            tinker_path=copy.tinker_path,
+            model_id=run_id,
+            checkpoint_type=copy.kind,
+            size_bytes=copy.size_bytes,
+            copied_from=source_checkpoint.tinker_path,
+        )
         return CopyWeightsResponse(tinker_path=copy.tinker_path)
 
     # -- sessions ---------------------------------------------------------------------------
@@ -373,6 +388,7 @@ class RestExtraOps:
         record = self._session(session_id)
         record.project_id = project_id
         self._core.store.save_session(record)
+        self._core.usage.audit("project_session_set", session_id=session_id, project_id=project_id)
 
     def search_sessions(self, req: SessionSearchRequest) -> SessionSearchResponse:
         """One page of sessions matching ``req``, newest first (see :mod:`._session_search`)."""

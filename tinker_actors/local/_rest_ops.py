@@ -156,6 +156,10 @@ class RestOps:
         run.checkpoints = [c for c in run.checkpoints if c is not checkpoint]
         self._core.store.save_run(run)
         shutil.rmtree(self._core.store.checkpoint_dir(checkpoint), ignore_errors=True)
+        self._core.usage.storage_ended(checkpoint, run.base_model, run.session_id)
+        self._core.usage.audit(
+            "checkpoint_delete", tinker_path=checkpoint.tinker_path, model_id=run.run_id
+        )
 
     def set_public(self, run_id: str, checkpoint_id: str, public: bool) -> None:
         """Publish or unpublish; 409 when it already is what was asked."""
@@ -165,6 +169,11 @@ class RestOps:
             raise EngineError(409, f"checkpoint {checkpoint.tinker_path} is already {state}")
         checkpoint.public = public
         self._core.store.save_run(run)
+        self._core.usage.audit(
+            "checkpoint_publish" if public else "checkpoint_unpublish",
+            tinker_path=checkpoint.tinker_path,
+            model_id=run.run_id,
+        )
 
     def set_ttl(self, run_id: str, checkpoint_id: str, ttl_seconds: int | None) -> None:
         """Set (or with None remove) a checkpoint's expiry, counted from now."""
@@ -179,6 +188,12 @@ class RestOps:
             None if ttl_seconds is None else self._core.wall_time() + ttl_seconds
         )
         self._core.store.save_run(run)
+        self._core.usage.audit(
+            "checkpoint_ttl_set",
+            tinker_path=checkpoint.tinker_path,
+            model_id=run.run_id,
+            ttl_seconds=ttl_seconds,
+        )
 
     def external_weights_urls(
         self, run_id: str, checkpoint_id: str, base_url: str
@@ -190,6 +205,12 @@ class RestOps:
                 400, f"{checkpoint.tinker_path} is not an external_weights checkpoint"
             )
         directory = self._core.store.checkpoint_dir(checkpoint)
+        self._core.usage.audit(
+            "checkpoint_read",
+            tinker_path=checkpoint.tinker_path,
+            model_id=run_id,
+            purpose="download",
+        )
         urls = {}
         expires = _when(self._core.wall_time()) + EXTERNAL_URL_LIFETIME
         for path in sorted(directory.rglob("*")):

@@ -161,6 +161,12 @@ class SamplingOps:
                     and not checkpoint.ephemeral
                 ):
                     check_not_expired(checkpoint, self._core.wall_time())
+                    self._core.usage.audit(
+                        "checkpoint_read",
+                        tinker_path=model_path,
+                        model_id=run.run_id,
+                        purpose="sample",
+                    )
                     return checkpoint, run.base_model
         raise EngineError(404, f"no sampler checkpoint {model_path}")
 
@@ -267,6 +273,7 @@ class SamplingOps:
                         else:
                             if record_stability:
                                 self._record(sampler.session_id, request_id, tokens, response)
+                            self._bill(sampler, len(tokens), response)
                             core.futures.resolve(
                                 request_id,
                                 encode_sample_response(response),
@@ -294,6 +301,13 @@ class SamplingOps:
                 sequence.tokens_np,
                 sequence.logprobs_np,
             )
+
+    def _bill(self, sampler: SamplerRecord, prompt: int, response: SampleResponse) -> None:
+        """Note the prompt (prefilled once per request) and the sampled tokens."""
+        usage, where = self._core.usage, (sampler.base_model, sampler.session_id)
+        usage.used("sampling_prefill", prompt, base_model=where[0], session_id=where[1])
+        sampled = sum(int(s.tokens_np.size) for s in response.sequences)
+        usage.used("sampling_sample", sampled, base_model=where[0], session_id=where[1])
 
     def _resolve_sampler(self, req: SampleRequest) -> SamplerRecord:
         if isinstance(req.sampling_session_id, str):

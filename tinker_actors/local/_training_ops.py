@@ -238,11 +238,13 @@ class TrainingOps:
         except (BackendInputError, InvalidInputError) as exc:
             raise EngineError(400, str(exc)) from None
         model_id = model.record.run_id
+        core = self._core
 
         async def work() -> tuple[bytes, str]:
             out = await backend.forward_backward(
                 model_id, data, batch.loss_fn, config, forward_only=req.forward_only
             )
+            core.usage.trained(model.record, sum(d.model_input.length for d in data))
             return encode_forward_backward_output(out), _PROTO
 
         kind = "Forward" if req.forward_only else "ForwardBackward"
@@ -396,6 +398,10 @@ class TrainingOps:
         backend = core.backend
         model_id = model.record.run_id
 
+        core.usage.audit(
+            "checkpoint_read", tinker_path=req.path, model_id=source.run_id, purpose="load"
+        )
+
         async def work() -> tuple[bytes, str]:
             await backend.load_state(model_id, directory, optimizer=req.optimizer, spec=model.spec)
             return msgspec.json.encode(LoadWeightsResponse(path=req.path, model_id=model_id)), _JSON
@@ -487,4 +493,5 @@ class TrainingOps:
         checkpoint.size_bytes = size
         run.checkpoints = [c for c in run.checkpoints if c not in existing] + [checkpoint]
         core.store.save_run(run)
+        core.usage.saved(run, checkpoint, existing)
         return checkpoint
