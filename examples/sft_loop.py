@@ -3,13 +3,16 @@
 The shape of the cookbook's ``supervised/train.py``: each step submits ``forward_backward`` and
 ``optim_step`` back to back (the first await only queues them, in order), and the results of a
 step are read only after the next step was submitted, so the service always has work queued.
-At the end the weights are saved and sampled once.
+At the end the weights are saved and sampled once. The data is a repeating pattern of eight
+tokens: on the torch backend (``tinker-actors serve --backend torch``) the default run of 8 steps
+at learning rate 2e-3 takes the loss per token from about 8.4 (ln 4096, an untrained model) to
+under half of that, and the trained model continues the pattern.
 
 Run against a server you started (``tinker-actors serve``)::
 
     python examples/sft_loop.py --base-url http://127.0.0.1:8000
 
-or without ``--base-url`` to start an embedded local server for the run.
+or without ``--base-url`` to start an embedded local server (null backend) for the run.
 """
 
 from __future__ import annotations
@@ -37,12 +40,16 @@ if TYPE_CHECKING:
 API_KEY = "tml-local-example"
 
 
+#: The pattern the model learns to continue: eight token ids that repeat in this order.
+PATTERN = np.array([101, 205, 333, 412, 587, 660, 734, 819], dtype=np.int64)
+
+
 def make_batch(rng: np.random.Generator, size: int, length: int = 32) -> list[Datum]:
-    """Arithmetic sequences of token ids: next-token prediction that is easy to learn."""
+    """The pattern repeated from a random place: next-token prediction a few steps learn."""
     batch = []
     for _ in range(size):
-        start, stride = int(rng.integers(10, 1000)), int(rng.integers(1, 5))
-        tokens = np.arange(start, start + (length + 1) * stride, stride, dtype=np.int64)
+        start = int(rng.integers(len(PATTERN)))
+        tokens = PATTERN[(start + np.arange(length + 1)) % len(PATTERN)]
         batch.append(
             Datum(
                 model_input=ModelInput.from_ints(tokens[:-1]),
@@ -73,10 +80,11 @@ async def train(base_url: str, steps: int, batch_size: int) -> None:
         saved = await (await training.save_state("final")).result()
         print(f"saved {saved.path}")
         sampler = await training.save_weights_and_get_sampling_client()
-        prompt = ModelInput.from_ints([100, 102, 104, 106])
+        prompt = ModelInput.from_ints(PATTERN[:4].tolist())
         result = await (
             await sampler.sample(prompt, 2, SamplingParams(max_tokens=6, seed=1))
         ).result()
+        print(f"pattern continues {PATTERN[4:].tolist() + PATTERN[:2].tolist()}")
         for sequence in result.sequences:
             print(f"sample {sequence.tokens}")
     print("done")

@@ -9,6 +9,7 @@ checked for its status and for a message that says what was wrong.
 
 from __future__ import annotations
 
+import io
 import tarfile
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -16,7 +17,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
-from urllib.request import url2pathname
 
 import httpx
 import msgspec
@@ -133,10 +133,23 @@ async def open_api(**settings: Any) -> AsyncIterator[tuple[LocalServer, Api]]:
                 yield server, Api(client)
 
 
-def local_path(url: str) -> Path:
+async def download(api: Api, url: str) -> bytes:
+    """Fetch a signed URL the way a client on another host would: plain HTTP, no API key."""
     parsed = urlparse(url)
-    assert parsed.scheme == "file", url
-    return Path(url2pathname(parsed.path))
+    assert parsed.scheme == "http", url
+    assert parsed.path.startswith("/_local/files/"), url
+    response = await api.client.get(url)
+    assert response.status_code == 200, response.text
+    return response.content
+
+
+def untar(data: bytes) -> dict[str, bytes]:
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
+        return {
+            m.name: tar.extractfile(m).read()  # type: ignore[union-attr]
+            for m in tar.getmembers()
+            if m.isfile()
+        }
 
 
 def files_of(directory: Path) -> dict[str, bytes]:
@@ -184,21 +197,16 @@ async def test_archive_is_built_once_rebuilt_on_change_and_removed_with_the_chec
         answer = response.json()
         expires = datetime.fromisoformat(answer["expires"])
         assert expires == datetime.fromtimestamp(START, tz=UTC) + timedelta(minutes=15)
-        tarball = local_path(answer["url"])
-        with tarfile.open(tarball, "r:gz") as tar:
-            unpacked = {
-                m.name: tar.extractfile(m).read()  # type: ignore[union-attr]
-                for m in tar.getmembers()
-                if m.isfile()
-            }
+        unpacked = untar(await download(api, answer["url"]))
         directory = checkpoint_dir(server, path)
         assert unpacked == files_of(directory)
         assert unpacked  # the null backend writes its state file
 
-        # cached: the same URL, no second build
+        # cached: a new link to the same archive, no second build
         clock.now += 60
         again = (await api.get(archive)).json()
-        assert again["url"] == answer["url"]
+        assert again["url"] != answer["url"]
+        assert again["url"].rsplit("/", 1)[1] == answer["url"].rsplit("/", 1)[1]
         assert datetime.fromisoformat(again["expires"]) == expires + timedelta(seconds=60)
         assert server.engine.core.counters["archives_built"] == 1
 
@@ -211,19 +219,19 @@ async def test_archive_is_built_once_rebuilt_on_change_and_removed_with_the_chec
         save = SaveWeightsRequest(model_id=model_id, path="w", seq_id=4, overwrite=True)
         await api.save(save)
         rebuilt = (await api.get(archive)).json()
-        assert rebuilt["url"] != answer["url"]
-        assert not tarball.exists()
+        assert rebuilt["url"].rsplit("/", 1)[1] != answer["url"].rsplit("/", 1)[1]
+        # the stale archive is gone, so its link answers 404
+        assert (await api.client.get(answer["url"])).status_code == 404
         assert server.engine.core.counters["archives_built"] == 2
-        with tarfile.open(local_path(rebuilt["url"]), "r:gz") as tar:
-            member = tar.getmembers()[0]
-            content = tar.extractfile(member).read()  # type: ignore[union-attr]
-        assert content == files_of(checkpoint_dir(server, path))[member.name]
+        assert untar(await download(api, rebuilt["url"])) == files_of(checkpoint_dir(server, path))
 
         deleted = await api.client.delete(
             f"/api/v1/training_runs/{model_id}/checkpoints/weights/w", headers={"X-API-Key": KEY}
         )
         assert deleted.status_code == 200, deleted.text
-        assert not local_path(rebuilt["url"]).exists()
+        gone = await api.client.get(rebuilt["url"])
+        assert gone.status_code == 404
+        assert "unknown or expired download link" in gone.json()["detail"]
         assert "no checkpoint" in detail(await api.get(archive), 404)
 
 
@@ -615,7 +623,7 @@ async def test_trace_export_writes_the_session_runs_and_samplers() -> None:
         assert response.status_code == 200, response.text
         answer = response.json()
         assert answer["status"] == "ready"
-        export = msgspec.json.decode(local_path(answer["url"]).read_bytes())
+        export = msgspec.json.decode(await download(api, answer["url"]))
         assert export["exported_at"] == "2023-11-14T22:13:20Z"
         assert export["session"]["session_id"] == session_id
         assert [r["run_id"] for r in export["training_runs"]] == [model_id]
@@ -629,7 +637,7 @@ async def test_trace_export_writes_the_session_runs_and_samplers() -> None:
         clock.now += 5
         await api.save(SaveWeightsRequest(model_id=model_id, path="w2", seq_id=3))
         again = (await api.get(f"sessions/{session_id}/trace_export")).json()
-        export = msgspec.json.decode(local_path(again["url"]).read_bytes())
+        export = msgspec.json.decode(await download(api, again["url"]))
         assert [c["name"] for c in export["training_runs"][0]["checkpoints"]] == ["w", "w2"]
 
         assert "unknown session 'nope'" in detail(await api.get("sessions/nope/trace_export"), 404)
@@ -664,5 +672,4 @@ async def test_records_written_before_these_fields_existed_still_load(tmp_path: 
             "state.bin": b"old weights"
         }
         archive = (await api.get("training_runs/old:train:0/checkpoints/weights/w/archive")).json()
-        with tarfile.open(local_path(archive["url"]), "r:gz") as tar:
-            assert tar.getnames() == ["state.bin"]
+        assert untar(await download(api, archive["url"])) == {"state.bin": b"old weights"}

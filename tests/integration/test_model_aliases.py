@@ -6,6 +6,7 @@ import pytest
 from test_local_server_extra import detail, open_api
 
 from tinker_actors.local import CatalogueError, open_local_server
+from tinker_actors.local._catalogue import CATALOGUE
 from tinker_actors.types import (
     CreateModelRequest,
     CreateSamplingSessionRequest,
@@ -23,12 +24,9 @@ async def test_capabilities_list_models_then_aliases_with_their_limits() -> None
         models = {
             m["model_name"]: m["max_context_length"] for m in response.json()["supported_models"]
         }
-    assert models == {
-        "local/tiny": 1024,
-        "local/small": 2048,
-        QWEN: 1024,
-        "meta-llama/Llama-3.2-1B": 2048,
-    }
+    local = {name: spec.context_length for name, spec in CATALOGUE.items()}
+    assert models == {**local, QWEN: 1024, "meta-llama/Llama-3.2-1B": 2048}
+    assert list(models)[: len(local)] == list(local)  # models first, then aliases
 
 
 async def test_a_model_created_under_an_alias_reports_the_alias() -> None:

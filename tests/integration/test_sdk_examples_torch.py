@@ -57,16 +57,15 @@ def sft_losses(lines: list[str]) -> list[float]:
 
 
 def test_sft_loop_trains_on_the_torch_backend(torch_server: str) -> None:
-    lines = run_example(
-        "sft_loop.py", "--base-url", torch_server, "--steps", "8", "--batch-size", "4"
-    )
+    # the example's defaults: 8 steps of 8 sequences at learning rate 2e-3
+    lines = run_example("sft_loop.py", "--base-url", torch_server)
     losses = sft_losses(lines)
     assert len(losses) == 8
     assert all(math.isfinite(loss) for loss in losses)
     # Untrained, the model predicts near-uniformly over its vocabulary...
     assert losses[0] == pytest.approx(math.log(VOCAB), abs=0.3)
-    # ...and eight optimizer steps on learnable sequences lower the loss.
-    assert sum(losses[-2:]) < sum(losses[:2])
+    # ...and a default run at least halves the loss (issue 11)
+    assert losses[-1] <= losses[0] / 2, losses
     assert any(line.startswith("saved tinker://") for line in lines)
     samples = [line for line in lines if line.startswith("sample ")]
     assert len(samples) == 2

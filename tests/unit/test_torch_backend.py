@@ -221,7 +221,7 @@ def test_loss_config_defaults_strings_and_errors() -> None:
     with pytest.raises(BackendInputError, match="must not exceed"):
         parse_loss_config("ppo", {"clip_low_threshold": 2.0})
     with pytest.raises(BackendInputError, match="does not implement"):
-        parse_loss_config("gspo", {})
+        parse_loss_config("custom", {})
 
 
 async def test_forward_outputs_and_loss_sum() -> None:

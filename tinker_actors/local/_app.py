@@ -26,11 +26,13 @@ import msgspec
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import FileResponse, Response
 from starlette.routing import Route
 
 from tinker_actors.local._auth import Authenticator, AuthError
 from tinker_actors.local._core import EngineError
+from tinker_actors.local._downloads import DOWNLOAD_PREFIX
+from tinker_actors.local._usage import UsageError
 from tinker_actors.types import (
     AuthTokenRequest,
     CancelFutureRequest,
@@ -91,6 +93,14 @@ async def _decode(request: Request, kind: type[_T]) -> _T:
         raise EngineError(422, f"invalid {kind.__name__}: {exc}") from None
     except msgspec.DecodeError as exc:
         raise EngineError(400, f"malformed JSON body: {exc}") from None
+
+
+def _usage(query: Callable[[], _T]) -> _T:
+    """Run a billing or audit query; a query it cannot answer as asked is a 400."""
+    try:
+        return query()
+    except UsageError as exc:
+        raise EngineError(400, str(exc)) from None
 
 
 def _idempotency_key(request: Request) -> str | None:
@@ -297,7 +307,7 @@ def build_app(engine: LocalEngine, auth: Authenticator) -> Starlette:
         return _reply({})
 
     async def archive(request: Request) -> Response:
-        return _reply(await extra.archive_url(*ckpt(request)))
+        return _reply(await extra.archive_url(*ckpt(request), str(request.base_url)))
 
     async def publish(request: Request) -> Response:
         rest.set_public(*ckpt(request), public=request.method == "POST")
@@ -309,7 +319,7 @@ def build_app(engine: LocalEngine, auth: Authenticator) -> Starlette:
         return _reply({})
 
     async def external_urls(request: Request) -> Response:
-        return _reply(rest.external_weights_urls(*ckpt(request)))
+        return _reply(rest.external_weights_urls(*ckpt(request), str(request.base_url)))
 
     async def user_checkpoints(request: Request) -> Response:
         limit = _int_query(request, "limit", 100)
@@ -336,7 +346,36 @@ def build_app(engine: LocalEngine, auth: Authenticator) -> Starlette:
         return _reply(extra.search_sessions(req))
 
     async def trace_export(request: Request) -> Response:
-        return _reply(extra.trace_export(request.path_params["session_id"]))
+        return _reply(extra.trace_export(request.path_params["session_id"], str(request.base_url)))
+
+    async def download(request: Request) -> Response:
+        path = engine.core.links.resolve(request.path_params["token"], request.path_params["name"])
+        if path is None:
+            raise EngineError(404, "unknown or expired download link; ask the API for a new URL")
+        engine.core.counters["downloads"] += 1
+        return FileResponse(path, media_type="application/octet-stream")
+
+    async def billing_usage(request: Request) -> Response:
+        params = request.query_params
+        missing = [k for k in ("starting_on", "ending_before") if not params.get(k)]
+        if missing:
+            raise EngineError(400, f"billing usage needs the query parameters {missing}")
+        return _reply(
+            _usage(
+                lambda: engine.core.usage.billing_usage(
+                    engine.core.store, params["starting_on"], params["ending_before"]
+                )
+            )
+        )
+
+    async def checkpoint_storage(request: Request) -> Response:
+        project = request.query_params.get("project_id") or None
+        return _reply(engine.core.usage.checkpoint_storage(engine.core.store, project))
+
+    async def audit(request: Request) -> Response:
+        params = request.query_params
+        event_type = params.get("event_type") or "all"
+        return _reply(_usage(lambda: engine.core.usage.audit_log(event_type, params.get("day"))))
 
     async def counters(request: Request) -> Response:
         return _reply(engine.counters())
@@ -384,7 +423,12 @@ def build_app(engine: LocalEngine, auth: Authenticator) -> Starlette:
         route(v1 + "/sessions/{session_id}", session, methods=("GET",)),
         route(v1 + "/sessions/{session_id}/project", session_project, methods=("PUT",)),
         route(v1 + "/sessions/{session_id}/trace_export", trace_export, methods=("GET",)),
+        route(v1 + "/billing/usage/events", billing_usage, methods=("GET",)),
+        route(v1 + "/billing/usage/checkpoints/current", checkpoint_storage, methods=("GET",)),
+        route(v1 + "/audit", audit, methods=("GET",)),
         route("/_local/counters", counters, methods=("GET",)),
+        # signed download links: the token is the credential, as in a signed storage URL
+        route(DOWNLOAD_PREFIX + "{token}/{name}", download, methods=("GET",), public=True),
     ]
     return Starlette(routes=routes, exception_handlers={HTTPException: _http_exception})
 

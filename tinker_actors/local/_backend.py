@@ -27,7 +27,7 @@ import trio
 
 if TYPE_CHECKING:
     import random
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Collection, Mapping, Sequence
     from pathlib import Path
 
     from tinker_actors.local._catalogue import BaseModelSpec
@@ -42,11 +42,15 @@ if TYPE_CHECKING:
     )
 
 __all__ = [
+    "LOSS_CLIP_DEFAULTS",
+    "LOSS_CONFIG_KEYS",
     "LOSS_INPUTS",
+    "STABILITY_INPUTS",
     "Backend",
     "BackendInputError",
     "LatencyModel",
     "SampleJob",
+    "check_loss_config",
     "validate_forward_inputs",
 ]
 
@@ -70,7 +74,40 @@ LOSS_INPUTS: Mapping[str, tuple[frozenset[str], frozenset[str]]] = {
         frozenset({"target_tokens", "logprobs", "advantages"}),
         frozenset({"weights", "sequence_ratio_mask"}),
     ),
+    # the sampler's logprobs come from what the server recorded at sampling time (the datum's
+    # provenance names the sequences); a ``logprobs`` input is accepted and not needed
+    "stable_reinforce": (
+        frozenset({"target_tokens", "advantages"}),
+        frozenset({"weights", "logprobs"}),
+    ),
 }
+
+#: ``loss_fn_config`` keys each built-in loss accepts (anything else is refused).
+LOSS_CONFIG_KEYS: Mapping[str, frozenset[str]] = {
+    "cross_entropy": frozenset(),
+    "importance_sampling": frozenset(),
+    "ppo": frozenset({"clip_low_threshold", "clip_high_threshold"}),
+    "cispo": frozenset({"clip_low_threshold", "clip_high_threshold"}),
+    "dro": frozenset({"beta"}),
+    "gspo": frozenset({"clip_low_threshold", "clip_high_threshold"}),
+    "stable_reinforce": frozenset({"kl_coeff", "clip_high_threshold"}),
+}
+
+#: Default ``(clip_low_threshold, clip_high_threshold)`` of the losses that clip a ratio: PPO's
+#: ε = 0.2 (Tinker docs), CISPO's one-sided 4.0, the GSPO paper's 3e-4 / 4e-4, and the cap of
+#: stable_reinforce's importance weight (this server's choice; see _torch_losses).
+LOSS_CLIP_DEFAULTS: Mapping[str, tuple[float, float]] = {
+    "ppo": (0.8, 1.2),
+    "cispo": (0.0, 4.0),
+    "gspo": (1.0 - 3e-4, 1.0 + 4e-4),
+    "stable_reinforce": (0.0, 2.0),
+}
+
+#: Inputs the engine adds to a ``stable_reinforce`` datum from its recorded sequences before
+#: the backend sees it (clients cannot send them: the loss does not accept them):
+#: ``sampler_logprobs`` (the sampler's logprob of each target that is a sampled token, 0
+#: elsewhere) and ``sampled_mask`` (1 where the target is a sampled token).
+STABILITY_INPUTS = ("sampler_logprobs", "sampled_mask")
 
 
 class BackendInputError(ValueError):
@@ -88,6 +125,51 @@ def _bounds(tokens: list[int]) -> tuple[int, int] | None:
     return int(ids.min()), int(ids.max())
 
 
+def _number(config: Mapping[str, float | str], key: str) -> float:
+    raw = config[key]
+    try:
+        value = float(raw)
+    except (TypeError, ValueError):
+        raise BackendInputError(f"loss_fn_config[{key!r}] must be a number, got {raw!r}") from None
+    if not math.isfinite(value):
+        raise BackendInputError(f"loss_fn_config[{key!r}] must be finite, got {raw!r}")
+    return value
+
+
+def check_loss_config(loss_fn: str, config: Mapping[str, float | str]) -> None:
+    """Check ``loss_fn_config``: known keys, numeric finite values, consistent thresholds.
+
+    Values may be numbers or numeric strings (the 0.38 client sends strings).
+
+    Raises:
+        BackendInputError: naming the key at fault and what the loss accepts.
+    """
+    known = LOSS_CONFIG_KEYS.get(loss_fn, frozenset())
+    unknown = set(config) - known
+    if unknown:
+        accepted = ", ".join(sorted(known)) or "no keys"
+        raise BackendInputError(
+            f"loss_fn_config for {loss_fn!r} has unknown keys {sorted(unknown)}; it accepts "
+            f"{accepted}"
+        )
+    values = {key: _number(config, key) for key in config}
+    default_low, default_high = LOSS_CLIP_DEFAULTS.get(loss_fn, (None, None))
+    low = values.get("clip_low_threshold", default_low)
+    high = values.get("clip_high_threshold", default_high)
+    if low is not None and high is not None and low > high:
+        raise BackendInputError(
+            f"clip_low_threshold ({low}) must not exceed clip_high_threshold ({high})"
+        )
+    if loss_fn == "stable_reinforce" and high is not None and high <= 0:
+        raise BackendInputError(
+            f"clip_high_threshold caps stable_reinforce's importance weight; it must be > 0, "
+            f"got {high}"
+        )
+    for key in ("kl_coeff", "beta"):
+        if values.get(key, 0.0) < 0:
+            raise BackendInputError(f"loss_fn_config[{key!r}] must be >= 0, got {config[key]!r}")
+
+
 def validate_forward_inputs(
     data: Sequence[Datum],
     loss_fn: str,
@@ -95,12 +177,14 @@ def validate_forward_inputs(
     vocab_size: int,
     context_length: int,
     token_bounds: Sequence[tuple[int, int] | None] | None = None,
+    supported: Collection[str] | None = None,
 ) -> None:
     """Check a forward/forward_backward batch against the loss and the model.
 
     Args:
         token_bounds: each datum's (min, max) token id, when the caller already knows them
             (``decode_forward_backward_request(token_bounds=...)``); else computed here.
+        supported: the losses the backend runs (default: every built-in loss).
 
     Raises:
         BackendInputError: with a message naming the datum and field at fault.
@@ -110,11 +194,20 @@ def validate_forward_inputs(
     if not data:
         raise BackendInputError("forward_backward needs at least one datum; got an empty batch")
     spec = LOSS_INPUTS.get(loss_fn)
-    if spec is None:
-        known = ", ".join(sorted(LOSS_INPUTS))
-        raise BackendInputError(f"unknown loss_fn {loss_fn!r}; the local server supports: {known}")
+    runs = LOSS_INPUTS.keys() if supported is None else supported
+    if spec is None or loss_fn not in runs:
+        what = "unknown loss_fn" if spec is None else "this backend cannot run loss_fn"
+        raise BackendInputError(
+            f"{what} {loss_fn!r}; the local server supports: {', '.join(sorted(runs))}"
+        )
     required, optional = spec
     for i, datum in enumerate(data):
+        if loss_fn == "stable_reinforce" and not isinstance(datum.loss_fn_input_spans, list):
+            raise BackendInputError(
+                f"datum {i}: stable_reinforce needs provenance on every datum "
+                "(Datum.with_provenance, naming the sampled sequences by sequence_id; sample "
+                "with record_stability_info=True)"
+            )
         names = set(datum.loss_fn_inputs)
         missing = required - names
         if missing:
@@ -178,6 +271,11 @@ class Backend(Protocol):
     @property
     def name(self) -> str:
         """``null`` or ``torch``."""
+        ...
+
+    @property
+    def supported_losses(self) -> frozenset[str]:
+        """The built-in losses this backend runs; others are refused at submission (400)."""
         ...
 
     async def create_model(

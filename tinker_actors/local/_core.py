@@ -18,7 +18,10 @@ from typing import TYPE_CHECKING
 import trio
 
 from tinker_actors.local._catalogue import BaseModelSpec, UnknownModelError, resolve_model
+from tinker_actors.local._downloads import DownloadLinks
 from tinker_actors.local._futures import FutureStore
+from tinker_actors.local._stability import StabilityRecords
+from tinker_actors.local._usage import UsageLedger
 from tinker_actors.types import ClientConfigResponse, ClientDynamicConfigResponse
 
 if TYPE_CHECKING:
@@ -139,8 +142,14 @@ class EngineCore:
         #: every counter the debug endpoint reports
         self.counters: Counter[str] = Counter()
         self.heartbeats: dict[str, float] = {}
+        #: sampled sequences recorded for stable_reinforce (record_stability_info)
+        self.stability = StabilityRecords(self.wall_time)
+        #: signed download links (archives, external weights, trace exports)
+        self.links = DownloadLinks(self.wall_time)
+        #: billable quantities and audited events (billing and audit endpoints)
+        self.usage = UsageLedger(store.data_dir, self.wall_time)
         self.cache_dir = settings.cache_dir or default_cache_dir()
-        self._tokenizer_dirs: dict[int, Path] = {}
+        self._tokenizer_dirs: dict[str, Path] = {}
         self._tokenizer_lock = trio.Lock()
 
     # -- ids and time ---------------------------------------------------------------------
@@ -235,17 +244,17 @@ class EngineCore:
         None when the ``tokenizers`` package is not installed.
         """
         async with self._tokenizer_lock:
-            found = self._tokenizer_dirs.get(spec.vocab_size)
+            found = self._tokenizer_dirs.get(spec.name)
             if found is not None:
                 return found
             try:
                 import tokenizers  # noqa: F401  (probe for the optional dependency)
 
-                from tinker_actors.local._tokenizer import ensure_tokenizer_dir
+                from tinker_actors.local._tokenizer import ensure_model_tokenizer_dir
             except ImportError:
                 return None
             path = await trio.to_thread.run_sync(
-                ensure_tokenizer_dir, self.cache_dir / "tokenizers", spec.vocab_size
+                ensure_model_tokenizer_dir, self.cache_dir / "tokenizers", spec
             )
-            self._tokenizer_dirs[spec.vocab_size] = path
+            self._tokenizer_dirs[spec.name] = path
             return path

@@ -118,10 +118,13 @@ def _config(spec: BaseModelSpec) -> dict[str, object]:
         "hidden_size": spec.d_model,
         "num_hidden_layers": spec.n_layers,
         "num_attention_heads": spec.n_heads,
+        "num_key_value_heads": spec.kv_heads,
         "intermediate_size": spec.d_ff,
         "max_position_embeddings": spec.context_length,
-        "bos_token_id": 0,
-        "eos_token_id": 0,
+        "rope_theta": spec.rope_base,
+        "rms_norm_eps": spec.norm_eps,
+        "tie_word_embeddings": spec.tied_embeddings,
+        "eos_token_id": spec.eos_ids[0],
     }
 
 

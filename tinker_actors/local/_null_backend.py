@@ -27,7 +27,7 @@ import msgspec
 import numpy as np
 import numpy.typing as npt
 
-from tinker_actors.local._backend import BackendInputError, LatencyModel, SampleJob
+from tinker_actors.local._backend import LOSS_INPUTS, BackendInputError, LatencyModel, SampleJob
 from tinker_actors.types import (
     ForwardBackwardOutput,
     SampledSequence,
@@ -76,10 +76,13 @@ class NullBackend:
         latency: per-operation latency models keyed ``forward_backward``, ``optim_step``,
             ``sample``, ``save``, ``load``, ``create_model`` (missing keys take no time).
         seed: seeds the latency draws.
+        losses: the built-in losses it accepts (default all of them); a narrower set stands in
+            for a server that lacks some.
     """
 
     latency: Mapping[str, LatencyModel] = field(default_factory=dict)
     seed: int = 0
+    losses: frozenset[str] = frozenset(LOSS_INPUTS)
     _models: dict[str, _Model] = field(default_factory=dict, init=False)
     _rng: random.Random = field(init=False)
     _sample_counter: int = field(default=0, init=False)
@@ -91,6 +94,11 @@ class NullBackend:
     def name(self) -> str:
         """Always ``null``."""
         return "null"
+
+    @property
+    def supported_losses(self) -> frozenset[str]:
+        """The losses given at construction (all built-in losses by default)."""
+        return self.losses
 
     async def _spend(self, kind: str) -> None:
         model = self.latency.get(kind)
@@ -137,10 +145,15 @@ class NullBackend:
             if loss_fn == "cross_entropy":
                 elementwise = -logprobs * weights
             else:
-                advantages = datum.loss_fn_inputs["advantages"].to_numpy().astype(np.float64)
-                sampler_lp = datum.loss_fn_inputs["logprobs"].to_numpy().astype(np.float64)
-                ratio = np.exp(np.clip(logprobs - sampler_lp, -20.0, 20.0))
+                inputs = datum.loss_fn_inputs
+                advantages = inputs["advantages"].to_numpy().astype(np.float64)
+                # stable_reinforce's sampler logprobs are the recorded ones, on sampled targets
+                recorded = loss_fn == "stable_reinforce"
+                sampler_lp = inputs["sampler_logprobs" if recorded else "logprobs"].to_numpy()
+                ratio = np.exp(np.clip(logprobs - sampler_lp.astype(np.float64), -20.0, 20.0))
                 elementwise = -ratio * advantages * weights
+                if recorded:
+                    elementwise = elementwise * inputs["sampled_mask"].to_numpy()
             loss_sum += float(elementwise.sum())
             outputs.append(
                 {

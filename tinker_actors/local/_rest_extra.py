@@ -1,7 +1,8 @@
 """The local server's less common REST operations: archives, weight copies, projects, traces.
 
 * ``GET .../checkpoints/{segment}/{name}/archive`` builds a ``.tar.gz`` of a checkpoint's files
-  once and answers its ``file://`` URL (the local stand-in for a signed download URL). The
+  once and answers a signed URL the server itself serves (``_local/files/<token>/<name>``, see
+  :mod:`._downloads`; the stand-in for a signed storage URL, valid 15 minutes). The
   archive is cached next to the checkpoint directory under a name that carries a digest of the
   checkpoint's content, so a checkpoint saved again under the same name gets a new archive and
   a URL handed out earlier never silently changes meaning.
@@ -13,8 +14,8 @@
   same copy even after a restart.
 * ``PUT /api/v1/sessions/{id}/project`` moves a session (and so its runs) into a project.
 * ``GET /api/v1/sessions/{id}/trace_export`` writes a JSON export of the session and its runs
-  and samplers under the data directory. The local export is built synchronously, so the
-  answer is always ``ready``.
+  and samplers under the data directory and answers a signed URL to it (valid an hour). The
+  local export is built synchronously, so the answer is always ``ready``.
 
 Session search lives in :mod:`._session_search`.
 """
@@ -59,6 +60,7 @@ __all__ = ["RestExtraOps", "TraceExport"]
 
 #: how long an archive URL is announced as valid (the 0.25 client's default, protocol.md §3.5)
 ARCHIVE_URL_LIFETIME = timedelta(minutes=15)
+TRACE_URL_LIFETIME = timedelta(hours=1)
 _DIGEST_CHARS = 16
 
 
@@ -156,8 +158,10 @@ class RestExtraOps:
 
     # -- archives ---------------------------------------------------------------------------
 
-    async def archive_url(self, run_id: str, checkpoint_id: str) -> ArchiveUrlResponse:
-        """Build (or reuse) a checkpoint's ``.tar.gz`` and return its ``file://`` URL.
+    async def archive_url(
+        self, run_id: str, checkpoint_id: str, base_url: str
+    ) -> ArchiveUrlResponse:
+        """Build (or reuse) a checkpoint's ``.tar.gz`` and return a signed URL to it.
 
         Raises:
             EngineError: 404 unknown run or checkpoint, 400 a sampler checkpoint.
@@ -178,10 +182,14 @@ class RestExtraOps:
             await trio.to_thread.run_sync(_build_archive, directory, target)
             self._core.counters["archives_built"] += 1
         _remove_archives(directory, keep=target)
-        return ArchiveUrlResponse(
-            url=target.resolve().as_uri(),
-            expires=_when(self._core.wall_time()) + ARCHIVE_URL_LIFETIME,
+        self._core.usage.audit(
+            "checkpoint_read",
+            tinker_path=checkpoint.tinker_path,
+            model_id=run_id,
+            purpose="archive",
         )
+        url, expires = self._core.links.sign(base_url, target, ARCHIVE_URL_LIFETIME)
+        return ArchiveUrlResponse(url=url, expires=expires)
 
     def forget_archives(self, run_id: str, checkpoint_id: str) -> None:
         """Remove the cached archives of a checkpoint that was deleted."""
@@ -354,6 +362,15 @@ class RestExtraOps:
         session.model_counter = max(session.model_counter, seq + 1)
         store.save_session(session)
         core.counters["applied:CopyWeights"] += 1
+        core.usage.used("checkpoint", 1, base_model=run.base_model, session_id=run.session_id)
+        core.usage.audit(
+            "checkpoint_create",
+            tinker_path=copy.tinker_path,
+            model_id=run_id,
+            checkpoint_type=copy.kind,
+            size_bytes=copy.size_bytes,
+            copied_from=source_checkpoint.tinker_path,
+        )
         return CopyWeightsResponse(tinker_path=copy.tinker_path)
 
     # -- sessions ---------------------------------------------------------------------------
@@ -371,13 +388,14 @@ class RestExtraOps:
         record = self._session(session_id)
         record.project_id = project_id
         self._core.store.save_session(record)
+        self._core.usage.audit("project_session_set", session_id=session_id, project_id=project_id)
 
     def search_sessions(self, req: SessionSearchRequest) -> SessionSearchResponse:
         """One page of sessions matching ``req``, newest first (see :mod:`._session_search`)."""
         return search_sessions(self._core.store, req, self._core.wall_time())
 
-    def trace_export(self, session_id: str) -> TraceExportResponse:
-        """Write a JSON export of a session, its runs and its samplers; return its URL.
+    def trace_export(self, session_id: str, base_url: str) -> TraceExportResponse:
+        """Write a JSON export of a session, its runs and its samplers; return a signed URL.
 
         Raises:
             EngineError: 404 unknown session.
@@ -392,4 +410,5 @@ class RestExtraOps:
         )
         path = store.data_dir / "trace_exports" / f"{_file_name(session_id)}.json"
         _atomic_write(path, export)
-        return TraceExportResponse(status="ready", url=path.resolve().as_uri())
+        url, _ = self._core.links.sign(base_url, path, TRACE_URL_LIFETIME)
+        return TraceExportResponse(status="ready", url=url)

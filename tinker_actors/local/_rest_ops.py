@@ -31,9 +31,11 @@ if TYPE_CHECKING:
     from tinker_actors.local._core import EngineCore
     from tinker_actors.local._records import CheckpointRecord, RunRecord
 
-__all__ = ["RestOps"]
+__all__ = ["EXTERNAL_URL_LIFETIME", "RestOps"]
 
 _MAX_LIMIT = 1000
+#: How long external-weights download URLs stay valid.
+EXTERNAL_URL_LIFETIME = timedelta(hours=1)
 
 
 def _when(posix: float) -> datetime:
@@ -154,6 +156,10 @@ class RestOps:
         run.checkpoints = [c for c in run.checkpoints if c is not checkpoint]
         self._core.store.save_run(run)
         shutil.rmtree(self._core.store.checkpoint_dir(checkpoint), ignore_errors=True)
+        self._core.usage.storage_ended(checkpoint, run.base_model, run.session_id)
+        self._core.usage.audit(
+            "checkpoint_delete", tinker_path=checkpoint.tinker_path, model_id=run.run_id
+        )
 
     def set_public(self, run_id: str, checkpoint_id: str, public: bool) -> None:
         """Publish or unpublish; 409 when it already is what was asked."""
@@ -163,6 +169,11 @@ class RestOps:
             raise EngineError(409, f"checkpoint {checkpoint.tinker_path} is already {state}")
         checkpoint.public = public
         self._core.store.save_run(run)
+        self._core.usage.audit(
+            "checkpoint_publish" if public else "checkpoint_unpublish",
+            tinker_path=checkpoint.tinker_path,
+            model_id=run.run_id,
+        )
 
     def set_ttl(self, run_id: str, checkpoint_id: str, ttl_seconds: int | None) -> None:
         """Set (or with None remove) a checkpoint's expiry, counted from now."""
@@ -177,23 +188,36 @@ class RestOps:
             None if ttl_seconds is None else self._core.wall_time() + ttl_seconds
         )
         self._core.store.save_run(run)
+        self._core.usage.audit(
+            "checkpoint_ttl_set",
+            tinker_path=checkpoint.tinker_path,
+            model_id=run.run_id,
+            ttl_seconds=ttl_seconds,
+        )
 
-    def external_weights_urls(self, run_id: str, checkpoint_id: str) -> ExternalWeightsUrlsResponse:
-        """``file://`` URLs of an external checkpoint's files (the local stand-in for signed URLs)."""
+    def external_weights_urls(
+        self, run_id: str, checkpoint_id: str, base_url: str
+    ) -> ExternalWeightsUrlsResponse:
+        """Signed URLs (served by this server under ``base_url``) of an export's files."""
         _, checkpoint = self._checkpoint(run_id, checkpoint_id)
         if checkpoint.kind != "external":
             raise EngineError(
                 400, f"{checkpoint.tinker_path} is not an external_weights checkpoint"
             )
         directory = self._core.store.checkpoint_dir(checkpoint)
-        urls = {
-            str(p.relative_to(directory)): p.resolve().as_uri()
-            for p in sorted(directory.rglob("*"))
-            if p.is_file()
-        }
-        return ExternalWeightsUrlsResponse(
-            urls=urls, expires=_when(self._core.wall_time()) + timedelta(hours=1)
+        self._core.usage.audit(
+            "checkpoint_read",
+            tinker_path=checkpoint.tinker_path,
+            model_id=run_id,
+            purpose="download",
         )
+        urls = {}
+        expires = _when(self._core.wall_time()) + EXTERNAL_URL_LIFETIME
+        for path in sorted(directory.rglob("*")):
+            if path.is_file():
+                url, expires = self._core.links.sign(base_url, path, EXTERNAL_URL_LIFETIME)
+                urls[str(path.relative_to(directory))] = url
+        return ExternalWeightsUrlsResponse(urls=urls, expires=expires)
 
     def weights_info(self, tinker_path: str) -> WeightsInfoResponse:
         """What a checkpoint holds and what it was trained on."""

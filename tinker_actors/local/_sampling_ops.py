@@ -33,9 +33,9 @@ from tinker_actors.types import (
 if TYPE_CHECKING:
     from tinker_actors.local._core import EngineCore
     from tinker_actors.local._records import CheckpointRecord
-    from tinker_actors.types import CreateSamplingSessionRequest
+    from tinker_actors.types import CreateSamplingSessionRequest, SampleResponse
 
-__all__ = ["SamplingCapacityError", "SamplingOps"]
+__all__ = ["SamplingCapacityError", "SamplingOps", "sequence_id"]
 
 log = logging.getLogger("tinker_actors.local")
 
@@ -161,6 +161,12 @@ class SamplingOps:
                     and not checkpoint.ephemeral
                 ):
                     check_not_expired(checkpoint, self._core.wall_time())
+                    self._core.usage.audit(
+                        "checkpoint_read",
+                        tinker_path=model_path,
+                        model_id=run.run_id,
+                        purpose="sample",
+                    )
                     return checkpoint, run.base_model
         raise EngineError(404, f"no sampler checkpoint {model_path}")
 
@@ -248,6 +254,7 @@ class SamplingOps:
         )
         weights = None if sampler.weights is None else core.store.data_dir.joinpath(sampler.weights)
         request_id = record.request_id
+        record_stability = req.record_stability_info is True
         scope = trio.CancelScope()
         record.cancel_scope = scope
 
@@ -264,6 +271,9 @@ class SamplingOps:
                             log.exception("local server: sample %s failed", request_id)
                             core.futures.fail(request_id, f"internal error: {exc!r}", "server")
                         else:
+                            if record_stability:
+                                self._record(sampler.session_id, request_id, tokens, response)
+                            self._bill(sampler, len(tokens), response)
                             core.futures.resolve(
                                 request_id,
                                 encode_sample_response(response),
@@ -279,6 +289,26 @@ class SamplingOps:
         core.spawn(run)
         return self._future(request_id, req.num_samples)
 
+    def _record(
+        self, session_id: str, request_id: str, prompt: list[int], response: SampleResponse
+    ) -> None:
+        """Keep each sequence for stable_reinforce under the id the client was given."""
+        for i, sequence in enumerate(response.sequences):
+            self._core.stability.record(
+                session_id,
+                sequence_id(request_id, i),
+                prompt,
+                sequence.tokens_np,
+                sequence.logprobs_np,
+            )
+
+    def _bill(self, sampler: SamplerRecord, prompt: int, response: SampleResponse) -> None:
+        """Note the prompt (prefilled once per request) and the sampled tokens."""
+        usage, where = self._core.usage, (sampler.base_model, sampler.session_id)
+        usage.used("sampling_prefill", prompt, base_model=where[0], session_id=where[1])
+        sampled = sum(int(s.tokens_np.size) for s in response.sequences)
+        usage.used("sampling_sample", sampled, base_model=where[0], session_id=where[1])
+
     def _resolve_sampler(self, req: SampleRequest) -> SamplerRecord:
         if isinstance(req.sampling_session_id, str):
             return self.sampler(req.sampling_session_id)
@@ -292,8 +322,13 @@ class SamplingOps:
     def _future(request_id: str, num_samples: int) -> UntypedAPIFuture:
         return UntypedAPIFuture(
             request_id=request_id,
-            sample_sequence_ids=[f"{request_id}:seq:{i}" for i in range(num_samples)],
+            sample_sequence_ids=[sequence_id(request_id, i) for i in range(num_samples)],
         )
+
+
+def sequence_id(request_id: str, index: int) -> str:
+    """The ``sequence_id`` of a sample request's ``index``-th sequence (what clients are given)."""
+    return f"{request_id}:seq:{index}"
 
 
 def _seq_in_use(sampling_session_seq_id: int, existing: SamplerRecord) -> EngineError:

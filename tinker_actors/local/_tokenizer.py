@@ -184,6 +184,12 @@ def ensure_tokenizer_dir(cache_dir: Path, vocab_size: int) -> Path:
 
 def ensure_model_tokenizer_dir(cache_dir: Path, spec: BaseModelSpec) -> Path:
     """Return the Hugging Face layout directory of ``spec``'s tokenizer, building it once."""
+    if spec.tokenizer == "gguf":
+        from tinker_actors.local._gguf_tokenizer import ensure_gguf_tokenizer_dir
+
+        if spec.source is None:
+            raise ValueError(f"{spec.name}: a gguf tokenizer needs the model's source file")
+        return ensure_gguf_tokenizer_dir(cache_dir, spec.source)
     return ensure_tokenizer_dir(cache_dir, spec.vocab_size)
 
 

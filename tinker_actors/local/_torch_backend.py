@@ -38,7 +38,7 @@ from tinker_actors.local._torch_checkpoint import (
     read_tensors,
     write_adapter,
 )
-from tinker_actors.local._torch_losses import elementwise_loss, parse_loss_config
+from tinker_actors.local._torch_losses import TORCH_LOSSES, elementwise_loss, parse_loss_config
 from tinker_actors.local._torch_model import Adapter, AdapterShape, BaseWeights, build_base, forward
 from tinker_actors.local._torch_sampling import run_sample
 from tinker_actors.types import ForwardBackwardOutput, TensorData
@@ -74,9 +74,9 @@ def default_tokenizer_loader(
     """Return a loader that builds (once, under ``cache_dir``) and decodes with a model's tokenizer."""
 
     def load(spec: BaseModelSpec) -> Callable[[list[int]], str]:
-        from tinker_actors.local._tokenizer import ensure_tokenizer_dir, load_tokenizer
+        from tinker_actors.local._tokenizer import ensure_model_tokenizer_dir, load_tokenizer
 
-        tokenizer = load_tokenizer(ensure_tokenizer_dir(cache_dir, spec.vocab_size))
+        tokenizer = load_tokenizer(ensure_model_tokenizer_dir(cache_dir, spec))
 
         def decode(ids: list[int]) -> str:
             return str(tokenizer.decode(ids, skip_special_tokens=True))
@@ -95,8 +95,9 @@ class TorchBackend:
         num_threads: if set, ``torch.set_num_threads`` (process-wide) to this value.
         tokenizer_loader: spec -> decode function, used for stop strings; default builds the
             local tokenizer under ``cache_dir``.
-        cache_dir: where the default loader builds tokenizers (default: a directory in the
-            system temp dir; the build is deterministic and content-addressed).
+        cache_dir: where the default loader builds tokenizers and real (GGUF) weights are
+            cached as safetensors (default: a directory in the system temp dir; both are
+            deterministic and content-addressed).
         seed: seeds the seeds drawn for sample requests that carry none.
     """
 
@@ -116,10 +117,11 @@ class TorchBackend:
         if num_threads is not None:
             torch.set_num_threads(num_threads)
         self._limiter = trio.CapacityLimiter(max_concurrent)
-        if tokenizer_loader is None:
-            import tempfile
+        import tempfile
 
-            root = cache_dir or Path(tempfile.gettempdir()) / "tinker-actors-cache"
+        root = cache_dir or Path(tempfile.gettempdir()) / "tinker-actors-cache"
+        self._cache_root = root
+        if tokenizer_loader is None:
             tokenizer_loader = default_tokenizer_loader(root / "tokenizers")
         self._tokenizer_loader = tokenizer_loader
         self._decoders: dict[str, Callable[[list[int]], str]] = {}
@@ -133,6 +135,11 @@ class TorchBackend:
         """Always ``torch``."""
         return "torch"
 
+    @property
+    def supported_losses(self) -> frozenset[str]:
+        """Every built-in loss (see :mod:`._torch_losses`)."""
+        return TORCH_LOSSES
+
     async def _run(self, fn: Callable[..., Any], *args: Any) -> Any:
         return await trio.to_thread.run_sync(fn, *args, limiter=self._limiter)
 
@@ -144,7 +151,7 @@ class TorchBackend:
         with _BASES_LOCK:
             found = _BASES.get(key)
             if found is None or found.spec != spec:
-                found = _BASES[key] = build_base(spec, self.device)
+                found = _BASES[key] = build_base(spec, self.device, self._cache_root)
         return found
 
     def _model(self, model_id: str) -> _TrainModel:

@@ -29,6 +29,8 @@ import torch
 import torch.nn.functional as F
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from tinker_actors.local._catalogue import BaseModelSpec
 
 __all__ = [
@@ -44,9 +46,14 @@ __all__ = [
 
 #: LoRA scaling numerator: adapters scale by ``LORA_ALPHA / rank`` (32, as in Tinker's guides).
 LORA_ALPHA = 32.0
-_ROPE_BASE = 10000.0
-_NORM_EPS = 1e-6
 _INIT_STD = 0.02
+# The output side is shaped so LoRA at ordinary learning rates visibly learns: the final norm's
+# gain scales the features the head (and its adapter) read by 4, and the head's own weights are
+# scaled down by as much, so an untrained model still predicts near-uniformly (loss ~ ln V).
+# Measured on local/tiny (8 Adam steps at lr 2e-3, rank 16, a repeating pattern): the loss fell
+# from 8.4 to 5.7 with gain 1 and std 0.02, to 2.0 with these (docs/local-server.md).
+_FINAL_NORM_GAIN = 4.0
+_HEAD_STD = _INIT_STD / 4
 _ATTN = ("q", "k", "v", "o")
 _MLP = ("gate", "up", "down")
 
@@ -76,16 +83,41 @@ class BaseWeights:
         return self.layers[int(layer)][part]
 
 
-def build_base(spec: BaseModelSpec, device: torch.device | str = "cpu") -> BaseWeights:
-    """Build the base model of ``spec`` deterministically from ``spec.seed``.
+def _rope(spec: BaseModelSpec) -> tuple[torch.Tensor, torch.Tensor]:
+    head_dim = spec.d_model // spec.n_heads
+    exponents = torch.arange(0, head_dim, 2, dtype=torch.float64) / head_dim
+    inv_freq = 1.0 / (spec.rope_base**exponents)
+    angles = torch.outer(torch.arange(spec.context_length, dtype=torch.float64), inv_freq)
+    angles = torch.cat([angles, angles], dim=-1)
+    return angles.cos().float(), angles.sin().float()
 
-    Every tensor is drawn on the CPU in float32 from one seeded generator, in a fixed order,
-    so the result is the same on every machine; it is moved to ``device`` afterwards.
+
+def build_base(
+    spec: BaseModelSpec, device: torch.device | str = "cpu", cache_dir: Path | None = None
+) -> BaseWeights:
+    """Build the base model of ``spec``: seeded weights, or real ones read from its file.
+
+    Seeded weights are drawn on the CPU in float32 from one generator seeded with
+    ``spec.seed``, in a fixed order, so every machine gets the same model. ``gguf`` weights are
+    read (and cached as safetensors under ``cache_dir``) by :mod:`._gguf_weights`. Either way
+    the result is moved to ``device`` afterwards.
     """
     if spec.d_model % spec.n_heads or (spec.d_model // spec.n_heads) % 2:
         raise ValueError(f"{spec.name}: d_model must split into heads of even size")
+    if spec.n_heads % spec.kv_heads:
+        raise ValueError(f"{spec.name}: n_heads must be a multiple of n_kv_heads")
+    if spec.weights == "gguf":
+        from tinker_actors.local._gguf_weights import load_gguf_weights
+
+        embed, layers, norm = load_gguf_weights(spec, cache_dir)
+        cos, sin = _rope(spec)
+        loaded = BaseWeights(
+            spec=spec, embed=embed, layers=layers, norm=norm, head=embed, cos=cos, sin=sin
+        )
+        return _to(loaded, torch.device(device))
     gen = torch.Generator(device="cpu").manual_seed(spec.seed)
     d, f, v = spec.d_model, spec.d_ff, spec.vocab_size
+    kv = spec.kv_heads * (d // spec.n_heads)
     # residual-branch outputs are scaled down with depth (GPT-2 style) to keep activations sane
     out_std = _INIT_STD / math.sqrt(2 * spec.n_layers)
 
@@ -99,8 +131,8 @@ def build_base(spec: BaseModelSpec, device: torch.device | str = "cpu") -> BaseW
             {
                 "attn_norm": torch.ones(d),
                 "q": draw(d, d),
-                "k": draw(d, d),
-                "v": draw(d, d),
+                "k": draw(kv, d),
+                "v": draw(kv, d),
                 "o": draw(d, d, out_std),
                 "mlp_norm": torch.ones(d),
                 "gate": draw(f, d),
@@ -108,19 +140,16 @@ def build_base(spec: BaseModelSpec, device: torch.device | str = "cpu") -> BaseW
                 "down": draw(d, f, out_std),
             }
         )
-    head = draw(v, d)
-    head_dim = d // spec.n_heads
-    inv_freq = 1.0 / (_ROPE_BASE ** (torch.arange(0, head_dim, 2, dtype=torch.float64) / head_dim))
-    angles = torch.outer(torch.arange(spec.context_length, dtype=torch.float64), inv_freq)
-    angles = torch.cat([angles, angles], dim=-1)
+    head = embed if spec.tied_embeddings else draw(v, d, _HEAD_STD)
+    cos, sin = _rope(spec)
     base = BaseWeights(
         spec=spec,
         embed=embed,
         layers=layers,
-        norm=torch.ones(d),
+        norm=torch.full((d,), _FINAL_NORM_GAIN),
         head=head,
-        cos=angles.cos().float(),
-        sin=angles.sin().float(),
+        cos=cos,
+        sin=sin,
     )
     return _to(base, torch.device(device))
 
@@ -128,12 +157,14 @@ def build_base(spec: BaseModelSpec, device: torch.device | str = "cpu") -> BaseW
 def _to(base: BaseWeights, device: torch.device) -> BaseWeights:
     if device.type == "cpu":
         return base
+    embed = base.embed.to(device)
     return BaseWeights(
         spec=base.spec,
-        embed=base.embed.to(device),
+        embed=embed,
         layers=[{k: t.to(device) for k, t in layer.items()} for layer in base.layers],
         norm=base.norm.to(device),
-        head=base.head.to(device),
+        # a tied head stays one tensor on the device too
+        head=embed if base.head is base.embed else base.head.to(device),
         cos=base.cos.to(device),
         sin=base.sin.to(device),
     )
@@ -257,8 +288,8 @@ def _linear(x: torch.Tensor, base: BaseWeights, adapter: Adapter | None, name: s
     return y
 
 
-def _rms_norm(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + _NORM_EPS) * weight
+def _rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps) * weight
 
 
 def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
@@ -281,8 +312,9 @@ def forward(
     """
     spec = base.spec
     batch, length = tokens.shape
-    heads = spec.n_heads
+    heads, kv_heads = spec.n_heads, spec.kv_heads
     head_dim = spec.d_model // heads
+    eps = spec.norm_eps
     start = cache.length if cache is not None else 0
     if start + length > spec.context_length:
         raise ValueError(f"{start + length} positions exceed the context of {spec.context_length}")
@@ -290,12 +322,10 @@ def forward(
     sin = base.sin[start : start + length]
     x = F.embedding(tokens, base.embed)
     for i, layer in enumerate(base.layers):
-        h = _rms_norm(x, layer["attn_norm"])
+        h = _rms_norm(x, layer["attn_norm"], eps)
         q, k, v = (
-            _linear(h, base, adapter, f"{i}.{p}")
-            .view(batch, length, heads, head_dim)
-            .transpose(1, 2)
-            for p in ("q", "k", "v")
+            _linear(h, base, adapter, f"{i}.{p}").view(batch, length, n, head_dim).transpose(1, 2)
+            for p, n in (("q", heads), ("k", kv_heads), ("v", kv_heads))
         )
         q, k = _rotate(q, cos, sin), _rotate(k, cos, sin)
         if cache is not None:
@@ -308,6 +338,9 @@ def forward(
                 cache.values.append(v)
         # a query block that starts at position 0 is causal; single decode steps see everything
         causal = start == 0 and length > 1
+        if kv_heads != heads:  # grouped-query attention: each kv head serves a group of queries
+            k = k.repeat_interleave(heads // kv_heads, dim=1)
+            v = v.repeat_interleave(heads // kv_heads, dim=1)
         if start > 0 and length > 1:
             mask = torch.ones(length, start + length, dtype=torch.bool, device=x.device).tril(start)
             attn = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
@@ -315,10 +348,10 @@ def forward(
             attn = F.scaled_dot_product_attention(q, k, v, is_causal=causal)
         attn = attn.transpose(1, 2).reshape(batch, length, spec.d_model)
         x = x + _linear(attn, base, adapter, f"{i}.o")
-        h = _rms_norm(x, layer["mlp_norm"])
+        h = _rms_norm(x, layer["mlp_norm"], eps)
         gated = F.silu(_linear(h, base, adapter, f"{i}.gate")) * _linear(
             h, base, adapter, f"{i}.up"
         )
         x = x + _linear(gated, base, adapter, f"{i}.down")
-    x = _rms_norm(x, base.norm)
+    x = _rms_norm(x, base.norm, eps)
     return _linear(x, base, adapter, "head").float()

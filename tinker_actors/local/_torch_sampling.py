@@ -13,7 +13,8 @@ Semantics (documented in docs/local-server.md):
   distribution (temperature 1, unfiltered), computed from the same float32 logits as a
   forward pass, so they equal ``forward`` / ``compute_logprobs`` and can feed the RL losses'
   ``logprobs`` input directly. The temperature only changes which token is drawn.
-* Stops: ``stop`` unset means stop at EOS (id 0); a list of token ids stops at exactly those
+* Stops: ``stop`` unset means stop at EOS (the model's ``eos_ids``: id 0 for the local models,
+  ``<|im_end|>`` and ``<|endoftext|>`` for SmolLM2); a list of token ids stops at exactly those
   (``[]`` disables every stop, EOS included); stop strings stop once the decoded completion
   contains one of them, and EOS still stops. The stopping token is part of the returned tokens
   and the reason is ``stop``; running out of ``max_tokens`` (default: the rest of the context)
@@ -58,17 +59,17 @@ class StopRule:
     strings: tuple[str, ...] = ()
 
 
-def stop_rule(params: SamplingParams) -> StopRule:
-    """Resolve ``SamplingParams.stop`` (see the module docstring)."""
+def stop_rule(params: SamplingParams, eos_ids: Sequence[int] = (EOS_ID,)) -> StopRule:
+    """Resolve ``SamplingParams.stop`` (see the module docstring); EOS is the model's."""
     stop = params.stop
     if stop is None or not isinstance(stop, str | list | tuple):
-        return StopRule(frozenset({EOS_ID}))
+        return StopRule(frozenset(eos_ids))
     items: Sequence[str | int] = [stop] if isinstance(stop, str) else stop
     if all(isinstance(s, int) and not isinstance(s, bool) for s in items):
         return StopRule(frozenset(int(s) for s in items))
     if all(isinstance(s, str) for s in items):
         strings = tuple(str(s) for s in items if s)
-        return StopRule(frozenset({EOS_ID}), strings)
+        return StopRule(frozenset(eos_ids), strings)
     raise BackendInputError("stop must be a list of strings or a list of token ids, not a mix")
 
 
@@ -157,7 +158,7 @@ def run_sample(
     spec = base.spec
     params = job.params
     _check_params(params)
-    rule = stop_rule(params)
+    rule = stop_rule(params, spec.eos_ids)
     if rule.strings and decode is None:
         raise BackendInputError("stop strings need the model's tokenizer, which is unavailable")
     tokens = job.prompt.to_ints()

@@ -14,9 +14,15 @@ import re
 from typing import TYPE_CHECKING
 
 import msgspec
+import trio
 
 from tinker_actors.errors import InvalidInputError
-from tinker_actors.local._backend import BackendInputError, validate_forward_inputs
+from tinker_actors.local._age import encrypt_directory, parse_recipients
+from tinker_actors.local._backend import (
+    BackendInputError,
+    check_loss_config,
+    validate_forward_inputs,
+)
 from tinker_actors.local._core import EngineError, _Model, check_not_expired
 from tinker_actors.local._ordering import DuplicateSeqIdError, SequencedOp, Sequencer
 from tinker_actors.local._records import CheckpointKind, CheckpointRecord, RunRecord
@@ -214,24 +220,31 @@ class TrainingOps:
             raise EngineError(400, f"malformed forward_backward request: {exc}") from None
         model = self.model_for(req.model_id)
         batch = req.forward_backward_input
+        backend = self._core.backend
+        config = batch.loss_fn_config if isinstance(batch.loss_fn_config, dict) else {}
+        data = batch.data
         try:
             validate_forward_inputs(
-                batch.data,
+                data,
                 batch.loss_fn,
                 vocab_size=model.spec.vocab_size,
                 context_length=model.spec.context_length,
                 token_bounds=bounds,
+                supported=backend.supported_losses,
             )
+            check_loss_config(batch.loss_fn, config)
+            if batch.loss_fn == "stable_reinforce":
+                data = self._core.stability.annotate(model.record.session_id, data)
         except (BackendInputError, InvalidInputError) as exc:
             raise EngineError(400, str(exc)) from None
-        config = batch.loss_fn_config if isinstance(batch.loss_fn_config, dict) else {}
-        backend = self._core.backend
         model_id = model.record.run_id
+        core = self._core
 
         async def work() -> tuple[bytes, str]:
             out = await backend.forward_backward(
-                model_id, batch.data, batch.loss_fn, config, forward_only=req.forward_only
+                model_id, data, batch.loss_fn, config, forward_only=req.forward_only
             )
+            core.usage.trained(model.record, sum(d.model_input.length for d in data))
             return encode_forward_backward_output(out), _PROTO
 
         kind = "Forward" if req.forward_only else "ForwardBackward"
@@ -318,9 +331,20 @@ class TrainingOps:
         model = self.model_for(req.model_id)
         name = self._name(req.path, req.seq_id)
         ttl = req.ttl_seconds if isinstance(req.ttl_seconds, int) else None
+        keys = req.age_encryption_recipients
+        try:
+            recipients = parse_recipients(keys) if isinstance(keys, list) else None
+        except InvalidInputError as exc:
+            raise EngineError(400, str(exc)) from None
+        core = self._core
 
         async def work() -> tuple[bytes, str]:
             checkpoint = await self._save(model, "external", name, True, ttl, None)
+            if recipients is not None:
+                directory = core.store.checkpoint_dir(checkpoint)
+                size = await trio.to_thread.run_sync(encrypt_directory, directory, recipients)
+                checkpoint.size_bytes = size
+                core.store.save_run(model.record)
             result = SaveWeightsExternalResponseInternal(
                 path=checkpoint.tinker_path, size_bytes=checkpoint.size_bytes
             )
@@ -373,6 +397,10 @@ class TrainingOps:
         directory = core.store.checkpoint_dir(checkpoint)
         backend = core.backend
         model_id = model.record.run_id
+
+        core.usage.audit(
+            "checkpoint_read", tinker_path=req.path, model_id=source.run_id, purpose="load"
+        )
 
         async def work() -> tuple[bytes, str]:
             await backend.load_state(model_id, directory, optimizer=req.optimizer, spec=model.spec)
@@ -465,4 +493,5 @@ class TrainingOps:
         checkpoint.size_bytes = size
         run.checkpoints = [c for c in run.checkpoints if c not in existing] + [checkpoint]
         core.store.save_run(run)
+        core.usage.saved(run, checkpoint, existing)
         return checkpoint
