@@ -43,11 +43,15 @@ if TYPE_CHECKING:
     from tinker_actors.local._torch_model import Adapter, BaseWeights
     from tinker_actors.types import SamplingParams
 
-__all__ = ["EOS_ID", "StopRule", "run_sample", "stop_rule"]
+__all__ = ["EOS_ID", "SampleCancelled", "StopRule", "run_sample", "stop_rule"]
 
 #: The local tokenizers' end-of-sequence id.
 EOS_ID = 0
 _PAD_LOGPROB = -99999.0
+
+
+class SampleCancelled(Exception):
+    """The caller of :func:`run_sample` gave up on it (its ``cancelled`` answered True)."""
 
 
 @dataclass(frozen=True)
@@ -145,6 +149,7 @@ def run_sample(
     *,
     seed: int,
     decode: Callable[[list[int]], str] | None,
+    cancelled: Callable[[], bool] | None = None,
 ) -> SampleResponse:
     """Answer one sample request (blocking; run it in a worker thread).
 
@@ -153,6 +158,10 @@ def run_sample(
         job: the validated request.
         seed: the generator seed (the request's, or one the backend drew).
         decode: token ids -> text, needed only for stop strings.
+        cancelled: polled before every decoding step; once it answers True the work stops.
+
+    Raises:
+        SampleCancelled: ``cancelled`` answered True (nobody waits for the result).
     """
     spec = base.spec
     params = job.params
@@ -182,7 +191,16 @@ def run_sample(
         logprobs = torch.log_softmax(logits, dim=-1)
         prompt_lps, topk_prompt = _prompt_extras(logprobs, prompt, job)
         sequences = _decode(
-            base, adapter, job, logits[-1], cache, limit, rule, seed=seed, decode=decode
+            base,
+            adapter,
+            job,
+            logits[-1],
+            cache,
+            limit,
+            rule,
+            seed=seed,
+            decode=decode,
+            cancelled=cancelled,
         )
     return SampleResponse(
         sequences=sequences, prompt_logprobs_np=prompt_lps, topk_prompt_logprobs_np=topk_prompt
@@ -200,6 +218,7 @@ def _decode(
     *,
     seed: int,
     decode: Callable[[list[int]], str] | None,
+    cancelled: Callable[[], bool] | None,
 ) -> list[SampledSequence]:
     n = job.num_samples
     device = base.device
@@ -214,6 +233,8 @@ def _decode(
     stopped = [False] * n
     k = job.topk_sample_logprobs
     for step in range(limit):
+        if cancelled is not None and cancelled():
+            raise SampleCancelled(f"sampling cancelled after {step} of {limit} steps")
         logprobs = F.log_softmax(logits, dim=-1)
         chosen = _choose(logits, job.params, gen)
         chosen_lps = logprobs.gather(-1, chosen[:, None]).squeeze(-1).cpu().tolist()
