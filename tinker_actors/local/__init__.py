@@ -14,6 +14,7 @@ from tinker_actors.local._faults import FaultPlan as FaultPlan
 from tinker_actors.local._faults import FaultPlanError as FaultPlanError
 from tinker_actors.local._faults import FaultRule as FaultRule
 from tinker_actors.local._faults import Latency as Latency
+from tinker_actors.local._limits import ServerLimits as ServerLimits
 from tinker_actors.local._null_backend import NullBackend as NullBackend
 from tinker_actors.local._server import LocalServer as LocalServer
 from tinker_actors.local._server import open_local_server as open_local_server
@@ -32,6 +33,7 @@ __all__ = [
     "LatencyModel",
     "LocalServer",
     "NullBackend",
+    "ServerLimits",
     "ServerSettings",
     "open_local_server",
 ]

@@ -124,6 +124,28 @@ class Sequencer:
         self._wakeup.set()
         return op.request_id, True
 
+    def prune(self, known: Callable[[str], bool]) -> None:
+        """Forget the dedupe entries of operations whose futures are gone (``known`` False).
+
+        Entries are kept in arrival order and operations settle in ``seq_id`` order, so the
+        forgotten ones lead; the walk stops at the first live one. A repeat of a forgotten
+        operation is then refused (409: its ``seq_id`` is below the next expected one).
+        """
+        stale_seqs = []
+        for seq_id, (request_id, _) in self._by_seq.items():
+            if known(request_id):
+                break
+            stale_seqs.append(seq_id)
+        for seq_id in stale_seqs:
+            del self._by_seq[seq_id]
+        stale_keys = []
+        for key, request_id in self._by_key.items():
+            if known(request_id):
+                break
+            stale_keys.append(key)
+        for key in stale_keys:
+            del self._by_key[key]
+
     def close(self, reason: str) -> None:
         """Refuse new operations and fail the queued ones with ``reason``."""
         self._closed = reason
