@@ -70,8 +70,9 @@ class ServerLimits:
             with a session, run or checkpoint: tags, ``user_metadata``, project ids, display
             names (400).
         max_num_samples: ``num_samples`` of one sample request (400).
-        max_sample_tokens: tokens one sample request may generate, ``num_samples`` times
-            ``max_tokens`` (an unset ``max_tokens`` counts as the rest of the context) (400).
+        max_sample_tokens: tokens one sample request may generate: ``num_samples`` x
+            ``max_tokens`` x (1 + ``topk_sample_logprobs``), since each top-k entry costs about
+            what a token does; an unset ``max_tokens`` counts as the rest of the context (400).
         max_logprobs_k: ``topk_prompt_logprobs``, ``topk_sample_logprobs`` and
             ``prompt_alt_tokens_k`` (400).
         max_stop_sequences: entries of ``sampling_params.stop`` (400).
