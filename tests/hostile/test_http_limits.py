@@ -3,7 +3,7 @@
 The audit held connections open for ever by announcing 200 MB and sending 1 byte, and got a
 traceback per client that disconnected. Now: a body over ``max_body_bytes`` is 413 (at once
 when its Content-Length says so), a body that has not arrived after ``body_timeout`` is 408,
-a connection beyond ``max_connections`` is 503 with Retry-After, each then closed; a client
+a connection beyond ``max_connections`` is 429 with Retry-After, each then closed; a client
 that leaves mid-body costs one log line.
 """
 
@@ -104,7 +104,7 @@ async def test_a_body_that_does_not_arrive_in_time_is_408_and_closed() -> None:
             assert await healthz(url) == 200
 
 
-async def test_a_connection_over_the_cap_is_503_with_retry_after() -> None:
+async def test_a_connection_over_the_cap_is_429_with_retry_after() -> None:
     configured = limits(max_connections=2)
     with trio.fail_after(30):
         async with serving(limits=configured) as (_, url):
@@ -117,14 +117,14 @@ async def test_a_connection_over_the_cap_is_503_with_retry_after() -> None:
             extra = await Raw.connect(url)
             await extra.send_head("GET", "/api/v1/healthz", [])
             status, headers, body = await extra.response()
-            assert status == 503
+            assert status == 429
             assert headers["retry-after"] == "1"
             assert "max_connections = 2" in detail_of(body)
             assert await extra.closed()
             await extra.aclose()
             # a held connection goes: the server serves a new one (once it saw it go)
             await held.pop().aclose()
-            while await healthz(url) != 200:
+            while await healthz(url) != 200:  # 429 until the server has read the close
                 pass
             await held.pop().aclose()
 

@@ -12,7 +12,7 @@ and event objects, wrappers per send); this one keeps the work proportional to t
 * reads are ``receive_some(65536)`` fed to ``h11.Connection(h11.SERVER)``.
 
 At most ``max_connections`` connections are served at once (fewer when the open-file limit is
-lower); one more is answered ``503`` with ``Retry-After: 1`` before its request is read, and
+lower); one more is answered ``429`` with ``Retry-After: 1`` before its request is read, and
 closed, so a flood of connections costs the server neither file descriptors nor tasks.
 HTTP/1.1 only; no TLS, no HTTP/2, no lifespan events.
 
@@ -77,7 +77,7 @@ async def serve_asgi(
         backlog: pending connections the kernel queues per listener.
         keep_alive_timeout: seconds an idle connection waits for its next request.
         max_connections: connections served at once (capped below the open-file limit); one
-            more is answered 503 and closed.
+            more is answered 429 and closed.
         max_body_bytes: the largest request body; a larger one is answered 413.
         body_timeout: seconds a request body may take to arrive; a slower one is answered 408.
 
@@ -143,7 +143,9 @@ def connection_cap(requested: int) -> int:
 
 
 async def _refuse_connection(stream: trio.SocketStream, cap: int, requested: int) -> None:
-    """Answer a connection over the cap with 503 + ``Retry-After`` without reading its request.
+    """Answer a connection over the cap with 429 + ``Retry-After`` without reading its request.
+
+    429, not 503: like every refusal for a limit it is a 4xx, and clients back off and retry it.
 
     HTTP lets a server answer before it has read the request; the half-close and the brief
     drain that follow let the client read the answer rather than a reset.
@@ -154,7 +156,7 @@ async def _refuse_connection(stream: trio.SocketStream, cap: int, requested: int
         detail += f"; the open-file limit lowered it from {requested}"
     body = msgspec.json.encode({"detail": detail})
     head = (
-        b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n"
+        b"HTTP/1.1 429 Too Many Requests\r\ncontent-type: application/json\r\n"
         b"retry-after: 1\r\nconnection: close\r\ncontent-length: %d\r\n\r\n" % len(body)
     )
     logger.info("refused a connection from %s: %d connections open", peer_name(stream), cap)

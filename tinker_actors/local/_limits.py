@@ -58,7 +58,7 @@ class ServerLimits:
     """What one request may ask of the local server (see the module docstring).
 
     Attributes:
-        max_connections: concurrent client connections; one more is answered 503 with
+        max_connections: concurrent client connections; one more is answered 429 with
             ``Retry-After: 1`` and closed. Capped below the process's open-file limit.
         body_timeout: seconds a request's body may take to arrive once its head is in; a
             slower body is answered 408 and its connection closed.
