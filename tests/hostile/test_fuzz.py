@@ -8,7 +8,7 @@ valid bodies with wrong-typed, huge or odd values may also succeed, but nothing 
 (a heartbeat) is served; after each endpoint's run the model trains and samples as before.
 
 Hypothesis runs derandomized (a fixed seed per test) and bounded (``EXAMPLES`` per endpoint),
-so the run is reproducible and adds about a minute to the suite.
+so the run is reproducible and adds 20-60 s to the suite (3,840 examples).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from hypothesis import strategies as st
 
 from tinker_actors.testing import server_in_thread
 
-EXAMPLES = 40
+EXAMPLES = 120
 FUZZ_LIMITS = {"max_json_body_bytes": 16 << 10, "max_body_bytes": 256 << 10}
 SETTINGS = settings(
     max_examples=EXAMPLES,
