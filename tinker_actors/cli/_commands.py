@@ -72,6 +72,12 @@ def version() -> None:
     help="Accept only these keys (repeatable; default: any key starting with tml-).",
 )
 @click.option(
+    "--admin-key",
+    "admin_keys",
+    multiple=True,
+    help="Only these keys may use the /_local/ debug routes (repeatable; default: any key).",
+)
+@click.option(
     "--long-poll",
     type=float,
     default=25.0,
@@ -92,6 +98,14 @@ def version() -> None:
     default=None,
     help="A catalogue file (.json or .toml) with an [aliases] table of NAME = MODEL.",
 )
+@click.option(
+    "--limit",
+    "limit_flags",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="Change a request limit, e.g. 'max_num_samples=256' (repeatable); the names and "
+    "defaults are in docs/local-server.md.",
+)
 def serve(
     host: str,
     port: int,
@@ -102,9 +116,11 @@ def serve(
     fault_seed: int | None,
     jwt: bool,
     api_keys: tuple[str, ...],
+    admin_keys: tuple[str, ...],
     long_poll: float,
     model_aliases: tuple[str, ...],
     catalogue_file: Path | None,
+    limit_flags: tuple[str, ...],
 ) -> None:
     """Run a local Tinker-compatible server until interrupted."""
     import signal
@@ -112,7 +128,7 @@ def serve(
     import trio
 
     from tinker_actors.errors import InvalidInputError
-    from tinker_actors.local import ServerSettings, open_local_server
+    from tinker_actors.local import ServerLimits, ServerSettings, open_local_server
     from tinker_actors.local._faults import FaultPlan
 
     if faults_file is not None and fault_flags:
@@ -129,8 +145,10 @@ def serve(
             data_dir=data_dir,
             jwt_auth=jwt,
             api_keys=frozenset(api_keys) if api_keys else None,
+            admin_keys=frozenset(admin_keys) if admin_keys else None,
             long_poll_seconds=long_poll,
             model_aliases=_aliases(model_aliases, catalogue_file),
+            limits=ServerLimits.from_flags(limit_flags),
         )
     except (InvalidInputError, ValueError) as exc:
         raise click.BadParameter(str(exc)) from None

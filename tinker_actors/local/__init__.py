@@ -20,6 +20,7 @@ from tinker_actors.local._hf_cache import ForeignRepositoryError as ForeignRepos
 from tinker_actors.local._hf_cache import InstalledTokenizer as InstalledTokenizer
 from tinker_actors.local._hf_cache import hub_cache_dir as hub_cache_dir
 from tinker_actors.local._hf_cache import install_tokenizers as install_tokenizers
+from tinker_actors.local._limits import ServerLimits as ServerLimits
 from tinker_actors.local._null_backend import NullBackend as NullBackend
 from tinker_actors.local._server import LocalServer as LocalServer
 from tinker_actors.local._server import open_local_server as open_local_server
@@ -41,6 +42,7 @@ __all__ = [
     "LatencyModel",
     "LocalServer",
     "NullBackend",
+    "ServerLimits",
     "ServerSettings",
     "hub_cache_dir",
     "install_tokenizers",

@@ -25,13 +25,14 @@ from typing import TYPE_CHECKING, TypeVar
 import msgspec
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import FileResponse, Response
 from starlette.routing import Route
 
-from tinker_actors.local._auth import Authenticator, AuthError
+from tinker_actors.local._auth import CALLER, Authenticator, AuthError
 from tinker_actors.local._core import EngineError
 from tinker_actors.local._downloads import DOWNLOAD_PREFIX
+from tinker_actors.local._limits import check_json_depth, over_limit
 from tinker_actors.local._usage import UsageError
 from tinker_actors.types import (
     AuthTokenRequest,
@@ -63,6 +64,7 @@ from tinker_actors.types._tensor import json_dec_hook
 
 if TYPE_CHECKING:
     from tinker_actors.local._engine import LocalEngine
+    from tinker_actors.local._limits import ServerLimits
 
 __all__ = ["build_app"]
 
@@ -85,14 +87,40 @@ def _error(status: int, message: str, headers: dict[str, str] | None = None) -> 
     )
 
 
-async def _decode(request: Request, kind: type[_T]) -> _T:
-    body = await request.body()
+async def _read_body(request: Request, limit: int, name: str) -> bytes:
+    """The request body, refused (413) as soon as it is known to exceed ``limit`` bytes."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise over_limit(f"a body of {declared} bytes", name, limit, status=413)
+    # straight from ASGI receive: Request.stream()'s async generator costs more than the read
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await request.receive()
+        if message["type"] != "http.request":
+            raise ClientDisconnect
+        chunk: bytes = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise over_limit(f"a body of at least {size} bytes", name, limit, status=413)
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def _decode_json(body: bytes, kind: type[_T], limits: ServerLimits) -> _T:
+    """Decode a JSON body as ``kind``, refusing one that nests deeper than the limit."""
+    check_json_depth(body, limits.max_json_depth)
     try:
         return msgspec.json.decode(body, type=kind, dec_hook=json_dec_hook)
     except msgspec.ValidationError as exc:
         raise EngineError(422, f"invalid {kind.__name__}: {exc}") from None
     except msgspec.DecodeError as exc:
         raise EngineError(400, f"malformed JSON body: {exc}") from None
+    except RecursionError:
+        raise over_limit(
+            "a JSON body nesting deeper", "max_json_depth", limits.max_json_depth
+        ) from None
 
 
 def _usage(query: Callable[[], _T]) -> _T:
@@ -123,6 +151,11 @@ def build_app(engine: LocalEngine, auth: Authenticator) -> Starlette:
     sampling = engine.sampling
     rest = engine.rest
     extra = engine.rest_extra
+    limits = engine.settings.limits
+
+    async def _decode(request: Request, kind: type[_T]) -> _T:
+        body = await _read_body(request, limits.max_json_body_bytes, "max_json_body_bytes")
+        return _decode_json(body, kind, limits)
 
     def route(
         path: str,
@@ -136,17 +169,29 @@ def build_app(engine: LocalEngine, auth: Authenticator) -> Starlette:
 
         async def endpoint(request: Request) -> Response:
             request_id = uuid.uuid4().hex
+            token = None
             try:
                 if not public:
-                    auth.check(request.headers.get("x-api-key"), raw_key_allowed=raw_key)
+                    principal = auth.check(
+                        request.headers.get("x-api-key"), raw_key_allowed=raw_key
+                    )
+                    token = CALLER.set(principal)
                 response = await handler(request)
             except AuthError as exc:
-                response = _error(401, exc.message, exc.headers)
+                response = _error(exc.status, exc.message, exc.headers)
             except EngineError as exc:
                 response = _error(exc.status, exc.message)
+            except ClientDisconnect:
+                # the client left (or the HTTP server refused its body) before the body was in:
+                # nothing was applied; the HTTP server has logged it in one line
+                engine.core.counters["client_disconnects"] += 1
+                response = _error(400, "the client disconnected before its request body arrived")
             except Exception as exc:
                 log.exception("local server: unexpected error on %s", path)
                 response = _error(500, f"internal error in the local server: {type(exc).__name__}")
+            finally:
+                if token is not None:
+                    CALLER.reset(token)
             response.headers["x-request-id"] = request_id
             engine.core.counters[f"http:{path}"] += 1
             return response
@@ -205,9 +250,9 @@ def build_app(engine: LocalEngine, auth: Authenticator) -> Starlette:
                 "forward_backward bodies are protobuf (Content-Type: application/x-protobuf); "
                 f"got {content_type or 'none'}",
             )
-        body = await request.body()
+        body = await _read_body(request, limits.max_body_bytes, "max_body_bytes")
         encoding = request.headers.get("content-encoding")
-        return _reply(training.forward_backward(body, encoding, _idempotency_key(request)))
+        return _reply(await training.forward_backward(body, encoding, _idempotency_key(request)))
 
     async def optim_step(request: Request) -> Response:
         req = await _decode(request, OptimStepRequest)
@@ -276,7 +321,8 @@ def build_app(engine: LocalEngine, auth: Authenticator) -> Starlette:
         return _reply({})
 
     async def telemetry(request: Request) -> Response:
-        body = await request.body()
+        body = await _read_body(request, limits.max_json_body_bytes, "max_json_body_bytes")
+        check_json_depth(body, limits.max_json_depth)
         try:
             msgspec.json.decode(body)
         except msgspec.DecodeError as exc:
@@ -377,9 +423,6 @@ def build_app(engine: LocalEngine, auth: Authenticator) -> Starlette:
         event_type = params.get("event_type") or "all"
         return _reply(_usage(lambda: engine.core.usage.audit_log(event_type, params.get("day"))))
 
-    async def counters(request: Request) -> Response:
-        return _reply(engine.counters())
-
     v1 = "/api/v1"
     run_ckpt = v1 + "/training_runs/{run_id}/checkpoints/{segment}/{name}"
     routes = [
@@ -426,7 +469,6 @@ def build_app(engine: LocalEngine, auth: Authenticator) -> Starlette:
         route(v1 + "/billing/usage/events", billing_usage, methods=("GET",)),
         route(v1 + "/billing/usage/checkpoints/current", checkpoint_storage, methods=("GET",)),
         route(v1 + "/audit", audit, methods=("GET",)),
-        route("/_local/counters", counters, methods=("GET",)),
         # signed download links: the token is the credential, as in a signed storage URL
         route(DOWNLOAD_PREFIX + "{token}/{name}", download, methods=("GET",), public=True),
     ]

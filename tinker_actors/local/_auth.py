@@ -6,6 +6,16 @@ their raw key at ``/api/v1/auth/token`` for a short-lived HS256 JWT signed with 
 secret, and every request except ``/client/config`` and ``/auth/token`` must carry a valid one.
 An expired or foreign token is refused with ``WWW-Authenticate: Bearer error="invalid_token"``,
 which tells clients to exchange again and replay once.
+
+Authorisation: every accepted request has a *principal*, a digest of the raw key it was made
+with (a JWT carries the digest of the key it was exchanged for), never the key itself. The app
+puts it in :data:`CALLER` while it serves the request; the engine stamps it on every session it
+creates and answers 404 for anything (session, run, sampler, checkpoint, future) that belongs to
+another principal, as if it did not exist. Code that runs outside a request (background work,
+tests driving the engine directly) sees ``None`` and is not restricted.
+
+Admin keys: the debug routes (``/_local/*``: counters and fault plans) need a key too, and when
+the server was given admin keys, one of those (otherwise a non-admin key gets 403).
 """
 
 from __future__ import annotations
@@ -16,23 +26,35 @@ import hmac
 import json
 import secrets
 import time
+from contextvars import ContextVar
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-__all__ = ["AuthError", "Authenticator"]
+__all__ = ["CALLER", "AuthError", "Authenticator", "principal_of"]
 
 _INVALID_TOKEN = {"WWW-Authenticate": 'Bearer error="invalid_token"'}
 
+#: The principal of the request being served (None outside a request: no restriction).
+CALLER: ContextVar[str | None] = ContextVar("tinker_actors_local_caller", default=None)
+
+
+def principal_of(key: str) -> str:
+    """The principal a raw key stands for: a digest, so no record ever holds a key."""
+    return hashlib.sha256(key.encode()).hexdigest()[:16]
+
 
 class AuthError(Exception):
-    """A request is not authenticated; answered 401."""
+    """A request is not authenticated (401) or not allowed (``status`` 403)."""
 
-    def __init__(self, message: str, headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, message: str, headers: dict[str, str] | None = None, *, status: int = 401
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.headers = headers
+        self.status = status
 
 
 def _b64(data: bytes) -> str:
@@ -50,11 +72,15 @@ class Authenticator:
         self,
         *,
         api_keys: frozenset[str] | None = None,
+        admin_keys: frozenset[str] | None = None,
         jwt_auth: bool = False,
         jwt_lifetime: float = 3600.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._keys = api_keys
+        self._admins = (
+            frozenset(principal_of(key) for key in admin_keys) if admin_keys is not None else None
+        )
         self.jwt_auth = jwt_auth
         self._lifetime = jwt_lifetime
         self._clock = clock
@@ -70,21 +96,39 @@ class Authenticator:
         if self._keys is not None and key not in self._keys:
             raise AuthError("this API key is not accepted by the local server")
 
-    def check(self, key: str | None, *, raw_key_allowed: bool) -> None:
-        """Accept or refuse the ``X-API-Key`` of one request.
+    def check(self, key: str | None, *, raw_key_allowed: bool) -> str:
+        """Accept or refuse the ``X-API-Key`` of one request; return its principal.
 
         Raises:
             AuthError: with the reason (the key itself is never echoed).
         """
         if not key:
             raise AuthError("missing X-API-Key header")
-        if self.jwt_auth and not raw_key_allowed:
-            self._verify(key)
-            return
-        if self.jwt_auth and key.startswith("eyJ"):
-            self._verify(key)
-            return
+        if self.jwt_auth and (not raw_key_allowed or key.startswith("eyJ")):
+            return self._verify(key)
         self._check_raw(key)
+        return principal_of(key)
+
+    def check_admin(self, key: str | None) -> str:
+        """Accept the key of a ``/_local/*`` request: an admin key where any are configured.
+
+        Raises:
+            AuthError: 401 no or a refused key, 403 a valid key that is not an admin key.
+        """
+        if not key:
+            raise AuthError("missing X-API-Key header (the /_local/ routes need a key too)")
+        if self._admins is None:
+            return self.check(key, raw_key_allowed=True)
+        principal = self._verify(key) if self.jwt_auth and key.startswith("eyJ") else None
+        if principal is None:
+            principal = principal_of(key)
+        if principal not in self._admins:
+            raise AuthError(
+                "the /_local/ routes need an admin key (the server was started with "
+                "--admin-key); this key is not one",
+                status=403,
+            )
+        return principal
 
     def issue(self, key: str | None) -> str:
         """Exchange a raw key for a JWT (``/auth/token``)."""
@@ -101,7 +145,7 @@ class Authenticator:
             "iss": "passport-local",
             "iat": int(now),
             "exp": int(now + self._lifetime),
-            "key": hashlib.sha256(key.encode()).hexdigest()[:16],
+            "key": principal_of(key),
         }
         header = _b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
         payload = _b64(json.dumps(claims, separators=(",", ":")).encode())
@@ -109,7 +153,7 @@ class Authenticator:
         self.issued += 1
         return f"{header}.{payload}.{_b64(signature.digest())}"
 
-    def _verify(self, token: str) -> None:
+    def _verify(self, token: str) -> str:
         parts = token.split(".")
         if len(parts) != 3:
             raise AuthError(
@@ -126,3 +170,7 @@ class Authenticator:
             raise AuthError("the JWT was not issued by this server", _INVALID_TOKEN)
         if float(claims.get("exp", 0)) <= self._clock():
             raise AuthError("the JWT has expired; exchange the API key again", _INVALID_TOKEN)
+        principal = claims.get("key")
+        if not isinstance(principal, str) or not principal:
+            raise AuthError("the JWT names no key; exchange the API key again", _INVALID_TOKEN)
+        return principal

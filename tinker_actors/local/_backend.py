@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import numpy as np
 import trio
@@ -29,6 +29,8 @@ if TYPE_CHECKING:
     import random
     from collections.abc import Collection, Mapping, Sequence
     from pathlib import Path
+
+    import numpy.typing as npt
 
     from tinker_actors.local._catalogue import BaseModelSpec
     from tinker_actors.types import (
@@ -51,6 +53,7 @@ __all__ = [
     "LatencyModel",
     "SampleJob",
     "check_loss_config",
+    "check_target_tokens",
     "validate_forward_inputs",
 ]
 
@@ -241,6 +244,7 @@ def validate_forward_inputs(
                 f"datum {i}: target_tokens has {rows} rows but model_input has "
                 f"{len(tokens)} tokens; position i of model_input predicts target i"
             )
+        check_target_tokens(target.to_numpy(), vocab_size, f"datum {i}")
         for name in names - {"target_tokens"}:
             tensor = datum.loss_fn_inputs[name]
             if tensor.dtype != "float32":
@@ -250,6 +254,20 @@ def validate_forward_inputs(
                     f"datum {i}: {name} has {tensor.numel} entries, target_tokens has "
                     f"{target.numel}; they must align"
                 )
+
+
+def check_target_tokens(targets: npt.NDArray[Any], vocab_size: int, where: str) -> None:
+    """Refuse target token ids outside the vocabulary (every backend, before any maths).
+
+    Raises:
+        BackendInputError: naming ``where`` and the ids' range.
+    """
+    if targets.size:
+        low, high = int(targets.min()), int(targets.max())
+        if low < 0 or high >= vocab_size:
+            raise BackendInputError(
+                f"{where}: target_tokens must be in [0, {vocab_size}); got {low}..{high}"
+            )
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -10,16 +10,18 @@ from __future__ import annotations
 import os
 import time
 import uuid
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import trio
 
+from tinker_actors.local._auth import CALLER
 from tinker_actors.local._catalogue import BaseModelSpec, UnknownModelError, resolve_model
 from tinker_actors.local._downloads import DownloadLinks
 from tinker_actors.local._futures import FutureStore
+from tinker_actors.local._limits import ServerLimits
 from tinker_actors.local._stability import StabilityRecords
 from tinker_actors.local._usage import UsageLedger
 from tinker_actors.types import ClientConfigResponse, ClientDynamicConfigResponse
@@ -84,6 +86,10 @@ class ServerSettings:
         jwt_auth: answer ``/auth/token`` and require the JWTs it issues.
         jwt_lifetime: seconds an issued JWT is valid.
         api_keys: if set, only these keys are accepted (otherwise any ``tml-`` key).
+        admin_keys: if set, the ``/_local/*`` debug routes accept only these keys (otherwise
+            any accepted key).
+        limits: what one request may ask of the server (sizes, counts, time); see
+            :class:`~._limits.ServerLimits`.
         data_dir: where sessions, runs and checkpoints persist (None = a temporary dir).
         cache_dir: where tokenizers are built; by default the user cache
             (``$XDG_CACHE_HOME/tinker-actors`` or ``~/.cache/tinker-actors``). Entries are named
@@ -106,10 +112,20 @@ class ServerSettings:
     jwt_auth: bool = False
     jwt_lifetime: float = 3600.0
     api_keys: frozenset[str] | None = None
+    admin_keys: frozenset[str] | None = None
+    limits: ServerLimits = field(default_factory=ServerLimits)
     data_dir: Path | None = None
     cache_dir: Path | None = None
     wall_clock: Callable[[], float] = time.time
     model_aliases: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        announced = self.client_config.fwdbwd_max_chunk_len
+        if announced > self.limits.max_datums:
+            raise ValueError(
+                f"client_config.fwdbwd_max_chunk_len ({announced}) tells clients to send more "
+                f"datums per request than limits.max_datums ({self.limits.max_datums}) accepts"
+            )
 
 
 @dataclass
@@ -137,8 +153,10 @@ class EngineCore:
         self.models: dict[str, _Model] = {}
         #: the sequencer statistics of models whose session ended, kept for the counters
         self.ended_models: dict[str, SequencerStatistics] = {}
-        #: (scope, key) -> request id, for operations deduplicated outside a Sequencer
+        #: (scope, key) -> request id, for operations deduplicated outside a Sequencer; an
+        #: entry lives as long as a result does (``result_ttl``), see :meth:`prune`
         self.dedupe: dict[tuple[str, str], str] = {}
+        self._dedupe_added: deque[tuple[float, tuple[str, str]]] = deque()
         #: every counter the debug endpoint reports
         self.counters: Counter[str] = Counter()
         self.heartbeats: dict[str, float] = {}
@@ -163,6 +181,60 @@ class EngineCore:
         """POSIX time for records shown to users (REST timestamps, checkpoint expiry)."""
         return self.settings.wall_clock()
 
+    # -- deduplication ----------------------------------------------------------------------
+
+    @staticmethod
+    def caller_key(scope: str, key: str) -> tuple[str, str]:
+        """A dedupe key private to the caller: another key's idempotency keys never collide."""
+        return (scope, f"{CALLER.get() or ''}|{key}")
+
+    def remember(self, key: tuple[str, str], value: str) -> None:
+        """Record a deduplication entry (forgotten ``result_ttl`` seconds later)."""
+        self.dedupe[key] = value
+        self._dedupe_added.append((trio.current_time(), key))
+
+    def prune(self) -> None:
+        """Forget results, and the dedupe entries pointing at them, older than ``result_ttl``.
+
+        A repeat of a request after that is a new request; its result would have expired (410)
+        anyway. Without this every request would cost memory for the server's lifetime.
+        """
+        horizon = trio.current_time() - self.settings.result_ttl
+        added = self._dedupe_added
+        while added and added[0][0] < horizon:
+            self.dedupe.pop(added.popleft()[1], None)
+        pruned = self.futures.prune()
+        if pruned:
+            self.counters["futures_pruned"] += pruned
+            for model in self.models.values():
+                model.sequencer.prune(self.futures.known)
+
+    # -- ownership --------------------------------------------------------------------------
+
+    @staticmethod
+    def visible(record: SessionRecord) -> bool:
+        """Whether the caller may see a session (and everything in it).
+
+        Sessions from before owners were recorded (``owner`` None) are everyone's.
+        """
+        caller = CALLER.get()
+        return caller is None or record.owner is None or record.owner == caller
+
+    def visible_session(self, session_id: str) -> bool:
+        """Whether the caller may see a session: it exists and is theirs (or no caller)."""
+        if CALLER.get() is None:
+            return True
+        record = self.store.sessions.get(session_id)
+        return record is not None and self.visible(record)
+
+    def readable_run(self, run: RunRecord) -> bool:
+        """Whether the caller may address a run: its own, or one with a public checkpoint."""
+        return self.visible_session(run.session_id) or any(c.public for c in run.checkpoints)
+
+    def readable(self, run: RunRecord, checkpoint: CheckpointRecord) -> bool:
+        """Whether the caller may read (load, sample, copy, download) a checkpoint of ``run``."""
+        return checkpoint.public or self.visible_session(run.session_id)
+
     # -- sessions -------------------------------------------------------------------------
 
     def session(self, session_id: str) -> SessionRecord:
@@ -172,7 +244,7 @@ class EngineCore:
             EngineError: 404 unknown, 410 finished or expired.
         """
         record = self.store.sessions.get(session_id)
-        if record is None:
+        if record is None or not self.visible(record):
             raise EngineError(404, f"unknown session {session_id!r}; create a session first")
         if record.finished is not None:
             raise EngineError(
@@ -195,8 +267,12 @@ class EngineCore:
             EngineError: 404 unknown model, 410 session gone.
         """
         model = self.models.get(model_id)
+        if model is not None and not self.visible_session(model.record.session_id):
+            model = None
         if model is None:
             known = self.store.runs.get(model_id)
+            if known is not None and not self.visible_session(known.session_id):
+                known = None
             if known is not None:
                 # a model of a finished or expired session: say so (410), as for its session
                 self.session(known.session_id)

@@ -22,9 +22,11 @@ from typing import TYPE_CHECKING
 import msgspec
 import trio
 
+from tinker_actors.local._auth import CALLER
 from tinker_actors.local._catalogue import CATALOGUE
 from tinker_actors.local._core import EngineCore, EngineError, ServerSettings
 from tinker_actors.local._futures import UnknownFutureError
+from tinker_actors.local._limits import check_stored
 from tinker_actors.local._records import RecordStore, SessionRecord
 from tinker_actors.local._rest_extra import RestExtraOps
 from tinker_actors.local._rest_ops import RestOps
@@ -110,11 +112,24 @@ class LocalEngine:
     ) -> CreateSessionResponse:
         """Open a session (an idempotency key already seen returns the same session)."""
         core = self.core
-        key = ("create_session", idempotency_key) if idempotency_key is not None else None
+        key = (
+            core.caller_key("create_session", idempotency_key)
+            if idempotency_key is not None
+            else None
+        )
         if key is not None and key in core.dedupe:
             return CreateSessionResponse(session_id=core.dedupe[key])
-        session_id = core.new_id("session")
         metadata = req.user_metadata if isinstance(req.user_metadata, dict) else {}
+        check_stored(
+            core.settings.limits,
+            "create_session",
+            req.tags,
+            metadata,
+            req.project_id,
+            req.display_name,
+            req.sdk_version,
+        )
+        session_id = core.new_id("session")
         record = SessionRecord(
             session_id=session_id,
             created=core.wall_time(),
@@ -123,12 +138,13 @@ class LocalEngine:
             project_id=req.project_id if isinstance(req.project_id, str) else None,
             display_name=req.display_name if isinstance(req.display_name, str) else None,
             sdk_version=req.sdk_version,
+            owner=CALLER.get(),
             last_seen=core.wall_time(),
         )
         core.store.save_session(record)
         core.touch(session_id)
         if key is not None:
-            core.dedupe[key] = session_id
+            core.remember(key, session_id)
         core.counters["applied:CreateSession"] += 1
         return CreateSessionResponse(
             session_id=session_id, info_message="connected to a local tinker_actors server"
@@ -143,7 +159,7 @@ class LocalEngine:
     async def finish_session(self, session_id: str, req: FinishSessionRequest) -> None:
         """Finish a session; the first reason wins and later finishes are no-ops."""
         record = self.core.store.sessions.get(session_id)
-        if record is None:
+        if record is None or not self.core.visible(record):
             raise EngineError(404, f"unknown session {session_id!r}")
         if record.finished is None:
             reason = type(req.reason).__struct_config__.tag
@@ -164,9 +180,11 @@ class LocalEngine:
         core.counters[f"sessions:{reason}"] += 1
 
     async def sweep_sessions(self) -> None:
-        """Expire sessions without a heartbeat for ``session_timeout`` seconds (forever)."""
+        """Expire sessions without a heartbeat for ``session_timeout`` seconds, and forget
+        results older than ``result_ttl`` (forever)."""
         while True:
             await trio.sleep(_SWEEP_INTERVAL)
+            self.core.prune()
             deadline = trio.current_time() - self.settings.session_timeout
             for session_id, seen in list(self.core.heartbeats.items()):
                 record = self.core.store.sessions.get(session_id)
@@ -200,9 +218,15 @@ class LocalEngine:
         """Answer one long-poll of a future (protocol.md §6.2)."""
         core = self.core
         core.counters["polls"] += 1
+        session_id = request_id.rpartition(":req:")[0]
+        if not core.visible_session(session_id):
+            return _json(404, {"detail": f"unknown request_id {request_id!r}"})
         try:
             record = await core.futures.wait(request_id, hold=self.settings.long_poll_seconds)
         except UnknownFutureError as exc:
+            if core.futures.was_issued(request_id):
+                detail = f"the result of {request_id} expired (result_ttl) or was delivered"
+                return _json(410, {"detail": detail})
             return _json(404, {"detail": str(exc)})
         core.touch(record.session_id)
         if record.state == "pending":
@@ -242,7 +266,7 @@ class LocalEngine:
         """
         record = self.core.store.samplers.get(req.target.sampling_session_id)
         ack_only = req.timeout == 0
-        if ack_only and record is not None:
+        if ack_only and record is not None and self.core.visible_session(record.session_id):
             sampler = record
         else:
             sampler = self.sampling.sampler(req.target.sampling_session_id)
@@ -253,7 +277,12 @@ class LocalEngine:
             (sampler.sampling_session_id, req.target.cloned_sampler_id),
             prev_cursor=req.prev_cursor,
             hold=min(float(hold), self.settings.long_poll_seconds),
-            retrieved=req.retrieved_request_ids,
+            # only this session's results: another key's ids must not drop its payloads
+            retrieved=[
+                request_id
+                for request_id in req.retrieved_request_ids
+                if request_id.rpartition(":req:")[0] == sampler.session_id
+            ],
         )
         completions: list[FutureFinished | FutureFailed] = [
             FutureFinished(
@@ -276,6 +305,8 @@ class LocalEngine:
             record = self.core.futures.get(request_id)
         except UnknownFutureError:
             return
+        if not self.core.visible_session(record.session_id):
+            return  # another key's future: as unknown as one never issued
         if record.request_type != "Sample":
             self.core.counters["cancel_ignored"] += 1
             return

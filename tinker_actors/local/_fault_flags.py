@@ -125,6 +125,7 @@ _CONNECTION_KEYS: dict[str, Any] = {
     "stall_seconds": _number,
     "delay_seconds": _number,
     "seed": _integer,
+    "drop_response": _number,
 }
 
 

@@ -10,6 +10,9 @@ server on 127.0.0.1 and, for each request it forwards, rolls a seeded die:
   (``RemoteProtocolError: Server disconnected without sending a response``);
 * ``stall``: read the request and hold the connection silent for ``stall_seconds``, then close
   (the client's read timeout fires first when it is shorter);
+* ``drop_response``: forward the request, let the server apply it, and abort the connection
+  with an RST when its response starts to arrive, so the client never learns the outcome of a
+  request that took effect: the fault that tests idempotency (a retry must not apply it twice);
 * otherwise forward both ways, optionally delaying each chunk by ``delay_seconds``.
 
 A "request" is each burst of client bytes that follows a server answer on the same
@@ -20,7 +23,7 @@ Example::
     proxy = FaultProxy(upstream_port=port, faults=ConnectionFaults(reset=0.05, seed=7))
     url = await nursery.start(proxy.serve)     # "http://127.0.0.1:<proxy port>"
     ...
-    print(proxy.statistics())                  # forwarded, reset, closed, stalled counts
+    print(proxy.statistics())                  # forwarded, reset, closed, stalled, dropped
 """
 
 from __future__ import annotations
@@ -47,16 +50,17 @@ class ConnectionFaults:
     stall_seconds: float = 60.0
     delay_seconds: float = 0.0
     seed: int = 0
+    drop_response: float = 0.0
 
     def __post_init__(self) -> None:
-        for name in ("reset", "close", "stall"):
+        for name in ("reset", "close", "stall", "drop_response"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"ConnectionFaults.{name} must be in [0, 1], got {value}")
-        if self.reset + self.close + self.stall > 1.0:
+        total = self.reset + self.close + self.stall + self.drop_response
+        if total > 1.0:
             raise ValueError(
-                "ConnectionFaults.reset + close + stall must be at most 1, got "
-                f"{self.reset + self.close + self.stall}"
+                f"ConnectionFaults.reset + close + stall + drop_response must be at most 1, got {total}"
             )
         if self.stall_seconds < 0 or self.delay_seconds < 0:
             raise ValueError("ConnectionFaults stall_seconds and delay_seconds must be >= 0")
@@ -64,7 +68,11 @@ class ConnectionFaults:
 
 @dataclass
 class FaultProxyStatistics:
-    """What the proxy did: connections accepted, requests forwarded and faults injected."""
+    """What the proxy did: connections accepted, requests forwarded and faults injected.
+
+    ``dropped`` counts responses lost after the server applied their request (those requests
+    are also counted in ``forwarded``).
+    """
 
     connections: int = 0
     requests: int = 0
@@ -72,13 +80,29 @@ class FaultProxyStatistics:
     reset: int = 0
     closed: int = 0
     stalled: int = 0
+    dropped: int = 0
     upstream_failures: int = 0
     broken: int = 0
 
     @property
     def injected(self) -> int:
         """Total faults injected."""
-        return self.reset + self.closed + self.stalled
+        return self.reset + self.closed + self.stalled + self.dropped
+
+    def as_dict(self) -> dict[str, int]:
+        """The counters as plain data (what ``/_local/counters`` and ``/_local/faults`` show)."""
+        return {
+            "connections": self.connections,
+            "requests": self.requests,
+            "forwarded": self.forwarded,
+            "reset": self.reset,
+            "closed": self.closed,
+            "stalled": self.stalled,
+            "dropped": self.dropped,
+            "upstream_failures": self.upstream_failures,
+            "broken": self.broken,
+            "injected": self.injected,
+        }
 
 
 class FaultProxy:
@@ -131,6 +155,8 @@ class FaultProxy:
             return "close"
         if u < f.reset + f.close + f.stall:
             return "stall"
+        if u < f.reset + f.close + f.stall + f.drop_response:
+            return "drop_response"
         return "forward"
 
     async def _handle(self, client: trio.SocketStream) -> None:
@@ -141,13 +167,14 @@ class FaultProxy:
             self._stats.upstream_failures += 1
             await client.aclose()
             return
-        # One flag shared by both pumps: True once the server has answered, so the next client
-        # bytes start a new request and get a fresh roll.
-        state = {"answered": True}
+        # Flags shared by both pumps. answered: True once the server has answered, so the next
+        # client bytes start a new request and get a fresh roll. drop: the response to the
+        # request in flight is to be lost.
+        state = {"answered": True, "drop": False}
         try:
             async with client, upstream, trio.open_nursery() as nursery:
                 nursery.start_soon(self._client_to_upstream, client, upstream, state, nursery)
-                nursery.start_soon(self._upstream_to_client, upstream, client, state)
+                nursery.start_soon(self._upstream_to_client, upstream, client, state, nursery)
         except* (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
             # one side went away while the other pump was using it (often because a fault
             # closed it): that ends this connection only, never the proxy
@@ -172,10 +199,11 @@ class FaultProxy:
                 state["answered"] = False
                 self._stats.requests += 1
                 action = self._roll()
-                if action != "forward":
+                if action not in ("forward", "drop_response"):
                     await self._inject(action, client)
                     nursery.cancel_scope.cancel()
                     return
+                state["drop"] = action == "drop_response"
                 self._stats.forwarded += 1
             await self._delay()
             try:
@@ -185,7 +213,11 @@ class FaultProxy:
                 return
 
     async def _upstream_to_client(
-        self, upstream: trio.SocketStream, client: trio.SocketStream, state: dict[str, bool]
+        self,
+        upstream: trio.SocketStream,
+        client: trio.SocketStream,
+        state: dict[str, bool],
+        nursery: trio.Nursery,
     ) -> None:
         while True:
             try:
@@ -195,6 +227,13 @@ class FaultProxy:
             if not data:
                 # the server closed: pass the close on to the client
                 await client.aclose()
+                return
+            if state["drop"]:
+                # the server answers only once it has handled the request: it took effect,
+                # and now its outcome is lost
+                self._stats.dropped += 1
+                _abort(client)
+                nursery.cancel_scope.cancel()
                 return
             state["answered"] = True
             await self._delay()
@@ -210,11 +249,15 @@ class FaultProxy:
     async def _inject(self, action: str, client: trio.SocketStream) -> None:
         if action == "reset":
             self._stats.reset += 1
-            # linger on with timeout 0 turns close() into an RST: "connection reset by peer"
-            client.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            _abort(client)
         elif action == "close":
             self._stats.closed += 1
         else:
             self._stats.stalled += 1
             await trio.sleep(self._faults.stall_seconds)
         await client.aclose()
+
+
+def _abort(stream: trio.SocketStream) -> None:
+    """Make the stream's close an RST ("connection reset by peer"): linger on, timeout 0."""
+    stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))

@@ -330,6 +330,8 @@ class ConnectionSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True)
     stall_seconds: float = 60.0
     delay_seconds: float = 0.0
     seed: int | None = None
+    #: the response is lost after the server applied the request (see FaultProxy)
+    drop_response: float = 0.0
 
     def __post_init__(self) -> None:
         try:
@@ -346,6 +348,7 @@ class ConnectionSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True)
             stall_seconds=self.stall_seconds,
             delay_seconds=self.delay_seconds,
             seed=self.seed if self.seed is not None else default_seed,
+            drop_response=self.drop_response,
         )
 
 

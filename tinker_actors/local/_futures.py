@@ -15,12 +15,16 @@ Invariants:
 * a record settles at most once (``done``, ``failed`` or ``cancelled``); later settle calls are
   ignored, so a cancelled operation that finishes anyway cannot overwrite the cancellation;
 * a settled record's ``settled`` event is set, waking every waiting poll;
-* a record whose payload was dropped (retrieved and acknowledged, or expired) answers 410.
+* a record whose payload was dropped (retrieved and acknowledged, or expired) answers 410;
+* a record settled more than ``result_ttl`` ago is forgotten by :meth:`FutureStore.prune` (the
+  engine calls it periodically), so memory does not grow with every request ever served;
+  :meth:`FutureStore.was_issued` still tells such an id from one never issued.
 """
 
 from __future__ import annotations
 
 import itertools
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -93,7 +97,9 @@ class FutureStore:
 
     def __init__(self, *, result_ttl: float = 3600.0) -> None:
         self._records: dict[str, FutureRecord] = {}
-        self._ids = itertools.count(1)
+        self._issued = 0
+        #: (settled_at, request_id) in settling order, which is time order: what prune() walks
+        self._settled: deque[tuple[float, str]] = deque()
         self._cursors = itertools.count(1)
         self._logs: dict[tuple[str, int], _CompletionLog] = {}
         self._result_ttl = result_ttl
@@ -109,7 +115,8 @@ class FutureStore:
         completion_target: tuple[str, int] | None = None,
     ) -> FutureRecord:
         """Issue a pending future; ``completion_target`` = (sampling session, clone id)."""
-        request_id = f"{session_id}:req:{next(self._ids)}"
+        self._issued += 1
+        request_id = f"{session_id}:req:{self._issued}"
         record = FutureRecord(
             request_id=request_id,
             request_type=request_type,
@@ -119,6 +126,32 @@ class FutureStore:
         )
         self._records[request_id] = record
         return record
+
+    def known(self, request_id: str) -> bool:
+        """Whether the store still holds this request id (issued and not yet pruned)."""
+        return request_id in self._records
+
+    def was_issued(self, request_id: str) -> bool:
+        """Whether this store issued the id at some point (it may have been pruned since)."""
+        _, sep, number = request_id.rpartition(":req:")
+        return bool(sep) and number.isdigit() and 0 < int(number) <= self._issued
+
+    def prune(self) -> int:
+        """Forget records settled more than ``result_ttl`` ago; return how many went."""
+        horizon = trio.current_time() - self._result_ttl
+        settled = self._settled
+        pruned = 0
+        while settled and settled[0][0] < horizon:
+            if self._records.pop(settled.popleft()[1], None) is not None:
+                pruned += 1
+        if pruned:
+            for log in self._logs.values():
+                # events are appended in settling order, so the forgotten ones lead
+                stale = 0
+                while stale < len(log.events) and log.events[stale].request_id not in self._records:
+                    stale += 1
+                del log.events[:stale]
+        return pruned
 
     def discard(self, request_id: str) -> None:
         """Forget a future that was issued but never handed to a client (a duplicate)."""
@@ -181,6 +214,7 @@ class FutureStore:
         record.state = state
         record.settled_at = trio.current_time()
         record.settled.set()
+        self._settled.append((record.settled_at, record.request_id))
         if record.completion_target is not None:
             log = self._log(record.completion_target)
             log.events.append(

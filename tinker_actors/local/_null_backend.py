@@ -12,7 +12,9 @@ real backend produces, and follows simple rules so tests can check content, not 
 * saved state is a small JSON file, so save/load/restart round-trips exactly.
 
 Latency per operation kind is configurable (:class:`~._backend.LatencyModel`), drawn from a
-seeded generator, and spent with ``trio.sleep`` (virtual time in tests).
+seeded generator, and spent with ``trio.sleep`` (virtual time in tests). Small calls compute
+inline (a thread hop would cost more than they do); a large one (many datums or tokens, many
+long samples) computes in a worker thread, so the server keeps answering everyone else.
 """
 
 from __future__ import annotations
@@ -21,13 +23,21 @@ import math
 import random
 import zlib
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import msgspec
 import numpy as np
 import numpy.typing as npt
+import trio
 
-from tinker_actors.local._backend import LOSS_INPUTS, BackendInputError, LatencyModel, SampleJob
+from tinker_actors.local._backend import (
+    LOSS_INPUTS,
+    BackendInputError,
+    LatencyModel,
+    SampleJob,
+    check_target_tokens,
+)
 from tinker_actors.types import (
     ForwardBackwardOutput,
     SampledSequence,
@@ -57,6 +67,8 @@ class _SavedState(msgspec.Struct, frozen=True, kw_only=True):
 
 _FIRST_ORDINARY_TOKEN = 4  # ids 0-3 are the special tokens of the local tokenizers
 _DEFAULT_MAX_TOKENS = 16
+#: Work (tokens in or out) up to which a call computes inline rather than in a thread.
+_INLINE_TOKENS = 1 << 14
 
 
 @dataclass
@@ -130,43 +142,15 @@ class NullBackend:
         """Per-token logprobs and losses from the model's step count; records a gradient."""
         model = self._model(model_id)
         await self._spend("forward" if forward_only else "forward_backward")
-        scale = math.log(model.spec.vocab_size) * (0.9**model.steps)
-        outputs: list[dict[str, TensorData]] = []
-        loss_sum = 0.0
-        for datum in data:
-            target = datum.loss_fn_inputs["target_tokens"].to_numpy()
-            logprobs = -scale * (1.0 + 0.1 * _unit_noise(target))
-            weights_td = datum.loss_fn_inputs.get("weights")
-            weights = (
-                weights_td.to_numpy().astype(np.float64)
-                if weights_td is not None
-                else np.ones(target.shape)
-            )
-            if loss_fn == "cross_entropy":
-                elementwise = -logprobs * weights
-            else:
-                inputs = datum.loss_fn_inputs
-                advantages = inputs["advantages"].to_numpy().astype(np.float64)
-                # stable_reinforce's sampler logprobs are the recorded ones, on sampled targets
-                recorded = loss_fn == "stable_reinforce"
-                sampler_lp = inputs["sampler_logprobs" if recorded else "logprobs"].to_numpy()
-                ratio = np.exp(np.clip(logprobs - sampler_lp.astype(np.float64), -20.0, 20.0))
-                elementwise = -ratio * advantages * weights
-                if recorded:
-                    elementwise = elementwise * inputs["sampled_mask"].to_numpy()
-            loss_sum += float(elementwise.sum())
-            outputs.append(
-                {
-                    "logprobs": TensorData.from_numpy(logprobs.astype(np.float32)),
-                    "elementwise_loss": TensorData.from_numpy(elementwise.astype(np.float32)),
-                }
-            )
+        work = sum(datum.loss_fn_inputs["target_tokens"].numel for datum in data)
+        compute = partial(_forward, model.spec, model.steps, data, loss_fn)
+        if work > _INLINE_TOKENS:
+            output = await trio.to_thread.run_sync(compute)
+        else:
+            output = compute()
         if not forward_only:
             model.pending_grads += 1
-        metrics = {"loss:sum": loss_sum}
-        return ForwardBackwardOutput(
-            loss_fn_output_type="ArrayRecord", loss_fn_outputs=outputs, metrics=metrics
-        )
+        return output
 
     async def optim_step(self, model_id: str, params: AdamParams) -> dict[str, float]:
         """Count a step when gradients were accumulated since the last one."""
@@ -220,56 +204,114 @@ class NullBackend:
         if not isinstance(seed, int):
             self._sample_counter += 1
             seed = zlib.crc32(prompt.tobytes()) ^ (self._sample_counter << 16)
-        rng = np.random.default_rng([seed, steps])
         max_tokens = job.params.max_tokens
         limit = max_tokens if isinstance(max_tokens, int) else _DEFAULT_MAX_TOKENS
         # never generate past the context, whatever the default
         limit = max(0, min(limit, spec.context_length - int(prompt.size)))
-        stop_ids = _stop_token_ids(job)
-        ordinary = spec.vocab_size - _FIRST_ORDINARY_TOKEN
-        sequences = []
-        for _ in range(job.num_samples):
-            drawn = rng.integers(0, ordinary, size=limit) + _FIRST_ORDINARY_TOKEN
-            drawn = (drawn + steps) % spec.vocab_size
-            reason = "length"
-            for i, token in enumerate(drawn.tolist()):
-                if token in stop_ids:
-                    drawn, reason = drawn[: i + 1], "stop"
-                    break
-            lps = -rng.random(drawn.size).astype(np.float32) * 2.0 - 0.01
-            topk = (
-                _topk(drawn, lps, job.topk_sample_logprobs, spec.vocab_size)
-                if job.topk_sample_logprobs
-                else None
-            )
-            sequences.append(
-                SampledSequence(
-                    stop_reason="stop" if reason == "stop" else "length",
-                    tokens_np=drawn.astype(np.int32),
-                    logprobs_np=lps,
-                    topk_logprobs_np=topk,
-                )
-            )
-        prompt_lps = None
-        topk_prompt = None
-        if job.prompt_logprobs or job.topk_prompt_logprobs:
-            scale = math.log(spec.vocab_size) * (0.9**steps)
-            prompt_lps = (-scale * (1.0 + 0.1 * _unit_noise(prompt))).astype(np.float32)
-            if prompt_lps.size:
-                prompt_lps[0] = np.nan
-            if job.prompt_logprobs_last_n is not None:
-                prompt_lps[: prompt.size - job.prompt_logprobs_last_n] = np.nan
-            if job.topk_prompt_logprobs:
-                topk_prompt = _topk(prompt, prompt_lps, job.topk_prompt_logprobs, spec.vocab_size)
-            if not job.prompt_logprobs:
-                prompt_lps = None
-        return SampleResponse(
-            sequences=sequences, prompt_logprobs_np=prompt_lps, topk_prompt_logprobs_np=topk_prompt
-        )
+        compute = partial(_sample, spec, steps, prompt, job, seed, limit)
+        if job.num_samples * (limit + job.topk_sample_logprobs) > _INLINE_TOKENS:
+            return await trio.to_thread.run_sync(compute)
+        return compute()
 
     async def drop_model(self, model_id: str) -> None:
         """Forget the model."""
         self._models.pop(model_id, None)
+
+
+def _forward(
+    spec: BaseModelSpec, steps: int, data: Sequence[Datum], loss_fn: str
+) -> ForwardBackwardOutput:
+    """Per-token logprobs and losses of a model with ``steps`` optimizer steps (pure)."""
+    scale = math.log(spec.vocab_size) * (0.9**steps)
+    outputs: list[dict[str, TensorData]] = []
+    loss_sum = 0.0
+    for i, datum in enumerate(data):
+        target = datum.loss_fn_inputs["target_tokens"].to_numpy()
+        check_target_tokens(target, spec.vocab_size, f"datum {i}")
+        logprobs = -scale * (1.0 + 0.1 * _unit_noise(target))
+        weights_td = datum.loss_fn_inputs.get("weights")
+        weights = (
+            weights_td.to_numpy().astype(np.float64)
+            if weights_td is not None
+            else np.ones(target.shape)
+        )
+        if loss_fn == "cross_entropy":
+            elementwise = -logprobs * weights
+        else:
+            inputs = datum.loss_fn_inputs
+            advantages = inputs["advantages"].to_numpy().astype(np.float64)
+            # stable_reinforce's sampler logprobs are the recorded ones, on sampled targets
+            recorded = loss_fn == "stable_reinforce"
+            sampler_lp = inputs["sampler_logprobs" if recorded else "logprobs"].to_numpy()
+            ratio = np.exp(np.clip(logprobs - sampler_lp.astype(np.float64), -20.0, 20.0))
+            elementwise = -ratio * advantages * weights
+            if recorded:
+                elementwise = elementwise * inputs["sampled_mask"].to_numpy()
+        loss_sum += float(elementwise.sum())
+        outputs.append(
+            {
+                "logprobs": TensorData.from_numpy(logprobs.astype(np.float32)),
+                "elementwise_loss": TensorData.from_numpy(elementwise.astype(np.float32)),
+            }
+        )
+    metrics = {"loss:sum": loss_sum}
+    return ForwardBackwardOutput(
+        loss_fn_output_type="ArrayRecord", loss_fn_outputs=outputs, metrics=metrics
+    )
+
+
+def _sample(
+    spec: BaseModelSpec,
+    steps: int,
+    prompt: npt.NDArray[np.int64],
+    job: SampleJob,
+    seed: int,
+    limit: int,
+) -> SampleResponse:
+    """The samples of one request (pure: a function of its arguments)."""
+    rng = np.random.default_rng([seed, steps])
+    # ids outside the vocabulary are never drawn (and may not fit int64)
+    stop_ids = sorted(t for t in _stop_token_ids(job) if 0 <= t < spec.vocab_size)
+    ordinary = spec.vocab_size - _FIRST_ORDINARY_TOKEN
+    sequences = []
+    for _ in range(job.num_samples):
+        drawn = rng.integers(0, ordinary, size=limit) + _FIRST_ORDINARY_TOKEN
+        drawn = (drawn + steps) % spec.vocab_size
+        reason = "length"
+        if stop_ids:
+            hits = np.flatnonzero(np.isin(drawn, stop_ids))
+            if hits.size:
+                drawn, reason = drawn[: int(hits[0]) + 1], "stop"
+        lps = -rng.random(drawn.size).astype(np.float32) * 2.0 - 0.01
+        topk = (
+            _topk(drawn, lps, job.topk_sample_logprobs, spec.vocab_size)
+            if job.topk_sample_logprobs
+            else None
+        )
+        sequences.append(
+            SampledSequence(
+                stop_reason="stop" if reason == "stop" else "length",
+                tokens_np=drawn.astype(np.int32),
+                logprobs_np=lps,
+                topk_logprobs_np=topk,
+            )
+        )
+    prompt_lps = None
+    topk_prompt = None
+    if job.prompt_logprobs or job.topk_prompt_logprobs:
+        scale = math.log(spec.vocab_size) * (0.9**steps)
+        prompt_lps = (-scale * (1.0 + 0.1 * _unit_noise(prompt))).astype(np.float32)
+        if prompt_lps.size:
+            prompt_lps[0] = np.nan
+        if job.prompt_logprobs_last_n is not None:
+            prompt_lps[: prompt.size - job.prompt_logprobs_last_n] = np.nan
+        if job.topk_prompt_logprobs:
+            topk_prompt = _topk(prompt, prompt_lps, job.topk_prompt_logprobs, spec.vocab_size)
+        if not job.prompt_logprobs:
+            prompt_lps = None
+    return SampleResponse(
+        sequences=sequences, prompt_logprobs_np=prompt_lps, topk_prompt_logprobs_np=topk_prompt
+    )
 
 
 def _unit_noise(tokens: npt.NDArray[Any]) -> npt.NDArray[np.float64]:

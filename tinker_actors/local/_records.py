@@ -45,6 +45,9 @@ class SessionRecord(msgspec.Struct, kw_only=True):
     project_id: str | None = None
     display_name: str | None = None
     sdk_version: str = ""
+    #: the principal (a digest of the API key) that created it: only that key sees the session
+    #: and everything in it; None for sessions stored before owners were recorded (everyone's)
+    owner: str | None = None
     #: wall-clock time (POSIX) of the last heartbeat or request
     last_seen: float = 0.0
     #: set once: "success" / "errored" / "interrupted" (client finished) or "expired"

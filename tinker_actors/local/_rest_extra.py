@@ -35,7 +35,9 @@ import msgspec
 import trio
 
 from tinker_actors.errors import InvalidInputError
+from tinker_actors.local._auth import CALLER
 from tinker_actors.local._core import EngineError
+from tinker_actors.local._limits import check_counter, check_stored
 from tinker_actors.local._records import (
     CheckpointRecord,
     RunRecord,
@@ -137,21 +139,23 @@ class RestExtraOps:
 
     def _session(self, session_id: str) -> SessionRecord:
         record = self._core.store.sessions.get(session_id)
-        if record is None:
+        if record is None or not self._core.visible(record):
             raise EngineError(404, f"unknown session {session_id!r}")
         return record
 
     def _checkpoint(self, run_id: str, checkpoint_id: str) -> CheckpointRecord:
-        """A listed (not ephemeral, not expired) checkpoint, or 404."""
-        run = self._core.store.runs.get(run_id)
-        if run is None:
+        """A listed (not ephemeral, not expired) checkpoint the caller may read, or 404."""
+        core = self._core
+        run = core.store.runs.get(run_id)
+        if run is None or not core.readable_run(run):
             raise EngineError(404, f"no training run {run_id!r}")
-        now = self._core.wall_time()
+        now = core.wall_time()
         for checkpoint in run.checkpoints:
             if (
                 checkpoint.checkpoint_id == checkpoint_id
                 and not checkpoint.ephemeral
                 and (checkpoint.expires_at is None or checkpoint.expires_at > now)
+                and core.readable(run, checkpoint)
             ):
                 return checkpoint
         raise EngineError(404, f"no checkpoint {checkpoint_id!r} in training run {run_id!r}")
@@ -242,6 +246,8 @@ class RestExtraOps:
         for run in self._core.store.runs.values():
             if run.copy_key != key or run.copied_from is None:
                 continue
+            if not self._core.visible_session(run.session_id):
+                continue  # another key's idempotency keys are not this caller's
             if run.copied_from != source_path:
                 raise EngineError(
                     409,
@@ -283,8 +289,7 @@ class RestExtraOps:
                     f"destination_project_id {project!r}; the copy joins the session's project, "
                     "so send one of the two",
                 )
-            if req.model_seq_id < 0:
-                raise EngineError(400, f"model_seq_id must be >= 0, got {req.model_seq_id}")
+            check_counter("model_seq_id", req.model_seq_id)
             run_id = f"{session.session_id}:train:{req.model_seq_id}"
             if run_id in core.store.runs or run_id in core.models:
                 raise EngineError(
@@ -296,10 +301,12 @@ class RestExtraOps:
         assert isinstance(project, str)  # the request type requires one destination
         if not project.strip():
             raise EngineError(400, "destination_project_id must not be empty")
+        check_stored(core.settings.limits, "copy_weights", project, req.source_path)
         now = core.wall_time()
         session = SessionRecord(
             session_id=core.new_id("session"),
             created=now,
+            owner=CALLER.get(),
             project_id=project,
             display_name=f"copy of {req.source_path}",
             last_seen=now,
@@ -385,6 +392,7 @@ class RestExtraOps:
             raise EngineError(
                 400, "project_id must name a project; sessions cannot be moved out of a project"
             )
+        check_stored(self._core.settings.limits, "set_session_project", project_id)
         record = self._session(session_id)
         record.project_id = project_id
         self._core.store.save_session(record)
@@ -392,7 +400,9 @@ class RestExtraOps:
 
     def search_sessions(self, req: SessionSearchRequest) -> SessionSearchResponse:
         """One page of sessions matching ``req``, newest first (see :mod:`._session_search`)."""
-        return search_sessions(self._core.store, req, self._core.wall_time())
+        return search_sessions(
+            self._core.store, req, self._core.wall_time(), visible=self._core.visible
+        )
 
     def trace_export(self, session_id: str, base_url: str) -> TraceExportResponse:
         """Write a JSON export of a session, its runs and its samplers; return a signed URL.

@@ -3,6 +3,9 @@
 These read and edit the persisted records directly (no futures, no ordering). Checkpoint ids in
 paths are ``<segment>/<name>`` (``weights/step-10``); run ids contain ``:``; both arrive
 unescaped, as the official client sends them (protocol.md §3.5).
+
+Lists show the caller's own records only; another key's run, session or checkpoint is a 404,
+except that a public checkpoint can be read (weights info, download URLs) by any key.
 """
 
 from __future__ import annotations
@@ -77,16 +80,25 @@ class RestOps:
             if not c.ephemeral and (c.expires_at is None or c.expires_at > now)
         ]
 
-    def _run(self, run_id: str) -> RunRecord:
+    def _run(self, run_id: str, *, read: bool = False) -> RunRecord:
+        """The caller's run (with ``read``, also another key's run that has public checkpoints)."""
         run = self._core.store.runs.get(run_id)
-        if run is None:
+        core = self._core
+        if run is None or not (
+            core.readable_run(run) if read else core.visible_session(run.session_id)
+        ):
             raise EngineError(404, f"no training run {run_id!r}")
         return run
 
-    def _checkpoint(self, run_id: str, checkpoint_id: str) -> tuple[RunRecord, CheckpointRecord]:
-        run = self._run(run_id)
+    def _checkpoint(
+        self, run_id: str, checkpoint_id: str, *, read: bool = False
+    ) -> tuple[RunRecord, CheckpointRecord]:
+        """A live checkpoint: the caller's, or with ``read`` also a public one of another key."""
+        run = self._run(run_id, read=read)
         for checkpoint in self._live(run):
-            if checkpoint.checkpoint_id == checkpoint_id:
+            if checkpoint.checkpoint_id == checkpoint_id and (
+                not read or self._core.readable(run, checkpoint)
+            ):
                 return run, checkpoint
         raise EngineError(404, f"no checkpoint {checkpoint_id!r} in training run {run_id!r}")
 
@@ -95,7 +107,7 @@ class RestOps:
             parsed = TinkerPath.parse(tinker_path)
         except InvalidInputError as exc:
             raise EngineError(400, str(exc)) from None
-        return self._checkpoint(parsed.training_run_id, parsed.checkpoint_id)
+        return self._checkpoint(parsed.training_run_id, parsed.checkpoint_id, read=True)
 
     def training_run(self, run_id: str) -> TrainingRun:
         """One training run with its latest checkpoints."""
@@ -120,7 +132,12 @@ class RestOps:
     ) -> TrainingRunsResponse:
         """Training runs, newest first, with offset pagination."""
         _page(limit, offset)
-        runs = sorted(self._core.store.runs.values(), key=lambda r: r.created, reverse=True)
+        visible = self._core.visible_session
+        runs = sorted(
+            (r for r in self._core.store.runs.values() if visible(r.session_id)),
+            key=lambda r: r.created,
+            reverse=True,
+        )
         if project_id is not None:
             sessions = self._core.store.sessions
             runs = [
@@ -143,7 +160,13 @@ class RestOps:
     def user_checkpoints(self, limit: int, offset: int) -> CheckpointsListResponse:
         """Every live checkpoint, newest first."""
         _page(limit, offset)
-        every = [c for run in self._core.store.runs.values() for c in self._live(run)]
+        visible = self._core.visible_session
+        every = [
+            c
+            for run in self._core.store.runs.values()
+            if visible(run.session_id)
+            for c in self._live(run)
+        ]
         every.sort(key=lambda c: c.created, reverse=True)
         return CheckpointsListResponse(
             checkpoints=[checkpoint_view(c) for c in every[offset : offset + limit]],
@@ -199,7 +222,7 @@ class RestOps:
         self, run_id: str, checkpoint_id: str, base_url: str
     ) -> ExternalWeightsUrlsResponse:
         """Signed URLs (served by this server under ``base_url``) of an export's files."""
-        _, checkpoint = self._checkpoint(run_id, checkpoint_id)
+        _, checkpoint = self._checkpoint(run_id, checkpoint_id, read=True)
         if checkpoint.kind != "external":
             raise EngineError(
                 400, f"{checkpoint.tinker_path} is not an external_weights checkpoint"
@@ -234,7 +257,12 @@ class RestOps:
     def sessions(self, limit: int, offset: int) -> ListSessionsResponse:
         """Session ids, newest first."""
         _page(limit, offset)
-        ordered = sorted(self._core.store.sessions.values(), key=lambda s: s.created, reverse=True)
+        visible = self._core.visible
+        ordered = sorted(
+            (s for s in self._core.store.sessions.values() if visible(s)),
+            key=lambda s: s.created,
+            reverse=True,
+        )
         return ListSessionsResponse(
             sessions=[s.session_id for s in ordered[offset : offset + limit]]
         )
@@ -242,7 +270,7 @@ class RestOps:
     def session(self, session_id: str) -> GetSessionResponse:
         """A session's training runs and samplers."""
         record = self._core.store.sessions.get(session_id)
-        if record is None:
+        if record is None or not self._core.visible(record):
             raise EngineError(404, f"unknown session {session_id!r}")
         return GetSessionResponse(
             training_run_ids=list(record.training_run_ids),

@@ -18,6 +18,7 @@ import trio
 from tinker_actors.errors import InvalidInputError
 from tinker_actors.local._backend import BackendInputError, SampleJob
 from tinker_actors.local._core import EngineError, check_not_expired
+from tinker_actors.local._limits import check_counter, over_limit
 from tinker_actors.local._records import SamplerRecord
 from tinker_actors.transport.proto import encode_sample_response
 from tinker_actors.types import (
@@ -32,10 +33,14 @@ from tinker_actors.types import (
 
 if TYPE_CHECKING:
     from tinker_actors.local._core import EngineCore
+    from tinker_actors.local._limits import ServerLimits
     from tinker_actors.local._records import CheckpointRecord
     from tinker_actors.types import CreateSamplingSessionRequest, SampleResponse
 
 __all__ = ["SamplingCapacityError", "SamplingOps", "sequence_id"]
+
+#: Result cells (tokens and top-k entries) up to which a result is encoded inline.
+_INLINE_CELLS = 1 << 15
 
 log = logging.getLogger("tinker_actors.local")
 
@@ -79,6 +84,7 @@ class SamplingOps:
         core = self._core
         core.session(req.session_id)
         core.touch(req.session_id)
+        check_counter("sampling_session_seq_id", req.sampling_session_seq_id)
         sampler_id = f"{req.session_id}:sample:{req.sampling_session_seq_id}"
         existing = core.store.samplers.get(sampler_id)
         if existing is not None:
@@ -147,6 +153,8 @@ class SamplingOps:
         except InvalidInputError as exc:
             raise EngineError(400, str(exc)) from None
         run = self._core.store.runs.get(parsed.training_run_id)
+        if run is not None and not self._core.readable_run(run):
+            run = None
         if parsed.checkpoint_type != "sampler":
             raise EngineError(
                 400,
@@ -159,6 +167,7 @@ class SamplingOps:
                     checkpoint.kind == "sampler"
                     and checkpoint.name == parsed.name
                     and not checkpoint.ephemeral
+                    and self._core.readable(run, checkpoint)
                 ):
                     check_not_expired(checkpoint, self._core.wall_time())
                     self._core.usage.audit(
@@ -184,7 +193,7 @@ class SamplingOps:
             EngineError: 404 unknown, 410 its session ended.
         """
         record = self._core.store.samplers.get(sampling_session_id)
-        if record is None:
+        if record is None or not self._core.visible_session(record.session_id):
             raise EngineError(404, f"unknown sampling session {sampling_session_id!r}")
         self._core.session(record.session_id)
         self._core.touch(record.session_id)
@@ -193,7 +202,7 @@ class SamplingOps:
     def get_sampler(self, sampler_id: str) -> GetSamplerResponse:
         """Describe a sampling session (REST)."""
         record = self._core.store.samplers.get(sampler_id)
-        if record is None:
+        if record is None or not self._core.visible_session(record.session_id):
             raise EngineError(404, f"unknown sampler {sampler_id!r}")
         return GetSamplerResponse(
             sampler_id=sampler_id, base_model=record.base_model, model_path=record.model_path
@@ -206,13 +215,17 @@ class SamplingOps:
     ) -> UntypedAPIFuture:
         """Accept a sample request; its future resolves to a protobuf SampleResponse."""
         core = self._core
+        limits = core.settings.limits
         sampler = self._resolve_sampler(req)
         seq_id = req.seq_id if isinstance(req.seq_id, int) else None
+        if seq_id is not None:
+            check_counter("seq_id", seq_id)
+        _check_counts(req, limits)
         keys = []
         if seq_id is not None:
             keys.append(("asample", f"{sampler.sampling_session_id}#{seq_id}"))
         if idempotency_key is not None:
-            keys.append(("asample-key", idempotency_key))
+            keys.append(core.caller_key("asample-key", idempotency_key))
         core.counters["received:Sample"] += 1
         for key in keys:
             known = core.dedupe.get(key)
@@ -222,13 +235,16 @@ class SamplingOps:
         if backpressure and self._accepted >= core.settings.sample_capacity:
             core.counters["backpressure:Sample"] += 1
             raise SamplingCapacityError(core.settings.sample_capacity)
-        spec = core.spec_for(sampler.base_model)
-        if req.prompt.length + _max_tokens(req) > spec.context_length:
-            raise EngineError(
-                400,
-                f"prompt ({req.prompt.length} tokens) + max_tokens exceeds the context of "
-                f"{spec.name} ({spec.context_length} tokens)",
+        if self._accepted >= limits.max_queued_samples:
+            core.counters["backpressure:Sample"] += 1
+            raise over_limit(
+                f"a sample beyond {self._accepted} accepted and unfinished ones",
+                "max_queued_samples",
+                limits.max_queued_samples,
+                status=429,
             )
+        spec = core.spec_for(sampler.base_model)
+        _check_length(req, spec.name, spec.context_length, limits)
         try:
             tokens = req.prompt.to_ints()
         except InvalidInputError as exc:
@@ -240,7 +256,7 @@ class SamplingOps:
             "Sample", sampler.session_id, completion_target=(sampler.sampling_session_id, clone)
         )
         for key in keys:
-            core.dedupe[key] = record.request_id
+            core.remember(key, record.request_id)
         job = SampleJob(
             prompt=req.prompt,
             num_samples=req.num_samples,
@@ -275,9 +291,7 @@ class SamplingOps:
                                 self._record(sampler.session_id, request_id, tokens, response)
                             self._bill(sampler, len(tokens), response)
                             core.futures.resolve(
-                                request_id,
-                                encode_sample_response(response),
-                                "application/x-protobuf",
+                                request_id, await _encode(response), "application/x-protobuf"
                             )
                         core.counters["applied:Sample"] += 1
             finally:
@@ -341,6 +355,59 @@ def _seq_in_use(sampling_session_seq_id: int, existing: SamplerRecord) -> Engine
     )
 
 
-def _max_tokens(req: SampleRequest) -> int:
-    value = req.sampling_params.max_tokens
-    return value if isinstance(value, int) else 0
+async def _encode(response: SampleResponse) -> bytes:
+    """Encode a sample result: inline when small, in a worker thread when large."""
+    cells = 0
+    for sequence in response.sequences:
+        topk = sequence.topk_logprobs_np
+        cells += sequence.tokens_np.size * (1 + (topk.token_ids.shape[-1] if topk else 0))
+    if cells > _INLINE_CELLS:
+        return await trio.to_thread.run_sync(encode_sample_response, response)
+    return encode_sample_response(response)
+
+
+def _check_counts(req: SampleRequest, limits: ServerLimits) -> None:
+    """Refuse counts over the limits: samples, top-k widths, stop sequences (400)."""
+    if req.num_samples > limits.max_num_samples:
+        raise over_limit(
+            f"num_samples {req.num_samples}", "max_num_samples", limits.max_num_samples
+        )
+    for name in ("topk_prompt_logprobs", "topk_sample_logprobs", "prompt_alt_tokens_k"):
+        value = getattr(req, name)
+        if value > limits.max_logprobs_k:
+            raise over_limit(f"{name} {value}", "max_logprobs_k", limits.max_logprobs_k)
+    stop = req.sampling_params.stop
+    if isinstance(stop, list | tuple) and len(stop) > limits.max_stop_sequences:
+        raise over_limit(
+            f"{len(stop)} stop sequences", "max_stop_sequences", limits.max_stop_sequences
+        )
+
+
+def _check_length(req: SampleRequest, model: str, context: int, limits: ServerLimits) -> None:
+    """Refuse a prompt + max_tokens past the context, or too many tokens to generate (400)."""
+    try:
+        prompt = req.prompt.length
+    except InvalidInputError as exc:
+        raise EngineError(400, str(exc)) from None
+    max_tokens = req.sampling_params.max_tokens
+    if prompt + (max_tokens if isinstance(max_tokens, int) else 0) > context:
+        raise EngineError(
+            400,
+            f"prompt ({prompt} tokens) + max_tokens exceeds the context of {model} "
+            f"({context} tokens)",
+        )
+    # an unset max_tokens may run to the end of the context; each top-k entry costs a token
+    each = max_tokens if isinstance(max_tokens, int) else context - prompt
+    width = 1 + req.topk_sample_logprobs
+    total = req.num_samples * each * width
+    if total > limits.max_sample_tokens:
+        unset = (
+            "" if isinstance(max_tokens, int) else " (max_tokens unset: the rest of the context)"
+        )
+        topk = f" x {width} (1 + topk_sample_logprobs)" if width > 1 else ""
+        raise over_limit(
+            f"num_samples {req.num_samples} x {each} tokens{unset}{topk} = {total} tokens "
+            "to generate",
+            "max_sample_tokens",
+            limits.max_sample_tokens,
+        )

@@ -32,14 +32,15 @@ import msgspec
 import trio
 
 from tinker_actors.local._app import build_app
-from tinker_actors.local._auth import Authenticator
+from tinker_actors.local._auth import Authenticator, AuthError
 from tinker_actors.local._catalogue import check_aliases
-from tinker_actors.local._core import ServerSettings
+from tinker_actors.local._core import EngineError, ServerSettings
 from tinker_actors.local._engine import LocalEngine, open_engine
 from tinker_actors.local._fault_middleware import FaultInjector
 from tinker_actors.local._fault_proxy import FaultProxy
 from tinker_actors.local._faults import FaultPlan, FaultPlanError
 from tinker_actors.local._http_server import LISTEN_BACKLOG, serve_asgi
+from tinker_actors.local._limits import check_json_depth, over_limit
 from tinker_actors.local._null_backend import NullBackend
 
 if TYPE_CHECKING:
@@ -50,6 +51,8 @@ if TYPE_CHECKING:
     from tinker_actors.local._backend import Backend
 
 __all__ = ["LISTEN_BACKLOG", "LocalServer", "open_local_server"]
+
+_DEBUG_ROUTES = frozenset({"/_local/counters", "/_local/faults"})
 
 
 @final
@@ -81,46 +84,81 @@ class LocalServer:
         out = self.engine.counters()
         out["faults"] = self.faults.statistics().as_dict()
         if self.proxy is not None:
-            stats = self.proxy.statistics()
-            out["connection_faults"] = {
-                "requests": stats.requests,
-                "reset": stats.reset,
-                "closed": stats.closed,
-                "stalled": stats.stalled,
-                "injected": stats.injected,
-            }
+            out["connection_faults"] = self.proxy.statistics().as_dict()
         return out
 
     async def app(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """The ASGI entry point: ``/_local/faults`` here, the rest through the injector."""
-        path = scope.get("path", "")
-        if scope["type"] == "http" and path == "/_local/faults":
-            await self._faults_endpoint(scope, receive, send)
-        elif scope["type"] == "http" and path.startswith("/_local/"):
-            await self._api(scope, receive, send)  # debug routes are never faulted
+        """The ASGI entry point: the debug routes here, the rest through the injector.
+
+        The signed download links (``/_local/files/...``) are the app's: their token is the
+        credential, as in a signed storage URL.
+        """
+        if scope["type"] == "http" and scope.get("path", "") in _DEBUG_ROUTES:
+            await self._debug_route(scope, receive, send)  # debug routes are never faulted
         else:
             await self.faults(scope, receive, send)
 
-    async def _faults_endpoint(self, scope: Scope, receive: Receive, send: Send) -> None:
-        status, answer = 200, b""
-        if scope["method"] == "PUT":
-            body = b""
-            while True:
-                message = await receive()
-                body += message.get("body", b"")
-                if not message.get("more_body", False):
-                    break
-            try:
-                self.set_faults(FaultPlan.from_json(body, source="PUT /_local/faults"))
-            except FaultPlanError as exc:
-                status, answer = 400, msgspec.json.encode({"detail": str(exc)})
-        elif scope["method"] != "GET":
-            status, answer = 405, msgspec.json.encode({"detail": "use GET or PUT"})
-        if not answer:
-            answer = msgspec.json.encode(self.faults.statistics().as_dict())
-        headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(answer))]
+    async def _debug_route(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """``GET /_local/counters``, ``GET``/``PUT /_local/faults``; an (admin) key required."""
+        path, method = scope["path"], scope["method"]
+        key = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"x-api-key"), None)
+        status = 200
+        answer: object = None
+        try:
+            self.auth.check_admin(key)
+        except AuthError as exc:
+            status, answer = exc.status, {"detail": exc.message}
+        else:
+            if path == "/_local/counters" and method == "GET":
+                answer = self.counters()
+            elif path == "/_local/faults" and method == "PUT":
+                status, answer = await self._put_faults(receive)
+            elif path == "/_local/faults" and method == "GET":
+                answer = self._fault_statistics()
+            elif path in ("/_local/counters", "/_local/faults"):
+                allowed = "GET" if path == "/_local/counters" else "GET or PUT"
+                status, answer = 405, {"detail": f"Method Not Allowed: {path} takes {allowed}"}
+            else:
+                status, answer = 404, {"detail": f"Not Found: no endpoint {path}"}
+        self.engine.core.counters[f"http:{path}"] += 1
+        body = msgspec.json.encode(answer)
+        headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
         await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": answer})
+        await send({"type": "http.response.body", "body": body})
+
+    def _fault_statistics(self) -> dict[str, object]:
+        """The injector's statistics, plus the proxy's under ``connection`` when it runs."""
+        stats = self.faults.statistics().as_dict()
+        if self.proxy is not None:
+            stats["connection"] = self.proxy.statistics().as_dict()
+        return stats
+
+    async def _put_faults(self, receive: Receive) -> tuple[int, object]:
+        limits = self.settings.limits
+        body = b""
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return 400, {"detail": "the client disconnected before its request body arrived"}
+            body += message.get("body", b"")
+            if len(body) > limits.max_json_body_bytes:
+                error = over_limit(
+                    f"a body of at least {len(body)} bytes",
+                    "max_json_body_bytes",
+                    limits.max_json_body_bytes,
+                    status=413,
+                )
+                return error.status, {"detail": error.message}
+            if not message.get("more_body", False):
+                break
+        try:
+            check_json_depth(body, limits.max_json_depth)
+            self.set_faults(FaultPlan.from_json(body, source="PUT /_local/faults"))
+        except FaultPlanError as exc:
+            return 400, {"detail": str(exc)}
+        except EngineError as exc:
+            return exc.status, {"detail": exc.message}
+        return 200, self._fault_statistics()
 
     async def serve(
         self,
@@ -138,6 +176,7 @@ class LocalServer:
         bind_port = 0 if connection is not None else port
         # 75 s is above the clients' keep-alive expiry (5 s), so the server never closes an idle
         # connection just as a client reuses it
+        limits = self.settings.limits
         run = partial(
             serve_asgi,
             self.app,
@@ -145,6 +184,9 @@ class LocalServer:
             port=bind_port,
             backlog=LISTEN_BACKLOG,
             keep_alive_timeout=75.0,
+            max_connections=limits.max_connections,
+            max_body_bytes=limits.max_body_bytes,
+            body_timeout=limits.body_timeout,
         )
 
         async with trio.open_nursery() as nursery:
@@ -185,6 +227,7 @@ async def open_local_server(
         settings = replace(settings, client_config=flags)
     auth = Authenticator(
         api_keys=settings.api_keys,
+        admin_keys=settings.admin_keys,
         jwt_auth=settings.jwt_auth,
         jwt_lifetime=settings.jwt_lifetime,
         clock=settings.wall_clock,

@@ -40,6 +40,8 @@ from tinker_actors.types import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from tinker_actors.local._records import CheckpointRecord, RecordStore, SessionRecord
     from tinker_actors.types import (
         ClientSessionFinishReason,
@@ -164,7 +166,11 @@ def _summary(store: RecordStore, record: SessionRecord, now: float) -> SessionSu
 
 
 def search_sessions(
-    store: RecordStore, request: SessionSearchRequest, now: float
+    store: RecordStore,
+    request: SessionSearchRequest,
+    now: float,
+    *,
+    visible: Callable[[SessionRecord], bool] | None = None,
 ) -> SessionSearchResponse:
     """Answer one page of a session search, newest first.
 
@@ -172,6 +178,7 @@ def search_sessions(
         store: the persisted records.
         request: the filters, page size and cursor (already validated by its type).
         now: wall-clock POSIX time, to leave expired checkpoints out of the counts.
+        visible: which sessions the caller may see (all when None); others never match.
     """
     # datetimes, not floats, are compared: the cursor a client sends back is the datetime this
     # server wrote, so equality at the page boundary is exact
@@ -185,7 +192,7 @@ def search_sessions(
     page: list[SessionRecord] = []
     more = False
     for record in ordered:
-        if not _matches(record, request):
+        if (visible is not None and not visible(record)) or not _matches(record, request):
             continue
         if len(page) == request.limit:
             more = True

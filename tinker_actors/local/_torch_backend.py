@@ -8,7 +8,11 @@ sampling in :mod:`._torch_sampling`.
 
 All torch work runs in worker threads (``trio.to_thread.run_sync``) behind one
 ``trio.CapacityLimiter`` (one job at a time by default: the jobs are compute-bound and would
-only contend), so the event loop keeps answering heartbeats and polls during a long step.
+only contend), so the event loop keeps answering heartbeats and polls during a long step. A
+cancelled call (a cancelled sample, or the server stopping) does not sit out its job: a job not
+yet started never starts, and a running sample stops at its next decoding step. The call does
+wait for a running job to end, though, because torch must never be left running unattended: a
+busy torch thread at interpreter exit aborts the process.
 
 Files (under the directory the engine gives): ``adapter.json`` (format, base model, LoRA
 shape, step count), ``adapter.safetensors`` (or ``adapter.pt`` without the ``safetensors``
@@ -140,8 +144,40 @@ class TorchBackend:
         """Every built-in loss (see :mod:`._torch_losses`)."""
         return TORCH_LOSSES
 
-    async def _run(self, fn: Callable[..., Any], *args: Any) -> Any:
-        return await trio.to_thread.run_sync(fn, *args, limiter=self._limiter)
+    async def _run(
+        self, fn: Callable[..., Any], *args: Any, stop: threading.Event | None = None
+    ) -> Any:
+        """Run ``fn(*args)`` in a worker thread; on cancellation stop it (see the module doc).
+
+        ``stop`` is set when the call is cancelled; a job that polls it ends early.
+        """
+        stop = stop if stop is not None else threading.Event()
+        lock = threading.Lock()
+        running = False
+        finished = threading.Event()
+
+        def job() -> Any:
+            nonlocal running
+            with lock:
+                if stop.is_set():
+                    return None  # cancelled before it started: nobody waits for it
+                running = True
+            try:
+                return fn(*args)
+            finally:
+                finished.set()
+
+        try:
+            # abandon_on_cancel: learn of a cancellation at once, not when the job ends
+            return await trio.to_thread.run_sync(job, limiter=self._limiter, abandon_on_cancel=True)
+        except trio.Cancelled:
+            with lock:
+                stop.set()
+                started = running
+            if started:
+                with trio.CancelScope(shield=True):
+                    await trio.to_thread.run_sync(finished.wait)
+            raise
 
     # -- shared state ---------------------------------------------------------------------
 
@@ -319,18 +355,26 @@ class TorchBackend:
         seed = job.params.seed
         if not isinstance(seed, int):
             seed = self._seeds.randrange(1 << 62)
-        response: SampleResponse = await self._run(self._sample_sync, spec, weights, job, seed)
+        stop = threading.Event()
+        response: SampleResponse = await self._run(
+            self._sample_sync, spec, weights, job, seed, stop, stop=stop
+        )
         return response
 
     def _sample_sync(
-        self, spec: BaseModelSpec, weights: Path | None, job: SampleJob, seed: int
+        self,
+        spec: BaseModelSpec,
+        weights: Path | None,
+        job: SampleJob,
+        seed: int,
+        stop: threading.Event,
     ) -> SampleResponse:
         base = self.base(spec)
         adapter = self._sampler_adapter(spec, weights) if weights is not None else None
         decode = None
         if _has_stop_strings(job.params.stop):
             decode = self._decoder(spec)
-        return run_sample(base, adapter, job, seed=seed, decode=decode)
+        return run_sample(base, adapter, job, seed=seed, decode=decode, cancelled=stop.is_set)
 
     async def drop_model(self, model_id: str) -> None:
         """Forget ``model_id`` and its optimizer state."""

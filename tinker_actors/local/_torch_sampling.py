@@ -44,11 +44,15 @@ if TYPE_CHECKING:
     from tinker_actors.local._torch_model import Adapter, BaseWeights
     from tinker_actors.types import SamplingParams
 
-__all__ = ["EOS_ID", "StopRule", "run_sample", "stop_rule"]
+__all__ = ["EOS_ID", "SampleCancelled", "StopRule", "run_sample", "stop_rule"]
 
 #: The local tokenizers' end-of-sequence id.
 EOS_ID = 0
 _PAD_LOGPROB = -99999.0
+
+
+class SampleCancelled(Exception):
+    """The caller of :func:`run_sample` gave up on it (its ``cancelled`` answered True)."""
 
 
 @dataclass(frozen=True)
@@ -146,6 +150,7 @@ def run_sample(
     *,
     seed: int,
     decode: Callable[[list[int]], str] | None,
+    cancelled: Callable[[], bool] | None = None,
 ) -> SampleResponse:
     """Answer one sample request (blocking; run it in a worker thread).
 
@@ -154,6 +159,10 @@ def run_sample(
         job: the validated request.
         seed: the generator seed (the request's, or one the backend drew).
         decode: token ids -> text, needed only for stop strings.
+        cancelled: polled before every decoding step; once it answers True the work stops.
+
+    Raises:
+        SampleCancelled: ``cancelled`` answered True (nobody waits for the result).
     """
     spec = base.spec
     params = job.params
@@ -183,7 +192,16 @@ def run_sample(
         logprobs = torch.log_softmax(logits, dim=-1)
         prompt_lps, topk_prompt = _prompt_extras(logprobs, prompt, job)
         sequences = _decode(
-            base, adapter, job, logits[-1], cache, limit, rule, seed=seed, decode=decode
+            base,
+            adapter,
+            job,
+            logits[-1],
+            cache,
+            limit,
+            rule,
+            seed=seed,
+            decode=decode,
+            cancelled=cancelled,
         )
     return SampleResponse(
         sequences=sequences, prompt_logprobs_np=prompt_lps, topk_prompt_logprobs_np=topk_prompt
@@ -201,6 +219,7 @@ def _decode(
     *,
     seed: int,
     decode: Callable[[list[int]], str] | None,
+    cancelled: Callable[[], bool] | None,
 ) -> list[SampledSequence]:
     n = job.num_samples
     device = base.device
@@ -215,6 +234,8 @@ def _decode(
     stopped = [False] * n
     k = job.topk_sample_logprobs
     for step in range(limit):
+        if cancelled is not None and cancelled():
+            raise SampleCancelled(f"sampling cancelled after {step} of {limit} steps")
         logprobs = F.log_softmax(logits, dim=-1)
         chosen = _choose(logits, job.params, gen)
         chosen_lps = logprobs.gather(-1, chosen[:, None]).squeeze(-1).cpu().tolist()

@@ -11,7 +11,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
-from typing import TYPE_CHECKING
+from functools import partial
+from typing import TYPE_CHECKING, TypeVar
 
 import msgspec
 import trio
@@ -24,9 +25,11 @@ from tinker_actors.local._backend import (
     validate_forward_inputs,
 )
 from tinker_actors.local._core import EngineError, _Model, check_not_expired
+from tinker_actors.local._limits import check_counter, check_stored, over_limit
 from tinker_actors.local._ordering import DuplicateSeqIdError, SequencedOp, Sequencer
 from tinker_actors.local._records import CheckpointKind, CheckpointRecord, RunRecord
 from tinker_actors.transport.proto import (
+    DecompressionLimitError,
     decode_forward_backward_request,
     encode_forward_backward_output,
 )
@@ -43,12 +46,14 @@ from tinker_actors.types import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
+    from collections.abc import Awaitable, Callable, Sequence
 
     from tinker_actors.local._core import EngineCore
+    from tinker_actors.local._limits import ServerLimits
     from tinker_actors.local._sampling_ops import SamplingOps
     from tinker_actors.types import (
         CreateModelRequest,
+        Datum,
         LoadWeightsRequest,
         OptimStepRequest,
         SaveWeightsExternalRequest,
@@ -58,9 +63,14 @@ if TYPE_CHECKING:
 
 __all__ = ["TrainingOps"]
 
+_R = TypeVar("_R")
+
 log = logging.getLogger("tinker_actors.local")
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+# fullmatch, never match: "$" also matches before a final newline ("evil\n")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+#: Bodies up to this size are decoded inline; larger ones (and all zstd ones) in a thread.
+_INLINE_BYTES = 256 << 10
 _JSON = "application/json"
 _PROTO = "application/x-protobuf"
 
@@ -95,6 +105,14 @@ class TrainingOps:
                 f"got {seq_id}",
             )
         core = self._core
+        lead = core.settings.limits.max_seq_id_lead
+        if seq_id > model.sequencer.next_seq_id + lead:
+            raise over_limit(
+                f"{request_type}: seq_id {seq_id}, {seq_id - model.sequencer.next_seq_id} past "
+                f"the model's next expected seq_id {model.sequencer.next_seq_id},",
+                "max_seq_id_lead",
+                lead,
+            )
         record = core.futures.create(request_type, model.record.session_id)
         request_id = record.request_id
 
@@ -187,6 +205,8 @@ class TrainingOps:
     ) -> UntypedAPIFuture:
         """Create a LoRA training model; its future resolves to CreateModelResponse."""
         name, spec = self._core.resolve_model(req.base_model)
+        check_stored(self._core.settings.limits, "create_model", req.user_metadata)
+        check_counter("model_seq_id", req.model_seq_id)
         lora = req.lora_config if isinstance(req.lora_config, LoraConfig) else None
         if req.optimizer_config.type != "adamw":
             raise EngineError(
@@ -207,30 +227,63 @@ class TrainingOps:
         fingerprint = msgspec.json.encode(req)
         return self._submit(model, 0, "CreateModel", idempotency_key, fingerprint, work)
 
-    def forward_backward(
+    async def forward_backward(
         self, body: bytes, content_encoding: str | None, idempotency_key: str | None
     ) -> UntypedAPIFuture:
-        """Run a forward or forward/backward pass; resolves to protobuf ForwardBackwardOutput."""
+        """Run a forward or forward/backward pass; resolves to protobuf ForwardBackwardOutput.
+
+        Decoding and checking a large body is CPU work proportional to its size: it runs in a
+        worker thread, so other requests are answered meanwhile.
+        """
+        if not body:
+            raise EngineError(
+                400, "forward_backward: the body is empty; send a protobuf ForwardBackwardRequest"
+            )
+        limits = self._core.settings.limits
+        heavy = len(body) > _INLINE_BYTES or (content_encoding or "").strip().lower() == "zstd"
         bounds: list[tuple[int, int] | None] = []
         try:
-            req = decode_forward_backward_request(
-                body, content_encoding=content_encoding, token_bounds=bounds
+            req = await _maybe_in_thread(
+                heavy,
+                partial(
+                    decode_forward_backward_request,
+                    body,
+                    content_encoding=content_encoding,
+                    token_bounds=bounds,
+                    max_decompressed_bytes=limits.max_body_bytes,
+                ),
             )
+        except DecompressionLimitError as exc:
+            raise over_limit(
+                "a zstd forward_backward body that decompresses further",
+                "max_body_bytes",
+                exc.limit,
+                status=413,
+            ) from None
         except InvalidInputError as exc:
             raise EngineError(400, f"malformed forward_backward request: {exc}") from None
-        model = self.model_for(req.model_id)
+        if not req.model_id:
+            raise EngineError(
+                400, "forward_backward: the request names no model_id (protobuf field 1)"
+            )
         batch = req.forward_backward_input
+        _check_batch(batch.data, limits)
+        model = self.model_for(req.model_id)
         backend = self._core.backend
         config = batch.loss_fn_config if isinstance(batch.loss_fn_config, dict) else {}
         data = batch.data
         try:
-            validate_forward_inputs(
-                data,
-                batch.loss_fn,
-                vocab_size=model.spec.vocab_size,
-                context_length=model.spec.context_length,
-                token_bounds=bounds,
-                supported=backend.supported_losses,
+            await _maybe_in_thread(
+                heavy,
+                partial(
+                    validate_forward_inputs,
+                    data,
+                    batch.loss_fn,
+                    vocab_size=model.spec.vocab_size,
+                    context_length=model.spec.context_length,
+                    token_bounds=bounds,
+                    supported=backend.supported_losses,
+                ),
             )
             check_loss_config(batch.loss_fn, config)
             if batch.loss_fn == "stable_reinforce":
@@ -275,6 +328,7 @@ class TrainingOps:
         name = self._name(req.path, req.seq_id)
         ttl = req.ttl_seconds if isinstance(req.ttl_seconds, int) else None
         metadata = req.user_metadata if isinstance(req.user_metadata, dict) else None
+        check_stored(self._core.settings.limits, "save_weights", metadata)
 
         async def work() -> tuple[bytes, str]:
             checkpoint = await self._save(
@@ -293,7 +347,10 @@ class TrainingOps:
         model = self.model_for(req.model_id)
         ttl = req.ttl_seconds if isinstance(req.ttl_seconds, int) else None
         metadata = req.user_metadata if isinstance(req.user_metadata, dict) else None
+        check_stored(self._core.settings.limits, "save_weights_for_sampler", metadata)
         ephemeral_seq = req.sampling_session_seq_id
+        if isinstance(ephemeral_seq, int):
+            check_counter("sampling_session_seq_id", ephemeral_seq)
         if isinstance(req.path, str):
             name = self._name(req.path, req.seq_id)
         elif isinstance(ephemeral_seq, int):
@@ -375,6 +432,8 @@ class TrainingOps:
         else:
             assert isinstance(req.session_id, str)
             assert isinstance(req.model_seq_id, int)
+            check_stored(core.settings.limits, "load_weights", req.user_metadata)
+            check_counter("model_seq_id", req.model_seq_id)
             base = req.base_model if isinstance(req.base_model, str) else source.base_model
             if core.spec_for(base).name != core.spec_for(source.base_model).name:
                 raise EngineError(
@@ -420,7 +479,7 @@ class TrainingOps:
     def _name(path: object, seq_id: object) -> str:
         if not isinstance(path, str):
             return f"checkpoint-{seq_id}"
-        if not _NAME.match(path):
+        if not _NAME.fullmatch(path):
             raise EngineError(
                 400,
                 f"invalid checkpoint name {path!r}: use 1-128 letters, digits, '.', '_' or '-', "
@@ -436,7 +495,7 @@ class TrainingOps:
         except InvalidInputError as exc:
             raise EngineError(400, str(exc)) from None
         run = self._core.store.runs.get(parsed.training_run_id)
-        if run is None:
+        if run is None or not self._core.readable_run(run):
             raise EngineError(404, f"no training run {parsed.training_run_id!r} (from {path})")
         if parsed.checkpoint_type != kind:
             raise EngineError(
@@ -449,6 +508,7 @@ class TrainingOps:
                 checkpoint.kind == kind
                 and checkpoint.name == parsed.name
                 and not checkpoint.ephemeral
+                and self._core.readable(run, checkpoint)
             ):
                 check_not_expired(checkpoint, self._core.wall_time())
                 return checkpoint, run
@@ -495,3 +555,24 @@ class TrainingOps:
         core.store.save_run(run)
         core.usage.saved(run, checkpoint, existing)
         return checkpoint
+
+
+async def _maybe_in_thread(in_thread: bool, fn: Callable[[], _R]) -> _R:
+    """Run ``fn`` in a worker thread when it is heavy, else inline (a thread hop costs more)."""
+    if in_thread:
+        return await trio.to_thread.run_sync(fn)
+    return fn()
+
+
+def _check_batch(data: Sequence[Datum], limits: ServerLimits) -> None:
+    """Refuse a forward/forward_backward batch over the datum or token limits (400)."""
+    if len(data) > limits.max_datums:
+        raise over_limit(f"a batch of {len(data)} datums", "max_datums", limits.max_datums)
+    try:
+        tokens = sum(datum.model_input.length for datum in data)
+    except InvalidInputError as exc:
+        raise EngineError(400, str(exc)) from None
+    if tokens > limits.max_batch_tokens:
+        raise over_limit(
+            f"a batch of {tokens} model-input tokens", "max_batch_tokens", limits.max_batch_tokens
+        )

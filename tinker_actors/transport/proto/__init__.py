@@ -14,12 +14,20 @@ Server side (the local server): :func:`decode_forward_backward_request`,
 :func:`encode_forward_backward_output`, :func:`encode_sample_response`.
 
 Malformed bytes raise :class:`ProtobufDecodeError` (an ``InvalidInputError``): the server answers
-400; the client transport wraps it in ``APIResponseValidationError``. Decoded arrays are
+400; the client transport wraps it in ``APIResponseValidationError``. A zstd request body that
+expands past ``max_decompressed_bytes`` raises :class:`DecompressionLimitError` (a
+``ProtobufDecodeError``) before its output is held in memory. Decoded arrays are
 read-only views into the body they came from.
 """
 
 from __future__ import annotations
 
+from tinker_actors.transport.proto._request import (
+    MAX_DECOMPRESSED_BYTES as MAX_DECOMPRESSED_BYTES,
+)
+from tinker_actors.transport.proto._request import (
+    DecompressionLimitError as DecompressionLimitError,
+)
 from tinker_actors.transport.proto._request import (
     decode_forward_backward_request as decode_forward_backward_request,
 )
@@ -41,6 +49,8 @@ from tinker_actors.transport.proto._response import (
 from tinker_actors.transport.proto._wire import ProtobufDecodeError as ProtobufDecodeError
 
 __all__ = [
+    "MAX_DECOMPRESSED_BYTES",
+    "DecompressionLimitError",
     "ProtobufDecodeError",
     "decode_forward_backward_output",
     "decode_forward_backward_request",

@@ -5,6 +5,10 @@ DMel chunks as raw TensorContainer bytes; image asset pointers are refused; each
 ``Tensor``; ``loss_fn_config`` written twice for numbers (the legacy ``map<string, double>`` and
 ``loss_fn_config_v2[k].number``) and once for strings (``v2[k].text``). The body is optionally
 zstd-compressed (level 3), sent with ``Content-Encoding: zstd``.
+
+Decoding never trusts the body's own size claims: a zstd body is decompressed in pieces and
+refused (:class:`DecompressionLimitError`) as soon as its output passes the caller's limit, so a
+few kilobytes that expand to gigabytes cost the server nothing.
 """
 
 from __future__ import annotations
@@ -53,9 +57,17 @@ if TYPE_CHECKING:
     from tinker_actors.types._datum import LossFnConfig, LossFnType
     from tinker_actors.types._tensor import TensorData
 
-__all__ = ["decode_forward_backward_request", "encode_forward_backward_request"]
+__all__ = [
+    "MAX_DECOMPRESSED_BYTES",
+    "DecompressionLimitError",
+    "decode_forward_backward_request",
+    "encode_forward_backward_request",
+]
 
 ZSTD_LEVEL: Final = 3
+#: The most bytes a compressed request body may decompress to, unless the caller says otherwise.
+MAX_DECOMPRESSED_BYTES: Final = 64 << 20
+_DECOMPRESS_PIECE: Final = 1 << 20
 _INT32_MIN: Final = -(2**31)
 _INT32_MAX: Final = 2**31 - 1
 
@@ -236,6 +248,37 @@ def encode_forward_backward_request(req: ForwardBackwardRequest, *, compress: bo
 # -- decoding (local server) ----------------------------------------------------------------------
 
 
+class DecompressionLimitError(ProtobufDecodeError):
+    """A compressed body decompresses to more than the decoder's limit (``limit`` bytes)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"the zstd body decompresses to more than {limit} bytes")
+        self.limit = limit
+
+
+def _decompress(body: bytes, limit: int) -> bytes:
+    """Decompress one zstd frame, refusing it once the output passes ``limit`` bytes.
+
+    The frame header's content size is not trusted (it is the sender's claim): the output is
+    read in pieces, so memory stays bounded by ``limit`` whatever the body says.
+    """
+    pieces: list[bytes] = []
+    size = 0
+    try:
+        with zstandard.ZstdDecompressor().stream_reader(body) as reader:
+            while True:
+                piece = reader.read(min(_DECOMPRESS_PIECE, limit + 1 - size))
+                if not piece:
+                    break
+                size += len(piece)
+                if size > limit:
+                    raise DecompressionLimitError(limit)
+                pieces.append(piece)
+    except zstandard.ZstdError as exc:
+        raise ProtobufDecodeError(f"body is not a valid zstd frame: {exc}") from exc
+    return b"".join(pieces)
+
+
 def _map_entry(buf: bytes, a: int, b: int, what: str) -> tuple[str, int, int, int]:
     """Return (key, value wire type, value start/int, value end) of a map entry."""
     name = ""
@@ -368,6 +411,7 @@ def decode_forward_backward_request(
     *,
     content_encoding: str | None,
     token_bounds: list[tuple[int, int] | None] | None = None,
+    max_decompressed_bytes: int = MAX_DECOMPRESSED_BYTES,
 ) -> ForwardBackwardRequest:
     """Decode a forward/forward_backward request body (``Content-Encoding`` zstd or none).
 
@@ -377,14 +421,12 @@ def decode_forward_backward_request(
     checks them against the model's vocabulary without scanning the lists again.
 
     Raises:
+        DecompressionLimitError: a zstd body expands past ``max_decompressed_bytes``.
         ProtobufDecodeError: unsupported encoding, bad zstd frame, or malformed protobuf.
     """
     encoding = (content_encoding or "identity").strip().lower()
     if encoding == "zstd":
-        try:
-            body = zstandard.ZstdDecompressor().decompressobj().decompress(body)
-        except zstandard.ZstdError as exc:
-            raise ProtobufDecodeError(f"body is not a valid zstd frame: {exc}") from exc
+        body = _decompress(body, max_decompressed_bytes)
     elif encoding != "identity":
         raise ProtobufDecodeError(f"unsupported Content-Encoding {content_encoding!r}")
     buf = bytes(body)
