@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import httpx
 import pytest
 from cli_support import KEY, Populated, invoke, json_of, one_line_error
 
@@ -26,7 +27,11 @@ def test_auth_status_reports_the_credential_and_the_service(populated: Populated
     assert data["credentials"] is True
     assert data["credential_source"] == "TINKER_API_KEY"
     assert data["accessible"] is True
-    assert data["models"] == 2
+    # The null backend lists local/tiny, local/mini, and SmolLM2 when its extra is installed.
+    served = httpx.get(
+        f"{populated.url}/api/v1/get_server_capabilities", headers={"X-API-Key": KEY}
+    ).json()
+    assert data["models"] == len(served["supported_models"]) >= 2
     assert KEY not in str(data)  # a fingerprint, never the key
     table = invoke(["auth", "status"], env=populated.env)
     assert table.exit_code == 0
@@ -155,7 +160,12 @@ def test_session_export_trace(populated: Populated, tmp_path: Path) -> None:
     assert json_of(invoke([*args, "--force"], env=populated.env))["size_bytes"] > 0
     url = invoke(["session", "export-trace", populated.session_id, "--url-only"], env=populated.env)
     assert url.exit_code == 0
-    assert url.stdout.strip().startswith("file://")
+    # Served by the server itself (expiring, unguessable), so another host can fetch it.
+    link = url.stdout.strip()
+    assert link.startswith(f"{populated.url}/_local/files/")
+    fetched = httpx.get(link)
+    assert fetched.status_code == 200
+    assert populated.session_id in fetched.text
 
 
 @pytest.mark.parametrize(
