@@ -6,7 +6,7 @@ Every long operation is two exchanges (protocol.md §6): a submission answered a
 Pieces:
 
 * :func:`poll_future` — the long-poll loop with the exact status handling of protocol §6.2:
-  ``try_again`` and 408/5xx re-poll at once, 429 and connection errors back off
+  ``try_again``, 408 and a first 5xx re-poll at once (a run of 5xx backs off), 429 and connection errors back off
   ``poll_backoff(n)``, 400 up to 3 times, 402 through the transport's billing pause, 410 raises
   :class:`FutureExpiredError`, anything else is fatal. The first poll allows a metadata-only
   answer; a ``complete_metadata`` answer reserves the payload's bytes from a shared
@@ -89,12 +89,31 @@ class FutureExpiredError(TinkerError):
     Sampling resubmits on its own; for training operations it reaches the caller.
     """
 
-    def __init__(self, request_id: str) -> None:
-        super().__init__(
-            f"the server expired or lost future {request_id!r} (HTTP 410); the operation must "
-            "be submitted again"
-        )
+    def __init__(self, request_id: str, request_type: str = "") -> None:
+        if request_type in _STATE_CHANGING:
+            advice = (
+                f"the server may already have applied this {request_type}: check the model's "
+                "state (e.g. resume from its last checkpoint) before submitting it again"
+            )
+        else:
+            advice = "the operation must be submitted again"
+        super().__init__(f"the server expired or lost future {request_id!r} (HTTP 410); {advice}")
         self.request_id = request_id
+        self.request_type = request_type
+
+
+# Operations whose 410 does not say whether they ran: resubmitting blindly could apply twice.
+_STATE_CHANGING: Final = frozenset(
+    {
+        "ForwardBackward",
+        "OptimStep",
+        "SaveWeights",
+        "LoadWeights",
+        "SaveWeightsForSampler",
+        "SaveWeightsExternal",
+        "CreateModel",
+    }
+)
 
 
 class OperationCancelledError(TinkerError):
@@ -266,6 +285,7 @@ async def poll_future(
     iteration = 0
     backoffs = 0
     bad_requests = 0
+    server_errors = 0
     reserved = 0
     try:
         while True:
@@ -313,6 +333,7 @@ async def poll_future(
                     continue
                 backoffs = 0
                 if status == 408:
+                    server_errors = 0
                     reported = _queue_state_of(exc.body)
                     if reported is not None:
                         bad_requests = 0
@@ -321,18 +342,24 @@ async def poll_future(
                         bad_requests = 0
                     continue
                 if status >= 500:
+                    # The first 5xx re-polls at once as the official client does; a run of them
+                    # is an outage, and hammering it would only lengthen it.
+                    server_errors += 1
+                    if server_errors > 1:
+                        await trio.sleep(poll_backoff(server_errors - 2))
                     continue
                 if status == 400 and bad_requests < BAD_REQUEST_BUDGET:
                     bad_requests += 1
                     continue
                 if status == 410:
-                    raise FutureExpiredError(request_id) from exc
+                    raise FutureExpiredError(request_id, spec.request_type) from exc
                 raise
             except APIConnectionError:
                 await trio.sleep(poll_backoff(backoffs))
                 backoffs += 1
                 continue
             backoffs = 0
+            server_errors = 0
             if PROTOBUF in response.headers.get("content-type", ""):
                 if spec.decode_proto is None:
                     raise APIResponseValidationError(
