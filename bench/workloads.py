@@ -28,6 +28,7 @@ Not a test.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import resource
@@ -63,14 +64,26 @@ SIZES: dict[str, tuple[dict[str, int], dict[str, int]]] = {
 
 def describe(w: str, s: dict[str, int]) -> str:
     return {
-        "B1": lambda: f"{s['n']} concurrent sample(num_samples=1), {s['prompt']}-token prompts from 128 prefixes, max_tokens {s['max_tokens']}",
-        "B2": lambda: f"{s['n']} concurrent long samples, {s['prompt']}-token prompts, max_tokens {s['max_tokens']} (workloads.md: 24,576; local context is 2,048)",
-        "B3": lambda: f"{s['steps']} pipelined SFT steps of {s['batch']} x {s['tokens']} tokens, Python-list tokens",
-        "B3n": lambda: f"B3 with numpy-built tokens (ModelInput.from_ints(array))",
-        "B4": lambda: f"one forward_backward of {s['batch']} x {s['tokens']} tokens, target_tokens + logprobs + advantages (importance_sampling)",
+        "B1": lambda: (
+            f"{s['n']} concurrent sample(num_samples=1), {s['prompt']}-token prompts from 128 prefixes, max_tokens {s['max_tokens']}"
+        ),
+        "B2": lambda: (
+            f"{s['n']} concurrent long samples, {s['prompt']}-token prompts, max_tokens {s['max_tokens']} (workloads.md: 24,576; local context is 2,048)"
+        ),
+        "B3": lambda: (
+            f"{s['steps']} pipelined SFT steps of {s['batch']} x {s['tokens']} tokens, Python-list tokens"
+        ),
+        "B3n": lambda: "B3 with numpy-built tokens (ModelInput.from_ints(array))",
+        "B4": lambda: (
+            f"one forward_backward of {s['batch']} x {s['tokens']} tokens, target_tokens + logprobs + advantages (importance_sampling)"
+        ),
         "B5": lambda: f"{s['n']} concurrent compute_logprobs of {s['tokens']}-token sequences",
-        "B6": lambda: f"{s['iters']} RL iterations: save_weights_and_get_sampling_client, {s['groups']}x{s['group']} samples, forward_backward of {s['datums']} x {s['tokens']} + optim_step",
-        "B7": lambda: f"{s['n']} trajectories x {s['turns']} sequential turns, prompts {s['prompt']} + {s['grow']}/turn, max_tokens {s['max_tokens']}",
+        "B6": lambda: (
+            f"{s['iters']} RL iterations: save_weights_and_get_sampling_client, {s['groups']}x{s['group']} samples, forward_backward of {s['datums']} x {s['tokens']} + optim_step"
+        ),
+        "B7": lambda: (
+            f"{s['n']} trajectories x {s['turns']} sequential turns, prompts {s['prompt']} + {s['grow']}/turn, max_tokens {s['max_tokens']}"
+        ),
         "B8": lambda: f"{s['n']} sequential tiny samples (5 tokens, max_tokens 1)",
     }[w]()
 
@@ -83,7 +96,9 @@ def prompt(i: int, n: int, prefixes: int = 128) -> list[int]:
     return [(base + k * 7) % 3000 + 4 for k in range(n)]
 
 
-def sft_arrays(batch: int, tokens: int, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+def sft_arrays(
+    batch: int, tokens: int, seed: int = 0
+) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     rng = np.random.default_rng(seed)
     out = []
     for _ in range(batch):
@@ -118,10 +133,8 @@ class Meter:
             n = 0
             try:
                 for fd in os.listdir("/proc/self/fd"):
-                    try:
+                    with contextlib.suppress(OSError):
                         n += os.readlink(f"/proc/self/fd/{fd}").startswith("socket:")
-                    except OSError:
-                        pass
             except OSError:
                 return
             self.peak = max(self.peak, n)
@@ -152,12 +165,16 @@ def run_official(w: str, s: dict[str, int], url: str) -> dict[str, Any]:
     service = tinker.ServiceClient(base_url=url, api_key=KEY)
     out: dict[str, Any] = {}
     if w in ("B1", "B2", "B5", "B7", "B8"):
-        sampler = service.create_sampling_client(base_model=SMALL if w in ("B2", "B5") else TINY).result()
+        sampler = service.create_sampling_client(
+            base_model=SMALL if w in ("B2", "B5") else TINY
+        ).result()
         if w in ("B1", "B2"):
             params = types.SamplingParams(max_tokens=s["max_tokens"])
             prompts = [types.ModelInput.from_ints(prompt(i, s["prompt"])) for i in range(s["n"])]
             with Meter(out):
-                futures = [sampler.sample(p, num_samples=1, sampling_params=params) for p in prompts]
+                futures = [
+                    sampler.sample(p, num_samples=1, sampling_params=params) for p in prompts
+                ]
                 assert all(len(f.result().sequences) == 1 for f in futures)
             out["ops"] = s["n"]
         elif w == "B5":
@@ -221,7 +238,7 @@ def run_official(w: str, s: dict[str, int], url: str) -> dict[str, Any]:
                     for inp, f in rows]  # fmt: skip
             params = types.SamplingParams(max_tokens=32)
             with Meter(out):
-                for it in range(s["iters"]):
+                for _it in range(s["iters"]):
                     sampler = training.save_weights_and_get_sampling_client()
                     futures = [sampler.sample(types.ModelInput.from_ints(prompt(g, 64)),
                                               num_samples=1, sampling_params=params)
@@ -375,7 +392,9 @@ def _bare() -> tuple[Any, dict[str, str]]:
     return TrioH11Transport(max_connections=1000), {"X-API-Key": KEY}
 
 
-async def _exchange(transport: Any, url: str, path: str, body: bytes, headers: dict[str, str]) -> httpx.Response:
+async def _exchange(
+    transport: Any, url: str, path: str, body: bytes, headers: dict[str, str]
+) -> httpx.Response:
     request = httpx.Request("POST", url + path, headers=headers, content=body,
                             extensions={"timeout": {"connect": 60, "read": 600, "write": 600, "pool": 600}})  # fmt: skip
     response = await transport.handle_async_request(request)
@@ -388,7 +407,9 @@ async def _submit_and_wait(transport: Any, url: str, path: str, body: bytes, cty
     import msgspec
 
     json_headers = {"X-API-Key": KEY, "Content-Type": "application/json"}
-    submitted = await _exchange(transport, url, path, body, {"X-API-Key": KEY, "Content-Type": ctype})
+    submitted = await _exchange(
+        transport, url, path, body, {"X-API-Key": KEY, "Content-Type": ctype}
+    )
     assert submitted.status_code == 200, (submitted.status_code, submitted.content[:200])
     request_id = msgspec.json.decode(submitted.content)["request_id"]
     poll = msgspec.json.encode({"request_id": request_id, "allow_metadata_only": False})
@@ -401,7 +422,9 @@ async def _submit_and_wait(transport: Any, url: str, path: str, body: bytes, cty
         return answer.content
 
 
-async def floor_sampling(w: str, s: dict[str, int], url: str, sampler_id: str, out: dict[str, Any]) -> None:
+async def floor_sampling(
+    w: str, s: dict[str, int], url: str, sampler_id: str, out: dict[str, Any]
+) -> None:
     import msgspec
     import trio
 
@@ -452,13 +475,24 @@ async def floor_sampling(w: str, s: dict[str, int], url: str, sampler_id: str, o
 
 
 async def floor_training(
-    w: str, s: dict[str, int], url: str, model_id: str, data: list[Any], loss: str, out: dict[str, Any]
+    w: str,
+    s: dict[str, int],
+    url: str,
+    model_id: str,
+    data: list[Any],
+    loss: str,
+    out: dict[str, Any],
 ) -> None:
     import msgspec
     import trio
 
     from tinker_actors.transport.proto import encode_forward_backward_request
-    from tinker_actors.types import AdamParams, ForwardBackwardInput, ForwardBackwardRequest, OptimStepRequest
+    from tinker_actors.types import (
+        AdamParams,
+        ForwardBackwardInput,
+        ForwardBackwardRequest,
+        OptimStepRequest,
+    )
 
     transport, _ = _bare()
     proto = "application/x-protobuf"
@@ -470,7 +504,7 @@ async def floor_training(
 
     if w == "B4":
         # one request (the server's chunk limits may make the SDK send several: see req/op)
-        b = fb_body(0)
+        b = fb_body(1)
         with Meter(out):
             await _submit_and_wait(transport, url, "/api/v1/forward_backward", b, proto)
         out["ops"] = 1
@@ -479,8 +513,8 @@ async def floor_training(
     steps = []
     for step in range(s["steps"]):
         opt = msgspec.json.encode(OptimStepRequest.for_params(
-            model_id, AdamParams(learning_rate=1e-4 / (1 + step)), seq_id=2 * step + 1))  # fmt: skip
-        steps.append((fb_body(2 * step), opt))
+            model_id, AdamParams(learning_rate=1e-4 / (1 + step)), seq_id=2 * step + 2))  # fmt: skip
+        steps.append((fb_body(2 * step + 1), opt))
     with Meter(out):
         # the same pipelining as the SDK loops: submit step k+1's pair before waiting on step k
         async with trio.open_nursery() as nursery:
@@ -488,7 +522,9 @@ async def floor_training(
             for fb, opt in steps:
                 fb_done, op_done = trio.Event(), trio.Event()
                 send_fb = await _submit_only(transport, url, "/api/v1/forward_backward", fb, proto)
-                send_op = await _submit_only(transport, url, "/api/v1/optim_step", opt, "application/json")
+                send_op = await _submit_only(
+                    transport, url, "/api/v1/optim_step", opt, "application/json"
+                )
                 nursery.start_soon(_wait, transport, url, send_fb, fb_done)
                 nursery.start_soon(_wait, transport, url, send_op, op_done)
                 if prev is not None:
@@ -501,7 +537,9 @@ async def floor_training(
 async def _submit_only(transport: Any, url: str, path: str, body: bytes, ctype: str) -> str:
     import msgspec
 
-    submitted = await _exchange(transport, url, path, body, {"X-API-Key": KEY, "Content-Type": ctype})
+    submitted = await _exchange(
+        transport, url, path, body, {"X-API-Key": KEY, "Content-Type": ctype}
+    )
     assert submitted.status_code == 200, (submitted.status_code, submitted.content[:200])
     return str(msgspec.json.decode(submitted.content)["request_id"])
 
@@ -510,7 +548,11 @@ async def _wait(transport: Any, url: str, request_id: str, done: Any) -> None:
     import msgspec
 
     poll = msgspec.json.encode({"request_id": request_id, "allow_metadata_only": False})
-    headers = {"X-API-Key": KEY, "Content-Type": "application/json", "Accept": "application/x-protobuf"}
+    headers = {
+        "X-API-Key": KEY,
+        "Content-Type": "application/json",
+        "Accept": "application/x-protobuf",
+    }
     while True:
         answer = await _exchange(transport, url, "/api/v1/retrieve_future", poll, headers)
         if answer.status_code == 408 or b'"try_again"' in answer.content[:64]:
@@ -583,7 +625,9 @@ def main() -> int:
                     if pin:
                         cmd = ["taskset", "-c", "1", *cmd]
                     before, sc = http_counts(url), cpu_of_server()
-                    done = subprocess.run(cmd, capture_output=True, text=True, timeout=1800, check=False)
+                    done = subprocess.run(
+                        cmd, capture_output=True, text=True, timeout=1800, check=False
+                    )
                     if done.returncode != 0:
                         raise SystemExit(f"{c} {w} failed:\n{done.stderr[-3000:]}")
                     run = json.loads(done.stdout.strip().splitlines()[-1])
@@ -596,11 +640,24 @@ def main() -> int:
                        for k in ("cpu", "wall", "requests", "ops", "sockets", "server_cpu")
                        if any(k in r for r in runs[c])} | {"peak_rss_mb": max(r["peak_rss_mb"] for r in runs[c])}
                    for c in order}  # fmt: skip
-            report["workloads"][w] = {"sizes": sizes, "what": describe(w, sizes), "runs": runs, "median": med}
+            report["workloads"][w] = {
+                "sizes": sizes,
+                "what": describe(w, sizes),
+                "runs": runs,
+                "median": med,
+            }
             for c in order:
                 m = med[c]
-                vs_off = f"{med['ours']['cpu'] / med['official']['cpu']:.2f}x" if c == "ours" and "official" in med else ""
-                vs_floor = f"{med['ours']['cpu'] / med['floor']['cpu']:.2f}x" if c == "ours" and "floor" in med else ""
+                vs_off = (
+                    f"{med['ours']['cpu'] / med['official']['cpu']:.2f}x"
+                    if c == "ours" and "official" in med
+                    else ""
+                )
+                vs_floor = (
+                    f"{med['ours']['cpu'] / med['floor']['cpu']:.2f}x"
+                    if c == "ours" and "floor" in med
+                    else ""
+                )
                 row = (f"| {w} | {c} | {m['cpu']:.3f} | {m['cpu'] / m['ops'] * 1e3:.3f} | {m['wall']:.3f} | "
                        f"{m['requests'] / m['ops']:.2f} | {m['sockets']:.0f} | {m['peak_rss_mb']:.0f} | "
                        f"{m.get('server_cpu', float('nan')):.2f} | {vs_off} | {vs_floor} |")  # fmt: skip
