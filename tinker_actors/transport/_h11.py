@@ -53,6 +53,61 @@ def _timeout(timeouts: Mapping[str, float | None], key: str) -> float | None:
     return None if value is None else float(value)
 
 
+#: Request header pairs, methods and targets that passed h11's checks (bounded).
+_CHECKED: set[tuple[bytes, bytes]] = set()
+_CHECKED_LIMIT: Final = 4096
+#: Headers whose value changes with every request: checked each time, never remembered.
+_VOLATILE: Final = frozenset({b"idempotency-key", b"content-length"})
+
+try:  # h11's own patterns (private names; without them every request takes h11's full path)
+    from h11._events import method_re as _METHOD_RE
+    from h11._events import request_target_re as _TARGET_RE
+    from h11._headers import _field_name_re as _NAME_RE
+    from h11._headers import _field_value_re as _VALUE_RE
+except ImportError:  # pragma: no cover - another h11 version
+    _FAST_CHECKS = False
+else:
+    _FAST_CHECKS = True
+
+
+def _h11_request(request: httpx.Request) -> h11.Request:
+    """Build the h11 request event, with h11's checks done once per distinct header pair.
+
+    ``h11.Request`` matches every header name and value, the method and the target against its
+    regular expressions (the guard against CR/LF injection): about a fifth of a small request's
+    client CPU. Most of our headers repeat from request to request, so a pair that passed once
+    is remembered; a new pair is matched against the same patterns here, and then h11 is told
+    the event is pre-checked (``_parsed=True``: it still lowercases names and checks
+    Content-Length and Host). Anything that fails goes through h11's full path, which raises
+    its usual error.
+    """
+    method = request.method.encode("ascii")
+    target = request.url.raw_path
+    headers = request.headers.raw
+    checked = _CHECKED
+    if _FAST_CHECKS:
+        ok = (method, target) in checked or (
+            _METHOD_RE.fullmatch(method) is not None and _TARGET_RE.fullmatch(target) is not None
+        )
+        fresh: list[tuple[bytes, bytes]] = []
+        if ok:
+            for pair in headers:
+                if pair in checked:
+                    continue
+                name, value = pair
+                if _NAME_RE.fullmatch(name) is None or _VALUE_RE.fullmatch(value) is None:
+                    ok = False
+                    break
+                if name.lower() not in _VOLATILE:
+                    fresh.append(pair)
+        if ok:
+            if len(checked) < _CHECKED_LIMIT:
+                checked.add((method, target))
+                checked.update(fresh)
+            return h11.Request(method=method, target=target, headers=headers, _parsed=True)
+    return h11.Request(method=method, target=target, headers=headers)
+
+
 @final
 class _Connection:
     """One TCP (or TLS) stream and its h11 state machine."""
@@ -89,11 +144,7 @@ class _Connection:
         """
         conn = self.h11
         try:
-            head = conn.send(
-                h11.Request(
-                    method=request.method, target=request.url.raw_path, headers=request.headers.raw
-                )
-            )
+            head = conn.send(_h11_request(request))
             parts: list[bytes] = [head]
             size = len(head)
             async for chunk in request.stream:  # type: ignore[union-attr]

@@ -39,6 +39,7 @@ from __future__ import annotations
 import base64
 import binascii
 import copy
+import sys
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Final, Literal, TypeAlias
 
@@ -46,7 +47,7 @@ import msgspec
 
 from tinker_actors.errors import InvalidInputError
 from tinker_actors.types._base import tag_attribute
-from tinker_actors.types._values import as_int, token_ids
+from tinker_actors.types._values import PackedTokens, as_int, token_ids
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -68,6 +69,7 @@ __all__ = [
 ImageFormat: TypeAlias = Literal["png", "jpeg"]
 """Image encodings the API accepts."""
 
+_LITTLE_ENDIAN: Final = sys.byteorder == "little"
 _CONSTANT_TENSOR_MARKER = 254
 _MAX_DTYPE_BYTE = 7
 
@@ -128,6 +130,19 @@ def _trusted_text(tokens: list[int]) -> EncodedTextChunk:
     chunk = copy.copy(_EMPTY_TEXT)
     msgspec.structs.force_setattr(chunk, "tokens", tokens)
     return chunk
+
+
+def packed_tokens(chunk: EncodedTextChunk) -> memoryview | None:
+    """Return the chunk's ids as little-endian int32 bytes when it holds them packed.
+
+    Only a chunk built from a numpy array does (its tokens are a read-only
+    :class:`~tinker_actors.types._values.PackedTokens`); a plain list may have changed since
+    the chunk was built, so the encoder packs (and checks) it afresh.
+    """
+    tokens = chunk.tokens
+    if type(tokens) is not PackedTokens or not _LITTLE_ENDIAN:
+        return None
+    return memoryview(tokens.packed.data).cast("B")
 
 
 def _image_length(kind: str, expected_tokens: object) -> int:
@@ -284,7 +299,9 @@ class ModelInput(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_field
                 outside int32); the message names it.
         """
         ids = token_ids(tokens)
-        ids = list(ids) if ids is tokens or not isinstance(ids, list) else ids
+        # a PackedTokens is read-only, so sharing one is safe; any other list is copied
+        if type(ids) is not PackedTokens and (ids is tokens or not isinstance(ids, list)):
+            ids = list(ids)
         return cls._trusted([_trusted_text(ids)])
 
     @classmethod

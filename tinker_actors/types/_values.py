@@ -21,7 +21,7 @@ from __future__ import annotations
 import array
 import math
 from collections.abc import Sequence
-from typing import Final
+from typing import Final, NoReturn
 
 import numpy as np
 
@@ -85,20 +85,68 @@ def as_float(value: object, what: str) -> float:
     return out
 
 
+class PackedTokens(list[int]):
+    """Token ids built from a numpy array: a read-only list that also holds them packed.
+
+    ``ModelInput.from_ints(array)`` checks and packs the ids with vectorised numpy, and the
+    protobuf encoder sends :attr:`packed` as it is, never reading the Python ints back. That is
+    only right while the list cannot change, so every mutating method raises; copies
+    (``copy.copy``, pickling, slicing, ``+``) are plain lists.
+    """
+
+    __slots__ = ("packed",)
+
+    packed: np.ndarray
+    """The same ids as a native-endian int32 array (read-only)."""
+
+    def _read_only(self, *args: object, **kwargs: object) -> NoReturn:
+        raise TypeError(
+            "these token ids were built from a numpy array and are read-only; build a new "
+            "ModelInput (ModelInput.from_ints(list(tokens) + more)) instead of changing them"
+        )
+
+    append = extend = insert = pop = remove = clear = sort = reverse = _read_only
+    __setitem__ = __delitem__ = __iadd__ = __imul__ = _read_only
+
+    def __reduce__(self) -> tuple[type[list[int]], tuple[list[int]]]:
+        return list, (list(self),)
+
+    def __copy__(self) -> list[int]:
+        return list(self)
+
+    def __deepcopy__(self, memo: object) -> list[int]:
+        return list(self)
+
+
+def _packed_list(tokens: np.ndarray) -> PackedTokens:
+    packed = tokens.astype(np.int32)  # always a copy: the caller may reuse its array
+    packed.flags.writeable = False
+    out = PackedTokens(packed.tolist())
+    out.packed = packed
+    return out
+
+
 def token_ids(tokens: object, what: str = "tokens") -> list[int] | tuple[int, ...]:
     """Return ``tokens`` as token ids, unchanged when they already are exactly that.
 
-    A list or tuple of Python ints in int32 range is returned as is (no copy); anything else
-    that holds only lossless values (integral floats, numpy integers, a 1-D numpy array) is
-    converted to a new list.
+    A list or tuple of Python ints in int32 range is returned as is (no copy); a 1-D integer
+    numpy array becomes a read-only :class:`PackedTokens` (checked with vectorised numpy, no
+    per-id Python work); anything else that holds only lossless values (integral floats, numpy
+    integers) is converted to a new list.
 
     Raises:
         InvalidInputError: naming the first value that is not a token id.
     """
+    if type(tokens) is PackedTokens:
+        return tokens
     if isinstance(tokens, np.ndarray):
         if tokens.ndim != 1:
             raise InvalidInputError(f"{what} must be 1-D, got an array of shape {tokens.shape}")
-        tokens = tokens.tolist()
+        if tokens.dtype.kind in "iu" and not (
+            tokens.size and (int(tokens.min()) < INT32_MIN or int(tokens.max()) > INT32_MAX)
+        ):
+            return _packed_list(tokens)
+        tokens = tokens.tolist()  # the general path names the first bad value
     if type(tokens) is list or type(tokens) is tuple:
         try:
             # One C pass refuses floats, strings and ids outside int32 ('i' is 32-bit on every

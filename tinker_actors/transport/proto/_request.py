@@ -13,12 +13,14 @@ few kilobytes that expand to gigabytes cost the server nothing.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Final, cast
+import struct
+from typing import TYPE_CHECKING, Final, cast
 
 import numpy as np
 import zstandard
 
 from tinker_actors.errors import InvalidInputError
+from tinker_actors.transport.proto._request_fast import append_datum
 from tinker_actors.transport.proto._tensors import decode_tensor, encode_tensor
 from tinker_actors.transport.proto._wire import (
     FIXED64,
@@ -107,21 +109,26 @@ _I32: Final = np.dtype(np.int32)
 _IMAGE_FORMATS: Final[dict[str, ImageFormat]] = {"png": "png", "jpeg": "jpeg"}
 
 
-def _tokens_array(tokens: object, what: str) -> Any:
-    """Pack token ids as int32 (fromiter: 3x faster than np.asarray on a list of ints)."""
+def _token_bytes(tokens: object, what: str) -> bytes | memoryview:
+    """Pack token ids as int32 little-endian bytes.
+
+    A list is packed with ``struct`` (2.4x faster than ``np.fromiter``, which was 3x faster
+    than ``np.asarray``), and checked again here: a chunk's list may have changed since the
+    chunk checked it.
+    """
     if isinstance(tokens, np.ndarray):
         if tokens.size and (tokens.ndim != 1 or tokens.dtype.kind not in "iu"):
             raise InvalidInputError(f"{what}: tokens must be a flat list of integers")
         if tokens.size and (int(tokens.min()) < _INT32_MIN or int(tokens.max()) > _INT32_MAX):
             raise InvalidInputError(f"{what}: token ids must fit int32")
-        return tokens.astype(np.int32, copy=False)
+        return array_view(tokens.astype("<i4", copy=False))
     if not isinstance(tokens, list | tuple):
         raise InvalidInputError(f"{what}: tokens must be a list of integers")
     try:
-        return np.fromiter(tokens, dtype=np.int32, count=len(tokens))
-    except OverflowError as exc:
-        raise InvalidInputError(f"{what}: token ids must fit int32 ({exc})") from exc
-    except (TypeError, ValueError) as exc:
+        return struct.pack(f"<{len(tokens)}i", *tokens)
+    except struct.error as exc:
+        if "format requires" in str(exc):
+            raise InvalidInputError(f"{what}: token ids must fit int32 ({exc})") from exc
         raise InvalidInputError(f"{what}: tokens must be a flat list of integers ({exc})") from exc
 
 
@@ -129,9 +136,9 @@ def _encode_chunk(chunk: ModelInputChunk, what: str) -> MessageWriter:
     w = MessageWriter()
     inner = MessageWriter()
     if isinstance(chunk, EncodedTextChunk):
-        arr = _tokens_array(chunk.tokens, what)
-        if arr.size:
-            inner.blob(_F1_LEN, array_view(arr))
+        data = _token_bytes(chunk.tokens, what)
+        if len(data):
+            inner.blob(_F1_LEN, data)
         w.message(_C_TEXT, inner)
     elif isinstance(chunk, ImageChunk):
         if chunk.data:
@@ -223,6 +230,18 @@ def encode_forward_backward_request(req: ForwardBackwardRequest, *, compress: bo
         InvalidInputError: an image asset pointer, token ids outside int32, a seq_id outside
             int32, or a loss_fn_config value that is neither number nor string.
     """
+    body = encode_request_body(req)
+    if compress:
+        return zstandard.ZstdCompressor(level=ZSTD_LEVEL).compress(body)
+    return body
+
+
+def encode_request_body(req: ForwardBackwardRequest, *, fast: bool = True) -> bytes:
+    """Encode ``req`` uncompressed; ``fast=False`` frames every datum with the general path.
+
+    The two give the same bytes (the fast framing handles the common datum, see
+    :mod:`._request_fast`); ``fast=False`` exists for the tests that check this.
+    """
     if not _INT32_MIN <= req.seq_id <= _INT32_MAX:
         raise InvalidInputError(f"seq_id must fit int32, got {req.seq_id}")
     fb = req.forward_backward_input
@@ -232,17 +251,18 @@ def encode_forward_backward_request(req: ForwardBackwardRequest, *, compress: bo
     if req.seq_id:
         w.uint(_R_SEQ_ID, req.seq_id)
     for i, datum in enumerate(fb.data):
-        w.message(_R_DATA, _encode_datum(datum, i))
+        n = append_datum(w.parts, datum, _token_bytes, f"data[{i}]") if fast else -1
+        if n < 0:
+            w.message(_R_DATA, _encode_datum(datum, i))
+        else:
+            w.size += n
     if fb.loss_fn:
         w.string(_R_LOSS_FN, fb.loss_fn)
     if req.forward_only:
         w.uint(_R_FORWARD_ONLY, 1)
     if isinstance(fb.loss_fn_config, dict):
         _encode_config(w, fb.loss_fn_config)
-    body = w.getvalue()
-    if compress:
-        return zstandard.ZstdCompressor(level=ZSTD_LEVEL).compress(body)
-    return body
+    return w.getvalue()
 
 
 # -- decoding (local server) ----------------------------------------------------------------------
