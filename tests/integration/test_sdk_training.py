@@ -250,7 +250,8 @@ async def test_a_failed_submission_fails_everything_queued_behind_it(
     async with trainer() as (tc, server, app, _rt):
         fb0 = await tc.forward_backward([datum(0)], "cross_entropy")
         await fb0.result()
-        app.rules["/api/v1/optim_step"] = lambda: 400
+        # 403: refused before the server read it (a 400 would have consumed the id)
+        app.rules["/api/v1/optim_step"] = lambda: 403
         app.hold["/api/v1/optim_step"] = release = trio.Event()
         outcomes: dict[int, BaseException] = {}
         futures = [await tc.optim_step(AdamParams())]
@@ -261,7 +262,7 @@ async def test_a_failed_submission_fails_everything_queued_behind_it(
             with pytest.raises(Exception) as caught:  # noqa: PT011  # checked just below
                 await fut.result()
             outcomes[k] = caught.value
-        assert isinstance(outcomes[0], ta.BadRequestError)
+        assert isinstance(outcomes[0], ta.PermissionDeniedError)
         for later in (outcomes[k] for k in (1, 2, 3)):
             assert isinstance(later, TrainingOrderBrokenError)
             assert later.seq_id == 2

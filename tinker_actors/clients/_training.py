@@ -18,10 +18,13 @@ A forward/forward_backward batch larger than the server's chunk limits is split 
 chunks are POSTed concurrently with the first chunk sent last, so the server sees the whole
 batch queued, and their results are merged (§9.2).
 
-If a submission fails after its retries (or is interrupted) the server may be left waiting for
-an id that will never come, and every later request would wait behind it. The actor therefore
-refuses that request and every queued or later one with :class:`TrainingOrderBrokenError`,
-naming the failed request, instead of letting them hang or run out of order.
+Bad input the client can check is refused before anything is queued
+(:mod:`~tinker_actors.clients._checks`). A request the server reads and refuses (400, 404,
+422) fails alone: the server consumed its id, and later requests go on. If a submission fails
+otherwise after its retries (or is interrupted) the server may be left waiting for an id that
+will never come, and every later request would wait behind it. The actor therefore refuses
+that request and every queued or later one with :class:`TrainingOrderBrokenError`, naming the
+failed request, instead of letting them hang or run out of order.
 
 The requests each call builds (ids to bodies, chunking, the custom loss's two passes) are in
 ``_training_ops``; this module is the facade that checks, submits and returns futures.
@@ -36,6 +39,7 @@ from tinker_actors.clients._reporting import reported
 from tinker_actors.clients._sampling import SamplingClient
 from tinker_actors.clients._training_actor import (
     Op,
+    SeqCounter,
     Submit,
     TrainingActor,
     TrainingOrderBrokenError,
@@ -463,7 +467,9 @@ async def start_training_client(
         what="get_info",
     )  # fmt: skip
     info = response.decode(GetInfoResponse)
+    # The counter outlives any one actor: a restarted actor never reuses a sent seq id.
+    counter = SeqCounter()
     actor_id, ref = await ctx.start_actor(
-        "training", lambda nursery: TrainingActor(nursery, ctx, handle, model_id)
+        "training", lambda nursery: TrainingActor(nursery, ctx, handle, model_id, counter)
     )
     return TrainingClient(ctx, handle, actor_id, ref, model_id, info, service)
