@@ -35,6 +35,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias, final
 
 from tinker_actors.actors import holder_retries
+from tinker_actors.clients._checks import ModelLimits, check_forward_data
 from tinker_actors.clients._reporting import reported
 from tinker_actors.clients._sampling import SamplingClient
 from tinker_actors.clients._training_actor import (
@@ -144,7 +145,16 @@ class PendingSampler:
 class TrainingClient:
     """Trains one model; every operation is submitted in call order (see the module doc)."""
 
-    __slots__ = ("_actor_id", "_ctx", "_handle", "_info", "_model_id", "_ref", "_service")
+    __slots__ = (
+        "_actor_id",
+        "_ctx",
+        "_handle",
+        "_info",
+        "_limits",
+        "_model_id",
+        "_ref",
+        "_service",
+    )
 
     def __init__(
         self,
@@ -163,6 +173,8 @@ class TrainingClient:
         self._ref = ref
         self._model_id = model_id
         self._info = info
+        # fetched once with the client; token ids and lengths are checked against it
+        self._limits = ModelLimits.from_info(info)
 
     def __repr__(self) -> str:
         return f"<TrainingClient {self._model_id}>"
@@ -213,12 +225,14 @@ class TrainingClient:
         self, data: Sequence[Datum], loss_fn: LossFnType, loss_fn_config: LossFnConfig | None = None
     ) -> PreparedOp:
         """Check and encode a :meth:`forward` for :meth:`submit`."""
+        check_forward_data(data, loss_fn, self._limits)
         return fwd_op(self._model_id, self._flags, data, loss_fn, loss_fn_config, forward_only=True)
 
     def prepare_forward_backward(
         self, data: Sequence[Datum], loss_fn: LossFnType, loss_fn_config: LossFnConfig | None = None
     ) -> PreparedOp:
         """Check and encode a :meth:`forward_backward` for :meth:`submit`."""
+        check_forward_data(data, loss_fn, self._limits)
         return fwd_op(
             self._model_id, self._flags, data, loss_fn, loss_fn_config, forward_only=False
         )
@@ -227,6 +241,7 @@ class TrainingClient:
         self, data: Sequence[Datum], loss_fn: CustomLossFn
     ) -> PreparedOp:
         """Check and encode a :meth:`forward_backward_custom` for :meth:`submit`."""
+        check_forward_data(data, "custom", self._limits)
         return custom_loss_op(self._model_id, self._flags, data, loss_fn)
 
     def prepare_optim_step(self, adam_params: AdamParams | DimuonParams) -> PreparedOp:
