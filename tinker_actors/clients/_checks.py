@@ -238,11 +238,13 @@ def check_forward_data(data: Sequence[object], loss_fn: str, limits: ModelLimits
     """Check a forward / forward_backward batch for ``loss_fn`` (see the module doc).
 
     Raises:
-        BadTrainingInputError: naming the datum and field at fault.
+        BadTrainingInputError: naming the datum and field at fault (or a lone Datum).
         TypeError: an item is not a Datum.
     """
     if isinstance(data, Datum):
-        raise TypeError("data must be a list of Datum, got a single Datum; wrap it in a list")
+        raise BadTrainingInputError(
+            "data must be a list of Datum, got a single Datum; wrap it in a list", field="data"
+        )
     for index, datum in enumerate(data):
         _check_datum(index, datum, loss_fn, limits)
 
