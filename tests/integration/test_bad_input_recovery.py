@@ -149,7 +149,10 @@ BAD_CALLS: dict[str, Callable[[TrainingClient], Any]] = {
     "inf advantage": lambda tc: tc.forward_backward(
         [rl(advantages=np.array([1, 1, math.inf, 1], dtype=np.float32))], "ppo"
     ),
-    "a single Datum, not a list": lambda tc: tc.forward_backward(good(), "cross_entropy"),
+    "a single Datum, not a list": lambda tc: tc.forward_backward(
+        good(),  # type: ignore[arg-type]
+        "cross_entropy",
+    ),
     "custom loss with negative ids": lambda tc: tc.forward_backward_custom(
         [ce([1, -5], np.array([2, 3]))], lambda data, lps: (sum(lp.sum() for lp in lps), {})
     ),
@@ -255,7 +258,7 @@ async def test_server_refusals_of_json_requests_consume_their_seq_id(
         # NaN reaches the wire as null when the client check is bypassed: 422, consumed too
         nan = optim_step_op(tc.model_id, AdamParams())
         make = nan.make
-        nan.make = lambda ids: [_with_nan_learning_rate(body) for body in make(ids)]  # type: ignore[method-assign]
+        nan.make = lambda ids: [_with_nan_learning_rate(body) for body in make(ids)]
         with pytest.raises(ta.UnprocessableEntityError):
             await (await tc.submit(nan)).result()
         await train_step(tc)
