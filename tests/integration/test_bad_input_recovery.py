@@ -20,9 +20,10 @@ from sdk_support import lm_datum, served_runtime
 
 import tinker_actors as ta
 from tinker_actors.clients import TrainingClient
-from tinker_actors.clients._training_actor import TrainingOrderBrokenError
+from tinker_actors.clients._training_actor import Submit, TrainingActor, TrainingOrderBrokenError
 from tinker_actors.clients._training_ops import fwd_op, optim_step_op
 from tinker_actors.local import LocalServer, ServerLimits
+from tinker_actors.supervisors import ActorExited
 from tinker_actors.types import (
     AdamParams,
     ClientConfigResponse,
@@ -312,3 +313,40 @@ async def test_a_submission_that_never_reached_the_model_still_breaks_the_order(
         assert caught.value.status_code == 413
         with pytest.raises(TrainingOrderBrokenError):
             await (await tc.optim_step(AdamParams())).result()
+
+
+async def test_a_restarted_training_actor_resumes_after_the_last_seq_id(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    async with trainer() as (tc, server, _app):
+        await train_step(tc)  # seq_ids 1, 2
+        # a new incarnation of the client's actor, as its supervisor starts after a crash
+        ctx, handle, counter = tc._ctx, tc._handle, tc._counter
+        _, ref = await ctx.start_actor(
+            "training",
+            lambda nursery: TrainingActor(nursery, ctx, handle, tc.model_id, counter),
+        )
+        op = optim_step_op(tc.model_id, AdamParams(learning_rate=1e-3))
+        future = await ref.call(lambda reply: Submit(op, reply))
+        await future.result()  # seq_id 3, not 1 again
+        await train_step(tc, 1)  # and the original goes on after it
+        order = applied(server, tc.model_id)
+        assert order["applied_seq_ids"] == [0, 1, 2, 3, 4, 5]
+        assert order["deduplicated"] == 0
+        assert counter.incarnations == 2
+
+
+async def test_after_a_crash_of_its_actor_the_client_fails_clearly(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    async with trainer() as (tc, server, _app):
+        await train_step(tc)
+        crash = optim_step_op(tc.model_id, AdamParams())
+        crash.n_ids = "two"  # type: ignore[assignment]  # the actor cannot even size it
+        with pytest.raises(ActorExited):
+            await tc.submit(crash)
+        with pytest.raises(ActorExited, match="crashed with TypeError"):
+            await tc.optim_step(AdamParams())
+        order = applied(server, tc.model_id)
+        assert order["applied_seq_ids"] == [0, 1, 2]
+        assert order["deduplicated"] == 0

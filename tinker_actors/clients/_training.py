@@ -147,6 +147,7 @@ class TrainingClient:
 
     __slots__ = (
         "_actor_id",
+        "_counter",
         "_ctx",
         "_handle",
         "_info",
@@ -165,8 +166,11 @@ class TrainingClient:
         model_id: str,
         info: GetInfoResponse,
         service: ServiceClient,
+        counter: SeqCounter | None = None,
     ) -> None:
         self._service = service
+        # the seq ids its actor (and any restarted one) takes; see _training_actor
+        self._counter = counter if counter is not None else SeqCounter()
         self._ctx = ctx
         self._handle = handle
         self._actor_id = actor_id
@@ -487,4 +491,4 @@ async def start_training_client(
     actor_id, ref = await ctx.start_actor(
         "training", lambda nursery: TrainingActor(nursery, ctx, handle, model_id, counter)
     )
-    return TrainingClient(ctx, handle, actor_id, ref, model_id, info, service)
+    return TrainingClient(ctx, handle, actor_id, ref, model_id, info, service, counter)

@@ -329,7 +329,8 @@ class TrainingActor(Actor[Submit]):
                 try:
                     await self._send_outgoing(out)
                 finally:
-                    if out.error is None and not out.futures:  # interrupted mid-POST
+                    if out.error is None and not out.futures:  # interrupted before or mid-POST
+                        self._poison(out.ids[0], out.op.label, gone)
                         out.error = gone
                     out.sent.set()
                     self._unsent -= 1
