@@ -151,6 +151,11 @@ class Sequencer:
         seen = self._by_seq.get(op.seq_id)
         if seen is not None:
             request_id, fingerprint = seen
+            if request_id == _REFUSED:
+                raise DuplicateSeqIdError(
+                    f"seq_id {op.seq_id} was consumed by a request the server refused; send "
+                    "this operation with the model's next seq_id"
+                )
             if fingerprint != op.fingerprint:
                 raise DuplicateSeqIdError(
                     f"seq_id {op.seq_id} was already used by request {request_id} with "
