@@ -304,3 +304,4 @@ def test_seq_ids_are_read_from_bodies_that_fail_to_decode() -> None:
     assert peek_proto_ids(good, "br") == (None, None)
     assert peek_json_ids(b'{"model_id": "m", "seq_id": 4, "adam_params": null}') == ("m", 4)
     assert peek_json_ids(b"not json") == (None, None)
+    assert peek_json_ids(b'{"seq_id": ' + b"[" * 100_000 + b"]" * 100_000 + b"}") == (None, None)

@@ -179,6 +179,10 @@ class Sequencer:
         self._wakeup.set()
         return op.request_id, True
 
+    def is_taken(self, seq_id: int) -> bool:
+        """Whether ``seq_id`` was run, accepted or consumed (a new operation cannot use it)."""
+        return seq_id < self._next or seq_id in self._by_seq
+
     def refuse(self, seq_id: int) -> bool:
         """Consume ``seq_id``, refused at submission; return whether it was consumed.
 

@@ -41,7 +41,7 @@ def peek_json_ids(body: bytes) -> tuple[object, object]:
     """Return ``(model_id, seq_id)`` of a JSON training body that failed to decode, if any."""
     try:
         ids = msgspec.json.decode(body, type=_Ids)
-    except msgspec.MsgspecError:
+    except (msgspec.MsgspecError, RecursionError):  # a body nesting too deep, refused already
         return None, None
     return ids.model_id, ids.seq_id
 
@@ -80,7 +80,8 @@ def consume_refused(core: EngineCore, model_id: object, seq_id: object, status: 
     if not isinstance(seq_id, int) or isinstance(seq_id, bool):
         return False
     model = core.models.get(model_id)
-    if model is None:
+    # only the owner's refusals count: another key's request gets 404 and changes nothing
+    if model is None or not core.visible_session(model.record.session_id):
         return False
     sequencer = model.sequencer
     if seq_id > sequencer.next_seq_id + core.settings.limits.max_seq_id_lead:
