@@ -90,6 +90,7 @@ async def test_datums_per_forward_backward_are_bounded() -> None:
         data = [datum([10, 11])] * 1025
         response = await api.forward_backward(world.model_id, world.next_seq, data=data)
         refused(response, 400, "max_datums", 1024)
+        world.next_seq += 1  # a refused request consumes its seq_id (issue 14)
         await api.still_serving(world)
 
 
@@ -100,6 +101,7 @@ async def test_tokens_per_forward_backward_are_bounded() -> None:
         response = await api.forward_backward(world.model_id, world.next_seq, data=data)
         detail = refused(response, 400, "max_batch_tokens", 524288)
         assert "532480 model-input tokens" in detail
+        world.next_seq += 1  # a refused request consumes its seq_id (issue 14)
         await api.still_serving(world)
 
 

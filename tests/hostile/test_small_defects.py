@@ -119,7 +119,8 @@ async def test_checkpoint_names_with_a_newline_are_refused(name: str, tmp_path: 
         response = await api.post("save_weights", save)
         assert response.status_code == 400, response.text
         assert "invalid checkpoint name" in response.json()["detail"]
-        await api.still_serving(world)  # the refused save did not use up the seq_id
+        world.next_seq += 1  # the refused save consumed its seq_id (issue 14)
+        await api.still_serving(world)
     assert names_with_line_breaks(tmp_path) == []
 
 
@@ -152,6 +153,7 @@ async def test_target_tokens_outside_the_vocabulary_are_400_on_the_null_backend(
         assert "target_tokens must be in [0, 4096)" in detail
         assert str(target) in detail
         assert server.counters()["models"][world.model_id]["received"] == 3  # type: ignore[index]
+        world.next_seq += 1  # the refused request consumed its seq_id (issue 14)
         await api.still_serving(world)
 
 

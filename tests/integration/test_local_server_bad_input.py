@@ -56,6 +56,8 @@ class World:
     sampler_path: str
     next_seq: int = 1
     sample_seq: int = 0
+    refused: list[int] = field(default_factory=list)
+    """seq_ids consumed by requests the server refused (issue 14: they fail alone)."""
 
 
 @dataclass(frozen=True)
@@ -924,8 +926,14 @@ async def test_bad_request_is_refused_clearly_and_harmlessly(
 ) -> None:
     server, client, world = served
     with trio.fail_after(30):
+        before = _refused(server, world)
         response = await send(client, case.call(world))
         assert response.status_code == case.status, response.text
+        if _refused(server, world) > before:
+            # a refusal of a request naming the model and its next seq_id consumes that id
+            assert response.status_code in (400, 404, 422)
+            world.refused.append(world.next_seq)
+            world.next_seq += 1
         assert response.headers["content-type"] == JSON
         detail = response.json()["detail"]
         assert isinstance(detail, str)
@@ -938,8 +946,19 @@ async def test_bad_request_is_refused_clearly_and_harmlessly(
     assert isinstance(counters, dict)
     model = counters[world.model_id]
     # the bad request never became an operation: the model ran exactly its seq_ids in order
-    assert model["applied_seq_ids"] == list(range(world.next_seq))
+    expected = [n for n in range(world.next_seq) if n not in world.refused]
+    assert model["applied_seq_ids"] == expected
+    assert model["refused"] == len(world.refused)
     assert model["failed"] == 0
+
+
+def _refused(server: LocalServer, world: World) -> int:
+    """seq_ids consumed by refusals so far (counted as the refusal is answered)."""
+    del world  # one model per test
+    totals = server.counters()["totals"]
+    assert isinstance(totals, dict)
+    count: int = totals.get("refused_seq_ids", 0)
+    return count
 
 
 async def test_key_list_refuses_other_keys_without_echoing_them() -> None:

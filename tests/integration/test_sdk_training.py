@@ -18,6 +18,7 @@ from sdk_support import lm_datum, open_runtime, send_status, served_runtime
 import tinker_actors as ta
 from tinker_actors.clients import TrainingClient, TrainingOrderBrokenError
 from tinker_actors.clients._training_actor import OUTBOX_SIZE
+from tinker_actors.clients._training_ops import fwd_op
 from tinker_actors.local import LatencyModel, LocalServer, NullBackend, open_local_server
 from tinker_actors.tokenizer import TokenizerUnavailableError
 from tinker_actors.types import AdamParams, ClientConfigResponse, Datum, ModelInput
@@ -250,7 +251,8 @@ async def test_a_failed_submission_fails_everything_queued_behind_it(
     async with trainer() as (tc, server, app, _rt):
         fb0 = await tc.forward_backward([datum(0)], "cross_entropy")
         await fb0.result()
-        app.rules["/api/v1/optim_step"] = lambda: 400
+        # 403: refused before the server read it (a 400 would have consumed the id)
+        app.rules["/api/v1/optim_step"] = lambda: 403
         app.hold["/api/v1/optim_step"] = release = trio.Event()
         outcomes: dict[int, BaseException] = {}
         futures = [await tc.optim_step(AdamParams())]
@@ -261,7 +263,7 @@ async def test_a_failed_submission_fails_everything_queued_behind_it(
             with pytest.raises(Exception) as caught:  # noqa: PT011  # checked just below
                 await fut.result()
             outcomes[k] = caught.value
-        assert isinstance(outcomes[0], ta.BadRequestError)
+        assert isinstance(outcomes[0], ta.PermissionDeniedError)
         for later in (outcomes[k] for k in (1, 2, 3)):
             assert isinstance(later, TrainingOrderBrokenError)
             assert later.seq_id == 2
@@ -340,9 +342,12 @@ async def test_server_side_failure_reaches_the_caller_typed(
             model_input=ModelInput.from_ints([5, 6, 7]),
             loss_fn_inputs={"target_tokens": np.array([1, 2], dtype=np.int64)},
         )
+        # the client refuses this itself; build the op unchecked so the server sees it
+        op = fwd_op(tc.model_id, ClientConfigResponse(), [bad], "cross_entropy", None,
+                    forward_only=False)  # fmt: skip
         # refused at submission (400) or failed as a future, but typed either way
         with pytest.raises((ta.RequestFailedError, ta.BadRequestError), match=r"\w"):
-            await _forward_backward_result(tc, [bad])
+            await (await tc.submit(op)).result()
 
 
 async def test_get_tokenizer_loads_the_models_tokenizer_offline(

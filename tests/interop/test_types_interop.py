@@ -69,7 +69,12 @@ OFFICIAL_LITERAL_BODIES = {
 }
 # Our types with no official model at all (the SDK reads these fields by hand, or not at all).
 # Fields the official SDK reads from the raw JSON instead of its model (protocol §4.11).
-OURS_ONLY_FIELDS = {"queue_state_reason"}
+OURS_ONLY_FIELDS = {
+    "queue_state_reason",
+    # ModelData extensions the local server reports (issue 14: client-side token checks)
+    "vocab_size",
+    "max_context_length",
+}
 NO_OFFICIAL_MODEL = {
     "ArchiveUrlResponse",
     "CompleteMetadataResponse",

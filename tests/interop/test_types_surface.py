@@ -71,6 +71,10 @@ DIFFERENCES: dict[str, dict[str, str]] = {
         "tokens_np": "an empty int32 array rather than None, so tokens_np is always an array",
     },
     "ModelInput": {"chunks": "defaults to no chunks (0.38 requires the argument)"},
+    "ModelData": {
+        "+vocab_size": "an extension the local server reports; the client checks token ids",
+        "+max_context_length": "an extension the local server reports; the client checks lengths",
+    },
     "CreateSessionRequest": {
         "tags": "defaults to [] (0.38 requires it)",
         "user_metadata": "defaults to {} (0.38 requires it)",

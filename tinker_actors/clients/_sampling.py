@@ -58,6 +58,7 @@ from tinker_actors.backoff import (
     RetryConfig,
     sampling_retry_delay,
 )
+from tinker_actors.clients._checks import check_sample_request
 from tinker_actors.clients._chunking import estimate_sample_bytes
 from tinker_actors.clients._future import APIFuture
 from tinker_actors.clients._reporting import reported
@@ -371,7 +372,7 @@ class SamplingClient:
             )
         if isinstance(num_samples, bool) or not isinstance(num_samples, int):
             raise InvalidInputError(f"num_samples must be an int >= 1, got {num_samples!r}")
-        return SampleRequest(
+        request = SampleRequest(
             num_samples=num_samples,
             prompt=prompt,
             sampling_params=sampling_params,
@@ -383,6 +384,8 @@ class SamplingClient:
             record_stability_info=self._record_stability,
             **extra,
         )
+        check_sample_request(request)
+        return request
 
     async def _start(
         self, request: SampleRequest, method: str, transform: Callable[[SampleResponse], Any]

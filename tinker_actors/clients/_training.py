@@ -18,10 +18,13 @@ A forward/forward_backward batch larger than the server's chunk limits is split 
 chunks are POSTed concurrently with the first chunk sent last, so the server sees the whole
 batch queued, and their results are merged (§9.2).
 
-If a submission fails after its retries (or is interrupted) the server may be left waiting for
-an id that will never come, and every later request would wait behind it. The actor therefore
-refuses that request and every queued or later one with :class:`TrainingOrderBrokenError`,
-naming the failed request, instead of letting them hang or run out of order.
+Bad input the client can check is refused before anything is queued
+(:mod:`~tinker_actors.clients._checks`). A request the server reads and refuses (400, 404,
+422) fails alone: the server consumed its id, and later requests go on. If a submission fails
+otherwise after its retries (or is interrupted) the server may be left waiting for an id that
+will never come, and every later request would wait behind it. The actor therefore refuses
+that request and every queued or later one with :class:`TrainingOrderBrokenError`, naming the
+failed request, instead of letting them hang or run out of order.
 
 The requests each call builds (ids to bodies, chunking, the custom loss's two passes) are in
 ``_training_ops``; this module is the facade that checks, submits and returns futures.
@@ -32,10 +35,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias, final
 
 from tinker_actors.actors import holder_retries
+from tinker_actors.clients._checks import ModelLimits, check_forward_data
 from tinker_actors.clients._reporting import reported
 from tinker_actors.clients._sampling import SamplingClient
 from tinker_actors.clients._training_actor import (
     Op,
+    SeqCounter,
     Submit,
     TrainingActor,
     TrainingOrderBrokenError,
@@ -140,7 +145,17 @@ class PendingSampler:
 class TrainingClient:
     """Trains one model; every operation is submitted in call order (see the module doc)."""
 
-    __slots__ = ("_actor_id", "_ctx", "_handle", "_info", "_model_id", "_ref", "_service")
+    __slots__ = (
+        "_actor_id",
+        "_counter",
+        "_ctx",
+        "_handle",
+        "_info",
+        "_limits",
+        "_model_id",
+        "_ref",
+        "_service",
+    )
 
     def __init__(
         self,
@@ -151,14 +166,19 @@ class TrainingClient:
         model_id: str,
         info: GetInfoResponse,
         service: ServiceClient,
+        counter: SeqCounter | None = None,
     ) -> None:
         self._service = service
+        # the seq ids its actor (and any restarted one) takes; see _training_actor
+        self._counter = counter if counter is not None else SeqCounter()
         self._ctx = ctx
         self._handle = handle
         self._actor_id = actor_id
         self._ref = ref
         self._model_id = model_id
         self._info = info
+        # fetched once with the client; token ids and lengths are checked against it
+        self._limits = ModelLimits.from_info(info)
 
     def __repr__(self) -> str:
         return f"<TrainingClient {self._model_id}>"
@@ -209,12 +229,14 @@ class TrainingClient:
         self, data: Sequence[Datum], loss_fn: LossFnType, loss_fn_config: LossFnConfig | None = None
     ) -> PreparedOp:
         """Check and encode a :meth:`forward` for :meth:`submit`."""
+        check_forward_data(data, loss_fn, self._limits)
         return fwd_op(self._model_id, self._flags, data, loss_fn, loss_fn_config, forward_only=True)
 
     def prepare_forward_backward(
         self, data: Sequence[Datum], loss_fn: LossFnType, loss_fn_config: LossFnConfig | None = None
     ) -> PreparedOp:
         """Check and encode a :meth:`forward_backward` for :meth:`submit`."""
+        check_forward_data(data, loss_fn, self._limits)
         return fwd_op(
             self._model_id, self._flags, data, loss_fn, loss_fn_config, forward_only=False
         )
@@ -223,6 +245,7 @@ class TrainingClient:
         self, data: Sequence[Datum], loss_fn: CustomLossFn
     ) -> PreparedOp:
         """Check and encode a :meth:`forward_backward_custom` for :meth:`submit`."""
+        check_forward_data(data, "custom", self._limits)
         return custom_loss_op(self._model_id, self._flags, data, loss_fn)
 
     def prepare_optim_step(self, adam_params: AdamParams | DimuonParams) -> PreparedOp:
@@ -463,7 +486,9 @@ async def start_training_client(
         what="get_info",
     )  # fmt: skip
     info = response.decode(GetInfoResponse)
+    # The counter outlives any one actor: a restarted actor never reuses a sent seq id.
+    counter = SeqCounter()
     actor_id, ref = await ctx.start_actor(
-        "training", lambda nursery: TrainingActor(nursery, ctx, handle, model_id)
+        "training", lambda nursery: TrainingActor(nursery, ctx, handle, model_id, counter)
     )
-    return TrainingClient(ctx, handle, actor_id, ref, model_id, info, service)
+    return TrainingClient(ctx, handle, actor_id, ref, model_id, info, service, counter)

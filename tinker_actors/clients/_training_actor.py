@@ -20,10 +20,20 @@ count: the forward ids are POSTed in turn, the backward ids only once the forwar
 and the user's loss has run. Until then the sender's *gate* is closed: later ops wait in the
 outbox, so every POST still leaves in id order, as the official client's turn-taking does.
 
-A request that cannot be submitted leaves the server waiting for an id that will never come;
-its future fails with the submission's error, and the actor refuses every queued and later
-request with :class:`TrainingOrderBrokenError` (it is *poisoned*), naming the first id that was
-lost, instead of letting them hang.
+A request the server read and *refused* at submission (400, 404 or 422: bad input it could
+check) fails alone, as with the official client: the server has seen its id and consumed it,
+so the actor goes on with the next one. The other ids of a chunked op are still POSTed, so
+none is left unsent. A request that cannot be submitted at all (connection failures after the
+retries, 401/403/409/410/413/429/5xx, a custom loss that failed between its passes, a
+cancellation mid-send) leaves the server waiting for an id that will never come; its future
+fails with the submission's error, and the actor refuses every queued and later request with
+:class:`TrainingOrderBrokenError` (it is *poisoned*), naming the first id that was lost,
+instead of letting them hang.
+
+The id counter and the poison live in a :class:`SeqCounter` owned by the client, not by the
+actor: an actor restarted by its supervisor resumes after the last id its predecessor
+reserved, and never sends an id the server has seen. Ids its predecessor reserved but never
+POSTed poison the client, since the server would wait for them.
 """
 
 from __future__ import annotations
@@ -41,7 +51,7 @@ from tinker_actors.actors import (
     poll_future,
 )
 from tinker_actors.clients._future import APIFuture
-from tinker_actors.errors import TinkerError
+from tinker_actors.errors import APIStatusError, TinkerError
 from tinker_actors.supervisors import SHUTDOWN, Actor, ActorExited, Reply
 from tinker_actors.transport import RequestOptions
 from tinker_actors.types import UntypedAPIFuture
@@ -56,12 +66,54 @@ if TYPE_CHECKING:
     from tinker_actors.supervisors import ExitReason
     from tinker_actors.transport import Response
 
-__all__ = ["OUTBOX_SIZE", "Body", "Op", "Submit", "TrainingActor", "TrainingOrderBrokenError"]
+__all__ = [
+    "CONSUMED_STATUSES",
+    "OUTBOX_SIZE",
+    "Body",
+    "Op",
+    "SeqCounter",
+    "Submit",
+    "TrainingActor",
+    "TrainingOrderBrokenError",
+]
 
 #: A training op's pause warning waits this long (protocol §6.2: 15 min).
 PAUSE_WARNING_GRACE: Final = 15 * 60.0
 #: Ops accepted but not yet POSTed; past this many the first await waits for room.
 OUTBOX_SIZE: Final = 32
+#: Answers to a submission that mean the server read and refused it: it consumed the seq_id,
+#: so the request fails alone (the local server agrees: ``tinker_actors.local._refusals``).
+CONSUMED_STATUSES: Final = frozenset({400, 404, 422})
+
+
+def _consumed(exc: BaseException) -> bool:
+    return isinstance(exc, APIStatusError) and exc.status_code in CONSUMED_STATUSES
+
+
+class _Refused(Exception):
+    """Every POST of an op reached the server, and it refused some: the op fails alone."""
+
+    def __init__(self, cause: APIStatusError) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+
+
+@final
+class SeqCounter:
+    """A training client's next seq id and poison, kept across restarts of its actor.
+
+    Attributes:
+        next_seq: the next id to reserve (1 after the model's creation, which is 0).
+        broken: why the order is broken, once it is.
+        incarnations: how many actors have used this counter.
+    """
+
+    __slots__ = ("broken", "incarnations", "next_seq")
+
+    def __init__(self, next_seq: int = 1) -> None:
+        self.next_seq = next_seq
+        self.broken: TrainingOrderBrokenError | None = None
+        self.incarnations = 0
 
 
 class TrainingOrderBrokenError(TinkerError):
@@ -200,14 +252,20 @@ class TrainingActor(Actor[Submit]):
     """Assigns seq ids in mailbox order, queues, POSTs in order, hands futures to the poller."""
 
     def __init__(
-        self, nursery: trio.Nursery, ctx: ClientContext, handle: SessionHandle, model_id: str
+        self,
+        nursery: trio.Nursery,
+        ctx: ClientContext,
+        handle: SessionHandle,
+        model_id: str,
+        counter: SeqCounter | None = None,
     ) -> None:
         self._nursery = nursery
         self._ctx = ctx
         self._handle = handle
         self._model_id = model_id
-        self._next_seq = 1
-        self._broken: TrainingOrderBrokenError | None = None
+        # shared with the actors that replace this one after a crash (see the module doc)
+        self._counter = counter if counter is not None else SeqCounter()
+        self._counter.incarnations += 1
         # Closed while a two-pass op's second half is not yet POSTed.
         self._gate: trio.Event | None = None
         self._outbox_in, self._outbox = trio.open_memory_channel[_Outgoing](OUTBOX_SIZE)
@@ -224,16 +282,16 @@ class TrainingActor(Actor[Submit]):
         op, reply = message.op, message.reply
         if reply.abandoned:
             return  # the caller gave up before its turn: take no id, send nothing
-        if self._broken is not None:
+        if self._counter.broken is not None:
             reply.fail(self._refusal())
             return
-        ids = range(self._next_seq, self._next_seq + op.reserved)
+        ids = range(self._counter.next_seq, self._counter.next_seq + op.reserved)
         try:
             bodies = op.make(ids[: op.n_ids])
         except Exception as exc:  # bad input: nothing sent, no id consumed
             reply.fail(exc)
             return
-        self._next_seq += op.reserved
+        self._counter.next_seq += op.reserved
         state: FutureState[Any] = FutureState(op.label)
         out = _Outgoing(op, bodies, ids, state)
         self._unsent += 1
@@ -255,12 +313,12 @@ class TrainingActor(Actor[Submit]):
             await self._flushed.wait()
 
     def _refusal(self) -> TrainingOrderBrokenError:
-        assert self._broken is not None
+        assert self._counter.broken is not None
         return TrainingOrderBrokenError(
             self._model_id,
-            self._broken.seq_id,
-            self._broken.request_type,
-            self._broken.__cause__ or self._broken,
+            self._counter.broken.seq_id,
+            self._counter.broken.request_type,
+            self._counter.broken.__cause__ or self._counter.broken,
         )
 
     async def _sender(self) -> None:
@@ -271,7 +329,8 @@ class TrainingActor(Actor[Submit]):
                 try:
                     await self._send_outgoing(out)
                 finally:
-                    if out.error is None and not out.futures:  # interrupted mid-POST
+                    if out.error is None and not out.futures:  # interrupted before or mid-POST
+                        self._poison(out.ids[0], out.op.label, gone)
                         out.error = gone
                     out.sent.set()
                     self._unsent -= 1
@@ -283,6 +342,8 @@ class TrainingActor(Actor[Submit]):
                     left = self._outbox.receive_nowait()
                 except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
                     break
+                # reserved but never POSTed: the server would wait for these ids forever
+                self._poison(left.ids[0], left.op.label, gone)
                 left.error = gone
                 left.sent.set()
 
@@ -292,11 +353,14 @@ class TrainingActor(Actor[Submit]):
             await gate.wait()  # a custom loss's backward ids come before ours
             if self._gate is gate:
                 self._gate = None
-        if self._broken is not None:
+        if self._counter.broken is not None:
             out.error = self._refusal()
             return
         try:
             futures = await self._post_all(out.op, out.bodies)
+        except _Refused as refused:  # every id reached the server: this op fails alone
+            out.error = refused.cause
+            return
         except Exception as exc:
             self._poison(out.ids[0], out.op.label, exc)
             out.error = exc
@@ -314,8 +378,10 @@ class TrainingActor(Actor[Submit]):
         return await self._wait(out.op, futures, out.state)
 
     def _poison(self, seq_id: int, request_type: str, cause: BaseException) -> None:
-        if self._broken is None:
-            self._broken = TrainingOrderBrokenError(self._model_id, seq_id, request_type, cause)
+        if self._counter.broken is None:
+            self._counter.broken = TrainingOrderBrokenError(
+                self._model_id, seq_id, request_type, cause
+            )
 
     async def _two_pass(self, out: _Outgoing) -> object:
         """Wait for the first pass, build and POST the second, then wait for it.
@@ -333,6 +399,8 @@ class TrainingActor(Actor[Submit]):
             first = await self._wait(op, futures, state)
             second_op, bodies = await op.follow_up(first, second_ids)
             second = await self._post_all(second_op, bodies)
+        except _Refused as refused:  # the second pass reached the server: no id is lost
+            raise refused.cause from None
         except BaseException as exc:
             self._poison(second_ids[0], op.label, exc)
             raise
@@ -374,14 +442,25 @@ class TrainingActor(Actor[Submit]):
         )
 
     async def _post_all(self, op: Op, bodies: list[Body]) -> list[UntypedAPIFuture]:
-        if len(bodies) == 1:
-            return [await self._post(op, bodies[0])]
+        """POST every body of ``op``; raise :class:`_Refused` if the server refused some.
+
+        A refusal that consumed its id (:data:`CONSUMED_STATUSES`) does not stop the other
+        bodies: their ids are reserved too, and each must reach the server.
+        """
         futures: list[UntypedAPIFuture | None] = [None] * len(bodies)
+        refusals: list[APIStatusError] = []
 
         async def one(index: int) -> None:
-            futures[index] = await self._post(op, bodies[index])
+            try:
+                futures[index] = await self._post(op, bodies[index])
+            except APIStatusError as exc:
+                if not _consumed(exc):
+                    raise
+                refusals.append(exc)
 
-        if self._handle.client_config.parallel_fwdbwd_chunks:
+        if len(bodies) == 1:
+            await one(0)
+        elif self._handle.client_config.parallel_fwdbwd_chunks:
             # The rest concurrently, then the first: the server starts none of them before
             # the first arrives, so it sees the whole batch queued.
             async with trio.open_nursery() as nursery:
@@ -391,6 +470,8 @@ class TrainingActor(Actor[Submit]):
         else:
             for index in range(len(bodies)):
                 await one(index)
+        if refusals:
+            raise _Refused(refusals[0])
         return [f for f in futures if f is not None]
 
     async def _wait(

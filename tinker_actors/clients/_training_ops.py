@@ -16,6 +16,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Final, Literal
 
 from tinker_actors.actors import ResultSpec
+from tinker_actors.clients._checks import (
+    check_checkpoint_name,
+    check_load_path,
+    check_optimizer_params,
+)
 from tinker_actors.clients._chunking import (
     DataChunk,
     combine_outputs,
@@ -104,8 +109,7 @@ def _check_ttl(ttl_seconds: object) -> None:
 
 
 def _check_name(name: object) -> None:
-    if not isinstance(name, str) or not name:
-        raise InvalidInputError(f"name must be a non-empty string, got {name!r}")
+    check_checkpoint_name(name)
 
 
 def _public_sampler_response(
@@ -229,6 +233,7 @@ def optim_step_op(model_id: str, adam_params: AdamParams | DimuonParams) -> Op:
         raise InvalidInputError(
             f"optim_step takes AdamParams (or DimuonParams), got {type(adam_params).__name__}"
         )
+    check_optimizer_params(adam_params)
     return Op(
         path="/api/v1/optim_step",
         sdk_method=f"{_CLASS}.optim_step",
@@ -271,6 +276,7 @@ def save_state_op(
 
 def load_op(model_id: str, path: str, weights_access_token: str | None, *, optimizer: bool) -> Op:
     """Build a load_state / load_state_with_optimizer op (the path is validated now)."""
+    check_load_path(path)
     request = LoadWeightsRequest(  # validates the path now
         model_id=model_id,
         seq_id=0,

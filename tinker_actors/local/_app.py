@@ -10,6 +10,8 @@ the answer. Failures always answer JSON ``{"detail": "<what was wrong and what t
 * 404 unknown ids; 409 a seq_id reused for different content or a checkpoint that exists;
 * 410 a finished or expired session, or a delivered / expired result;
 * 422 a body that is JSON but not the expected shape;
+
+(a 400, 404 or 422 refusal of a training request consumes its seq_id: see ``_refusals``)
 * 429 sampling capacity when the client asked for backpressure.
 
 An unexpected exception is a bug: it is logged and answered 500 with its type, never silently.
@@ -33,6 +35,7 @@ from tinker_actors.local._auth import CALLER, Authenticator, AuthError
 from tinker_actors.local._core import EngineError
 from tinker_actors.local._downloads import DOWNLOAD_PREFIX
 from tinker_actors.local._limits import check_json_depth, over_limit
+from tinker_actors.local._refusals import consume_refused, peek_json_ids
 from tinker_actors.local._usage import UsageError
 from tinker_actors.types import (
     AuthTokenRequest,
@@ -58,6 +61,7 @@ from tinker_actors.types import (
     SessionSearchRequest,
     SetCheckpointTtlRequest,
     SetSessionProjectRequest,
+    UntypedAPIFuture,
     WeightsInfoRequest,
 )
 from tinker_actors.types._tensor import json_dec_hook
@@ -70,6 +74,14 @@ __all__ = ["build_app"]
 
 log = logging.getLogger("tinker_actors.local")
 _T = TypeVar("_T")
+_S = TypeVar(
+    "_S",
+    OptimStepRequest,
+    SaveWeightsRequest,
+    SaveWeightsForSamplerRequest,
+    SaveWeightsExternalRequest,
+    LoadWeightsRequest,
+)
 _JSON = "application/json"
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -254,25 +266,38 @@ def build_app(engine: LocalEngine, auth: Authenticator) -> Starlette:
         encoding = request.headers.get("content-encoding")
         return _reply(await training.forward_backward(body, encoding, _idempotency_key(request)))
 
+    async def _sequenced(
+        request: Request, kind: type[_S], call: Callable[[_S, str | None], UntypedAPIFuture]
+    ) -> Response:
+        """Decode and submit a sequenced training request; a refusal consumes its seq_id."""
+        body = await _read_body(request, limits.max_json_body_bytes, "max_json_body_bytes")
+        try:
+            req = _decode_json(body, kind, limits)
+        except EngineError as exc:
+            consume_refused(engine.core, *peek_json_ids(body), exc.status)
+            raise
+        try:
+            return _reply(call(req, _idempotency_key(request)))
+        except EngineError as exc:
+            consume_refused(engine.core, req.model_id, req.seq_id, exc.status)
+            raise
+
     async def optim_step(request: Request) -> Response:
-        req = await _decode(request, OptimStepRequest)
-        return _reply(training.optim_step(req, _idempotency_key(request)))
+        return await _sequenced(request, OptimStepRequest, training.optim_step)
 
     async def save_weights(request: Request) -> Response:
-        req = await _decode(request, SaveWeightsRequest)
-        return _reply(training.save_weights(req, _idempotency_key(request)))
+        return await _sequenced(request, SaveWeightsRequest, training.save_weights)
 
     async def save_for_sampler(request: Request) -> Response:
-        req = await _decode(request, SaveWeightsForSamplerRequest)
-        return _reply(training.save_weights_for_sampler(req, _idempotency_key(request)))
+        return await _sequenced(
+            request, SaveWeightsForSamplerRequest, training.save_weights_for_sampler
+        )
 
     async def save_external(request: Request) -> Response:
-        req = await _decode(request, SaveWeightsExternalRequest)
-        return _reply(training.save_weights_external(req, _idempotency_key(request)))
+        return await _sequenced(request, SaveWeightsExternalRequest, training.save_weights_external)
 
     async def load_weights(request: Request) -> Response:
-        req = await _decode(request, LoadWeightsRequest)
-        return _reply(training.load_weights(req, _idempotency_key(request)))
+        return await _sequenced(request, LoadWeightsRequest, training.load_weights)
 
     async def copy_weights(request: Request) -> Response:
         req = await _decode(request, CopyWeightsRequest)

@@ -203,6 +203,8 @@ class LocalEngine:
                 arch=model.spec.arch,
                 model_name=record.base_model,
                 tokenizer_id=str(tokenizer) if tokenizer is not None else None,
+                vocab_size=model.spec.vocab_size,
+                max_context_length=model.spec.context_length,
             ),
             model_id=model_id,
             is_lora=record.lora_rank is not None,
@@ -326,6 +328,7 @@ class LocalEngine:
                 "applied": stats.applied,
                 "deduplicated": stats.deduplicated,
                 "failed": stats.failed,
+                "refused": stats.refused,
                 "applied_seq_ids": list(stats.applied_seq_ids),
                 "applied_kinds": list(stats.applied_kinds),
             }

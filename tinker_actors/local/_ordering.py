@@ -13,6 +13,10 @@ A :class:`Sequencer` per model therefore
 
 A gap that stays open for ``gap_timeout`` seconds fails every operation queued behind it with
 a clear message instead of hanging them forever (a client that reserved ids and crashed).
+
+A request the server *refuses* at submission (bad input it read, answered 400/404/422) has
+still been seen: :meth:`Sequencer.refuse` consumes its ``seq_id``, so the next operation runs
+without waiting for it, as the hosted service does. The client then goes on with the next id.
 """
 
 from __future__ import annotations
@@ -26,6 +30,18 @@ if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
 __all__ = ["DuplicateSeqIdError", "SequencedOp", "Sequencer", "SequencerStatistics"]
+
+
+#: The request id a consumed (refused) seq_id is recorded under: no future has it.
+_REFUSED = "refused"
+
+
+async def _nothing() -> None:
+    pass
+
+
+def _ignore(reason: str) -> None:
+    del reason
 
 
 class DuplicateSeqIdError(ValueError):
@@ -46,6 +62,7 @@ class SequencedOp:
     run: Callable[[], Awaitable[None]]
     fail: Callable[[str], None]
     fingerprint: bytes = b""
+    refused: bool = False  # a placeholder for a refused seq_id: consumed, never applied
 
 
 @dataclass
@@ -61,6 +78,7 @@ class SequencerStatistics:
     applied: int = 0
     deduplicated: int = 0
     failed: int = 0
+    refused: int = 0
     _runs: list[list[int]] = field(default_factory=list)  # [first, last] seq_ids
     _kinds: bytearray = field(default_factory=bytearray)  # index into _kind_names
     _kind_names: list[str] = field(default_factory=list)
@@ -133,6 +151,11 @@ class Sequencer:
         seen = self._by_seq.get(op.seq_id)
         if seen is not None:
             request_id, fingerprint = seen
+            if request_id == _REFUSED:
+                raise DuplicateSeqIdError(
+                    f"seq_id {op.seq_id} was consumed by a request the server refused; send "
+                    "this operation with the model's next seq_id"
+                )
             if fingerprint != op.fingerprint:
                 raise DuplicateSeqIdError(
                     f"seq_id {op.seq_id} was already used by request {request_id} with "
@@ -155,6 +178,31 @@ class Sequencer:
         self._pending[op.seq_id] = op
         self._wakeup.set()
         return op.request_id, True
+
+    def is_taken(self, seq_id: int) -> bool:
+        """Whether ``seq_id`` was run, accepted or consumed (a new operation cannot use it)."""
+        return seq_id < self._next or seq_id in self._by_seq
+
+    def refuse(self, seq_id: int) -> bool:
+        """Consume ``seq_id``, refused at submission; return whether it was consumed.
+
+        Nothing runs at that id: the operation after it no longer waits for it. An id already
+        accepted (or consumed), below the next one, or on a closed model is left alone. A later
+        request reusing the id is refused as a duplicate (409).
+        """
+        if self._closed is not None or seq_id < self._next or seq_id in self._by_seq:
+            return False
+        self._by_seq[seq_id] = (_REFUSED, b"")
+        self._pending[seq_id] = SequencedOp(
+            seq_id=seq_id,
+            request_id=_REFUSED,
+            kind="refused",
+            run=_nothing,
+            fail=_ignore,
+            refused=True,
+        )
+        self._wakeup.set()
+        return True
 
     def prune(self, known: Callable[[str], bool]) -> None:
         """Forget the dedupe entries of operations whose futures are gone (``known`` False).
@@ -182,7 +230,7 @@ class Sequencer:
         """Refuse new operations and fail the queued ones with ``reason``."""
         self._closed = reason
         for op in self._pending.values():
-            self.stats.failed += 1
+            self.stats.failed += not op.refused
             op.fail(reason)
         self._pending.clear()
         self._wakeup.set()
@@ -196,6 +244,9 @@ class Sequencer:
             if op is not None:
                 gap_since = None
                 self._next += 1
+                if op.refused:
+                    self.stats.refused += 1
+                    continue
                 try:
                     await op.run()
                 except Exception as exc:
@@ -223,7 +274,8 @@ class Sequencer:
             "reserved ids must send every one of them."
         )
         for seq_id in waiting:
-            self.stats.failed += 1
-            self._pending.pop(seq_id).fail(reason)
+            op = self._pending.pop(seq_id)
+            self.stats.failed += not op.refused
+            op.fail(reason)
         # skip past the gap so the model can be used again
         self._next = waiting[-1] + 1

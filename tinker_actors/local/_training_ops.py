@@ -28,6 +28,7 @@ from tinker_actors.local._core import EngineError, _Model, check_not_expired
 from tinker_actors.local._limits import check_counter, check_stored, over_limit
 from tinker_actors.local._ordering import DuplicateSeqIdError, SequencedOp, Sequencer
 from tinker_actors.local._records import CheckpointKind, CheckpointRecord, RunRecord
+from tinker_actors.local._refusals import consume_refused, peek_proto_ids
 from tinker_actors.transport.proto import (
     DecompressionLimitError,
     decode_forward_backward_request,
@@ -54,6 +55,7 @@ if TYPE_CHECKING:
     from tinker_actors.types import (
         CreateModelRequest,
         Datum,
+        ForwardBackwardRequest,
         LoadWeightsRequest,
         OptimStepRequest,
         SaveWeightsExternalRequest,
@@ -233,17 +235,37 @@ class TrainingOps:
         """Run a forward or forward/backward pass; resolves to protobuf ForwardBackwardOutput.
 
         Decoding and checking a large body is CPU work proportional to its size: it runs in a
-        worker thread, so other requests are answered meanwhile.
+        worker thread, so other requests are answered meanwhile. A refusal of a body naming its
+        model and seq_id consumes that id (:mod:`~tinker_actors.local._refusals`).
         """
         if not body:
             raise EngineError(
                 400, "forward_backward: the body is empty; send a protobuf ForwardBackwardRequest"
             )
-        limits = self._core.settings.limits
         heavy = len(body) > _INLINE_BYTES or (content_encoding or "").strip().lower() == "zstd"
         bounds: list[tuple[int, int] | None] = []
         try:
-            req = await _maybe_in_thread(
+            req = await self._decode_fwdbwd(body, content_encoding, heavy, bounds)
+        except EngineError as exc:
+            model_id, seq_id = peek_proto_ids(body, content_encoding)
+            consume_refused(self._core, model_id, seq_id, exc.status)
+            raise
+        try:
+            return await self._forward_backward(req, body, heavy, bounds, idempotency_key)
+        except EngineError as exc:
+            consume_refused(self._core, req.model_id, req.seq_id, exc.status)
+            raise
+
+    async def _decode_fwdbwd(
+        self,
+        body: bytes,
+        content_encoding: str | None,
+        heavy: bool,
+        bounds: list[tuple[int, int] | None],
+    ) -> ForwardBackwardRequest:
+        limits = self._core.settings.limits
+        try:
+            return await _maybe_in_thread(
                 heavy,
                 partial(
                     decode_forward_backward_request,
@@ -262,6 +284,16 @@ class TrainingOps:
             ) from None
         except InvalidInputError as exc:
             raise EngineError(400, f"malformed forward_backward request: {exc}") from None
+
+    async def _forward_backward(
+        self,
+        req: ForwardBackwardRequest,
+        body: bytes,
+        heavy: bool,
+        bounds: list[tuple[int, int] | None],
+        idempotency_key: str | None,
+    ) -> UntypedAPIFuture:
+        limits = self._core.settings.limits
         if not req.model_id:
             raise EngineError(
                 400, "forward_backward: the request names no model_id (protobuf field 1)"

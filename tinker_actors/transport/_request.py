@@ -24,6 +24,7 @@ from tinker_actors._version import __version__
 from tinker_actors.errors import InvalidInputError
 from tinker_actors.transport._headers import API_KEY_HEADER, IDEMPOTENCY_HEADER, encode_query
 from tinker_actors.transport._options import RequestOptions, Response
+from tinker_actors.types._tensor import json_enc_hook
 
 if TYPE_CHECKING:
     from tinker_actors.config import Config
@@ -40,7 +41,8 @@ __all__ = [
 
 METHODS: Final = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
 _JSON: Final = "application/json"
-_encoder: Final = msgspec.json.Encoder()
+# The hook encodes TensorData (SampleRequest.target_prompt_logprobs) and numpy values.
+_encoder: Final = msgspec.json.Encoder(enc_hook=json_enc_hook)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -70,7 +72,7 @@ def encode_json(json: object, extra_body: Mapping[str, object] | None) -> bytes:
         if isinstance(json, Mapping) and not isinstance(json, dict):
             json = dict(json)
         return _encoder.encode(json)
-    merged = msgspec.to_builtins(json) if json is not None else {}
+    merged = msgspec.to_builtins(json, enc_hook=json_enc_hook) if json is not None else {}
     if not isinstance(merged, dict):
         raise InvalidInputError(
             f"extra_body can only be merged into a JSON object body, not {type(json).__name__}"

@@ -137,6 +137,11 @@ class ModelData(ResponseStruct, kw_only=True, frozen=True):
     """The human-readable model name."""
     tokenizer_id: str | None = None
     """The tokenizer to load; the client uses the part before the first ``:``."""
+    vocab_size: int | None = None
+    """Token ids must be below this (an extension: the local server reports it; when it is
+    absent the client does not check token ids against the vocabulary)."""
+    max_context_length: int | None = None
+    """The longest model input, in tokens (an extension, as ``vocab_size``)."""
 
 
 class GetInfoResponse(ResponseStruct, kw_only=True, frozen=True):
