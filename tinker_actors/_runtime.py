@@ -337,7 +337,14 @@ class Runtime(ServiceMethods):
 
     async def _reserve(self, counter: str) -> tuple[SessionHandle, int]:
         kind: Any = counter
-        return await (await self._session_ref()).call(lambda reply: Reserve(kind, reply))
+        reserved: tuple[SessionHandle, int] = await (await self._session_ref()).call(
+            lambda reply: Reserve(kind, reply)
+        )
+        # Reserve bootstraps the session as Ensure does (create_lora_training_client takes this
+        # path), so it must start the telemetry flusher too, or SESSION_START is never sent.
+        if not self._telemetry_started:
+            await self._start_telemetry()
+        return reserved
 
     async def _rate_limiter(self) -> RateLimiter:
         """Return this runtime's RateLimiter, sized by the session's client config flags."""

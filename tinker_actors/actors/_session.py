@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal, final
 import trio
 from msgspec import UNSET
 
-from tinker_actors._version import __version__
+from tinker_actors._version import PROTOCOL_VERSION
 from tinker_actors.actors._poller import run_hosted_actor
 from tinker_actors.backoff import SUBMISSION_BUDGET, retryable_status, submission_delay
 from tinker_actors.errors import APIConnectionError, APIStatusError, NotFoundError
@@ -258,7 +258,7 @@ class SessionManager(Actor[SessionMessage]):
                 json=CreateSessionRequest(
                     tags=list(config.tags),
                     user_metadata=self._user_metadata,
-                    sdk_version=__version__,
+                    sdk_version=PROTOCOL_VERSION,
                     project_id=config.project_id,
                     display_name=UNSET if self._display_name is None else self._display_name,
                 ),
@@ -351,7 +351,7 @@ async def fetch_flags(
         lambda: transport.request(
             "POST",
             "/api/v1/client/config",
-            json=ClientConfigRequest(sdk_version=__version__),
+            json=ClientConfigRequest(sdk_version=PROTOCOL_VERSION),
             options=RequestOptions(raw_credential=True),
         ),
         what="client/config",
@@ -372,7 +372,7 @@ async def fetch_dynamic_config(transport: Transport) -> ClientDynamicConfigRespo
             lambda: transport.request(
                 "POST",
                 "/api/v1/client/dynamic_config",
-                json=ClientDynamicConfigRequest(sdk_version=__version__),
+                json=ClientDynamicConfigRequest(sdk_version=PROTOCOL_VERSION),
                 options=RequestOptions(timeout=DYNAMIC_CONFIG_TIMEOUT, max_retries=0),
             ),
             what="client/dynamic_config",

@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any, Final, final
 import msgspec
 import trio
 
-from tinker_actors._version import __version__
+from tinker_actors._version import PROTOCOL_VERSION
 from tinker_actors.errors import RequestFailedError
 from tinker_actors.supervisors import ChildSpec, Restart
 from tinker_actors.transport import RequestOptions, Transport
@@ -357,7 +357,7 @@ class TelemetryReporter:
         body = TelemetrySendRequest(
             events=batch,
             platform=platform.system(),
-            sdk_version=__version__,
+            sdk_version=PROTOCOL_VERSION,
             session_id=self._session_id,
             process_uuid=process_uuid(),
         )
