@@ -35,7 +35,9 @@ __all__ = [
     "encode_query",
     "get_architecture",
     "get_platform",
+    "is_credential_header",
     "redact_headers",
+    "shareable_headers",
     "user_agent",
 ]
 
@@ -46,6 +48,36 @@ REDACTED: Final = "<redacted>"
 SENSITIVE_HEADERS: Final = frozenset(
     {"x-api-key", "authorization", "cf-access-client-secret", "x-tinker-weights-access-token"}
 )
+
+
+# Name fragments of headers that carry a credential (Authorization, X-API-Key, Cookie,
+# CF-Access-Client-Secret, X-Auth-Token, X-Session-Token, ...): they never leave the process.
+_CREDENTIAL_PARTS: Final = (
+    "auth",
+    "cookie",
+    "credential",
+    "key",
+    "password",
+    "secret",
+    "session",
+    "signature",
+    "token",
+)
+
+
+def is_credential_header(name: str) -> bool:
+    """Say whether header ``name`` may carry a credential (by name: false positives are fine)."""
+    lowered = name.lower()
+    return lowered in SENSITIVE_HEADERS or any(part in lowered for part in _CREDENTIAL_PARTS)
+
+
+def shareable_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    """Return the headers safe to hand to another process (pickles, sampler handles).
+
+    Every header that may carry a credential is dropped: the receiving process sends its own
+    credentials, read from its own environment or config, as the official SDK's does.
+    """
+    return {name: value for name, value in headers.items() if not is_credential_header(name)}
 
 
 def user_agent() -> str:
