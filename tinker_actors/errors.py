@@ -125,9 +125,9 @@ class APITimeoutError(APIConnectionError):
 class SessionLostError(APIConnectionError):
     """The server confirmed the session is gone; nothing more can be done on it.
 
-    Raised by every later request that needs the session (``create_*_client``, training and
-    sampling calls of its clients) once heartbeats were answered ``410 Gone`` several times in
-    a row (a single 410 is not enough). Open a new runtime for a new session; checkpoints
+    Raised by every later request to the runtime for its session (``create_*_client``,
+    ``runtime.session_id()``, a new sampling session) once heartbeats were answered
+    ``410 Gone`` several times in a row (a single 410 is not enough). Open a new runtime for a new session; checkpoints
     already saved can be loaded there.
 
     Attributes:
