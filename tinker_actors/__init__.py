@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from tinker_actors.errors import PermissionDeniedError as PermissionDeniedError
     from tinker_actors.errors import RateLimitError as RateLimitError
     from tinker_actors.errors import RequestFailedError as RequestFailedError
+    from tinker_actors.errors import SessionLostError as SessionLostError
     from tinker_actors.errors import TinkerError as TinkerError
     from tinker_actors.errors import UnprocessableEntityError as UnprocessableEntityError
     from tinker_actors.supervisors import ActorExited as ActorExited
@@ -73,6 +74,7 @@ __all__ = [
     "Runtime",
     "SamplingClient",
     "ServiceClient",
+    "SessionLostError",
     "SupervisorGaveUp",
     "TinkerError",
     "Tokenizer",
@@ -117,6 +119,7 @@ _LAZY: Final[dict[str, str]] = {
     "Runtime": "tinker_actors._runtime",
     "SamplingClient": "tinker_actors.clients",
     "ServiceClient": "tinker_actors.clients",
+    "SessionLostError": "tinker_actors.errors",
     "SupervisorGaveUp": "tinker_actors.supervisors",
     "TinkerError": "tinker_actors.errors",
     "Tokenizer": "tinker_actors.tokenizer",

@@ -16,11 +16,14 @@ closes the transport. Nothing it started outlives the block: no task, no socket.
 The block yields the :class:`~tinker_actors._runtime.Runtime`, which is also the
 ServiceClient (see :mod:`tinker_actors._runtime` for the tree's lazily started children).
 
-Leaving the block, in order and within ``shutdown_grace`` seconds: on a normal exit the client
-actors stop first, so a training client sends what it accepted as queued while the session
-still lives; then the session, if one was created, is finished (``success`` on a normal exit,
-``errored`` when the body raised an Exception, ``interrupted`` on any other BaseException such
-as KeyboardInterrupt or a cancellation); then the tree stops.
+Leaving the block, in order: however the block ended (normally, by an exception, or by a
+cancel scope around it), the client actors stop first, so a training client sends what it
+accepted as queued while the session still lives, and the results of those requests are
+awaited; this flush is shielded and bounded by ``flush_timeout`` (30 s by default; see
+:mod:`tinker_actors._flush`). Then, within ``shutdown_grace`` seconds, the session, if one was
+created, is finished (``success`` on a normal exit, ``errored`` when the body raised an
+Exception, ``interrupted`` on any other BaseException such as KeyboardInterrupt or a
+cancellation); then the tree stops.
 
 Errors of individual calls reach their callers as ordinary exceptions. Only an escalation (a
 supervisor that gave up) leaves ``open()``, as trio's exception group holding the child's own
@@ -43,6 +46,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
+from tinker_actors._flush import DEFAULT_FLUSH_TIMEOUT, check_flush_timeout
 from tinker_actors._runtime import (
     DEFAULT_SHUTDOWN_GRACE,
     RUNTIME_TOKEN,
@@ -56,7 +60,7 @@ from tinker_actors.supervisors import Strategy, SupervisorRef, run_supervisor, t
 from tinker_actors.transport import open_transport
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Awaitable, Callable
 
     import httpx
 
@@ -70,6 +74,7 @@ async def open(
     api_key: str | None = None,
     http_transport: httpx.AsyncBaseTransport | None = None,
     shutdown_grace: float = DEFAULT_SHUTDOWN_GRACE,
+    flush_timeout: float = DEFAULT_FLUSH_TIMEOUT,
     user_metadata: dict[str, Any] | None = None,
     display_name: str | None = None,
     config: Config | None = None,
@@ -84,6 +89,10 @@ async def open(
         http_transport: an httpx transport to use instead of the network (tests:
             ``httpx.MockTransport`` / ``httpx.ASGITransport``).
         shutdown_grace: seconds the tree gets to stop politely on exit before it is cancelled.
+        flush_timeout: seconds leaving the block may first spend sending the training requests
+            it accepted and awaiting their results, however the block ended (a cancellation
+            included); what is not settled by then fails with OperationCancelledError saying
+            so. ``0`` skips the flush. See :mod:`tinker_actors._flush`.
         user_metadata: metadata of the session, sent in ``create_session``.
         display_name: a human-readable name of the session, sent in ``create_session``.
         config: an already resolved :class:`~tinker_actors.config.Config` to use as it is
@@ -95,6 +104,7 @@ async def open(
         ExceptionGroup: a supervisor escalation; it holds the crashed child's own exception.
     """
     grace = check_grace(shutdown_grace)
+    flush = check_flush_timeout(flush_timeout)
     check_session_options(user_metadata, display_name)
     if config is None:
         config = resolve_config(base_url=base_url, api_key=api_key, **config_overrides)
@@ -109,12 +119,20 @@ async def open(
         async with open_transport(config, http_transport=http_transport) as transport:
             with track_actors() as census:
                 async with trio.open_nursery() as nursery:
+                    # The tree runs shielded from the caller's cancel scopes: a deadline around
+                    # open() cancels the body, and the tree is then stopped by the ladder below
+                    # (flush, finish, polite stop, cancel), never cut down mid-send with it.
+                    tree_scope = trio.CancelScope(shield=True)
                     root: SupervisorRef = await nursery.start(
                         functools.partial(
-                            run_supervisor,
-                            root_children(),
-                            name="root",
-                            strategy=Strategy.REST_FOR_ONE,
+                            _run_shielded,
+                            tree_scope,
+                            functools.partial(
+                                run_supervisor,
+                                root_children(),
+                                name="root",
+                                strategy=Strategy.REST_FOR_ONE,
+                            ),
                         )
                     )
                     runtime = Runtime(
@@ -124,6 +142,7 @@ async def open(
                         root=root,
                         census=census,
                         grace=grace,
+                        flush_timeout=flush,
                         user_metadata=user_metadata,
                         display_name=display_name,
                     )
@@ -133,11 +152,16 @@ async def open(
                         body_error = exc
                         raise
                     finally:
+                        # However the block ended (a cancel scope around it included): first
+                        # what training clients accepted is sent and its results awaited,
+                        # shielded, within flush_timeout (see _flush.py), while the session
+                        # lives.
+                        await runtime._flush()
                         # The ladder, bounded as a whole by the grace: polite stop, then cancel.
                         with trio.CancelScope(shield=True), trio.move_on_after(grace):
                             if body_error is None:
-                                # Clients first, while the session lives: what a training
-                                # client accepted as queued is sent, not dropped.
+                                # Clients first, while the session lives: whatever a training
+                                # client still holds as queued is sent, not dropped.
                                 with trio.move_on_after(grace / 3):
                                     await runtime._stop_clients()
                             # Finishing gets part of the grace, so the tree always gets the rest.
@@ -145,6 +169,7 @@ async def open(
                                 await runtime._finish_session(finish_status(body_error))
                             root.request_stop()
                             await root.wait_stopped()
+                        tree_scope.cancel()
                         nursery.cancel_scope.cancel()
     except BaseExceptionGroup as group:
         # Our nursery wraps whatever the body raised; give the user their own exception back.
@@ -155,3 +180,14 @@ async def open(
     else:
         return
     raise mine
+
+
+async def _run_shielded(
+    scope: trio.CancelScope,
+    start: Callable[..., Awaitable[None]],
+    *,
+    task_status: trio.TaskStatus[SupervisorRef] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run ``start(task_status=...)`` inside ``scope`` (a shielded scope its owner cancels)."""
+    with scope:
+        await start(task_status=task_status)

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar, cast, final
 
 import trio
 
+from tinker_actors._flush import DEFAULT_FLUSH_TIMEOUT, AcceptedOps
 from tinker_actors._runtime_parts import (
     RuntimeStatistics,
     ServiceMethods,
@@ -112,11 +113,13 @@ class Runtime(ServiceMethods):
     """What ``open()`` yields: the tree, the limiter registry, the transport. No public constructor."""
 
     __slots__ = (
+        "_accepted",
         "_budget",
         "_census",
         "_config",
         "_display_name",
         "_finish_override",
+        "_flush_timeout",
         "_grace",
         "_limiter",
         "_root",
@@ -139,6 +142,7 @@ class Runtime(ServiceMethods):
         root: SupervisorRef,
         census: Census,
         grace: float = DEFAULT_SHUTDOWN_GRACE,
+        flush_timeout: float = DEFAULT_FLUSH_TIMEOUT,
         user_metadata: dict[str, Any] | None = None,
         display_name: str | None = None,
     ) -> None:
@@ -159,6 +163,9 @@ class Runtime(ServiceMethods):
         self._telemetry = TelemetryReporter.for_config(transport, config)
         self._telemetry_started = False
         # Sampler handles from other runtimes join their own session here (shadow holders).
+        # Accepted training requests still pending: leaving open() flushes them (_flush.py).
+        self._accepted = AcceptedOps()
+        self._flush_timeout = flush_timeout
         self._shadows = ShadowSessions(transport, lambda: self._session_handle, self._flags_ready)
         self._service = ServiceClient(
             ClientContext(
@@ -337,7 +344,14 @@ class Runtime(ServiceMethods):
 
     async def _reserve(self, counter: str) -> tuple[SessionHandle, int]:
         kind: Any = counter
-        return await (await self._session_ref()).call(lambda reply: Reserve(kind, reply))
+        reserved: tuple[SessionHandle, int] = await (await self._session_ref()).call(
+            lambda reply: Reserve(kind, reply)
+        )
+        # Reserve bootstraps the session as Ensure does (create_lora_training_client takes this
+        # path), so it must start the telemetry flusher too, or SESSION_START is never sent.
+        if not self._telemetry_started:
+            await self._start_telemetry()
+        return reserved
 
     async def _rate_limiter(self) -> RateLimiter:
         """Return this runtime's RateLimiter, sized by the session's client config flags."""
@@ -361,6 +375,8 @@ class Runtime(ServiceMethods):
         return handle is not None and handle.dynamic_config.sample_cancel_enabled
 
     async def _watch(self, state: FutureState[Any], work: Callable[[], Awaitable[object]]) -> None:
+        self._accepted.track(state)
+
         def spec() -> ChildSpec[ActorRef[Watch]]:
             handle = self._session_handle
             batch = handle.dynamic_config.sample_cancel_max_batch_size if handle else 64
@@ -386,6 +402,14 @@ class Runtime(ServiceMethods):
 
     async def _stop_client_actor(self, id: str) -> None:
         await self.clients.terminate_child(id)
+
+    async def _flush(self) -> int:
+        """Send what training clients accepted and await it, within the flush timeout.
+
+        Returns:
+            How many accepted requests could not be settled in time (they failed clearly).
+        """
+        return await self._accepted.flush(self._flush_timeout)
 
     async def _stop_clients(self) -> None:
         """Stop every client actor politely, together: training clients send what they queued."""

@@ -4,12 +4,19 @@ A :class:`Config` is an immutable value built once, usually by :func:`resolve_co
 applies the same resolution order as the official SDK (protocol.md §1.1, §1.3, §9.8):
 
 * base URL: the ``base_url`` argument, else ``TINKER_BASE_URL``, else the production URL;
-  empty strings count as unset and a trailing ``/`` is stripped;
+  an empty ``TINKER_BASE_URL`` counts as unset, an empty ``base_url`` argument is refused, and
+  a trailing ``/`` is stripped; a URL with whitespace or without a host is refused at once;
 * credential: the ``api_key`` argument, else ``TINKER_API_KEY``, else the trimmed stdout of
   ``TINKER_CREDENTIAL_CMD``, else the default key in ``~/.tinker/credentials.json``. The
-  credential must be an opaque key starting ``tml-`` or a JWT (``eyJ...``) that has not expired;
+  credential must be an opaque key starting ``tml-`` or a JWT (``eyJ...``) that has not expired,
+  made of visible ASCII characters only (it travels in a header);
 * HTTP backend: the ``http_backend`` argument, else ``TINKER_HTTP_BACKEND``, else ``auto``
   when ``http2=True`` was asked for (only httpx speaks HTTP/2), else the default.
+
+Every header value (the credential, ``default_headers``, the Cloudflare Access pair) is checked
+here, when the config is built: a line break, control or non-ASCII character fails at once with
+an :class:`~tinker_actors.errors.InvalidInputError` that names the problem and never the value,
+instead of failing each request later with an error that quoted it.
 
 The credential is held in a :class:`Secret`, whose ``repr`` and ``str`` never show it, so a
 ``Config`` can be printed, logged or put in an exception safely. Registries that need a key per
@@ -33,6 +40,7 @@ import json
 import os
 import subprocess
 import time
+import urllib.parse
 from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Final, Literal, final
@@ -52,6 +60,7 @@ __all__ = [
     "jwt_claims",
     "key_fingerprint",
     "resolve_config",
+    "secret_forms",
 ]
 
 DEFAULT_BASE_URL: Final = "https://tinker.thinkingmachines.dev/services/tinker-prod"
@@ -113,6 +122,77 @@ def key_fingerprint(api_key: str | Secret) -> str:
     """Return the hex sha256 of a credential, safe to use as a registry key or to log."""
     raw = api_key.reveal() if isinstance(api_key, Secret) else api_key
     return hashlib.sha256(raw.encode()).hexdigest()
+
+
+def secret_forms(secret: str) -> tuple[str, ...]:
+    """Return the ways ``secret`` can appear in text, longest first, for redaction.
+
+    Besides the value itself: its ``repr`` escaping (``\\n`` for a newline), the ``repr`` of its
+    UTF-8 bytes (what h11 and httpx quote in "Illegal header value b'...'"), its JSON escaping
+    and its URL encodings (``%0A``, ``+``). A message that quotes the secret in any of these
+    forms is redacted as completely as one that quotes it verbatim.
+    """
+    if not secret:
+        return ()
+    forms = {
+        secret,
+        repr(secret)[1:-1],
+        repr(secret.encode("utf-8", "backslashreplace"))[2:-1],
+        json.dumps(secret)[1:-1],
+        urllib.parse.quote(secret, safe=""),
+        urllib.parse.quote_plus(secret, safe=""),
+        urllib.parse.quote(secret),
+    }
+    return tuple(sorted((f for f in forms if f), key=len, reverse=True))
+
+
+def _header_value_problem(value: str, *, allow_spaces: bool) -> str | None:
+    """Say what makes ``value`` unfit for an HTTP header, without quoting it; None when fit.
+
+    Header values are visible ASCII (RFC 9110 field-value), with inner spaces and tabs where
+    ``allow_spaces``; CR and LF would split the header (injection), and h11 refuses them and
+    other control characters only when the request is sent, quoting the value in its error.
+    """
+    if not value:
+        return "it is empty"
+    for index, char in enumerate(value):
+        code = ord(char)
+        if char in "\r\n":
+            return f"a line break at position {index}"
+        if char in " \t":
+            if not allow_spaces:
+                return f"whitespace at position {index}"
+            if index == 0 or index == len(value) - 1:
+                return f"leading or trailing whitespace at position {index}"
+            continue
+        if code < 0x20 or code == 0x7F:
+            return f"a control character at position {index}"
+        if code > 0x7E:
+            return f"a non-ASCII character at position {index}"
+    return None
+
+
+_TOKEN_CHARS: Final = frozenset(
+    "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+)
+
+
+def _check_default_headers(headers: Mapping[str, str]) -> None:
+    """Refuse header names and values h11/httpx would refuse at send time (values unquoted)."""
+    for position, (name, value) in enumerate(headers.items()):
+        if not isinstance(name, str) or not isinstance(value, str):
+            raise InvalidInputError("default_headers must map str header names to str values")
+        if not name or not set(name) <= _TOKEN_CHARS:
+            raise InvalidInputError(
+                f"default_headers entry {position} has a name that is not an HTTP header name "
+                "(letters, digits and !#$%&'*+-.^_`|~ only, no spaces or colons)"
+            )
+        problem = _header_value_problem(value, allow_spaces=True)
+        if problem is not None:
+            raise InvalidInputError(
+                f"the value of default header {name!r} cannot be sent in an HTTP header: it has "
+                f"{problem}. (The value is not shown, since headers often carry credentials.)"
+            )
 
 
 def jwt_claims(token: str) -> dict[str, Any]:
@@ -217,14 +297,12 @@ class Config:
             raise TypeError(
                 "Config.api_key must be a Secret; build configs with resolve_config(api_key=...)"
             )
-        if not self.base_url.startswith(("http://", "https://")):
-            raise InvalidInputError(
-                f"base_url must start with http:// or https://, got {self.base_url!r}"
-            )
+        _check_base_url(self.base_url)
         object.__setattr__(self, "base_url", self.base_url.rstrip("/"))
         secret: object = self.cf_access_client_secret
         if isinstance(secret, str):  # resolve_config(cf_access_client_secret="...") passes a str
-            object.__setattr__(self, "cf_access_client_secret", Secret(secret))
+            secret = Secret(secret)
+            object.__setattr__(self, "cf_access_client_secret", secret)
         elif secret is not None and not isinstance(secret, Secret):
             raise InvalidInputError(
                 f"cf_access_client_secret must be a str, got {type(secret).__name__}"
@@ -261,9 +339,16 @@ class Config:
                 "(set TINKER_CREDENTIAL_CMD to a command that prints a credential)"
             )
         headers = dict(self.default_headers)
-        for name, value in headers.items():
-            if not isinstance(name, str) or not isinstance(value, str):
-                raise InvalidInputError("default_headers must map str header names to str values")
+        _check_default_headers(headers)
+        for what, value in (
+            ("cf_access_client_id", self.cf_access_client_id),
+            ("cf_access_client_secret", secret.reveal() if isinstance(secret, Secret) else None),
+        ):
+            problem = None if value is None else _header_value_problem(value, allow_spaces=False)
+            if problem is not None:
+                raise InvalidInputError(
+                    f"{what} cannot be sent in an HTTP header: it has {problem} (value not shown)"
+                )
         object.__setattr__(self, "default_headers", MappingProxyType(headers))
         object.__setattr__(self, "tags", tuple(self.tags))
 
@@ -275,7 +360,32 @@ def _positive(name: str, value: float, *, allow_zero: bool = False) -> None:
         raise InvalidInputError(f"{name} must be > 0 seconds, got {value!r}")
 
 
+def _check_base_url(url: object) -> None:
+    if not isinstance(url, str) or not url.strip():
+        raise InvalidInputError(
+            "base_url is empty: pass the API root (e.g. 'http://127.0.0.1:8000'), or leave it "
+            "out (None) to use TINKER_BASE_URL or the default service"
+        )
+    if not url.startswith(("http://", "https://")):
+        raise InvalidInputError(f"base_url must start with http:// or https://, got {url!r}")
+    for index, char in enumerate(url):
+        if char.isspace() or ord(char) < 0x20 or ord(char) == 0x7F:
+            raise InvalidInputError(
+                f"base_url has whitespace or a control character at position {index}; "
+                "remove it (URLs cannot contain spaces; percent-encode one as %20 in a path)"
+            )
+    if not urllib.parse.urlsplit(url).hostname:
+        raise InvalidInputError("base_url has no host; pass e.g. 'https://host[:port][/path]'")
+
+
 def _check_key_shape(key: str, source: str) -> None:
+    problem = _header_value_problem(key, allow_spaces=False)
+    if problem is not None:
+        raise InvalidInputError(
+            f"The api_key from {source} cannot be sent in an HTTP header: it has {problem}. "
+            "(The key is not shown.) Copy the key again from the Tinker console, or run "
+            "`tinker auth login`."
+        )
     if key.startswith(_API_KEY_PREFIX) or key.startswith(_JWT_PREFIX):
         return
     raise InvalidInputError(
@@ -344,6 +454,12 @@ def credential_from_output(returncode: int, stdout: bytes) -> str:
     credential = stdout.decode(errors="replace").strip()
     if not credential:
         raise InvalidInputError("TINKER_CREDENTIAL_CMD printed an empty credential.")
+    problem = _header_value_problem(credential, allow_spaces=False)
+    if problem is not None:
+        raise InvalidInputError(
+            f"TINKER_CREDENTIAL_CMD printed a credential that cannot be sent in an HTTP header: "
+            f"it has {problem} (not shown). Make the command print the credential alone."
+        )
     return credential
 
 
@@ -417,6 +533,9 @@ def resolve_config(
             f"{sorted(_FIELD_NAMES - {'api_key', 'base_url', 'api_key_source'})}"
         )
 
+    if base_url is not None:
+        # An explicit empty base_url used to fall back to the production service silently.
+        _check_base_url(base_url)
     resolved_url = base_url or _env(env, "TINKER_BASE_URL") or DEFAULT_BASE_URL
     credential_cmd = _env(env, "TINKER_CREDENTIAL_CMD")
 

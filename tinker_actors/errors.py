@@ -6,7 +6,8 @@ Hierarchy::
     ├── InvalidInputError            bad input caught client-side; nothing was sent (also ValueError)
     ├── APIError                     something went wrong talking to the service
     │   ├── APIConnectionError       no usable response (connection reset, DNS, refused, ...)
-    │   │   └── APITimeoutError      the request timed out
+    │   │   ├── APITimeoutError      the request timed out
+    │   │   └── SessionLostError     the server confirmed the session is gone (410s)
     │   ├── APIResponseValidationError  a response arrived but did not decode as expected
     │   └── APIStatusError           the service answered 4xx / 5xx (after any retries)
     │       ├── BadRequestError              400
@@ -57,6 +58,7 @@ __all__ = [
     "PermissionDeniedError",
     "RateLimitError",
     "RequestFailedError",
+    "SessionLostError",
     "TinkerError",
     "UnprocessableEntityError",
     "status_error_class",
@@ -118,6 +120,32 @@ class APITimeoutError(APIConnectionError):
         url: str | None = None,
     ):
         super().__init__(message, method=method, url=url)
+
+
+class SessionLostError(APIConnectionError):
+    """The server confirmed the session is gone; nothing more can be done on it.
+
+    Raised by every later request to the runtime for its session (``create_*_client``,
+    ``runtime.session_id()``, a new sampling session) once heartbeats were answered
+    ``410 Gone`` several times in a row (a single 410 is not enough). Open a new runtime for a new session; checkpoints
+    already saved can be loaded there.
+
+    Attributes:
+        session_id: the lost session.
+    """
+
+    session_id: str
+
+    def __init__(self, session_id: str, message: str | None = None) -> None:
+        super().__init__(
+            message
+            or (
+                f"session {session_id} was lost: the server answered its heartbeats with "
+                "410 Gone repeatedly; open a new runtime (tinker_actors.open()) for a new "
+                "session, and load your last checkpoint there"
+            )
+        )
+        self.session_id = session_id
 
 
 class APIResponseValidationError(APIError):

@@ -116,7 +116,8 @@ async def test_heartbeat_stops_quietly_on_410(autojump_clock: trio.abc.Clock) ->
             recorder.answer["/api/v1/session_heartbeat"] = lambda: 410
             await trio.sleep(60)
             beats = [c for c in recorder.calls if "heartbeat" in c.path]
-            assert len(beats) == 3  # 10, 20 ok; 30 -> 410; then silence
+            # 10, 20 ok; 30 -> 410, confirmed at 32 and 37 (issue 14); then silence
+            assert [c.at for c in beats] == [10.0, 20.0, 30.0, 32.0, 37.0]
 
 
 async def test_warning_only_after_120s_without_a_heartbeat(

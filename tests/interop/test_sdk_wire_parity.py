@@ -14,10 +14,11 @@ Normalisations (each one is a value that must differ between two clients or two 
   ``session_id`` values follow the server's session counter, as do ``model_seq_id`` bases.
 * **X-Idempotency-Key**: a fresh uuid4 per logical request; only its presence and its
   ``stainless-python-retry-`` prefix are compared.
-* **Version / runtime identity**: ``User-Agent``, ``X-Stainless-Package-Version``,
-  ``X-Stainless-Runtime``, ``X-Stainless-Runtime-Version``, ``X-Stainless-Async`` and
-  ``x-sdk-version`` name the client library and its event loop, so only their presence is
-  compared. ``sdk_version`` in the config bodies likewise.
+* **Runtime identity**: ``User-Agent``, ``X-Stainless-Runtime``,
+  ``X-Stainless-Runtime-Version`` and ``X-Stainless-Async`` name the client library and its
+  event loop, so only their presence is compared. The protocol version (``x-sdk-version``,
+  ``X-Stainless-Package-Version``, ``sdk_version`` in the bootstrap bodies) is compared
+  exactly: the service keys flags and compatibility on it, so we must report 0.38.0.
 * **Timing**: ``X-Tinker-Create-Promise-Roundtrip-Time`` carries a measured time; only its
   presence is compared.
 * **Transport plumbing**: ``host`` (the same server), ``content-length`` (covered by the
@@ -73,11 +74,9 @@ BACKGROUND = ("/api/v1/session_heartbeat", "/api/v1/telemetry")
 PRESENCE_ONLY = frozenset(
     {
         "user-agent",
-        "x-stainless-package-version",
         "x-stainless-runtime",
         "x-stainless-runtime-version",
         "x-stainless-async",
-        "x-sdk-version",
         "x-tinker-create-promise-roundtrip-time",
     }
 )
@@ -226,8 +225,6 @@ def normalise(request: Captured, rename: Renamer) -> dict[str, Any]:
             )
         headers[name] = rename(value)
     body = decode_body(request)
-    if isinstance(body, dict) and "sdk_version" in body:
-        body["sdk_version"] = "<version>"
     return {
         "call": f"{request.method} {rename(request.path)}",
         "query": rename(request.query),
@@ -449,6 +446,10 @@ def test_telemetry_has_the_official_shape(wire: Wire) -> None:
     assert official
     assert official[0]["events"][0]["event"] == "SESSION_START"
     ours = [json.loads(r.body) for r in wire[1] if r.path == "/api/v1/telemetry"]
+    # issue 14: the normal flow starts telemetry, so SESSION_START reaches the server
+    assert ours, "tinker_actors sent no telemetry in the normal flow"
+    assert ours[0]["events"][0]["event"] == "SESSION_START"
+    assert {b["sdk_version"] for b in ours} == {b["sdk_version"] for b in official}
     for body in ours:
         assert set(body) <= set(official[0]) | {"session_id"}, sorted(body)
         for event in body["events"]:

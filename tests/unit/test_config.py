@@ -76,7 +76,6 @@ def test_defaults(no_file: Path) -> None:
     [
         ("http://arg:1/", {"TINKER_BASE_URL": "http://env:2"}, "http://arg:1"),
         (None, {"TINKER_BASE_URL": "http://env:2///"}, "http://env:2"),
-        ("", {"TINKER_BASE_URL": "http://env:2"}, "http://env:2"),
         (None, {"TINKER_BASE_URL": ""}, DEFAULT_BASE_URL),
         ("https://x.example/services/tinker", {}, "https://x.example/services/tinker"),
     ],

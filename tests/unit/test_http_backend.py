@@ -283,3 +283,14 @@ def test_auto_picks_h11_unless_a_proxy_or_http2_is_wanted(
     monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:3128")
     assert effective_http_backend(auto) == "httpx"
     assert effective_http_backend(resolve(no_file, http_backend="h11")) == "h11"
+
+
+async def test_h11_backend_caps_idle_keepalive_connections() -> None:
+    """Issue 14: a burst's connections are kept for reuse, but not a thousand of them."""
+    from tinker_actors.transport._open import H11_MAX_IDLE
+
+    async with open_transport(config_for("h11")) as transport, transport._pool.lease() as client:
+        lean = client._transport
+        assert isinstance(lean, TrioH11Transport)
+        assert (lean._limit, lean._max_idle) == (1000, H11_MAX_IDLE)
+    assert H11_MAX_IDLE <= 128

@@ -27,7 +27,7 @@ from test_transport_support import (
     status,
 )
 
-from tinker_actors._version import __version__
+from tinker_actors._version import PROTOCOL_VERSION, __version__
 from tinker_actors.backoff import http_retry_delay
 from tinker_actors.errors import (
     APIConnectionError,
@@ -79,8 +79,8 @@ async def test_standard_header_set_on_post(autojump_clock: trio.testing.MockCloc
     assert seen.json() == {"model_id": "m", "seq_id": 1}
     assert h["accept"] == "application/json"
     assert h["content-type"] == "application/json"
-    assert h["user-agent"] == f"TinkerActors/Python {__version__}"
-    assert h["x-stainless-package-version"] == __version__
+    assert h["user-agent"] == f"tinker-actors/{__version__} (tinker-protocol {PROTOCOL_VERSION})"
+    assert h["x-stainless-package-version"] == PROTOCOL_VERSION
     assert h["x-stainless-os"] in {"Linux", "MacOS", "Windows", "FreeBSD", "OpenBSD"}
     assert h["x-stainless-arch"] in {"x64", "arm64", "arm", "x32"} or h[
         "x-stainless-arch"
@@ -174,7 +174,7 @@ async def test_sdk_method_headers(autojump_clock: trio.testing.MockClock) -> Non
         await transport.request("POST", "/x", json={})
     first, second = server.seen
     assert first.headers["x-sdk-method"] == "TrainingClient.forward_backward"
-    assert first.headers["x-sdk-version"] == __version__
+    assert first.headers["x-sdk-version"] == PROTOCOL_VERSION
     assert "x-sdk-method" not in second.headers
 
 

@@ -20,7 +20,11 @@ The loop's bookkeeping (:class:`CompletionPoller`):
   most 3 times in a row; a 402 has already waited out the billing window in the transport;
   anything else fails the loop for good, and every current and later waiter gets a
   :class:`CompletionPollingError`;
-* on cancellation (the runtime stopping) one last best-effort ack-only poll is sent.
+* on cancellation (the runtime stopping) one last best-effort ack-only poll is sent;
+* fetches share :attr:`CompletionPoller.fetch_slots` (:data:`FETCH_CONCURRENCY` at once): one
+  answer may complete hundreds of samples together, and fetching them all at once opened one
+  connection per sample (500 for 500) although each fetch is answered at once. A few fetches
+  at a time reuse a few keep-alive connections instead.
 
 The loop is run by the FuturePoller (its nursery supervises it): nothing here starts a task.
 """
@@ -45,7 +49,12 @@ from tinker_actors.types import (
 if TYPE_CHECKING:
     from tinker_actors.transport import Transport
 
-__all__ = ["RETRIEVE_FUTURES_PATH", "CompletionPoller", "CompletionPollingError"]
+__all__ = [
+    "FETCH_CONCURRENCY",
+    "RETRIEVE_FUTURES_PATH",
+    "CompletionPoller",
+    "CompletionPollingError",
+]
 
 logger = logging.getLogger("tinker_actors.futures")
 
@@ -59,6 +68,8 @@ BAD_REQUEST_BUDGET: Final = 3
 #: Completions that arrived before their sample registered (its submission answer was still
 #: on the way) are kept, up to this many; the oldest are dropped first.
 EARLY_LIMIT: Final = 10_000
+#: Result fetches of one completion loop in flight at once (so: connections they need).
+FETCH_CONCURRENCY: Final = 8
 
 
 class CompletionPollingError(TinkerError):
@@ -97,6 +108,7 @@ class CompletionPoller:
         "_transport",
         "_waiters",
         "_wake",
+        "fetch_slots",
         "polls",
     )
 
@@ -117,6 +129,8 @@ class CompletionPoller:
         self._fatal = False
         self._wake = trio.Event()
         self.polls = 0
+        #: Held while fetching a completed result (see the module doc).
+        self.fetch_slots = trio.CapacityLimiter(FETCH_CONCURRENCY)
 
     def __repr__(self) -> str:
         target = self._target

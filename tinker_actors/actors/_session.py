@@ -13,8 +13,10 @@ Later callers queue in the mailbox behind the bootstrap and get the same :class:
 A failed bootstrap fails its callers and the next request tries again from step 1.
 
 Heartbeats never retry; failures are ignored except that after 120 s without a success each
-cycle logs a warning. ``410 Gone`` means the session finished: the loop stops quietly and the
-handle is marked lost. :class:`Finish` closes the session with ``success``, ``errored`` or
+cycle logs a warning. ``410 Gone`` means the session finished, once confirmed: the beat is
+repeated twice (after 2 s, then 5 s) and only three 410s in a row stop the loop and mark the
+handle lost; later requests for the session then raise
+:class:`~tinker_actors.errors.SessionLostError`. :class:`Finish` closes the session with ``success``, ``errored`` or
 ``interrupted``, once (the first reason wins, server-side too).
 
 The manager also keeps the session's counters: ``model_seq_id`` for training clients and
@@ -29,10 +31,15 @@ from typing import TYPE_CHECKING, Any, Final, Literal, final
 import trio
 from msgspec import UNSET
 
-from tinker_actors._version import __version__
+from tinker_actors._version import PROTOCOL_VERSION
 from tinker_actors.actors._poller import run_hosted_actor
 from tinker_actors.backoff import SUBMISSION_BUDGET, retryable_status, submission_delay
-from tinker_actors.errors import APIConnectionError, APIStatusError, NotFoundError
+from tinker_actors.errors import (
+    APIConnectionError,
+    APIStatusError,
+    NotFoundError,
+    SessionLostError,
+)
 from tinker_actors.supervisors import Actor, ChildSpec, Reply, Restart
 from tinker_actors.transport import RequestOptions
 from tinker_actors.types import (
@@ -54,6 +61,7 @@ if TYPE_CHECKING:
     from tinker_actors.transport import Response, Transport
 
 __all__ = [
+    "GONE_CONFIRM_DELAYS",
     "HEARTBEAT_INTERVAL",
     "HEARTBEAT_WARN_AFTER",
     "Ensure",
@@ -76,6 +84,9 @@ logger = logging.getLogger("tinker_actors.session")
 HEARTBEAT_INTERVAL: Final = 10.0
 HEARTBEAT_TIMEOUT: Final = 10
 HEARTBEAT_WARN_AFTER: Final = 120.0
+#: After a heartbeat 410, beat again after each of these delays (s); only a 410 every time
+#: declares the session lost (a single 410 may come from a proxy or a restarting server).
+GONE_CONFIRM_DELAYS: Final = (2.0, 5.0)
 DYNAMIC_CONFIG_TIMEOUT: Final = 10
 MIN_REFRESH_INTERVAL: Final = 10.0
 
@@ -87,8 +98,9 @@ class SessionHandle:
     """A live session as clients see it: its id and the server's flags.
 
     ``dynamic_config`` is replaced by the manager's refresh loop (single writer); readers see the
-    latest values. ``lost`` becomes True when the server says the session is gone (410) and
-    ``finished`` when this client finished it.
+    latest values. ``lost`` becomes True when the server confirms the session is gone (410s) and
+    ``finished`` when this client finished it. A single 410 does not make it lost: the
+    heartbeat loop confirms it first (see :data:`GONE_CONFIRM_DELAYS`).
     """
 
     __slots__ = ("client_config", "dynamic_config", "finished", "lost", "session_id")
@@ -226,12 +238,15 @@ class SessionManager(Actor[SessionMessage]):
         if handle is not None and not handle.lost and handle.finished is None:
             return handle
         if handle is not None:
-            why = "was finished by this client" if handle.finished else "was lost (HTTP 410)"
-            reply.fail(
-                APIConnectionError(
-                    f"session {handle.session_id} {why}; open a new runtime for a new session"
+            if handle.finished:
+                reply.fail(
+                    APIConnectionError(
+                        f"session {handle.session_id} was finished by this client; open a new "
+                        "runtime for a new session"
+                    )
                 )
-            )
+            else:
+                reply.fail(SessionLostError(handle.session_id))
             return None
         if reply.abandoned:
             return None
@@ -258,7 +273,7 @@ class SessionManager(Actor[SessionMessage]):
                 json=CreateSessionRequest(
                     tags=list(config.tags),
                     user_metadata=self._user_metadata,
-                    sdk_version=__version__,
+                    sdk_version=PROTOCOL_VERSION,
                     project_id=config.project_id,
                     display_name=UNSET if self._display_name is None else self._display_name,
                 ),
@@ -351,7 +366,7 @@ async def fetch_flags(
         lambda: transport.request(
             "POST",
             "/api/v1/client/config",
-            json=ClientConfigRequest(sdk_version=__version__),
+            json=ClientConfigRequest(sdk_version=PROTOCOL_VERSION),
             options=RequestOptions(raw_credential=True),
         ),
         what="client/config",
@@ -372,7 +387,7 @@ async def fetch_dynamic_config(transport: Transport) -> ClientDynamicConfigRespo
             lambda: transport.request(
                 "POST",
                 "/api/v1/client/dynamic_config",
-                json=ClientDynamicConfigRequest(sdk_version=__version__),
+                json=ClientDynamicConfigRequest(sdk_version=PROTOCOL_VERSION),
                 options=RequestOptions(timeout=DYNAMIC_CONFIG_TIMEOUT, max_retries=0),
             ),
             what="client/dynamic_config",
@@ -380,6 +395,27 @@ async def fetch_dynamic_config(transport: Transport) -> ClientDynamicConfigRespo
     except NotFoundError:
         return ClientDynamicConfigResponse()
     return response.decode(ClientDynamicConfigResponse)
+
+
+async def _beat(
+    transport: Transport,
+    body: SessionHeartbeatRequest,
+    on_beat: Callable[[bool], None] | None,
+) -> int | str | None:
+    """Send one heartbeat; return None on success, else the status code or the error's name."""
+    options = RequestOptions(timeout=HEARTBEAT_TIMEOUT, max_retries=0, billing_pause=False)
+    outcome: int | str | None
+    try:
+        await transport.request("POST", "/api/v1/session_heartbeat", json=body, options=options)
+    except APIStatusError as exc:
+        outcome = exc.status_code
+    except APIConnectionError as exc:
+        outcome = type(exc).__name__
+    else:
+        outcome = None
+    if on_beat is not None:
+        on_beat(outcome is None)
+    return outcome
 
 
 async def heartbeat_loop(
@@ -393,33 +429,39 @@ async def heartbeat_loop(
 
     Protocol §8.3: no retries; failures are ignored except a warning per cycle once 120 s
     passed without a success. Used by the owner's SessionManager and by shadow sessions.
+
+    A 410 is confirmed before the session is declared lost: one spurious 410 (a proxy, a
+    server restarting, a load balancer routing to a stale node) used to end the session for
+    the rest of the runtime, although the server's session was alive. The beat is repeated
+    after each of :data:`GONE_CONFIRM_DELAYS`; only a 410 every time marks the handle lost. A
+    success on the way means the session lives; any other failure is inconclusive and the
+    regular cycle goes on.
     """
     last_ok = trio.current_time()
     body = SessionHeartbeatRequest(session_id=handle.session_id)
-    options = RequestOptions(timeout=HEARTBEAT_TIMEOUT, max_retries=0, billing_pause=False)
     while True:
         await trio.sleep(HEARTBEAT_INTERVAL)
         if not keep_going():
             return
-        try:
-            await transport.request("POST", "/api/v1/session_heartbeat", json=body, options=options)
-        except APIStatusError as exc:
-            if on_beat is not None:
-                on_beat(False)
-            if exc.status_code == 410:
+        outcome = await _beat(transport, body, on_beat)
+        if outcome == 410:
+            outcome = await _confirm_gone(transport, handle, body, keep_going, on_beat)
+            if outcome == 410:
                 handle.lost = True
-                logger.info("session %s has finished (410); heartbeats stop", handle.session_id)
+                logger.warning(
+                    "session %s is gone: the server answered %d heartbeats with 410 over %.0f s; "
+                    "heartbeats stop",
+                    handle.session_id,
+                    len(GONE_CONFIRM_DELAYS) + 1,
+                    sum(GONE_CONFIRM_DELAYS),
+                )
                 return
-            failure = f"HTTP {exc.status_code}"
-        except APIConnectionError as exc:
-            if on_beat is not None:
-                on_beat(False)
-            failure = type(exc).__name__
-        else:
-            if on_beat is not None:
-                on_beat(True)
+            if not keep_going():
+                return
+        if outcome is None:
             last_ok = trio.current_time()
             continue
+        failure = f"HTTP {outcome}" if isinstance(outcome, int) else outcome
         silent = trio.current_time() - last_ok
         if silent > HEARTBEAT_WARN_AFTER:
             logger.warning(
@@ -431,6 +473,30 @@ async def heartbeat_loop(
             )
         else:
             logger.debug("heartbeat failed (%s)", failure)
+
+
+async def _confirm_gone(
+    transport: Transport,
+    handle: SessionHandle,
+    body: SessionHeartbeatRequest,
+    keep_going: Callable[[], bool],
+    on_beat: Callable[[bool], None] | None,
+) -> int | str | None:
+    """Re-beat after each confirmation delay; return 410 only if every answer was 410."""
+    outcome: int | str | None = 410
+    for delay in GONE_CONFIRM_DELAYS:
+        await trio.sleep(delay)
+        if not keep_going():
+            return None
+        outcome = await _beat(transport, body, on_beat)
+        if outcome != 410:
+            logger.info(
+                "session %s: a heartbeat 410 was not confirmed (%s); the session lives",
+                handle.session_id,
+                "HTTP 200" if outcome is None else outcome,
+            )
+            return outcome
+    return outcome
 
 
 def session_spec(

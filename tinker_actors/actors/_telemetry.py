@@ -39,10 +39,11 @@ from typing import TYPE_CHECKING, Any, Final, final
 import msgspec
 import trio
 
-from tinker_actors._version import __version__
+from tinker_actors._version import PROTOCOL_VERSION
+from tinker_actors.config import secret_forms
 from tinker_actors.errors import RequestFailedError
 from tinker_actors.supervisors import ChildSpec, Restart
-from tinker_actors.transport import RequestOptions, Transport
+from tinker_actors.transport import RequestOptions, Transport, shareable_headers
 from tinker_actors.types import (
     GenericEvent,
     SessionEndEvent,
@@ -117,8 +118,8 @@ def process_uuid() -> str:
 def scrub_text(text: str, secrets: Iterable[str] = ()) -> str:
     """Return ``text`` with ``secrets`` and anything shaped like a key or JWT redacted."""
     for secret in secrets:
-        if secret:
-            text = text.replace(secret, REDACTED)
+        for form in secret_forms(secret):  # verbatim, repr-, bytes-, JSON- and URL-escaped
+            text = text.replace(form, REDACTED)
     return _SECRET_SHAPES.sub(REDACTED, text)
 
 
@@ -185,6 +186,8 @@ class TelemetryReporter:
         secrets = [config.api_key.reveal()]
         if config.cf_access_client_secret:
             secrets.append(config.cf_access_client_secret.reveal())
+        shareable = shareable_headers(config.default_headers)
+        secrets.extend(v for k, v in config.default_headers.items() if k not in shareable)
         return cls(transport, enabled=config.telemetry, secrets=secrets, session_id=session_id)
 
     @property
@@ -357,7 +360,7 @@ class TelemetryReporter:
         body = TelemetrySendRequest(
             events=batch,
             platform=platform.system(),
-            sdk_version=__version__,
+            sdk_version=PROTOCOL_VERSION,
             session_id=self._session_id,
             process_uuid=process_uuid(),
         )

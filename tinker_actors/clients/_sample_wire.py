@@ -138,7 +138,8 @@ async def fetch_completed(
     if size:
         await budget.acquire(size)
     try:
-        result = await fetch(size == 0)
+        async with completions.fetch_slots:  # a few fetches at a time: a few connections
+            result = await fetch(size == 0)
     except RequestFailedError:
         completions.retrieved(request_id)  # the error is the result: fetched in full
         raise

@@ -6,7 +6,9 @@ A handle is the URL-safe base64 of compact JSON::
      "base_url": ..., "headers": {...}, "api_key": null}
 
 It is what a SamplingClient pickles to, and what ``get_sampler_handle()`` returns. The API key
-is never in it: the receiving process resolves its own credential (its ``open()``), and
+is never in it, nor any ``default_headers`` entry that may carry a credential (Authorization,
+cookies, ``*-Key``, ``*-Token``, ...: :func:`~tinker_actors.transport.shareable_headers`,
+applied by :func:`encode_handle` and again by :func:`decode_handle`): the receiving process resolves its own credential (its ``open()``), and
 samples on the same sampling session as a *clone* with its own seq id range
 (``clone_id * 1_000_000_000``, protocol §8.5): the clone id comes from
 ``POST /api/v1/join_sampling_session`` when the server's flag ``sample_join_sampling_session``
@@ -34,6 +36,7 @@ from tinker_actors.actors import FutureState, SessionHandle, fetch_flags, heartb
 from tinker_actors.errors import (
     InvalidInputError,
 )
+from tinker_actors.transport import shareable_headers
 from tinker_actors.types import (
     SEQ_IDS_PER_CLONE,
     ClientConfigResponse,
@@ -89,7 +92,8 @@ class SamplerState(msgspec.Struct, frozen=True, kw_only=True):
 
 
 def encode_handle(state: SamplerState) -> str:
-    """Return ``state`` as URL-safe base64 of compact JSON."""
+    """Return ``state`` as URL-safe base64 of compact JSON, credential headers left out."""
+    state = msgspec.structs.replace(state, headers=shareable_headers(state.headers))
     return base64.urlsafe_b64encode(msgspec.json.encode(state)).decode("ascii")
 
 
@@ -103,11 +107,13 @@ def decode_handle(handle: object) -> SamplerState:
         raise InvalidInputError(f"a sampler handle must be a non-empty str, got {handle!r}")
     try:
         raw = base64.urlsafe_b64decode(handle.encode("ascii"))
-        return msgspec.json.decode(raw, type=SamplerState)
+        state = msgspec.json.decode(raw, type=SamplerState)
     except (binascii.Error, UnicodeEncodeError, ValueError, msgspec.DecodeError) as exc:
         raise InvalidInputError(
             "not a sampler handle (expected the string from SamplingClient.get_sampler_handle())"
         ) from exc
+    # a handle from an older writer may still carry credential headers: never re-use them
+    return msgspec.structs.replace(state, headers=shareable_headers(state.headers))
 
 
 async def clone_id_for(

@@ -27,6 +27,7 @@ from __future__ import annotations
 import httpx as _httpx
 
 from tinker_actors._open import open as _open  # noqa: F401  (keeps the SDK importable first)
+from tinker_actors._version import PROTOCOL_VERSION as _PROTOCOL_VERSION
 from tinker_actors.backoff import RetryConfig as RetryConfig
 from tinker_actors.compat import auth as auth
 from tinker_actors.compat import lib as lib
@@ -69,7 +70,7 @@ from tinker_actors.errors import UnprocessableEntityError as UnprocessableEntity
 from tinker_actors.transport import RequestOptions as RequestOptions
 
 #: The official SDK version whose surface and protocol this package implements.
-__version__ = "0.38.0"
+__version__ = _PROTOCOL_VERSION
 __title__ = "tinker"
 
 #: httpx's Timeout, as 0.38 re-exports it.

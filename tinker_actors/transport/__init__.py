@@ -5,7 +5,7 @@ Open it with :func:`open_transport` and send through :meth:`Transport.request` (
 
     async with open_transport(resolve_config()) as transport:
         response = await transport.request("POST", "/api/v1/client/config",
-                                           json={"sdk_version": "0.1.0"})
+                                           json={"sdk_version": "0.38.0"})
         flags = response.decode(ClientConfigResponse)
 
 The transport knows HTTP, headers, credentials and the wire types; it knows nothing about
@@ -21,6 +21,7 @@ transport when HTTP/2 or an environment proxy is wanted; ``http_backend="httpx"`
 
 from __future__ import annotations
 
+from tinker_actors.transport._headers import shareable_headers as shareable_headers
 from tinker_actors.transport._open import open_transport as open_transport
 from tinker_actors.transport._options import RequestOptions as RequestOptions
 from tinker_actors.transport._options import Response as Response
@@ -35,4 +36,5 @@ __all__ = [
     "Transport",
     "TransportStatistics",
     "open_transport",
+    "shareable_headers",
 ]

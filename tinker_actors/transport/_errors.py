@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Final
 import httpx
 import msgspec
 
+from tinker_actors.config import secret_forms
 from tinker_actors.errors import (
     APIConnectionError,
     APIStatusError,
@@ -30,11 +31,17 @@ __all__ = ["MESSAGE_BODY_LIMIT", "connection_error", "is_empty_400", "scrub", "s
 MESSAGE_BODY_LIMIT: Final = 2000
 
 
-def scrub(text: str, secrets: Iterable[str]) -> str:
-    """Return ``text`` with every occurrence of each non-empty secret replaced."""
+def scrub(text: str, secrets: Iterable[str], replacement: str = REDACTED) -> str:
+    """Return ``text`` with each non-empty secret replaced, in any form it may be quoted in.
+
+    The forms are those of :func:`~tinker_actors.config.secret_forms`: verbatim, ``repr``- and
+    bytes-``repr``-escaped, JSON-escaped and URL-encoded, so "Illegal header value b'tml-..\\n'"
+    is redacted as well as the raw key.
+    """
     for secret in secrets:
-        if secret and secret in text:
-            text = text.replace(secret, REDACTED)
+        for form in secret_forms(secret):
+            if form in text:
+                text = text.replace(form, replacement)
     return text
 
 

@@ -3,11 +3,15 @@
 Every request carries the same platform description the official SDK sends (so a server sees
 the same header *set*), under our own product name::
 
-    User-Agent: TinkerActors/Python 0.1.0
-    X-Stainless-Package-Version: 0.1.0
+    User-Agent: tinker-actors/0.1.0 (tinker-protocol 0.38.0)
+    X-Stainless-Package-Version: 0.38.0
     X-Stainless-OS: Linux            X-Stainless-Arch: x64
     X-Stainless-Runtime: CPython     X-Stainless-Runtime-Version: 3.11.9
     X-Stainless-Async: async:trio
+
+``X-Stainless-Package-Version`` (like ``x-sdk-version``) carries the official protocol version we
+implement, :data:`~tinker_actors._version.PROTOCOL_VERSION`, since the service keys flags and
+compatibility on it; ``User-Agent`` says who we really are.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import platform
 import sys
 from typing import TYPE_CHECKING, Final
 
-from tinker_actors._version import __version__
+from tinker_actors._version import PROTOCOL_VERSION, __version__
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -31,7 +35,9 @@ __all__ = [
     "encode_query",
     "get_architecture",
     "get_platform",
+    "is_credential_header",
     "redact_headers",
+    "shareable_headers",
     "user_agent",
 ]
 
@@ -44,9 +50,39 @@ SENSITIVE_HEADERS: Final = frozenset(
 )
 
 
+# Name fragments of headers that carry a credential (Authorization, X-API-Key, Cookie,
+# CF-Access-Client-Secret, X-Auth-Token, X-Session-Token, ...): they never leave the process.
+_CREDENTIAL_PARTS: Final = (
+    "auth",
+    "cookie",
+    "credential",
+    "key",
+    "password",
+    "secret",
+    "session",
+    "signature",
+    "token",
+)
+
+
+def is_credential_header(name: str) -> bool:
+    """Say whether header ``name`` may carry a credential (by name: false positives are fine)."""
+    lowered = name.lower()
+    return lowered in SENSITIVE_HEADERS or any(part in lowered for part in _CREDENTIAL_PARTS)
+
+
+def shareable_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    """Return the headers safe to hand to another process (pickles, sampler handles).
+
+    Every header that may carry a credential is dropped: the receiving process sends its own
+    credentials, read from its own environment or config, as the official SDK's does.
+    """
+    return {name: value for name, value in headers.items() if not is_credential_header(name)}
+
+
 def user_agent() -> str:
-    """Return our User-Agent: ``TinkerActors/Python <version>``."""
-    return f"TinkerActors/Python {__version__}"
+    """Return our User-Agent: ``tinker-actors/<version> (tinker-protocol <protocol version>)``."""
+    return f"tinker-actors/{__version__} (tinker-protocol {PROTOCOL_VERSION})"
 
 
 def get_platform() -> str:
@@ -93,7 +129,7 @@ def get_architecture() -> str:
 @functools.cache
 def _platform_headers() -> tuple[tuple[str, str], ...]:
     return (
-        ("X-Stainless-Package-Version", __version__),
+        ("X-Stainless-Package-Version", PROTOCOL_VERSION),
         ("X-Stainless-OS", get_platform()),
         ("X-Stainless-Arch", get_architecture()),
         ("X-Stainless-Runtime", platform.python_implementation()),

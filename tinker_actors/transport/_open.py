@@ -26,10 +26,12 @@ if TYPE_CHECKING:
 
     from tinker_actors.config import Config
 
-__all__ = ["CONNECTIONS_PER_CLIENT", "effective_http_backend", "open_transport"]
+__all__ = ["CONNECTIONS_PER_CLIENT", "H11_MAX_IDLE", "effective_http_backend", "open_transport"]
 
 #: Requests one httpx client serves at once (the official SDK's per-instance cap, §7.2).
 CONNECTIONS_PER_CLIENT: Final = 50
+#: Most idle keep-alive connections the h11 backend keeps (fewer when max_connections is lower).
+H11_MAX_IDLE: Final = 128
 
 
 def effective_http_backend(config: Config) -> Literal["h11", "httpx"]:
@@ -81,10 +83,12 @@ async def open_transport(
         # pool timeout rather than timing out behind long polls that hold connections.
         shared = TrioH11Transport(
             max_connections=config.max_connections,
-            # Keep every connection a burst opened until keepalive_expiry: reconnecting
-            # in the middle of a 2,048-sample burst cost more wall time than it saved
-            # (config.max_keepalive_connections is the per-client figure of the httpx path).
-            max_keepalive_connections=config.max_connections,
+            # Keep the connections a burst opened until keepalive_expiry, up to H11_MAX_IDLE:
+            # reconnecting in the middle of a 2,048-sample burst cost more wall time than it
+            # saved, but a thousand idle sockets per client are a burden on the server and
+            # its proxies (config.max_keepalive_connections is the per-client figure of the
+            # httpx path, the official SDK's 20).
+            max_keepalive_connections=min(config.max_connections, H11_MAX_IDLE),
             keepalive_expiry=config.keepalive_expiry,
         )
         per_client, max_clients = config.max_connections, 1

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Final
 import httpx
 import msgspec
 
-from tinker_actors._version import __version__
+from tinker_actors._version import PROTOCOL_VERSION
 from tinker_actors.errors import InvalidInputError
 from tinker_actors.transport._headers import API_KEY_HEADER, IDEMPOTENCY_HEADER, encode_query
 from tinker_actors.transport._options import RequestOptions, Response
@@ -188,7 +188,7 @@ def build_request(
     """
     headers = base.copy()
     if p.sdk_method is not None:
-        headers["x-sdk-version"] = __version__
+        headers["x-sdk-version"] = PROTOCOL_VERSION
         headers["x-sdk-method"] = p.sdk_method
     if p.accept is not None:
         headers["Accept"] = p.accept

@@ -41,6 +41,7 @@ from tinker_actors.transport._dispatch import send_direct, send_through
 from tinker_actors.transport._errors import connection_error, is_empty_400, scrub, status_error
 from tinker_actors.transport._headers import (
     base_headers,
+    is_credential_header,
     redact_headers,
 )
 from tinker_actors.transport._options import (
@@ -115,8 +116,11 @@ class Transport:
         self._closed = False
         self._api_key = config.api_key.reveal()
         cf_secret = config.cf_access_client_secret
-        self._fixed_secrets: tuple[str, ...] = (self._api_key,) + (
-            (cf_secret.reveal(),) if cf_secret else ()
+        # Values of credential-bearing default headers (Authorization: Bearer ...) count too.
+        self._fixed_secrets: tuple[str, ...] = (
+            self._api_key,
+            *((cf_secret.reveal(),) if cf_secret else ()),
+            *(v for k, v in config.default_headers.items() if is_credential_header(k)),
         )
         # Recent JWTs and command-made credentials, scrubbed from messages like the key.
         self._tokens_seen: collections.deque[str] = collections.deque(maxlen=8)
