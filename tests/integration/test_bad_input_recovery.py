@@ -22,7 +22,7 @@ import tinker_actors as ta
 from tinker_actors.clients import TrainingClient
 from tinker_actors.clients._training_actor import Submit, TrainingActor, TrainingOrderBrokenError
 from tinker_actors.clients._training_ops import fwd_op, optim_step_op
-from tinker_actors.local import LocalServer, ServerLimits
+from tinker_actors.local import FaultPlan, FaultRule, LocalServer, ServerLimits
 from tinker_actors.supervisors import ActorExited
 from tinker_actors.types import (
     AdamParams,
@@ -350,3 +350,28 @@ async def test_after_a_crash_of_its_actor_the_client_fails_clearly(
         order = applied(server, tc.model_id)
         assert order["applied_seq_ids"] == [0, 1, 2]
         assert order["deduplicated"] == 0
+
+
+async def test_an_injected_refusal_fails_alone_like_the_servers_own(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    # A fault plan's 422/400 with a body stands for the server refusing what it read: the
+    # model's seq_id is consumed, so the next step runs at once instead of waiting out the
+    # gap timeout behind an id that will never come.
+    plan = FaultPlan(
+        rules=(
+            FaultRule(endpoint="forward_backward", status=422, count=1),
+            FaultRule(endpoint="optim_step", status=400, count=1),
+        )
+    )
+    async with trainer(faults=plan) as (tc, server, _app):
+        with pytest.raises(ta.UnprocessableEntityError):
+            await (await tc.forward_backward([good()], "cross_entropy")).result()
+        with pytest.raises(ta.BadRequestError):
+            await (await tc.optim_step(AdamParams())).result()
+        started = trio.current_time()
+        await train_step(tc)
+        assert trio.current_time() - started < 60  # no wait for the gap timeout
+        order = applied(server, tc.model_id)
+        assert order["applied_seq_ids"] == [0, 3, 4]
+        assert order["refused"] == 2

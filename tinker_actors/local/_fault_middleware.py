@@ -12,7 +12,11 @@ decisions in front of the local server's app, under trio:
   ``retry-after-ms`` and ``x-should-retry`` headers the rule asks for and
   ``x-injected-fault: rule=<index>``;
 * for ``retrieve_future`` under a ``try_again`` rule the body is read to find the
-  ``request_id`` and replayed, byte for byte, to the app when the request passes.
+  ``request_id`` and replayed, byte for byte, to the app when the request passes;
+* an injected refusal with a body (400, 404, 422) stands for the server refusing what it read,
+  so the body is read and handed to ``on_refused`` before the answer: the local server then
+  consumes a training request's ``seq_id`` as a real refusal does (:mod:`._refusals`), and the
+  model's next request is not left waiting behind a hole.
 
 Example::
 
@@ -48,6 +52,10 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+#: Told of an injected refusal: the request's scope, its body and the injected status.
+OnRefused = Callable[[Scope, bytes, int], None]
+#: Injected statuses that stand for the server refusing a request it read.
+_REFUSALS = frozenset({400, 404, 422})
 
 # try_again answers are remembered per request_id; bound the memory of a long-running server
 _MAX_TRACKED_FUTURES = 65536
@@ -346,11 +354,19 @@ class FaultInjector:
     Args:
         app: the ASGI app to protect (the local server's starlette app).
         plan: the plan, or a :class:`FaultEngine` to share; None injects nothing.
+        on_refused: called with an injected refusal's scope, body and status (see above).
     """
 
-    def __init__(self, app: ASGIApp, plan: FaultPlan | FaultEngine | None = None) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        plan: FaultPlan | FaultEngine | None = None,
+        *,
+        on_refused: OnRefused | None = None,
+    ) -> None:
         self.app = app
         self.engine = plan if isinstance(plan, FaultEngine) else FaultEngine(plan)
+        self.on_refused = on_refused
 
     @property
     def plan(self) -> FaultPlan:
@@ -377,16 +393,11 @@ class FaultInjector:
         method: str = scope["method"]
         path: str = scope["path"]
         request_id = None
+        body: bytes | None = None
         if self.engine.needs_request_id(method, path):
-            chunks: list[bytes] = []
-            while True:
-                message = await receive()
-                if message["type"] != "http.request":
-                    return  # the client went away before sending its body: nobody to answer
-                chunks.append(message.get("body", b""))
-                if not message.get("more_body", False):
-                    break
-            body = b"".join(chunks)
+            body = await _read_body(receive)
+            if body is None:
+                return  # the client went away before sending its body: nobody to answer
             request_id = _request_id(body)
             receive = _replay(body, receive)
         decision = self.engine.decide(method, path, request_id)
@@ -396,6 +407,11 @@ class FaultInjector:
             await self.app(scope, receive, send)
             return
         response = decision.response
+        if self.on_refused is not None and response.status in _REFUSALS and response.body:
+            if body is None:
+                body = await _read_body(receive)
+            if body is not None:
+                self.on_refused(scope, body, response.status)
         await send(
             {
                 "type": "http.response.start",
@@ -404,6 +420,18 @@ class FaultInjector:
             }
         )
         await send({"type": "http.response.body", "body": response.body, "more_body": False})
+
+
+async def _read_body(receive: Receive) -> bytes | None:
+    """Return the whole request body, or None when the client left before sending it."""
+    chunks: list[bytes] = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return None
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return b"".join(chunks)
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:

@@ -32,16 +32,17 @@ import msgspec
 import trio
 
 from tinker_actors.local._app import build_app
-from tinker_actors.local._auth import Authenticator, AuthError
+from tinker_actors.local._auth import CALLER, Authenticator, AuthError
 from tinker_actors.local._catalogue import check_aliases
 from tinker_actors.local._core import EngineError, ServerSettings
 from tinker_actors.local._engine import LocalEngine, open_engine
-from tinker_actors.local._fault_middleware import FaultInjector
+from tinker_actors.local._fault_middleware import FaultInjector, Scope
 from tinker_actors.local._fault_proxy import FaultProxy
 from tinker_actors.local._faults import FaultPlan, FaultPlanError
 from tinker_actors.local._http_server import LISTEN_BACKLOG, serve_asgi
 from tinker_actors.local._limits import check_json_depth, over_limit
 from tinker_actors.local._null_backend import NullBackend
+from tinker_actors.local._refusals import consume_refused, peek_json_ids, peek_proto_ids
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -53,6 +54,18 @@ if TYPE_CHECKING:
 __all__ = ["LISTEN_BACKLOG", "LocalServer", "open_local_server"]
 
 _DEBUG_ROUTES = frozenset({"/_local/counters", "/_local/faults"})
+# Requests that carry a model's seq_id (protocol.md §5): a refusal of one consumes that id.
+_TRAINING_SUBMISSIONS = frozenset(
+    "/api/v1/" + name
+    for name in (
+        "forward_backward",
+        "optim_step",
+        "save_weights",
+        "save_weights_for_sampler",
+        "save_weights_external",
+        "load_weights",
+    )
+)
 
 
 @final
@@ -62,10 +75,30 @@ class LocalServer:
     def __init__(self, engine: LocalEngine, auth: Authenticator, api: ASGIApp) -> None:
         self.engine = engine
         self.auth = auth
-        self.faults = FaultInjector(api)
+        self.faults = FaultInjector(api, on_refused=self._consume_injected_refusal)
         self._api = api
         self.proxy: FaultProxy | None = None
         self.urls: list[str] = []
+
+    def _consume_injected_refusal(self, scope: Scope, body: bytes, status: int) -> None:
+        """Treat an injected refusal of a training request as the server's own refusal."""
+        if scope["path"] not in _TRAINING_SUBMISSIONS:
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        try:
+            principal = self.auth.check(headers.get("x-api-key"), raw_key_allowed=False)
+        except AuthError:
+            return  # the app would have refused it as unauthenticated: nothing to consume
+        content_type = headers.get("content-type", "")
+        if "protobuf" in content_type:
+            ids = peek_proto_ids(body, headers.get("content-encoding"))
+        else:
+            ids = peek_json_ids(body)
+        token = CALLER.set(principal)
+        try:
+            consume_refused(self.engine.core, *ids, status)
+        finally:
+            CALLER.reset(token)
 
     @property
     def settings(self) -> ServerSettings:
