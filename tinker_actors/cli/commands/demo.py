@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,10 @@ def command(
     A local server with the torch backend runs in this process; the SDK trains on it with
     pipelined forward_backward + optim_step steps, saves a checkpoint and samples again.
     """
+    # The trainer and the SDK share this process's cores: OpenMP threads that spin while they
+    # wait (libgomp's default) make small torch steps many times slower beside a busy event
+    # loop. libgomp reads this when torch is first imported, just below.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     try:
         import torch  # noqa: F401
     except ImportError:
