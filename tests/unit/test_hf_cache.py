@@ -216,3 +216,17 @@ def test_transformers_loads_them_by_name_offline(tmp_path: Path, build_dir: Path
     assert done.returncode == 0, done.stderr[-3000:]
     loaded = json.loads(done.stdout.strip().splitlines()[-1])
     assert loaded == {QWEN: [0, "User: 2 + 2 = 4"], "local/tiny": [0, "User: 2 + 2 = 4"]}
+
+
+def test_accepts_str_paths(tmp_path: Path, build_dir: Path) -> None:
+    # regression: a str cache_dir (what a user types, or reads from os.environ) failed on
+    # `/` and `.mkdir` because only Path was handled
+    installed = install_tokenizers(
+        str(tmp_path / "hub"), models=["local/tiny"], aliases={QWEN: "local/tiny"},
+        build_dir=str(build_dir),
+    )  # fmt: skip
+    assert [e.snapshot.parent.parent for e in installed] == [
+        repository_dir(tmp_path / "hub", "local/tiny"),
+        repository_dir(tmp_path / "hub", QWEN),
+    ]
+    assert all((e.snapshot / "tokenizer.json").is_file() for e in installed)

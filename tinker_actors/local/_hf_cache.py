@@ -180,18 +180,18 @@ def _write_repo(
 
 
 def install_tokenizers(
-    cache_dir: Path | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
     *,
     models: Iterable[str] | None = None,
     aliases: Mapping[str, str] | None = None,
-    build_dir: Path | None = None,
+    build_dir: str | os.PathLike[str] | None = None,
     force: bool = False,
 ) -> list[InstalledTokenizer]:
     """Write local models' tokenizers into a hub cache under their names and aliases.
 
     Args:
-        cache_dir: the hub cache to write (the directory ``HF_HUB_CACHE`` names); default
-            :func:`hub_cache_dir` of this environment.
+        cache_dir: the hub cache to write (the directory ``HF_HUB_CACHE`` names), a ``Path``
+            or a string; default :func:`hub_cache_dir` of this environment.
         models: catalogue models to install (default: every model, and every alias target).
         aliases: extra names, ``{"Qwen/Qwen3.5-9B-Base": "local/tiny"}``; each is installed
             with its model's tokenizer (its model is installed too).
@@ -223,8 +223,11 @@ def install_tokenizers(
     names = [(m, m) for m in wanted] + list(checked.items())
     for name, _ in names:
         _check_repo_name(name)
-    target_dir = cache_dir if cache_dir is not None else hub_cache_dir()
-    build = build_dir if build_dir is not None else default_cache_dir() / "tokenizers"
+    # str paths are as welcome as Path ones (os.fspath also takes any PathLike)
+    target_dir = Path(os.fspath(cache_dir)) if cache_dir is not None else hub_cache_dir()
+    build = (
+        Path(os.fspath(build_dir)) if build_dir is not None else default_cache_dir() / "tokenizers"
+    )
     files: dict[str, dict[str, bytes]] = {}
     for model in wanted:
         spec = CATALOGUE[model]

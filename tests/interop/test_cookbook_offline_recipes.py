@@ -1,0 +1,195 @@
+"""tinker-cookbook 0.6.1's chat_sl, math_rl and DPO recipes, unmodified, offline, on local/tiny.
+
+Each recipe runs as a user would run it (``python -m <recipe module> key=value ...``) against
+one ``tinker-actors serve --backend torch --model-alias Qwen/Qwen3.5-9B-Base=local/tiny``
+process, with the official ``tinker`` client and only environment settings: ``TINKER_BASE_URL``,
+``TINKER_API_KEY``, ``HF_HUB_OFFLINE=1`` and ``HF_HUB_CACHE`` pointing at a temporary cache that
+``tinker-actors tokenizers install`` filled. The recipe arguments only scale the runs down
+(batch size, steps, learning rate, tokens per sample, log path); no cookbook code is patched.
+
+* ``chat_sl`` (``recipes/chat_sl/train.py``) learns arithmetic conversations from a local JSONL
+  file (its ``dataset=<path>.jsonl`` argument): the loss falls. Its final checkpoint is the SFT
+  checkpoint that math_rl starts from.
+* ``math_rl`` (``recipes/math_rl/train.py``) on its arithmetic environment, with its default
+  loss ``stable_reinforce``: the mean reward rises. local/tiny cannot learn to add in seconds, so
+  what it learns is the environment's format reward (ending its answer with the renderer's stop
+  sequence ``\\n\\nUser:``). ``max_tokens=10``: the local tokenizer spends 6 tokens on that stop
+  sequence, so the recipe's default of 5 could never end a turn.
+* DPO (``recipes/preference/dpo/train.py``, dataset ``hhh``) on a local folder named
+  ``Anthropic/hh-rlhf`` (``datasets.load_dataset`` finds a local folder named like the hub id
+  before the hub): the DPO loss falls from ln 2 to below it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("tinker", reason="official tinker SDK not installed (interop extra)")
+pytest.importorskip("tinker_cookbook", reason="tinker-cookbook not installed (README test command)")
+pytest.importorskip("datasets", reason="tinker-cookbook's datasets dependency is not installed")
+pytest.importorskip("torch", reason="the torch backend needs the torch extra")
+
+pytestmark = [pytest.mark.interop, pytest.mark.slow]
+
+MODEL = "Qwen/Qwen3.5-9B-Base"
+KEY = "tml-cookbook-offline"
+SUBJECTS = ["cats", "the sea", "trains", "bread", "winter", "music", "gardens", "rivers"]
+
+
+def _arithmetic_conversation(rng: random.Random) -> dict[str, Any]:
+    # the math_rl arithmetic environment's prompt: its few-shot pair, then the question
+    x, y = rng.randint(0, 100), rng.randint(0, 100)
+    return {
+        "messages": [
+            {"role": "user", "content": "What is 4 + 5?"},
+            {"role": "assistant", "content": "9"},
+            {"role": "user", "content": f"What is {x} + {y}?"},
+            {"role": "assistant", "content": str(x + y)},
+        ]
+    }
+
+
+def _preference(index: int) -> dict[str, str]:
+    # Anthropic/hh-rlhf's row format: two transcripts that differ in the last turn only
+    subject = SUBJECTS[index % len(SUBJECTS)]
+    prompt = f"\n\nHuman: Tell me about {subject}, please ({index})."
+    return {
+        "chosen": f"{prompt}\n\nAssistant: {subject.capitalize()} are a fine subject.",
+        "rejected": f"{prompt}\n\nAssistant: No.",
+    }
+
+
+def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("cookbook-offline")
+    rng = random.Random(0)
+    _write_jsonl(root / "arithmetic.jsonl", [_arithmetic_conversation(rng) for _ in range(1024)])
+    hh = root / "Anthropic" / "hh-rlhf"
+    _write_jsonl(hh / "train.jsonl", [_preference(i) for i in range(256)])
+    _write_jsonl(hh / "test.jsonl", [_preference(1000 + i) for i in range(32)])
+    # the command a user runs, into a cache of the test's own
+    command = [
+        sys.executable, "-m", "tinker_actors.cli", "tokenizers", "install",
+        "--cache-dir", str(root / "hub"), "--model", "local/tiny", "--model-alias",
+        f"{MODEL}=local/tiny",
+    ]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr[-4000:]
+    assert f"{MODEL} (alias of local/tiny)" in done.stdout, done.stdout
+    return root
+
+
+@pytest.fixture(scope="module")
+def server_url(workdir: Path) -> Iterator[str]:
+    command = [
+        sys.executable, "-m", "tinker_actors.cli", "serve", "--backend", "torch",
+        "--port", "0", "--model-alias", f"{MODEL}=local/tiny",
+    ]  # fmt: skip
+    server = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    try:
+        assert server.stdout is not None
+        first = server.stdout.readline()
+        assert " at " in first, first
+        yield first.rsplit(" at ", 1)[1].strip()
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+        if server.stdout is not None:
+            server.stdout.close()
+
+
+def run_recipe(workdir: Path, url: str, module: str, args: list[str]) -> Path:
+    """Run a cookbook recipe module as a user would; return its log directory."""
+    log_path = workdir / module.split(".")[-2 if module.endswith(".train") else -1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TINKER_", "HF_"))}
+    env.update(
+        HF_HUB_OFFLINE="1",
+        HF_HUB_CACHE=str(workdir / "hub"),
+        TINKER_BASE_URL=url,
+        TINKER_API_KEY=KEY,
+    )
+    command = [sys.executable, "-m", module, f"log_path={log_path}", *args]
+    done = subprocess.run(
+        command, cwd=workdir, env=env, capture_output=True, text=True, timeout=600, check=False
+    )
+    assert done.returncode == 0, done.stderr[-6000:]
+    return log_path
+
+
+def metrics(log_path: Path) -> list[dict[str, Any]]:
+    lines = (log_path / "metrics.jsonl").read_text().splitlines()
+    return [json.loads(line) for line in lines]
+
+
+def series(rows: list[dict[str, Any]], key: str) -> list[float]:
+    return [float(row[key]) for row in rows if key in row]
+
+
+@pytest.fixture(scope="module")
+def chat_sl(workdir: Path, server_url: str) -> Path:
+    """chat_sl on arithmetic conversations; its final state is math_rl's SFT checkpoint."""
+    # the recipe's default LoRA rank (32); a constant 2e-3 learns the format without the
+    # loss spikes that 5e-3 gave; 20 steps leave the stop sequence learnt about a third of the
+    # time, so RL has something to improve
+    args = [
+        f"dataset={workdir / 'arithmetic.jsonl'}", "batch_size=16", "max_steps=20",
+        "learning_rate=2e-3", "lr_schedule=constant", "eval_every=0", "save_every=0",
+    ]  # fmt: skip
+    return run_recipe(workdir, server_url, "tinker_cookbook.recipes.chat_sl.train", args)
+
+
+def test_chat_sl_loss_falls(chat_sl: Path) -> None:
+    nll = series(metrics(chat_sl), "train_mean_nll")
+    assert len(nll) == 20
+    # from ln(4096) ~ 8.3 (a random-init model) to well under half of it
+    assert max(nll[-4:]) < nll[0] / 2, nll
+
+
+def test_math_rl_reward_rises_from_the_sft_checkpoint(
+    workdir: Path, server_url: str, chat_sl: Path
+) -> None:
+    rows = [json.loads(line) for line in (chat_sl / "checkpoints.jsonl").read_text().splitlines()]
+    sft = rows[-1]["state_path"]
+    assert sft.startswith("tinker://")
+    # Small steps, many samples. The recipe starts a fresh AdamW, whose first update moves every
+    # LoRA weight by the full learning rate in the direction of RL's near-zero-mean gradient: at
+    # lr 1e-3 that one step knocked local/tiny out of the format for good in 2 of 7 trials (every
+    # sample then scores the same, so nothing more is learnt). At 3e-4 with 64 samples a step
+    # the mean reward rose by about 0.0015 a step in every trial, against a noise of about 0.006
+    # in one step's mean, so 20 steps and means over 5 steps leave a wide margin
+    args = [
+        f"model_name={MODEL}", f"load_checkpoint_path={sft}", "groups_per_batch=16",
+        "group_size=4", "learning_rate=3e-4", "max_tokens=10", "max_steps=20",
+        "eval_every=0", "save_every=0",
+    ]  # fmt: skip
+    log_path = run_recipe(workdir, server_url, "tinker_cookbook.recipes.math_rl.train", args)
+    config = json.loads((log_path / "config.json").read_text())
+    assert config["loss_fn"] == "stable_reinforce"  # the recipe's default, not overridden
+    reward = series(metrics(log_path), "env/all/reward/total")
+    assert len(reward) == 20
+    first, last = sum(reward[:5]) / 5, sum(reward[-5:]) / 5
+    assert last > first, reward
+
+
+def test_dpo_loss_falls_below_ln_2(workdir: Path, server_url: str) -> None:
+    args = ["dataset=hhh", "batch_size=16", "max_steps=6", "learning_rate=1e-3"]
+    log_path = run_recipe(workdir, server_url, "tinker_cookbook.recipes.preference.dpo.train", args)
+    loss = series(metrics(log_path), "dpo_loss")
+    assert len(loss) == 6
+    assert loss[0] == pytest.approx(math.log(2), abs=1e-3)  # policy == reference at step 0
+    assert loss[-1] < math.log(2) - 0.1, loss
