@@ -125,13 +125,35 @@ def test_each_attempt_gets_its_own_values() -> None:
     assert r2.content == two.body
 
 
-def test_extra_headers_and_cookies_take_the_long_way() -> None:
+EXTRA = st.sampled_from(
+    [
+        {"X-Tinker-Sampling-Backpressure": "1"},
+        {"x-stainless-retry-count": "9", "X-Extra": "e"},
+        {"X-Idempotency-Key": "callers", "x-stainless-read-timeout": "3", "accept": "a/b"},
+        {"X-API-Key": "never-sent"},
+        {"X-Tinker-Request-Iteration": "0", "X-Tinker-Create-Promise-Roundtrip-Time": "0.25"},
+        {"X-Dup": "1", "x-dup": "2"},  # names equal but for case: the long way
+    ]
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(extra=EXTRA, retries=st.lists(st.integers(0, 5), min_size=1, max_size=3))
+def test_extra_headers_keep_the_calls_values(extra: dict[str, str], retries: list[int]) -> None:
     config = resolve_config(base_url="http://127.0.0.1:8123", api_key="tml-test")
     base = _base()
-    options = RequestOptions(extra_headers={"x-stainless-retry-count": "9", "X-Extra": "e"})
-    p = prepare(config, "POST", "/api/v1/x", {"a": 1}, None, None, None, options, "x")
-    _same(build_request(base, connect_timeout=5.0, p=p, retries_taken=1, credential="k"),
-          _slow(base, p, 1, "k"))  # fmt: skip
+    for attempt in retries:  # same names, values that change from call to call
+        varied = {name: f"{value}{attempt}" for name, value in extra.items()}
+        options = RequestOptions(extra_headers=varied)
+        p = prepare(config, "POST", "/api/v1/asample", {"a": 1}, None, None, None, options, "s")
+        fast = build_request(base, connect_timeout=5.0, p=p, retries_taken=attempt, credential="k")
+        _same(fast, _slow(base, p, attempt, "k"))
+        assert fast.headers["X-API-Key"] == "k"
+
+
+def test_cookies_take_the_long_way() -> None:
+    config = resolve_config(base_url="http://127.0.0.1:8123", api_key="tml-test")
+    base = _base()
     jar = httpx.Cookies()
     jar.set("session", "abc", domain="127.0.0.1")
     q = prepare(config, "POST", "/api/v1/x", {"a": 1}, None, None, None, None, "x")

@@ -222,7 +222,7 @@ def build_request(
         "write": p.timeout,
         "pool": p.timeout,
     }
-    if not p.extra_headers and not cookies:
+    if not cookies:
         # the common case: the head comes from a template (same headers, same order)
         return templated_request(base, p, url, retries_taken, credential, timeouts, merged_headers)
     request = httpx.Request(

@@ -13,9 +13,11 @@ and writes those values in place.
 
 Invariant: the head is byte for byte what the slow path builds (names, values, order), so the
 wire is unchanged (``tests/unit/test_request_template.py`` compares the two; the wire parity
-tests compare with the official client). Calls with ``extra_headers`` or cookies, and client
-headers that carry ``Host``, ``Content-Length`` or ``Transfer-Encoding`` themselves, take the
-slow path.
+tests compare with the official client). The names of a call's ``extra_headers`` are part of its
+kind (the SDK's own have a fixed set of names per endpoint); their values, like the first poll's
+``X-Tinker-Create-Promise-Roundtrip-Time``, are written per attempt, and a header they set keeps
+the call's value. Calls with cookies, and client headers that carry ``Host``,
+``Content-Length`` or ``Transfer-Encoding`` themselves, take the slow path.
 """
 
 from __future__ import annotations
@@ -47,15 +49,21 @@ _LIMIT: Final = 512
 _TEMPLATES: dict[tuple[object, ...], tuple[httpx.Headers, _Template | None]] = {}
 
 
-class _Template:
-    __slots__ = ("credential", "idempotency", "length", "pairs", "read_timeout", "retry")
+_Slot = tuple[int, bytes]  # (index in the pairs, the header's name as sent)
 
-    def __init__(self, pairs: list[tuple[bytes, bytes]]) -> None:
+
+class _Template:
+    __slots__ = ("credential", "extra", "idempotency", "length", "pairs", "read_timeout", "retry")
+
+    def __init__(self, pairs: list[tuple[bytes, bytes]], custom: list[bytes]) -> None:
         self.pairs = pairs
         where = {name.lower(): (i, name) for i, (name, _) in enumerate(pairs)}
-        self.idempotency = where.get(_IDEMPOTENCY)
-        self.retry = where[_RETRY]
-        self.read_timeout = where[_READ_TIMEOUT]
+        #: one slot per extra header, in the call's order (their values vary, e.g. a round trip)
+        self.extra: list[_Slot] = [where[name] for name in custom]
+        # a header the call's extra_headers set carries the call's value (its extra slot)
+        self.idempotency = where.get(_IDEMPOTENCY) if _IDEMPOTENCY not in custom else None
+        self.retry = where[_RETRY] if _RETRY not in custom else None
+        self.read_timeout = where[_READ_TIMEOUT] if _READ_TIMEOUT not in custom else None
         self.credential = where[_CREDENTIAL]
         # absent on a GET; httpx's own "0" when there is no body (rewritten as "0")
         self.length = where.get(_LENGTH)
@@ -71,7 +79,10 @@ def _template(
         return None
     # the call's own body: httpx places Content-Length by whether there is one and it is empty
     probe = httpx.Request(p.method, url, headers=slow(base, p, 0, "-"), content=p.body)
-    return _Template(list(probe.headers.raw))
+    custom = [name.lower().encode("utf-8") for name in p.extra_headers]
+    if len(set(custom)) != len(custom):
+        return None  # names that differ only in case: the last one's value wins, position varies
+    return _Template(list(probe.headers.raw), custom)
 
 
 def templated_request(
@@ -83,13 +94,15 @@ def templated_request(
     timeouts: Timeouts,
     slow: Callable[[httpx.Headers, Prepared, int, str], httpx.Headers],
 ) -> httpx.Request:
-    """Build attempt ``retries_taken`` of ``p`` (no extra headers, no cookies) from a template.
+    """Build attempt ``retries_taken`` of ``p`` (a call without cookies) from a template.
 
     ``slow`` builds the headers the long way (``_request.merged_headers``); it runs once per
     kind of call, and for every attempt where no template applies.
     """
+    extra = p.extra_headers
     key = (id(base), p.url, p.method, p.sdk_method, p.accept, p.content_type,
-           p.idempotency_key is None, p.body is None, not p.body)  # fmt: skip
+           p.idempotency_key is None, p.body is None, not p.body,
+           tuple(extra) if extra else None)  # fmt: skip
     found = _TEMPLATES.get(key)
     if found is None or found[0] is not base:
         if len(_TEMPLATES) >= _LIMIT:
@@ -102,16 +115,22 @@ def templated_request(
         return httpx.Request(p.method, url, headers=slow(base, p, retries_taken, credential),
                              content=body, extensions={"timeout": timeouts})  # fmt: skip
     pairs = tpl.pairs.copy()
-    # httpx encodes str header values as ASCII (a non-ASCII credential fails the same way)
+    # httpx's Headers.__setitem__ (the slow path) encodes the values it sets as UTF-8; so do we.
+    # The order matches the slow path's: extra headers, then ours, the credential last.
+    if extra:
+        for (i, name), value in zip(tpl.extra, extra.values(), strict=True):
+            pairs[i] = (name, value.encode("utf-8"))
     if tpl.idempotency is not None and p.idempotency_key is not None:
         i, name = tpl.idempotency
-        pairs[i] = (name, p.idempotency_key.encode("ascii"))
-    i, name = tpl.retry
-    pairs[i] = (name, str(retries_taken).encode("ascii"))
-    i, name = tpl.read_timeout
-    pairs[i] = (name, str(p.timeout).encode("ascii"))
+        pairs[i] = (name, p.idempotency_key.encode("utf-8"))
+    if tpl.retry is not None:
+        i, name = tpl.retry
+        pairs[i] = (name, str(retries_taken).encode("ascii"))
+    if tpl.read_timeout is not None:
+        i, name = tpl.read_timeout
+        pairs[i] = (name, str(p.timeout).encode("ascii"))
     i, name = tpl.credential
-    pairs[i] = (name, credential.encode("ascii"))
+    pairs[i] = (name, credential.encode("utf-8"))
     if tpl.length is not None:
         i, name = tpl.length
         pairs[i] = (name, str(len(body) if body is not None else 0).encode("ascii"))
