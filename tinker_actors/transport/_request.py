@@ -24,6 +24,7 @@ from tinker_actors._version import PROTOCOL_VERSION
 from tinker_actors.errors import InvalidInputError
 from tinker_actors.transport._headers import API_KEY_HEADER, IDEMPOTENCY_HEADER, encode_query
 from tinker_actors.transport._options import RequestOptions, Response
+from tinker_actors.transport._template import templated_request
 from tinker_actors.types._tensor import json_enc_hook
 
 if TYPE_CHECKING:
@@ -167,25 +168,10 @@ def request_headers(client_defaults: httpx.Headers, ours: Mapping[str, str]) -> 
     return merged
 
 
-def build_request(
-    base: httpx.Headers,
-    *,
-    connect_timeout: float,
-    p: Prepared,
-    retries_taken: int,
-    credential: str,
-    cookies: httpx.Cookies | None = None,
-) -> httpx.Request:
-    """Build attempt number ``retries_taken`` of ``p``, carrying ``credential``.
-
-    Args:
-        base: the starting headers (see :func:`request_headers`); copied, never changed.
-        connect_timeout: the connect phase's limit; the call's timeout bounds it too.
-        p: the prepared logical request.
-        retries_taken: attempts made before this one (``x-stainless-retry-count``).
-        credential: the API key or JWT for ``X-API-Key``.
-        cookies: a jar whose cookies go out with the request (the leased client's).
-    """
+def merged_headers(
+    base: httpx.Headers, p: Prepared, retries_taken: int, credential: str
+) -> httpx.Headers:
+    """Return the headers of attempt ``retries_taken`` of ``p`` (module docstring's order)."""
     headers = base.copy()
     if p.sdk_method is not None:
         headers["x-sdk-version"] = PROTOCOL_VERSION
@@ -207,6 +193,28 @@ def build_request(
         headers["x-stainless-read-timeout"] = str(p.timeout)
     # The credential goes last: no override may replace or leak it.
     headers[API_KEY_HEADER] = credential
+    return headers
+
+
+def build_request(
+    base: httpx.Headers,
+    *,
+    connect_timeout: float,
+    p: Prepared,
+    retries_taken: int,
+    credential: str,
+    cookies: httpx.Cookies | None = None,
+) -> httpx.Request:
+    """Build attempt number ``retries_taken`` of ``p``, carrying ``credential``.
+
+    Args:
+        base: the starting headers (see :func:`request_headers`); copied, never changed.
+        connect_timeout: the connect phase's limit; the call's timeout bounds it too.
+        p: the prepared logical request.
+        retries_taken: attempts made before this one (``x-stainless-retry-count``).
+        credential: the API key or JWT for ``X-API-Key``.
+        cookies: a jar whose cookies go out with the request (the leased client's).
+    """
     url = _parse_url(p.url)
     if p.params:
         url = url.copy_merge_params(tuple(p.params))
@@ -216,8 +224,15 @@ def build_request(
         "write": p.timeout,
         "pool": p.timeout,
     }
+    if not cookies:
+        # the common case: the head comes from a template (same headers, same order)
+        return templated_request(base, p, url, retries_taken, credential, timeouts, merged_headers)
     request = httpx.Request(
-        p.method, url, headers=headers, content=p.body, extensions={"timeout": timeouts}
+        p.method,
+        url,
+        headers=merged_headers(base, p, retries_taken, credential),
+        content=p.body,
+        extensions={"timeout": timeouts},
     )
     if cookies:
         cookies.set_cookie_header(request)

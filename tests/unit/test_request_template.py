@@ -1,0 +1,162 @@
+"""Requests built from a per-client header template equal the ones built the long way.
+
+The template (``transport/_template.py``) must not change a byte of the head: same names, same
+values, same order, same body, URL and extensions as ``httpx.Request`` over
+``_request.merged_headers`` (the path every attempt took before it, and still the path for
+calls with extra headers or cookies).
+"""
+
+from __future__ import annotations
+
+import httpx
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tinker_actors.config import resolve_config
+from tinker_actors.transport._headers import base_headers
+from tinker_actors.transport._options import RequestOptions
+from tinker_actors.transport._request import (
+    Prepared,
+    build_request,
+    merged_headers,
+    prepare,
+    request_headers,
+)
+
+CLIENT = httpx.AsyncClient().headers  # httpx's defaults (Accept-Encoding, Connection, ...)
+
+
+def _base(overrides: dict[str, str] | None = None) -> httpx.Headers:
+    return request_headers(CLIENT, base_headers(overrides=overrides))
+
+
+def _slow(base: httpx.Headers, p: Prepared, retries: int, credential: str) -> httpx.Request:
+    url = httpx.URL(p.url)
+    if p.params:
+        url = url.copy_merge_params(tuple(p.params))
+    timeouts = {
+        "connect": min(5.0, p.timeout),
+        "read": p.timeout,
+        "write": p.timeout,
+        "pool": p.timeout,
+    }
+    return httpx.Request(p.method, url, headers=merged_headers(base, p, retries, credential),
+                         content=p.body, extensions={"timeout": timeouts})  # fmt: skip
+
+
+def _same(a: httpx.Request, b: httpx.Request) -> None:
+    assert a.headers.raw == b.headers.raw
+    assert a.method == b.method
+    assert str(a.url) == str(b.url)
+    assert a.content == b.content
+    assert a.extensions == b.extensions
+
+
+OVERRIDES = st.sampled_from(
+    [
+        None,
+        {"Accept": "text/plain"},
+        {"x-stainless-retry-count": "7", "X-Custom": "1"},
+        {"Content-Type": "application/x-custom"},
+        {"X-API-Key": "from-defaults"},
+        {"Host": "elsewhere.example"},  # a template never applies: the slow path
+    ]
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    overrides=OVERRIDES,
+    method=st.sampled_from(["GET", "POST", "PUT", "DELETE"]),
+    body=st.sampled_from([None, "json", b"", b"\x00\x01proto"]),
+    accept=st.sampled_from([None, "application/x-protobuf"]),
+    sdk_method=st.sampled_from([None, "sample", "retrieve_future"]),
+    idempotency=st.sampled_from([None, "fixed-key"]),
+    timeout=st.sampled_from([None, 1.5, 600.0]),
+    params=st.sampled_from([None, {"a": "1", "b": "x y"}]),
+    retries=st.lists(st.integers(0, 12), min_size=1, max_size=3),
+    credential=st.sampled_from(["tml-abc", "eyJhbGciOi.jwt"]),
+)
+def test_template_matches_the_long_way(
+    overrides: dict[str, str] | None,
+    method: str,
+    body: object,
+    accept: str | None,
+    sdk_method: str | None,
+    idempotency: str | None,
+    timeout: float | None,
+    params: dict[str, str] | None,
+    retries: list[int],
+    credential: str,
+) -> None:
+    config = resolve_config(base_url="http://127.0.0.1:8123", api_key="tml-test")
+    if method == "GET":
+        body = None
+    json = {"x": 1} if body == "json" else None
+    content = body if isinstance(body, bytes) else None
+    options = RequestOptions(accept=accept, idempotency_key=idempotency, timeout=timeout)
+    p = prepare(config, method, "/api/v1/thing", json, content, None, params, options, sdk_method)
+    base = _base(overrides)
+    for attempt in retries:  # the first call makes the template, the others reuse it
+        fast = build_request(base, connect_timeout=5.0, p=p, retries_taken=attempt,
+                             credential=credential, cookies=httpx.Cookies())  # fmt: skip
+        _same(fast, _slow(base, p, attempt, credential))
+
+
+def test_each_attempt_gets_its_own_values() -> None:
+    config = resolve_config(base_url="http://127.0.0.1:8123", api_key="tml-test")
+    base = _base()
+    one = prepare(config, "POST", "/api/v1/asample", {"a": 1}, None, None, None, None, "sample")
+    two = prepare(config, "POST", "/api/v1/asample", {"a": 22}, None, None, None, None, "sample")
+    r1 = build_request(base, connect_timeout=5.0, p=one, retries_taken=0, credential="k1")
+    r2 = build_request(base, connect_timeout=5.0, p=two, retries_taken=3, credential="k2")
+    assert r1.headers["X-Idempotency-Key"] == one.idempotency_key
+    assert r2.headers["X-Idempotency-Key"] == two.idempotency_key != one.idempotency_key
+    assert (r1.headers["x-stainless-retry-count"], r2.headers["x-stainless-retry-count"]) == (
+        "0",
+        "3",
+    )
+    assert (r1.headers["X-API-Key"], r2.headers["X-API-Key"]) == ("k1", "k2")
+    assert (r1.headers["Content-Length"], r2.headers["Content-Length"]) == (
+        str(len(one.body or b"")),
+        str(len(two.body or b"")),
+    )
+    assert r1.content == one.body
+    assert r2.content == two.body
+
+
+EXTRA = st.sampled_from(
+    [
+        {"X-Tinker-Sampling-Backpressure": "1"},
+        {"x-stainless-retry-count": "9", "X-Extra": "e"},
+        {"X-Idempotency-Key": "callers", "x-stainless-read-timeout": "3", "accept": "a/b"},
+        {"X-API-Key": "never-sent"},
+        {"X-Tinker-Request-Iteration": "0", "X-Tinker-Create-Promise-Roundtrip-Time": "0.25"},
+        {"X-Dup": "1", "x-dup": "2"},  # names equal but for case: the long way
+    ]
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(extra=EXTRA, retries=st.lists(st.integers(0, 5), min_size=1, max_size=3))
+def test_extra_headers_keep_the_calls_values(extra: dict[str, str], retries: list[int]) -> None:
+    config = resolve_config(base_url="http://127.0.0.1:8123", api_key="tml-test")
+    base = _base()
+    for attempt in retries:  # same names, values that change from call to call
+        varied = {name: f"{value}{attempt}" for name, value in extra.items()}
+        options = RequestOptions(extra_headers=varied)
+        p = prepare(config, "POST", "/api/v1/asample", {"a": 1}, None, None, None, options, "s")
+        fast = build_request(base, connect_timeout=5.0, p=p, retries_taken=attempt, credential="k")
+        _same(fast, _slow(base, p, attempt, "k"))
+        assert fast.headers["X-API-Key"] == "k"
+
+
+def test_cookies_take_the_long_way() -> None:
+    config = resolve_config(base_url="http://127.0.0.1:8123", api_key="tml-test")
+    base = _base()
+    jar = httpx.Cookies()
+    jar.set("session", "abc", domain="127.0.0.1")
+    q = prepare(config, "POST", "/api/v1/x", {"a": 1}, None, None, None, None, "x")
+    with_cookie = build_request(base, connect_timeout=5.0, p=q, retries_taken=0, credential="k",
+                                cookies=jar)  # fmt: skip
+    assert with_cookie.headers["Cookie"] == "session=abc"
