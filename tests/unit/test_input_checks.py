@@ -16,10 +16,13 @@ import pytest
 import trio
 import trio.testing
 import zstandard
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tinker_actors.clients._checks import (
     BadTrainingInputError,
     ModelLimits,
+    _token_range,
     check_checkpoint_name,
     check_forward_data,
     check_load_path,
@@ -305,3 +308,13 @@ def test_seq_ids_are_read_from_bodies_that_fail_to_decode() -> None:
     assert peek_json_ids(b'{"model_id": "m", "seq_id": 4, "adam_params": null}') == ("m", 4)
     assert peek_json_ids(b"not json") == (None, None)
     assert peek_json_ids(b'{"seq_id": ' + b"[" * 100_000 + b"]" * 100_000 + b"}") == (None, None)
+
+
+@given(st.lists(st.integers(-(2**70), 2**70), min_size=1, max_size=64), st.booleans())
+def test_the_vectorised_token_range_is_min_and_max(tokens: list[int], from_numpy: bool) -> None:
+    if from_numpy:
+        small = [max(min(t, 2**31 - 1), -(2**31)) for t in tokens]
+        packed = ModelInput.from_ints(np.array(small, np.int64)).chunks[0].tokens
+        assert _token_range(packed) == (min(small), max(small))
+    else:
+        assert _token_range(tokens) == (min(tokens), max(tokens))
