@@ -67,7 +67,8 @@ def serve(quiet: float) -> int:
 
         async def sample(self, spec: Any, weights: Any, job: Any) -> Any:
             self.last_arrival = trio.current_time()
-            while (wait := self.last_arrival + quiet - trio.current_time()) > 0:
+            # each arrival moves every waiter's deadline: re-read it after each sleep
+            while (wait := self.last_arrival + quiet - trio.current_time()) > 0:  # noqa: ASYNC110
                 await trio.sleep(wait)
             return await super().sample(spec, weights, job)
 
@@ -325,8 +326,10 @@ def main() -> int:
         assert server.stdout is not None
         url = server.stdout.readline().rsplit(" at ", 1)[1].strip()
         print(f"server {url} (null backend, samples held {args.quiet} s after the last arrival)")
-        print(f"{'client':9} {'N':>6} {'KB/sample':>10} {'CPU ms/sample':>14} {'base MB':>8}"
-              f" {'in flight MB':>13} {'submit s':>9}")
+        print(
+            f"{'client':9} {'N':>6} {'KB/sample':>10} {'CPU ms/sample':>14} {'base MB':>8}"
+            f" {'in flight MB':>13} {'submit s':>9}"
+        )
         for n in args.sizes:
             for client in CLIENTS:
                 r = run_child(client, n, url, pin)
