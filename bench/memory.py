@@ -44,6 +44,11 @@ from typing import Any
 KEY = "tml-bench-memory"
 BASE_MODEL = "local/tiny"
 CLIENTS = ("ours", "official")
+#: How results reach the clients (the server's flag ``sample_use_retrieve_futures``).
+MODES = {
+    "per-future": "each sample long-polls its own future (the server's default flag)",
+    "batched": "sample_use_retrieve_futures: one batched long poll, then one fetch per result",
+}
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 
 
@@ -54,11 +59,12 @@ def prompt_tokens(i: int, n: int = 12) -> list[int]:
 # -- server --------------------------------------------------------------------------------------
 
 
-def serve(quiet: float) -> int:
+def serve(quiet: float, batched: bool) -> int:
     """Serve a null server whose samples wait for ``quiet`` seconds without a new sample."""
     import trio
 
     from tinker_actors.local import NullBackend, ServerLimits, open_local_server
+    from tinker_actors.types import ClientConfigResponse
 
     class HoldingBackend(NullBackend):
         """Hold every sample until no sample has arrived for ``quiet`` seconds."""
@@ -76,7 +82,10 @@ def serve(quiet: float) -> int:
         limits = ServerLimits(max_connections=16384, max_queued_samples=65536)
         async with (
             open_local_server(
-                backend=HoldingBackend(), sample_capacity=65536, limits=limits
+                backend=HoldingBackend(),
+                sample_capacity=65536,
+                limits=limits,
+                client_config=ClientConfigResponse(sample_use_retrieve_futures=batched),
             ) as server,
             trio.open_nursery() as nursery,
         ):
@@ -282,13 +291,23 @@ def plot(results: list[dict[str, Any]], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (mem, cpu) = plt.subplots(1, 2, figsize=(10, 4))
-    for client, style in zip(CLIENTS, ("o-", "s--"), strict=True):
-        rows = sorted((r for r in results if r["client"] == client), key=lambda r: r["n"])
-        label = "tinker_actors" if client == "ours" else "official tinker 0.38"
-        sizes = [r["n"] for r in rows]
-        mem.plot(sizes, [r["bytes_per_sample"] / 1024 for r in rows], style, label=label)
-        cpu.plot(sizes, [r["cpu_per_sample_ms"] for r in rows], style, label=label)
+    fig, (mem, cpu) = plt.subplots(1, 2, figsize=(11, 4.5))
+    styles = {"ours": "o", "official": "s"}
+    lines = {"per-future": "-", "batched": "--"}
+    for mode in MODES:
+        for client in CLIENTS:
+            rows = sorted(
+                (r for r in results if r["client"] == client and r.get("mode") == mode),
+                key=lambda r: r["n"],
+            )
+            if not rows:
+                continue
+            name = "tinker_actors" if client == "ours" else "official 0.38"
+            style = styles[client] + lines[mode]
+            label = f"{name}, {mode}"
+            sizes = [r["n"] for r in rows]
+            mem.plot(sizes, [r["bytes_per_sample"] / 1024 for r in rows], style, label=label)
+            cpu.plot(sizes, [r["cpu_per_sample_ms"] for r in rows], style, label=label)
     mem.axhline(2, color="grey", linewidth=0.8, linestyle=":", label="goal: 2 KB")
     mem.set(xscale="log", yscale="log", xlabel="samples in flight", ylabel="KB per sample")
     mem.set_title("client memory per in-flight sample")
@@ -296,7 +315,7 @@ def plot(results: list[dict[str, Any]], path: Path) -> None:
     cpu.set_title("client CPU per sample (submit to last result)")
     for ax in (mem, cpu):
         ax.grid(True, which="both", linewidth=0.3)
-        ax.legend()
+        ax.legend(fontsize="small")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
 
@@ -308,16 +327,32 @@ def main() -> int:
     parser.add_argument("--json", type=Path, default=DOCS / "memory-per-sample.json")
     parser.add_argument("--png", type=Path, default=DOCS / "memory-per-sample.png")
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--mode", choices=list(MODES), action="append")
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--batched", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--child", nargs=3, metavar=("CLIENT", "N", "URL"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
-        return serve(args.quiet)
+        return serve(args.quiet, args.batched)
     if args.child:
         client, n, url = args.child
         return child(client, int(n), url, args.profile)
     pin = shutil.which("taskset") is not None and (os.cpu_count() or 1) >= 2
+    results: list[dict[str, Any]] = []
+    for mode in args.mode or list(MODES):
+        print(f"== {mode}: {MODES[mode]}")
+        results += run_mode(mode, args, pin)
+    args.json.write_text(json.dumps({"quiet": args.quiet, "results": results}, indent=1) + "\n")
+    plot(results, args.png)
+    print(f"wrote {args.json} and {args.png}")
+    return 0
+
+
+def run_mode(mode: str, args: argparse.Namespace, pin: bool) -> list[dict[str, Any]]:
+    """Every (size, client) against one server in ``mode``; the profile last, if asked."""
     server_cmd = [sys.executable, __file__, "--serve", "--quiet", str(args.quiet)]
+    if mode == "batched":
+        server_cmd.append("--batched")
     if pin:
         server_cmd = ["taskset", "-c", "0", *server_cmd]
     server = subprocess.Popen(server_cmd, stdout=subprocess.PIPE, text=True)
@@ -328,16 +363,18 @@ def main() -> int:
         print(f"server {url} (null backend, samples held {args.quiet} s after the last arrival)")
         print(
             f"{'client':9} {'N':>6} {'KB/sample':>10} {'CPU ms/sample':>14} {'base MB':>8}"
-            f" {'in flight MB':>13} {'submit s':>9}"
+            f" {'in flight MB':>13} {'submit s':>9} {'wall s':>8}"
         )
         for n in args.sizes:
             for client in CLIENTS:
                 r = run_child(client, n, url, pin)
+                r["mode"] = mode
                 results.append(r)
                 print(
                     f"{client:9} {n:>6} {r['bytes_per_sample'] / 1024:>10.2f}"
                     f" {r['cpu_per_sample_ms']:>14.3f} {r['rss_base'] / 2**20:>8.1f}"
-                    f" {r['rss_in_flight'] / 2**20:>13.1f} {r['wall_submit']:>9.2f}",
+                    f" {r['rss_in_flight'] / 2**20:>13.1f} {r['wall_submit']:>9.2f}"
+                    f" {r['wall']:>8.1f}",
                     flush=True,
                 )
         if args.profile:  # tracemalloc is slow: profile at 1,000 at most
@@ -345,10 +382,7 @@ def main() -> int:
     finally:
         server.terminate()
         server.wait(timeout=30)
-    args.json.write_text(json.dumps({"quiet": args.quiet, "results": results}, indent=1) + "\n")
-    plot(results, args.png)
-    print(f"wrote {args.json} and {args.png}")
-    return 0
+    return results
 
 
 if __name__ == "__main__":
