@@ -341,18 +341,18 @@ class Workload:
         return outcome
 
     async def _settle(self, outcome: Outcome, waiting: Awaitable[Any]) -> Any:
+        """Await an operation's end; record it (a cancellation is not an end)."""
         try:
-            return await waiting
+            value = await waiting
         except DOCUMENTED_ERRORS as exc:
-            outcome.error = exc
-            return None
-        finally:
-            outcome.done = True
-            if outcome.model is not None:
-                self.settled_training += 1
-                plan = self.servers.plan
-                if plan.restart_after is not None and self.settled_training >= plan.restart_after:
-                    self.servers.restart_now.set()
+            outcome.error, value = exc, None
+        outcome.done = True
+        if outcome.model is not None:
+            self.settled_training += 1
+            plan = self.servers.plan
+            if plan.restart_after is not None and self.settled_training >= plan.restart_after:
+                self.servers.restart_now.set()
+        return value
 
     async def submit(
         self, label: str, model: str, kind: str, call: Callable[[], Awaitable[Any]]

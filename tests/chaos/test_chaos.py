@@ -33,9 +33,11 @@ from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
 
 import tinker_actors as ta
+from tinker_actors.actors import StuckError
+from tinker_actors.backoff import RetryConfig
 from tinker_actors.errors import BillingError
 from tinker_actors.local import FaultPlan, open_local_server
-from tinker_actors.types import AdamParams
+from tinker_actors.types import AdamParams, ModelInput, SamplingParams
 
 ENDPOINTS = (
     "*",
@@ -369,3 +371,42 @@ async def test_connection_faults_over_loopback_leave_no_socket(connection: dict[
     assert counters["totals"]["applied:Sample"] == 10  # type: ignore[index]
     injected = counters["connection_faults"]  # type: ignore[index]
     assert injected["injected"] > 0, injected
+
+
+# -- regressions found by the chaos plans --------------------------------------------------------
+
+
+def test_a_sample_whose_future_always_expires_fails_after_the_progress_timeout() -> None:
+    """Every poll of every sample future answers 410: each attempt fails fast and the sample is
+    resubmitted. The progress timeout (stuck detection) must end that loop with StuckError, as
+    the official client's watchdog does, instead of resubmitting forever (before the fix the
+    samples were still resubmitting after 30,000 virtual seconds)."""
+    plan = ChaosPlan(seed=31, rules=({"endpoint": "retrieve_future", "status": 410},))
+
+    async def main(tmp: Path) -> None:
+        transport = ChaosTransport(plan)
+        servers = Servers(plan, tmp, transport)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(servers.run)
+            with trio.fail_after(BUDGET):
+                async with ta.open(
+                    http_transport=transport,
+                    base_url="http://chaos.local",
+                    api_key=KEY,
+                    telemetry=False,
+                ) as rt:
+                    retry = RetryConfig(progress_timeout=600.0)
+                    sampler = await rt.create_sampling_client(
+                        base_model="local/tiny", retry_config=retry
+                    )
+                    started = trio.current_time()
+                    future = await sampler.sample(
+                        ModelInput.from_ints([4, 5, 6]), 1, SamplingParams(max_tokens=2)
+                    )
+                    with pytest.raises(StuckError):
+                        await future.result()
+                    assert trio.current_time() - started < 600.0 + 60.0
+            servers.stop.set()
+
+    with tempfile.TemporaryDirectory(prefix="chaos-") as tmp:
+        trio.run(main, Path(tmp), clock=trio.testing.MockClock(autojump_threshold=0))
