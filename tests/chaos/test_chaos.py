@@ -177,6 +177,10 @@ NAMED: dict[str, ChaosPlan] = {
             {"endpoint": "asample", "status": 402, "count": 2},
         ),
     ),
+    # lossy: a 402 on every poll outlasts the (30 s) window; typed errors, no endless pause
+    "402-on-futures-past-window": ChaosPlan(
+        seed=16, rules=({"endpoint": "retrieve_future", "status": 402},), billing_window=30
+    ),
     "empty-400s": ChaosPlan(
         seed=6, rules=({"endpoint": "*", "status": 400, "empty_body": True, "probability": 0.15},)
     ),
