@@ -21,8 +21,8 @@ Both clients run the same shape of code: submit all, keep the futures, read resu
 dropping each. ``--profile`` re-runs ours at N = 1,000 (or the largest N, if smaller) under ``tracemalloc`` and prints
 where the bytes are while the samples are pending.
 
-Usage: ``python bench/memory.py [--sizes 100 1000 10000] [--quiet 3] [--json PATH] [--png PATH]
-[--profile]``. Writes docs/memory-per-sample.json and docs/memory-per-sample.png by default.
+Usage: ``python bench/memory.py [--sizes 100 1000 10000] [--quiet 3] [--mode per-future|batched]
+[--json PATH] [--png PATH] [--profile] [--replot]``. Writes docs/memory-per-sample.json and docs/memory-per-sample.png by default.
 Not a test.
 """
 
@@ -287,6 +287,7 @@ def run_child(client: str, n: int, url: str, pin: bool, profile: bool = False) -
 
 def plot(results: list[dict[str, Any]], path: Path) -> None:
     import matplotlib
+    import matplotlib.ticker
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -314,6 +315,8 @@ def plot(results: list[dict[str, Any]], path: Path) -> None:
     cpu.set(xscale="log", yscale="log", xlabel="samples in flight", ylabel="CPU ms per sample")
     cpu.set_title("client CPU per sample (submit to last result)")
     for ax in (mem, cpu):
+        ax.yaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+        ax.yaxis.set_minor_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
         ax.grid(True, which="both", linewidth=0.3)
         ax.legend(fontsize="small")
     fig.tight_layout()
@@ -328,6 +331,9 @@ def main() -> int:
     parser.add_argument("--png", type=Path, default=DOCS / "memory-per-sample.png")
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--mode", choices=list(MODES), action="append")
+    parser.add_argument(
+        "--replot", action="store_true", help="redraw --png from --json without measuring"
+    )
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--batched", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--child", nargs=3, metavar=("CLIENT", "N", "URL"), help=argparse.SUPPRESS)
@@ -337,6 +343,9 @@ def main() -> int:
     if args.child:
         client, n, url = args.child
         return child(client, int(n), url, args.profile)
+    if args.replot:
+        plot(json.loads(args.json.read_text())["results"], args.png)
+        return 0
     pin = shutil.which("taskset") is not None and (os.cpu_count() or 1) >= 2
     results: list[dict[str, Any]] = []
     for mode in args.mode or list(MODES):
