@@ -78,7 +78,8 @@ KEY = "tml-chaos-0123456789"
 BASE = "http://chaos.local"
 STEPS = 3
 SAMPLES = 5
-#: Virtual seconds the whole workload may take (the SDK's own budgets are far inside it).
+#: Virtual seconds the whole workload may take (the SDK's own budgets are far inside it:
+#: retries give up within minutes, stuck detection after 7,200 s).
 BUDGET = 30_000.0
 
 #: What an operation may raise under faults (docs/sdk.md, errors.py): API errors after retries,
@@ -458,6 +459,12 @@ class Workload:
         if sampler is not None:
             await self.burst("base", sampler)
 
+    async def run(self) -> None:
+        """Train (with saves, a load and a sampler refresh) and sample, concurrently."""
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self.train)
+            nursery.start_soon(self.sample_base)
+
     async def after_restart(self) -> None:
         """After a restart: a new model from the saved checkpoint trains a step and samples."""
         path = self.saved_path
@@ -482,9 +489,7 @@ class Workload:
 
 async def run_workload(rt: ta.Runtime, servers: Servers) -> Workload:
     work = Workload(rt, servers)
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(work.train)
-        nursery.start_soon(work.sample_base)
+    await work.run()
     return work
 
 
@@ -533,23 +538,46 @@ class RunReport:
 
 
 async def run_plan(plan: ChaosPlan, data_dir: Path) -> RunReport:
-    """Run the workload under ``plan``; return what happened (checked by check_invariants)."""
+    """Run the workload under ``plan``; return what happened (checked by check_invariants).
+
+    Raises:
+        AssertionError: the run outlived its budget; the message has the operations still
+            pending and where every task was waiting.
+    """
     transport = ChaosTransport(plan)
     servers = Servers(plan, data_dir, transport)
+    hung: list[str] = []
+    work: Workload | None = None
+
+    async def watchdog(budget: trio.CancelScope) -> None:
+        await trio.sleep(BUDGET)
+        hung.append(dump_tasks())  # before the cancellation unwinds what was stuck
+        budget.cancel()
+
     async with trio.open_nursery() as nursery:
         await nursery.start(servers.run)
         tasks_before, fds_before = task_names(), fd_count()
-        with trio.fail_after(BUDGET):
-            async with ta.open(
-                http_transport=transport, base_url=BASE, api_key=KEY, telemetry=False
-            ) as rt:
-                work = await run_workload(rt, servers)
-                if plan.restart_after is not None:
-                    servers.restart_now.set()  # the workload may end before the point
-                    await servers.restarted.wait()
-                    await work.after_restart()
+        with trio.CancelScope() as budget:
+            async with trio.open_nursery() as guard:
+                guard.start_soon(watchdog, budget)
+                async with ta.open(
+                    http_transport=transport, base_url=BASE, api_key=KEY, telemetry=False
+                ) as rt:
+                    work = Workload(rt, servers)
+                    await work.run()
+                    if plan.restart_after is not None:
+                        servers.restart_now.set()  # the workload may end before the point
+                        await servers.restarted.wait()
+                        await work.after_restart()
+                guard.cancel_scope.cancel()
         tasks_after, fds_after = task_names(), fd_count()
         servers.stop.set()
+    if hung or work is None:
+        pending = [o for o in work.outcomes if not o.done] if work is not None else []
+        raise AssertionError(
+            f"the run outlived its budget of {BUDGET:g} virtual seconds\nplan {plan.to_json()}\n"
+            f"pending {pending}\ntransport {transport.stats}\ntasks:\n{''.join(hung)}"
+        )
     return RunReport(
         plan=plan,
         outcomes=work.outcomes,
@@ -559,6 +587,29 @@ async def run_plan(plan: ChaosPlan, data_dir: Path) -> RunReport:
         tasks=(tasks_before, tasks_after),
         fds=(fds_before, fds_after),
     )
+
+
+def dump_tasks() -> str:
+    """Every trio task, indented by nursery, with the chain of frames it waits in."""
+
+    def frames(coro: Any) -> str:
+        out = []
+        while coro is not None:
+            frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
+            if frame is not None:
+                name = frame.f_code.co_filename.rsplit("/", 1)[-1]
+                out.append(f"{name}:{frame.f_lineno}:{frame.f_code.co_name}")
+            coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
+        return " > ".join(f for f in out if not f.startswith(("_run.py", "_traps.py")))
+
+    def walk(task: trio.lowlevel.Task, depth: int) -> list[str]:
+        lines = [f"{'  ' * depth}{task.name}: {frames(task.coro)}\n"]
+        for nursery in task.child_nurseries:
+            for child in nursery.child_tasks:
+                lines += walk(child, depth + 1)
+        return lines
+
+    return "".join(walk(trio.lowlevel.current_root_task(), 0))
 
 
 def check_invariants(report: RunReport) -> None:
