@@ -53,6 +53,8 @@ from tinker_actors.actors._poll import FutureExpiredError
 from tinker_actors.clients._training_actor import TrainingOrderBrokenError
 from tinker_actors.errors import APIError, RequestFailedError
 from tinker_actors.local import FaultPlan, LocalServer, open_local_server
+from tinker_actors.local._catalogue import lookup_model
+from tinker_actors.local._tokenizer import ensure_model_tokenizer_dir
 from tinker_actors.types import (
     AdamParams,
     ClientConfigResponse,
@@ -273,6 +275,15 @@ class Servers:
             async with open_local_server(
                 data_dir=self.data_dir, faults=faults, client_config=flags
             ) as server:
+                # The server builds (or reads) its tokenizer in a worker thread on the first
+                # get_info. Under an autojump clock a thread is invisible: virtual time races
+                # through heartbeats and retries while it runs (sessions expire, budgets run
+                # out). So find it here, blocking the loop: no virtual time passes.
+                core = server.engine.core
+                spec = lookup_model("local/tiny")
+                core._tokenizer_dirs[spec.name] = ensure_model_tokenizer_dir(
+                    core.cache_dir / "tokenizers", spec
+                )
                 self.current = server
                 self.transport.bring_up(server.app)
                 if generation == 0:
@@ -557,27 +568,32 @@ async def run_plan(plan: ChaosPlan, data_dir: Path) -> RunReport:
     async with trio.open_nursery() as nursery:
         await nursery.start(servers.run)
         tasks_before, fds_before = task_names(), fd_count()
-        with trio.CancelScope() as budget:
-            async with trio.open_nursery() as guard:
-                guard.start_soon(watchdog, budget)
-                async with ta.open(
-                    http_transport=transport, base_url=BASE, api_key=KEY, telemetry=False
-                ) as rt:
-                    work = Workload(rt, servers)
-                    await work.run()
-                    if plan.restart_after is not None:
-                        servers.restart_now.set()  # the workload may end before the point
-                        await servers.restarted.wait()
-                        await work.after_restart()
-                guard.cancel_scope.cancel()
+        try:
+            with trio.CancelScope() as budget:
+                async with trio.open_nursery() as guard:
+                    guard.start_soon(watchdog, budget)
+                    async with ta.open(
+                        http_transport=transport, base_url=BASE, api_key=KEY, telemetry=False
+                    ) as rt:
+                        work = Workload(rt, servers)
+                        await work.run()
+                        if plan.restart_after is not None:
+                            servers.restart_now.set()  # the workload may end before the point
+                            await servers.restarted.wait()
+                            await work.after_restart()
+                    guard.cancel_scope.cancel()
+        except BaseException as exc:
+            if not hung:
+                raise
+            # what the cancellation raised (ActorExited of a cancelled supervisor...) is only
+            # a consequence: report the hang itself
+            pending = [o for o in work.outcomes if not o.done] if work is not None else []
+            raise AssertionError(hang_report(plan, pending, transport, hung)) from exc
         tasks_after, fds_after = task_names(), fd_count()
         servers.stop.set()
     if hung or work is None:
         pending = [o for o in work.outcomes if not o.done] if work is not None else []
-        raise AssertionError(
-            f"the run outlived its budget of {BUDGET:g} virtual seconds\nplan {plan.to_json()}\n"
-            f"pending {pending}\ntransport {transport.stats}\ntasks:\n{''.join(hung)}"
-        )
+        raise AssertionError(hang_report(plan, pending, transport, hung))
     return RunReport(
         plan=plan,
         outcomes=work.outcomes,
@@ -586,6 +602,15 @@ async def run_plan(plan: ChaosPlan, data_dir: Path) -> RunReport:
         transport=dict(transport.stats),
         tasks=(tasks_before, tasks_after),
         fds=(fds_before, fds_after),
+    )
+
+
+def hang_report(
+    plan: ChaosPlan, pending: list[Outcome], transport: ChaosTransport, dumps: list[str]
+) -> str:
+    return (
+        f"the run outlived its budget of {BUDGET:g} virtual seconds\nplan {plan.to_json()}\n"
+        f"pending {pending}\ntransport {transport.stats}\ntasks:\n{''.join(dumps)}"
     )
 
 
