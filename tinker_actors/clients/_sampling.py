@@ -427,6 +427,18 @@ class SamplingClient:
                     if not (retry.enable_retry_logic and self._retryable(exc)):
                         raise
                     delay = sampling_retry_delay(attempt, retry, rng=self._ctx.rng)
+                    # Stuck detection covers the whole retry loop, not only the waits inside
+                    # one attempt: attempts that fail fast (a future that always expires)
+                    # would otherwise resubmit forever without ever reaching a poll's deadline.
+                    if (
+                        retry.enable_stuck_detection
+                        and trio.current_time() + delay >= self._progress_deadline()
+                    ):
+                        raise StuckError(
+                            f"No progress made in {retry.progress_timeout:g} s: every attempt "
+                            f"of this sample failed, the last with {type(exc).__name__}: {exc}. "
+                            "Requests appear to be stuck."
+                        ) from exc
                     attempt += 1
                     await trio.sleep(delay)
                     seq_id = self._take_seq()  # a whole-sample retry is a new request
