@@ -22,6 +22,7 @@ from tinker_actors.local._catalogue import BaseModelSpec, UnknownModelError, res
 from tinker_actors.local._downloads import DownloadLinks
 from tinker_actors.local._futures import FutureStore
 from tinker_actors.local._limits import ServerLimits
+from tinker_actors.local._offload import offload
 from tinker_actors.local._stability import StabilityRecords
 from tinker_actors.local._usage import UsageLedger
 from tinker_actors.types import ClientConfigResponse, ClientDynamicConfigResponse
@@ -329,8 +330,6 @@ class EngineCore:
                 from tinker_actors.local._tokenizer import ensure_model_tokenizer_dir
             except ImportError:
                 return None
-            path = await trio.to_thread.run_sync(
-                ensure_model_tokenizer_dir, self.cache_dir / "tokenizers", spec
-            )
+            path = await offload(ensure_model_tokenizer_dir, self.cache_dir / "tokenizers", spec)
             self._tokenizer_dirs[spec.name] = path
             return path

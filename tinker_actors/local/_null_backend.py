@@ -29,7 +29,6 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 import numpy as np
 import numpy.typing as npt
-import trio
 
 from tinker_actors.local._backend import (
     LOSS_INPUTS,
@@ -38,6 +37,7 @@ from tinker_actors.local._backend import (
     SampleJob,
     check_target_tokens,
 )
+from tinker_actors.local._offload import offload
 from tinker_actors.types import (
     ForwardBackwardOutput,
     SampledSequence,
@@ -145,7 +145,7 @@ class NullBackend:
         work = sum(datum.loss_fn_inputs["target_tokens"].numel for datum in data)
         compute = partial(_forward, model.spec, model.steps, data, loss_fn)
         if work > _INLINE_TOKENS:
-            output = await trio.to_thread.run_sync(compute)
+            output = await offload(compute)
         else:
             output = compute()
         if not forward_only:
@@ -210,7 +210,7 @@ class NullBackend:
         limit = max(0, min(limit, spec.context_length - int(prompt.size)))
         compute = partial(_sample, spec, steps, prompt, job, seed, limit)
         if job.num_samples * (limit + job.topk_sample_logprobs) > _INLINE_TOKENS:
-            return await trio.to_thread.run_sync(compute)
+            return await offload(compute)
         return compute()
 
     async def drop_model(self, model_id: str) -> None:

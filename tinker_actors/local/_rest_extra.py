@@ -38,6 +38,7 @@ from tinker_actors.errors import InvalidInputError
 from tinker_actors.local._auth import CALLER
 from tinker_actors.local._core import EngineError
 from tinker_actors.local._limits import check_counter, check_stored
+from tinker_actors.local._offload import offload
 from tinker_actors.local._records import (
     CheckpointRecord,
     RunRecord,
@@ -180,10 +181,10 @@ class RestExtraOps:
         directory = self._core.store.checkpoint_dir(checkpoint)
         if not directory.is_dir():
             raise EngineError(404, f"the files of {checkpoint.tinker_path} are missing")
-        digest = await trio.to_thread.run_sync(_checkpoint_digest, checkpoint, directory)
+        digest = await offload(_checkpoint_digest, checkpoint, directory)
         target = directory.with_name(f".{checkpoint.name}.{digest}.tar.gz")
         if not target.is_file():
-            await trio.to_thread.run_sync(_build_archive, directory, target)
+            await offload(_build_archive, directory, target)
             self._core.counters["archives_built"] += 1
         _remove_archives(directory, keep=target)
         self._core.usage.audit(
@@ -360,7 +361,7 @@ class RestExtraOps:
         )
         # files first, then records: a crash in between leaves unreferenced files, never a
         # record whose files are missing
-        await trio.to_thread.run_sync(
+        await offload(
             _copy_files, store.checkpoint_dir(source_checkpoint), store.checkpoint_dir(copy)
         )
         store.save_run(run)

@@ -19,6 +19,7 @@ from tinker_actors.errors import InvalidInputError
 from tinker_actors.local._backend import BackendInputError, SampleJob
 from tinker_actors.local._core import EngineError, check_not_expired
 from tinker_actors.local._limits import check_counter, over_limit
+from tinker_actors.local._offload import offload
 from tinker_actors.local._records import SamplerRecord
 from tinker_actors.transport.proto import encode_sample_response
 from tinker_actors.types import (
@@ -362,7 +363,7 @@ async def _encode(response: SampleResponse) -> bytes:
         topk = sequence.topk_logprobs_np
         cells += sequence.tokens_np.size * (1 + (topk.token_ids.shape[-1] if topk else 0))
     if cells > _INLINE_CELLS:
-        return await trio.to_thread.run_sync(encode_sample_response, response)
+        return await offload(encode_sample_response, response)
     return encode_sample_response(response)
 
 

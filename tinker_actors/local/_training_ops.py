@@ -15,7 +15,6 @@ from functools import partial
 from typing import TYPE_CHECKING, TypeVar
 
 import msgspec
-import trio
 
 from tinker_actors.errors import InvalidInputError
 from tinker_actors.local._age import encrypt_directory, parse_recipients
@@ -26,6 +25,7 @@ from tinker_actors.local._backend import (
 )
 from tinker_actors.local._core import EngineError, _Model, check_not_expired
 from tinker_actors.local._limits import check_counter, check_stored, over_limit
+from tinker_actors.local._offload import offload
 from tinker_actors.local._ordering import DuplicateSeqIdError, SequencedOp, Sequencer
 from tinker_actors.local._records import CheckpointKind, CheckpointRecord, RunRecord
 from tinker_actors.local._refusals import consume_refused, peek_proto_ids
@@ -431,7 +431,7 @@ class TrainingOps:
             checkpoint = await self._save(model, "external", name, True, ttl, None)
             if recipients is not None:
                 directory = core.store.checkpoint_dir(checkpoint)
-                size = await trio.to_thread.run_sync(encrypt_directory, directory, recipients)
+                size = await offload(encrypt_directory, directory, recipients)
                 checkpoint.size_bytes = size
                 core.store.save_run(model.record)
             result = SaveWeightsExternalResponseInternal(
@@ -592,7 +592,7 @@ class TrainingOps:
 async def _maybe_in_thread(in_thread: bool, fn: Callable[[], _R]) -> _R:
     """Run ``fn`` in a worker thread when it is heavy, else inline (a thread hop costs more)."""
     if in_thread:
-        return await trio.to_thread.run_sync(fn)
+        return await offload(fn)
     return fn()
 
 
