@@ -27,7 +27,12 @@ if TYPE_CHECKING:
 
     from tinker_actors.types._datum import Datum
 
-__all__ = ["append_datum"]
+__all__ = ["KnownTokens", "append_datum"]
+
+#: Text chunks' ids packed ahead (int32 little-endian), by ``id(chunk)``. The chunk is held
+#: beside its bytes so that its id cannot be reused by another object while the map lives, and
+#: a hit is only taken when the held chunk *is* the one being encoded.
+KnownTokens = dict[int, tuple[EncodedTextChunk, bytes]]
 
 _R_DATA: Final = key(3, LEN)
 _D_MODEL_INPUT: Final = key(1, LEN)
@@ -81,13 +86,14 @@ def append_datum(
     datum: Datum,
     token_bytes: Callable[[object, str], bytes | memoryview],
     what: str,
+    known: KnownTokens | None = None,
 ) -> int:
     """Append ``datum`` as a ``data`` field of the request to ``parts``; return its byte count.
 
     Returns -1, appending nothing, when the datum has something but text chunks and dense
     tensors of a wire dtype (images, audio, CSR, provenance spans): the caller encodes it with
     the general path. ``token_bytes`` packs a chunk's Python-int tokens (with the caller's
-    errors) when the chunk holds no packed copy.
+    errors) when the chunk holds no packed copy and ``known`` has none for it.
     """
     if datum.model_input_spans or datum.loss_fn_input_spans:
         return -1
@@ -96,12 +102,13 @@ def append_datum(
     for j, chunk in enumerate(datum.model_input.chunks):
         if type(chunk) is not EncodedTextChunk:
             return -1
-        packed = packed_tokens(chunk)
-        view = (
-            packed
-            if packed is not None
-            else token_bytes(chunk.tokens, f"{what}.model_input.chunks[{j}]")
-        )
+        view: bytes | memoryview | None = packed_tokens(chunk)
+        if view is None:
+            hit = known.get(id(chunk)) if known else None
+            if hit is not None and hit[0] is chunk:
+                view = hit[1]
+            else:
+                view = token_bytes(chunk.tokens, f"{what}.model_input.chunks[{j}]")
         nbytes = len(view)
         inner = (_F1_LEN + _varint(nbytes)) if nbytes else b""
         inner_size = len(inner) + nbytes
