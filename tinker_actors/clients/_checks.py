@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Final
 import numpy as np
 
 from tinker_actors.errors import InvalidInputError
+from tinker_actors.transport.proto._wire import pack_int32
 from tinker_actors.types import (
     AdamParams,
     Datum,
@@ -176,7 +177,7 @@ def _token_range(tokens: list[int]) -> tuple[int, int, bytes | None]:
     if isinstance(packed, np.ndarray):
         return int(packed.min()), int(packed.max()), None
     try:
-        raw = struct.pack(f"<{len(tokens)}i", *tokens)
+        raw = pack_int32(tokens)
     except struct.error:
         return min(tokens), max(tokens), None
     scanned = np.frombuffer(raw, "<i4")

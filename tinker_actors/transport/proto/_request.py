@@ -34,6 +34,7 @@ from tinker_actors.transport.proto._wire import (
     expect,
     iter_fields,
     key,
+    pack_int32,
     read_array,
     read_double,
     read_string,
@@ -125,7 +126,7 @@ def _token_bytes(tokens: object, what: str) -> bytes | memoryview:
     if not isinstance(tokens, list | tuple):
         raise InvalidInputError(f"{what}: tokens must be a list of integers")
     try:
-        return struct.pack(f"<{len(tokens)}i", *tokens)
+        return pack_int32(tokens)
     except struct.error as exc:
         if "format requires" in str(exc):
             raise InvalidInputError(f"{what}: token ids must fit int32 ({exc})") from exc

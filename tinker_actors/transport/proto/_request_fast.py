@@ -16,6 +16,7 @@ caller uses the general path for it.
 
 from __future__ import annotations
 
+import sys
 from typing import TYPE_CHECKING, Final
 
 from tinker_actors.transport.proto._tensors import _T_DENSE, _T_DTYPE, _T_SHAPE, _TO_WIRE
@@ -42,6 +43,8 @@ _F1_LEN: Final = key(1, LEN)
 _E_KEY: Final = key(1, LEN)
 _E_VALUE_MSG: Final = key(2, LEN)
 _SMALL: Final = tuple(bytes((i,)) for i in range(128))
+#: native byte orders a buffer can be sent in as it is ("|": one-byte types)
+_AS_IS: Final = frozenset({"<", "|", "="} if sys.byteorder == "little" else {"<", "|"})
 
 #: map-entry key prefix (tag, length, UTF-8 name) per loss input name
 _NAME_PREFIX: dict[str, bytes] = {}
@@ -56,6 +59,8 @@ def _varint(value: int) -> bytes:
         return _SMALL[value]
     if value < 16384:
         return bytes((value & 0x7F | 0x80, value >> 7))
+    if value < 2097152:  # a datum of 2,048 tokens and two tensors: about 24 KB
+        return bytes((value & 0x7F | 0x80, (value >> 7) & 0x7F | 0x80, value >> 14))
     return varint(value)
 
 
@@ -122,7 +127,12 @@ def append_datum(
         wire_dtype = _TO_WIRE.get(td.dtype)
         if wire_dtype is None or td.is_sparse:
             return -1
-        values = array_view(td.array)
+        array = td.array
+        values = (
+            array.data.cast("B")  # the common 1-D array: no reshape, no copy
+            if array.ndim == 1 and array.flags.c_contiguous and array.dtype.byteorder in _AS_IS
+            else array_view(array)
+        )
         nbytes = len(values)
         shape = td.shape
         trailer = _trailer(wire_dtype, tuple(shape) if shape is not None else (td.numel,))
