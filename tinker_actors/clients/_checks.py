@@ -86,6 +86,9 @@ _CUSTOM_CHECKED: Final = frozenset({"weights"})
 _FINITE_KEYS: Final = frozenset(
     {"weights", "advantages", "clip_low_threshold", "clip_high_threshold", "sequence_ratio_mask"}
 )
+# ufunc reductions called directly: ndarray.min/max add a Python-level wrapper per call
+_MIN: Final = np.minimum.reduce
+_MAX: Final = np.maximum.reduce
 # What the service accepts as a checkpoint name; fullmatch ("$" would allow a final newline).
 _NAME: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
@@ -138,7 +141,8 @@ def _length(model_input: ModelInput) -> int | None:
 
 def _check_tokens(
     index: int, model_input: ModelInput, limits: ModelLimits, packed: KnownTokens | None
-) -> None:
+) -> int | None:
+    """Check the ids and length of ``model_input``; return its length (see :func:`_length`)."""
     length = _length(model_input)
     context = limits.max_context_length
     if context is not None and length is not None and length > context:
@@ -162,6 +166,7 @@ def _check_tokens(
                 f"token ids must be in [0, {upper}); got {low}..{high}. Encode text with the "
                 "model's tokenizer (TrainingClient.get_tokenizer())",
             )
+    return length
 
 
 def _token_range(tokens: list[int]) -> tuple[int, int, bytes | None]:
@@ -175,13 +180,13 @@ def _token_range(tokens: list[int]) -> tuple[int, int, bytes | None]:
     """
     packed = getattr(tokens, "packed", None)
     if isinstance(packed, np.ndarray):
-        return int(packed.min()), int(packed.max()), None
+        return int(_MIN(packed)), int(_MAX(packed)), None
     try:
         raw = pack_int32(tokens)
     except struct.error:
         return min(tokens), max(tokens), None
     scanned = np.frombuffer(raw, "<i4")
-    return int(scanned.min()), int(scanned.max()), raw
+    return int(_MIN(scanned)), int(_MAX(scanned)), raw
 
 
 def _check_datum(
@@ -189,7 +194,7 @@ def _check_datum(
 ) -> None:
     if not isinstance(datum, Datum):
         raise TypeError(f"data[{index}] must be a Datum, got {type(datum).__name__}")
-    _check_tokens(index, datum.model_input, limits, packed)
+    length = _check_tokens(index, datum.model_input, limits, packed)
     inputs = datum.loss_fn_inputs
     missing = LOSS_INPUTS.get(loss_fn, frozenset()) - inputs.keys()
     if missing:
@@ -210,7 +215,6 @@ def _check_datum(
             "(or TensorData(..., dtype='int64'))",
         )
     rows = target.shape[0] if target.shape else target.numel
-    length = _length(datum.model_input)
     if length is not None and rows != length:
         raise _fail(
             index,
@@ -230,7 +234,7 @@ def _check_target_ids(index: int, field: str, target: TensorData, limits: ModelL
     values = target.array
     if not values.size:
         return
-    low, high = int(values.min()), int(values.max())
+    low, high = int(_MIN(values, axis=None)), int(_MAX(values, axis=None))
     vocab = limits.vocab_size
     if low < 0 or (vocab is not None and high >= vocab):
         upper = f"{vocab}" if vocab is not None else "the vocabulary size"
