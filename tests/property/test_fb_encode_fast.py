@@ -9,6 +9,7 @@ numpy array) or as a plain list packed at encode time; all must give the same by
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import pickle
 
@@ -19,12 +20,19 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from strategies_wire import INT32, names, requests
 
+from tinker_actors.clients._checks import (
+    BadTrainingInputError,
+    ModelLimits,
+    _check_tokens,
+    check_forward_data,
+)
 from tinker_actors.errors import InvalidInputError
 from tinker_actors.transport.proto import (
     decode_forward_backward_request,
     encode_forward_backward_request,
 )
 from tinker_actors.transport.proto._request import encode_request_body
+from tinker_actors.transport.proto._request_fast import KnownTokens
 from tinker_actors.types._datum import Datum
 from tinker_actors.types._forward_backward import ForwardBackwardInput, ForwardBackwardRequest
 from tinker_actors.types._model_input import EncodedTextChunk, ModelInput, packed_tokens
@@ -94,6 +102,41 @@ def test_fast_framing_matches_general_on_text_datums(data: list[Datum]) -> None:
     assert [d.model_input.to_ints() for d in back.forward_backward_input.data] == [
         d.model_input.to_ints() for d in data
     ]
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(text_datums(), max_size=4))
+def test_ids_packed_by_the_checks_give_the_same_bytes(data: list[Datum]) -> None:
+    # prepare_forward_backward hands the checks' packed ids to the encoder (issue 15)
+    known: KnownTokens = {}
+    for i, datum in enumerate(data):  # the token checks of check_forward_data
+        with contextlib.suppress(BadTrainingInputError):  # negative ids: packed all the same
+            _check_tokens(i, datum.model_input, ModelLimits(), known)
+    req = _request(data)
+    assert encode_request_body(req, known=known) == encode_request_body(req, fast=False)
+
+
+def test_packed_ids_are_the_checked_ones_and_only_for_their_own_chunk() -> None:
+    tokens = [5, 6, 7]
+    datum = Datum(model_input=ModelInput.from_ints(tokens), loss_fn_inputs={})
+    known: KnownTokens = {}
+    check_forward_data([datum], "no_such_loss", ModelLimits(), known)
+    (chunk,) = datum.model_input.chunks
+    assert known[id(chunk)][0] is chunk
+    tokens.append(8)  # changed after the checks: what was checked is what is sent
+    sent = encode_request_body(_request([datum]), known=known)
+    assert sent == encode_request_body(
+        _request([Datum(model_input=ModelInput.from_ints([5, 6, 7]), loss_fn_inputs={})])
+    )
+    # an entry whose chunk is another object (a reused id) is never taken
+    other = EncodedTextChunk(tokens=[9])
+    stale: KnownTokens = {id(other): (chunk, known[id(chunk)][1])}
+    body = encode_request_body(
+        _request([Datum(model_input=ModelInput(chunks=[other]))]), known=stale
+    )
+    assert body == encode_request_body(
+        _request([Datum(model_input=ModelInput.from_ints([9]), loss_fn_inputs={})])
+    )
 
 
 def test_large_datums_cross_two_byte_and_three_byte_lengths() -> None:

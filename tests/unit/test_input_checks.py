@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import struct
 
 import msgspec
 import numpy as np
@@ -315,6 +316,10 @@ def test_the_vectorised_token_range_is_min_and_max(tokens: list[int], from_numpy
     if from_numpy:
         small = [max(min(t, 2**31 - 1), -(2**31)) for t in tokens]
         packed = ModelInput.from_ints(np.array(small, np.int64)).chunks[0].tokens
-        assert _token_range(packed) == (min(small), max(small))
+        assert _token_range(packed) == (min(small), max(small), None)  # sent from .packed
     else:
-        assert _token_range(tokens) == (min(tokens), max(tokens))
+        low, high, raw = _token_range(tokens)
+        assert (low, high) == (min(tokens), max(tokens))
+        # the bytes the encoder sends: int32 little-endian, or None (it refuses the list)
+        fits = low >= -(2**31) and high < 2**31
+        assert raw == (struct.pack(f"<{len(tokens)}i", *tokens) if fits else None)

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Final
 import numpy as np
 
 from tinker_actors.errors import InvalidInputError
+from tinker_actors.transport.proto._wire import pack_int32
 from tinker_actors.types import (
     AdamParams,
     Datum,
@@ -43,6 +44,7 @@ from tinker_actors.types import (
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
+    from tinker_actors.transport.proto._request_fast import KnownTokens
     from tinker_actors.types import GetInfoResponse, ModelInput, TensorData
 
 __all__ = [
@@ -84,6 +86,9 @@ _CUSTOM_CHECKED: Final = frozenset({"weights"})
 _FINITE_KEYS: Final = frozenset(
     {"weights", "advantages", "clip_low_threshold", "clip_high_threshold", "sequence_ratio_mask"}
 )
+# ufunc reductions called directly: ndarray.min/max add a Python-level wrapper per call
+_MIN: Final = np.minimum.reduce
+_MAX: Final = np.maximum.reduce
 # What the service accepts as a checkpoint name; fullmatch ("$" would allow a final newline).
 _NAME: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
@@ -134,7 +139,10 @@ def _length(model_input: ModelInput) -> int | None:
         return None  # the server counts the image's tokens itself
 
 
-def _check_tokens(index: int, model_input: ModelInput, limits: ModelLimits) -> None:
+def _check_tokens(
+    index: int, model_input: ModelInput, limits: ModelLimits, packed: KnownTokens | None
+) -> int | None:
+    """Check the ids and length of ``model_input``; return its length (see :func:`_length`)."""
     length = _length(model_input)
     context = limits.max_context_length
     if context is not None and length is not None and length > context:
@@ -147,7 +155,9 @@ def _check_tokens(index: int, model_input: ModelInput, limits: ModelLimits) -> N
     for chunk in model_input.chunks:
         if not isinstance(chunk, EncodedTextChunk) or not chunk.tokens:
             continue
-        low, high = _token_range(chunk.tokens)
+        low, high, raw = _token_range(chunk.tokens)
+        if packed is not None and raw is not None:
+            packed[id(chunk)] = (chunk, raw)
         if low < 0 or (vocab is not None and high >= vocab):
             upper = f"{vocab}" if vocab is not None else "the vocabulary size"
             raise _fail(
@@ -156,29 +166,35 @@ def _check_tokens(index: int, model_input: ModelInput, limits: ModelLimits) -> N
                 f"token ids must be in [0, {upper}); got {low}..{high}. Encode text with the "
                 "model's tokenizer (TrainingClient.get_tokenizer())",
             )
+    return length
 
 
-def _token_range(tokens: list[int]) -> tuple[int, int]:
-    """Return the lowest and highest id; vectorised, as this runs on every token of a batch.
+def _token_range(tokens: list[int]) -> tuple[int, int, bytes | None]:
+    """Return the lowest and highest id, and a plain list's ids packed as int32 little-endian.
 
-    Ids built from numpy keep their packed copy; a list is packed with ``struct`` and scanned
-    by numpy (2.4x faster than ``min`` + ``max`` over the Python ints). An id outside int32
-    fails the pack: the plain scan then reports it.
+    Vectorised, as this runs on every token of a batch. Ids built from numpy keep their packed
+    copy (None is returned for them: the encoder reads ``.packed`` itself); a list is packed
+    with ``struct`` and scanned by numpy (2.4x faster than ``min`` + ``max`` over the Python
+    ints), and the packed bytes are what the encoder sends, so each list is packed once. An id
+    outside int32 fails the pack: the plain scan then reports it (and the encoder refuses it).
     """
     packed = getattr(tokens, "packed", None)
     if isinstance(packed, np.ndarray):
-        return int(packed.min()), int(packed.max())
+        return int(_MIN(packed)), int(_MAX(packed)), None
     try:
-        scanned = np.frombuffer(struct.pack(f"<{len(tokens)}q", *tokens), np.int64)
+        raw = pack_int32(tokens)
     except struct.error:
-        return min(tokens), max(tokens)
-    return int(scanned.min()), int(scanned.max())
+        return min(tokens), max(tokens), None
+    scanned = np.frombuffer(raw, "<i4")
+    return int(_MIN(scanned)), int(_MAX(scanned)), raw
 
 
-def _check_datum(index: int, datum: object, loss_fn: str, limits: ModelLimits) -> None:
+def _check_datum(
+    index: int, datum: object, loss_fn: str, limits: ModelLimits, packed: KnownTokens | None
+) -> None:
     if not isinstance(datum, Datum):
         raise TypeError(f"data[{index}] must be a Datum, got {type(datum).__name__}")
-    _check_tokens(index, datum.model_input, limits)
+    length = _check_tokens(index, datum.model_input, limits, packed)
     inputs = datum.loss_fn_inputs
     missing = LOSS_INPUTS.get(loss_fn, frozenset()) - inputs.keys()
     if missing:
@@ -199,7 +215,6 @@ def _check_datum(index: int, datum: object, loss_fn: str, limits: ModelLimits) -
             "(or TensorData(..., dtype='int64'))",
         )
     rows = target.shape[0] if target.shape else target.numel
-    length = _length(datum.model_input)
     if length is not None and rows != length:
         raise _fail(
             index,
@@ -219,7 +234,7 @@ def _check_target_ids(index: int, field: str, target: TensorData, limits: ModelL
     values = target.array
     if not values.size:
         return
-    low, high = int(values.min()), int(values.max())
+    low, high = int(_MIN(values, axis=None)), int(_MAX(values, axis=None))
     vocab = limits.vocab_size
     if low < 0 or (vocab is not None and high >= vocab):
         upper = f"{vocab}" if vocab is not None else "the vocabulary size"
@@ -252,8 +267,17 @@ def _check_float_input(index: int, field: str, key: str, tensor: TensorData, n: 
             )
 
 
-def check_forward_data(data: Sequence[object], loss_fn: str, limits: ModelLimits) -> None:
+def check_forward_data(
+    data: Sequence[object],
+    loss_fn: str,
+    limits: ModelLimits,
+    packed: KnownTokens | None = None,
+) -> None:
     """Check a forward / forward_backward batch for ``loss_fn`` (see the module doc).
+
+    With ``packed``, each plain-list text chunk's ids, packed as int32 little-endian for the
+    range check, are recorded there (``id(chunk) -> (chunk, bytes)``) for the encoder to send
+    as they are: what was checked is what is sent, and no list is packed twice.
 
     Raises:
         BadTrainingInputError: naming the datum and field at fault (or a lone Datum).
@@ -264,7 +288,7 @@ def check_forward_data(data: Sequence[object], loss_fn: str, limits: ModelLimits
             "data must be a list of Datum, got a single Datum; wrap it in a list", field="data"
         )
     for index, datum in enumerate(data):
-        _check_datum(index, datum, loss_fn, limits)
+        _check_datum(index, datum, loss_fn, limits, packed)
 
 
 def check_checkpoint_name(name: object, what: str = "name") -> str:

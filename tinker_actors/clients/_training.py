@@ -69,6 +69,7 @@ if TYPE_CHECKING:
     from tinker_actors.custom_loss import CustomLossFn
     from tinker_actors.supervisors import ActorRef
     from tinker_actors.tokenizer import Tokenizer
+    from tinker_actors.transport.proto._request_fast import KnownTokens
     from tinker_actors.types import (
         AdamParams,
         ClientConfigResponse,
@@ -229,17 +230,23 @@ class TrainingClient:
         self, data: Sequence[Datum], loss_fn: LossFnType, loss_fn_config: LossFnConfig | None = None
     ) -> PreparedOp:
         """Check and encode a :meth:`forward` for :meth:`submit`."""
-        check_forward_data(data, loss_fn, self._limits)
-        return fwd_op(self._model_id, self._flags, data, loss_fn, loss_fn_config, forward_only=True)
+        known: KnownTokens = {}
+        check_forward_data(data, loss_fn, self._limits, known)
+        return fwd_op(
+            self._model_id, self._flags, data, loss_fn, loss_fn_config, forward_only=True,
+            known=known,
+        )  # fmt: skip
 
     def prepare_forward_backward(
         self, data: Sequence[Datum], loss_fn: LossFnType, loss_fn_config: LossFnConfig | None = None
     ) -> PreparedOp:
         """Check and encode a :meth:`forward_backward` for :meth:`submit`."""
-        check_forward_data(data, loss_fn, self._limits)
+        known: KnownTokens = {}
+        check_forward_data(data, loss_fn, self._limits, known)
         return fwd_op(
-            self._model_id, self._flags, data, loss_fn, loss_fn_config, forward_only=False
-        )
+            self._model_id, self._flags, data, loss_fn, loss_fn_config, forward_only=False,
+            known=known,
+        )  # fmt: skip
 
     def prepare_forward_backward_custom(
         self, data: Sequence[Datum], loss_fn: CustomLossFn

@@ -62,6 +62,7 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from tinker_actors.custom_loss import CustomLossFn
+    from tinker_actors.transport.proto._request_fast import KnownTokens
     from tinker_actors.types import ClientConfigResponse, Datum, LossFnConfig, LossFnType
 
 __all__ = [
@@ -138,8 +139,12 @@ def fwd_op(
     forward_only: bool,
     chunks: list[DataChunk] | None = None,
     sdk_method: str | None = None,
+    known: KnownTokens | None = None,
 ) -> Op:
-    """Build a forward or forward_backward op, split into chunks under the server's limits."""
+    """Build a forward or forward_backward op, split into chunks under the server's limits.
+
+    ``known``: the text chunks' ids the input checks packed (sent as they are, not repacked).
+    """
     _check_loss(loss_fn, loss_fn_config)
     if chunks is None:
         chunks = plan_chunks(
@@ -163,6 +168,7 @@ def fwd_op(
                         forward_only=forward_only,
                     ),
                     compress=compress,
+                    known=known,
                 ),
                 content_type=PROTOBUF,
                 headers=headers,

@@ -20,7 +20,7 @@ import numpy as np
 import zstandard
 
 from tinker_actors.errors import InvalidInputError
-from tinker_actors.transport.proto._request_fast import append_datum
+from tinker_actors.transport.proto._request_fast import KnownTokens, append_datum
 from tinker_actors.transport.proto._tensors import decode_tensor, encode_tensor
 from tinker_actors.transport.proto._wire import (
     FIXED64,
@@ -34,6 +34,7 @@ from tinker_actors.transport.proto._wire import (
     expect,
     iter_fields,
     key,
+    pack_int32,
     read_array,
     read_double,
     read_string,
@@ -125,7 +126,7 @@ def _token_bytes(tokens: object, what: str) -> bytes | memoryview:
     if not isinstance(tokens, list | tuple):
         raise InvalidInputError(f"{what}: tokens must be a list of integers")
     try:
-        return struct.pack(f"<{len(tokens)}i", *tokens)
+        return pack_int32(tokens)
     except struct.error as exc:
         if "format requires" in str(exc):
             raise InvalidInputError(f"{what}: token ids must fit int32 ({exc})") from exc
@@ -223,20 +224,27 @@ def _encode_config(w: MessageWriter, config: LossFnConfig) -> None:
         w.message(_R_CONFIG_V2, entry)
 
 
-def encode_forward_backward_request(req: ForwardBackwardRequest, *, compress: bool) -> bytes:
+def encode_forward_backward_request(
+    req: ForwardBackwardRequest, *, compress: bool, known: KnownTokens | None = None
+) -> bytes:
     """Encode a forward/forward_backward request as protobuf, zstd-compressed if ``compress``.
+
+    ``known`` holds text chunks' ids already packed (by the input checks, see
+    :func:`~tinker_actors.clients._checks.check_forward_data`); they are sent as they are.
 
     Raises:
         InvalidInputError: an image asset pointer, token ids outside int32, a seq_id outside
             int32, or a loss_fn_config value that is neither number nor string.
     """
-    body = encode_request_body(req)
+    body = encode_request_body(req, known=known)
     if compress:
         return zstandard.ZstdCompressor(level=ZSTD_LEVEL).compress(body)
     return body
 
 
-def encode_request_body(req: ForwardBackwardRequest, *, fast: bool = True) -> bytes:
+def encode_request_body(
+    req: ForwardBackwardRequest, *, fast: bool = True, known: KnownTokens | None = None
+) -> bytes:
     """Encode ``req`` uncompressed; ``fast=False`` frames every datum with the general path.
 
     The two give the same bytes (the fast framing handles the common datum, see
@@ -251,7 +259,7 @@ def encode_request_body(req: ForwardBackwardRequest, *, fast: bool = True) -> by
     if req.seq_id:
         w.uint(_R_SEQ_ID, req.seq_id)
     for i, datum in enumerate(fb.data):
-        n = append_datum(w.parts, datum, _token_bytes, f"data[{i}]") if fast else -1
+        n = append_datum(w.parts, datum, _token_bytes, f"data[{i}]", known) if fast else -1
         if n < 0:
             w.message(_R_DATA, _encode_datum(datum, i))
         else:

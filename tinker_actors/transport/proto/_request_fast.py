@@ -16,6 +16,7 @@ caller uses the general path for it.
 
 from __future__ import annotations
 
+import sys
 from typing import TYPE_CHECKING, Final
 
 from tinker_actors.transport.proto._tensors import _T_DENSE, _T_DTYPE, _T_SHAPE, _TO_WIRE
@@ -27,7 +28,12 @@ if TYPE_CHECKING:
 
     from tinker_actors.types._datum import Datum
 
-__all__ = ["append_datum"]
+__all__ = ["KnownTokens", "append_datum"]
+
+#: Text chunks' ids packed ahead (int32 little-endian), by ``id(chunk)``. The chunk is held
+#: beside its bytes so that its id cannot be reused by another object while the map lives, and
+#: a hit is only taken when the held chunk *is* the one being encoded.
+KnownTokens = dict[int, tuple[EncodedTextChunk, bytes]]
 
 _R_DATA: Final = key(3, LEN)
 _D_MODEL_INPUT: Final = key(1, LEN)
@@ -37,6 +43,8 @@ _F1_LEN: Final = key(1, LEN)
 _E_KEY: Final = key(1, LEN)
 _E_VALUE_MSG: Final = key(2, LEN)
 _SMALL: Final = tuple(bytes((i,)) for i in range(128))
+#: native byte orders a buffer can be sent in as it is ("|": one-byte types)
+_AS_IS: Final = frozenset({"<", "|", "="} if sys.byteorder == "little" else {"<", "|"})
 
 #: map-entry key prefix (tag, length, UTF-8 name) per loss input name
 _NAME_PREFIX: dict[str, bytes] = {}
@@ -51,6 +59,8 @@ def _varint(value: int) -> bytes:
         return _SMALL[value]
     if value < 16384:
         return bytes((value & 0x7F | 0x80, value >> 7))
+    if value < 2097152:  # a datum of 2,048 tokens and two tensors: about 24 KB
+        return bytes((value & 0x7F | 0x80, (value >> 7) & 0x7F | 0x80, value >> 14))
     return varint(value)
 
 
@@ -81,13 +91,14 @@ def append_datum(
     datum: Datum,
     token_bytes: Callable[[object, str], bytes | memoryview],
     what: str,
+    known: KnownTokens | None = None,
 ) -> int:
     """Append ``datum`` as a ``data`` field of the request to ``parts``; return its byte count.
 
     Returns -1, appending nothing, when the datum has something but text chunks and dense
     tensors of a wire dtype (images, audio, CSR, provenance spans): the caller encodes it with
     the general path. ``token_bytes`` packs a chunk's Python-int tokens (with the caller's
-    errors) when the chunk holds no packed copy.
+    errors) when the chunk holds no packed copy and ``known`` has none for it.
     """
     if datum.model_input_spans or datum.loss_fn_input_spans:
         return -1
@@ -96,12 +107,13 @@ def append_datum(
     for j, chunk in enumerate(datum.model_input.chunks):
         if type(chunk) is not EncodedTextChunk:
             return -1
-        packed = packed_tokens(chunk)
-        view = (
-            packed
-            if packed is not None
-            else token_bytes(chunk.tokens, f"{what}.model_input.chunks[{j}]")
-        )
+        view: bytes | memoryview | None = packed_tokens(chunk)
+        if view is None:
+            hit = known.get(id(chunk)) if known else None
+            if hit is not None and hit[0] is chunk:
+                view = hit[1]
+            else:
+                view = token_bytes(chunk.tokens, f"{what}.model_input.chunks[{j}]")
         nbytes = len(view)
         inner = (_F1_LEN + _varint(nbytes)) if nbytes else b""
         inner_size = len(inner) + nbytes
@@ -115,7 +127,12 @@ def append_datum(
         wire_dtype = _TO_WIRE.get(td.dtype)
         if wire_dtype is None or td.is_sparse:
             return -1
-        values = array_view(td.array)
+        array = td.array
+        values = (
+            array.data.cast("B")  # the common 1-D array: no reshape, no copy
+            if array.ndim == 1 and array.flags.c_contiguous and array.dtype.byteorder in _AS_IS
+            else array_view(array)
+        )
         nbytes = len(values)
         shape = td.shape
         trailer = _trailer(wire_dtype, tuple(shape) if shape is not None else (td.numel,))
