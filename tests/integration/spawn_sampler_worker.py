@@ -34,3 +34,30 @@ def sample_in_child(blob: bytes, base_url: str, results: Any) -> None:
     except BaseException as exc:
         results.put(("error", repr(exc)))
         raise
+
+
+async def run_in_spawned_child(blob: bytes, base_url: str) -> tuple[object, int | None]:
+    """Parent half: run :func:`sample_in_child` in a spawned process; return (result, exitcode).
+
+    The child's result arrives on a spawn-context queue, polled so the parent's trio loop (and
+    the runtime the pickled client came from) keeps running meanwhile.
+    """
+    import multiprocessing
+    import queue
+
+    context = multiprocessing.get_context("spawn")
+    results: Any = context.Queue()
+    process = context.Process(target=sample_in_child, args=(blob, base_url, results))
+    process.start()
+    result: object = None
+    try:
+        with trio.fail_after(120):
+            while True:
+                try:
+                    result = results.get_nowait()
+                    break
+                except queue.Empty:
+                    await trio.sleep(0.1)
+    finally:
+        await trio.to_thread.run_sync(process.join, 60)
+    return result, process.exitcode

@@ -9,9 +9,7 @@ receiving process reads its own credential from its environment, as the official
 from __future__ import annotations
 
 import base64
-import multiprocessing
 import pickle
-import queue
 import sys
 from pathlib import Path
 
@@ -70,7 +68,6 @@ def test_native_pickle_drops_credentials_and_a_spawned_child_still_samples(
 ) -> None:
     monkeypatch.setenv("TINKER_API_KEY", KEY)  # the spawned child resolves its own credential
     with server_in_thread() as (url, server):
-        results: multiprocessing.Queue[object] = multiprocessing.get_context("spawn").Queue()
         done: dict[str, object] = {}
 
         async def owner() -> None:
@@ -82,23 +79,9 @@ def test_native_pickle_drops_credentials_and_a_spawned_child_still_samples(
                     "X-Trace-Tag": "keep-me"
                 }
                 sys.path.insert(0, str(Path(__file__).parent))
-                from spawn_sampler_worker import sample_in_child
+                from spawn_sampler_worker import run_in_spawned_child
 
-                process = multiprocessing.get_context("spawn").Process(
-                    target=sample_in_child, args=(blob, url, results)
-                )
-                process.start()
-                try:
-                    with trio.fail_after(120):
-                        while True:
-                            try:
-                                done["result"] = results.get_nowait()
-                                break
-                            except queue.Empty:
-                                await trio.sleep(0.1)
-                finally:
-                    await trio.to_thread.run_sync(process.join, 60)
-                done["exitcode"] = process.exitcode
+                done["result"], done["exitcode"] = await run_in_spawned_child(blob, url)
                 done["session"] = client.sampling_session_id
 
         trio.run(owner)

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import multiprocessing
 import pickle
-import queue
 import sys
 from pathlib import Path
 
@@ -27,7 +25,6 @@ def test_spawned_worker_unpickles_and_samples_on_the_same_session(
     monkeypatch.setenv("TINKER_API_KEY", KEY)  # the child resolves its own credential
     with server_in_thread() as (url, server):
         # the owner's runtime must stay open while the child samples: run it in this thread
-        results: multiprocessing.Queue[object] = multiprocessing.get_context("spawn").Queue()
         done: dict[str, object] = {}
 
         async def owner() -> None:
@@ -36,23 +33,9 @@ def test_spawned_worker_unpickles_and_samples_on_the_same_session(
                 blob = pickle.dumps(client)
                 assert KEY.encode() not in blob
                 sys.path.insert(0, str(Path(__file__).parent))
-                from spawn_sampler_worker import sample_in_child
+                from spawn_sampler_worker import run_in_spawned_child
 
-                process = multiprocessing.get_context("spawn").Process(
-                    target=sample_in_child, args=(blob, url, results)
-                )
-                process.start()
-                try:
-                    with trio.fail_after(120):
-                        while True:
-                            try:
-                                done["result"] = results.get_nowait()
-                                break
-                            except queue.Empty:
-                                await trio.sleep(0.1)
-                finally:
-                    await trio.to_thread.run_sync(process.join, 60)
-                done["exitcode"] = process.exitcode
+                done["result"], done["exitcode"] = await run_in_spawned_child(blob, url)
                 done["session"] = client.sampling_session_id
 
         trio.run(owner)
