@@ -38,6 +38,7 @@ import hashlib
 import hmac
 import json
 import os
+import re
 import subprocess
 import time
 import urllib.parse
@@ -57,6 +58,7 @@ __all__ = [
     "Secret",
     "credential_from_output",
     "default_credentials_path",
+    "display_url",
     "jwt_claims",
     "key_fingerprint",
     "resolve_config",
@@ -292,6 +294,16 @@ class Config:
     cf_access_client_id: str | None = None
     cf_access_client_secret: Secret | None = None
 
+    def __repr__(self) -> str:
+        # the generated repr, with credentials in the URL masked like the key itself
+        parts = []
+        for f in dataclasses.fields(self):
+            if f.repr:
+                value = getattr(self, f.name)
+                shown = display_url(value) if f.name == "base_url" else value
+                parts.append(f"{f.name}={shown!r}")
+        return f"Config({', '.join(parts)})"
+
     def __post_init__(self) -> None:
         if not isinstance(self.api_key, Secret):
             raise TypeError(
@@ -360,6 +372,14 @@ def _positive(name: str, value: float, *, allow_zero: bool = False) -> None:
         raise InvalidInputError(f"{name} must be > 0 seconds, got {value!r}")
 
 
+_USERINFO: Final = re.compile(r"(?<=//)[^/?#@]*@")
+
+
+def display_url(url: str) -> str:
+    """Return ``url`` fit for messages and reprs: any ``user:password@`` becomes ``***@``."""
+    return _USERINFO.sub("***@", url, count=1)
+
+
 def _check_base_url(url: object) -> None:
     if not isinstance(url, str) or not url.strip():
         raise InvalidInputError(
@@ -367,7 +387,9 @@ def _check_base_url(url: object) -> None:
             "out (None) to use TINKER_BASE_URL or the default service"
         )
     if not url.startswith(("http://", "https://")):
-        raise InvalidInputError(f"base_url must start with http:// or https://, got {url!r}")
+        raise InvalidInputError(
+            f"base_url must start with http:// or https://, got {display_url(url)!r}"
+        )
     for index, char in enumerate(url):
         if char.isspace() or ord(char) < 0x20 or ord(char) == 0x7F:
             raise InvalidInputError(

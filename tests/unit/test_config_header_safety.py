@@ -21,7 +21,7 @@ import trio
 import tinker_actors as ta
 import tinker_actors.compat as tinker
 from tinker_actors.actors._telemetry import scrub_text
-from tinker_actors.config import resolve_config, secret_forms
+from tinker_actors.config import display_url, resolve_config, secret_forms
 from tinker_actors.errors import InvalidInputError
 from tinker_actors.transport._errors import scrub
 
@@ -185,3 +185,15 @@ def test_redaction_covers_escaped_forms() -> None:
         assert SECRET not in scrub(text, [key]), text
         assert SECRET not in scrub_text(text, [key]), text
     assert secret_forms("") == ()
+
+
+def test_credentials_in_the_base_url_never_reach_reprs_or_errors() -> None:
+    config = resolve_config(base_url="http://user:hunter2@127.0.0.1:8000/api", api_key="tml-fine")
+    assert "hunter2" not in repr(config)
+    assert "http://***@127.0.0.1:8000/api" in repr(config)
+    assert config.base_url == "http://user:hunter2@127.0.0.1:8000/api"  # still used as given
+    with pytest.raises(InvalidInputError) as caught:
+        resolve_config(base_url="ftp://user:hunter2@host", api_key="tml-fine")
+    assert "hunter2" not in str(caught.value)
+    # an '@' after the host (path, query) is not userinfo
+    assert display_url("http://h/p?u=a@b") == "http://h/p?u=a@b"

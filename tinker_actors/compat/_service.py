@@ -33,7 +33,7 @@ from tinker_actors.compat._training import (
     BackcompatTrainingClientFuture,
     TrainingClient,
 )
-from tinker_actors.config import resolve_config
+from tinker_actors.config import display_url, resolve_config
 from tinker_actors.errors import InvalidInputError
 
 if TYPE_CHECKING:
@@ -89,7 +89,7 @@ class ServiceClient:
         self._closed = False
 
     def __repr__(self) -> str:
-        return f"<ServiceClient {self._config.base_url}{' closed' if self._closed else ''}>"
+        return f"<ServiceClient {display_url(self._config.base_url)}{' closed' if self._closed else ''}>"
 
     def _get_host(self) -> Host:
         with self._lock:

@@ -34,7 +34,7 @@ import httpx
 import trio
 
 from tinker_actors.backoff import BillingPause, http_retry_delay, parse_retry_after, retryable
-from tinker_actors.config import jwt_claims
+from tinker_actors.config import display_url, jwt_claims
 from tinker_actors.errors import APIConnectionError, InvalidInputError
 from tinker_actors.transport._auth import TokenCache, is_invalid_token, run_credential_cmd
 from tinker_actors.transport._dispatch import send_direct, send_through
@@ -149,7 +149,7 @@ class Transport:
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
-        return f"<Transport {self._config.base_url} jwt={self._jwt_auth} {state}>"
+        return f"<Transport {display_url(self._config.base_url)} jwt={self._jwt_auth} {state}>"
 
     # -- configuration the runtime learns from the server ------------------------------------
 
