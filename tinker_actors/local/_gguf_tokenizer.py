@@ -18,14 +18,11 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import json
-import os
-import shutil
-import tempfile
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from tokenizers import Tokenizer
 
 __all__ = ["build_gguf_tokenizer", "ensure_gguf_tokenizer_dir", "file_digest"]
@@ -125,25 +122,8 @@ def build_gguf_tokenizer(path: Path) -> tuple[Tokenizer, dict[str, Any]]:
 
 def ensure_gguf_tokenizer_dir(cache_dir: Path, path: Path) -> Path:
     """Return a Hugging Face layout directory of ``path``'s tokenizer, building it once."""
+    from tinker_actors.local._tokenizer import build_tokenizer_dir_once
+
     stem = path.name.removesuffix(".gguf")
     target = cache_dir / f"gguf-{stem}-v{_FORMAT_VERSION}-{file_digest(path)}"
-    if (target / "tokenizer.json").is_file():
-        return target
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".building-", dir=cache_dir))
-    try:
-        tok, config = build_gguf_tokenizer(path)
-        tok.save(str(staging / "tokenizer.json"))
-        (staging / "tokenizer_config.json").write_text(json.dumps(config, indent=2))
-        specials = {k: v for k, v in config.items() if k.endswith("_token") and v is not None}
-        (staging / "special_tokens_map.json").write_text(json.dumps(specials, indent=2))
-        try:
-            os.rename(staging, target)
-        except OSError:
-            # another process finished first; its result is identical (deterministic build)
-            if not (target / "tokenizer.json").is_file():
-                raise
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
-    return target
+    return build_tokenizer_dir_once(cache_dir, target, lambda: build_gguf_tokenizer(path))

@@ -31,10 +31,10 @@ import shutil
 import tempfile
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
 
     from tokenizers import Tokenizer
 
@@ -45,6 +45,7 @@ __all__ = [
     "PAD_TOKEN",
     "SPECIAL_TOKENS",
     "build_tokenizer",
+    "build_tokenizer_dir_once",
     "corpus_lines",
     "ensure_model_tokenizer_dir",
     "ensure_tokenizer_dir",
@@ -153,14 +154,8 @@ def build_tokenizer(vocab_size: int) -> Tokenizer:
 
 def ensure_tokenizer_dir(cache_dir: Path, vocab_size: int) -> Path:
     """Return a directory holding the tokenizer in Hugging Face layout, building it once."""
-    target = cache_dir / f"local-bpe-{vocab_size}-{tokenizer_digest(vocab_size)}"
-    if (target / "tokenizer.json").is_file():
-        return target
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".building-", dir=cache_dir))
-    try:
-        tok = build_tokenizer(vocab_size)
-        tok.save(str(staging / "tokenizer.json"))
+
+    def build() -> tuple[Tokenizer, dict[str, Any]]:
         specials = {"eos_token": EOS_TOKEN, "pad_token": PAD_TOKEN, "bos_token": EOS_TOKEN}
         config = {
             "tokenizer_class": "PreTrainedTokenizerFast",
@@ -168,7 +163,29 @@ def ensure_tokenizer_dir(cache_dir: Path, vocab_size: int) -> Path:
             "clean_up_tokenization_spaces": False,
             **specials,
         }
+        return build_tokenizer(vocab_size), config
+
+    target = cache_dir / f"local-bpe-{vocab_size}-{tokenizer_digest(vocab_size)}"
+    return build_tokenizer_dir_once(cache_dir, target, build)
+
+
+def build_tokenizer_dir_once(
+    cache_dir: Path, target: Path, build: Callable[[], tuple[Tokenizer, dict[str, Any]]]
+) -> Path:
+    """Return ``target``, first writing ``build()``'s tokenizer and config there if it is absent.
+
+    The files are written to a staging directory and renamed into place, so a reader never sees
+    a half-written tokenizer; the special tokens map is the config's ``*_token`` entries.
+    """
+    if (target / "tokenizer.json").is_file():
+        return target
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".building-", dir=cache_dir))
+    try:
+        tok, config = build()
+        tok.save(str(staging / "tokenizer.json"))
         (staging / "tokenizer_config.json").write_text(json.dumps(config, indent=2))
+        specials = {k: v for k, v in config.items() if k.endswith("_token") and v is not None}
         (staging / "special_tokens_map.json").write_text(json.dumps(specials, indent=2))
         try:
             os.rename(staging, target)
