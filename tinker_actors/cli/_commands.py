@@ -267,15 +267,22 @@ def tokenizers_install(
     click.echo(f"load them offline with: {hint}HF_HUB_OFFLINE=1")
 
 
+def prefer_passive_omp_waits() -> None:
+    """Make OpenMP wait passively unless the user chose otherwise; call before torch loads.
+
+    OpenMP threads that spin while they wait (libgomp's default) cost 10-20x on a busy
+    machine: a B=1 decoding step of local/tiny took 200-600 ms instead of 15 ms with the
+    recipe's own process (or the SDK's event loop) on the same 2 cores. Waiting passively costs
+    nothing measurable on large steps. libgomp reads this when torch is first imported.
+    """
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
 def _make_backend(name: str) -> Backend | None:
     """Build the named model backend (None = the server's default, null)."""
     if name != "torch":
         return None
-    # OpenMP threads that spin while they wait (libgomp's default) cost 10-20x on a busy
-    # machine: a B=1 decoding step of local/tiny took 200-600 ms instead of 15 ms with the
-    # recipe's own process on the same 2 cores. Waiting passively costs nothing measurable on
-    # large steps. libgomp reads this when torch is first imported, which is just below.
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    prefer_passive_omp_waits()
     try:
         from tinker_actors.local._torch_backend import TorchBackend
     except ImportError as exc:

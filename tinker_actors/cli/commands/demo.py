@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -40,10 +39,9 @@ def command(
     A local server with the torch backend runs in this process; the SDK trains on it with
     pipelined forward_backward + optim_step steps, saves a checkpoint and samples again.
     """
-    # The trainer and the SDK share this process's cores: OpenMP threads that spin while they
-    # wait (libgomp's default) make small torch steps many times slower beside a busy event
-    # loop. libgomp reads this when torch is first imported, just below.
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    from tinker_actors.cli._commands import prefer_passive_omp_waits
+
+    prefer_passive_omp_waits()  # the trainer and the SDK's event loop share this process
     try:
         import torch  # noqa: F401
     except ImportError:
