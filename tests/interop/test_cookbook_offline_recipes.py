@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from serve_support import serve_in_child
 
 pytest.importorskip("tinker", reason="official tinker SDK not installed (interop extra)")
 pytest.importorskip("tinker_cookbook", reason="tinker-cookbook not installed (README test command)")
@@ -96,21 +97,8 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def server_url(workdir: Path) -> Iterator[str]:
-    command = [
-        sys.executable, "-m", "tinker_actors.cli", "serve", "--backend", "torch",
-        "--port", "0", "--model-alias", f"{MODEL}=local/tiny",
-    ]  # fmt: skip
-    server = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
-    try:
-        assert server.stdout is not None
-        first = server.stdout.readline()
-        assert " at " in first, first
-        yield first.rsplit(" at ", 1)[1].strip()
-    finally:
-        server.terminate()
-        server.wait(timeout=60)
-        if server.stdout is not None:
-            server.stdout.close()
+    with serve_in_child("--backend", "torch", "--model-alias", f"{MODEL}=local/tiny") as url:
+        yield url
 
 
 def run_recipe(workdir: Path, url: str, module: str, args: list[str]) -> Path:
