@@ -23,7 +23,8 @@ from hypothesis import strategies as st
 from tinker_actors.clients._checks import (
     BadTrainingInputError,
     ModelLimits,
-    _token_range,
+    _ids_below,
+    _token_ids,
     check_checkpoint_name,
     check_forward_data,
     check_load_path,
@@ -311,15 +312,33 @@ def test_seq_ids_are_read_from_bodies_that_fail_to_decode() -> None:
     assert peek_json_ids(b'{"seq_id": ' + b"[" * 100_000 + b"]" * 100_000 + b"}") == (None, None)
 
 
-@given(st.lists(st.integers(-(2**70), 2**70), min_size=1, max_size=64), st.booleans())
-def test_the_vectorised_token_range_is_min_and_max(tokens: list[int], from_numpy: bool) -> None:
+@given(
+    st.lists(st.integers(-(2**70), 2**70), min_size=1, max_size=64),
+    st.booleans(),
+    st.none() | st.integers(1, 2**40),
+)
+def test_the_one_pass_id_range_check_is_min_and_max(
+    tokens: list[int], from_numpy: bool, vocab: int | None
+) -> None:
     if from_numpy:
         small = [max(min(t, 2**31 - 1), -(2**31)) for t in tokens]
         packed = ModelInput.from_ints(np.array(small, np.int64)).chunks[0].tokens
-        assert _token_range(packed) == (min(small), max(small), None)  # sent from .packed
+        ids, raw = _token_ids(packed)
+        assert raw is None  # sent from .packed
+        assert ids is not None and ids.tolist() == small
+        tokens = small
     else:
-        low, high, raw = _token_range(tokens)
-        assert (low, high) == (min(tokens), max(tokens))
+        ids, raw = _token_ids(tokens)
         # the bytes the encoder sends: int32 little-endian, or None (it refuses the list)
-        fits = low >= -(2**31) and high < 2**31
+        fits = min(tokens) >= -(2**31) and max(tokens) < 2**31
         assert raw == (struct.pack(f"<{len(tokens)}i", *tokens) if fits else None)
+        if not fits:
+            assert ids is None
+            return
+        assert ids is not None and ids.tolist() == tokens
+    # read as unsigned in one pass, it says what min >= 0 and max < vocab say
+    expected = min(tokens) >= 0 and max(tokens) < (vocab if vocab is not None else 2**31)
+    assert _ids_below(ids, vocab) == expected
+    wide = np.array(tokens, np.int64)
+    assert _ids_below(wide, vocab) == expected
+    assert _ids_below(wide.reshape(-1, 1)[::-1], vocab) == expected  # any shape or stride

@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 import re
 import struct
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
 
@@ -43,6 +43,8 @@ from tinker_actors.types import (
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
+
+    import numpy.typing as npt
 
     from tinker_actors.transport.proto._request_fast import KnownTokens
     from tinker_actors.types import GetInfoResponse, ModelInput, TensorData
@@ -89,6 +91,8 @@ _FINITE_KEYS: Final = frozenset(
 # ufunc reductions called directly: ndarray.min/max add a Python-level wrapper per call
 _MIN: Final = np.minimum.reduce
 _MAX: Final = np.maximum.reduce
+_SUM: Final = np.add.reduce
+_UNSIGNED: Final = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
 # What the service accepts as a checkpoint name; fullmatch ("$" would allow a final newline).
 _NAME: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
@@ -155,9 +159,14 @@ def _check_tokens(
     for chunk in model_input.chunks:
         if not isinstance(chunk, EncodedTextChunk) or not chunk.tokens:
             continue
-        low, high, raw = _token_range(chunk.tokens)
+        ids, raw = _token_ids(chunk.tokens)
         if packed is not None and raw is not None:
             packed[id(chunk)] = (chunk, raw)
+        if ids is not None and _ids_below(ids, vocab):
+            continue
+        # something is out of range (or beyond int32): find the bounds for the message
+        tokens = chunk.tokens
+        low, high = (min(tokens), max(tokens)) if ids is None else (int(_MIN(ids)), int(_MAX(ids)))
         if low < 0 or (vocab is not None and high >= vocab):
             upper = f"{vocab}" if vocab is not None else "the vocabulary size"
             raise _fail(
@@ -169,24 +178,37 @@ def _check_tokens(
     return length
 
 
-def _token_range(tokens: list[int]) -> tuple[int, int, bytes | None]:
-    """Return the lowest and highest id, and a plain list's ids packed as int32 little-endian.
+def _token_ids(tokens: list[int]) -> tuple[npt.NDArray[np.signedinteger[Any]] | None, bytes | None]:
+    """Return the ids as an integer array, and a plain list's ids packed as int32 little-endian.
 
-    Vectorised, as this runs on every token of a batch. Ids built from numpy keep their packed
-    copy (None is returned for them: the encoder reads ``.packed`` itself); a list is packed
-    with ``struct`` and scanned by numpy (2.4x faster than ``min`` + ``max`` over the Python
-    ints), and the packed bytes are what the encoder sends, so each list is packed once. An id
-    outside int32 fails the pack: the plain scan then reports it (and the encoder refuses it).
+    Ids built from numpy keep their packed copy (returned, with None for the bytes: the
+    encoder reads ``.packed`` itself); a list is packed with ``struct`` once, and those bytes
+    are what the checks scan (numpy, 2.4x faster than ``min`` + ``max`` over the Python ints)
+    and what the encoder sends. An id outside int32 fails the pack: (None, None) then, and
+    the caller scans the list itself (the encoder refuses it too).
     """
     packed = getattr(tokens, "packed", None)
     if isinstance(packed, np.ndarray):
-        return int(_MIN(packed)), int(_MAX(packed)), None
+        return packed, None
     try:
         raw = pack_int32(tokens)
     except struct.error:
-        return min(tokens), max(tokens), None
-    scanned = np.frombuffer(raw, "<i4")
-    return int(_MIN(scanned)), int(_MAX(scanned)), raw
+        return None, None
+    return np.frombuffer(raw, "<i4"), raw
+
+
+def _ids_below(ids: npt.NDArray[np.integer[Any]], vocab: int | None) -> bool:
+    """Say whether every id is in [0, vocab) (in [0, 2**(bits-1)) without a vocabulary).
+
+    One pass instead of a min and a max: read as unsigned, a negative id is larger than any
+    vocabulary (and than the signed type's largest value).
+    """
+    bits = 8 * ids.dtype.itemsize
+    if ids.dtype.kind == "i":
+        ids = ids.view(_UNSIGNED[ids.dtype.itemsize])
+        bits -= 1  # the signed type's non-negative values
+    cap = 1 << bits
+    return int(_MAX(ids, axis=None)) < (cap if vocab is None else min(vocab, cap))
 
 
 def _check_datum(
@@ -232,7 +254,7 @@ def _check_datum(
 
 def _check_target_ids(index: int, field: str, target: TensorData, limits: ModelLimits) -> None:
     values = target.array
-    if not values.size:
+    if not values.size or _ids_below(values, limits.vocab_size):
         return
     low, high = int(_MIN(values, axis=None)), int(_MAX(values, axis=None))
     vocab = limits.vocab_size
@@ -257,7 +279,13 @@ def _check_float_input(index: int, field: str, key: str, tensor: TensorData, n: 
         )
     if key in _FINITE_KEYS:
         values = tensor.array
-        if values.size and not np.isfinite(values).all():
+        # a finite sum means every value is finite (a NaN or an infinity makes the sum one);
+        # a sum that overflows float32 falls through to the exact check
+        if (
+            values.size
+            and not math.isfinite(_SUM(values, axis=None))
+            and not np.isfinite(values).all()
+        ):
             bad = int(np.flatnonzero(~np.isfinite(values.ravel()))[0])
             raise _fail(
                 index,
