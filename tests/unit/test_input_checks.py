@@ -325,7 +325,8 @@ def test_the_one_pass_id_range_check_is_min_and_max(
         packed = ModelInput.from_ints(np.array(small, np.int64)).chunks[0].tokens
         ids, raw = _token_ids(packed)
         assert raw is None  # sent from .packed
-        assert ids is not None and ids.tolist() == small
+        assert ids is not None
+        assert ids.tolist() == small
         tokens = small
     else:
         ids, raw = _token_ids(tokens)
@@ -335,7 +336,8 @@ def test_the_one_pass_id_range_check_is_min_and_max(
         if not fits:
             assert ids is None
             return
-        assert ids is not None and ids.tolist() == tokens
+        assert ids is not None
+        assert ids.tolist() == tokens
     # read as unsigned in one pass, it says what min >= 0 and max < vocab say
     expected = min(tokens) >= 0 and max(tokens) < (vocab if vocab is not None else 2**31)
     assert _ids_below(ids, vocab) == expected
