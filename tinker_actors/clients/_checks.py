@@ -167,15 +167,24 @@ def _check_tokens(
         # something is out of range (or beyond int32): find the bounds for the message
         tokens = chunk.tokens
         low, high = (min(tokens), max(tokens)) if ids is None else (int(_MIN(ids)), int(_MAX(ids)))
-        if low < 0 or (vocab is not None and high >= vocab):
-            upper = f"{vocab}" if vocab is not None else "the vocabulary size"
-            raise _fail(
-                index,
-                "model_input",
-                f"token ids must be in [0, {upper}); got {low}..{high}. Encode text with the "
-                "model's tokenizer (TrainingClient.get_tokenizer())",
-            )
+        _refuse_out_of_range(
+            index,
+            "model_input",
+            low,
+            high,
+            vocab,
+            ". Encode text with the model's tokenizer (TrainingClient.get_tokenizer())",
+        )
     return length
+
+
+def _refuse_out_of_range(
+    index: int, field: str, low: int, high: int, vocab: int | None, advice: str = ""
+) -> None:
+    """Raise when ids spanning ``low..high`` leave [0, vocab) (only negatives without one)."""
+    if low < 0 or (vocab is not None and high >= vocab):
+        upper = f"{vocab}" if vocab is not None else "the vocabulary size"
+        raise _fail(index, field, f"token ids must be in [0, {upper}); got {low}..{high}{advice}")
 
 
 def _token_ids(tokens: list[int]) -> tuple[npt.NDArray[np.signedinteger[Any]] | None, bytes | None]:
@@ -257,10 +266,7 @@ def _check_target_ids(index: int, field: str, target: TensorData, limits: ModelL
     if not values.size or _ids_below(values, limits.vocab_size):
         return
     low, high = int(_MIN(values, axis=None)), int(_MAX(values, axis=None))
-    vocab = limits.vocab_size
-    if low < 0 or (vocab is not None and high >= vocab):
-        upper = f"{vocab}" if vocab is not None else "the vocabulary size"
-        raise _fail(index, field, f"token ids must be in [0, {upper}); got {low}..{high}")
+    _refuse_out_of_range(index, field, low, high, limits.vocab_size)
 
 
 def _check_float_input(index: int, field: str, key: str, tensor: TensorData, n: int) -> None:
