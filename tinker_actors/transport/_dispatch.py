@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Final
 import httpx
 
 from tinker_actors.errors import APIConnectionError
+from tinker_actors.transport._h11 import read_whole
 from tinker_actors.transport._headers import API_KEY_HEADER
 
 if TYPE_CHECKING:
@@ -108,7 +109,17 @@ async def _follow(
                 request = redirect_request(request, response, cookies)
                 continue
             if not stream:
-                await response.aread()
+                whole = await read_whole(response)
+                if whole is None:
+                    await response.aread()
+                else:  # the same answer, its body already read (one bytes object, not copied)
+                    response = httpx.Response(
+                        response.status_code,
+                        headers=response.headers,
+                        content=whole,
+                        request=response.request,
+                        extensions=response.extensions,
+                    )
         except BaseException:
             await response.aclose()
             raise

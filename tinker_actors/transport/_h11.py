@@ -17,6 +17,11 @@ HTTP/1.1 exchange needs:
 * response bodies stream: the :class:`httpx.Response` holds an :class:`httpx.AsyncByteStream`
   that reads from the socket as it is iterated and returns the connection when the body has
   been read to its end, or drops it when closed early;
+* a caller that wants the whole body (:func:`read_whole`) gets a large ``Content-Length`` body
+  read straight from the stream in big pieces and joined once: through h11 and httpx, every
+  64 KiB piece was copied into h11's buffer, out of it as an event, and once more by httpx's
+  join, with both libraries' per-piece machinery around it (a forward_backward result is
+  megabytes);
 * timeouts come from ``request.extensions["timeout"]`` (``connect``/``read``/``write``/
   ``pool``) as trio cancel scopes, and every failure is raised as the matching httpx exception
   with the request attached, so retry policies written against httpx keep working.
@@ -38,12 +43,17 @@ import trio
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Mapping
 
-__all__ = ["TrioH11Transport"]
+__all__ = ["TrioH11Transport", "read_whole"]
 
 #: Bytes asked of the socket per receive.
 READ_CHUNK: Final = 65536
 #: Request body bytes gathered before a write (small bodies go out with the head in one write).
 WRITE_BUFFER: Final = 65536
+#: Bodies at least this long are read whole past h11 (:func:`read_whole`); shorter ones gain
+#: nothing, since their first piece usually arrives with the head.
+WHOLE_MIN: Final = 65536
+#: Most bytes asked of the stream per receive when reading a body whole.
+WHOLE_CHUNK: Final = 262144
 
 _Origin = tuple[bytes, bytes, int]
 
@@ -192,17 +202,18 @@ class _Connection:
                 raise httpx.RemoteProtocolError(str(exc), request=request) from exc
             if event is not h11.NEED_DATA:
                 return event  # type: ignore[return-value]
-            try:
-                if within is None:
-                    data = await self.stream.receive_some(READ_CHUNK)
-                else:
-                    with trio.move_on_after(within) as scope:
-                        data = await self.stream.receive_some(READ_CHUNK)
-                    if scope.cancelled_caught:
-                        raise httpx.ReadTimeout("timed out reading the response", request=request)
-            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
-                raise httpx.ReadError(_describe(exc), request=request) from exc
-            conn.receive_data(data)  # type: ignore[arg-type]  # h11 takes any bytes-like
+            conn.receive_data(await self.receive(READ_CHUNK, within, request))
+
+    async def receive(self, most: int, within: float | None, request: httpx.Request) -> bytes:
+        """Return the next bytes from the server (``b""`` at its end of stream)."""
+        try:
+            if within is None:
+                return await self.stream.receive_some(most)  # type: ignore[return-value]
+            with trio.move_on_after(within):
+                return await self.stream.receive_some(most)  # type: ignore[return-value]
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+            raise httpx.ReadError(_describe(exc), request=request) from exc
+        raise httpx.ReadTimeout("timed out reading the response", request=request)
 
     async def receive_head(self, within: float | None, request: httpx.Request) -> h11.Response:
         """Wait for the final response head (informational 1xx heads are skipped)."""
@@ -218,6 +229,44 @@ class _Connection:
                 raise httpx.RemoteProtocolError(
                     f"unexpected {type(event).__name__} before the response", request=request
                 )
+
+
+def _whole_length(request: httpx.Request, head: h11.Response, state: h11.Connection) -> int | None:
+    """The body's length if it may be read whole past h11, else None.
+
+    That is a final answer to a request other than HEAD, framed by one ``Content-Length`` of
+    at least :data:`WHOLE_MIN` bytes with no ``Transfer-Encoding`` and no
+    ``Content-Encoding`` (httpx decodes those), on a connection both sides keep alive: the
+    request went out whole and asked for no close (h11 says ``DONE``, not ``MUST_CLOSE``), and
+    the answer is HTTP/1.1 without ``Connection: close``. h11 has checked the head's framing
+    headers already (one length, digits only).
+    """
+    if (
+        state.our_state is not h11.DONE
+        or state.their_state is not h11.SEND_BODY
+        or head.http_version != b"1.1"
+        or head.status_code in (204, 304)
+        or request.method == "HEAD"
+    ):
+        return None
+    length: int | None = None
+    for name, value in head.headers:
+        if name == b"content-length":
+            length = int(value)
+        elif name in (b"transfer-encoding", b"content-encoding") or (
+            name == b"connection" and b"close" in value.lower()
+        ):
+            return None
+    return length if length is not None and length >= WHOLE_MIN else None
+
+
+async def read_whole(response: httpx.Response) -> bytes | None:
+    """Read ``response``'s body whole if it came from this transport and is eligible (see
+    :func:`_whole_length`); None, with nothing read, otherwise."""
+    stream = response.stream
+    if type(stream) is not _ResponseStream:
+        return None
+    return await stream.read_whole()
 
 
 def _describe(exc: BaseException) -> str:
@@ -333,7 +382,7 @@ class _OriginPool:
 class _ResponseStream(httpx.AsyncByteStream):
     """A response body read from the connection as it is iterated."""
 
-    __slots__ = ("_conn", "_pool", "_request", "_timeout", "_transport")
+    __slots__ = ("_conn", "_length", "_pool", "_request", "_timeout", "_transport")
 
     def __init__(
         self,
@@ -342,12 +391,52 @@ class _ResponseStream(httpx.AsyncByteStream):
         request: httpx.Request,
         within: float | None,
         transport: TrioH11Transport,
+        length: int | None,
     ) -> None:
         self._pool = pool
         self._conn: _Connection | None = conn
         self._request = request
         self._timeout = within
         self._transport = transport
+        #: the body's length when it may be read whole past h11 (see :func:`_whole_length`)
+        self._length = length
+
+    async def read_whole(self) -> bytes | None:
+        """Read the whole body in one piece, or return None (nothing read) when it is not
+        eligible: see :func:`_whole_length`.
+
+        h11 is bypassed for the body: exactly ``Content-Length`` bytes are taken from what h11
+        holds past the head and from the stream, and the connection then gets a fresh h11
+        state, which is what h11's own next cycle would be, since the request ended cleanly
+        and both sides keep the connection alive (checked when the head arrived).
+        """
+        conn, length = self._conn, self._length
+        if conn is None or length is None:
+            return None
+        try:
+            held, _ = conn.h11.trailing_data
+            pieces = [held] if held else []
+            have = len(held)
+            while have < length:
+                piece = await conn.receive(min(length - have, WHOLE_CHUNK), self._timeout,
+                                           self._request)  # fmt: skip
+                if not piece:
+                    raise httpx.RemoteProtocolError(
+                        "server disconnected in the middle of the response body",
+                        request=self._request,
+                    )
+                pieces.append(piece)
+                have += len(piece)
+        except BaseException:
+            self._finish(reusable=False)
+            raise
+        # bytes past the body (held with the head) are something nobody asked for
+        extra = have > length
+        conn.h11 = h11.Connection(h11.CLIENT)
+        self._conn = None
+        self._pool.release(conn, reusable=not extra and not self._transport.closed)
+        body = b"".join(pieces)  # one piece: that piece itself, not a copy
+        return body[:length] if extra else body
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         conn = self._conn
@@ -486,7 +575,9 @@ class TrioH11Transport(httpx.AsyncBaseTransport):
         return httpx.Response(
             status_code=head.status_code,
             headers=head.headers.raw_items(),
-            stream=_ResponseStream(pool, conn, request, read_timeout, self),
+            stream=_ResponseStream(
+                pool, conn, request, read_timeout, self, _whole_length(request, head, conn.h11)
+            ),
             extensions={"http_version": b"HTTP/1.1", "reason_phrase": head.reason},
         )
 
