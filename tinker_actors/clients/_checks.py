@@ -84,6 +84,8 @@ _FLOAT_KEYS: Final = frozenset(
     }
 )
 _CUSTOM_CHECKED: Final = frozenset({"weights"})
+_NOTHING: Final[frozenset[str]] = frozenset()
+_TARGET_FIELD: Final = "loss_fn_inputs['target_tokens']"
 #: Inputs that must be finite (``logprobs`` may hold -inf for impossible tokens).
 _FINITE_KEYS: Final = frozenset(
     {"weights", "advantages", "clip_low_threshold", "clip_high_threshold", "sequence_ratio_mask"}
@@ -93,6 +95,8 @@ _MIN: Final = np.minimum.reduce
 _MAX: Final = np.maximum.reduce
 _SUM: Final = np.add.reduce
 _UNSIGNED: Final = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
+#: integer dtype -> (its unsigned view, or None for an unsigned type; the cap on its ids)
+_AS_UNSIGNED: dict[np.dtype[Any], tuple[np.dtype[Any] | None, int]] = {}
 # What the service accepts as a checkpoint name; fullmatch ("$" would allow a final newline).
 _NAME: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
@@ -212,53 +216,70 @@ def _ids_below(ids: npt.NDArray[np.integer[Any]], vocab: int | None) -> bool:
     One pass instead of a min and a max: read as unsigned, a negative id is larger than any
     vocabulary (and than the signed type's largest value).
     """
-    bits = 8 * ids.dtype.itemsize
-    if ids.dtype.kind == "i":
-        ids = ids.view(_UNSIGNED[ids.dtype.itemsize])
-        bits -= 1  # the signed type's non-negative values
-    cap = 1 << bits
-    return int(_MAX(ids, axis=None)) < (cap if vocab is None else min(vocab, cap))
+    dtype = ids.dtype
+    found = _AS_UNSIGNED.get(dtype)
+    if found is None:
+        found = _as_unsigned(dtype)
+    unsigned, cap = found
+    top = int(_MAX(ids if unsigned is None else ids.view(unsigned), axis=None))
+    return top < (cap if vocab is None or vocab > cap else vocab)
+
+
+def _as_unsigned(dtype: np.dtype[Any]) -> tuple[np.dtype[Any] | None, int]:
+    """How :func:`_ids_below` reads ``dtype``: the unsigned view (None: as it is) and the cap."""
+    bits = 8 * dtype.itemsize
+    if dtype.kind != "i":
+        return None, 1 << bits
+    unsigned = np.dtype(_UNSIGNED[dtype.itemsize]).newbyteorder(dtype.byteorder)
+    found = (unsigned, 1 << (bits - 1))  # the signed type's non-negative values
+    if len(_AS_UNSIGNED) < 64:
+        _AS_UNSIGNED[dtype] = found
+    return found
 
 
 def _check_datum(
-    index: int, datum: object, loss_fn: str, limits: ModelLimits, packed: KnownTokens | None
+    index: int,
+    datum: object,
+    loss_fn: str,
+    needed: frozenset[str],
+    floats: frozenset[str],
+    limits: ModelLimits,
+    packed: KnownTokens | None,
 ) -> None:
     if not isinstance(datum, Datum):
         raise TypeError(f"data[{index}] must be a Datum, got {type(datum).__name__}")
     length = _check_tokens(index, datum.model_input, limits, packed)
     inputs = datum.loss_fn_inputs
-    missing = LOSS_INPUTS.get(loss_fn, frozenset()) - inputs.keys()
-    if missing:
+    if not needed <= inputs.keys():
         raise _fail(
             index,
             "loss_fn_inputs",
-            f"loss {loss_fn!r} needs {sorted(LOSS_INPUTS[loss_fn])}; missing {sorted(missing)}",
+            f"loss {loss_fn!r} needs {sorted(needed)}; missing {sorted(needed - inputs.keys())}",
         )
     target = inputs.get("target_tokens")
     if target is None:
         return
-    field = "loss_fn_inputs['target_tokens']"
     if target.dtype != "int64":
         raise _fail(
             index,
-            field,
+            _TARGET_FIELD,
             f"must be int64 token ids, got a {target.dtype} TensorData; pass an integer array "
             "(or TensorData(..., dtype='int64'))",
         )
-    rows = target.shape[0] if target.shape else target.numel
+    n = target.numel
+    dims = target.dims
+    rows = dims[0] if dims else n
     if length is not None and rows != length:
         raise _fail(
             index,
-            field,
+            _TARGET_FIELD,
             f"has {rows} rows but model_input has {length} tokens; position i of model_input "
             "predicts target i, so they must be the same length",
         )
-    _check_target_ids(index, field, target, limits)
-    # a custom loss reads its other inputs on its own terms (per sequence, any shape)
-    checked = _CUSTOM_CHECKED if loss_fn == "custom" else _FLOAT_KEYS
+    _check_target_ids(index, _TARGET_FIELD, target, limits)
     for key, tensor in inputs.items():
-        if key in checked:
-            _check_float_input(index, f"loss_fn_inputs[{key!r}]", key, tensor, target.numel)
+        if key in floats:
+            _check_float_input(index, key, tensor, n)
 
 
 def _check_target_ids(index: int, field: str, target: TensorData, limits: ModelLimits) -> None:
@@ -269,18 +290,18 @@ def _check_target_ids(index: int, field: str, target: TensorData, limits: ModelL
     _refuse_out_of_range(index, field, low, high, limits.vocab_size)
 
 
-def _check_float_input(index: int, field: str, key: str, tensor: TensorData, n: int) -> None:
+def _check_float_input(index: int, key: str, tensor: TensorData, n: int) -> None:
     if tensor.dtype != "float32":
         raise _fail(
             index,
-            field,
+            f"loss_fn_inputs[{key!r}]",
             f"must be float32, got a {tensor.dtype} TensorData; pass a float array (or "
             "TensorData(..., dtype='float32'))",
         )
     if tensor.numel != n:
         raise _fail(
             index,
-            field,
+            f"loss_fn_inputs[{key!r}]",
             f"has {tensor.numel} entries but target_tokens has {n}; each target needs one",
         )
     if key in _FINITE_KEYS:
@@ -295,7 +316,7 @@ def _check_float_input(index: int, field: str, key: str, tensor: TensorData, n: 
             bad = int(np.flatnonzero(~np.isfinite(values.ravel()))[0])
             raise _fail(
                 index,
-                field,
+                f"loss_fn_inputs[{key!r}]",
                 f"holds {values.ravel()[bad]} at flat index {bad}; every value must be finite "
                 "(check the computation that produced it)",
             )
@@ -321,8 +342,11 @@ def check_forward_data(
         raise BadTrainingInputError(
             "data must be a list of Datum, got a single Datum; wrap it in a list", field="data"
         )
+    needed = LOSS_INPUTS.get(loss_fn, _NOTHING)
+    # a custom loss reads its other inputs on its own terms (per sequence, any shape)
+    floats = _CUSTOM_CHECKED if loss_fn == "custom" else _FLOAT_KEYS
     for index, datum in enumerate(data):
-        _check_datum(index, datum, loss_fn, limits, packed)
+        _check_datum(index, datum, loss_fn, needed, floats, limits, packed)
 
 
 def check_checkpoint_name(name: object, what: str = "name") -> str:

@@ -39,7 +39,6 @@ from tinker_actors.types import (
     ImageChunk,
     ModelInput,
     ModelInputChunk,
-    TensorData,
 )
 
 if TYPE_CHECKING:
@@ -94,11 +93,6 @@ def _chunk_bytes(chunk: ModelInputChunk, bytes_per_token: int) -> int:
     raise TypeError(f"unknown ModelInput chunk type {type(chunk).__name__}")
 
 
-def _tensor_bytes(tensor: TensorData) -> int:
-    # The values as stored (dense, or CSR values) plus 8 bytes per CSR crow/col index.
-    return tensor.nbytes
-
-
 def estimate_datum_bytes(datum: Datum) -> int:
     """Estimate what ``datum`` costs in a protobuf forward_backward request (protocol §9.1).
 
@@ -111,8 +105,16 @@ def estimate_datum_bytes(datum: Datum) -> int:
     """
     if not isinstance(datum, Datum):
         raise TypeError(f"expected a Datum, got {type(datum).__name__}")
-    model_bytes = sum(_chunk_bytes(c, _PROTO_BYTES_PER_TOKEN) for c in datum.model_input.chunks)
-    return model_bytes + sum(_tensor_bytes(t) for t in datum.loss_fn_inputs.values())
+    total = 0
+    for chunk in datum.model_input.chunks:
+        total += (
+            len(chunk.tokens) * _PROTO_BYTES_PER_TOKEN
+            if type(chunk) is EncodedTextChunk  # the common chunk, without the type tests
+            else _chunk_bytes(chunk, _PROTO_BYTES_PER_TOKEN)
+        )
+    for tensor in datum.loss_fn_inputs.values():
+        total += tensor.nbytes
+    return total
 
 
 def estimate_sample_bytes(prompt: ModelInput) -> int:

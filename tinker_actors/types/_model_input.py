@@ -332,7 +332,10 @@ class ModelInput(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_field
     @property
     def length(self) -> int:
         """Total context length in tokens (images need ``expected_tokens``)."""
-        return sum(chunk.length for chunk in self.chunks)
+        chunks = self.chunks
+        if len(chunks) == 1:  # the common input: no generator per call
+            return chunks[0].length
+        return sum(chunk.length for chunk in chunks)
 
     def to_ints(self) -> list[int]:
         """Return all tokens as one list.

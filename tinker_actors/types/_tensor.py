@@ -232,6 +232,11 @@ class TensorData:
         return None if self._shape is None else list(self._shape)
 
     @property
+    def dims(self) -> tuple[int, ...] | None:
+        """:attr:`shape` as a tuple, without copying it (``None``: 1-D, length ``numel``)."""
+        return self._shape
+
+    @property
     def is_sparse(self) -> bool:
         """Whether the tensor is stored as CSR."""
         return self._crow is not None
@@ -277,10 +282,9 @@ class TensorData:
     @property
     def nbytes(self) -> int:
         """Bytes the tensor takes on the protobuf wire (values plus CSR indices)."""
-        extra = (
-            0 if self._crow is None or self._col is None else 8 * (self._crow.size + self._col.size)
-        )
-        return int(self._array.nbytes) + extra
+        if self._crow is None or self._col is None:
+            return self._array.nbytes
+        return self._array.nbytes + 8 * (self._crow.size + self._col.size)
 
     # -- conversion ---------------------------------------------------------------------------
 

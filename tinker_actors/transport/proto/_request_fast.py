@@ -16,6 +16,7 @@ caller uses the general path for it.
 
 from __future__ import annotations
 
+import math
 import sys
 from typing import TYPE_CHECKING, Final
 
@@ -46,11 +47,14 @@ _SMALL: Final = tuple(bytes((i,)) for i in range(128))
 #: native byte orders a buffer can be sent in as it is ("|": one-byte types)
 _AS_IS: Final = frozenset({"<", "|", "="} if sys.byteorder == "little" else {"<", "|"})
 
-#: map-entry key prefix (tag, length, UTF-8 name) per loss input name
-_NAME_PREFIX: dict[str, bytes] = {}
-#: tensor trailer (dtype field, shape field) per (wire dtype, dims)
-_TRAILER: dict[tuple[int, tuple[int, ...]], bytes] = {}
-_CACHE_LIMIT: Final = 1024
+#: a text chunk's framing (everything before its ids) per ids byte count
+_TEXT_HEAD: dict[int, bytes] = {}
+#: a dense tensor's framing per (input name, dtype, dims): the bytes before its values and
+#: the bytes after them. Both follow from the key alone (the value count is the product of the
+#: dims), so a batch of like-shaped datums frames each tensor with one lookup.
+_TENSOR_FRAME: dict[tuple[str, str, tuple[int, ...]], tuple[bytes, bytes, int]] = {}
+_ITEMSIZE: Final = {"int64": 8, "float32": 4}
+_CACHE_LIMIT: Final = 4096
 
 
 def _varint(value: int) -> bytes:
@@ -64,25 +68,38 @@ def _varint(value: int) -> bytes:
     return varint(value)
 
 
-def _name_prefix(name: str) -> bytes:
-    prefix = _NAME_PREFIX.get(name)
-    if prefix is None:
-        raw = name.encode("utf-8")
-        prefix = _E_KEY + _varint(len(raw)) + raw
-        if len(_NAME_PREFIX) < _CACHE_LIMIT:
-            _NAME_PREFIX[name] = prefix
-    return prefix
+def _text_head(nbytes: int) -> bytes:
+    """The ``model_input`` chunk field up to its ids: chunk, text chunk and ``tokens`` headers."""
+    inner = (_F1_LEN + _varint(nbytes)) if nbytes else b""
+    text = _C_TEXT + _varint(len(inner) + nbytes) + inner
+    head = _D_MODEL_INPUT + _varint(len(text) + nbytes) + text
+    if len(_TEXT_HEAD) < _CACHE_LIMIT:
+        _TEXT_HEAD[nbytes] = head
+    return head
 
 
-def _trailer(wire_dtype: int, dims: tuple[int, ...]) -> bytes:
-    found = _TRAILER.get((wire_dtype, dims))
-    if found is None:
-        found = _T_DTYPE + varint(wire_dtype)
-        if dims:
-            shape = packed_varints(dims)
-            found += _T_SHAPE + _varint(len(shape)) + shape
-        if len(_TRAILER) < _CACHE_LIMIT:
-            _TRAILER[(wire_dtype, dims)] = found
+def _tensor_frame(name: str, dtype: str, dims: tuple[int, ...]) -> tuple[bytes, bytes, int] | None:
+    """The ``loss_fn_inputs`` map entry around a dense tensor's values, and their byte count
+    (None: not a wire dtype).
+
+    Entry: key (the name), value message (the tensor: ``data`` bytes, then dtype and shape).
+    """
+    wire_dtype = _TO_WIRE.get(dtype)
+    if wire_dtype is None:
+        return None
+    nbytes = math.prod(dims) * _ITEMSIZE[dtype]
+    raw = name.encode("utf-8")
+    trailer = _T_DTYPE + varint(wire_dtype)
+    if dims:
+        shape = packed_varints(dims)
+        trailer += _T_SHAPE + _varint(len(shape)) + shape
+    dense = _T_DENSE + _varint(nbytes)
+    value_size = len(dense) + nbytes + len(trailer)
+    entry = _E_KEY + _varint(len(raw)) + raw + _E_VALUE_MSG + _varint(value_size) + dense
+    head = _D_LOSS_INPUTS + _varint(len(entry) + nbytes + len(trailer)) + entry
+    found = (head, trailer, nbytes)
+    if len(_TENSOR_FRAME) < _CACHE_LIMIT:
+        _TENSOR_FRAME[(name, dtype, dims)] = found
     return found
 
 
@@ -102,10 +119,12 @@ def append_datum(
     """
     if datum.model_input_spans or datum.loss_fn_input_spans:
         return -1
-    body: list[bytes | memoryview] = []
+    start = len(parts)
+    parts.append(b"")  # the datum's own header, once its size is known
     size = 0
     for j, chunk in enumerate(datum.model_input.chunks):
         if type(chunk) is not EncodedTextChunk:
+            del parts[start:]
             return -1
         view: bytes | memoryview | None = packed_tokens(chunk)
         if view is None:
@@ -115,37 +134,35 @@ def append_datum(
             else:
                 view = token_bytes(chunk.tokens, f"{what}.model_input.chunks[{j}]")
         nbytes = len(view)
-        inner = (_F1_LEN + _varint(nbytes)) if nbytes else b""
-        inner_size = len(inner) + nbytes
-        text = _C_TEXT + _varint(inner_size) + inner
-        head = _D_MODEL_INPUT + _varint(len(text) + nbytes) + text
-        body.append(head)
+        head = _TEXT_HEAD.get(nbytes) or _text_head(nbytes)
+        parts.append(head)
         size += len(head) + nbytes
         if nbytes:
-            body.append(view)
+            parts.append(view)
     for name, td in datum.loss_fn_inputs.items():
-        wire_dtype = _TO_WIRE.get(td.dtype)
-        if wire_dtype is None or td.is_sparse:
+        if td.is_sparse:
+            del parts[start:]
             return -1
         array = td.array
+        dims = td.dims
+        key = (name, td.dtype, (array.size,) if dims is None else dims)
+        frame = _TENSOR_FRAME.get(key) or _tensor_frame(*key)
+        if frame is None:
+            del parts[start:]
+            return -1
+        head, trailer, nbytes = frame
         values = (
             array.data.cast("B")  # the common 1-D array: no reshape, no copy
             if array.ndim == 1 and array.flags.c_contiguous and array.dtype.byteorder in _AS_IS
             else array_view(array)
         )
-        nbytes = len(values)
-        shape = td.shape
-        trailer = _trailer(wire_dtype, tuple(shape) if shape is not None else (td.numel,))
-        dense = _T_DENSE + _varint(nbytes)
-        tensor_size = len(dense) + nbytes + len(trailer)
-        entry = _name_prefix(name) + _E_VALUE_MSG + _varint(tensor_size) + dense
-        entry_size = len(entry) + nbytes + len(trailer)
-        head = _D_LOSS_INPUTS + _varint(entry_size) + entry
-        body.append(head)
-        body.append(values)
-        body.append(trailer)
+        if len(values) != nbytes:  # values that disagree with the dtype or dims it claims
+            del parts[start:]
+            return -1
+        parts.append(head)
+        parts.append(values)
+        parts.append(trailer)
         size += len(head) + nbytes + len(trailer)
     head = _R_DATA + _varint(size)
-    parts.append(head)
-    parts.extend(body)
+    parts[start] = head
     return len(head) + size
