@@ -190,7 +190,7 @@ def _decode_record(
             arrays, dtype, _ = decode_batched_tensor(buf, *(value or (0, 0)), field)
             counts[name] = len(arrays)
             per_field.setdefault(name, []).extend(
-                TensorData._trusted(arr, dtype, tuple(arr.shape)) for arr in arrays
+                TensorData._trusted(arr, dtype, arr.shape) for arr in arrays
             )
         elif number == 3:
             expect(wt, VARINT, f"{what}.num_datums")
