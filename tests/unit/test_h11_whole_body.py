@@ -1,7 +1,7 @@
 """Whole-body reads past h11 (``transport/_h11.read_whole``), against a raw loopback server.
 
-A large ``Content-Length`` answer read by the SDK (``send_direct`` without streaming) is taken
-straight from the socket, not piece by piece through h11 and httpx. These tests pin down that
+A ``Content-Length`` answer read by the SDK (``send_direct`` without streaming) is taken
+straight from what h11 holds and from the socket, not piece by piece through h11 and httpx. These tests pin down that
 the body is the same bytes whatever pieces it arrives in, that the connection is reused exactly
 when h11 would have reused it, and that every way a body can go wrong fails as it did before
 (same httpx errors, connection dropped). The server writes raw bytes, so each answer's framing
@@ -20,12 +20,12 @@ import httpx
 import pytest
 import trio
 
-from tinker_actors.transport import _h11
+from tinker_actors.transport import _dispatch, _h11
 from tinker_actors.transport._dispatch import send_direct
-from tinker_actors.transport._h11 import WHOLE_MIN, TrioH11Transport
+from tinker_actors.transport._h11 import WHOLE_CHUNK, TrioH11Transport
 
 GUARD = 20.0  # seconds: a hang fails the test instead of stalling the run
-BIG = 3 * WHOLE_MIN + 12345  # read whole; not a multiple of any read size
+BIG = 3 * WHOLE_CHUNK + 12345  # several reads; not a multiple of any read size
 
 #: One answer: the raw pieces to write (a float pauses that long, None hangs up, "hang"
 #: waits forever).
@@ -125,23 +125,26 @@ def _split(data: bytes, cuts: list[int]) -> list[Piece]:
 
 
 @pytest.mark.parametrize(
-    "cuts",
+    ("size", "cuts"),
     [
-        [],  # head and body in one write: h11 holds the first part of the body
-        [0],  # the head alone, then the body
-        [100, 70_000, 140_000],
-        [5, 6, 7, BIG - 1],  # tiny pieces, the last byte alone
+        (BIG, []),  # head and body in one write: h11 holds the first part of the body
+        (BIG, [0]),  # the head alone, then the body
+        (BIG, [100, 70_000, 300_000]),
+        (BIG, [5, 6, 7, BIG - 1]),  # tiny pieces, the last byte alone
+        (17, []),  # a poll's answer: all of it arrives with the head
+        (17, [16]),
+        (0, []),
     ],
 )
 async def test_body_is_the_same_bytes_in_any_pieces_and_the_connection_is_reused(
-    cuts: list[int], monkeypatch: pytest.MonkeyPatch
+    size: int, cuts: list[int], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     def through_h11(_self: object) -> None:
-        raise AssertionError("a large Content-Length body went through h11's events")
+        raise AssertionError("a Content-Length body went through h11's events")
 
     monkeypatch.setattr(_h11._ResponseStream, "__aiter__", through_h11)
-    body = _body(BIG)
-    head = _head(200, [("content-length", str(BIG))])
+    body = _body(size)
+    head = _head(200, [("content-length", str(size))])
     # the cuts are positions in the body; the head always precedes it
     wire = head + body
     with trio.fail_after(GUARD):
@@ -153,7 +156,7 @@ async def test_body_is_the_same_bytes_in_any_pieces_and_the_connection_is_reused
             for _ in range(3):
                 response = await fetch(transport, url)
                 assert response.content == body
-                assert response.headers["content-length"] == str(BIG)
+                assert response.headers["content-length"] == str(size)
                 assert transport.connections_idle == 1
             assert server.connections == 1
 
@@ -169,9 +172,10 @@ async def test_connection_close_answer_is_read_whole_and_the_connection_dropped(
             assert server.connections == 2
 
 
-async def test_bytes_past_the_body_are_not_taken_and_the_connection_is_dropped() -> None:
-    body = _body(BIG, 2)
-    head = _head(200, [("content-length", str(BIG))])
+@pytest.mark.parametrize("size", [BIG, 5])
+async def test_bytes_past_the_body_are_not_taken_and_the_connection_is_dropped(size: int) -> None:
+    body = _body(size, 2)
+    head = _head(200, [("content-length", str(size))])
     # sent in one write: the stray bytes arrive with the body, in what h11 holds or after it
     with trio.fail_after(GUARD):
         async with serving(lambda _m: [head + body + b"HTTP/1.1 200 OK\r\n", 0.01]) as (
@@ -201,7 +205,7 @@ async def test_truncated_body_is_remote_protocol_error_and_drops_the_connection(
 async def test_read_timeout_in_the_middle_of_the_body() -> None:
     head = _head(200, [("content-length", str(BIG))])
     with trio.fail_after(GUARD):
-        async with serving(lambda _m: [head, _body(WHOLE_MIN), "hang"]) as (
+        async with serving(lambda _m: [head, _body(WHOLE_CHUNK // 2), "hang"]) as (
             url,
             _server,
             transport,
@@ -214,7 +218,7 @@ async def test_read_timeout_in_the_middle_of_the_body() -> None:
 async def test_cancelled_read_drops_the_connection() -> None:
     head = _head(200, [("content-length", str(BIG))])
     with trio.fail_after(GUARD):
-        async with serving(lambda _m: [head, _body(WHOLE_MIN), "hang"]) as (
+        async with serving(lambda _m: [head, _body(WHOLE_CHUNK // 2), "hang"]) as (
             url,
             _server,
             transport,
@@ -225,7 +229,7 @@ async def test_cancelled_read_drops_the_connection() -> None:
             assert transport.connections_open == 0
 
 
-async def test_encoded_chunked_small_and_head_answers_take_httpx_path_unchanged() -> None:
+async def test_encoded_chunked_and_head_answers_take_httpx_path_unchanged() -> None:
     """Bodies not read whole come out exactly as httpx reads them."""
     body = _body(BIG, 3)
     packed = gzip.compress(body)
@@ -234,16 +238,41 @@ async def test_encoded_chunked_small_and_head_answers_take_httpx_path_unchanged(
         "/gzip": [_head(200, [("content-length", str(len(packed))), ("content-encoding", "gzip")]),
                   packed],
         "/chunked": [_head(200, [("transfer-encoding", "chunked")]), chunked, b"0\r\n\r\n"],
-        "/small": [_head(200, [("content-length", "5")]), b"small"],
         "/head": [_head(200, [("content-length", str(BIG))])],
     }  # fmt: skip
-    order = iter(["/gzip", "/chunked", "/small", "/head"])
+    order = iter(["/gzip", "/chunked", "/head"])
     with trio.fail_after(GUARD):
         async with serving(lambda _m: answers[next(order)]) as (url, server, transport):
             assert (await fetch(transport, f"{url}/gzip")).content == body
             assert (await fetch(transport, f"{url}/chunked")).content == body
-            assert (await fetch(transport, f"{url}/small")).content == b"small"
             response = await fetch(transport, f"{url}/head", method="HEAD")
             assert response.content == b""
             assert response.headers["content-length"] == str(BIG)
             assert server.connections == 1  # every one of them kept the connection
+
+
+async def test_the_installed_httpx_takes_the_body_as_read() -> None:
+    """The body is handed to httpx's response as read, not through a new Response."""
+    assert _dispatch._SETS_CONTENT  # on a false: httpx changed; the public fallback runs
+
+
+@pytest.mark.parametrize("sets_content", [True, False])
+async def test_response_reads_the_same_either_way(
+    sets_content: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_dispatch, "_SETS_CONTENT", sets_content)
+    body = _body(1000, 4)
+    head = _head(201, [("content-length", "1000"), ("x-extra", "yes")])
+    with trio.fail_after(GUARD):
+        async with serving(lambda _m: [head + body]) as (url, server, transport):
+            for _ in range(2):
+                response = await fetch(transport, url)
+                assert response.status_code == 201
+                assert response.headers["x-extra"] == "yes"
+                assert response.content == body
+                assert await response.aread() == body
+                assert response.is_closed
+                assert response.request.url == httpx.URL(url)
+                await response.aclose()  # nothing left to close; the connection stays pooled
+                assert transport.connections_idle == 1
+            assert server.connections == 1

@@ -17,11 +17,11 @@ HTTP/1.1 exchange needs:
 * response bodies stream: the :class:`httpx.Response` holds an :class:`httpx.AsyncByteStream`
   that reads from the socket as it is iterated and returns the connection when the body has
   been read to its end, or drops it when closed early;
-* a caller that wants the whole body (:func:`read_whole`) gets a large ``Content-Length`` body
-  read straight from the stream in big pieces and joined once: through h11 and httpx, every
-  64 KiB piece was copied into h11's buffer, out of it as an event, and once more by httpx's
-  join, with both libraries' per-piece machinery around it (a forward_backward result is
-  megabytes);
+* a caller that wants the whole body (:func:`read_whole`) gets a ``Content-Length`` body read
+  straight from the stream in big pieces and joined once: through h11 and httpx, every 64 KiB
+  piece was copied into h11's buffer, out of it as an event, and once more by httpx's join,
+  with both libraries' per-piece machinery around it (a forward_backward result is megabytes;
+  a poll's answer is small, but paid that machinery on every request);
 * timeouts come from ``request.extensions["timeout"]`` (``connect``/``read``/``write``/
   ``pool``) as trio cancel scopes, and every failure is raised as the matching httpx exception
   with the request attached, so retry policies written against httpx keep working.
@@ -49,9 +49,6 @@ __all__ = ["TrioH11Transport", "read_whole"]
 READ_CHUNK: Final = 65536
 #: Request body bytes gathered before a write (small bodies go out with the head in one write).
 WRITE_BUFFER: Final = 65536
-#: Bodies at least this long are read whole past h11 (:func:`read_whole`); shorter ones gain
-#: nothing, since their first piece usually arrives with the head.
-WHOLE_MIN: Final = 65536
 #: Most bytes asked of the stream per receive when reading a body whole.
 WHOLE_CHUNK: Final = 262144
 
@@ -234,12 +231,13 @@ class _Connection:
 def _whole_length(request: httpx.Request, head: h11.Response, state: h11.Connection) -> int | None:
     """The body's length if it may be read whole past h11, else None.
 
-    That is a final answer to a request other than HEAD, framed by one ``Content-Length`` of
-    at least :data:`WHOLE_MIN` bytes with no ``Transfer-Encoding`` and no
-    ``Content-Encoding`` (httpx decodes those), on a connection both sides keep alive: the
-    request went out whole and asked for no close (h11 says ``DONE``, not ``MUST_CLOSE``), and
-    the answer is HTTP/1.1 without ``Connection: close``. h11 has checked the head's framing
-    headers already (one length, digits only).
+    That is a final answer to a request other than HEAD, framed by one ``Content-Length``
+    with no ``Transfer-Encoding`` and no ``Content-Encoding`` (httpx decodes those), on a
+    connection both sides keep alive: the request went out whole and asked for no close (h11
+    says ``DONE``, not ``MUST_CLOSE``), and the answer is HTTP/1.1 without ``Connection:
+    close``. h11 has checked the head's framing headers already (one length, digits only).
+    Small bodies gain as much as large ones: one usually arrives with its head, and is then
+    taken as it is instead of as two h11 events and httpx's iteration of them.
     """
     if (
         state.our_state is not h11.DONE
@@ -257,7 +255,7 @@ def _whole_length(request: httpx.Request, head: h11.Response, state: h11.Connect
             name == b"connection" and b"close" in value.lower()
         ):
             return None
-    return length if length is not None and length >= WHOLE_MIN else None
+    return length
 
 
 async def read_whole(response: httpx.Response) -> bytes | None:
