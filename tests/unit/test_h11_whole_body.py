@@ -1,9 +1,9 @@
-"""Whole-body reads past h11 (``transport/_h11.read_whole``), against a raw loopback server.
+"""Whole-body reads (``transport/_h11.read_whole``), against a raw loopback server.
 
 A ``Content-Length`` answer read by the SDK (``send_direct`` without streaming) is taken
-straight from what h11 holds and from the socket, not piece by piece through h11 and httpx. These tests pin down that
+straight from what the connection holds and from the socket, not piece by piece through httpx. These tests pin down that
 the body is the same bytes whatever pieces it arrives in, that the connection is reused exactly
-when h11 would have reused it, and that every way a body can go wrong fails as it did before
+when HTTP/1.1 allows it, and that every way a body can go wrong fails as it did before
 (same httpx errors, connection dropped). The server writes raw bytes, so each answer's framing
 and pacing is exactly what the test says.
 """
@@ -20,9 +20,10 @@ import httpx
 import pytest
 import trio
 
-from tinker_actors.transport import _dispatch, _h11
+from tinker_actors.transport import _dispatch
+from tinker_actors.transport._connection import WHOLE_CHUNK, ResponseStream
 from tinker_actors.transport._dispatch import send_direct
-from tinker_actors.transport._h11 import WHOLE_CHUNK, TrioH11Transport
+from tinker_actors.transport._h11 import TrioH11Transport
 
 GUARD = 20.0  # seconds: a hang fails the test instead of stalling the run
 BIG = 3 * WHOLE_CHUNK + 12345  # several reads; not a multiple of any read size
@@ -127,7 +128,7 @@ def _split(data: bytes, cuts: list[int]) -> list[Piece]:
 @pytest.mark.parametrize(
     ("size", "cuts"),
     [
-        (BIG, []),  # head and body in one write: h11 holds the first part of the body
+        (BIG, []),  # head and body in one write: the buffer holds the first part of the body
         (BIG, [0]),  # the head alone, then the body
         (BIG, [100, 70_000, 300_000]),
         (BIG, [5, 6, 7, BIG - 1]),  # tiny pieces, the last byte alone
@@ -139,10 +140,10 @@ def _split(data: bytes, cuts: list[int]) -> list[Piece]:
 async def test_body_is_the_same_bytes_in_any_pieces_and_the_connection_is_reused(
     size: int, cuts: list[int], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def through_h11(_self: object) -> None:
-        raise AssertionError("a Content-Length body went through h11's events")
+    def iterated(_self: object) -> None:
+        raise AssertionError("a Content-Length body went through httpx's iteration")
 
-    monkeypatch.setattr(_h11._ResponseStream, "__aiter__", through_h11)
+    monkeypatch.setattr(ResponseStream, "__aiter__", iterated)
     body = _body(size)
     head = _head(200, [("content-length", str(size))])
     # the cuts are positions in the body; the head always precedes it
@@ -176,7 +177,7 @@ async def test_connection_close_answer_is_read_whole_and_the_connection_dropped(
 async def test_bytes_past_the_body_are_not_taken_and_the_connection_is_dropped(size: int) -> None:
     body = _body(size, 2)
     head = _head(200, [("content-length", str(size))])
-    # sent in one write: the stray bytes arrive with the body, in what h11 holds or after it
+    # sent in one write: the stray bytes arrive with the body, in the buffer or after it
     with trio.fail_after(GUARD):
         async with serving(lambda _m: [head + body + b"HTTP/1.1 200 OK\r\n", 0.01]) as (
             url,
@@ -276,3 +277,23 @@ async def test_response_reads_the_same_either_way(
                 await response.aclose()  # nothing left to close; the connection stays pooled
                 assert transport.connections_idle == 1
             assert server.connections == 1
+
+
+async def test_a_bad_header_is_refused_before_anything_is_written() -> None:
+    seen: list[str] = []
+
+    def answer(method: str) -> list[Piece]:
+        seen.append(method)
+        return [_head(200, [("content-length", "0")])]
+
+    with trio.fail_after(GUARD):
+        async with serving(answer) as (url, _server, transport):
+            timeouts = {"connect": 10.0, "read": 10.0, "write": 10.0, "pool": 10.0}
+            request = httpx.Request(
+                "GET", url, headers={"x-bad": "a\r\nInjected: 1"}, extensions={"timeout": timeouts}
+            )
+            with pytest.raises(httpx.LocalProtocolError, match="Illegal header value"):
+                await send_direct(transport, httpx.Cookies(), request, stream=False)
+            assert transport.connections_open == 0
+            assert (await fetch(transport, url)).status_code == 200
+            assert seen == ["GET"]  # only the good request reached the server

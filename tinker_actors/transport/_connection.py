@@ -1,0 +1,316 @@
+"""One HTTP/1.1 connection of the trio transport, and the response body read from it.
+
+A :class:`Connection` carries one exchange at a time: :meth:`Connection.send` writes the request
+(head and body, framed as its headers say), :meth:`Connection.receive_head` reads up to the
+final response head, and the :class:`ResponseStream` then reads the body as the head frames
+it, either piece by piece (httpx's iteration, streaming) or whole (:meth:`ResponseStream.
+read_whole`, what the SDK's own reads use). Bytes read past what was parsed wait in the
+connection's buffer; the connection goes back to its pool only if the body ended where its
+framing said, both sides keep the connection alive, and nothing is left over.
+
+Framing and parsing are :mod:`._http1`'s; every failure leaves here as the matching httpx
+exception with the request attached.
+"""
+
+from __future__ import annotations
+
+import select
+from typing import TYPE_CHECKING, Final, Protocol, final
+
+import httpx
+import trio
+
+from tinker_actors.transport import _http1
+from tinker_actors.transport._http1 import CHUNKED, UNTIL_CLOSE, ChunkedBody
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+__all__ = ["Connection", "ResponseStream"]
+
+#: Bytes asked of the socket per receive.
+READ_CHUNK: Final = 65536
+#: Request body bytes gathered before a write (small bodies go out with the head in one write).
+WRITE_BUFFER: Final = 65536
+#: Most bytes asked of the stream per receive when reading a body whole.
+WHOLE_CHUNK: Final = 262144
+
+
+class Pool(Protocol):
+    """Where a connection goes when its exchange is over."""
+
+    def release(self, conn: Connection | None, *, reusable: bool) -> None: ...
+
+
+def describe(exc: BaseException) -> str:
+    return str(exc) or repr(exc.__cause__ or exc)
+
+
+@final
+class Connection:
+    """One TCP (or TLS) stream, and what was read from it but not yet parsed."""
+
+    __slots__ = ("buffer", "expires", "socket", "stream")
+
+    def __init__(self, stream: trio.abc.Stream, socket: trio.socket.SocketType) -> None:
+        self.stream = stream
+        self.socket = socket
+        self.buffer = bytearray()
+        self.expires = 0.0
+
+    def close(self) -> None:
+        """Close the socket at once (no checkpoint; a task blocked on it is woken)."""
+        self.socket.close()
+
+    def looks_alive(self) -> bool:
+        """Say whether an idle connection can be reused: open, and nothing unread on it.
+
+        An idle HTTP/1.1 connection that is readable holds either EOF (the server closed it)
+        or bytes nobody asked for; neither is safe to send a request on.
+        """
+        if self.buffer or self.socket.fileno() < 0:
+            return False
+        readable, _, _ = select.select([self.socket], [], [], 0)
+        return not readable
+
+    async def send(self, request: httpx.Request, within: float | None) -> bool:
+        """Send the request head and body, with ``within`` on each write; return whether the
+        request asked to close the connection after it.
+
+        Small pieces are gathered into one write; a piece of at least ``WRITE_BUFFER`` bytes
+        (a forward_backward body is megabytes) goes to the socket as it is, never copied into
+        a joined buffer.
+        """
+        method = request.method.encode("ascii")
+        target = request.url.raw_path
+        headers = request.headers.raw
+        try:
+            _http1.check_request(method, target, headers)
+            length = _http1.request_framing(headers)
+        except _http1.LocalProtocolError as exc:
+            raise httpx.LocalProtocolError(str(exc), request=request) from exc
+        head = _http1.request_head(method, target, headers)
+        parts: list[bytes | memoryview] = [head]
+        size = len(head)
+        sent = 0
+        async for data in request.stream:  # type: ignore[union-attr]
+            if not data:
+                continue
+            sent += len(data)
+            if length is not None and sent > length:
+                raise httpx.LocalProtocolError(
+                    "Too much data for declared Content-Length", request=request
+                )
+            for piece in [data] if length is not None else _http1.chunk(data):
+                if len(piece) >= WRITE_BUFFER:
+                    await self._write(b"".join(parts), within, request)
+                    await self._write(piece, within, request)
+                    parts.clear()
+                    size = 0
+                    continue
+                parts.append(piece)
+                size += len(piece)
+                if size >= WRITE_BUFFER:
+                    await self._write(b"".join(parts), within, request)
+                    parts.clear()
+                    size = 0
+        if length is None:
+            parts.append(_http1.LAST_CHUNK)
+        elif sent < length:
+            raise httpx.LocalProtocolError(
+                "Too little data for declared Content-Length", request=request
+            )
+        await self._write(b"".join(parts), within, request)
+        return _http1.asks_close(headers)
+
+    async def _write(
+        self, data: bytes | memoryview, within: float | None, request: httpx.Request
+    ) -> None:
+        if not data:
+            return
+        try:
+            if within is None:
+                await self.stream.send_all(data)
+                return
+            with trio.move_on_after(within) as scope:
+                await self.stream.send_all(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+            raise httpx.WriteError(describe(exc), request=request) from exc
+        if scope.cancelled_caught:
+            raise httpx.WriteTimeout("timed out writing the request", request=request)
+
+    async def receive(self, most: int, within: float | None, request: httpx.Request) -> bytes:
+        """Return the next bytes from the server (``b""`` at its end of stream)."""
+        try:
+            if within is None:
+                return await self.stream.receive_some(most)  # type: ignore[return-value]
+            with trio.move_on_after(within):
+                return await self.stream.receive_some(most)  # type: ignore[return-value]
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+            raise httpx.ReadError(describe(exc), request=request) from exc
+        raise httpx.ReadTimeout("timed out reading the response", request=request)
+
+    async def receive_head(self, within: float | None, request: httpx.Request) -> _http1.Head:
+        """Read up to the final response head (informational 1xx heads are skipped)."""
+        buffer = self.buffer
+        while True:
+            try:
+                parsed = _http1.parse_head(buffer) if buffer else None
+            except _http1.RemoteProtocolError as exc:
+                raise httpx.RemoteProtocolError(str(exc), request=request) from exc
+            if parsed is None:
+                data = await self.receive(READ_CHUNK, within, request)
+                if not data:
+                    raise httpx.RemoteProtocolError(
+                        "server disconnected without sending a response", request=request
+                    )
+                buffer += data
+                continue
+            head, used = parsed
+            del buffer[:used]
+            if head.status >= 200:
+                return head
+            if head.status == 101:
+                raise httpx.RemoteProtocolError(
+                    "the server switched protocols (101), which this transport does not do",
+                    request=request,
+                )
+
+
+def _take(buffer: bytearray, n: int) -> bytes:
+    """Remove and return the first ``n`` bytes of ``buffer`` (one copy)."""
+    if n >= len(buffer):
+        data = bytes(buffer)
+        buffer.clear()
+        return data
+    with memoryview(buffer) as view:
+        data = bytes(view[:n])
+    del buffer[:n]
+    return data
+
+
+@final
+class ResponseStream(httpx.AsyncByteStream):
+    """A response body read from the connection as its head frames it.
+
+    Args:
+        framing: the body's length, ``CHUNKED`` or ``UNTIL_CLOSE`` (see
+            :func:`._http1.body_framing`).
+        keep: both sides keep the connection alive after this exchange.
+        whole: :meth:`read_whole` may read it (a length, and no content coding for httpx
+            to undo).
+    """
+
+    __slots__ = ("_conn", "_framing", "_keep", "_pool", "_request", "_timeout", "_whole")
+
+    def __init__(
+        self,
+        pool: Pool,
+        conn: Connection,
+        request: httpx.Request,
+        within: float | None,
+        framing: int,
+        *,
+        keep: bool,
+        whole: bool,
+    ) -> None:
+        self._pool = pool
+        self._conn: Connection | None = conn
+        self._request = request
+        self._timeout = within
+        self._framing = framing
+        self._keep = keep
+        self._whole = whole
+
+    def _broken(self) -> httpx.RemoteProtocolError:
+        return httpx.RemoteProtocolError(
+            "server disconnected in the middle of the response body", request=self._request
+        )
+
+    async def read_whole(self) -> bytes | None:
+        """Read the whole body in one piece, or return None (nothing read) when it is not
+        framed by a length or carries a content coding (then httpx's iteration reads it).
+
+        A small body usually came with its head and is taken from the buffer as it is; a large
+        one is read from the stream in big pieces and joined once.
+        """
+        conn, length = self._conn, self._framing
+        if conn is None or not self._whole:
+            return None
+        buffer = conn.buffer
+        try:
+            if len(buffer) >= length:
+                body = _take(buffer, length)
+            else:
+                pieces = [_take(buffer, length)]
+                have = len(pieces[0])
+                while have < length:
+                    piece = await conn.receive(
+                        min(length - have, WHOLE_CHUNK), self._timeout, self._request
+                    )
+                    if not piece:
+                        raise self._broken()
+                    pieces.append(piece)
+                    have += len(piece)
+                body = b"".join(pieces)
+        except BaseException:
+            self._finish(reusable=False)
+            raise
+        self._finish(reusable=True)
+        return body
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        conn = self._conn
+        if conn is None:
+            raise httpx.StreamClosed()
+        framing, buffer = self._framing, conn.buffer
+        timeout, request = self._timeout, self._request
+        try:
+            if framing >= 0:
+                left = framing
+                if buffer and left:
+                    data = _take(buffer, left)
+                    left -= len(data)
+                    yield data
+                while left:
+                    data = await conn.receive(min(left, READ_CHUNK), timeout, request)
+                    if not data:
+                        raise self._broken()
+                    left -= len(data)
+                    yield data
+            elif framing == CHUNKED:
+                decoder = ChunkedBody()
+                while True:
+                    try:
+                        pieces = decoder.take(buffer)
+                    except _http1.RemoteProtocolError as exc:
+                        raise httpx.RemoteProtocolError(str(exc), request=request) from exc
+                    for data in pieces:
+                        if data:
+                            yield data
+                    if decoder.done:
+                        break
+                    data = await conn.receive(READ_CHUNK, timeout, request)
+                    if not data:
+                        raise self._broken()
+                    buffer += data
+            else:  # UNTIL_CLOSE: the server's end of stream ends the body
+                if buffer:
+                    yield _take(buffer, len(buffer))
+                while data := await conn.receive(READ_CHUNK, timeout, request):
+                    yield data
+        except BaseException:
+            self._finish(reusable=False)
+            raise
+        self._finish(reusable=framing != UNTIL_CLOSE)
+
+    def _finish(self, *, reusable: bool) -> None:
+        conn, self._conn = self._conn, None
+        if conn is None:
+            return
+        # bytes past the body are something nobody asked for: never reuse such a connection
+        self._pool.release(conn, reusable=reusable and self._keep and not conn.buffer)
+
+    async def aclose(self) -> None:
+        """Drop the connection unless the body was read to its end."""
+        self._finish(reusable=False)
