@@ -110,7 +110,7 @@ def _our_read(
         del buffer[:used]
         if head.status >= 200:
             break
-    framing = _http1.body_framing(method, head)
+    framing, keep, _ = _http1.response_framing(method, head)
     body = bytearray()
     if framing >= 0:
         while len(buffer) < framing:
@@ -131,7 +131,7 @@ def _our_read(
         buffer.clear()
         for rest in feed:
             body += rest
-    reusable = _http1.keeps_alive(head, framing) and not buffer
+    reusable = keep and not buffer
     lowered = [(n.lower(), v) for n, v in head.headers]
     return head.status, head.reason, lowered, bytes(body), reusable
 
@@ -179,16 +179,18 @@ def test_malformed_heads_are_refused(head: bytes) -> None:
 )
 def test_framing_h11_refuses_is_refused(fields: list[tuple[bytes, bytes]]) -> None:
     with pytest.raises(_http1.RemoteProtocolError):
-        _http1.body_framing(b"GET", _http1.Head(200, b"OK", b"1.1", fields))
+        _http1.response_framing(b"GET", _http1.Head(200, b"OK", b"1.1", fields))
 
 
 def test_agreeing_lengths_and_no_body_answers() -> None:
     head = _http1.Head(
         200, b"OK", b"1.1", [(b"Content-Length", b"5, 5"), (b"content-length", b"5")]
     )
-    assert _http1.body_framing(b"GET", head) == 5
-    assert _http1.body_framing(b"HEAD", head) == 0
-    assert _http1.body_framing(b"GET", head._replace(status=304)) == 0
+    assert _http1.response_framing(b"GET", head) == (5, True, False)
+    assert _http1.response_framing(b"HEAD", head).length == 0
+    assert _http1.response_framing(b"GET", head._replace(status=304)).length == 0
+    coded = head._replace(headers=[(b"Content-Encoding", b"gzip"), (b"Connection", b"x, Close")])
+    assert _http1.response_framing(b"GET", coded) == (_http1.UNTIL_CLOSE, False, True)
 
 
 def test_a_head_longer_than_the_limit_is_refused_before_it_ends() -> None:

@@ -86,7 +86,7 @@ class Connection:
         headers = request.headers.raw
         try:
             _http1.check_request(method, target, headers)
-            length = _http1.request_framing(headers)
+            length, close = _http1.request_framing(headers)
         except _http1.LocalProtocolError as exc:
             raise httpx.LocalProtocolError(str(exc), request=request) from exc
         head = _http1.request_head(method, target, headers)
@@ -121,7 +121,7 @@ class Connection:
                 "Too little data for declared Content-Length", request=request
             )
         await self._write(b"".join(parts), within, request)
-        return _http1.asks_close(headers)
+        return close
 
     async def _write(
         self, data: bytes | memoryview, within: float | None, request: httpx.Request
@@ -195,7 +195,7 @@ class ResponseStream(httpx.AsyncByteStream):
 
     Args:
         framing: the body's length, ``CHUNKED`` or ``UNTIL_CLOSE`` (see
-            :func:`._http1.body_framing`).
+            :class:`._http1.Framing`).
         keep: both sides keep the connection alive after this exchange.
         whole: :meth:`read_whole` may read it (a length, and no content coding for httpx
             to undo).

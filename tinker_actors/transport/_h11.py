@@ -259,21 +259,25 @@ class TrioH11Transport(httpx.AsyncBaseTransport):
             closing = await conn.send(request, _timeout(timeouts, "write"))
             read_timeout = _timeout(timeouts, "read")
             head = await conn.receive_head(read_timeout, request)
-            framing = _http1.body_framing(request.method.encode("ascii"), head)
+            framing = _http1.response_framing(request.method.encode("ascii"), head)
         except _http1.RemoteProtocolError as exc:
             pool.release(conn, reusable=False)
             raise httpx.RemoteProtocolError(str(exc), request=request) from exc
         except BaseException:
             pool.release(conn, reusable=False)
             raise
-        headers = head.headers
-        keep = not closing and _http1.keeps_alive(head, framing)
-        whole = framing >= 0 and not any(n.lower() == b"content-encoding" for n, _ in headers)
+        length = framing.length
         return httpx.Response(
             status_code=head.status,
-            headers=headers,
+            headers=head.headers,
             stream=ResponseStream(
-                pool, conn, request, read_timeout, framing, keep=keep, whole=whole
+                pool,
+                conn,
+                request,
+                read_timeout,
+                length,
+                keep=framing.keep and not closing,
+                whole=length >= 0 and not framing.coded,
             ),
             extensions={"http_version": b"HTTP/" + head.version, "reason_phrase": head.reason},
         )

@@ -39,17 +39,16 @@ __all__ = [
     "MAX_HEAD",
     "UNTIL_CLOSE",
     "ChunkedBody",
+    "Framing",
     "Head",
     "LocalProtocolError",
     "RemoteProtocolError",
-    "asks_close",
-    "body_framing",
     "check_request",
     "chunk",
-    "keeps_alive",
     "parse_head",
     "request_framing",
     "request_head",
+    "response_framing",
 ]
 
 #: Most bytes a response head (status line and fields) may take: h11's limit too.
@@ -130,26 +129,36 @@ def request_head(method: bytes, target: bytes, headers: Iterable[tuple[bytes, by
     return b"".join(parts)
 
 
-def request_framing(headers: Iterable[tuple[bytes, bytes]]) -> int | None:
-    """How the request's body goes out: its ``Content-Length``, or None for chunked.
+#: lengths of the header names the framing reads: other names are skipped without a lower()
+_FRAMING_NAME_LENGTHS: Final = frozenset(
+    len(n) for n in (b"content-length", b"transfer-encoding", b"connection", b"content-encoding")
+)
 
-    A request with neither header carries no body (length 0).
+
+def request_framing(headers: Iterable[tuple[bytes, bytes]]) -> tuple[int | None, bool]:
+    """How the request's body goes out (its ``Content-Length``, or None for chunked; a request
+    with neither carries no body) and whether it asks to close the connection after it.
 
     Raises:
         LocalProtocolError: a transfer coding other than ``chunked``, or a bad length.
     """
     length: int | None = 0
+    close = False
     for name, value in headers:
+        if len(name) not in _FRAMING_NAME_LENGTHS:
+            continue
         lower = name.lower()
         if lower == b"transfer-encoding":
             if value.strip().lower() != b"chunked":
                 raise LocalProtocolError("Only Transfer-Encoding: chunked is supported")
-            return None
-        if lower == b"content-length":
+            length = None
+        elif lower == b"content-length" and length is not None:
             if not value.isdigit():
                 raise LocalProtocolError(f"bad Content-Length {value!r}")
             length = int(value)
-    return length
+        elif lower == b"connection" and b"close" in _tokens(value):
+            close = True
+    return length, close
 
 
 def chunk(data: bytes | memoryview) -> list[bytes | memoryview]:
@@ -159,14 +168,6 @@ def chunk(data: bytes | memoryview) -> list[bytes | memoryview]:
 
 #: The end of a chunked body (no trailers).
 LAST_CHUNK: Final = b"0\r\n\r\n"
-
-
-def asks_close(headers: Iterable[tuple[bytes, bytes]]) -> bool:
-    """Whether ``Connection`` lists ``close``."""
-    for name, value in headers:
-        if name.lower() == b"connection" and b"close" in _tokens(value):
-            return True
-    return False
 
 
 def _tokens(value: bytes) -> list[bytes]:
@@ -223,42 +224,61 @@ def _lf_lines(head: bytes) -> list[bytes]:
     return [line[:-1] if line.endswith(b"\r") else line for line in head.split(b"\n")]
 
 
-#: :func:`body_framing`'s answers besides a length
+#: :class:`Framing` lengths that are not a length
 CHUNKED: Final = -1
 UNTIL_CLOSE: Final = -2
 
 
-def body_framing(method: bytes, head: Head) -> int:
-    """How the body of ``head`` (the answer to ``method``) ends (RFC 9112 §6.3): its length
-    (0 for none), :data:`CHUNKED`, or :data:`UNTIL_CLOSE`.
+class Framing(NamedTuple):
+    """How a response body ends, and what the connection may do after it."""
+
+    #: the body's length (0 for none), :data:`CHUNKED` or :data:`UNTIL_CLOSE`
+    length: int
+    #: the connection may carry another request once the body has ended (HTTP/1.1, no
+    #: ``Connection: close``, an end that is not the server's close)
+    keep: bool
+    #: a ``Content-Encoding`` is set (the body is not the content as it is)
+    coded: bool
+
+
+def response_framing(method: bytes, head: Head) -> Framing:
+    """Read :class:`Framing` off ``head``, the answer to ``method`` (RFC 9112 §6.3: no body for
+    HEAD, 1xx, 204 and 304; chunked; one consistent length; else until the server closes).
 
     Raises:
         RemoteProtocolError: a transfer coding other than ``chunked``, or conflicting or
             malformed ``Content-Length`` values.
     """
-    status = head.status
-    if method == b"HEAD" or status < 200 or status in (204, 304):
-        return 0
     length: int | None = None
+    chunked = close = coded = False
     for name, value in head.headers:
+        if len(name) not in _FRAMING_NAME_LENGTHS:
+            continue
         lower = name.lower()
         if lower == b"transfer-encoding":
             if _tokens(value) != [b"chunked"]:
                 raise RemoteProtocolError("Only Transfer-Encoding: chunked is supported")
-            return CHUNKED
-        if lower == b"content-length":
+            chunked = True
+        elif lower == b"content-length":
             for item in _tokens(value):
                 if not item.isdigit():
                     raise RemoteProtocolError(f"bad Content-Length {value!r}")
                 if length is not None and int(item) != length:
                     raise RemoteProtocolError("conflicting Content-Length values")
                 length = int(item)
-    return UNTIL_CLOSE if length is None else length
-
-
-def keeps_alive(head: Head, framing: int) -> bool:
-    """Whether the connection can carry another request once this answer's body has ended."""
-    return head.version == b"1.1" and framing != UNTIL_CLOSE and not asks_close(head.headers)
+        elif lower == b"connection":
+            close = close or b"close" in _tokens(value)
+        elif lower == b"content-encoding":
+            coded = True
+    status = head.status
+    if method == b"HEAD" or status < 200 or status in (204, 304):
+        framing = 0
+    elif chunked:
+        framing = CHUNKED
+    else:
+        framing = UNTIL_CLOSE if length is None else length
+    keep = head.version == b"1.1" and framing != UNTIL_CLOSE and not close
+    return Framing(framing, keep, coded)
 
 
 _SIZE: Final = 0
