@@ -203,7 +203,8 @@ async def test_truncated_body_is_remote_protocol_error_and_drops_the_connection(
             assert transport.connections_open == 0
 
 
-async def test_read_timeout_in_the_middle_of_the_body() -> None:
+@pytest.mark.parametrize("how", ["read timeout", "cancelled"])
+async def test_a_body_that_stalls_midway_drops_the_connection(how: str) -> None:
     head = _head(200, [("content-length", str(BIG))])
     with trio.fail_after(GUARD):
         async with serving(lambda _m: [head, _body(WHOLE_CHUNK // 2), "hang"]) as (
@@ -211,22 +212,13 @@ async def test_read_timeout_in_the_middle_of_the_body() -> None:
             _server,
             transport,
         ):
-            with pytest.raises(httpx.ReadTimeout):
-                await fetch(transport, url, read=0.05)
-            assert transport.connections_open == 0
-
-
-async def test_cancelled_read_drops_the_connection() -> None:
-    head = _head(200, [("content-length", str(BIG))])
-    with trio.fail_after(GUARD):
-        async with serving(lambda _m: [head, _body(WHOLE_CHUNK // 2), "hang"]) as (
-            url,
-            _server,
-            transport,
-        ):
-            with trio.move_on_after(0.05) as scope:
-                await fetch(transport, url)
-            assert scope.cancelled_caught
+            if how == "read timeout":
+                with pytest.raises(httpx.ReadTimeout):
+                    await fetch(transport, url, read=0.05)
+            else:
+                with trio.move_on_after(0.05) as scope:
+                    await fetch(transport, url)
+                assert scope.cancelled_caught
             assert transport.connections_open == 0
 
 
