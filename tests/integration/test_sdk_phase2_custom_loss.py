@@ -94,6 +94,29 @@ async def test_custom_loss_value_and_backward_weights_match_the_maths() -> None:
     assert out.metrics["surrogate_loss:sum"] == pytest.approx(expected, rel=1e-4)
 
 
+async def test_both_passes_send_the_ids_checked_at_the_call() -> None:
+    """The ids are packed once, by the checks: a list the caller changes before the second pass
+    (here, inside its own loss) does not change what that pass sends."""
+
+    def loss_that_scribbles(data: list[Datum], logprobs: list[Any]) -> tuple[Any, dict[str, float]]:
+        for d in data:
+            tokens = d.model_input.chunks[0].tokens  # type: ignore[union-attr]
+            tokens[:] = [10**6] * len(tokens)  # past any vocabulary: refused if it were sent
+        return weighted_loss(data, logprobs)
+
+    async with trainer() as (tc, server):
+        data = [datum(i) for i in range(2)]
+        expected = await (await tc.forward_backward_custom(data, weighted_loss)).result()
+        fresh = [datum(i) for i in range(2)]
+        out = await (await tc.forward_backward_custom(fresh, loss_that_scribbles)).result()
+        assert fresh[0].model_input.chunks[0].tokens[0] == 10**6  # type: ignore[union-attr]
+        assert model(server, tc.model_id)["applied_kinds"][1:5] == [
+            "Forward", "ForwardBackward", "Forward", "ForwardBackward",
+        ]  # fmt: skip
+    assert set(out.metrics) == set(expected.metrics)
+    assert np.isfinite(out.metrics["surrogate_loss:sum"])
+
+
 async def test_a_failing_loss_poisons_the_client_and_later_calls_fail_clearly() -> None:
     def broken(data: list[Datum], logprobs: list[Any]) -> tuple[Any, dict[str, float]]:
         raise RuntimeError("my loss is broken")

@@ -252,8 +252,9 @@ class TrainingClient:
         self, data: Sequence[Datum], loss_fn: CustomLossFn
     ) -> PreparedOp:
         """Check and encode a :meth:`forward_backward_custom` for :meth:`submit`."""
-        check_forward_data(data, "custom", self._limits)
-        return custom_loss_op(self._model_id, self._flags, data, loss_fn)
+        known: KnownTokens = {}
+        check_forward_data(data, "custom", self._limits, known)
+        return custom_loss_op(self._model_id, self._flags, data, loss_fn, known=known)
 
     def prepare_optim_step(self, adam_params: AdamParams | DimuonParams) -> PreparedOp:
         """Check an :meth:`optim_step` for :meth:`submit`."""

@@ -189,9 +189,19 @@ def fwd_op(
 
 
 def custom_loss_op(
-    model_id: str, flags: ClientConfigResponse, data: Sequence[Datum], loss_fn: CustomLossFn
+    model_id: str,
+    flags: ClientConfigResponse,
+    data: Sequence[Datum],
+    loss_fn: CustomLossFn,
+    *,
+    known: KnownTokens | None = None,
 ) -> Op:
-    """Build the two-pass custom-loss op (see ``TrainingClient.forward_backward_custom``)."""
+    """Build the two-pass custom-loss op (see ``TrainingClient.forward_backward_custom``).
+
+    ``known``: the text chunks' ids the input checks packed. Both passes send them as they
+    are, so the second pass sends the ids the first did even if the caller's lists changed in
+    between.
+    """
     if not callable(loss_fn):
         raise TypeError(f"loss_fn must be callable, got {type(loss_fn).__name__}")
     user_data = list(data)
@@ -199,7 +209,7 @@ def custom_loss_op(
     method = f"{_CLASS}.forward_backward_custom"
     op = fwd_op(
         model_id, flags, forward_data, "cross_entropy", None, forward_only=True,
-        sdk_method=method,
+        sdk_method=method, known=known,
     )  # fmt: skip
     sizes = [len(chunk.data) for chunk in plan_chunks(
         forward_data,
@@ -218,7 +228,7 @@ def custom_loss_op(
             start += size
         second = fwd_op(
             model_id, flags, backward_data, "cross_entropy", None, forward_only=False,
-            chunks=chunks, sdk_method=method,
+            chunks=chunks, sdk_method=method, known=known,
         )  # fmt: skip
 
         def finish(results: list[Any]) -> ForwardBackwardOutput:
