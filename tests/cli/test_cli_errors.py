@@ -212,3 +212,8 @@ def test_a_new_command_module_drops_in(tmp_path: Path, monkeypatch: pytest.Monke
     assert invoke(["demo", "--steps", "3"]).stdout == "demo ran 3 steps\n"
     assert "demo" in invoke(["--help"]).stdout
     assert "No such option" in one_line_error(invoke(["demo", "--nope"]), 2)
+
+
+def test_serve_seed_needs_the_torch_backend() -> None:
+    result = invoke(["serve", "--seed", "3"])
+    assert "--backend torch" in one_line_error(result, 2)

@@ -65,6 +65,13 @@ def version() -> None:
     help="A fault rule in the compact syntax, e.g. 'asample:429@0.2,retry_after=1' (repeatable).",
 )
 @click.option("--fault-seed", type=int, default=None, help="Seed for --fault rules.")
+@click.option(
+    "--seed",
+    type=click.IntRange(0, 2**64 - 1),
+    default=None,
+    help="torch backend: samples without a seed of their own repeat from run to run (each "
+    "one's seed comes from this and the request); default: random.",
+)
 @click.option("--jwt", is_flag=True, help="Require JWTs exchanged at /api/v1/auth/token.")
 @click.option(
     "--api-key",
@@ -115,6 +122,7 @@ def serve(
     faults_file: Path | None,
     fault_flags: tuple[str, ...],
     fault_seed: int | None,
+    seed: int | None,
     jwt: bool,
     api_keys: tuple[str, ...],
     admin_keys: tuple[str, ...],
@@ -153,7 +161,9 @@ def serve(
         )
     except (InvalidInputError, ValueError) as exc:
         raise click.BadParameter(str(exc)) from None
-    model_backend = _make_backend(backend)
+    if seed is not None and backend != "torch":
+        raise click.UsageError("--seed seeds the torch backend's sampling; add --backend torch")
+    model_backend = _make_backend(backend, seed)
     if host not in ("127.0.0.1", "localhost", "::1"):
         click.echo(f"warning: binding {host}, which other machines may reach", err=True)
 
@@ -278,7 +288,7 @@ def prefer_passive_omp_waits() -> None:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
-def _make_backend(name: str) -> Backend | None:
+def _make_backend(name: str, seed: int | None = None) -> Backend | None:
     """Build the named model backend (None = the server's default, null)."""
     if name != "torch":
         return None
@@ -290,4 +300,4 @@ def _make_backend(name: str) -> Backend | None:
             f"--backend torch needs PyTorch ({exc}); install tinker-actors[torch] with "
             "-c constraints.txt (pip install -c constraints.txt 'tinker-actors[torch]')"
         ) from None
-    return TorchBackend()
+    return TorchBackend(seed=seed)

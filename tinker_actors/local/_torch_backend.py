@@ -23,7 +23,6 @@ The format is written and checked in :mod:`._torch_checkpoint`.
 
 from __future__ import annotations
 
-import random
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -35,6 +34,7 @@ import torch
 import trio
 
 from tinker_actors.local._backend import BackendInputError
+from tinker_actors.local._sample_seeds import SampleSeeds
 from tinker_actors.local._torch_checkpoint import (
     META_FILE,
     OPTIMIZER_FILE,
@@ -102,7 +102,9 @@ class TorchBackend:
         cache_dir: where the default loader builds tokenizers and real (GGUF) weights are
             cached as safetensors (default: a directory in the system temp dir; both are
             deterministic and content-addressed).
-        seed: seeds the seeds drawn for sample requests that carry none.
+        seed: makes the seeds of sample requests that carry none repeat from run to run
+            (derived from this seed and each request; see :mod:`._sample_seeds`); without
+            it they are random.
     """
 
     def __init__(
@@ -132,7 +134,7 @@ class TorchBackend:
         self._models: dict[str, _TrainModel] = {}
         self._samplers: OrderedDict[tuple[str, int], Adapter] = OrderedDict()
         self._lock = threading.Lock()  # guards the caches above across worker threads
-        self._seeds = random.Random(seed)
+        self._seeds = SampleSeeds(seed)
 
     @property
     def name(self) -> str:
@@ -354,7 +356,7 @@ class TorchBackend:
         """Sample from the base model or a saved sampler snapshot (see _torch_sampling)."""
         seed = job.params.seed
         if not isinstance(seed, int):
-            seed = self._seeds.randrange(1 << 62)
+            seed = self._seeds.draw(job)
         stop = threading.Event()
         response: SampleResponse = await self._run(
             self._sample_sync, spec, weights, job, seed, stop, stop=stop
