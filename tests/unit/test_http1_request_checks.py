@@ -53,3 +53,16 @@ def test_bad_header_names_are_refused(name: bytes) -> None:
 def test_bad_methods_and_targets_are_refused(method: bytes, target: bytes) -> None:
     with pytest.raises(_http1.LocalProtocolError, match="Illegal"):
         _http1.check_request(method, target, [])
+
+
+def test_request_framing_reads_length_chunked_close_and_requires_host() -> None:
+    host = (b"Host", b"h")
+    assert _http1.request_framing([host, (b"Content-Length", b"12")]) == (12, False)
+    assert _http1.request_framing([host, (b"Transfer-Encoding", b"chunked")]) == (None, False)
+    assert _http1.request_framing([host, (b"Connection", b"keep-alive, close")]) == (0, True)
+    with pytest.raises(_http1.LocalProtocolError, match="Host"):
+        _http1.request_framing([(b"Content-Length", b"1")])
+    with pytest.raises(_http1.LocalProtocolError, match="chunked"):
+        _http1.request_framing([host, (b"Transfer-Encoding", b"gzip")])
+    with pytest.raises(_http1.LocalProtocolError, match="Content-Length"):
+        _http1.request_framing([host, (b"Content-Length", b"-1")])

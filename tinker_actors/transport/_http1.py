@@ -131,7 +131,8 @@ def request_head(method: bytes, target: bytes, headers: Iterable[tuple[bytes, by
 
 #: lengths of the header names the framing reads: other names are skipped without a lower()
 _FRAMING_NAME_LENGTHS: Final = frozenset(
-    len(n) for n in (b"content-length", b"transfer-encoding", b"connection", b"content-encoding")
+    len(n)
+    for n in (b"content-length", b"transfer-encoding", b"connection", b"content-encoding", b"host")
 )
 
 
@@ -140,15 +141,18 @@ def request_framing(headers: Iterable[tuple[bytes, bytes]]) -> tuple[int | None,
     with neither carries no body) and whether it asks to close the connection after it.
 
     Raises:
-        LocalProtocolError: a transfer coding other than ``chunked``, or a bad length.
+        LocalProtocolError: no ``Host`` (HTTP/1.1 requires one), a transfer coding other than
+            ``chunked``, or a bad length.
     """
     length: int | None = 0
-    close = False
+    close = host = False
     for name, value in headers:
         if len(name) not in _FRAMING_NAME_LENGTHS:
             continue
         lower = name.lower()
-        if lower == b"transfer-encoding":
+        if lower == b"host":
+            host = True
+        elif lower == b"transfer-encoding":
             if value.strip().lower() != b"chunked":
                 raise LocalProtocolError("Only Transfer-Encoding: chunked is supported")
             length = None
@@ -158,6 +162,8 @@ def request_framing(headers: Iterable[tuple[bytes, bytes]]) -> tuple[int | None,
             length = int(value)
         elif lower == b"connection" and b"close" in _tokens(value):
             close = True
+    if not host:
+        raise LocalProtocolError("Missing mandatory Host: header")
     return length, close
 
 
