@@ -21,7 +21,7 @@ import httpx
 import trio
 
 from tinker_actors.transport import _http1
-from tinker_actors.transport._http1 import CHUNKED, UNTIL_CLOSE, ChunkedBody
+from tinker_actors.transport._http1 import CHUNKED, UNTIL_CLOSE, ChunkedBody, Framing, take
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -177,28 +177,13 @@ class Connection:
                 )
 
 
-def _take(buffer: bytearray, n: int) -> bytes:
-    """Remove and return the first ``n`` bytes of ``buffer`` (one copy)."""
-    if n >= len(buffer):
-        data = bytes(buffer)
-        buffer.clear()
-        return data
-    with memoryview(buffer) as view:
-        data = bytes(view[:n])
-    del buffer[:n]
-    return data
-
-
 @final
 class ResponseStream(httpx.AsyncByteStream):
     """A response body read from the connection as its head frames it.
 
     Args:
-        framing: the body's length, ``CHUNKED`` or ``UNTIL_CLOSE`` (see
-            :class:`._http1.Framing`).
-        keep: both sides keep the connection alive after this exchange.
-        whole: :meth:`read_whole` may read it (a length, and no content coding for httpx
-            to undo).
+        framing: how the head frames the body (see :class:`._http1.Framing`).
+        closing: the request asked to close the connection after this exchange.
     """
 
     __slots__ = ("_conn", "_framing", "_keep", "_pool", "_request", "_timeout", "_whole")
@@ -209,18 +194,20 @@ class ResponseStream(httpx.AsyncByteStream):
         conn: Connection,
         request: httpx.Request,
         within: float | None,
-        framing: int,
+        framing: Framing,
         *,
-        keep: bool,
-        whole: bool,
+        closing: bool,
     ) -> None:
         self._pool = pool
         self._conn: Connection | None = conn
         self._request = request
         self._timeout = within
-        self._framing = framing
-        self._keep = keep
-        self._whole = whole
+        #: the body's length, ``CHUNKED`` or ``UNTIL_CLOSE``
+        self._framing = framing.length
+        #: both sides keep the connection alive after this exchange
+        self._keep = framing.keep and not closing
+        #: :meth:`read_whole` may read it: a length, and no content coding for httpx to undo
+        self._whole = framing.length >= 0 and not framing.coded
 
     def _broken(self) -> httpx.RemoteProtocolError:
         return httpx.RemoteProtocolError(
@@ -240,9 +227,9 @@ class ResponseStream(httpx.AsyncByteStream):
         buffer = conn.buffer
         try:
             if len(buffer) >= length:
-                body = _take(buffer, length)
+                body = take(buffer, length)
             else:
-                pieces = [_take(buffer, length)]
+                pieces = [take(buffer, length)]
                 have = len(pieces[0])
                 while have < length:
                     piece = await conn.receive(
@@ -269,7 +256,7 @@ class ResponseStream(httpx.AsyncByteStream):
             if framing >= 0:
                 left = framing
                 if buffer and left:
-                    data = _take(buffer, left)
+                    data = take(buffer, left)
                     left -= len(data)
                     yield data
                 while left:
@@ -296,7 +283,7 @@ class ResponseStream(httpx.AsyncByteStream):
                     buffer += data
             else:  # UNTIL_CLOSE: the server's end of stream ends the body
                 if buffer:
-                    yield _take(buffer, len(buffer))
+                    yield take(buffer, len(buffer))
                 while data := await conn.receive(READ_CHUNK, timeout, request):
                     yield data
         except BaseException:

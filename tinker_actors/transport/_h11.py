@@ -266,19 +266,10 @@ class TrioH11Transport(httpx.AsyncBaseTransport):
         except BaseException:
             pool.release(conn, reusable=False)
             raise
-        length = framing.length
         return httpx.Response(
             status_code=head.status,
             headers=head.headers,
-            stream=ResponseStream(
-                pool,
-                conn,
-                request,
-                read_timeout,
-                length,
-                keep=framing.keep and not closing,
-                whole=length >= 0 and not framing.coded,
-            ),
+            stream=ResponseStream(pool, conn, request, read_timeout, framing, closing=closing),
             extensions={"http_version": b"HTTP/" + head.version, "reason_phrase": head.reason},
         )
 

@@ -49,6 +49,7 @@ __all__ = [
     "request_framing",
     "request_head",
     "response_framing",
+    "take",
 ]
 
 #: Most bytes a response head (status line and fields) may take: h11's limit too.
@@ -314,10 +315,9 @@ class ChunkedBody:
         while not self.done and buf:
             state = self._state
             if state == _DATA:
-                n = min(self._left, len(buf))
-                out.append(bytes(buf[:n]))
-                del buf[:n]
-                self._left -= n
+                data = take(buf, self._left)
+                out.append(data)
+                self._left -= len(data)
                 if not self._left:
                     self._state = _DATA_END
                 continue
@@ -346,6 +346,17 @@ def _line(buf: bytearray) -> bytes | None:
         if len(buf) > MAX_LINE:
             raise RemoteProtocolError("a chunk-size or trailer line is too long")
         return None
-    line = bytes(buf[:end])
-    del buf[: end + 1]
+    line = take(buf, end + 1)[:-1]
     return line[:-1] if line.endswith(b"\r") else line
+
+
+def take(buf: bytearray, n: int) -> bytes:
+    """Remove and return the first ``n`` bytes of ``buf`` (all of it if shorter), copied once."""
+    if n >= len(buf):
+        data = bytes(buf)
+        buf.clear()
+        return data
+    with memoryview(buf) as view:
+        data = bytes(view[:n])
+    del buf[:n]
+    return data

@@ -20,7 +20,13 @@ import math
 import sys
 from typing import TYPE_CHECKING, Final
 
-from tinker_actors.transport.proto._tensors import _T_DENSE, _T_DTYPE, _T_SHAPE, _TO_WIRE
+from tinker_actors.transport.proto._tensors import (
+    _T_DENSE,
+    _T_DTYPE,
+    _T_SHAPE,
+    _TO_WIRE,
+    _WIRE_NUMPY,
+)
 from tinker_actors.transport.proto._wire import LEN, array_view, key, packed_varints, varint
 from tinker_actors.types._model_input import EncodedTextChunk, packed_tokens
 
@@ -53,7 +59,6 @@ _TEXT_HEAD: dict[int, bytes] = {}
 #: the bytes after them. Both follow from the key alone (the value count is the product of the
 #: dims), so a batch of like-shaped datums frames each tensor with one lookup.
 _TENSOR_FRAME: dict[tuple[str, str, tuple[int, ...]], tuple[bytes, bytes, int]] = {}
-_ITEMSIZE: Final = {"int64": 8, "float32": 4}
 _CACHE_LIMIT: Final = 4096
 
 
@@ -87,7 +92,7 @@ def _tensor_frame(name: str, dtype: str, dims: tuple[int, ...]) -> tuple[bytes, 
     wire_dtype = _TO_WIRE.get(dtype)
     if wire_dtype is None:
         return None
-    nbytes = math.prod(dims) * _ITEMSIZE[dtype]
+    nbytes = math.prod(dims) * _WIRE_NUMPY[wire_dtype].itemsize
     raw = name.encode("utf-8")
     trailer = _T_DTYPE + varint(wire_dtype)
     if dims:

@@ -228,10 +228,10 @@ def decode_batched_tensor(
     if any(d < 0 for d in trailing):
         raise ProtobufDecodeError(f"{what}: negative trailing_shape {trailing}")
     flat = _widen(read_array(buf, *data, np_dtype, f"{what}.data"), wire_dtype)
-    inner = math.prod(trailing)
     bounds = (offsets // size).tolist()
     if not trailing:  # per-datum vectors (logprobs, losses): each piece is its array as it is
         return [flat[lo:hi] for lo, hi in itertools.pairwise(bounds)], _PUBLIC[wire_dtype], []
+    inner = math.prod(trailing)
     out: list[npt.NDArray[Any]] = []
     for lo, hi in itertools.pairwise(bounds):
         piece = flat[lo:hi]
