@@ -135,17 +135,23 @@ async def open(
                             ),
                         )
                     )
-                    runtime = Runtime(
-                        RUNTIME_TOKEN,
-                        config=config,
-                        transport=transport,
-                        root=root,
-                        census=census,
-                        grace=grace,
-                        flush_timeout=flush,
-                        user_metadata=user_metadata,
-                        display_name=display_name,
-                    )
+                    try:
+                        runtime = Runtime(
+                            RUNTIME_TOKEN,
+                            config=config,
+                            transport=transport,
+                            root=root,
+                            census=census,
+                            grace=grace,
+                            flush_timeout=flush,
+                            user_metadata=user_metadata,
+                            display_name=display_name,
+                        )
+                    except BaseException as exc:
+                        # the shielded tree would otherwise keep the nursery open forever
+                        body_error = exc
+                        tree_scope.cancel()
+                        raise
                     try:
                         yield runtime
                     except BaseException as exc:

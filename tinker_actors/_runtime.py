@@ -127,6 +127,7 @@ class Runtime(ServiceMethods):
         "_session_handle",
         "_shadows",
         "_started_at",
+        "_starting",
         "_telemetry",
         "_telemetry_started",
         "_transport",
@@ -160,6 +161,8 @@ class Runtime(ServiceMethods):
         self._session_handle: SessionHandle | None = None
         self._budget = ResponseBudget()
         self._limiter: RateLimiter | None = None
+        #: (supervisor, child id) -> set when the task starting that child is done trying
+        self._starting: dict[tuple[str, str], trio.Event] = {}
         self._telemetry = TelemetryReporter.for_config(transport, config)
         self._telemetry_started = False
         # Sampler handles from other runtimes join their own session here (shadow holders).
@@ -289,16 +292,31 @@ class Runtime(ServiceMethods):
     async def _child_actor(
         self, supervisor: SupervisorRef, child_id: str, make_spec: Callable[[], ChildSpec[T]]
     ) -> T:
-        """Return the running child ``child_id``, starting it first if there is none."""
+        """Return the running child ``child_id``, starting it first if there is none.
+
+        One task starts a missing child; tasks that need it meanwhile wait for that start
+        instead of racing it (a burst of 2,048 first samples would otherwise make 2,047 failed
+        ``start_child`` calls, each leaving an exception and its traceback cycle to the
+        collector).
+        """
+        key = (supervisor.name, child_id)
         for _ in range(1000):
             value = supervisor.child(child_id)
             if isinstance(value, ActorRef) and value.alive:
                 return cast("T", value)
+            starting = self._starting.get(key)
+            if starting is not None:
+                await starting.wait()
+                continue
+            done = self._starting[key] = trio.Event()
             try:
                 return await supervisor.start_child(make_spec())
             except ValueError:
-                # Another task is starting it, or the old one is still being removed.
+                # the old child is still being removed (or was started past this runtime)
                 await trio.lowlevel.checkpoint()
+            finally:
+                del self._starting[key]
+                done.set()
         raise RuntimeError(f"{supervisor.name}/{child_id} could not be started")
 
     async def _session_ref(self) -> ActorRef[SessionMessage]:

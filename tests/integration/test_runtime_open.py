@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import httpx
 import msgspec
 import pytest
@@ -217,3 +219,75 @@ async def test_bad_settings_fail_before_anything_starts() -> None:
             pass
     with pytest.raises(TypeError, match="no public constructor"):
         Runtime(object(), config=None, transport=None, root=None, census=None)  # type: ignore[arg-type]
+
+
+def test_a_runtime_that_cannot_be_built_leaves_open_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The tree runs shielded; a failure between starting it and yielding must stop it too,
+    # or open() never returns. A shielded hang defeats trio.fail_after, so the run gets its own
+    # thread and the test fails (rather than hangs) if it does not end.
+    def broken(self: Runtime, *args: object, **kwargs: object) -> None:
+        raise RuntimeError("cannot build")
+
+    monkeypatch.setattr(Runtime, "__init__", broken)
+    outcome: list[BaseException] = []
+
+    async def body() -> None:
+        try:
+            async with opened():
+                outcome.append(AssertionError("the body must not run"))
+        except BaseException as exc:
+            outcome.append(exc)
+
+    runner = threading.Thread(target=trio.run, args=(body,), daemon=True)
+    runner.start()
+    runner.join(30)
+    assert not runner.is_alive(), "open() hung after the runtime failed to build"
+    assert len(outcome) == 1
+    assert isinstance(outcome[0], RuntimeError), outcome
+    assert str(outcome[0]) == "cannot build"
+
+
+async def test_a_burst_of_first_users_starts_a_lazy_child_once(
+    autojump_clock: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 64 tasks want a child nobody started yet: one starts it, the others wait for that
+    # start instead of racing it into 63 refused start_child calls.
+    starts: list[str] = []
+
+    def spec() -> object:
+        async def slow_start(*args: object, **kwargs: object) -> None:
+            starts.append("start")
+            await trio.sleep(1)  # a start that takes a while: the others arrive meanwhile
+            await run(*args, **kwargs)
+
+        real = actor_spec("lazy", Client)
+        run = real.start
+        return type(real)(real.id, slow_start, *real.args, restart=real.restart,
+                          shutdown=real.shutdown)  # fmt: skip
+
+    async with opened() as runtime:
+        calls = 0
+        start_child = type(runtime.pollers).start_child
+
+        async def counting(self: SupervisorRef, spec: object) -> object:
+            nonlocal calls
+            calls += 1
+            return await start_child(self, spec)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(type(runtime.pollers), "start_child", counting)
+        refs: list[object] = []
+
+        async def want() -> None:
+            refs.append(await runtime._child_actor(runtime.pollers, "lazy", spec))  # type: ignore[arg-type]
+
+        with trio.fail_after(30):
+            async with trio.open_nursery() as nursery:
+                for _ in range(64):
+                    nursery.start_soon(want)
+        assert calls == 1
+        assert starts == ["start"]
+        assert len(refs) == 64
+        assert all(ref is refs[0] for ref in refs)
+        assert await refs[0].call(Ping) == "pong"  # type: ignore[attr-defined]
