@@ -14,7 +14,9 @@ exception with the request attached.
 
 from __future__ import annotations
 
+import math
 import select
+import socket as stdsocket
 from typing import TYPE_CHECKING, Final, Protocol, final
 
 import httpx
@@ -46,21 +48,79 @@ def describe(exc: BaseException) -> str:
     return str(exc) or repr(exc.__cause__ or exc)
 
 
+def _limit(within: float | None) -> trio.CancelScope:
+    """A scope that gives up after ``within`` seconds (never, for None)."""
+    return trio.move_on_after(math.inf if within is None else within)
+
+
+async def _send_rest(sock: stdsocket.socket, rest: memoryview) -> None:
+    """Send all of ``rest``, waiting for the socket to take more whenever it is full."""
+    while rest:
+        await trio.lowlevel.wait_writable(sock)
+        try:
+            sent = sock.send(rest)
+        except BlockingIOError:
+            continue
+        rest = rest[sent:]
+
+
+@final
+class _Outgoing:
+    """A request being written: the pieces gathered for the next write, and bytes framed."""
+
+    __slots__ = ("length", "parts", "request", "sent", "size")
+
+    def __init__(self, head: bytes, length: int | None, request: httpx.Request) -> None:
+        self.parts: list[bytes | memoryview] = [head]
+        self.size = len(head)
+        self.sent = 0
+        self.length = length
+        self.request = request
+
+
 @final
 class Connection:
-    """One TCP (or TLS) stream, and what was read from it but not yet parsed."""
+    """One TCP (or TLS) stream, and what was read from it but not yet parsed.
 
-    __slots__ = ("buffer", "expires", "socket", "stream")
+    A plain TCP connection is driven through its socket directly (``raw``): each send or
+    receive is tried at once, and only one that would block waits for the socket in trio, with
+    its timeout. trio's stream does the same per call but adds a schedule point after every
+    successful operation and a cancel scope around each, about 10 µs per request that a
+    request which waits for its answer anyway does not need (see :meth:`receive_head` for the
+    one checkpoint every exchange still makes). TLS goes through trio's ``SSLStream``.
+    """
 
-    def __init__(self, stream: trio.abc.Stream, socket: trio.socket.SocketType) -> None:
+    __slots__ = ("buffer", "expires", "raw", "socket", "stream", "waits")
+
+    def __init__(
+        self, stream: trio.abc.Stream, socket: trio.socket.SocketType | stdsocket.socket
+    ) -> None:
         self.stream = stream
         self.socket = socket
+        #: the plain TCP socket when there is no TLS layer (non-blocking, owned here)
+        self.raw = socket if isinstance(socket, stdsocket.socket) else None
         self.buffer = bytearray()
         self.expires = 0.0
+        #: times a raw operation waited for the socket (a wait is a checkpoint)
+        self.waits = 0
+
+    @classmethod
+    def plain(cls, tcp: trio.SocketStream) -> Connection:
+        """Take over ``tcp``'s socket (the stream is not used afterwards)."""
+        trio_socket = tcp.socket
+        family, type_, proto = trio_socket.family, trio_socket.type, trio_socket.proto
+        sock = stdsocket.socket(family, type_, proto, fileno=trio_socket.detach())
+        sock.setblocking(False)
+        return cls(tcp, sock)
 
     def close(self) -> None:
         """Close the socket at once (no checkpoint; a task blocked on it is woken)."""
-        self.socket.close()
+        raw = self.raw
+        if raw is None:
+            self.socket.close()
+        elif raw.fileno() >= 0:
+            trio.lowlevel.notify_closing(raw)
+            raw.close()
 
     def looks_alive(self) -> bool:
         """Say whether an idle connection can be reused: open, and nothing unread on it.
@@ -81,6 +141,8 @@ class Connection:
         (a forward_backward body is megabytes) goes to the socket as it is, never copied into
         a joined buffer.
         """
+        if self.raw is not None:
+            await trio.lowlevel.checkpoint_if_cancelled()
         method = request.method.encode("ascii")
         target = request.url.raw_path
         headers = request.headers.raw
@@ -90,50 +152,78 @@ class Connection:
         except _http1.LocalProtocolError as exc:
             raise httpx.LocalProtocolError(str(exc), request=request) from exc
         head = _http1.request_head(method, target, headers)
-        parts: list[bytes | memoryview] = [head]
-        size = len(head)
-        sent = 0
-        async for data in request.stream:  # type: ignore[union-attr]
-            if not data:
-                continue
-            sent += len(data)
-            if length is not None and sent > length:
-                raise httpx.LocalProtocolError(
-                    "Too much data for declared Content-Length", request=request
-                )
-            for piece in [data] if length is not None else _http1.chunk(data):
-                if len(piece) >= WRITE_BUFFER:
-                    await self._write(b"".join(parts), within, request)
-                    await self._write(piece, within, request)
-                    parts.clear()
-                    size = 0
-                    continue
-                parts.append(piece)
-                size += len(piece)
-                if size >= WRITE_BUFFER:
-                    await self._write(b"".join(parts), within, request)
-                    parts.clear()
-                    size = 0
+        out = _Outgoing(head, length, request)
+        try:
+            whole = request.content  # a read request (every SDK request): its body at hand
+        except httpx.RequestNotRead:
+            iterator = aiter(request.stream)  # type: ignore[arg-type]
+            try:
+                async for data in iterator:
+                    await self._feed(out, data, within)
+            finally:
+                # an async generator left at a failed write must not be finalised by the GC
+                aclose = getattr(iterator, "aclose", None)
+                if aclose is not None:
+                    await aclose()
+        else:
+            await self._feed(out, whole, within)
         if length is None:
-            parts.append(_http1.LAST_CHUNK)
-        elif sent < length:
+            out.parts.append(_http1.LAST_CHUNK)
+        elif out.sent < length:
             raise httpx.LocalProtocolError(
                 "Too little data for declared Content-Length", request=request
             )
-        await self._write(b"".join(parts), within, request)
+        await self._write(b"".join(out.parts), within, request)
         return close
+
+    async def _feed(self, out: _Outgoing, data: bytes, within: float | None) -> None:
+        """Frame ``data`` into ``out``, writing whenever enough is gathered."""
+        if not data:
+            return
+        request, length = out.request, out.length
+        out.sent += len(data)
+        if length is not None and out.sent > length:
+            raise httpx.LocalProtocolError(
+                "Too much data for declared Content-Length", request=request
+            )
+        parts = out.parts
+        for piece in (data,) if length is not None else _http1.chunk(data):
+            if len(piece) >= WRITE_BUFFER:
+                await self._write(b"".join(parts), within, request)
+                await self._write(piece, within, request)
+                parts.clear()
+                out.size = 0
+                continue
+            parts.append(piece)
+            out.size += len(piece)
+            if out.size >= WRITE_BUFFER:
+                await self._write(b"".join(parts), within, request)
+                parts.clear()
+                out.size = 0
 
     async def _write(
         self, data: bytes | memoryview, within: float | None, request: httpx.Request
     ) -> None:
         if not data:
             return
+        raw = self.raw
         try:
-            if within is None:
+            if raw is not None:
+                try:
+                    sent = raw.send(data)
+                except BlockingIOError:
+                    sent = 0
+                if sent == len(data):
+                    return
+                self.waits += 1
+                with _limit(within) as scope:
+                    await _send_rest(raw, memoryview(data)[sent:])
+            elif within is None:
                 await self.stream.send_all(data)
                 return
-            with trio.move_on_after(within) as scope:
-                await self.stream.send_all(data)
+            else:
+                with trio.move_on_after(within) as scope:
+                    await self.stream.send_all(data)
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
             raise httpx.WriteError(describe(exc), request=request) from exc
         if scope.cancelled_caught:
@@ -141,18 +231,38 @@ class Connection:
 
     async def receive(self, most: int, within: float | None, request: httpx.Request) -> bytes:
         """Return the next bytes from the server (``b""`` at its end of stream)."""
+        raw = self.raw
         try:
-            if within is None:
+            if raw is not None:
+                try:
+                    return raw.recv(most)
+                except BlockingIOError:
+                    pass
+                self.waits += 1
+                with _limit(within):
+                    while True:
+                        await trio.lowlevel.wait_readable(raw)
+                        try:
+                            return raw.recv(most)
+                        except BlockingIOError:
+                            continue
+            elif within is None:
                 return await self.stream.receive_some(most)  # type: ignore[return-value]
-            with trio.move_on_after(within):
-                return await self.stream.receive_some(most)  # type: ignore[return-value]
+            else:
+                with trio.move_on_after(within):
+                    return await self.stream.receive_some(most)  # type: ignore[return-value]
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
             raise httpx.ReadError(describe(exc), request=request) from exc
         raise httpx.ReadTimeout("timed out reading the response", request=request)
 
     async def receive_head(self, within: float | None, request: httpx.Request) -> _http1.Head:
-        """Read up to the final response head (informational 1xx heads are skipped)."""
+        """Read up to the final response head (informational 1xx heads are skipped).
+
+        Every exchange on a raw socket checkpoints: :meth:`send` is a cancel point, and this is
+        a schedule point even when the answer was there without waiting.
+        """
         buffer = self.buffer
+        waits = self.waits
         while True:
             try:
                 parsed = _http1.parse_head(buffer) if buffer else None
@@ -169,6 +279,8 @@ class Connection:
             head, used = parsed
             del buffer[:used]
             if head.status >= 200:
+                if self.waits == waits and self.raw is not None:
+                    await trio.lowlevel.cancel_shielded_checkpoint()
                 return head
             if head.status == 101:
                 raise httpx.RemoteProtocolError(

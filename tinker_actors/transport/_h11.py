@@ -288,7 +288,7 @@ class TrioH11Transport(httpx.AsyncBaseTransport):
                     )
                     await tls.do_handshake()
                     return Connection(tls, tcp.socket)
-                return Connection(tcp, tcp.socket)
+                return Connection.plain(tcp)
         except (OSError, trio.BrokenResourceError, ssl.SSLError) as exc:
             if tcp is not None:
                 tcp.socket.close()
