@@ -398,3 +398,42 @@ async def test_registry_shares_one_limiter_per_key_and_closes_it_on_exit(
             assert not fresh.statistics().closed
             nursery.cancel_scope.cancel()
     assert "limiter" in str(failures[0])
+
+
+# -- the free path ------------------------------------------------------------------------------
+
+
+async def test_free_dispatch_takes_everything_without_a_checkpoint() -> None:
+    # the request sent inside the block is the sample's checkpoint; entering adds none
+    limiter = RateLimiter(sample_dispatch_bytes=1000)
+    dispatch = limiter.sample_dispatch(10)
+    with trio.testing.assert_no_checkpoints():
+        await dispatch.__aenter__()
+    stats = limiter.statistics()
+    assert (stats.sample_dispatching, stats.sample_bytes.available) == (1, 990)
+    await dispatch.__aexit__(None, None, None)
+    stats = limiter.statistics()
+    assert (stats.sample_dispatching, stats.sample_bytes.available) == (0, 1000)
+    assert stats.sample_bytes.holders == 0
+
+
+async def test_try_acquire_admits_only_what_acquire_would_admit_at_once() -> None:
+    budget = ByteBudget(10)
+    assert budget.try_acquire(25)  # overdraft: admitted while non-negative
+    assert budget.available == -15
+    assert not budget.try_acquire(1)  # overdrawn: would wait
+    assert budget.available == -15
+    budget.release(25)
+    assert budget.try_acquire(1)
+    budget.close(ActorExited("limiter", "shutdown"))
+    assert not budget.try_acquire(1)  # closed: acquire would raise
+    assert budget.statistics().holders == 1
+
+
+async def test_a_closed_limiter_refuses_a_free_dispatch() -> None:
+    limiter = RateLimiter()
+    limiter.close(ActorExited("limiter", "shutdown"))
+    with pytest.raises(ActorExited):
+        async with limiter.sample_dispatch(1):
+            pytest.fail("admitted by a closed limiter")
+    assert limiter.statistics().sample_dispatching == 0

@@ -160,6 +160,18 @@ class ByteBudget:
             assert self._closed is not None
             raise self._closed
 
+    def try_acquire(self, nbytes: int) -> bool:
+        """Charge ``nbytes`` if :meth:`acquire` would admit them at once (no one queued, the
+        budget non-negative, not closed) and say whether it did; never waits or checkpoints.
+
+        ``nbytes`` must already be checked (:func:`check_nbytes`).
+        """
+        if self._waiters or self._available < 0 or self._closed is not None:
+            return False
+        self._available -= nbytes
+        self._holders += 1
+        return True
+
     def release(self, nbytes: int) -> None:
         """Give back ``nbytes`` charged by :meth:`acquire` and admit whoever now fits."""
         self._available += nbytes

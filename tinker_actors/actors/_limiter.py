@@ -221,28 +221,19 @@ class RateLimiter:
 
     # -- dispatch --------------------------------------------------------------------------------
 
-    @contextlib.asynccontextmanager
-    async def sample_dispatch(self, nbytes: int) -> AsyncIterator[None]:
+    def sample_dispatch(self, nbytes: int) -> SampleDispatch:
         """Hold a sample dispatch slot and ``nbytes`` (20x while throttled) of the sample budget.
 
         Acquired in order: one of 400 slots; while throttled, also one of 10 throttled slots;
         then the bytes. Everything taken is given back when the block exits, however it exits.
+        Entering waits only for what is not free; when everything is, it takes it without a
+        checkpoint (the request sent inside the block is one).
 
         Raises:
             ActorExited: the owning actor has exited.
             InvalidInputError: ``nbytes`` is negative or not an int.
         """
-        nbytes = check_nbytes(nbytes)
-        self._check_open()
-        async with contextlib.AsyncExitStack() as stack:
-            await stack.enter_async_context(self._sample_slots)
-            self._check_open()
-            if self.throttled:
-                await stack.enter_async_context(self._throttled_slots)
-                self._check_open()
-            cost = nbytes * THROTTLED_BYTES_MULTIPLIER if self.throttled else nbytes
-            await stack.enter_async_context(self._sample_bytes.hold(cost))
-            yield
+        return SampleDispatch(self, check_nbytes(nbytes))
 
     @contextlib.asynccontextmanager
     async def fwdbwd_dispatch(self, nbytes: int) -> AsyncIterator[None]:
@@ -289,6 +280,61 @@ class RateLimiter:
             fwdbwd_bytes=self._fwdbwd_bytes.statistics(),
             closed=self._closed is not None,
         )
+
+
+@final
+class SampleDispatch:
+    """What :meth:`RateLimiter.sample_dispatch` holds: a slot, maybe a throttled slot, bytes.
+
+    A class rather than a generator-based context manager: one is entered per sample, and the
+    generator, its exit stack and their frames were most of the objects a waiting sample kept
+    alive for the garbage collector to traverse.
+    """
+
+    __slots__ = ("_cost", "_limiter", "_nbytes", "_throttled")
+
+    def __init__(self, limiter: RateLimiter, nbytes: int) -> None:
+        self._limiter = limiter
+        self._nbytes = nbytes
+        self._throttled = False
+        self._cost = 0
+
+    async def __aenter__(self) -> None:
+        limiter = self._limiter
+        limiter._check_open()
+        await _take(limiter._sample_slots)
+        try:
+            limiter._check_open()
+            if limiter.throttled:
+                await _take(limiter._throttled_slots)
+                self._throttled = True
+                limiter._check_open()
+            cost = self._nbytes * THROTTLED_BYTES_MULTIPLIER if limiter.throttled else self._nbytes
+            budget = limiter._sample_bytes
+            if not budget.try_acquire(cost):
+                await budget.acquire(cost)
+            self._cost = cost
+        except BaseException:
+            self._give_slots_back()
+            raise
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._limiter._sample_bytes.release(self._cost)
+        self._give_slots_back()
+
+    def _give_slots_back(self) -> None:
+        if self._throttled:
+            self._throttled = False
+            self._limiter._throttled_slots.release()
+        self._limiter._sample_slots.release()
+
+
+async def _take(slots: trio.Semaphore) -> None:
+    """One of ``slots``: at once if one is free (no checkpoint), else in turn."""
+    try:
+        slots.acquire_nowait()
+    except trio.WouldBlock:
+        await slots.acquire()
 
 
 class GetRateLimiter(msgspec.Struct, frozen=True):

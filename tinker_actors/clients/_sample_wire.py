@@ -74,7 +74,8 @@ async def submit_sample(
         started = trio.current_time()
         attempt = 0
         while True:
-            await limiter.wait_backoff()
+            if limiter.backoff_until is not None:  # never pushed back: nothing to wait for
+                await limiter.wait_backoff()
             try:
                 response = await ctx.transport.request(
                     "POST", "/api/v1/asample", json=request, options=options, sdk_method=method

@@ -40,6 +40,7 @@ attempt (the submission of step 2, the completion wait and fetch of §6.4) is in
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING, Any, Final, NamedTuple, Protocol, final
 
 import msgspec
@@ -394,14 +395,31 @@ class SamplingClient:
         state: FutureState[Any] = FutureState("Sample")
         nbytes = estimate_sample_bytes(request.prompt)
 
-        async def work() -> object:
-            if self._limiter is None:
-                return await self._run(request, seq_id, state, nbytes, method, transform)
-            async with self._limiter:
-                return await self._run(request, seq_id, state, nbytes, method, transform)
-
+        # a partial, not a closure: a sample waiting its turn keeps 2 objects alive, not 9
+        work = functools.partial(self._work, request, seq_id, state, nbytes, method, transform)
         await self._ctx.watch(state, work)
         return APIFuture(state)
+
+    async def _work(
+        self,
+        request: SampleRequest,
+        seq_id: int,
+        state: FutureState[Any],
+        nbytes: int,
+        method: str,
+        transform: Callable[[SampleResponse], Any],
+    ) -> object:
+        limiter = self._limiter
+        if limiter is None:
+            return await self._run(request, seq_id, state, nbytes, method, transform)
+        try:
+            limiter.acquire_nowait()  # free: no checkpoint (the sample's request is one)
+        except trio.WouldBlock:
+            await limiter.acquire()
+        try:
+            return await self._run(request, seq_id, state, nbytes, method, transform)
+        finally:
+            limiter.release()
 
     async def _run(
         self,
