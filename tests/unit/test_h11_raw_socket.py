@@ -19,6 +19,7 @@ import httpx
 import pytest
 import trio
 
+from tinker_actors.transport import _prebuilt
 from tinker_actors.transport._h11 import TrioH11Transport
 
 GUARD = 30.0  # seconds: a hang fails the test instead of stalling the run
@@ -152,3 +153,36 @@ async def test_an_exchange_is_a_cancel_point_even_on_a_reused_connection() -> No
             assert await response.aread() == b"ok"
             assert requests == 2
             await transport.aclose()
+
+
+@pytest.mark.parametrize("prebuilt", [True, False])
+async def test_answer_headers_read_the_same_either_way(
+    prebuilt: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # handed to httpx as built (this httpx) or as pairs the public way (any other)
+    monkeypatch.setattr(_prebuilt, "PREBUILT", prebuilt)
+    head = (
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Mixed-Case: A b\r\n"
+        b"set-cookie: a=1\r\nSet-Cookie: b=2\r\nContent-Length: 2\r\n\r\nok"
+    )
+
+    async def answers(stream: trio.SocketStream) -> None:
+        while await _read_request(stream, pace=0) is not None:
+            await stream.send_all(head)
+
+    with trio.fail_after(GUARD):
+        async with server(answers) as url:
+            transport = TrioH11Transport()
+            response = await transport.handle_async_request(_request(url, b"x"))
+            assert await response.aread() == b"ok"
+            await transport.aclose()
+    assert response.headers.raw == [
+        (b"Content-Type", b"application/json"),
+        (b"X-Mixed-Case", b"A b"),
+        (b"set-cookie", b"a=1"),
+        (b"Set-Cookie", b"b=2"),
+        (b"Content-Length", b"2"),
+    ]
+    assert response.headers["x-mixed-case"] == "A b"
+    assert response.headers.get_list("Set-Cookie") == ["a=1", "b=2"]
+    assert response.headers["content-type"] == "application/json"

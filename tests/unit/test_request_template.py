@@ -8,16 +8,21 @@ calls with extra headers or cookies).
 
 from __future__ import annotations
 
+import uuid
+
 import httpx
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tinker_actors.config import resolve_config
+from tinker_actors.transport import _prebuilt
 from tinker_actors.transport._headers import base_headers
 from tinker_actors.transport._options import RequestOptions
 from tinker_actors.transport._request import (
     Prepared,
     build_request,
+    idempotency_key,
     merged_headers,
     prepare,
     request_headers,
@@ -160,3 +165,31 @@ def test_cookies_take_the_long_way() -> None:
     with_cookie = build_request(base, connect_timeout=5.0, p=q, retries_taken=0, credential="k",
                                 cookies=jar)  # fmt: skip
     assert with_cookie.headers["Cookie"] == "session=abc"
+
+
+def test_the_public_way_builds_the_same_request(monkeypatch: pytest.MonkeyPatch) -> None:
+    # an httpx whose Headers are laid out otherwise gets pairs built the public way
+    config = resolve_config(base_url="http://127.0.0.1:8123", api_key="tml-test")
+    options = RequestOptions(extra_headers={"X-Tinker-Sampling-Backpressure": "1"})
+    p = prepare(config, "POST", "/api/v1/asample", {"a": 1}, None, None, None, options, "s")
+    base = _base()
+    assert _prebuilt.PREBUILT  # this httpx: the prebuilt path is the one the suite exercises
+    built = build_request(base, connect_timeout=5.0, p=p, retries_taken=2, credential="k")
+    monkeypatch.setattr(_prebuilt, "PREBUILT", False)
+    public = build_request(base, connect_timeout=5.0, p=p, retries_taken=2, credential="k")
+    _same(built, public)
+    _same(public, _slow(base, p, 2, "k"))
+    assert built.headers["x-tinker-sampling-backpressure"] == "1"
+    assert dict(built.headers) == dict(public.headers)
+
+
+def test_idempotency_keys_are_fresh_version_4_uuids() -> None:
+    keys = {idempotency_key() for _ in range(5000)}
+    assert len(keys) == 5000
+    for key in keys:
+        prefix, _, text = key.partition("stainless-python-retry-")
+        assert prefix == ""
+        parsed = uuid.UUID(text)
+        assert str(parsed) == text  # canonical lowercase 8-4-4-4-12
+        assert parsed.version == 4
+        assert parsed.variant == uuid.RFC_4122

@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, final
 import httpx
 import trio
 
-from tinker_actors.transport import _http1
+from tinker_actors.transport import _http1, _prebuilt
 from tinker_actors.transport._connection import Connection, ResponseStream, describe
 
 if TYPE_CHECKING:
@@ -266,9 +266,14 @@ class TrioH11Transport(httpx.AsyncBaseTransport):
         except BaseException:
             pool.release(conn, reusable=False)
             raise
+        raw = head.headers
         return httpx.Response(
             status_code=head.status,
-            headers=head.headers,
+            headers=(
+                _prebuilt.headers_from([(name, name.lower(), value) for name, value in raw])
+                if _prebuilt.PREBUILT
+                else raw
+            ),
             stream=ResponseStream(pool, conn, request, read_timeout, framing, closing=closing),
             extensions={"http_version": b"HTTP/" + head.version, "reason_phrase": head.reason},
         )

@@ -26,11 +26,13 @@ from typing import TYPE_CHECKING, Final
 
 import httpx
 
+from tinker_actors.transport import _prebuilt
 from tinker_actors.transport._headers import API_KEY_HEADER, IDEMPOTENCY_HEADER
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from tinker_actors.transport._prebuilt import Triple
     from tinker_actors.transport._request import Prepared, Timeouts
 
 __all__ = ["templated_request"]
@@ -49,15 +51,15 @@ _LIMIT: Final = 512
 _TEMPLATES: dict[tuple[object, ...], tuple[httpx.Headers, _Template | None]] = {}
 
 
-_Slot = tuple[int, bytes]  # (index in the pairs, the header's name as sent)
+_Slot = tuple[int, bytes, bytes]  # (index in the pairs, the header's name as sent, lowercased)
 
 
 class _Template:
-    __slots__ = ("credential", "extra", "idempotency", "length", "pairs", "read_timeout", "retry")
+    __slots__ = ("credential", "extra", "idempotency", "length", "read_timeout", "retry", "triples")
 
     def __init__(self, pairs: list[tuple[bytes, bytes]], custom: list[bytes]) -> None:
-        self.pairs = pairs
-        where = {name.lower(): (i, name) for i, (name, _) in enumerate(pairs)}
+        self.triples: list[Triple] = [(name, name.lower(), value) for name, value in pairs]
+        where = {low: (i, name, low) for i, (name, low, _) in enumerate(self.triples)}
         #: one slot per extra header, in the call's order (their values vary, e.g. a round trip)
         self.extra: list[_Slot] = [where[name] for name in custom]
         # a header the call's extra_headers set carries the call's value (its extra slot)
@@ -114,30 +116,34 @@ def templated_request(
     if tpl is None:
         return httpx.Request(p.method, url, headers=slow(base, p, retries_taken, credential),
                              content=body, extensions={"timeout": timeouts})  # fmt: skip
-    pairs = tpl.pairs.copy()
+    items = tpl.triples.copy()
     # httpx's Headers.__setitem__ (the slow path) encodes the values it sets as UTF-8; so do we.
     # The order matches the slow path's: extra headers, then ours, the credential last.
     if extra:
-        for (i, name), value in zip(tpl.extra, extra.values(), strict=True):
-            pairs[i] = (name, value.encode("utf-8"))
+        for (i, name, low), value in zip(tpl.extra, extra.values(), strict=True):
+            items[i] = (name, low, value.encode("utf-8"))
     if tpl.idempotency is not None and p.idempotency_key is not None:
-        i, name = tpl.idempotency
-        pairs[i] = (name, p.idempotency_key.encode("utf-8"))
+        i, name, low = tpl.idempotency
+        items[i] = (name, low, p.idempotency_key.encode("utf-8"))
     if tpl.retry is not None:
-        i, name = tpl.retry
-        pairs[i] = (name, str(retries_taken).encode("ascii"))
+        i, name, low = tpl.retry
+        items[i] = (name, low, str(retries_taken).encode("ascii"))
     if tpl.read_timeout is not None:
-        i, name = tpl.read_timeout
-        pairs[i] = (name, str(p.timeout).encode("ascii"))
-    i, name = tpl.credential
-    pairs[i] = (name, credential.encode("utf-8"))
+        i, name, low = tpl.read_timeout
+        items[i] = (name, low, str(p.timeout).encode("ascii"))
+    i, name, low = tpl.credential
+    items[i] = (name, low, credential.encode("utf-8"))
     if tpl.length is not None:
-        i, name = tpl.length
-        pairs[i] = (name, str(len(body) if body is not None else 0).encode("ascii"))
+        i, name, low = tpl.length
+        items[i] = (name, low, str(len(body) if body is not None else 0).encode("ascii"))
     request = httpx.Request(
         p.method,
         url,
-        headers=pairs,
+        headers=(
+            _prebuilt.headers_from(items)
+            if _prebuilt.PREBUILT
+            else [(name, value) for name, _, value in items]
+        ),
         stream=httpx.ByteStream(body if body is not None else b""),
         extensions={"timeout": timeouts},
     )
