@@ -374,7 +374,7 @@ class Runtime(ServiceMethods):
     async def _rate_limiter(self) -> RateLimiter:
         """Return this runtime's RateLimiter, sized by the session's client config flags."""
         limiter = self._limiter
-        if limiter is not None and not limiter.statistics().closed:
+        if limiter is not None and not limiter.closed:
             return limiter
         # The own session's flags; a runtime that only samples on sampler handles of other
         # runtimes has no session, and fetches the flags alone (no create_session).

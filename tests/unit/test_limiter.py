@@ -432,7 +432,9 @@ async def test_try_acquire_admits_only_what_acquire_would_admit_at_once() -> Non
 
 async def test_a_closed_limiter_refuses_a_free_dispatch() -> None:
     limiter = RateLimiter()
+    assert not limiter.closed
     limiter.close(ActorExited("limiter", "shutdown"))
+    assert limiter.closed
     with pytest.raises(ActorExited):
         async with limiter.sample_dispatch(1):
             pytest.fail("admitted by a closed limiter")

@@ -177,6 +177,11 @@ class RateLimiter:
         return self._backoff_until
 
     @property
+    def closed(self) -> bool:
+        """Whether the owning actor has exited (every later caller gets its ActorExited)."""
+        return self._closed is not None
+
+    @property
     def in_backoff(self) -> bool:
         """Whether the shared backoff deadline lies in the future."""
         until = self._backoff_until
