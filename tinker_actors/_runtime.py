@@ -394,21 +394,24 @@ class Runtime(ServiceMethods):
 
     async def _watch(self, state: FutureState[Any], work: Callable[[], Awaitable[object]]) -> None:
         self._accepted.track(state)
-
-        def spec() -> ChildSpec[ActorRef[Watch]]:
-            handle = self._session_handle
-            batch = handle.dynamic_config.sample_cancel_max_batch_size if handle else 64
-
-            def factory(nursery: trio.Nursery) -> FuturePoller:
-                return FuturePoller(nursery, self._transport, self._cancel_enabled, max(batch, 1))
-
-            return ChildSpec(
-                POLLER, run_hosted_actor, factory, POLLER, restart=Restart.TEMPORARY,
-                shutdown=self._grace,
-            )  # fmt: skip
-
-        poller = await self._child_actor(self.pollers, POLLER, spec)
+        running = self.pollers.child(POLLER)
+        if isinstance(running, ActorRef) and running.alive:
+            poller: ActorRef[Watch] = running
+        else:
+            poller = await self._child_actor(self.pollers, POLLER, self._poller_spec)
         await poller.cast(Watch(state, work))
+
+    def _poller_spec(self) -> ChildSpec[ActorRef[Watch]]:
+        handle = self._session_handle
+        batch = handle.dynamic_config.sample_cancel_max_batch_size if handle else 64
+
+        def factory(nursery: trio.Nursery) -> FuturePoller:
+            return FuturePoller(nursery, self._transport, self._cancel_enabled, max(batch, 1))
+
+        return ChildSpec(
+            POLLER, run_hosted_actor, factory, POLLER, restart=Restart.TEMPORARY,
+            shutdown=self._grace,
+        )  # fmt: skip
 
     async def _start_client_actor(
         self, id: str, factory: Callable[[trio.Nursery], Actor[Any]], restart: Restart

@@ -40,6 +40,7 @@ attempt (the submission of step 2, the completion wait and fetch of §6.4) is in
 
 from __future__ import annotations
 
+import copy
 import functools
 from typing import TYPE_CHECKING, Any, Final, NamedTuple, Protocol, final
 
@@ -439,7 +440,7 @@ class SamplingClient:
             while True:
                 try:
                     result = await self._attempt(
-                        msgspec.structs.replace(request, seq_id=seq_id), state, nbytes, method
+                        _with_seq_id(request, seq_id), state, nbytes, method
                     )
                 except Exception as exc:
                     if not (retry.enable_retry_logic and self._retryable(exc)):
@@ -548,6 +549,14 @@ class SamplingClient:
         self._completions, self._completions_state = loop, loop_state
         await self._ctx.watch(loop_state, loop.run)
         return loop
+
+
+def _with_seq_id(request: SampleRequest, seq_id: int) -> SampleRequest:
+    """``request`` numbered ``seq_id``: a copy with the field set, not re-validated (what
+    ``msgspec.structs.replace`` would redo is unaffected by a sequence number)."""
+    numbered = copy.copy(request)
+    msgspec.structs.force_setattr(numbered, "seq_id", seq_id)
+    return numbered
 
 
 def _identity(result: SampleResponse) -> SampleResponse:

@@ -100,6 +100,7 @@ class Response:
     """
 
     __slots__ = (
+        "_url",
         "content",
         "elapsed",
         "headers",
@@ -108,7 +109,6 @@ class Response:
         "method",
         "retries_taken",
         "status",
-        "url",
     )
 
     def __init__(
@@ -121,7 +121,7 @@ class Response:
         elapsed: float,
         retries_taken: int,
         method: str,
-        url: str,
+        url: str | httpx.URL,
         idempotency_key: str | None,
     ) -> None:
         self.status = status
@@ -131,8 +131,16 @@ class Response:
         self.elapsed = elapsed
         self.retries_taken = retries_taken
         self.method = method
-        self.url = url
+        self._url = url  # formatted on first use: most responses never show their URL
         self.idempotency_key = idempotency_key
+
+    @property
+    def url(self) -> str:
+        """The request URL."""
+        url = self._url
+        if not isinstance(url, str):
+            url = self._url = str(url)
+        return url
 
     def __repr__(self) -> str:
         return f"<Response {self.status} {self.method} {self.url} ({len(self.content)} bytes)>"

@@ -263,6 +263,6 @@ def to_response(raw: httpx.Response, retries: int, elapsed: float, p: Prepared) 
         elapsed=elapsed,
         retries_taken=retries,
         method=p.method,
-        url=str(raw.request.url),
+        url=raw.request.url,
         idempotency_key=p.idempotency_key,
     )
