@@ -188,3 +188,40 @@ async def test_sampler_from_saved_weights_learns_its_base_model(
             ephemeral = await tc.save_weights_and_get_sampling_client()
             out2 = await (await ephemeral.sample(PROMPT, 1, SamplingParams(max_tokens=2))).result()
             assert len(out2.sequences[0].tokens) == 2
+
+
+async def test_the_clients_concurrency_cap_queues_samples_in_turn(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    # RetryConfig.max_connections caps one client's samples in flight; the ones over the cap
+    # wait their turn (the free path takes a slot without a checkpoint, the busy one waits)
+    slow = NullBackend(latency={"sample": LatencyModel(kind="fixed", a=5)})
+    async with served_runtime(Tap, backend=slow) as (rt, server, _tap):
+        sc = await rt.create_sampling_client(
+            base_model="local/tiny", retry_config=ta.RetryConfig(max_connections=2)
+        )
+        cap = sc._limiter
+        assert cap is not None
+        most = 0
+        done = trio.Event()
+
+        async def watch() -> None:
+            nonlocal most
+            while not done.is_set():
+                most = max(most, cap.borrowed_tokens)
+                await trio.sleep(0.5)
+
+        params = SamplingParams(max_tokens=2, seed=1)
+        with trio.fail_after(600):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(watch)
+                futures = [await sc.sample(PROMPT, 1, params) for _ in range(7)]
+                started = trio.current_time()
+                results = [await f.result() for f in futures]
+                elapsed = trio.current_time() - started
+                done.set()
+        assert all(len(r.sequences) == 1 for r in results)
+        assert most == 2
+        assert cap.borrowed_tokens == 0
+        assert elapsed >= 4 * 5  # 7 samples, 2 at a time, 5 s each: at least 4 rounds
+        assert totals(server)["applied:Sample"] == 7

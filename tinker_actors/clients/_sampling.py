@@ -397,30 +397,9 @@ class SamplingClient:
         nbytes = estimate_sample_bytes(request.prompt)
 
         # a partial, not a closure: a sample waiting its turn keeps 2 objects alive, not 9
-        work = functools.partial(self._work, request, seq_id, state, nbytes, method, transform)
+        work = functools.partial(self._run, request, seq_id, state, nbytes, method, transform)
         await self._ctx.watch(state, work)
         return APIFuture(state)
-
-    async def _work(
-        self,
-        request: SampleRequest,
-        seq_id: int,
-        state: FutureState[Any],
-        nbytes: int,
-        method: str,
-        transform: Callable[[SampleResponse], Any],
-    ) -> object:
-        limiter = self._limiter
-        if limiter is None:
-            return await self._run(request, seq_id, state, nbytes, method, transform)
-        try:
-            limiter.acquire_nowait()  # free: no checkpoint (the sample's request is one)
-        except trio.WouldBlock:
-            await limiter.acquire()
-        try:
-            return await self._run(request, seq_id, state, nbytes, method, transform)
-        finally:
-            limiter.release()
 
     async def _run(
         self,
@@ -431,6 +410,12 @@ class SamplingClient:
         method: str,
         transform: Callable[[SampleResponse], Any],
     ) -> object:
+        limiter = self._limiter
+        if limiter is not None:
+            try:
+                limiter.acquire_nowait()  # free: no checkpoint (the sample's request is one)
+            except trio.WouldBlock:
+                await limiter.acquire()
         retry = self._retry
         if self._active == 0:
             self._last_progress = trio.current_time()  # idle time is not "no progress"
@@ -466,6 +451,8 @@ class SamplingClient:
                 return transform(result)
         finally:
             self._active -= 1
+            if limiter is not None:
+                limiter.release()
 
     def _retryable(self, exc: Exception) -> bool:
         if isinstance(exc, StuckError):
