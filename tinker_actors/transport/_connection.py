@@ -34,6 +34,10 @@ __all__ = ["Connection", "ResponseStream"]
 READ_CHUNK: Final = 65536
 #: Request body bytes gathered before a write (small bodies go out with the head in one write).
 WRITE_BUFFER: Final = 65536
+#: A send to a peer that has gone fails with EPIPE instead of raising SIGPIPE, which would kill
+#: a host program that restored the default SIGPIPE action (CPython ignores it, not every host
+#: keeps it so). Linux only; elsewhere (0) CPython's own SIG_IGN is what protects.
+_SEND_FLAGS: Final = getattr(stdsocket, "MSG_NOSIGNAL", 0)
 #: Most bytes asked of the stream per receive when reading a body whole.
 WHOLE_CHUNK: Final = 262144
 
@@ -58,7 +62,7 @@ async def _send_rest(sock: stdsocket.socket, rest: memoryview) -> None:
     while rest:
         await trio.lowlevel.wait_writable(sock)
         try:
-            sent = sock.send(rest)
+            sent = sock.send(rest, _SEND_FLAGS)
         except BlockingIOError:
             continue
         rest = rest[sent:]
@@ -210,7 +214,7 @@ class Connection:
         try:
             if raw is not None:
                 try:
-                    sent = raw.send(data)
+                    sent = raw.send(data, _SEND_FLAGS)
                 except BlockingIOError:
                     sent = 0
                 if sent == len(data):
