@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import math
 import select
-import socket as stdsocket
 from typing import TYPE_CHECKING, Final, Protocol, final
 
 import httpx
@@ -24,8 +23,10 @@ import trio
 
 from tinker_actors.transport import _http1
 from tinker_actors.transport._http1 import CHUNKED, UNTIL_CLOSE, ChunkedBody, Framing, take
+from tinker_actors.transport._socket import SEND_FLAGS, close
 
 if TYPE_CHECKING:
+    import socket as stdsocket
     from collections.abc import AsyncIterator
 
 __all__ = ["Connection", "ResponseStream"]
@@ -34,10 +35,6 @@ __all__ = ["Connection", "ResponseStream"]
 READ_CHUNK: Final = 65536
 #: Request body bytes gathered before a write (small bodies go out with the head in one write).
 WRITE_BUFFER: Final = 65536
-#: A send to a peer that has gone fails with EPIPE instead of raising SIGPIPE, which would kill
-#: a host program that restored the default SIGPIPE action (CPython ignores it, not every host
-#: keeps it so). Linux only; elsewhere (0) CPython's own SIG_IGN is what protects.
-_SEND_FLAGS: Final = getattr(stdsocket, "MSG_NOSIGNAL", 0)
 #: Most bytes asked of the stream per receive when reading a body whole.
 WHOLE_CHUNK: Final = 262144
 
@@ -62,7 +59,7 @@ async def _send_rest(sock: stdsocket.socket, rest: memoryview) -> None:
     while rest:
         await trio.lowlevel.wait_writable(sock)
         try:
-            sent = sock.send(rest, _SEND_FLAGS)
+            sent = sock.send(rest, SEND_FLAGS)
         except BlockingIOError:
             continue
         rest = rest[sent:]
@@ -91,40 +88,29 @@ class Connection:
     its timeout. trio's stream does the same per call but adds a schedule point after every
     successful operation and a cancel scope around each, about 10 µs per request that a
     request which waits for its answer anyway does not need (see :meth:`receive_head` for the
-    one checkpoint every exchange still makes). TLS goes through trio's ``SSLStream``.
+    one checkpoint every exchange still makes). A TLS connection goes through ``tls`` (trio's
+    ``SSLStream`` over :class:`._socket.SocketStream` on the same socket).
+
+    Args:
+        socket: the connection's socket, owned from now on (see :func:`._socket.own`).
+        tls: the TLS layer over it, or None for plain TCP.
     """
 
     __slots__ = ("buffer", "expires", "raw", "socket", "stream", "waits")
 
-    def __init__(
-        self, stream: trio.abc.Stream, socket: trio.socket.SocketType | stdsocket.socket
-    ) -> None:
-        self.stream = stream
+    def __init__(self, socket: stdsocket.socket, tls: trio.abc.Stream | None = None) -> None:
         self.socket = socket
-        #: the plain TCP socket when there is no TLS layer (non-blocking, owned here)
-        self.raw = socket if isinstance(socket, stdsocket.socket) else None
+        self.stream = tls
+        #: the socket itself when there is no TLS layer
+        self.raw = socket if tls is None else None
         self.buffer = bytearray()
         self.expires = 0.0
         #: times a raw operation waited for the socket (a wait is a checkpoint)
         self.waits = 0
 
-    @classmethod
-    def plain(cls, tcp: trio.SocketStream) -> Connection:
-        """Take over ``tcp``'s socket (the stream is not used afterwards)."""
-        trio_socket = tcp.socket
-        family, type_, proto = trio_socket.family, trio_socket.type, trio_socket.proto
-        sock = stdsocket.socket(family, type_, proto, fileno=trio_socket.detach())
-        sock.setblocking(False)
-        return cls(tcp, sock)
-
     def close(self) -> None:
         """Close the socket at once (no checkpoint; a task blocked on it is woken)."""
-        raw = self.raw
-        if raw is None:
-            self.socket.close()
-        elif raw.fileno() >= 0:
-            trio.lowlevel.notify_closing(raw)
-            raw.close()
+        close(self.socket)
 
     def looks_alive(self) -> bool:
         """Say whether an idle connection can be reused: open, and nothing unread on it.
@@ -214,7 +200,7 @@ class Connection:
         try:
             if raw is not None:
                 try:
-                    sent = raw.send(data, _SEND_FLAGS)
+                    sent = raw.send(data, SEND_FLAGS)
                 except BlockingIOError:
                     sent = 0
                 if sent == len(data):
@@ -222,11 +208,9 @@ class Connection:
                 self.waits += 1
                 with _limit(within) as scope:
                     await _send_rest(raw, memoryview(data)[sent:])
-            elif within is None:
-                await self.stream.send_all(data)
-                return
             else:
-                with trio.move_on_after(within) as scope:
+                assert self.stream is not None
+                with _limit(within) as scope:
                     await self.stream.send_all(data)
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
             raise httpx.WriteError(describe(exc), request=request) from exc
@@ -250,11 +234,10 @@ class Connection:
                             return raw.recv(most)
                         except BlockingIOError:
                             continue
-            elif within is None:
-                return await self.stream.receive_some(most)  # type: ignore[return-value]
             else:
-                with trio.move_on_after(within):
-                    return await self.stream.receive_some(most)  # type: ignore[return-value]
+                assert self.stream is not None
+                with _limit(within):
+                    return bytes(await self.stream.receive_some(most))
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
             raise httpx.ReadError(describe(exc), request=request) from exc
         raise httpx.ReadTimeout("timed out reading the response", request=request)

@@ -38,15 +38,24 @@ from typing import TYPE_CHECKING, final
 import httpx
 import trio
 
-from tinker_actors.transport import _http1, _prebuilt
+from tinker_actors.transport import _http1, _prebuilt, _socket
 from tinker_actors.transport._connection import Connection, ResponseStream, describe
 
 if TYPE_CHECKING:
+    import socket as stdsocket
     from collections.abc import Mapping
 
 __all__ = ["TrioH11Transport", "read_whole"]
 
 _Origin = tuple[bytes, bytes, int]
+
+
+def _forget(tcp: trio.SocketStream | None, sock: stdsocket.socket | None) -> None:
+    """Close a connection that failed to open, whoever holds its socket by now."""
+    if sock is not None:
+        _socket.close(sock)
+    elif tcp is not None:
+        tcp.socket.close()
 
 
 def _timeout(timeouts: Mapping[str, float | None], key: str) -> float | None:
@@ -284,27 +293,29 @@ class TrioH11Transport(httpx.AsyncBaseTransport):
         scheme, host, port = origin
         hostname = host.decode("ascii")
         tcp: trio.SocketStream | None = None
+        sock: stdsocket.socket | None = None
         try:
             with trio.move_on_after(float("inf") if within is None else within) as scope:
                 tcp = await trio.open_tcp_stream(hostname, port)
+                sock = _socket.own(tcp)  # from here on the socket is ours (see _socket.py)
                 if scheme == b"https":
                     tls = trio.SSLStream(
-                        tcp, self._context(), server_hostname=hostname, https_compatible=True
+                        _socket.SocketStream(sock),
+                        self._context(),
+                        server_hostname=hostname,
+                        https_compatible=True,
                     )
                     await tls.do_handshake()
-                    return Connection(tls, tcp.socket)
-                return Connection.plain(tcp)
+                    return Connection(sock, tls)
+                return Connection(sock)
         except (OSError, trio.BrokenResourceError, ssl.SSLError) as exc:
-            if tcp is not None:
-                tcp.socket.close()
+            _forget(tcp, sock)
             raise httpx.ConnectError(describe(exc), request=request) from exc
         except BaseException:
-            if tcp is not None:
-                tcp.socket.close()
+            _forget(tcp, sock)
             raise
         assert scope.cancelled_caught
-        if tcp is not None:
-            tcp.socket.close()
+        _forget(tcp, sock)
         raise httpx.ConnectTimeout(f"timed out connecting to {hostname}:{port}", request=request)
 
     async def aclose(self) -> None:
