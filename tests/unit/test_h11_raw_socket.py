@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import os
+import resource
 import socket
 import subprocess
 import sys
@@ -228,3 +230,34 @@ def test_a_host_with_the_default_sigpipe_action_survives_a_peer_hanging_up() -> 
     )
     assert done.returncode == 0, (done.returncode, done.stderr[-2000:])
     assert done.stdout.strip() in ("raised WriteError", "raised ReadError"), done.stdout
+
+
+async def test_connections_past_descriptor_1023_are_reused() -> None:
+    # a busy process (data loaders, thousands of sockets) hands out descriptors past 1,023;
+    # the idle-connection check once used select(), which refuses them with ValueError
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < 1200:
+        if hard != resource.RLIM_INFINITY and hard < 1200:
+            pytest.skip(f"cannot open 1,200 descriptors here (hard limit {hard})")
+        resource.setrlimit(resource.RLIMIT_NOFILE, (1200, hard))
+    filler = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
+
+    async def answers(stream: trio.SocketStream) -> None:
+        while await _read_request(stream, pace=0) is not None:
+            await stream.send_all(_answer(b"ok"))
+
+    try:
+        with trio.fail_after(GUARD):
+            async with server(answers) as url:
+                transport = TrioH11Transport()
+                for _ in range(3):
+                    response = await transport.handle_async_request(_request(url, b"x"))
+                    assert await response.aread() == b"ok"
+                assert transport.connections_opened == 1  # reused, past descriptor 1,023
+                conn = transport._pools[next(iter(transport._pools))].idle[0]
+                assert conn.socket.fileno() > 1023
+                await transport.aclose()
+    finally:
+        for fd in filler:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))

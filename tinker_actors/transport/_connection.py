@@ -15,7 +15,7 @@ exception with the request attached.
 from __future__ import annotations
 
 import math
-import select
+import socket as stdsocket
 from typing import TYPE_CHECKING, Final, Protocol, final
 
 import httpx
@@ -26,7 +26,6 @@ from tinker_actors.transport._http1 import CHUNKED, UNTIL_CLOSE, ChunkedBody, Fr
 from tinker_actors.transport._socket import SEND_FLAGS, close
 
 if TYPE_CHECKING:
-    import socket as stdsocket
     from collections.abc import AsyncIterator
 
 __all__ = ["Connection", "ResponseStream"]
@@ -116,12 +115,20 @@ class Connection:
         """Say whether an idle connection can be reused: open, and nothing unread on it.
 
         An idle HTTP/1.1 connection that is readable holds either EOF (the server closed it)
-        or bytes nobody asked for; neither is safe to send a request on.
+        or bytes nobody asked for; neither is safe to send a request on. A one-byte peek at the
+        non-blocking socket tells which (``select`` would refuse descriptors past 1,023, which a
+        busy process reaches).
         """
-        if self.buffer or self.socket.fileno() < 0:
+        sock = self.socket
+        if self.buffer or sock.fileno() < 0:
             return False
-        readable, _, _ = select.select([self.socket], [], [], 0)
-        return not readable
+        try:
+            sock.recv(1, stdsocket.MSG_PEEK)
+        except BlockingIOError:
+            return True  # nothing to read: open and idle
+        except OSError:
+            return False  # reset, or otherwise broken
+        return False  # end of stream, or bytes nobody asked for
 
     async def send(self, request: httpx.Request, within: float | None) -> bool:
         """Send the request head and body, with ``within`` on each write; return whether the
