@@ -122,6 +122,7 @@ class Runtime(ServiceMethods):
         "_flush_timeout",
         "_grace",
         "_limiter",
+        "_poller",
         "_root",
         "_service",
         "_session_handle",
@@ -163,6 +164,8 @@ class Runtime(ServiceMethods):
         self._limiter: RateLimiter | None = None
         #: (supervisor, child id) -> set when the task starting that child is done trying
         self._starting: dict[tuple[str, str], trio.Event] = {}
+        #: the newest poller made (the running one, once its start returned)
+        self._poller: FuturePoller | None = None
         self._telemetry = TelemetryReporter.for_config(transport, config)
         self._telemetry_started = False
         # Sampler handles from other runtimes join their own session here (shadow holders).
@@ -394,19 +397,25 @@ class Runtime(ServiceMethods):
 
     async def _watch(self, state: FutureState[Any], work: Callable[[], Awaitable[object]]) -> None:
         self._accepted.track(state)
-        running = self.pollers.child(POLLER)
-        if isinstance(running, ActorRef) and running.alive:
-            poller: ActorRef[Watch] = running
-        else:
-            poller = await self._child_actor(self.pollers, POLLER, self._poller_spec)
-        await poller.cast(Watch(state, work))
+        poller = self._poller
+        if poller is None or not poller.accepting:
+            await self._child_actor(self.pollers, POLLER, self._poller_spec)
+            poller = self._poller
+            assert poller is not None  # the spec's factory made it
+        # Straight into the poller's nursery: a Watch message would cost the operation a turn
+        # of the poller's own task before its work could start (see FuturePoller.host).
+        poller.host(state, work)
+        await trio.lowlevel.checkpoint()
 
     def _poller_spec(self) -> ChildSpec[ActorRef[Watch]]:
         handle = self._session_handle
         batch = handle.dynamic_config.sample_cancel_max_batch_size if handle else 64
 
         def factory(nursery: trio.Nursery) -> FuturePoller:
-            return FuturePoller(nursery, self._transport, self._cancel_enabled, max(batch, 1))
+            self._poller = FuturePoller(
+                nursery, self._transport, self._cancel_enabled, max(batch, 1)
+            )
+            return self._poller
 
         return ChildSpec(
             POLLER, run_hosted_actor, factory, POLLER, restart=Restart.TEMPORARY,

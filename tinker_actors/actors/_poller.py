@@ -10,8 +10,9 @@ Pieces:
   analogue for work that outlives a call): value or error, ``request_id``, queue state, done
   callbacks, ``cancel()``.
 * :class:`FuturePoller` — the actor under ``root/pollers`` that hosts waiting work: each
-  :class:`Watch` it receives runs as a task in the poller's own nursery, so the work lives as
-  long as the poller, not as long as whoever submitted it. When the poller exits, every pending
+  piece of work handed to :meth:`FuturePoller.host` (the runtime's way, synchronous) or sent as
+  a :class:`Watch` runs as a task in the poller's own nursery, so the work lives as long as the
+  poller, not as long as whoever submitted it. When the poller exits, every pending
   slot fails with :class:`~tinker_actors.supervisors.ActorExited`: nobody waits forever.
   A user-cancelled ``Sample`` slot makes the poller send ``POST /api/v1/cancel_future`` when
   the server's dynamic flag ``sample_cancel_enabled`` is on (protocol §6.5).
@@ -233,21 +234,39 @@ class FuturePoller(Actor[Watch]):
         self._cancel_enabled = cancel_enabled
         self._cancel_limiter = trio.CapacityLimiter(cancel_concurrency)
         self._pending: dict[FutureState[Any], None] = {}
+        self._me: ActorRef[Watch] | None = None
         self.cancels_sent = 0
 
-    async def handle(self, message: Watch) -> None:
-        if message.state.done():
-            return  # cancelled before we got to it: nothing to run
-        self._pending[message.state] = None
-        self._nursery.start_soon(self._run, message, name=f"poll {message.state.request_type}")
+    async def init(self) -> None:
+        self._me = self.ref
 
-    async def _run(self, message: Watch) -> None:
-        state = message.state
+    @property
+    def accepting(self) -> bool:
+        """True while the actor runs: work handed to :meth:`host` then runs in its nursery."""
+        return self._me is not None and self._me.alive
+
+    def host(self, state: FutureState[Any], work: Callable[[], Awaitable[object]]) -> None:
+        """Start ``work`` as a task in this poller's nursery now, resolving ``state`` with its
+        outcome: the same as sending :class:`Watch`, without the mailbox's hop through the
+        actor's own task (one turn of the run loop and a message per operation)."""
+        if state.done():
+            return  # cancelled before we got to it: nothing to run
+        self._pending[state] = None
+        try:
+            self._nursery.start_soon(self._run, state, work, name=f"poll {state.request_type}")
+        except RuntimeError:  # the nursery closed: this poller is gone
+            self._pending.pop(state, None)
+            state.set_error(ActorExited(self.ref.name, SHUTDOWN))
+
+    async def handle(self, message: Watch) -> None:
+        self.host(message.state, message.work)
+
+    async def _run(self, state: FutureState[Any], work: Callable[[], Awaitable[object]]) -> None:
         try:
             with trio.CancelScope() as scope:
                 state.bind(scope)
                 try:
-                    value = await message.work()
+                    value = await work()
                 except Exception as exc:
                     state.set_error(exc)
                 else:
