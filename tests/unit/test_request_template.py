@@ -18,6 +18,12 @@ from hypothesis import strategies as st
 from tinker_actors.config import resolve_config
 from tinker_actors.transport import _prebuilt
 from tinker_actors.transport._headers import base_headers
+from tinker_actors.transport._http1 import (
+    PREBUILT_HEAD,
+    check_request,
+    request_framing,
+    request_head,
+)
 from tinker_actors.transport._options import RequestOptions
 from tinker_actors.transport._request import (
     Prepared,
@@ -54,7 +60,24 @@ def _same(a: httpx.Request, b: httpx.Request) -> None:
     assert a.method == b.method
     assert str(a.url) == str(b.url)
     assert a.content == b.content
-    assert a.extensions == b.extensions
+    ours = {PREBUILT_HEAD}
+    assert {k: v for k, v in a.extensions.items() if k not in ours} == {
+        k: v for k, v in b.extensions.items() if k not in ours
+    }
+    for request in (a, b):
+        _head_as_written(request)
+
+
+def _head_as_written(request: httpx.Request) -> None:
+    """A prebuilt head is exactly what the connection would check, frame and write."""
+    prebuilt = request.extensions.get(PREBUILT_HEAD)
+    if prebuilt is None:
+        return
+    method, target = request.method.encode(), request.url.raw_path
+    raw = request.headers.raw
+    check_request(method, target, raw)
+    length, close = request_framing(raw)
+    assert prebuilt == (request_head(method, target, raw), length, close)
 
 
 OVERRIDES = st.sampled_from(
@@ -193,3 +216,21 @@ def test_idempotency_keys_are_fresh_version_4_uuids() -> None:
         assert str(parsed) == text  # canonical lowercase 8-4-4-4-12
         assert parsed.version == 4
         assert parsed.variant == uuid.RFC_4122
+
+
+def test_the_head_is_prebuilt_only_when_the_connection_would_send_it() -> None:
+    config = resolve_config(base_url="http://127.0.0.1:8123", api_key="tml-test")
+    base = _base()
+    p = prepare(config, "POST", "/api/v1/asample", {"a": 1}, None, None, None, None, "s")
+    good = build_request(base, connect_timeout=5.0, p=p, retries_taken=0, credential="k")
+    assert PREBUILT_HEAD in good.extensions
+    _head_as_written(good)
+    # a credential that would split the head: no prebuilt head, the connection refuses it
+    bad = build_request(base, connect_timeout=5.0, p=p, retries_taken=0, credential="k\r\nX: 1")
+    assert PREBUILT_HEAD not in bad.extensions
+    # a call's own header that decides framing: the connection frames the request itself
+    options = RequestOptions(extra_headers={"Connection": "close"})
+    q = prepare(config, "POST", "/api/v1/asample", {"a": 1}, None, None, None, options, "s")
+    framed = build_request(base, connect_timeout=5.0, p=q, retries_taken=0, credential="k")
+    assert PREBUILT_HEAD not in framed.extensions
+    assert framed.headers["connection"] == "close"

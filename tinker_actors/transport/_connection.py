@@ -140,15 +140,21 @@ class Connection:
         """
         if self.raw is not None:
             await trio.lowlevel.checkpoint_if_cancelled()
-        method = request.method.encode("ascii")
-        target = request.url.raw_path
-        headers = request.headers.raw
-        try:
-            _http1.check_request(method, target, headers)
-            length, close = _http1.request_framing(headers)
-        except _http1.LocalProtocolError as exc:
-            raise httpx.LocalProtocolError(str(exc), request=request) from exc
-        head = _http1.request_head(method, target, headers)
+        prebuilt: tuple[bytes, int | None, bool] | None = request.extensions.get(
+            _http1.PREBUILT_HEAD
+        )
+        if prebuilt is not None:
+            head, length, close = prebuilt
+        else:
+            method = request.method.encode("ascii")
+            target = request.url.raw_path
+            headers = request.headers.raw
+            try:
+                _http1.check_request(method, target, headers)
+                length, close = _http1.request_framing(headers)
+            except _http1.LocalProtocolError as exc:
+                raise httpx.LocalProtocolError(str(exc), request=request) from exc
+            head = _http1.request_head(method, target, headers)
         out = _Outgoing(head, length, request)
         try:
             whole = request.content  # a read request (every SDK request): its body at hand

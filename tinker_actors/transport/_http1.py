@@ -37,6 +37,7 @@ __all__ = [
     "CHUNKED",
     "LAST_CHUNK",
     "MAX_HEAD",
+    "PREBUILT_HEAD",
     "UNTIL_CLOSE",
     "ChunkedBody",
     "Framing",
@@ -84,6 +85,10 @@ class Head(NamedTuple):
 
 
 # -- requests ---------------------------------------------------------------------------------
+
+#: Request extension: ``(head, content length, close)`` of a request whose head was built and
+#: checked with it (the SDK's request templates); the connection writes it as it is.
+PREBUILT_HEAD: Final = "tinker_actors.http1_head"
 
 #: Request (method, target) and header pairs that passed the checks (bounded).
 _CHECKED: set[tuple[bytes, bytes]] = set()

@@ -7,7 +7,8 @@ from a template that went through ``httpx.Headers`` once (:mod:`._template`), an
 from our own parser (:mod:`._http1`), so they are handed over as the (name, lowercased name,
 value) triples httpx keeps in its private ``_list``. A probe at import checks that this httpx
 keeps them so and reads them back the same; otherwise (:data:`PREBUILT` false) callers pass
-pairs the public way.
+pairs the public way. A request is made the same way (:func:`request_from`): its attributes
+set as ``httpx.Request.__init__`` would set them, the probe comparing every attribute.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Final
 
 import httpx
 
-__all__ = ["PREBUILT", "Triple", "headers_from"]
+__all__ = ["PREBUILT", "Triple", "headers_from", "request_from"]
 
 Triple = tuple[bytes, bytes, bytes]  # a header as httpx keeps it: name, lowercased name, value
 
@@ -28,6 +29,23 @@ def headers_from(items: list[Triple]) -> httpx.Headers:
     headers._list = items  # private: see PREBUILT
     headers._encoding = None
     return headers
+
+
+def request_from(
+    method: str, url: httpx.URL, items: list[Triple], body: bytes, extensions: dict[str, object]
+) -> httpx.Request:
+    """What ``httpx.Request(method, url, headers=..., stream=ByteStream(body),
+    extensions=...)`` followed by ``read()`` makes, without re-normalising what is already
+    normal (``method`` upper case, ``url`` parsed, ``items`` as :func:`headers_from` takes them;
+    ``extensions`` is owned by the request from now on); only when :data:`PREBUILT`."""
+    request = httpx.Request.__new__(httpx.Request)
+    request.method = method
+    request.url = url
+    request.headers = headers_from(items)
+    request.extensions = extensions
+    request.stream = httpx.ByteStream(body)
+    request._content = body  # private: what read() leaves (see PREBUILT)
+    return request
 
 
 def _works() -> bool:
@@ -45,9 +63,26 @@ def _works() -> bool:
             and request.headers.get("C") == "2"
             and response.headers.raw == [(b"c", b"2")]
             and response.headers["C"] == "2"
+            and _same_request()
         )
     except Exception:  # any other httpx: the public way
         return False
+
+
+def _same_request() -> bool:
+    url = httpx.URL("http://h:1/p?q=1")
+    items: list[Triple] = [(b"Host", b"host", b"h:1"), (b"X-Ab", b"x-ab", b"1")]
+    made = httpx.Request("POST", url, headers=[(n, v) for n, _, v in items],
+                         stream=httpx.ByteStream(b"body"), extensions={"e": 1})  # fmt: skip
+    made.read()
+    fast = request_from("POST", url, list(items), b"body", {"e": 1})
+    return (
+        vars(made).keys() == vars(fast).keys()
+        and (fast.method, fast.url, fast.headers.raw, fast.extensions, fast.content, fast.read())
+        == (made.method, made.url, made.headers.raw, made.extensions, made.content, made.read())
+        and isinstance(fast.stream, httpx.ByteStream)
+        and b"".join(fast.stream) == b"body"
+    )
 
 
 #: Whether this httpx keeps headers as (name, lowercased name, value) triples in ``_list``

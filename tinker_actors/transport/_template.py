@@ -18,6 +18,14 @@ kind (the SDK's own have a fixed set of names per endpoint); their values, like 
 ``X-Tinker-Create-Promise-Roundtrip-Time``, are written per attempt, and a header they set keeps
 the call's value. Calls with cookies, and client headers that carry ``Host``,
 ``Content-Length`` or ``Transfer-Encoding`` themselves, take the slow path.
+
+The template also holds the HTTP/1.1 head as bytes between those values: the fixed headers are
+checked once (:func:`._http1.check_request`) and joined once, and an attempt checks only its
+varying values and joins a dozen pieces. The head travels with the request as the extension
+:data:`._http1.PREBUILT_HEAD` (with its framing), so the connection writes it instead of
+checking, framing and joining 17 headers again: about a tenth of a small request's client CPU.
+Invariant: nothing changes a built request's headers (a redirect builds a new request, without
+the extension); the head is byte for byte ``request_head`` of the request's headers.
 """
 
 from __future__ import annotations
@@ -26,7 +34,7 @@ from typing import TYPE_CHECKING, Final
 
 import httpx
 
-from tinker_actors.transport import _prebuilt
+from tinker_actors.transport import _http1, _prebuilt
 from tinker_actors.transport._headers import API_KEY_HEADER, IDEMPOTENCY_HEADER
 
 if TYPE_CHECKING:
@@ -44,6 +52,8 @@ _CREDENTIAL: Final = API_KEY_HEADER.lower().encode("ascii")
 _LENGTH: Final = b"content-length"
 #: client headers that would change where httpx puts its own Host / Content-Length
 _SELF_MANAGED: Final = frozenset({b"host", b"content-length", b"transfer-encoding"})
+#: a call's own header with one of these names leaves the framing to the connection
+_FRAMING: Final = _SELF_MANAGED | {b"connection"}
 _LIMIT: Final = 512
 
 #: kind of call -> (the client headers it was built from, template); ``None``: use the slow path.
@@ -55,9 +65,22 @@ _Slot = tuple[int, bytes, bytes]  # (index in the pairs, the header's name as se
 
 
 class _Template:
-    __slots__ = ("credential", "extra", "idempotency", "length", "read_timeout", "retry", "triples")
+    __slots__ = (
+        "close",
+        "credential",
+        "extra",
+        "idempotency",
+        "length",
+        "pieces",
+        "read_timeout",
+        "retry",
+        "triples",
+        "varying",
+    )
 
-    def __init__(self, pairs: list[tuple[bytes, bytes]], custom: list[bytes]) -> None:
+    def __init__(
+        self, method: bytes, pairs: list[tuple[bytes, bytes]], custom: list[bytes]
+    ) -> None:
         self.triples: list[Triple] = [(name, name.lower(), value) for name, value in pairs]
         where = {low: (i, name, low) for i, (name, low, _) in enumerate(self.triples)}
         #: one slot per extra header, in the call's order (their values vary, e.g. a round trip)
@@ -69,6 +92,38 @@ class _Template:
         self.credential = where[_CREDENTIAL]
         # absent on a GET; httpx's own "0" when there is no body (rewritten as "0")
         self.length = where.get(_LENGTH)
+        #: indexes of the headers whose values each attempt writes, in head order
+        slots = (*self.extra, self.idempotency, self.retry, self.read_timeout,
+                 self.credential, self.length)  # fmt: skip
+        self.varying: list[int] = sorted({slot[0] for slot in slots if slot is not None})
+        self.pieces, self.close = self._head(method, pairs, custom)
+
+    def _head(
+        self, method: bytes, pairs: list[tuple[bytes, bytes]], custom: list[bytes]
+    ) -> tuple[list[bytes] | None, bool]:
+        """The head as pieces: [request line, fixed text, value, fixed text, ..., blank line];
+        a varying value ``k`` (in :attr:`varying` order) goes at index ``2 * k + 2``. None when
+        the connection must check and frame the request itself (a refused fixed header, or a
+        call's own header that decides framing: it is left to fail or frame there)."""
+        varying = set(self.varying)
+        fixed = [pair for i, pair in enumerate(pairs) if i not in varying]
+        if any(name in _FRAMING for name in custom):
+            return None, False
+        try:
+            _http1.check_request(method, b"/", fixed)
+            _, close = _http1.request_framing(pairs)
+        except _http1.LocalProtocolError:
+            return None, False
+        pieces: list[bytes] = [b""]
+        text: list[bytes] = []
+        for i, (name, value) in enumerate(pairs):
+            if i in varying:
+                pieces += (b"".join((*text, name, b": ")), b"")
+                text = [b"\r\n"]
+            else:
+                text += (name, b": ", value, b"\r\n")
+        pieces.append(b"".join((*text, b"\r\n")))
+        return pieces, close
 
 
 def _template(
@@ -84,7 +139,7 @@ def _template(
     custom = [name.lower().encode("utf-8") for name in p.extra_headers]
     if len(set(custom)) != len(custom):
         return None  # names that differ only in case: the last one's value wins, position varies
-    return _Template(list(probe.headers.raw), custom)
+    return _Template(p.method.encode("ascii"), list(probe.headers.raw), custom)
 
 
 def templated_request(
@@ -136,16 +191,37 @@ def templated_request(
     if tpl.length is not None:
         i, name, low = tpl.length
         items[i] = (name, low, str(len(body) if body is not None else 0).encode("ascii"))
+    extensions: dict[str, object] = {"timeout": timeouts}
+    if tpl.pieces is not None:
+        head = _prebuilt_head(tpl, tpl.pieces, items, p.method, url)
+        if head is not None:
+            extensions[_http1.PREBUILT_HEAD] = (head, len(body) if body else 0, tpl.close)
+    if _prebuilt.PREBUILT:
+        return _prebuilt.request_from(p.method, url, items, body or b"", extensions)
     request = httpx.Request(
         p.method,
         url,
-        headers=(
-            _prebuilt.headers_from(items)
-            if _prebuilt.PREBUILT
-            else [(name, value) for name, _, value in items]
-        ),
+        headers=[(name, value) for name, _, value in items],
         stream=httpx.ByteStream(body if body is not None else b""),
-        extensions={"timeout": timeouts},
+        extensions=extensions,
     )
     request.read()  # as with content=: .content is there at once (the same bytes object)
     return request
+
+
+def _prebuilt_head(
+    tpl: _Template, pieces: list[bytes], items: list[Triple], method: str, url: httpx.URL
+) -> bytes | None:
+    """The attempt's head from the template's pieces, or None if a varying value (or the
+    target) is refused: the connection then checks the request itself and raises."""
+    verb, target = method.encode("ascii"), url.raw_path
+    values = [(items[i][0], items[i][2]) for i in tpl.varying]
+    try:
+        _http1.check_request(verb, target, values)
+    except _http1.LocalProtocolError:
+        return None
+    head = pieces.copy()
+    head[0] = b"%s %s HTTP/1.1\r\n" % (verb, target)
+    for k, (_, value) in enumerate(values):
+        head[2 * k + 2] = value
+    return b"".join(head)
