@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+import pickle
+
 import numpy as np
 import pytest
 import zstandard
@@ -349,6 +352,26 @@ def test_output_decode_errors(fields: dict[str, MessageWriter], num: int, match:
 @given(sample_responses())
 def test_sample_round_trip(resp: SampleResponse) -> None:
     assert decode_sample_response(encode_sample_response(resp), sequence_ids=None) == resp
+
+
+@settings(max_examples=30)
+@given(sample_responses())
+def test_decoded_samples_behave_like_built_ones(resp: SampleResponse) -> None:
+    # the decoder builds its results without __post_init__: they must be indistinguishable
+    back = decode_sample_response(encode_sample_response(resp), sequence_ids=None)
+    for built, decoded in [(resp, back), *zip(resp.sequences, back.sequences, strict=True)]:
+        assert type(decoded) is type(built)
+        assert vars(decoded).keys() == vars(built).keys()
+        assert dataclasses.replace(decoded) == built
+        assert pickle.loads(pickle.dumps(decoded)) == built
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            decoded.sequence_id = "x"  # type: ignore[misc,union-attr]
+    for seq in back.sequences:
+        assert seq.tokens_np.dtype == np.int32
+        assert seq.tokens_np.ndim == 1
+        assert seq.tokens == seq.tokens_np.tolist()
+        assert seq.logprobs_np is None or seq.logprobs_np.dtype == np.float32
+    assert back.prompt_logprobs == resp.prompt_logprobs
 
 
 def test_sample_lists_nan_topk_trimming_and_sequence_ids() -> None:

@@ -45,6 +45,7 @@ if TYPE_CHECKING:
 __all__ = ["BACKPRESSURE_HEADER", "fetch_completed", "submit_sample"]
 
 BACKPRESSURE_HEADER: Final = {"X-Tinker-Sampling-Backpressure": "1"}
+_SUBMIT_OPTIONS: Final = RequestOptions(max_retries=0, extra_headers=BACKPRESSURE_HEADER)
 
 
 async def submit_sample(
@@ -66,7 +67,7 @@ async def submit_sample(
             backoff gave up.
         APIConnectionError: the last connection failure when the submission backoff gave up.
     """
-    options = RequestOptions(max_retries=0, extra_headers=BACKPRESSURE_HEADER)
+    options = _SUBMIT_OPTIONS
     limiter = await ctx.rate_limiter()
     # The dispatch slot and bytes are held until the server accepted the sample (through
     # 429 backoffs and submission retries), never while waiting for its result.

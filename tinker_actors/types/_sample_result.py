@@ -36,6 +36,8 @@ __all__ = [
     "SampledSequence",
     "StopReason",
     "TopkLogprobs",
+    "decoded_response",
+    "decoded_sequence",
 ]
 
 StopReason: TypeAlias = Literal["length", "stop"]
@@ -295,3 +297,41 @@ def _as_1d(values: object, dtype: type[np.generic], what: str) -> Any:
         if arr.dtype.kind == "f" or int(arr.min()) < info.min or int(arr.max()) > info.max:
             raise InvalidInputError(f"{what} must be integers that fit int32")
     return arr.astype(dtype)
+
+
+# -- what a decoder already checked ------------------------------------------------------------
+#
+# The protobuf decoder hands over arrays it read itself (1-D, the right dtype) and stop reasons
+# it mapped from the wire, so the dataclasses' conversions in __post_init__ would find nothing to
+# do; on a small sample they are a third of the decode. These set the fields directly (the
+# classes keep a __dict__ for their cached properties) and are for that decoder only.
+
+
+def decoded_sequence(
+    stop_reason: StopReason,
+    sequence_id: str | None,
+    tokens: npt.NDArray[np.int32],
+    logprobs: npt.NDArray[np.float32] | None,
+    topk: TopkLogprobs | None,
+) -> SampledSequence:
+    """A SampledSequence of checked parts: 1-D int32 ``tokens``, 1-D float32 ``logprobs``."""
+    seq = object.__new__(SampledSequence)
+    seq.__dict__.update(stop_reason=stop_reason, sequence_id=sequence_id, tokens_np=tokens,
+                        logprobs_np=logprobs, topk_logprobs_np=topk)  # fmt: skip
+    return seq
+
+
+def decoded_response(
+    sequences: list[SampledSequence],
+    prompt_logprobs: npt.NDArray[np.float32] | None,
+    topk: TopkLogprobs | None,
+    target: TensorData | None,
+    cache_hits: int,
+    alt: PromptAltTokens | None,
+) -> SampleResponse:
+    """A SampleResponse of checked parts (``prompt_logprobs`` 1-D float32)."""
+    response = object.__new__(SampleResponse)
+    response.__dict__.update(sequences=sequences, prompt_logprobs_np=prompt_logprobs,
+                             topk_prompt_logprobs_np=topk, target_prompt_logprobs=target,
+                             prompt_cache_hit_tokens=cache_hits, prompt_alt_tokens=alt)  # fmt: skip
+    return response

@@ -43,6 +43,8 @@ from tinker_actors.types._sample_result import (
     SampleResponse,
     StopReason,
     TopkLogprobs,
+    decoded_response,
+    decoded_sequence,
 )
 from tinker_actors.types._tensor import TensorData, TensorDtype
 
@@ -56,6 +58,9 @@ __all__ = [
     "encode_sample_response",
 ]
 
+#: the tokens of a sequence that has none (read-only, shared)
+_NO_TOKENS: Final = np.zeros(0, dtype=np.int32)
+_NO_TOKENS.flags.writeable = False
 _STOP_TO_WIRE: Final[dict[str, int]] = {"stop": 0, "length": 1}
 _STOP_FROM_WIRE: Final[dict[int, StopReason]] = {0: "stop", 1: "length"}
 _I32: Final = np.dtype(np.int32)
@@ -286,7 +291,7 @@ def _decode_topk(buf: bytes, a: int, b: int, what: str) -> TopkLogprobs | None:
 
 def _decode_sequence(buf: bytes, a: int, b: int, what: str, seq_id: str | None) -> SampledSequence:
     stop = 0
-    tokens = np.zeros(0, dtype=np.int32)
+    tokens = _NO_TOKENS
     logprobs: npt.NDArray[np.float32] | None = None
     topk: TopkLogprobs | None = None
     for number, wt, x, y in iter_fields(buf, a, b):
@@ -307,13 +312,7 @@ def _decode_sequence(buf: bytes, a: int, b: int, what: str, seq_id: str | None) 
         raise ProtobufDecodeError(f"{what}: unknown stop_reason {stop}")
     if logprobs is not None and logprobs.size != tokens.size:
         raise ProtobufDecodeError(f"{what}: {logprobs.size} logprobs for {tokens.size} tokens")
-    return SampledSequence(
-        stop_reason=reason,
-        tokens_np=tokens,
-        logprobs_np=logprobs,
-        topk_logprobs_np=topk,
-        sequence_id=seq_id,
-    )
+    return decoded_sequence(reason, seq_id, tokens, logprobs, topk)
 
 
 def decode_sample_response(body: bytes, *, sequence_ids: list[str] | None) -> SampleResponse:
@@ -358,14 +357,7 @@ def decode_sample_response(body: bytes, *, sequence_ids: list[str] | None) -> Sa
         _decode_sequence(buf, a, b, f"sequences[{i}]", sequence_ids[i] if sequence_ids else None)
         for i, (a, b) in enumerate(spans)
     ]
-    return SampleResponse(
-        sequences=sequences,
-        prompt_logprobs_np=prompt_logprobs,
-        topk_prompt_logprobs_np=topk,
-        target_prompt_logprobs=target,
-        prompt_cache_hit_tokens=cache_hits,
-        prompt_alt_tokens=alt,
-    )
+    return decoded_response(sequences, prompt_logprobs, topk, target, cache_hits, alt)
 
 
 def _decode_alt(buf: bytes, a: int, b: int) -> PromptAltTokens:
