@@ -62,6 +62,35 @@ async def test_past_the_cap_requests_wait_in_arrival_order() -> None:
     assert pool.waiting == 0
 
 
+async def test_take_now_never_overtakes_a_waiter() -> None:
+    pool = ClientPool(httpx.AsyncClient, per_client=1, max_clients=1)
+    slot = pool.take_now()
+    assert slot is not None
+    assert pool.in_flight == 1
+    assert pool.take_now() is None  # full
+    got: list[httpx.AsyncClient] = []
+
+    async def waiter() -> None:
+        async with pool.lease() as client:
+            got.append(client)
+            await trio.sleep(1)
+
+    with trio.fail_after(5):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(waiter)
+            await trio.testing.wait_all_tasks_blocked()
+            pool.give_back(slot)  # handed to the queued waiter, not freed
+            assert pool.take_now() is None
+            await trio.testing.wait_all_tasks_blocked()
+            assert got == [slot.client]
+    assert pool.in_flight == 0
+    again = pool.take_now()
+    assert again is not None
+    assert again.client is slot.client
+    pool.give_back(again)
+    assert pool.in_flight == 0
+
+
 async def test_a_cancelled_waiter_does_not_hold_its_place() -> None:
     pool = ClientPool(httpx.AsyncClient, per_client=1, max_clients=1)
     got: list[str] = []

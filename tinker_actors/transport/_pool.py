@@ -113,6 +113,19 @@ class ClientPool:
         finally:
             self._release(slot)
 
+    def take_now(self) -> _Slot | None:
+        """A slot for one request if one is free without waiting (nobody queued), else None;
+        hand it back with :meth:`give_back`. The same as :meth:`lease` without its generator
+        context manager, for the hot path of every request."""
+        slot = None if self._queue else self._free_slot()
+        if slot is not None:
+            slot.in_flight += 1
+        return slot
+
+    def give_back(self, slot: _Slot) -> None:
+        """Return a slot from :meth:`take_now`."""
+        self._release(slot)
+
     def _release(self, slot: _Slot) -> None:
         if self._queue:
             waiter = self._queue.popleft()

@@ -229,8 +229,16 @@ class Transport:
         prepared = prepare(
             self._config, method, path, json, content, content_type, params, options, sdk_method
         )
-        async with self._pool.lease() as client:
-            raw, retries, elapsed = await self._send(prepared, client, stream=False)
+        pool = self._pool
+        slot = pool.take_now()
+        if slot is None:
+            async with pool.lease() as client:
+                raw, retries, elapsed = await self._send(prepared, client, stream=False)
+        else:
+            try:
+                raw, retries, elapsed = await self._send(prepared, slot.client, stream=False)
+            finally:
+                pool.give_back(slot)
         return to_response(raw, retries, elapsed, prepared)
 
     def stream(
@@ -311,6 +319,15 @@ class Transport:
 
     # -- credentials -------------------------------------------------------------------------
 
+    def _plain_credential(self, p: Prepared) -> str | None:
+        """The credential when nothing needs awaiting or checking (the usual API key), else
+        None: :meth:`_credential` decides then."""
+        if p.credential is not None:
+            return p.credential
+        if self._jwt_auth or self._api_key_expiry is not None:
+            return None
+        return self._api_key or None
+
     async def _credential(self, p: Prepared) -> str:
         if p.credential is not None:
             return p.credential
@@ -362,7 +379,7 @@ class Transport:
         retries = 0
         replayed = False
         while True:
-            credential = await self._credential(p)
+            credential = self._plain_credential(p) or await self._credential(p)
             if self._start_headers is None:  # every client the pool makes has these defaults
                 self._start_headers = request_headers(client.headers, self._base_headers)
             request = build_request(
