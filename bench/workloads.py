@@ -1,6 +1,6 @@
 """Workloads B1-B8 (workloads.md §5): tinker_actors, the official 0.38 client and a floor.
 
-One command runs every workload for three clients, each (client, workload) run in a fresh child
+One command runs every workload for four clients, each (client, workload) run in a fresh child
 process (pinned to CPU 1 when ``taskset`` exists; the local null server on CPU 0):
 
 * ``ours``: tinker_actors in trio (``await client.call(...)``, then ``await future.result()``);
@@ -10,12 +10,17 @@ process (pinned to CPU 1 when ``taskset`` exists; the local null server on CPU 0
   one submit + long-poll per operation, no retries, limiter, futures or actors. Setup (session,
   model, sampler) uses the SDK and is not timed. There is no floor for B6 (its sampler
   refresh is SDK logic through and through).
+* ``floor-h``: the floor carrying the SDK's header set (about 20 headers: the official
+  client's, which protocol.md has every request send, plus a fresh idempotency key), so the
+  same bytes go over the wire as the SDK's requests; ``floor`` sends the 4 or 5 headers a bare
+  request needs. Both are floors of the transport; which is "the same request" is the
+  difference between them (server CPU included: it parses every header).
 
 Per run: CPU seconds of the child (``getrusage``, all threads) and wall time of the timed
 section, HTTP requests per completed operation (the server's counters; setup included), peak
 open sockets (sampled every 20 ms from ``/proc/self/fd``) and peak RSS. Each (client, workload)
 repeats ``--repeat`` times, the order of the clients alternating, and the medians are reported
-with ours/official and ours/floor CPU ratios. ``--json`` writes every run.
+with ours/official CPU and ours/floor (and floor-h) CPU and wall ratios. ``--json`` writes every run.
 
 Sizes are scaled down by default so the whole set fits in about 10 minutes on 2 cores; ``--full``
 gives workloads.md's sizes where the local models allow (their context is 1,024 or 2,048 tokens:
@@ -103,7 +108,11 @@ def child(client: str, w: str, url: str, sizes: dict[str, int]) -> int:
     if client == "official":
         out = run_official(w, sizes, url)
     else:
-        out = run_ours(w, sizes, url, floor=client == "floor")
+        if client == "floor-h":
+            from _workloads_floor import send_sdk_headers
+
+            send_sdk_headers()
+        out = run_ours(w, sizes, url, floor=client.startswith("floor"))
     u = resource.getrusage(resource.RUSAGE_SELF)
     out["peak_rss_mb"] = u.ru_maxrss / 1024
     print(json.dumps(out))
@@ -118,7 +127,7 @@ def main() -> int:
     parser.add_argument("--only", choices=WORKLOADS, action="append")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--full", action="store_true", help="workloads.md's sizes (long)")
-    parser.add_argument("--clients", default="ours,official,floor")
+    parser.add_argument("--clients", default="ours,official,floor,floor-h")
     parser.add_argument("--json", help="write every run and the medians here")
     parser.add_argument("--child", nargs=4, metavar=("CLIENT", "WORKLOAD", "URL", "SIZES"))
     args = parser.parse_args()
@@ -139,14 +148,15 @@ def main() -> int:
         cpu_of_server = ServerCPU(server.pid)
         print(f"# {report['date']}  load {load:.2f}  server {url} (null backend), pinned {pin}")
         header = ("| workload | client | CPU s | CPU ms/op | wall s | req/op | peak sockets | "
-                  "peak RSS MB | server CPU s | ours/official CPU | ours/floor CPU |")  # fmt: skip
+                  "peak RSS MB | server CPU s | ours/official CPU | ours/floor CPU | "
+                  "ours/floor wall | ours/floor-h CPU | ours/floor-h wall |")  # fmt: skip
         print(header)
-        print("|" + "---|" * 11)
+        print("|" + "---|" * 14)
         clients = args.clients.split(",")
         for w in args.only or WORKLOADS:
             sizes = SIZES[w][1 if args.full else 0]
-            if w == "B6" and "floor" in clients:
-                order = [c for c in clients if c != "floor"]
+            if w == "B6":  # no floor: its sampler weights come from the SDK's own save
+                order = [c for c in clients if not c.startswith("floor")]
             else:
                 order = list(clients)
             runs: dict[str, list[dict[str, Any]]] = {c: [] for c in order}
@@ -177,21 +187,20 @@ def main() -> int:
                 "runs": runs,
                 "median": med,
             }
+
+            def ratio(c: str, peer: str, key: str, med: dict[str, Any] = med) -> str:
+                if c != "ours" or peer not in med:
+                    return ""
+                return f"{med['ours'][key] / med[peer][key]:.2f}x"
+
             for c in order:
                 m = med[c]
-                vs_off = (
-                    f"{med['ours']['cpu'] / med['official']['cpu']:.2f}x"
-                    if c == "ours" and "official" in med
-                    else ""
-                )
-                vs_floor = (
-                    f"{med['ours']['cpu'] / med['floor']['cpu']:.2f}x"
-                    if c == "ours" and "floor" in med
-                    else ""
-                )
+                ratios = " | ".join(ratio(c, peer, key) for peer, key in (
+                    ("official", "cpu"), ("floor", "cpu"), ("floor", "wall"),
+                    ("floor-h", "cpu"), ("floor-h", "wall")))  # fmt: skip
                 row = (f"| {w} | {c} | {m['cpu']:.3f} | {m['cpu'] / m['ops'] * 1e3:.3f} | {m['wall']:.3f} | "
                        f"{m['requests'] / m['ops']:.2f} | {m['sockets']:.0f} | {m['peak_rss_mb']:.0f} | "
-                       f"{m.get('server_cpu', float('nan')):.2f} | {vs_off} | {vs_floor} |")  # fmt: skip
+                       f"{m.get('server_cpu', float('nan')):.2f} | {ratios} |")  # fmt: skip
                 rows.append(row)
                 print(row, flush=True)
     finally:

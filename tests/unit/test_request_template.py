@@ -228,6 +228,14 @@ def test_the_head_is_prebuilt_only_when_the_connection_would_send_it() -> None:
     # a credential that would split the head: no prebuilt head, the connection refuses it
     bad = build_request(base, connect_timeout=5.0, p=p, retries_taken=0, credential="k\r\nX: 1")
     assert PREBUILT_HEAD not in bad.extensions
+    # a call's own value or idempotency key that would split the head: the same
+    for options in (
+        RequestOptions(extra_headers={"X-Tinker-Request-Type": "a\nb"}),
+        RequestOptions(idempotency_key="k\r\nX: 1"),
+    ):
+        q = prepare(config, "POST", "/api/v1/asample", {"a": 1}, None, None, None, options, "s")
+        refused = build_request(base, connect_timeout=5.0, p=q, retries_taken=0, credential="k")
+        assert PREBUILT_HEAD not in refused.extensions
     # a call's own header that decides framing: the connection frames the request itself
     options = RequestOptions(extra_headers={"Connection": "close"})
     q = prepare(config, "POST", "/api/v1/asample", {"a": 1}, None, None, None, options, "s")

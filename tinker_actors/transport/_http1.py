@@ -94,7 +94,8 @@ PREBUILT_HEAD: Final = "tinker_actors.http1_head"
 _CHECKED: set[tuple[bytes, bytes]] = set()
 _CHECKED_LIMIT: Final = 4096
 #: Headers whose value changes with every request: checked each time, never remembered.
-_VOLATILE: Final = frozenset({b"idempotency-key", b"x-idempotency-key", b"content-length"})
+_VOLATILE: Final = frozenset({b"idempotency-key", b"x-idempotency-key", b"content-length",
+                              b"x-tinker-create-promise-roundtrip-time"})  # fmt: skip
 
 
 def check_request(method: bytes, target: bytes, headers: Sequence[tuple[bytes, bytes]]) -> None:

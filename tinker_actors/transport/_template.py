@@ -69,6 +69,7 @@ class _Template:
         "close",
         "credential",
         "extra",
+        "head_slots",
         "idempotency",
         "length",
         "pieces",
@@ -96,6 +97,8 @@ class _Template:
         slots = (*self.extra, self.idempotency, self.retry, self.read_timeout,
                  self.credential, self.length)  # fmt: skip
         self.varying: list[int] = sorted({slot[0] for slot in slots if slot is not None})
+        #: (index in the head's pieces, index in the triples) of each varying value
+        self.head_slots = [(2 * k + 2, i) for k, i in enumerate(self.varying)]
         self.pieces, self.close = self._head(method, pairs, custom)
 
     def _head(
@@ -172,14 +175,18 @@ def templated_request(
         return httpx.Request(p.method, url, headers=slow(base, p, retries_taken, credential),
                              content=body, extensions={"timeout": timeouts})  # fmt: skip
     items = tpl.triples.copy()
+    #: the values that come from outside (the head checks them; ours are digits and keys)
+    outside: list[tuple[bytes, bytes]] = []
     # httpx's Headers.__setitem__ (the slow path) encodes the values it sets as UTF-8; so do we.
     # The order matches the slow path's: extra headers, then ours, the credential last.
     if extra:
         for (i, name, low), value in zip(tpl.extra, extra.values(), strict=True):
-            items[i] = (name, low, value.encode("utf-8"))
+            items[i] = triple = (name, low, value.encode("utf-8"))
+            outside.append((name, triple[2]))
     if tpl.idempotency is not None and p.idempotency_key is not None:
         i, name, low = tpl.idempotency
-        items[i] = (name, low, p.idempotency_key.encode("utf-8"))
+        items[i] = triple = (name, low, p.idempotency_key.encode("utf-8"))
+        outside.append((name, triple[2]))  # the call may have chosen it
     if tpl.retry is not None:
         i, name, low = tpl.retry
         items[i] = (name, low, str(retries_taken).encode("ascii"))
@@ -187,13 +194,14 @@ def templated_request(
         i, name, low = tpl.read_timeout
         items[i] = (name, low, str(p.timeout).encode("ascii"))
     i, name, low = tpl.credential
-    items[i] = (name, low, credential.encode("utf-8"))
+    items[i] = triple = (name, low, credential.encode("utf-8"))
+    outside.append((name, triple[2]))
     if tpl.length is not None:
         i, name, low = tpl.length
         items[i] = (name, low, str(len(body) if body is not None else 0).encode("ascii"))
     extensions: dict[str, object] = {"timeout": timeouts}
     if tpl.pieces is not None:
-        head = _prebuilt_head(tpl, tpl.pieces, items, p.method, url)
+        head = _prebuilt_head(tpl, tpl.pieces, items, outside, p.method, url)
         if head is not None:
             extensions[_http1.PREBUILT_HEAD] = (head, len(body) if body else 0, tpl.close)
     if _prebuilt.PREBUILT:
@@ -210,18 +218,23 @@ def templated_request(
 
 
 def _prebuilt_head(
-    tpl: _Template, pieces: list[bytes], items: list[Triple], method: str, url: httpx.URL
+    tpl: _Template,
+    pieces: list[bytes],
+    items: list[Triple],
+    outside: list[tuple[bytes, bytes]],
+    method: str,
+    url: httpx.URL,
 ) -> bytes | None:
-    """The attempt's head from the template's pieces, or None if a varying value (or the
-    target) is refused: the connection then checks the request itself and raises."""
+    """The attempt's head from the template's pieces, or None if a value from outside (or the
+    target) is refused: the connection then checks the request itself and raises. The values
+    the template writes itself (retry count, read timeout, length) are digits: never refused."""
     verb, target = method.encode("ascii"), url.raw_path
-    values = [(items[i][0], items[i][2]) for i in tpl.varying]
     try:
-        _http1.check_request(verb, target, values)
+        _http1.check_request(verb, target, outside)
     except _http1.LocalProtocolError:
         return None
     head = pieces.copy()
     head[0] = b"%s %s HTTP/1.1\r\n" % (verb, target)
-    for k, (_, value) in enumerate(values):
-        head[2 * k + 2] = value
+    for at, i in tpl.head_slots:
+        head[at] = items[i][2]
     return b"".join(head)
