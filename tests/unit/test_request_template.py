@@ -24,7 +24,7 @@ from tinker_actors.transport._http1 import (
     request_framing,
     request_head,
 )
-from tinker_actors.transport._options import RequestOptions
+from tinker_actors.transport._options import RequestOptions, Response
 from tinker_actors.transport._request import (
     Prepared,
     build_request,
@@ -242,3 +242,32 @@ def test_the_head_is_prebuilt_only_when_the_connection_would_send_it() -> None:
     framed = build_request(base, connect_timeout=5.0, p=q, retries_taken=0, credential="k")
     assert PREBUILT_HEAD not in framed.extensions
     assert framed.headers["connection"] == "close"
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    pairs=st.lists(
+        st.tuples(
+            st.sampled_from(
+                ["Set-Cookie", "set-cookie", "Content-Type", "X-A", "x-deprecation-note"]
+            ),
+            st.text(alphabet="abc é;=", max_size=6),
+        ),
+        max_size=5,
+    ),
+    name=st.sampled_from(["set-cookie", "content-type", "x-a", "x-deprecation-note", "absent"]),
+)
+def test_header_lookup_is_httpx_get(pairs: list[tuple[str, str]], name: str) -> None:
+    headers = httpx.Headers([(k.encode(), v.encode()) for k, v in pairs])
+    assert _prebuilt.header(headers, name) == headers.get(name)
+    response = Response(status=200, headers=headers, content=b"", http_version="HTTP/1.1",
+                        elapsed=0.0, retries_taken=0, method="GET", url="http://h/",
+                        idempotency_key=None)  # fmt: skip
+    assert response.header(name.upper()) == headers.get(name)
+
+
+def test_header_lookup_the_public_way(monkeypatch: pytest.MonkeyPatch) -> None:
+    headers = httpx.Headers([(b"A", b"1"), (b"a", b"2")])
+    monkeypatch.setattr(_prebuilt, "PREBUILT", False)
+    assert _prebuilt.header(headers, "a") == "1, 2"
+    assert _prebuilt.header(headers, "b") is None

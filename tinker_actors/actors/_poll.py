@@ -360,7 +360,7 @@ async def poll_future(
                 continue
             backoffs = 0
             server_errors = 0
-            if PROTOBUF in response.headers.get("content-type", ""):
+            if PROTOBUF in (response.header("content-type") or ""):
                 if spec.decode_proto is None:
                     raise APIResponseValidationError(
                         f"retrieve_future for {request_id!r} answered protobuf, but a JSON "

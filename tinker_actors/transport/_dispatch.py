@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Final
 import httpx
 
 from tinker_actors.errors import APIConnectionError
+from tinker_actors.transport import _prebuilt
 from tinker_actors.transport._h11 import read_whole
 from tinker_actors.transport._headers import API_KEY_HEADER
 
@@ -111,7 +112,7 @@ async def send_direct(
     async def hop(request: httpx.Request) -> httpx.Response:
         response = await transport.handle_async_request(request)
         response.request = request
-        if "set-cookie" in response.headers:
+        if _prebuilt.header(response.headers, "set-cookie") is not None:
             cookies.extract_cookies(response)
         return response
 

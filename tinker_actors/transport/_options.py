@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar, cast, final
 import msgspec
 
 from tinker_actors.errors import APIResponseValidationError, InvalidInputError
+from tinker_actors.transport import _prebuilt
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Mapping
@@ -148,8 +149,12 @@ class Response:
     @property
     def request_id(self) -> str | None:
         """Return the server's ``x-request-id`` header, when present."""
-        value: str | None = self.headers.get("x-request-id")
-        return value
+        return self.header("x-request-id")
+
+    def header(self, name: str) -> str | None:
+        """Return the value of header ``name`` (any case; repeated ones joined with ``", "``),
+        or None when the response has none: ``headers.get(name)``, cheaper when it is absent."""
+        return _prebuilt.header(self.headers, name.lower())
 
     def json(self) -> Any:
         """Decode the body as untyped JSON.

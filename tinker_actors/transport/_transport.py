@@ -36,6 +36,7 @@ import trio
 from tinker_actors.backoff import BillingPause, http_retry_delay, parse_retry_after, retryable
 from tinker_actors.config import display_url, jwt_claims
 from tinker_actors.errors import APIConnectionError, InvalidInputError
+from tinker_actors.transport import _prebuilt
 from tinker_actors.transport._auth import TokenCache, is_invalid_token, run_credential_cmd
 from tinker_actors.transport._dispatch import send_direct, send_through
 from tinker_actors.transport._errors import connection_error, is_empty_400, scrub, status_error
@@ -82,7 +83,7 @@ CONSTRUCT_TOKEN: Final = object()
 
 
 def _log_deprecation(headers: httpx.Headers) -> None:
-    note = headers.get("x-deprecation-note")
+    note = _prebuilt.header(headers, "x-deprecation-note")
     if not note:
         return
     level_name = headers.get("x-deprecation-level", "").strip().lower()
