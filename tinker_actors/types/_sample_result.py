@@ -36,8 +36,6 @@ __all__ = [
     "SampledSequence",
     "StopReason",
     "TopkLogprobs",
-    "decoded_response",
-    "decoded_sequence",
 ]
 
 StopReason: TypeAlias = Literal["length", "stop"]
@@ -304,7 +302,8 @@ def _as_1d(values: object, dtype: type[np.generic], what: str) -> Any:
 # The protobuf decoder hands over arrays it read itself (1-D, the right dtype) and stop reasons
 # it mapped from the wire, so the dataclasses' conversions in __post_init__ would find nothing to
 # do; on a small sample they are a third of the decode. These set the fields directly (the
-# classes keep a __dict__ for their cached properties) and are for that decoder only.
+# classes keep a __dict__ for their cached properties) and are for that decoder only (not
+# exported: not part of the types' API).
 
 
 def decoded_sequence(
