@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import httpx
 from _workloads_inputs import KEY, Meter, prompt
 
-#: Set by :func:`send_sdk_headers`: the floor then carries every header the SDK sends.
-_SDK_HEADERS: dict[tuple[str, tuple[tuple[str, str], ...]], httpx.Headers] | None = None
+#: Set by :func:`send_sdk_headers`: the floor then carries every header the SDK sends. Per
+#: kind of request (path, its own headers): the parsed URL and the full headers.
+_SDK_HEADERS: (
+    dict[tuple[str, tuple[tuple[str, str], ...]], tuple[httpx.URL, httpx.Headers]] | None
+) = None
 _SDK_BASE: httpx.Headers | None = None
-_URLS: dict[str, httpx.URL] = {}
 _PER_PATH = {
     "/api/v1/retrieve_future": {"X-Tinker-Request-Iteration": "0", "X-Tinker-Request-Type": "Sample",
                                 "X-Stainless-Raw-Response": "raw"},
@@ -35,23 +38,21 @@ def send_sdk_headers() -> None:
 def _with_sdk_headers(
     url: str, path: str, headers: dict[str, str]
 ) -> tuple[httpx.URL, httpx.Headers]:
-    import os
-
     assert _SDK_HEADERS is not None
     assert _SDK_BASE is not None
     key = (path, tuple(headers.items()))
     found = _SDK_HEADERS.get(key)
     if found is None:  # once per kind of request
-        found = _SDK_BASE.copy()
-        found.update({"x-sdk-version": "0.38.0", "x-sdk-method": "Bench.floor",
-                      "x-stainless-retry-count": "0", "x-stainless-read-timeout": "60.0"})  # fmt: skip
-        found.update(_PER_PATH.get(path, {}))
-        found.update(headers)
-        _SDK_HEADERS[key] = found
-        _URLS[url + path] = httpx.URL(url + path)
-    sent = found.copy()
+        full = _SDK_BASE.copy()
+        full.update({"x-sdk-version": "0.38.0", "x-sdk-method": "Bench.floor",
+                     "x-stainless-retry-count": "0", "x-stainless-read-timeout": "60.0"})  # fmt: skip
+        full.update(_PER_PATH.get(path, {}))
+        full.update(headers)
+        found = _SDK_HEADERS[key] = (httpx.URL(url + path), full)
+    target, full = found
+    sent = full.copy()
     sent["X-Idempotency-Key"] = os.urandom(16).hex()
-    return _URLS[url + path], sent
+    return target, sent
 
 
 def _bare() -> tuple[Any, dict[str, str]]:

@@ -76,7 +76,6 @@ class _Template:
         "read_timeout",
         "retry",
         "triples",
-        "varying",
     )
 
     def __init__(
@@ -93,40 +92,40 @@ class _Template:
         self.credential = where[_CREDENTIAL]
         # absent on a GET; httpx's own "0" when there is no body (rewritten as "0")
         self.length = where.get(_LENGTH)
-        #: indexes of the headers whose values each attempt writes, in head order
+        # indexes of the headers whose values each attempt writes, in head order
         slots = (*self.extra, self.idempotency, self.retry, self.read_timeout,
                  self.credential, self.length)  # fmt: skip
-        self.varying: list[int] = sorted({slot[0] for slot in slots if slot is not None})
+        varying = sorted({slot[0] for slot in slots if slot is not None})
         #: (index in the head's pieces, index in the triples) of each varying value
-        self.head_slots = [(2 * k + 2, i) for k, i in enumerate(self.varying)]
-        self.pieces, self.close = self._head(method, pairs, custom)
+        self.head_slots = [(2 * k + 2, i) for k, i in enumerate(varying)]
+        self.pieces, self.close = _head(method, pairs, custom, set(varying))
 
-    def _head(
-        self, method: bytes, pairs: list[tuple[bytes, bytes]], custom: list[bytes]
-    ) -> tuple[list[bytes] | None, bool]:
-        """The head as pieces: [request line, fixed text, value, fixed text, ..., blank line];
-        a varying value ``k`` (in :attr:`varying` order) goes at index ``2 * k + 2``. None when
-        the connection must check and frame the request itself (a refused fixed header, or a
-        call's own header that decides framing: it is left to fail or frame there)."""
-        varying = set(self.varying)
-        fixed = [pair for i, pair in enumerate(pairs) if i not in varying]
-        if any(name in _FRAMING for name in custom):
-            return None, False
-        try:
-            _http1.check_request(method, b"/", fixed)
-            _, close = _http1.request_framing(pairs)
-        except _http1.LocalProtocolError:
-            return None, False
-        pieces: list[bytes] = [b""]
-        text: list[bytes] = []
-        for i, (name, value) in enumerate(pairs):
-            if i in varying:
-                pieces += (b"".join((*text, name, b": ")), b"")
-                text = [b"\r\n"]
-            else:
-                text += (name, b": ", value, b"\r\n")
-        pieces.append(b"".join((*text, b"\r\n")))
-        return pieces, close
+
+def _head(
+    method: bytes, pairs: list[tuple[bytes, bytes]], custom: list[bytes], varying: set[int]
+) -> tuple[list[bytes] | None, bool]:
+    """The head as pieces: [request line, fixed text, value, fixed text, ..., blank line]; the
+    ``k``-th varying value (in head order) goes at index ``2 * k + 2``. None when the connection
+    must check and frame the request itself (a refused fixed header, or a call's own header that
+    decides framing: it is left to fail or frame there)."""
+    if any(name in _FRAMING for name in custom):
+        return None, False
+    fixed = [pair for i, pair in enumerate(pairs) if i not in varying]
+    try:
+        _http1.check_request(method, b"/", fixed)
+        _, close = _http1.request_framing(pairs)
+    except _http1.LocalProtocolError:
+        return None, False
+    pieces: list[bytes] = [b""]
+    text: list[bytes] = []
+    for i, (name, value) in enumerate(pairs):
+        if i in varying:
+            pieces += (b"".join((*text, name, b": ")), b"")
+            text = [b"\r\n"]
+        else:
+            text += (name, b": ", value, b"\r\n")
+    pieces.append(b"".join((*text, b"\r\n")))
+    return pieces, close
 
 
 def _template(
@@ -201,7 +200,7 @@ def templated_request(
         items[i] = (name, low, str(len(body) if body is not None else 0).encode("ascii"))
     extensions: dict[str, object] = {"timeout": timeouts}
     if tpl.pieces is not None:
-        head = _prebuilt_head(tpl, tpl.pieces, items, outside, p.method, url)
+        head = _prebuilt_head(tpl.pieces, tpl.head_slots, items, outside, p.method, url)
         if head is not None:
             extensions[_http1.PREBUILT_HEAD] = (head, len(body) if body else 0, tpl.close)
     if _prebuilt.PREBUILT:
@@ -218,8 +217,8 @@ def templated_request(
 
 
 def _prebuilt_head(
-    tpl: _Template,
     pieces: list[bytes],
+    head_slots: list[tuple[int, int]],
     items: list[Triple],
     outside: list[tuple[bytes, bytes]],
     method: str,
@@ -235,6 +234,6 @@ def _prebuilt_head(
         return None
     head = pieces.copy()
     head[0] = b"%s %s HTTP/1.1\r\n" % (verb, target)
-    for at, i in tpl.head_slots:
+    for at, i in head_slots:
         head[at] = items[i][2]
     return b"".join(head)
