@@ -6,8 +6,9 @@ client disconnects or the response is complete and answers ``http.disconnect``. 
 goes away never cancels the app: its writes are dropped and it runs to completion.
 
 Failures: an app that raises (or returns) before its response head was written gets a ``500``
-and the connection closes; after the head it is aborted. Malformed requests get the status h11
-suggests (``400``, or ``431`` for an oversized head) and the connection closes.
+and the connection closes; after the head it is aborted. Malformed requests get ``400`` (``431``
+for an oversized head, ``501`` for a transfer coding other than chunked) and the connection
+closes. The framing is :mod:`._http1_server`'s (plain functions over one receive buffer).
 
 Limits, so no client can hold the server's memory or tasks: a body over ``max_body_bytes`` is
 answered ``413`` (at once when its ``Content-Length`` says so, otherwise when the excess
@@ -25,14 +26,23 @@ from http import HTTPStatus
 from typing import TYPE_CHECKING, Any, Final, final
 from urllib.parse import unquote
 
-import h11
 import msgspec
 import trio
 
+from tinker_actors.local._http1_server import (
+    CONTINUE,
+    BadRequest,
+    BodyWriter,
+    Request,
+    error_head,
+    parse_request,
+    response_head,
+)
 from tinker_actors.local._limits import limit_message
+from tinker_actors.transport._http1 import CHUNKED, ChunkedBody, RemoteProtocolError, take
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+    from collections.abc import Awaitable, Callable, MutableMapping
 
     Message = MutableMapping[str, Any]
     ASGIApp = Callable[
@@ -53,6 +63,8 @@ __all__ = [
 logger = logging.getLogger("tinker_actors.local.http")
 
 READ_SIZE: Final = 65536
+#: Read size while a request body longer than READ_SIZE is arriving.
+_BODY_READ_SIZE: Final = 1 << 18
 #: An unread request body up to this size is read and discarded to keep the connection.
 _MAX_DRAIN: Final = 1 << 20
 #: Pipelined bytes read while an app waits for a disconnect before the reader stops.
@@ -69,22 +81,12 @@ _DISCONNECT: Final = {"type": "http.disconnect"}
 _REASONS: Final = {int(s): s.phrase.encode() for s in HTTPStatus}
 _FRAMING: Final = frozenset({b"content-length", b"transfer-encoding"})
 _ERROR_BODY: Final = b'{"detail": "internal server error"}'
-_END: Final = h11.EndOfMessage()  # h11 events are immutable: one instance serves every request
-_CONTINUE: Final = h11.InformationalResponse(status_code=100, headers=[])
 
 
 def peer_name(stream: trio.SocketStream) -> str:
     """``host:port`` of the stream's peer, for log lines."""
     address = _address(stream.socket.getpeername)
     return f"{address[0]}:{address[1]}" if address is not None else "an unknown peer"
-
-
-def _content_length(headers: Iterable[tuple[bytes, bytes]]) -> int | None:
-    """The request's Content-Length (h11 has checked its syntax), or None for chunked."""
-    for name, value in headers:
-        if name == b"content-length":
-            return int(value)
-    return None
 
 
 def _address(name: Callable[[], Any]) -> tuple[str, int] | None:
@@ -117,7 +119,8 @@ class Connection:
         self.stream = stream
         self.limits = limits
         self.timeout = limits.keep_alive
-        self.h11 = h11.Connection(h11.SERVER)
+        self.buf = bytearray()  # received bytes not yet taken (a head, body, next request)
+        self.eof = False  # the client closed its side: nothing more will arrive
         self.client = _address(stream.socket.getpeername)
         self.server = _address(stream.socket.getsockname)
         self.broken = False  # a write failed: the client is gone, later writes are dropped
@@ -136,6 +139,10 @@ class Connection:
         self.continue_pending = False  # the client waits for 100 Continue, not yet sent
         self.status = 0
         self.headers: list[tuple[bytes, bytes]] = []
+        self.keep = False  # the connection can take another request after this response
+        self.writer: BodyWriter | None = None  # frames the response body once the head is out
+        self.body_left = 0  # Content-Length bytes of the request body not yet taken
+        self.chunked: ChunkedBody | None = None  # the decoder of a chunked request body
         self.reading = False  # a receive() is reading the socket for a disconnect
         self.reader: trio.CancelScope | None = None
         self.gone: trio.Event | None = None  # set on disconnect or completion, made on demand
@@ -145,6 +152,7 @@ class Connection:
         self.refused = False  # the server answered 408/413 itself; the app's answer is dropped
         self.body_lost = False  # the client left before its request body was complete
         self.what = ""  # "METHOD /path", for log lines
+        self.request: Request | None = None
 
     async def run(self) -> None:
         """Answer requests until the client closes, a request fails, or the idle timeout."""
@@ -160,13 +168,12 @@ class Connection:
                 self.idle.deadline = math.inf
                 if not await self._respond(request):
                     break
-                self.h11.start_next_cycle()
         if self.linger:
             await self._linger()
 
-    async def _recv(self) -> bytes:
+    async def _recv(self, size: int = READ_SIZE) -> bytes:
         try:
-            return await self.stream.receive_some(READ_SIZE)
+            return await self.stream.receive_some(size)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             return b""
 
@@ -178,21 +185,27 @@ class Connection:
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             self.broken = True
 
-    async def _next_request(self) -> h11.Request | None:
+    async def _next_request(self) -> Request | None:
         """Read the next request head, or None when the connection should close."""
-        conn = self.h11
         while True:
             try:
-                event = conn.next_event()
-            except h11.RemoteProtocolError as exc:
-                await self._error_response(exc.error_status_hint, b"")
+                parsed = parse_request(self.buf)
+            except BadRequest as exc:
+                self.written = False  # (the previous request's answer is complete)
+                await self._error_response(exc.status, b"")
                 return None
-            if event is h11.NEED_DATA:
-                conn.receive_data(await self._recv())
-                continue
-            return event if isinstance(event, h11.Request) else None
+            if parsed is not None:
+                request, size = parsed
+                del self.buf[:size]
+                return request
+            if self.eof:
+                if self.buf.strip():  # the client left in the middle of a head
+                    self.written = False
+                    await self._error_response(400, b"")
+                return None
+            self._feed(await self._recv())
 
-    def _scope(self, request: h11.Request) -> Message:
+    def _scope(self, request: Request) -> Message:
         raw_path, _, query = request.target.partition(b"?")
         path = raw_path.decode("latin-1")
         if "%" in path:
@@ -200,26 +213,31 @@ class Connection:
         return {
             "type": "http",
             "asgi": _ASGI,
-            "http_version": request.http_version.decode("ascii"),
+            "http_version": request.version.decode("ascii"),
             "method": request.method.decode("ascii"),
             "scheme": "http",
             "path": path,
             "raw_path": raw_path,
             "query_string": query,
             "root_path": "",
-            "headers": list(request.headers),
+            "headers": request.headers,
             "client": self.client,
             "server": self.server,
         }
 
-    async def _respond(self, request: h11.Request) -> bool:
+    async def _respond(self, request: Request) -> bool:
         """Run the app for one request; True when the connection can take the next one."""
         self._reset(request.method)
-        self.continue_pending = self.h11.they_are_waiting_for_100_continue
+        self.request = request
+        self.continue_pending = request.expects_continue
+        if request.length == CHUNKED:
+            self.chunked = ChunkedBody()
+        else:
+            self.body_left = request.length
         scope = self._scope(request)
         self.what = f"{scope['method']} {scope['path']}"
-        declared = _content_length(request.headers)
-        if declared is not None and declared > self.limits.max_body:
+        declared = request.length
+        if declared > self.limits.max_body:
             # refused before the body is read (and before any 100 Continue invites it)
             await self._refuse(413, f"a body of {declared} bytes", "max_body_bytes")
             return False
@@ -258,47 +276,71 @@ class Connection:
 
     async def _settle(self) -> bool:
         """Read what is left of the request body so the connection can be reused."""
-        conn = self.h11
-        if self.broken or conn.our_state is not h11.DONE:
+        if self.broken or self.disconnected or not self.complete or not self.keep:
             return False
-        if conn.their_state is h11.SEND_BODY:
+        if not self.body_done:
             if self.continue_pending:
                 return False  # never asked for its body: the client may or may not send it
             drained = 0
+            data = b""
             self.idle.deadline = trio.current_time() + self.timeout
             while True:
                 try:
-                    event = conn.next_event()
-                except h11.RemoteProtocolError:
+                    pieces, done = self._take_body(data)
+                except RemoteProtocolError:
                     return False
-                if event is h11.NEED_DATA:
-                    conn.receive_data(await self._recv())
-                elif isinstance(event, h11.Data):
-                    drained += len(event.data)
-                    if drained > _MAX_DRAIN:
-                        self.linger = True
-                        return False
-                elif isinstance(event, h11.EndOfMessage):
+                drained += sum(map(len, pieces))
+                if drained > _MAX_DRAIN:
+                    self.linger = True
+                    return False
+                if done:
                     break
-                else:
+                if self.eof:
                     return False
-        return conn.their_state is h11.DONE
+                data = await self._recv(_BODY_READ_SIZE)
+                self.eof = not data
+        return True
+
+    def _feed(self, data: bytes) -> None:
+        if data:
+            self.buf += data
+        else:
+            self.eof = True
+
+    def _take_body(self, data: bytes) -> tuple[list[bytes], bool]:
+        """Take the request body bytes that have arrived (``data``, just read, and the buffer),
+        and whether the body's end was among them (then ``body_done`` is set too).
+
+        Raises:
+            RemoteProtocolError: a malformed chunked body.
+        """
+        if data:
+            if self.chunked is None and not self.buf and len(data) <= self.body_left:
+                self.body_left -= len(data)  # all body: handed on without a copy
+                self.body_done = not self.body_left
+                return [data], self.body_done
+            self.buf += data
+        if self.chunked is not None:
+            pieces = self.chunked.take(self.buf)
+            self.body_done = self.chunked.done
+            return pieces, self.body_done
+        if not self.body_left:
+            self.body_done = True
+            return [], True
+        if not self.buf:
+            return [], False
+        piece = take(self.buf, self.body_left)
+        self.body_left -= len(piece)
+        self.body_done = not self.body_left
+        return [piece], self.body_done
 
     async def _error_response(self, status: int, body: bytes) -> None:
-        """Send a final error response with ``Connection: close`` when the state allows one."""
-        conn = self.h11
-        if conn.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
+        """Send a final error response with ``Connection: close`` unless a response is out."""
+        if self.written:
             return
-        headers = [(b"content-length", b"%d" % len(body)), (b"connection", b"close")]
-        if body:
-            headers.insert(0, (b"content-type", b"application/json"))
-        try:
-            data = conn.send(h11.Response(status_code=status, headers=headers))
-            if body and not self.head:
-                data += conn.send(h11.Data(data=body))
-            data += conn.send(_END)
-        except h11.LocalProtocolError:
-            return
+        data = error_head(status, _REASONS.get(status, b""), len(body), bool(body))
+        if body and not self.head:
+            data += body
         self.written = True
         self.linger = True
         await self._write(data)
@@ -348,53 +390,52 @@ class Connection:
         return _DISCONNECT
 
     async def _receive_body(self) -> Message:
-        conn = self.h11
         if self.continue_pending:
             self.continue_pending = False
-            await self._write(conn.send(_CONTINUE))
+            await self._write(CONTINUE)
         chunks: list[bytes] = []
+        data = b""
         while True:
             try:
-                event = conn.next_event()
-            except h11.RemoteProtocolError:  # a broken body or EOF mid-body: the request is lost
+                pieces, done = self._take_body(data)
+            except RemoteProtocolError:  # a broken chunked body: the request is lost
                 if chunks:
                     break  # hand over what arrived; the next call reports the disconnect
-                self.disconnected = True
-                self.body_lost = True
-                logger.info(
-                    "%s: client %s left before its request body was complete (%d bytes in)",
-                    self.what,
-                    peer_name(self.stream),
-                    self.body_bytes,
-                )
-                return _DISCONNECT
-            if event is h11.NEED_DATA:
-                if chunks:
-                    break
-                data = b""
-                with trio.move_on_at(self.body_deadline) as deadline:
-                    data = await self._recv()
-                if deadline.cancelled_caught:
-                    what = f"a body still incomplete after {self.body_bytes} bytes"
-                    return await self._refuse(408, what, "body_timeout")
-                conn.receive_data(data)
-            elif isinstance(event, h11.Data):
-                self.body_bytes += len(event.data)
+                return self._body_gone()
+            for piece in pieces:
+                self.body_bytes += len(piece)
                 if self.body_bytes > self.limits.max_body:
                     what = f"a body of at least {self.body_bytes} bytes"
                     return await self._refuse(413, what, "max_body_bytes")
-                chunks.append(bytes(event.data))
-            elif isinstance(event, h11.EndOfMessage):
-                self.body_done = True
-                return {
-                    "type": "http.request",
-                    "body": chunks[0] if len(chunks) == 1 else b"".join(chunks),
-                    "more_body": False,
-                }
-            else:  # h11 yields nothing else between a request and its end
-                raise RuntimeError(f"unexpected h11 event in a request body: {event!r}")
+                chunks.append(piece)
+            if done:
+                body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+                return {"type": "http.request", "body": body, "more_body": False}
+            if chunks:
+                break
+            if self.eof:  # the client left mid-body
+                return self._body_gone()
+            size = _BODY_READ_SIZE if self.body_left > READ_SIZE else READ_SIZE
+            with trio.move_on_at(self.body_deadline) as deadline:
+                data = await self._recv(size)
+            if deadline.cancelled_caught:
+                what = f"a body still incomplete after {self.body_bytes} bytes"
+                return await self._refuse(408, what, "body_timeout")
+            if not data:
+                self.eof = True
         body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-        return {"type": "http.request", "body": body, "more_body": True}
+        return {"type": "http.request", "body": body, "more_body": not self.body_done}
+
+    def _body_gone(self) -> Message:
+        self.disconnected = True
+        self.body_lost = True
+        logger.info(
+            "%s: client %s left before its request body was complete (%d bytes in)",
+            self.what,
+            peer_name(self.stream),
+            self.body_bytes,
+        )
+        return _DISCONNECT
 
     async def _wait_gone(self) -> None:
         """Block until the client disconnects or the response is complete."""
@@ -410,9 +451,9 @@ class Connection:
                     if self.pipelined > _MAX_PIPELINED:
                         await trio.sleep_forever()  # the next request is buffered; stop reading
                     data = await self._recv()
-                    # bytes after a complete request belong to the next one (pipelining): h11
-                    # keeps them until start_next_cycle; b"" records the EOF for later too
-                    self.h11.receive_data(data)
+                    # bytes after a complete request belong to the next one (pipelining): the
+                    # buffer keeps them; b"" records the EOF for later too
+                    self._feed(data)
                     if not data:
                         self.disconnected = True
                         self._wake()
@@ -432,29 +473,27 @@ class Connection:
                 raise RuntimeError("http.response.body outside an open response")
             body: bytes = message.get("body", b"")
             more: bool = message.get("more_body", False)
-            conn = self.h11
             data = b""
             if not self.written:
                 headers = self.headers
                 if not more and not any(name.lower() in _FRAMING for name, _ in headers):
                     headers.append((b"content-length", b"%d" % len(body)))
-                data = conn.send(
-                    h11.Response(
-                        status_code=self.status,
-                        headers=headers,
-                        reason=_REASONS.get(self.status, b""),
-                    )
+                assert self.request is not None
+                reason = _REASONS.get(self.status, b"")
+                data, self.writer, self.keep = response_head(
+                    self.status, reason, headers, self.request
                 )
                 self.written = True
+            writer = self.writer
+            assert writer is not None
             if body and not self.head:
-                framed = conn.send_with_data_passthrough(h11.Data(data=body))
-                if framed is not None:
-                    if len(data) + len(body) > _COALESCE:
-                        await self._write(data)
-                        data = b""
-                    data += b"".join(framed)
+                framed = writer.frame(body)
+                if len(data) + len(body) > _COALESCE:
+                    await self._write(data)
+                    data = b""
+                data += b"".join(framed) if len(framed) > 1 else framed[0]
             if not more:
-                data += conn.send(_END)
+                data += writer.end()
                 self.complete = True
                 self._wake()
             await self._write(data)
