@@ -226,6 +226,8 @@ def _unfold(block: bytes) -> bytes:
     out: list[bytes] = []
     for line in block.split(b"\n")[:-1]:
         line = line[:-1] if line.endswith(b"\r") else line
+        if b"\r" in line:  # (rejoined, a stray CR before the LF would pass for a line end)
+            raise BadRequest(f"illegal header line {line[:100]!r}")
         if line[:1] in (b" ", b"\t"):
             if not out:
                 raise BadRequest("continuation line at start of headers")
@@ -295,11 +297,16 @@ def response_head(
         if _NAME.fullmatch(name) is None or _VALUE.fullmatch(value) is None:
             raise ValueError(f"illegal response header {name!r}: {value!r}")
         lower = name.lower()
-        if lower == b"content-length":
-            found = int(value) if _DIGITS.fullmatch(value) else -1
-            if found < 0 or (length is not None and found != length):
-                raise ValueError(f"bad or conflicting response Content-Length {value!r}")
-            length = found
+        if lower == b"content-length":  # (one value, as h11 wrote it: "5, 5" is "5")
+            values = {part.strip() for part in value.split(b",")}
+            value = values.pop()
+            if values or _DIGITS.fullmatch(value) is None:
+                raise ValueError(f"bad response Content-Length {value!r}")
+            if length is not None:
+                if int(value) != length:
+                    raise ValueError("conflicting response Content-Length values")
+                continue
+            length = int(value)
         elif lower == b"transfer-encoding":
             if value.lower() != b"chunked" or chunked:
                 raise ValueError("a response may only be Transfer-Encoding: chunked, once")
