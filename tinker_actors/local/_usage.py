@@ -136,9 +136,17 @@ class UsageLedger:
 
     def _write(self, note: _Note) -> None:
         self._keep(note)
-        self._path.parent.mkdir(parents=True, exist_ok=True)
-        with self._path.open("ab") as handle:
-            handle.write(msgspec.json.encode(note) + b"\n")
+        line = msgspec.json.encode(note) + b"\n"
+        # opened per note (each is on disk when the request is answered, and a ledger file
+        # moved away is simply started again); the directory is made only when missing: a
+        # mkdir per note was half of a sample's ledger cost
+        try:
+            handle = open(self._path, "ab")  # noqa: SIM115 (closed below)
+        except FileNotFoundError:
+            self._path.parent.mkdir(parents=True, exist_ok=True)
+            handle = open(self._path, "ab")  # noqa: SIM115
+        with handle:
+            handle.write(line)
 
     # -- noting -------------------------------------------------------------------------------
 
