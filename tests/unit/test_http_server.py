@@ -178,6 +178,21 @@ async def test_pipelined_requests_are_answered_in_order() -> None:
         assert bodies == [b"/first", b"/second", b"/third"]
 
 
+async def test_a_crlf_after_a_body_does_not_break_the_next_request() -> None:
+    # old clients end a POST body with an extra CRLF; RFC 9112 2.2 asks a server to skip
+    # blank lines before a request line (h11 answered them 400 and closed)
+    async with serving(echo) as server:
+        client = await server.connect()
+        await client.stream.send_all(
+            b"POST /a HTTP/1.1\r\nhost: t\r\ncontent-length: 3\r\n\r\nabc\r\n"
+            b"GET /b HTTP/1.1\r\nhost: t\r\n\r\n"
+        )
+        first, body = await client.read_response(b"POST")
+        second, _ = await client.read_response()
+    assert (first.status_code, body, second.status_code) == (200, b"abc", 200)
+    assert header(second, b"x-path") == b"/b"
+
+
 async def test_chunked_request_body_arrives_in_pieces() -> None:
     messages: list[Message] = []
     got_first = trio.Event()
