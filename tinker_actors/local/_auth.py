@@ -40,6 +40,10 @@ _INVALID_TOKEN = {"WWW-Authenticate": 'Bearer error="invalid_token"'}
 CALLER: ContextVar[str | None] = ContextVar("tinker_actors_local_caller", default=None)
 
 
+#: Most accepted raw keys remembered (any tml- key is accepted without a key list).
+_MAX_ACCEPTED = 4096
+
+
 def principal_of(key: str) -> str:
     """The principal a raw key stands for: a digest, so no record ever holds a key."""
     return hashlib.sha256(key.encode()).hexdigest()[:16]
@@ -86,6 +90,9 @@ class Authenticator:
         self._clock = clock
         self._secret = secrets.token_bytes(32)
         self.issued = 0
+        # raw keys already accepted, with their principals: a sha256 per request was 2 % of a
+        # null-backend request; the key list is fixed, so an accepted key stays accepted
+        self._accepted: dict[str, str] = {}
 
     def _check_raw(self, key: str) -> None:
         if not key.startswith("tml-"):
@@ -106,8 +113,13 @@ class Authenticator:
             raise AuthError("missing X-API-Key header")
         if self.jwt_auth and (not raw_key_allowed or key.startswith("eyJ")):
             return self._verify(key)
-        self._check_raw(key)
-        return principal_of(key)
+        principal = self._accepted.get(key)
+        if principal is None:
+            self._check_raw(key)
+            principal = principal_of(key)
+            if len(self._accepted) < _MAX_ACCEPTED:
+                self._accepted[key] = principal
+        return principal
 
     def check_admin(self, key: str | None) -> str:
         """Accept the key of a ``/_local/*`` request: an admin key where any are configured.
