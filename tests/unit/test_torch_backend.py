@@ -9,6 +9,7 @@ logprobs against a forward pass on the sampled tokens.
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -52,8 +53,12 @@ def letters(ids: list[int]) -> str:
     return "".join(chr(ord("a") + i % 26) for i in ids)
 
 
+#: ``cuda`` runs these checks on a GPU (set where one is lent); the CPU otherwise
+DEVICE = os.environ.get("TINKER_ACTORS_TEST_DEVICE", "cpu")
+
+
 def backend() -> TorchBackend:
-    return TorchBackend(device="cpu", tokenizer_loader=lambda spec: letters, seed=0)
+    return TorchBackend(device=DEVICE, tokenizer_loader=lambda spec: letters, seed=0)
 
 
 def ce_datum(tokens: list[int], weights: list[float] | None = None) -> Datum:
@@ -320,7 +325,10 @@ async def test_two_forward_backwards_accumulate_like_one_concatenated_batch() ->
     await b.forward_backward("joined", one + two, "cross_entropy", {}, forward_only=False)
     split, joined = b.adapter("split").parameters(), b.adapter("joined").parameters()
     for s, j in zip(split, joined, strict=True):
-        assert torch.allclose(s.grad, j.grad, rtol=1e-4, atol=1e-6)
+        # float32 sums in another order: measured up to 5e-7 (CPU) and 7e-7 (CUDA, H200) of
+        # the gradient's scale, so an element near zero needs an absolute margin on that scale
+        scale = float(j.grad.abs().max())
+        assert torch.allclose(s.grad, j.grad, rtol=1e-4, atol=1e-5 * scale)
 
 
 async def test_bad_adam_params_and_unknown_model_are_user_errors() -> None:
