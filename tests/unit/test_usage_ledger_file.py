@@ -5,6 +5,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import pytest
+
 from tinker_actors.local._usage import UsageLedger
 
 
@@ -30,3 +32,13 @@ def test_each_note_is_on_disk_and_a_removed_directory_is_made_again(tmp_path: Pa
 def test_zero_counts_write_nothing(tmp_path: Path) -> None:
     UsageLedger(tmp_path, lambda: 0.0).used("sampling_sample", 0, base_model="m", session_id="s")
     assert not (tmp_path / "usage").exists()
+
+
+def test_an_unknown_kind_is_refused_before_anything_is_written(tmp_path: Path) -> None:
+    ledger = UsageLedger(tmp_path, lambda: 0.0)
+    with pytest.raises(ValueError, match="unknown usage kind 'sampling'"):
+        ledger.used("sampling", 5, base_model="m", session_id="s")  # type: ignore[arg-type]
+    assert not (tmp_path / "usage").exists()
+    ledger.used("sampling_sample", 5, base_model="m", session_id="s")
+    UsageLedger(tmp_path, lambda: 0.0)  # what was written reads back (a bad kind would raise)
+    assert _lines(tmp_path / "usage" / "notes.jsonl") == 1

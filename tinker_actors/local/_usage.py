@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from datetime import UTC, date, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 import msgspec
 
@@ -64,6 +64,7 @@ _MAX_WINDOW = timedelta(days=14)
 _GB = 1e9
 _HOUR = 3600.0
 UsageKind = Literal["training", "sampling_prefill", "sampling_sample", "checkpoint"]
+_KINDS: frozenset[str] = frozenset(get_args(UsageKind))
 
 
 class UsageError(ValueError):
@@ -153,7 +154,14 @@ class UsageLedger:
     def used(
         self, kind: UsageKind, count: int, *, base_model: str, session_id: str, cached: bool = False
     ) -> None:
-        """Note a billable quantity (nothing for a zero count)."""
+        """Note a billable quantity (nothing for a zero count).
+
+        Raises:
+            ValueError: an unknown ``kind`` (checked before anything is written: the ledger
+                could not read such a note back on the next start).
+        """
+        if kind not in _KINDS:
+            raise ValueError(f"unknown usage kind {kind!r}; expected one of {sorted(_KINDS)}")
         if count > 0:
             self._write(_Usage(self._clock(), kind, count, base_model, session_id, cached))
 
