@@ -35,7 +35,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Final, NamedTuple, final
 
-from tinker_actors.transport._http1 import CHUNKED, UNTIL_CLOSE
+from tinker_actors.transport._http1 import CHUNKED, UNTIL_CLOSE, ChunkedBody, take
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -44,6 +44,7 @@ __all__ = [
     "CONTINUE",
     "MAX_HEAD",
     "BadRequest",
+    "BodyReader",
     "BodyWriter",
     "Request",
     "error_head",
@@ -235,6 +236,48 @@ def _unfold(block: bytes) -> bytes:
         else:
             out.append(line)
     return b"".join(line + b"\n" for line in out)
+
+
+@final
+class BodyReader:
+    """Takes one request body out of what arrives: by its length, or chunked."""
+
+    __slots__ = ("chunked", "done", "left")
+
+    def __init__(self, framing: int) -> None:
+        #: the decoder of a chunked body, else None
+        self.chunked = ChunkedBody() if framing == CHUNKED else None
+        #: Content-Length bytes not yet taken
+        self.left = 0 if framing == CHUNKED else framing
+        #: the body's end was taken
+        self.done = False
+
+    def take(self, buf: bytearray, data: bytes) -> list[bytes]:
+        """The body bytes among ``data`` (just read) and ``buf`` (read before, kept), taken out;
+        what follows the body stays in ``buf``. ``done`` is set once the end was among them.
+
+        Raises:
+            RemoteProtocolError: a malformed chunked body.
+        """
+        if data:
+            if self.chunked is None and not buf and len(data) <= self.left:
+                self.left -= len(data)  # all body: handed on without a copy
+                self.done = not self.left
+                return [data]
+            buf += data
+        if self.chunked is not None:
+            pieces = self.chunked.take(buf)
+            self.done = self.chunked.done
+            return pieces
+        if not self.left:
+            self.done = True
+            return []
+        if not buf:
+            return []
+        piece = take(buf, self.left)
+        self.left -= len(piece)
+        self.done = not self.left
+        return [piece]
 
 
 @final

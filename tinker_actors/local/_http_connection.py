@@ -32,6 +32,7 @@ import trio
 from tinker_actors.local._http1_server import (
     CONTINUE,
     BadRequest,
+    BodyReader,
     BodyWriter,
     Request,
     error_head,
@@ -39,7 +40,7 @@ from tinker_actors.local._http1_server import (
     response_head,
 )
 from tinker_actors.local._limits import limit_message
-from tinker_actors.transport._http1 import CHUNKED, ChunkedBody, RemoteProtocolError, take
+from tinker_actors.transport._http1 import RemoteProtocolError
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, MutableMapping
@@ -127,6 +128,7 @@ class Connection:
         self.linger = False  # an error response went out: discard input briefly before closing
         self.idle = trio.CancelScope()  # the idle timer; replaced in run()
         self._reset(b"GET")
+        self.body = BodyReader(0)  # takes the request body out of what arrives (per request)
 
     def _reset(self, method: bytes) -> None:
         """Clear the per-request state."""
@@ -141,8 +143,6 @@ class Connection:
         self.headers: list[tuple[bytes, bytes]] = []
         self.keep = False  # the connection can take another request after this response
         self.writer: BodyWriter | None = None  # frames the response body once the head is out
-        self.body_left = 0  # Content-Length bytes of the request body not yet taken
-        self.chunked: ChunkedBody | None = None  # the decoder of a chunked request body
         self.reading = False  # a receive() is reading the socket for a disconnect
         self.reader: trio.CancelScope | None = None
         self.gone: trio.Event | None = None  # set on disconnect or completion, made on demand
@@ -230,10 +230,7 @@ class Connection:
         self._reset(request.method)
         self.request = request
         self.continue_pending = request.expects_continue
-        if request.length == CHUNKED:
-            self.chunked = ChunkedBody()
-        else:
-            self.body_left = request.length
+        self.body = BodyReader(request.length)
         scope = self._scope(request)
         self.what = f"{scope['method']} {scope['path']}"
         declared = request.length
@@ -309,30 +306,10 @@ class Connection:
 
     def _take_body(self, data: bytes) -> tuple[list[bytes], bool]:
         """Take the request body bytes that have arrived (``data``, just read, and the buffer),
-        and whether the body's end was among them (then ``body_done`` is set too).
-
-        Raises:
-            RemoteProtocolError: a malformed chunked body.
-        """
-        if data:
-            if self.chunked is None and not self.buf and len(data) <= self.body_left:
-                self.body_left -= len(data)  # all body: handed on without a copy
-                self.body_done = not self.body_left
-                return [data], self.body_done
-            self.buf += data
-        if self.chunked is not None:
-            pieces = self.chunked.take(self.buf)
-            self.body_done = self.chunked.done
-            return pieces, self.body_done
-        if not self.body_left:
-            self.body_done = True
-            return [], True
-        if not self.buf:
-            return [], False
-        piece = take(self.buf, self.body_left)
-        self.body_left -= len(piece)
-        self.body_done = not self.body_left
-        return [piece], self.body_done
+        and whether the body's end was among them (then ``body_done`` is set too)."""
+        pieces = self.body.take(self.buf, data)
+        self.body_done = self.body.done
+        return pieces, self.body_done
 
     async def _error_response(self, status: int, body: bytes) -> None:
         """Send a final error response with ``Connection: close`` unless a response is out."""
@@ -415,7 +392,7 @@ class Connection:
                 break
             if self.eof:  # the client left mid-body
                 return self._body_gone()
-            size = _BODY_READ_SIZE if self.body_left > READ_SIZE else READ_SIZE
+            size = _BODY_READ_SIZE if self.body.left > READ_SIZE else READ_SIZE
             with trio.move_on_at(self.body_deadline) as deadline:
                 data = await self._recv(size)
             if deadline.cancelled_caught:
