@@ -35,13 +35,25 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Final, NamedTuple, final
 
-from tinker_actors.transport._http1 import CHUNKED, UNTIL_CLOSE, ChunkedBody, take
+from tinker_actors.transport._http1 import (
+    BLANK_LINE,
+    CHUNKED,
+    FIELD_VALUE,
+    MAX_HEAD,
+    TARGET,
+    TOKEN,
+    UNTIL_CLOSE,
+    ChunkedBody,
+    head_start,
+    take,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
 __all__ = [
     "CONTINUE",
+    "FRAMING",
     "MAX_HEAD",
     "BadRequest",
     "BodyReader",
@@ -52,24 +64,22 @@ __all__ = [
     "response_head",
 ]
 
-#: Most bytes a request head may take before it is refused with 431 (h11's default limit).
-MAX_HEAD: Final = 16384
 #: The interim answer to ``Expect: 100-continue``.
 CONTINUE: Final = b"HTTP/1.1 100 Continue\r\n\r\n"
+#: The headers that frame a body.
+FRAMING: Final = frozenset({b"content-length", b"transfer-encoding"})
 
-_TOKEN_CHARS: Final = rb"-!#$%&'*+.^_`|~0-9A-Za-z"
-_REQUEST_LINE: Final = re.compile(rb"([%s]+) ([\x21-\x7e]+) HTTP/([0-9]\.[0-9])" % _TOKEN_CHARS)
-_VALUE_CHARS: Final = rb"(?:[^\x00\s]+(?:[ \t]+[^\x00\s]+)*)?"
+# The grammar (TOKEN, TARGET, FIELD_VALUE) and the 16 KiB head limit (MAX_HEAD, h11's) are
+# the client's, from transport/_http1; here they make request-line, field and block patterns.
+_REQUEST_LINE: Final = re.compile(
+    rb"(%s) (%s) HTTP/([0-9]\.[0-9])" % (TOKEN.pattern, TARGET.pattern)
+)
 #: one field line with its line end: the name, then the value without surrounding whitespace
-_FIELD: Final = re.compile(rb"([%s]+):[ \t]*(%s)[ \t]*\r?\n" % (_TOKEN_CHARS, _VALUE_CHARS))
+_FIELD: Final = re.compile(rb"(%s):[ \t]*(%s)[ \t]*\r?\n" % (TOKEN.pattern, FIELD_VALUE.pattern))
 #: a block of field lines, checked whole in one call before they are picked apart
-_FIELDS: Final = re.compile(rb"(?:[%s]+:[ \t]*%s[ \t]*\r?\n)*" % (_TOKEN_CHARS, _VALUE_CHARS))
-_NAME: Final = re.compile(rb"[%s]+" % _TOKEN_CHARS)
-_TOKEN_BYTES: Final = bytes(c for c in range(256) if _NAME.fullmatch(bytes([c])))
-_VALUE: Final = re.compile(_VALUE_CHARS)
-_BLANK: Final = re.compile(rb"\n\r?\n")
+_FIELDS: Final = re.compile(rb"(?:%s:[ \t]*%s[ \t]*\r?\n)*" % (TOKEN.pattern, FIELD_VALUE.pattern))
+_TOKEN_BYTES: Final = bytes(c for c in range(256) if TOKEN.fullmatch(bytes([c])))
 _DIGITS: Final = re.compile(rb"[0-9]{1,20}")
-_FRAMING: Final = frozenset({b"content-length", b"transfer-encoding"})
 #: lowercased names whose values change how the request is read
 _SPECIAL: Final = frozenset(
     {b"content-length", b"transfer-encoding", b"host", b"connection", b"expect"}
@@ -113,10 +123,8 @@ def parse_request(buf: bytearray) -> tuple[Request, int] | None:
         BadRequest: a malformed head (400), one over :data:`MAX_HEAD` bytes (431), or a
             transfer coding other than ``chunked`` (501).
     """
-    start = 0
-    while buf.startswith(b"\r\n", start) or buf.startswith(b"\n", start):
-        start += 2 if buf[start] == 13 else 1
-    found = _BLANK.search(buf, start)
+    start = head_start(buf)
+    found = BLANK_LINE.search(buf, start)
     if found is None:
         if start < len(buf) and buf[start] < 0x21:  # no request line starts with these
             raise BadRequest("illegal request line")
@@ -337,7 +345,7 @@ def response_head(
     out: list[bytes] = [b"HTTP/1.1 %d %s\r\n" % (status, reason)]
     kept: list[tuple[bytes, bytes]] = []
     for name, value in headers:
-        if _NAME.fullmatch(name) is None or _VALUE.fullmatch(value) is None:
+        if TOKEN.fullmatch(name) is None or FIELD_VALUE.fullmatch(value) is None:
             raise ValueError(f"illegal response header {name!r}: {value!r}")
         lower = name.lower()
         if lower == b"content-length":  # (one value, as h11 wrote it: "5, 5" is "5")
@@ -362,7 +370,7 @@ def response_head(
     no_body = status in (204, 304) or (method == b"CONNECT" and 200 <= status < 300)
     framing = 0 if no_body else None if chunked or length is None else length
     if framing is None:  # chunked for an HTTP/1.1 peer, else until we close (RFC 9112 §6.1)
-        kept = [(n, v) for n, v in kept if n.lower() not in _FRAMING]
+        kept = [(n, v) for n, v in kept if n.lower() not in FRAMING]
         if request.version >= b"1.1":
             framing = CHUNKED
             kept.append((b"Transfer-Encoding", b"chunked"))

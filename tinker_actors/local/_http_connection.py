@@ -31,6 +31,7 @@ import trio
 
 from tinker_actors.local._http1_server import (
     CONTINUE,
+    FRAMING,
     BadRequest,
     BodyReader,
     BodyWriter,
@@ -80,7 +81,6 @@ LINGER_BYTES: Final = 1 << 20
 _ASGI: Final = {"version": "3.0", "spec_version": "2.3"}
 _DISCONNECT: Final = {"type": "http.disconnect"}
 _REASONS: Final = {int(s): s.phrase.encode() for s in HTTPStatus}
-_FRAMING: Final = frozenset({b"content-length", b"transfer-encoding"})
 _ERROR_BODY: Final = b'{"detail": "internal server error"}'
 
 
@@ -133,7 +133,6 @@ class Connection:
     def _reset(self, method: bytes) -> None:
         """Clear the per-request state."""
         self.head = method == b"HEAD"
-        self.body_done = False  # the request body's end was read
         self.disconnected = False  # receive() saw the client go (or the request break)
         self.started = False  # http.response.start received
         self.written = False  # the response head went out
@@ -275,41 +274,38 @@ class Connection:
         """Read what is left of the request body so the connection can be reused."""
         if self.broken or self.disconnected or not self.complete or not self.keep:
             return False
-        if not self.body_done:
-            if self.continue_pending:
-                return False  # never asked for its body: the client may or may not send it
-            drained = 0
-            data = b""
-            self.idle.deadline = trio.current_time() + self.timeout
-            while True:
-                try:
-                    pieces, done = self._take_body(data)
-                except RemoteProtocolError:
-                    return False
-                drained += sum(map(len, pieces))
-                if drained > _MAX_DRAIN:
-                    self.linger = True
-                    return False
-                if done:
-                    break
-                if self.eof:
-                    return False
-                data = await self._recv(_BODY_READ_SIZE)
-                self.eof = not data
-        return True
+        if self.body.done:
+            return True
+        if self.continue_pending:
+            return False  # never asked for its body: the client may or may not send it
+        self.idle.deadline = trio.current_time() + self.timeout
+        return await self._drain()
+
+    async def _drain(self) -> bool:
+        """Read and discard the rest of the request body; True once it ended within
+        ``_MAX_DRAIN`` bytes."""
+        drained = 0
+        data = b""
+        while True:
+            try:
+                drained += sum(map(len, self.body.take(self.buf, data)))
+            except RemoteProtocolError:
+                return False
+            if drained > _MAX_DRAIN:
+                self.linger = True
+                return False
+            if self.body.done:
+                return True
+            if self.eof:
+                return False
+            data = await self._recv(_BODY_READ_SIZE)
+            self.eof = not data
 
     def _feed(self, data: bytes) -> None:
         if data:
             self.buf += data
         else:
             self.eof = True
-
-    def _take_body(self, data: bytes) -> tuple[list[bytes], bool]:
-        """Take the request body bytes that have arrived (``data``, just read, and the buffer),
-        and whether the body's end was among them (then ``body_done`` is set too)."""
-        pieces = self.body.take(self.buf, data)
-        self.body_done = self.body.done
-        return pieces, self.body_done
 
     async def _error_response(self, status: int, body: bytes) -> None:
         """Send a final error response with ``Connection: close`` unless a response is out."""
@@ -361,7 +357,7 @@ class Connection:
         """ASGI receive: the request body, then ``http.disconnect``."""
         if self.disconnected or self.complete:
             return _DISCONNECT
-        if not self.body_done:
+        if not self.body.done:
             return await self._receive_body()
         await self._wait_gone()
         return _DISCONNECT
@@ -374,7 +370,7 @@ class Connection:
         data = b""
         while True:
             try:
-                pieces, done = self._take_body(data)
+                pieces = self.body.take(self.buf, data)
             except RemoteProtocolError:  # a broken chunked body: the request is lost
                 if chunks:
                     break  # hand over what arrived; the next call reports the disconnect
@@ -385,7 +381,7 @@ class Connection:
                     what = f"a body of at least {self.body_bytes} bytes"
                     return await self._refuse(413, what, "max_body_bytes")
                 chunks.append(piece)
-            if done:
+            if self.body.done:
                 body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
                 return {"type": "http.request", "body": body, "more_body": False}
             if chunks:
@@ -401,7 +397,7 @@ class Connection:
             if not data:
                 self.eof = True
         body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-        return {"type": "http.request", "body": body, "more_body": not self.body_done}
+        return {"type": "http.request", "body": body, "more_body": not self.body.done}
 
     def _body_gone(self) -> Message:
         self.disconnected = True
@@ -453,7 +449,7 @@ class Connection:
             data = b""
             if not self.written:
                 headers = self.headers
-                if not more and not any(name.lower() in _FRAMING for name, _ in headers):
+                if not more and not any(name.lower() in FRAMING for name, _ in headers):
                     headers.append((b"content-length", b"%d" % len(body)))
                 assert self.request is not None
                 reason = _REASONS.get(self.status, b"")

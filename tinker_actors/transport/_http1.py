@@ -34,10 +34,14 @@ if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
 
 __all__ = [
+    "BLANK_LINE",
     "CHUNKED",
+    "FIELD_VALUE",
     "LAST_CHUNK",
     "MAX_HEAD",
     "PREBUILT_HEAD",
+    "TARGET",
+    "TOKEN",
     "UNTIL_CLOSE",
     "ChunkedBody",
     "Framing",
@@ -46,6 +50,7 @@ __all__ = [
     "RemoteProtocolError",
     "check_request",
     "chunk",
+    "head_start",
     "parse_head",
     "request_framing",
     "request_head",
@@ -58,12 +63,14 @@ MAX_HEAD: Final = 16384
 #: Most bytes a chunk-size line (with extensions) or a trailer line may take.
 MAX_LINE: Final = 4096
 
-_TOKEN: Final = re.compile(rb"[-!#$%&'*+.^_`|~0-9A-Za-z]+")
+#: a token (method, field name) and a request target, as RFC 9110 and 9112 define them
+TOKEN: Final = re.compile(rb"[-!#$%&'*+.^_`|~0-9A-Za-z]+")
 #: a field value: visible bytes (obs-text allowed), single spaces or tabs only inside
-_VALUE: Final = re.compile(rb"(?:[^\x00\s]+(?:[ \t]+[^\x00\s]+)*)?")
-_TARGET: Final = re.compile(rb"[\x21-\x7e]+")
+FIELD_VALUE: Final = re.compile(rb"(?:[^\x00\s]+(?:[ \t]+[^\x00\s]+)*)?")
+TARGET: Final = re.compile(rb"[\x21-\x7e]+")
 _STATUS: Final = re.compile(rb"HTTP/(\d)\.(\d) ([0-9]{3})(?: ([^\x00\r]*))?")
-_BLANK: Final = re.compile(rb"\n\r?\n")
+#: the blank line that ends a head, after CRLF or bare-LF lines
+BLANK_LINE: Final = re.compile(rb"\n\r?\n")
 _HEX: Final = re.compile(rb"[0-9A-Fa-f]+")
 
 
@@ -108,18 +115,18 @@ def check_request(method: bytes, target: bytes, headers: Sequence[tuple[bytes, b
     checked = _CHECKED
     fresh: list[tuple[bytes, bytes]] = []
     if (method, target) not in checked:
-        if _TOKEN.fullmatch(method) is None:
+        if TOKEN.fullmatch(method) is None:
             raise LocalProtocolError(f"Illegal method {method!r}")
-        if _TARGET.fullmatch(target) is None:
+        if TARGET.fullmatch(target) is None:
             raise LocalProtocolError(f"Illegal target characters in {target!r}")
         fresh.append((method, target))
     for pair in headers:
         if pair in checked:
             continue
         name, value = pair
-        if _TOKEN.fullmatch(name) is None:
+        if TOKEN.fullmatch(name) is None:
             raise LocalProtocolError(f"Illegal header name {name!r}")
-        if _VALUE.fullmatch(value) is None:
+        if FIELD_VALUE.fullmatch(value) is None:
             raise LocalProtocolError(f"Illegal header value {value!r}")
         if name.lower() not in _VOLATILE:
             fresh.append(pair)
@@ -187,6 +194,14 @@ def _tokens(value: bytes) -> list[bytes]:
     return [t.strip().lower() for t in value.split(b",")]
 
 
+def head_start(buf: bytearray) -> int:
+    """Where a head starts in ``buf``: after any blank lines (CRLF or bare LF) before it."""
+    start = 0
+    while buf.startswith(b"\r\n", start) or buf.startswith(b"\n", start):
+        start += 2 if buf[start] == 13 else 1
+    return start
+
+
 # -- responses --------------------------------------------------------------------------------
 
 
@@ -197,10 +212,8 @@ def parse_head(buf: bytearray) -> tuple[Head, int] | None:
     Raises:
         RemoteProtocolError: a malformed head, or none within :data:`MAX_HEAD` bytes.
     """
-    start = 0
-    while buf.startswith(b"\r\n", start) or buf.startswith(b"\n", start):  # leading blank lines
-        start += 2 if buf[start] == 13 else 1
-    found = _BLANK.search(buf, start)  # the first blank line, CRLF or bare LF
+    start = head_start(buf)
+    found = BLANK_LINE.search(buf, start)  # the first blank line, CRLF or bare LF
     if found is None:
         if len(buf) - start > MAX_HEAD:
             raise RemoteProtocolError("the response head is too long")
@@ -224,10 +237,10 @@ def parse_head(buf: bytearray) -> tuple[Head, int] | None:
             value = (value + b" " + line.strip(b" \t")).strip(b" ")
         else:
             name, colon, value = line.partition(b":")
-            if not colon or _TOKEN.fullmatch(name) is None:
+            if not colon or TOKEN.fullmatch(name) is None:
                 raise RemoteProtocolError(f"malformed header line {line[:100]!r}")
             value = value.strip(b" \t")
-        if _VALUE.fullmatch(value) is None:
+        if FIELD_VALUE.fullmatch(value) is None:
             raise RemoteProtocolError(f"illegal value for header {name!r}")
         headers.append((name, value))
     return Head(int(code), reason or b"", major + b"." + minor, headers), after
