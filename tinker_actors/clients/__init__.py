@@ -16,7 +16,7 @@ from tinker_actors.clients._future import APIFuture as APIFuture
 from tinker_actors.clients._rest import RestClient as RestClient
 from tinker_actors.clients._rest import TraceExportError as TraceExportError
 from tinker_actors.clients._rest import WhoamiUnavailableError as WhoamiUnavailableError
-from tinker_actors.clients._sampling import PreparedSample as PreparedSample
+from tinker_actors.clients._sample_prepare import PreparedSample as PreparedSample
 from tinker_actors.clients._sampling import SamplingClient as SamplingClient
 from tinker_actors.clients._service import ClientContext as ClientContext
 from tinker_actors.clients._service import ServiceClient as ServiceClient

@@ -40,11 +40,9 @@ attempt (the submission of step 2, the completion wait and fetch of §6.4) is in
 
 from __future__ import annotations
 
-import copy
 import functools
-from typing import TYPE_CHECKING, Any, Final, NamedTuple, Protocol, final
+from typing import TYPE_CHECKING, Any, Final, Protocol, final
 
-import msgspec
 import trio
 
 from tinker_actors.actors import (
@@ -60,10 +58,16 @@ from tinker_actors.backoff import (
     RetryConfig,
     sampling_retry_delay,
 )
-from tinker_actors.clients._checks import check_sample_request
 from tinker_actors.clients._chunking import estimate_sample_bytes
 from tinker_actors.clients._future import APIFuture
 from tinker_actors.clients._reporting import reported
+from tinker_actors.clients._sample_prepare import (
+    PreparedSample,
+    build_sample_request,
+    identity,
+    prompt_logprobs_of,
+    with_seq_id,
+)
 from tinker_actors.clients._sample_wire import fetch_completed, submit_sample
 from tinker_actors.clients._sampler_handle import (
     CLONE_STRIDE,
@@ -71,12 +75,7 @@ from tinker_actors.clients._sampler_handle import (
     decode_handle,
     encode_handle,
 )
-from tinker_actors.errors import (
-    APIConnectionError,
-    APIResponseValidationError,
-    APIStatusError,
-    InvalidInputError,
-)
+from tinker_actors.errors import APIConnectionError, APIStatusError, InvalidInputError
 from tinker_actors.tokenizer import get_tokenizer
 from tinker_actors.transport.proto import decode_sample_response
 from tinker_actors.types import (
@@ -94,17 +93,9 @@ if TYPE_CHECKING:
     from tinker_actors.clients._service import ClientContext, ServiceClient
     from tinker_actors.tokenizer import Tokenizer
 
-__all__ = ["PreparedSample", "SamplingClient"]
+__all__ = ["SamplingClient"]
 
 _CLASS: Final = "SamplingClient"
-
-
-class PreparedSample(NamedTuple):
-    """A checked sample or compute_logprobs request, ready for :meth:`SamplingClient.submit`."""
-
-    request: SampleRequest
-    method: str
-    transform: Callable[[SampleResponse], Any]
 
 
 class _HasService(Protocol):
@@ -322,7 +313,9 @@ class SamplingClient:
             InvalidInputError / TypeError: bad arguments, or an unpickled, unattached client.
         """
         self._check_attached()
-        request = self._request(
+        request = build_sample_request(
+            self._sampler_id,
+            self._record_stability,
             prompt,
             num_samples,
             sampling_params,
@@ -333,21 +326,23 @@ class SamplingClient:
             prompt_alt_tokens_k=prompt_alt_tokens_k,
             prompt_logprobs_last_n=prompt_logprobs_last_n,
         )
-        return PreparedSample(request, f"{_CLASS}.sample", _identity)
+        return PreparedSample(request, f"{_CLASS}.sample", identity)
 
     def prepare_compute_logprobs(
         self, prompt: ModelInput, prompt_logprobs_last_n: int | None = None
     ) -> PreparedSample:
         """Check the arguments of :meth:`compute_logprobs`; send it with :meth:`submit`."""
         self._check_attached()
-        request = self._request(
+        request = build_sample_request(
+            self._sampler_id,
+            self._record_stability,
             prompt,
             1,
             SamplingParams(max_tokens=1),
             prompt_logprobs=True,
             prompt_logprobs_last_n=prompt_logprobs_last_n,
         )
-        return PreparedSample(request, f"{_CLASS}.compute_logprobs", _prompt_logprobs)
+        return PreparedSample(request, f"{_CLASS}.compute_logprobs", prompt_logprobs_of)
 
     async def submit(self, prepared: PreparedSample) -> APIFuture[Any]:
         """Start a prepared sample (takes its seq id now); return its future once accepted."""
@@ -355,39 +350,6 @@ class SamplingClient:
             raise TypeError(f"submit takes a PreparedSample, got {type(prepared).__name__}")
         self._check_attached()
         return await self._start(prepared.request, prepared.method, prepared.transform)
-
-    def _request(
-        self,
-        prompt: ModelInput,
-        num_samples: int,
-        sampling_params: SamplingParams,
-        *,
-        prompt_logprobs: bool,
-        prompt_logprobs_last_n: int | None,
-        **extra: Any,
-    ) -> SampleRequest:
-        if not isinstance(prompt, ModelInput):
-            raise TypeError(f"prompt must be a ModelInput, got {type(prompt).__name__}")
-        if not isinstance(sampling_params, SamplingParams):
-            raise TypeError(
-                f"sampling_params must be a SamplingParams, got {type(sampling_params).__name__}"
-            )
-        if isinstance(num_samples, bool) or not isinstance(num_samples, int):
-            raise InvalidInputError(f"num_samples must be an int >= 1, got {num_samples!r}")
-        request = SampleRequest(
-            num_samples=num_samples,
-            prompt=prompt,
-            sampling_params=sampling_params,
-            sampling_session_id=self._sampler_id,
-            seq_id=0,
-            # always sent, false included, as the official client does (wire parity)
-            prompt_logprobs=bool(prompt_logprobs),
-            prompt_logprobs_last_n=prompt_logprobs_last_n,
-            record_stability_info=self._record_stability,
-            **extra,
-        )
-        check_sample_request(request)
-        return request
 
     async def _start(
         self, request: SampleRequest, method: str, transform: Callable[[SampleResponse], Any]
@@ -425,7 +387,7 @@ class SamplingClient:
             while True:
                 try:
                     result = await self._attempt(
-                        _with_seq_id(request, seq_id), state, nbytes, method
+                        with_seq_id(request, seq_id), state, nbytes, method
                     )
                 except Exception as exc:
                     if not (retry.enable_retry_logic and self._retryable(exc)):
@@ -536,24 +498,3 @@ class SamplingClient:
         self._completions, self._completions_state = loop, loop_state
         await self._ctx.watch(loop_state, loop.run)
         return loop
-
-
-def _with_seq_id(request: SampleRequest, seq_id: int) -> SampleRequest:
-    """``request`` numbered ``seq_id``: a copy with the field set, not re-validated (what
-    ``msgspec.structs.replace`` would redo is unaffected by a sequence number)."""
-    numbered = copy.copy(request)
-    msgspec.structs.force_setattr(numbered, "seq_id", seq_id)
-    return numbered
-
-
-def _identity(result: SampleResponse) -> SampleResponse:
-    return result
-
-
-def _prompt_logprobs(result: SampleResponse) -> list[float | None]:
-    logprobs = result.prompt_logprobs
-    if logprobs is None:
-        raise APIResponseValidationError(
-            "the server returned no prompt logprobs for compute_logprobs", status_code=200
-        )
-    return logprobs
