@@ -152,7 +152,7 @@ def main() -> int:
         os.sched_setaffinity(0, {1})
     load = os.getloadavg()[0]
     try:
-        clients = CLIENTS + ("inline",) if args.inline else CLIENTS
+        clients = (*CLIENTS, "inline") if args.inline else CLIENTS
         runs = trio.run(measure, url, args.rounds, args.block, args.seed, clients)
     finally:
         if server is not None:
