@@ -397,15 +397,22 @@ class Runtime(ServiceMethods):
 
     async def _watch(self, state: FutureState[Any], work: Callable[[], Awaitable[object]]) -> None:
         self._accepted.track(state)
-        poller = self._poller
-        if poller is None or not poller.accepting:
-            await self._child_actor(self.pollers, POLLER, self._poller_spec)
+        # The schedule point comes first: a caller cancelled here starts nothing (its slot
+        # fails as cancelled), and one that awaits the result as soon as this returns finds
+        # the work still queued and runs it itself (FuturePoller.host). Work it leaves queued
+        # starts at its next schedule point (a loop of submissions keeps them in flight).
+        try:
+            await trio.lowlevel.checkpoint()
             poller = self._poller
-            assert poller is not None  # the spec's factory made it
-        # Straight into the poller's nursery: a Watch message would cost the operation a turn
-        # of the poller's own task before its work could start (see FuturePoller.host).
+            if poller is None or not poller.accepting:
+                await self._child_actor(self.pollers, POLLER, self._poller_spec)
+                poller = self._poller
+                assert poller is not None  # the spec's factory made it
+        except BaseException:
+            state.cancel()
+            raise
+        # Straight to the poller: a Watch message would cost a turn of the poller's own task.
         poller.host(state, work)
-        await trio.lowlevel.checkpoint()
 
     def _poller_spec(self) -> ChildSpec[ActorRef[Watch]]:
         handle = self._session_handle

@@ -8,6 +8,7 @@ and a poller that is gone fails the slot instead of leaving it pending forever.
 
 from __future__ import annotations
 
+import contextvars
 from typing import Any
 
 import pytest
@@ -15,7 +16,14 @@ import trio
 import trio.lowlevel
 from sdk_support import open_runtime
 
-from tinker_actors.actors import FuturePoller, FutureState, Watch, run_hosted_actor
+from tinker_actors.actors import (
+    FuturePoller,
+    FutureState,
+    OperationCancelledError,
+    Watch,
+    run_hosted_actor,
+)
+from tinker_actors.clients import APIFuture
 from tinker_actors.local import open_local_server
 from tinker_actors.supervisors import ActorExited, ActorRef
 from tinker_actors.types import ModelInput, SamplingParams
@@ -119,3 +127,218 @@ async def test_a_sample_after_the_poller_stopped_starts_a_new_one() -> None:
             assert second is not None
             assert second is not first
             assert second.accepting
+
+
+# -- work that has not started yet: the first waiter runs it ----------------------------------
+
+
+class _Transport:
+    """Records the cancel_future requests a poller sends."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, object]] = []
+
+    async def request(self, method: str, path: str, **kwargs: object) -> None:
+        self.sent.append((path, kwargs.get("json")))
+
+
+def _cancelling_factory(made: list[FuturePoller], transport: _Transport) -> Any:
+    def factory(nursery: trio.Nursery) -> FuturePoller:
+        made.append(FuturePoller(nursery, transport, lambda: True))  # type: ignore[arg-type]
+        return made[-1]
+
+    return factory
+
+
+def _recording(where: list[trio.lowlevel.Task], result: object = "x") -> Any:
+    async def work() -> object:
+        await trio.lowlevel.checkpoint()
+        where.append(trio.lowlevel.current_task())
+        await trio.sleep(0.5)
+        return result
+
+    return work
+
+
+async def test_a_waiter_runs_work_that_has_not_started_in_its_own_task() -> None:
+    made: list[FuturePoller] = []
+    where: list[trio.lowlevel.Task] = []
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(run_hosted_actor, _poller_factory(made), "poller")
+            state = FutureState[Any]("Sample")
+            made[0].host(state, _recording(where))
+            assert await APIFuture(state).result() == "x"
+            assert where == [trio.lowlevel.current_task()]
+            # nothing of it is left with the poller, and nothing runs it a second time
+            assert state not in made[0]._pending
+            await trio.sleep(1)
+            assert len(where) == 1
+            nursery.cancel_scope.cancel()
+
+
+async def test_work_nobody_awaits_starts_in_the_poller_once_the_caller_yields() -> None:
+    made: list[FuturePoller] = []
+    where: list[trio.lowlevel.Task] = []
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(run_hosted_actor, _poller_factory(made), "poller")
+            state = FutureState[Any]("Sample")
+            made[0].host(state, _recording(where))
+            await trio.sleep(0.1)  # any schedule point lets the poller start it
+            assert len(where) == 1
+            assert where[0] is not trio.lowlevel.current_task()
+            assert where[0].parent_nursery is made[0]._nursery
+            # once started, a waiter waits for it (it does not run it again)
+            assert await APIFuture(state).result() == "x"
+            assert len(where) == 1
+            nursery.cancel_scope.cancel()
+
+
+async def test_result_with_a_timeout_leaves_the_work_to_the_poller() -> None:
+    made: list[FuturePoller] = []
+    where: list[trio.lowlevel.Task] = []
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(run_hosted_actor, _poller_factory(made), "poller")
+            state = FutureState[Any]("Sample")
+            made[0].host(state, _recording(where))
+            # a waiter that may give up must not hold the work: a timeout leaves it running
+            assert await APIFuture(state).result(timeout=5) == "x"
+            assert where[0] is not trio.lowlevel.current_task()
+            nursery.cancel_scope.cancel()
+
+
+_VAR: contextvars.ContextVar[str] = contextvars.ContextVar("_VAR", default="unset")
+
+
+async def test_queued_work_runs_in_the_context_it_was_hosted_in() -> None:
+    made: list[FuturePoller] = []
+    seen: list[str] = []
+
+    async def work() -> None:
+        seen.append(_VAR.get())
+
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(run_hosted_actor, _poller_factory(made), "poller")
+            state = FutureState[Any]("Sample")
+            _VAR.set("when hosted")
+            made[0].host(state, work)
+            _VAR.set("later")
+            await state.wait()
+            assert seen == ["when hosted"]
+            nursery.cancel_scope.cancel()
+
+
+async def test_a_cancelled_waiter_takes_the_work_it_runs_with_it() -> None:
+    made: list[FuturePoller] = []
+    transport = _Transport()
+    submitted = trio.Event()
+
+    async def work() -> None:
+        state.request_id = "req-1"  # the sample reached the server
+        submitted.set()
+        await trio.sleep_forever()
+
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(run_hosted_actor, _cancelling_factory(made, transport), "poller")
+            state = FutureState[Any]("Sample")
+            made[0].host(state, work)
+            with trio.move_on_after(1) as scope:
+                await APIFuture(state).result()
+            assert scope.cancelled_caught
+            assert submitted.is_set()
+            with pytest.raises(OperationCancelledError):
+                state.outcome()
+            await trio.sleep(0.5)
+            # as for a started sample: the server is asked to drop it (cancel_future)
+            assert [path for path, _ in transport.sent] == ["/api/v1/cancel_future"]
+            assert made[0].cancels_sent == 1
+            nursery.cancel_scope.cancel()
+
+
+async def test_cancel_from_elsewhere_stops_the_work_a_waiter_runs() -> None:
+    made: list[FuturePoller] = []
+    where: list[trio.lowlevel.Task] = []
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(run_hosted_actor, _poller_factory(made), "poller")
+            state = FutureState[Any]("Sample")
+            made[0].host(state, _recording(where))
+            future = APIFuture(state)
+
+            async def cancel_soon() -> None:
+                await trio.sleep(0.2)
+                assert future.cancel()
+
+            nursery.start_soon(cancel_soon)
+            with pytest.raises(OperationCancelledError):
+                await future.result()
+            assert where == [trio.lowlevel.current_task()]
+            nursery.cancel_scope.cancel()
+
+
+async def test_work_queued_when_the_poller_stops_fails_and_never_runs_later() -> None:
+    made: list[FuturePoller] = []
+    where: list[trio.lowlevel.Task] = []
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(run_hosted_actor, _poller_factory(made), "poller")
+            state = FutureState[Any]("Sample")
+            made[0].host(state, _recording(where))
+            nursery.cancel_scope.cancel()  # before the caller yields: still queued
+    with pytest.raises(ActorExited):
+        await APIFuture(state).result()
+    assert where == []
+
+
+async def test_await_sample_result_spawns_no_task_per_sample() -> None:
+    spawned: list[str] = []
+
+    class Spawns(trio.abc.Instrument):
+        def task_spawned(self, task: trio.lowlevel.Task) -> None:
+            spawned.append(task.name)
+
+    with trio.fail_after(60):
+        async with open_local_server() as server, open_runtime(server.app) as runtime:
+            sampler = await runtime.create_sampling_client(base_model="local/tiny")
+            prompt = ModelInput.from_ints([1, 2, 3])
+            params = SamplingParams(max_tokens=1)
+            await (await sampler.sample(prompt, 1, params)).result()
+            instrument = Spawns()
+            trio.lowlevel.add_instrument(instrument)
+            try:
+                for _ in range(5):
+                    result = await (await sampler.sample(prompt, 1, params)).result()
+                    assert len(result.sequences) == 1
+            finally:
+                trio.lowlevel.remove_instrument(instrument)
+            assert [name for name in spawned if name.startswith("poll ")] == []
+            # a future held across a schedule point still resolves through the poller
+            future = await sampler.sample(prompt, 1, params)
+            await trio.lowlevel.checkpoint()
+            assert len((await future.result()).sequences) == 1
+
+
+async def test_a_sample_cancelled_at_its_call_starts_nothing() -> None:
+    with trio.fail_after(60):
+        async with open_local_server() as server, open_runtime(server.app) as runtime:
+            sampler = await runtime.create_sampling_client(base_model="local/tiny")
+            prompt = ModelInput.from_ints([1, 2, 3])
+            params = SamplingParams(max_tokens=1)
+            await (await sampler.sample(prompt, 1, params)).result()
+
+            def samples() -> object:
+                totals: Any = server.counters()["totals"]
+                return totals.get("http:/api/v1/asample")
+
+            before = samples()
+            with trio.CancelScope() as scope:
+                scope.cancel()
+                await sampler.sample(prompt, 1, params)
+            assert scope.cancelled_caught
+            await trio.sleep(0.5)
+            assert samples() == before
+            assert len(runtime._accepted) == 0  # its slot was settled (as cancelled)

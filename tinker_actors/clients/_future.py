@@ -15,6 +15,11 @@ Waiting and cancelling follow trio's rules:
   is cancelled on the server (when it allows that), and the future fails with
   :class:`~tinker_actors.actors.OperationCancelledError`;
 * :meth:`APIFuture.cancel` does the same explicitly.
+
+An operation whose result is awaited (without a timeout) before its caller's next schedule
+point, as in ``await (await client.sample(...)).result()``, runs in the awaiting task instead of
+a task of the runtime's poller: the same work, the same rules, without a task per operation and
+the scheduler turns of handing it over. Any other operation runs in the poller.
 """
 
 from __future__ import annotations
@@ -120,6 +125,8 @@ class APIFuture(Generic[T]):
                 raise InvalidInputError(
                     f"timeout must be a finite number of seconds >= 0 or None, got {timeout!r}"
                 )
+            if timeout is None and await state.run_queued():
+                return state.outcome()  # not started yet: run here rather than wait for it
             try:
                 if timeout is None:  # no scope: a deadline-less one still costs ~4 µs a call
                     await state.wait()
