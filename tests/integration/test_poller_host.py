@@ -1,15 +1,17 @@
-"""FuturePoller.host: work handed straight to the poller's nursery, without a mailbox hop.
+"""FuturePoller.host: work handed to the poller without a mailbox hop, or run by its waiter.
 
-The runtime starts each operation's waiting half with ``host`` while the poller runs (and a
-Watch message is still accepted). What must hold either way: the work runs in the poller's
-nursery (it outlives the submitter), a slot cancelled before its work started runs nothing,
-and a poller that is gone fails the slot instead of leaving it pending forever.
+The runtime hands each operation's waiting half to ``host`` while the poller runs (and a
+Watch message is still accepted). What must hold either way: work nobody waits for runs in the
+poller's nursery (it outlives the submitter), a waiter that comes before it started runs it
+in its own task with the same cancellation rules, a slot cancelled before its work started
+runs nothing, and a poller that is gone fails the slot instead of leaving it pending forever.
 """
 
 from __future__ import annotations
 
 import contextvars
-from typing import Any
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import trio
@@ -27,6 +29,9 @@ from tinker_actors.clients import APIFuture
 from tinker_actors.local import open_local_server
 from tinker_actors.supervisors import ActorExited, ActorRef
 from tinker_actors.types import ModelInput, SamplingParams
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
 
 
 def _poller_factory(made: list[FuturePoller]) -> Any:
@@ -55,7 +60,7 @@ async def test_host_runs_work_in_the_pollers_nursery() -> None:
             states = [FutureState[Any]("Sample") for _ in range(3)]
             for i, state in enumerate(states):
                 poller.host(state, lambda i=i: _value(i))
-            # hosting is synchronous: the work is already a task of the poller's nursery
+            # hosting is synchronous: the work is with the poller (queued until we yield)
             assert sum(1 for s in states if not s.done()) == 3
             for s in states:
                 await s.wait()
@@ -142,12 +147,22 @@ class _Transport:
         self.sent.append((path, kwargs.get("json")))
 
 
-def _cancelling_factory(made: list[FuturePoller], transport: _Transport) -> Any:
+@asynccontextmanager
+async def _running_poller(transport: _Transport | None = None) -> AsyncIterator[FuturePoller]:
+    """A poller in a nursery of its own, stopped when the block ends; with ``transport`` its
+    cancel_future flag is on and it sends through that."""
+    made: list[FuturePoller] = []
+
     def factory(nursery: trio.Nursery) -> FuturePoller:
-        made.append(FuturePoller(nursery, transport, lambda: True))  # type: ignore[arg-type]
+        enabled = transport is not None
+        made.append(FuturePoller(nursery, transport, lambda: enabled))  # type: ignore[arg-type]
         return made[-1]
 
-    return factory
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(run_hosted_actor, factory, "poller")
+            yield made[0]
+            nursery.cancel_scope.cancel()
 
 
 def _recording(where: list[trio.lowlevel.Task], result: object = "x") -> Any:
@@ -161,78 +176,77 @@ def _recording(where: list[trio.lowlevel.Task], result: object = "x") -> Any:
 
 
 async def test_a_waiter_runs_work_that_has_not_started_in_its_own_task() -> None:
-    made: list[FuturePoller] = []
     where: list[trio.lowlevel.Task] = []
-    with trio.fail_after(10):
-        async with trio.open_nursery() as nursery:
-            await nursery.start(run_hosted_actor, _poller_factory(made), "poller")
-            state = FutureState[Any]("Sample")
-            made[0].host(state, _recording(where))
-            assert await APIFuture(state).result() == "x"
-            assert where == [trio.lowlevel.current_task()]
-            # nothing of it is left with the poller, and nothing runs it a second time
-            assert state not in made[0]._pending
-            await trio.sleep(1)
-            assert len(where) == 1
-            nursery.cancel_scope.cancel()
+    async with _running_poller() as poller:
+        state = FutureState[Any]("Sample")
+        poller.host(state, _recording(where))
+        assert await APIFuture(state).result() == "x"
+        assert where == [trio.lowlevel.current_task()]
+        # nothing of it is left with the poller, and nothing runs it a second time
+        assert state not in poller._pending
+        await trio.sleep(1)
+        assert len(where) == 1
 
 
 async def test_work_nobody_awaits_starts_in_the_poller_once_the_caller_yields() -> None:
-    made: list[FuturePoller] = []
     where: list[trio.lowlevel.Task] = []
-    with trio.fail_after(10):
-        async with trio.open_nursery() as nursery:
-            await nursery.start(run_hosted_actor, _poller_factory(made), "poller")
-            state = FutureState[Any]("Sample")
-            made[0].host(state, _recording(where))
-            await trio.sleep(0.1)  # any schedule point lets the poller start it
-            assert len(where) == 1
-            assert where[0] is not trio.lowlevel.current_task()
-            assert where[0].parent_nursery is made[0]._nursery
-            # once started, a waiter waits for it (it does not run it again)
-            assert await APIFuture(state).result() == "x"
-            assert len(where) == 1
-            nursery.cancel_scope.cancel()
+    async with _running_poller() as poller:
+        state = FutureState[Any]("Sample")
+        poller.host(state, _recording(where))
+        await trio.sleep(0.1)  # any schedule point lets the poller start it
+        assert len(where) == 1
+        assert where[0] is not trio.lowlevel.current_task()
+        assert where[0].parent_nursery is poller._nursery
+        # once started, a waiter waits for it (it does not run it again)
+        assert await APIFuture(state).result() == "x"
+        assert len(where) == 1
 
 
 async def test_result_with_a_timeout_leaves_the_work_to_the_poller() -> None:
-    made: list[FuturePoller] = []
     where: list[trio.lowlevel.Task] = []
-    with trio.fail_after(10):
-        async with trio.open_nursery() as nursery:
-            await nursery.start(run_hosted_actor, _poller_factory(made), "poller")
-            state = FutureState[Any]("Sample")
-            made[0].host(state, _recording(where))
-            # a waiter that may give up must not hold the work: a timeout leaves it running
-            assert await APIFuture(state).result(timeout=5) == "x"
-            assert where[0] is not trio.lowlevel.current_task()
-            nursery.cancel_scope.cancel()
+    async with _running_poller() as poller:
+        state = FutureState[Any]("Sample")
+        poller.host(state, _recording(where))
+        # a waiter that may give up must not hold the work: a timeout leaves it running
+        assert await APIFuture(state).result(timeout=5) == "x"
+        assert where[0] is not trio.lowlevel.current_task()
+
+
+async def test_work_cancelled_while_queued_is_not_run_by_a_waiter() -> None:
+    where: list[trio.lowlevel.Task] = []
+    async with _running_poller() as poller:
+        state = FutureState[Any]("Sample")
+        poller.host(state, _recording(where))
+        assert state.cancel()
+        # the slot is settled; taking it off the queue runs nothing
+        assert await state.run_queued()
+        assert not await state.run_queued()
+        with pytest.raises(OperationCancelledError):
+            await APIFuture(state).result()
+        assert state not in poller._pending
+        await trio.sleep(1)
+        assert where == []
 
 
 _VAR: contextvars.ContextVar[str] = contextvars.ContextVar("_VAR", default="unset")
 
 
 async def test_queued_work_runs_in_the_context_it_was_hosted_in() -> None:
-    made: list[FuturePoller] = []
     seen: list[str] = []
 
     async def work() -> None:
         seen.append(_VAR.get())
 
-    with trio.fail_after(10):
-        async with trio.open_nursery() as nursery:
-            await nursery.start(run_hosted_actor, _poller_factory(made), "poller")
-            state = FutureState[Any]("Sample")
-            _VAR.set("when hosted")
-            made[0].host(state, work)
-            _VAR.set("later")
-            await state.wait()
-            assert seen == ["when hosted"]
-            nursery.cancel_scope.cancel()
+    async with _running_poller() as poller:
+        state = FutureState[Any]("Sample")
+        _VAR.set("when hosted")
+        poller.host(state, work)
+        _VAR.set("later")
+        await state.wait()
+        assert seen == ["when hosted"]
 
 
 async def test_a_cancelled_waiter_takes_the_work_it_runs_with_it() -> None:
-    made: list[FuturePoller] = []
     transport = _Transport()
     submitted = trio.Event()
 
@@ -241,54 +255,44 @@ async def test_a_cancelled_waiter_takes_the_work_it_runs_with_it() -> None:
         submitted.set()
         await trio.sleep_forever()
 
-    with trio.fail_after(10):
-        async with trio.open_nursery() as nursery:
-            await nursery.start(run_hosted_actor, _cancelling_factory(made, transport), "poller")
-            state = FutureState[Any]("Sample")
-            made[0].host(state, work)
-            with trio.move_on_after(1) as scope:
-                await APIFuture(state).result()
-            assert scope.cancelled_caught
-            assert submitted.is_set()
-            with pytest.raises(OperationCancelledError):
-                state.outcome()
-            await trio.sleep(0.5)
-            # as for a started sample: the server is asked to drop it (cancel_future)
-            assert [path for path, _ in transport.sent] == ["/api/v1/cancel_future"]
-            assert made[0].cancels_sent == 1
-            nursery.cancel_scope.cancel()
+    async with _running_poller(transport) as poller:
+        state = FutureState[Any]("Sample")
+        poller.host(state, work)
+        with trio.move_on_after(1) as scope:
+            await APIFuture(state).result()
+        assert scope.cancelled_caught
+        assert submitted.is_set()
+        with pytest.raises(OperationCancelledError):
+            state.outcome()
+        await trio.sleep(0.5)
+        # as for a started sample: the server is asked to drop it (cancel_future)
+        assert [path for path, _ in transport.sent] == ["/api/v1/cancel_future"]
+        assert poller.cancels_sent == 1
 
 
 async def test_cancel_from_elsewhere_stops_the_work_a_waiter_runs() -> None:
-    made: list[FuturePoller] = []
     where: list[trio.lowlevel.Task] = []
-    with trio.fail_after(10):
-        async with trio.open_nursery() as nursery:
-            await nursery.start(run_hosted_actor, _poller_factory(made), "poller")
-            state = FutureState[Any]("Sample")
-            made[0].host(state, _recording(where))
-            future = APIFuture(state)
+    async with _running_poller() as poller, trio.open_nursery() as nursery:
+        state = FutureState[Any]("Sample")
+        poller.host(state, _recording(where))
+        future = APIFuture(state)
 
-            async def cancel_soon() -> None:
-                await trio.sleep(0.2)
-                assert future.cancel()
+        async def cancel_soon() -> None:
+            await trio.sleep(0.2)
+            assert future.cancel()
 
-            nursery.start_soon(cancel_soon)
-            with pytest.raises(OperationCancelledError):
-                await future.result()
-            assert where == [trio.lowlevel.current_task()]
-            nursery.cancel_scope.cancel()
+        nursery.start_soon(cancel_soon)
+        with pytest.raises(OperationCancelledError):
+            await future.result()
+        assert where == [trio.lowlevel.current_task()]
 
 
 async def test_work_queued_when_the_poller_stops_fails_and_never_runs_later() -> None:
-    made: list[FuturePoller] = []
     where: list[trio.lowlevel.Task] = []
-    with trio.fail_after(10):
-        async with trio.open_nursery() as nursery:
-            await nursery.start(run_hosted_actor, _poller_factory(made), "poller")
-            state = FutureState[Any]("Sample")
-            made[0].host(state, _recording(where))
-            nursery.cancel_scope.cancel()  # before the caller yields: still queued
+    async with _running_poller() as poller:
+        state = FutureState[Any]("Sample")
+        poller.host(state, _recording(where))
+        # the block ends before the caller yields: the poller stops with the work still queued
     with pytest.raises(ActorExited):
         await APIFuture(state).result()
     assert where == []
