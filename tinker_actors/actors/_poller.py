@@ -201,6 +201,16 @@ class FutureState(Generic[T]):
             raise self._error
         raise RuntimeError(f"{self!r} is not resolved yet")
 
+    def abandon(self, error: BaseException) -> None:
+        """Fail with ``error`` and stop the work bound to this slot: its host is going away.
+
+        Work the poller started dies with the poller's nursery anyway; work a waiter took over
+        runs in the waiter's task, and only this scope reaches it.
+        """
+        self.set_error(error)
+        if self._scope is not None:
+            self._scope.cancel()
+
     def bind(self, scope: trio.CancelScope) -> None:
         """Attach the cancel scope of the task doing the work (used by the poller)."""
         self._scope = scope
@@ -385,7 +395,7 @@ class FuturePoller(Actor[Watch]):
             state._queued_in = None  # nobody may start it now: it fails below
         self._queued.clear()
         for state in list(self._pending):
-            state.set_error(error)
+            state.abandon(error)
         self._pending.clear()
 
 
