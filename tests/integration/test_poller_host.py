@@ -34,13 +34,32 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
 
-def _poller_factory(made: list[FuturePoller]) -> Any:
-    # cancel_future is off (the flag reads False), so the poller never uses its transport
+class _Transport:
+    """Records the cancel_future requests a poller sends."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, object]] = []
+
+    async def request(self, method: str, path: str, **kwargs: object) -> None:
+        self.sent.append((path, kwargs.get("json")))
+
+
+@asynccontextmanager
+async def _running_poller(transport: _Transport | None = None) -> AsyncIterator[FuturePoller]:
+    """A poller in a nursery of its own, stopped when the block ends; with ``transport`` its
+    cancel_future flag is on and it sends through that."""
+    made: list[FuturePoller] = []
+
     def factory(nursery: trio.Nursery) -> FuturePoller:
-        made.append(FuturePoller(nursery, None, lambda: False))  # type: ignore[arg-type]
+        enabled = transport is not None
+        made.append(FuturePoller(nursery, transport, lambda: enabled))  # type: ignore[arg-type]
         return made[-1]
 
-    return factory
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(run_hosted_actor, factory, "poller")
+            yield made[0]
+            nursery.cancel_scope.cancel()
 
 
 async def _value(x: object) -> object:
@@ -49,60 +68,45 @@ async def _value(x: object) -> object:
 
 
 async def test_host_runs_work_in_the_pollers_nursery() -> None:
-    made: list[FuturePoller] = []
-    with trio.fail_after(10):
-        async with trio.open_nursery() as nursery:
-            ref: ActorRef[Watch] = await nursery.start(
-                run_hosted_actor, _poller_factory(made), "poller"
-            )
-            poller = made[0]
-            assert poller.accepting
-            states = [FutureState[Any]("Sample") for _ in range(3)]
-            for i, state in enumerate(states):
-                poller.host(state, lambda i=i: _value(i))
-            # hosting is synchronous: the work is with the poller (queued until we yield)
-            assert sum(1 for s in states if not s.done()) == 3
-            for s in states:
-                await s.wait()
-            assert [s.outcome() for s in states] == [0, 1, 2]
-            # a Watch message still works the same way
-            late = FutureState[Any]("Sample")
-            await ref.cast(Watch(late, lambda: _value("w")))
-            await late.wait()
-            assert late.outcome() == "w"
-            nursery.cancel_scope.cancel()
+    async with _running_poller() as poller:
+        assert poller.accepting
+        states = [FutureState[Any]("Sample") for _ in range(3)]
+        for i, state in enumerate(states):
+            poller.host(state, lambda i=i: _value(i))
+        # hosting is synchronous: the work is with the poller (queued until we yield)
+        assert sum(1 for s in states if not s.done()) == 3
+        for s in states:
+            await s.wait()
+        assert [s.outcome() for s in states] == [0, 1, 2]
+        # a Watch message still works the same way
+        late = FutureState[Any]("Sample")
+        ref: ActorRef[Watch] = poller.ref
+        await ref.cast(Watch(late, lambda: _value("w")))
+        await late.wait()
+        assert late.outcome() == "w"
 
 
 async def test_host_skips_a_slot_cancelled_before_its_work_started() -> None:
-    made: list[FuturePoller] = []
     ran: list[str] = []
 
     async def work() -> str:
         ran.append("ran")
         return "x"
 
-    with trio.fail_after(10):
-        async with trio.open_nursery() as nursery:
-            await nursery.start(run_hosted_actor, _poller_factory(made), "poller")
-            state = FutureState[Any]("Sample")
-            state.cancel()
-            made[0].host(state, work)
-            await trio.sleep(1)
-            assert ran == []
-            assert state.done()
-            nursery.cancel_scope.cancel()
+    async with _running_poller() as poller:
+        state = FutureState[Any]("Sample")
+        state.cancel()
+        poller.host(state, work)
+        await trio.sleep(1)
+        assert ran == []
+        assert state.done()
 
 
 async def test_host_on_a_poller_that_is_gone_fails_the_slot() -> None:
-    made: list[FuturePoller] = []
-    with trio.fail_after(10):
-        async with trio.open_nursery() as nursery:
-            await nursery.start(run_hosted_actor, _poller_factory(made), "poller")
-            running = FutureState[Any]("Sample")
-            made[0].host(running, trio.sleep_forever)
-            await trio.lowlevel.checkpoint()
-            nursery.cancel_scope.cancel()
-    poller = made[0]
+    async with _running_poller() as poller:
+        running = FutureState[Any]("Sample")
+        poller.host(running, trio.sleep_forever)
+        await trio.lowlevel.checkpoint()
     assert not poller.accepting
     # pending work failed with the poller: nobody waits forever
     with pytest.raises(ActorExited):
@@ -135,34 +139,6 @@ async def test_a_sample_after_the_poller_stopped_starts_a_new_one() -> None:
 
 
 # -- work that has not started yet: the first waiter runs it ----------------------------------
-
-
-class _Transport:
-    """Records the cancel_future requests a poller sends."""
-
-    def __init__(self) -> None:
-        self.sent: list[tuple[str, object]] = []
-
-    async def request(self, method: str, path: str, **kwargs: object) -> None:
-        self.sent.append((path, kwargs.get("json")))
-
-
-@asynccontextmanager
-async def _running_poller(transport: _Transport | None = None) -> AsyncIterator[FuturePoller]:
-    """A poller in a nursery of its own, stopped when the block ends; with ``transport`` its
-    cancel_future flag is on and it sends through that."""
-    made: list[FuturePoller] = []
-
-    def factory(nursery: trio.Nursery) -> FuturePoller:
-        enabled = transport is not None
-        made.append(FuturePoller(nursery, transport, lambda: enabled))  # type: ignore[arg-type]
-        return made[-1]
-
-    with trio.fail_after(10):
-        async with trio.open_nursery() as nursery:
-            await nursery.start(run_hosted_actor, factory, "poller")
-            yield made[0]
-            nursery.cancel_scope.cancel()
 
 
 def _recording(where: list[trio.lowlevel.Task], result: object = "x") -> Any:
@@ -296,6 +272,30 @@ async def test_work_queued_when_the_poller_stops_fails_and_never_runs_later() ->
     with pytest.raises(ActorExited):
         await APIFuture(state).result()
     assert where == []
+
+
+async def test_a_poller_that_stops_stops_the_work_a_waiter_runs() -> None:
+    stopped = trio.Event()
+
+    async def work() -> None:
+        try:
+            await trio.sleep_forever()
+        finally:
+            stopped.set()
+
+    async with _running_poller() as poller, trio.open_nursery() as nursery:
+        state = FutureState[Any]("Sample")
+        poller.host(state, work)
+
+        async def stop_soon() -> None:
+            await trio.sleep(0.2)
+            poller.ref.request_stop()
+
+        nursery.start_soon(stop_soon)
+        # the waiter runs the work; the poller going away ends it, as it ends its own tasks
+        with pytest.raises(ActorExited):
+            await APIFuture(state).result()
+        assert stopped.is_set()
 
 
 async def test_await_sample_result_spawns_no_task_per_sample() -> None:
