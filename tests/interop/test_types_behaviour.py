@@ -11,6 +11,7 @@ the test says so and checks our behaviour instead.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import pickle
 import types as pytypes
 from typing import Any
@@ -279,6 +280,79 @@ def test_provenance_spans(T: pytypes.ModuleType) -> None:
     for bad in ({"sequence_id": "", "length": 1}, {"sequence_id": "a", "length": -1}):
         with pytest.raises(ValueError, match=r"sequence_id|length"):
             T.SampledProvenanceSpan(**bad)
+
+
+@both
+def test_types_keep_their_own_lists_not_the_callers(T: pytypes.ModuleType) -> None:
+    # tinker-cookbook's rl/data_processing.py builds a chunk from a list, then clears that list
+    # to gather the next chunk's tokens: the chunk must not change with it
+    tokens = [5, 6, 7]
+    chunk = T.EncodedTextChunk(tokens=tokens)
+    tokens.clear()
+    assert list(chunk.tokens) == [5, 6, 7]
+    chunks = [T.EncodedTextChunk(tokens=[1, 2])]
+    mi = T.ModelInput(chunks=chunks)
+    chunks.append(T.EncodedTextChunk(tokens=[3]))
+    assert mi.length == 2
+    stop = ["\n"]
+    params = T.SamplingParams(max_tokens=3, stop=stop)
+    stop.append("User:")
+    assert list(params.stop) == ["\n"]
+
+
+DATACLASSES = [
+    "Datum", "PromptProvenanceSpan", "SampledProvenanceSpan", "ForwardBackwardInput",
+    "ForwardBackwardOutput", "ForwardBackwardRequest", "ForwardRequest",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("name", DATACLASSES)
+def test_the_0_38_dataclasses_are_dataclasses_to_the_dataclasses_module(name: str) -> None:
+    assert dataclasses.is_dataclass(getattr(official, name))
+    assert dataclasses.is_dataclass(getattr(ours, name))
+    theirs = [f.name for f in dataclasses.fields(getattr(official, name))]
+    mine = [f.name for f in dataclasses.fields(getattr(ours, name))]
+    # ours may add a field (ForwardBackwardRequest.forward_only), never lose or reorder one
+    assert mine[: len(theirs)] == theirs
+
+
+@both
+def test_dataclasses_replace_on_datums_and_spans(T: pytypes.ModuleType) -> None:
+    # what tinker-cookbook 0.6.1's RL loop does: shift spans by one position, drop "mask"
+    span = T.PromptProvenanceSpan(sequence_id="p", length=3)
+    shifted = dataclasses.replace(span, offset=span.offset + 1, length=span.length - 1)
+    assert shifted == T.PromptProvenanceSpan(sequence_id="p", offset=1, length=2)
+    assert type(shifted) is T.PromptProvenanceSpan
+    assert dataclasses.asdict(shifted) == {"sequence_id": "p", "offset": 1, "length": 2}
+    mi = T.ModelInput.from_ints([1, 2, 3])
+    datum = T.Datum(
+        model_input=mi,
+        loss_fn_inputs={
+            "target_tokens": T.TensorData(data=[2, 3, 4], dtype="int64", shape=[3]),
+            "mask": T.TensorData(data=[1.0, 1.0, 0.0], dtype="float32", shape=[3]),
+        },
+    ).with_provenance(
+        model_input=[T.PromptProvenanceSpan(sequence_id="s", length=3)],
+        loss_fn_inputs=[T.SampledProvenanceSpan(sequence_id="s", length=3)],
+    )
+    kept = dataclasses.replace(
+        datum, loss_fn_inputs={k: v for k, v in datum.loss_fn_inputs.items() if k != "mask"}
+    )
+    assert sorted(kept.loss_fn_inputs) == ["target_tokens"]
+    assert kept.model_input_spans == datum.model_input_spans  # the other fields are kept
+    assert kept.model_input == mi
+    assert "mask" in datum.loss_fn_inputs  # a new Datum; the old one is as it was
+
+
+def test_dataclasses_replace_checks_the_new_values() -> None:
+    # replace builds through the class, so the checks a constructor makes apply
+    span = ours.SampledProvenanceSpan(sequence_id="s", length=2)
+    with pytest.raises(InvalidInputError, match="length"):
+        dataclasses.replace(span, length=-1)
+    datum = ours.Datum(model_input=ours.ModelInput.from_ints([1]))
+    with pytest.raises(InvalidInputError, match="pair"):
+        dataclasses.replace(datum, model_input_spans=[span])
+    assert msgspec.structs.replace(span, offset=1).offset == 1  # msgspec's own still works
 
 
 # -- parameters ----------------------------------------------------------------------------------

@@ -22,9 +22,11 @@ official package). Deliberate differences:
   is not hashable;
 * ``ModelInput.append_int`` extends a trailing text chunk instead of adding a one-token chunk;
 * an unset optional *request* field reads ``msgspec.UNSET`` (falsy) rather than ``None``;
-* Datum and the other dataclasses of 0.38 are msgspec Structs: ``dataclasses.replace`` does not
-  apply (``msgspec.structs.replace`` does), and there are no ``model_dump``/``model_copy``
-  methods (no 0.38 code we know of calls them on these types).
+* Datum and the other dataclasses of 0.38 are msgspec Structs that the ``dataclasses`` module
+  still takes for dataclasses (``replace``, ``fields``, ``asdict``: tinker-cookbook's RL loop
+  calls ``dataclasses.replace`` on Datum and on provenance spans; see ``_dataclass.py``); the
+  types that are pydantic models in 0.38 have no ``model_dump``/``model_copy`` methods (no 0.38
+  code we know of calls them on these types).
 """
 
 from __future__ import annotations

@@ -34,6 +34,7 @@ import msgspec
 import numpy as np
 
 from tinker_actors.errors import InvalidInputError
+from tinker_actors.types._dataclass import dataclass_protocol
 from tinker_actors.types._model_input import ModelInput
 from tinker_actors.types._tensor import TensorData, TensorDtype, torch_to_numpy
 from tinker_actors.types._tensor_checks import NUMPY_DTYPE, keyed_array
@@ -99,10 +100,12 @@ class _Span(
             )
 
 
+@dataclass_protocol
 class PromptProvenanceSpan(_Span, tag="prompt_tokens", frozen=True):
     """A run of tokens that were positions ``[offset, offset+length)`` of a sampling prompt."""
 
 
+@dataclass_protocol
 class SampledProvenanceSpan(_Span, tag="sampled_tokens", frozen=True):
     """A run of tokens that were positions ``[offset, offset+length)`` of a sampled sequence."""
 
@@ -117,6 +120,7 @@ LossFnInputs: TypeAlias = dict[str, TensorData]
 """The tensors a loss function reads, by name (``target_tokens``, ``weights``, ...)."""
 
 
+@dataclass_protocol
 class Datum(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """One example: ``model_input`` and the named tensors the loss function reads.
 
@@ -158,8 +162,8 @@ class Datum(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             spans = getattr(self, name)
             if spans is None:
                 continue
-            if not isinstance(spans, list):
-                msgspec.structs.force_setattr(self, name, spans := list(spans))
+            # a list of its own, as 0.38 copies it: the caller's may be reused
+            msgspec.structs.force_setattr(self, name, spans := list(spans))
             for span in spans:
                 if not isinstance(span, PromptProvenanceSpan | SampledProvenanceSpan):
                     raise TypeError(

@@ -14,6 +14,7 @@ from typing import TypeAlias, cast
 
 import msgspec
 
+from tinker_actors.types._dataclass import dataclass_protocol
 from tinker_actors.types._datum import Datum, LossFnConfig, LossFnType
 from tinker_actors.types._tensor import TensorData
 
@@ -29,6 +30,7 @@ LossFnOutput: TypeAlias = dict[str, TensorData]
 """What the loss computed for one datum, by name (e.g. ``"logprobs"``)."""
 
 
+@dataclass_protocol
 class ForwardBackwardInput(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """A batch and the loss to compute on it (positional arguments in 0.38's order)."""
 
@@ -42,6 +44,7 @@ class ForwardBackwardInput(msgspec.Struct, frozen=True, forbid_unknown_fields=Tr
     """Loss hyper-parameters (numbers, or strings such as a custom ``loss_id``)."""
 
 
+@dataclass_protocol
 class ForwardBackwardRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """One ``POST /api/v1/forward_backward`` (or forward) call for one model.
 
@@ -66,6 +69,7 @@ class ForwardBackwardRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=
             msgspec.structs.force_setattr(self, "seq_id", 0)
 
 
+@dataclass_protocol
 class ForwardRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """0.38's model of a forward call (no gradients); it is sent as a
     :class:`ForwardBackwardRequest` with ``forward_only=True``."""
@@ -86,6 +90,7 @@ class ForwardRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         )
 
 
+@dataclass_protocol
 class ForwardBackwardOutput(msgspec.Struct, frozen=True):
     """What a forward or forward_backward computed (positional arguments in 0.38's order)."""
 

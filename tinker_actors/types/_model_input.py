@@ -112,8 +112,14 @@ class EncodedTextChunk(_Chunk, tag="encoded_text", frozen=True):
     """Token ids (Python ints that fit int32: the protobuf request packs them as int32)."""
 
     def __post_init__(self) -> None:
-        checked = token_ids(self.tokens)
-        if checked is not self.tokens:
+        tokens = self.tokens
+        checked = token_ids(tokens)
+        if checked is tokens and type(checked) is list:
+            # The chunk owns its ids, as 0.38's pydantic copy does: callers build a list, make
+            # a chunk of it and then clear or extend the same list for the next one
+            # (tinker-cookbook's rl/data_processing.py does exactly that).
+            checked = list(checked)
+        if checked is not tokens:
             msgspec.structs.force_setattr(self, "tokens", checked)
 
     @property
@@ -282,6 +288,8 @@ class ModelInput(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_field
         chunks = self.chunks
         if type(chunks) is not list or not all(type(c) in _CHUNK_TYPES for c in chunks):
             msgspec.structs.force_setattr(self, "chunks", _checked_chunks(chunks))
+        else:  # immutable means a list of its own, not the caller's (0.38 copies it too)
+            msgspec.structs.force_setattr(self, "chunks", list(chunks))
 
     @classmethod
     def _trusted(cls, chunks: list[ModelInputChunk]) -> ModelInput:

@@ -82,6 +82,8 @@ class SamplingParams(RequestStruct, kw_only=True, frozen=True):
                 f"stop must be a string, a list of strings or a list of token ids, got {stop!r}; "
                 "do not mix strings and token ids"
             )
+        if type(stop) is list:  # a list of its own, as 0.38 copies it: the caller's may change
+            force_setattr(self, "stop", list(stop))
         if isinstance(self.max_tokens, int) and self.max_tokens < 0:
             raise InvalidInputError(f"max_tokens must be >= 0, got {self.max_tokens}")
         if self.temperature < 0:
