@@ -6,6 +6,9 @@ process, with the official ``tinker`` client and only environment settings: ``TI
 ``TINKER_API_KEY``, ``HF_HUB_OFFLINE=1`` and ``HF_HUB_CACHE`` pointing at a temporary cache that
 ``tinker-actors tokenizers install`` filled. The recipe arguments only scale the runs down
 (batch size, steps, learning rate, tokens per sample, log path); no cookbook code is patched.
+Each recipe also runs under the import switch (``tinker-actors run -- python ...``), on
+tinker_actors.compat: chat_sl and DPO must log the official client's losses (to 1e-4: neither
+samples, and the torch backend trains deterministically), math_rl's reward must rise too.
 
 * ``chat_sl`` (``recipes/chat_sl/train.py``) learns arithmetic conversations from a local JSONL
   file (its ``dataset=<path>.jsonl`` argument): the loss falls. Its final checkpoint is the SFT
@@ -33,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from serve_support import serve_in_child
+from serve_support import check_tinker_module, recipe_command, serve_in_child
 
 pytest.importorskip("tinker", reason="official tinker SDK not installed (interop extra)")
 pytest.importorskip("tinker_cookbook", reason="tinker-cookbook not installed (README test command)")
@@ -105,9 +108,16 @@ def server_url(workdir: Path) -> Iterator[str]:
         yield url
 
 
-def run_recipe(workdir: Path, url: str, module: str, args: list[str]) -> Path:
-    """Run a cookbook recipe module as a user would; return its log directory."""
-    log_path = workdir / module.split(".")[-2 if module.endswith(".train") else -1]
+def run_recipe(
+    workdir: Path, url: str, module: str, args: list[str], *, compat: bool = False
+) -> Path:
+    """Run a cookbook recipe module as a user would; return its log directory.
+
+    ``compat``: under the import switch (``tinker-actors run -- python -m ...``), so the recipe's
+    ``import tinker`` is tinker_actors.compat.
+    """
+    name = module.split(".")[-2 if module.endswith(".train") else -1]
+    log_path = workdir / (f"{name}-compat" if compat else name)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TINKER_", "HF_"))}
     env.update(
         HF_HUB_OFFLINE="1",
@@ -115,11 +125,12 @@ def run_recipe(workdir: Path, url: str, module: str, args: list[str]) -> Path:
         TINKER_BASE_URL=url,
         TINKER_API_KEY=KEY,
     )
-    command = [sys.executable, "-m", module, f"log_path={log_path}", *args]
+    command = recipe_command(module, [f"log_path={log_path}", *args], compat=compat)
     done = subprocess.run(
         command, cwd=workdir, env=env, capture_output=True, text=True, timeout=600, check=False
     )
     assert done.returncode == 0, done.stderr[-6000:]
+    check_tinker_module(done.stdout, compat=compat)
     return log_path
 
 
@@ -132,9 +143,7 @@ def series(rows: list[dict[str, Any]], key: str) -> list[float]:
     return [float(row[key]) for row in rows if key in row]
 
 
-@pytest.fixture(scope="module")
-def chat_sl(workdir: Path, server_url: str) -> Path:
-    """chat_sl on arithmetic conversations; its final state is math_rl's SFT checkpoint."""
+def _chat_sl(workdir: Path, url: str, *, compat: bool) -> Path:
     # the recipe's default LoRA rank (32); a constant 2e-3 learns the format without the
     # loss spikes that 5e-3 gave; 20 steps leave the stop sequence learnt about a third of the
     # time, so RL has something to improve
@@ -142,7 +151,20 @@ def chat_sl(workdir: Path, server_url: str) -> Path:
         f"dataset={workdir / 'arithmetic.jsonl'}", "batch_size=16", "max_steps=20",
         "learning_rate=2e-3", "lr_schedule=constant", "eval_every=0", "save_every=0",
     ]  # fmt: skip
-    return run_recipe(workdir, server_url, "tinker_cookbook.recipes.chat_sl.train", args)
+    module = "tinker_cookbook.recipes.chat_sl.train"
+    return run_recipe(workdir, url, module, args, compat=compat)
+
+
+@pytest.fixture(scope="module")
+def chat_sl(workdir: Path, server_url: str) -> Path:
+    """chat_sl on arithmetic conversations; its final state is math_rl's SFT checkpoint."""
+    return _chat_sl(workdir, server_url, compat=False)
+
+
+@pytest.fixture(scope="module")
+def chat_sl_compat(workdir: Path, server_url: str) -> Path:
+    """The same run under the import switch (its checkpoint starts math_rl's compat run)."""
+    return _chat_sl(workdir, server_url, compat=True)
 
 
 def test_chat_sl_loss_falls(chat_sl: Path) -> None:
@@ -152,10 +174,23 @@ def test_chat_sl_loss_falls(chat_sl: Path) -> None:
     assert max(nll[-4:]) < nll[0] / 2, nll
 
 
-def test_math_rl_reward_rises_from_the_sft_checkpoint(
-    workdir: Path, server_url: str, chat_sl: Path
+def test_chat_sl_under_the_switch_logs_the_official_clients_losses(
+    chat_sl: Path, chat_sl_compat: Path
 ) -> None:
-    rows = [json.loads(line) for line in (chat_sl / "checkpoints.jsonl").read_text().splitlines()]
+    # no sampling: the torch backend trains the same way whichever client sends the data
+    ours = series(metrics(chat_sl_compat), "train_mean_nll")
+    assert len(ours) == 20
+    assert ours == pytest.approx(series(metrics(chat_sl), "train_mean_nll"), abs=1e-4)
+
+
+@pytest.mark.parametrize("compat", [False, True], ids=["official", "compat"])
+def test_math_rl_reward_rises_from_the_sft_checkpoint(
+    workdir: Path, server_url: str, request: pytest.FixtureRequest, compat: bool
+) -> None:
+    # under the switch this is tinker-cookbook's RL loop (rl/train.py, rl/data_processing.py)
+    # on tinker_actors.compat: provenance spans and dataclasses.replace on Datum and spans
+    start: Path = request.getfixturevalue("chat_sl_compat" if compat else "chat_sl")
+    rows = [json.loads(line) for line in (start / "checkpoints.jsonl").read_text().splitlines()]
     sft = rows[-1]["state_path"]
     assert sft.startswith("tinker://")
     # Small steps, many samples. The recipe starts a fresh AdamW, whose first update moves every
@@ -169,7 +204,8 @@ def test_math_rl_reward_rises_from_the_sft_checkpoint(
         "group_size=4", "learning_rate=3e-4", "max_tokens=10", "max_steps=20",
         "eval_every=0", "save_every=0",
     ]  # fmt: skip
-    log_path = run_recipe(workdir, server_url, "tinker_cookbook.recipes.math_rl.train", args)
+    module = "tinker_cookbook.recipes.math_rl.train"
+    log_path = run_recipe(workdir, server_url, module, args, compat=compat)
     config = json.loads((log_path / "config.json").read_text())
     assert config["loss_fn"] == "stable_reinforce"  # the recipe's default, not overridden
     reward = series(metrics(log_path), "env/all/reward/total")
@@ -178,10 +214,14 @@ def test_math_rl_reward_rises_from_the_sft_checkpoint(
     assert last > first, reward
 
 
-def test_dpo_loss_falls_below_ln_2(workdir: Path, server_url: str) -> None:
+def test_dpo_loss_falls_below_ln_2_and_the_switch_logs_the_same(
+    workdir: Path, server_url: str
+) -> None:
     args = ["dataset=hhh", "batch_size=16", "max_steps=6", "learning_rate=1e-3"]
-    log_path = run_recipe(workdir, server_url, "tinker_cookbook.recipes.preference.dpo.train", args)
-    loss = series(metrics(log_path), "dpo_loss")
+    module = "tinker_cookbook.recipes.preference.dpo.train"
+    loss = series(metrics(run_recipe(workdir, server_url, module, args)), "dpo_loss")
     assert len(loss) == 6
     assert loss[0] == pytest.approx(math.log(2), abs=1e-3)  # policy == reference at step 0
     assert loss[-1] < math.log(2) - 0.1, loss
+    ours = series(metrics(run_recipe(workdir, server_url, module, args, compat=True)), "dpo_loss")
+    assert ours == pytest.approx(loss, abs=1e-4)

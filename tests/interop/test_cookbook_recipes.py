@@ -15,7 +15,8 @@ Offline set-up, as a user would do it:
   ``datasets.load_dataset`` finds before the hub.
 
 The recipe code is run untouched with ``runpy`` from a tiny launcher that afterwards prints which
-``tinker`` module was in use, so the test knows the switch really was active.
+``tinker`` module was in use, so the test knows the switch really was active
+(``serve_support.recipe_command``).
 """
 
 from __future__ import annotations
@@ -23,13 +24,12 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from serve_support import serve_in_child
+from serve_support import check_tinker_module, recipe_command, serve_in_child
 
 pytest.importorskip("tinker", reason="official tinker SDK not installed (interop extra)")
 pytest.importorskip("tinker_cookbook", reason="tinker-cookbook not installed (README test command)")
@@ -42,14 +42,6 @@ pytestmark = [pytest.mark.interop, pytest.mark.slow]
 MODEL = "Qwen/Qwen3.5-9B-Base"
 KEY = "tml-cookbook-interop"
 SUBJECTS = ["cats", "the sea", "trains", "bread", "winter", "music", "gardens", "rivers"]
-LAUNCHER = (
-    "import runpy, sys\n"
-    "module, sys.argv = sys.argv[1], sys.argv[1:]\n"
-    "try:\n"
-    "    runpy.run_module(module, run_name='__main__', alter_sys=True)\n"
-    "finally:\n"
-    "    print('TINKER-MODULE', sys.modules['tinker'].__name__)\n"
-)
 
 
 def _row(index: int) -> dict[str, Any]:
@@ -101,15 +93,12 @@ def run_recipe(
         "TINKER_BASE_URL": url,
         "TINKER_API_KEY": KEY,
     }
-    launch = [sys.executable, "-c", LAUNCHER, module, f"log_path={log_path}", *args]
-    if compat:
-        launch = [sys.executable, "-m", "tinker_actors.cli", "run", "--", *launch]
+    launch = recipe_command(module, [f"log_path={log_path}", *args], compat=compat)
     done = subprocess.run(
         launch, cwd=workdir, env=env, capture_output=True, text=True, timeout=600, check=False
     )
     assert done.returncode == 0, done.stderr[-6000:]
-    expected = "tinker_actors.compat" if compat else "tinker"
-    assert f"TINKER-MODULE {expected}" in done.stdout, done.stdout[-2000:]
+    check_tinker_module(done.stdout, compat=compat)
     rows = [json.loads(line) for line in (log_path / "metrics.jsonl").read_text().splitlines()]
     return rows
 
