@@ -86,6 +86,9 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     hh = root / "Anthropic" / "hh-rlhf"
     _write_jsonl(hh / "train.jsonl", [_preference(i) for i in range(256)])
     _write_jsonl(hh / "test.jsonl", [_preference(1000 + i) for i in range(32)])
+    # on-policy distillation's default prompts (zwhe99/DeepMath-103K: rows with a "question")
+    questions = [{"question": f"What is {i} + {2 * i + 1}?"} for i in range(64)]
+    _write_jsonl(root / "zwhe99" / "DeepMath-103K" / "train.jsonl", questions)
     # the command a user runs, into a cache of the test's own
     command = [
         sys.executable, "-m", "tinker_actors.cli", "tokenizers", "install",
@@ -225,3 +228,44 @@ def test_dpo_loss_falls_below_ln_2_and_the_switch_logs_the_same(
     assert loss[-1] < math.log(2) - 0.1, loss
     ours = series(metrics(run_recipe(workdir, server_url, module, args, compat=True)), "dpo_loss")
     assert ours == pytest.approx(loss, abs=1e-4)
+
+
+def _near_zero(value: float) -> bool:
+    return math.isfinite(value) and abs(value) < 1e-3
+
+
+def test_on_policy_distillation_runs_under_the_switch(workdir: Path, server_url: str) -> None:
+    # distillation/train_on_policy.py: a teacher SamplingClient's compute_logprobs on the
+    # student's samples, importance_sampling with per-token KL advantages
+    args = [
+        f"teacher_model={MODEL}", "lora_rank=8", "group_size=2", "groups_per_batch=4",
+        "max_tokens=16", "max_steps=2", "eval_every=0", "save_every=0",
+        "behavior_if_log_dir_exists=delete",
+    ]  # fmt: skip
+    module = "tinker_cookbook.recipes.distillation.on_policy_distillation"
+    rows = metrics(run_recipe(workdir, server_url, module, args, compat=True))
+    trained = [row for row in rows if "teacher_kl" in row]
+    assert len(trained) == 2, rows
+    for row in trained:
+        assert math.isfinite(row["teacher_kl"]), row
+        assert row["grad_norm:mean"] > 0, row  # the KL advantages are not all zero
+        # the trainer's logprobs of the sampled tokens are the sampler's: the datums hold
+        # the right tokens in the right places
+        assert _near_zero(row["optim/kl_sample_train_v1"]), row
+
+
+def test_multi_turn_guess_number_runs_under_the_switch(workdir: Path, server_url: str) -> None:
+    # multiplayer_rl/guess_number: ten-turn episodes, each merged by rl/data_processing.py
+    # into one datum per episode with provenance spanning every turn
+    args = [
+        f"model_name={MODEL}", "renderer_name=role_colon", "group_size=2", "batch_size=2",
+        "max_tokens=16", "max_steps=2", "eval_every=0", "save_every=0",
+        "behavior_if_log_dir_exists=delete",
+    ]  # fmt: skip
+    module = "tinker_cookbook.recipes.multiplayer_rl.guess_number.train"
+    rows = metrics(run_recipe(workdir, server_url, module, args, compat=True))
+    trained = [row for row in rows if "optim/kl_sample_train_v1" in row]
+    assert len(trained) == 2, rows
+    for row in trained:
+        assert row["env/all/turns_per_episode"] > 1, row
+        assert _near_zero(row["optim/kl_sample_train_v1"]), row
