@@ -230,42 +230,38 @@ def test_dpo_loss_falls_below_ln_2_and_the_switch_logs_the_same(
     assert ours == pytest.approx(loss, abs=1e-4)
 
 
-def _near_zero(value: float) -> bool:
-    return math.isfinite(value) and abs(value) < 1e-3
+def _trained_under_the_switch(
+    workdir: Path, url: str, module: str, args: list[str], marker: str
+) -> list[dict[str, Any]]:
+    """Run ``module`` for 2 steps under the switch; return the rows of its training steps
+    (those with ``marker``), having checked that the trainer's logprobs of the sampled tokens
+    are the sampler's (``optim/kl_sample_train_v1`` ~ 0): the datums hold the right tokens in
+    the right places."""
+    common = ["max_tokens=16", "max_steps=2", "eval_every=0", "save_every=0"]
+    flags = [*args, *common, "behavior_if_log_dir_exists=delete"]
+    rows = metrics(run_recipe(workdir, url, module, flags, compat=True))
+    trained = [row for row in rows if marker in row]
+    assert len(trained) == 2, rows
+    for row in trained:
+        assert abs(row["optim/kl_sample_train_v1"]) < 1e-3, row  # NaN fails this too
+    return trained
 
 
 def test_on_policy_distillation_runs_under_the_switch(workdir: Path, server_url: str) -> None:
     # distillation/train_on_policy.py: a teacher SamplingClient's compute_logprobs on the
     # student's samples, importance_sampling with per-token KL advantages
-    args = [
-        f"teacher_model={MODEL}", "lora_rank=8", "group_size=2", "groups_per_batch=4",
-        "max_tokens=16", "max_steps=2", "eval_every=0", "save_every=0",
-        "behavior_if_log_dir_exists=delete",
-    ]  # fmt: skip
+    args = [f"teacher_model={MODEL}", "lora_rank=8", "group_size=2", "groups_per_batch=4"]
     module = "tinker_cookbook.recipes.distillation.on_policy_distillation"
-    rows = metrics(run_recipe(workdir, server_url, module, args, compat=True))
-    trained = [row for row in rows if "teacher_kl" in row]
-    assert len(trained) == 2, rows
-    for row in trained:
+    for row in _trained_under_the_switch(workdir, server_url, module, args, "teacher_kl"):
         assert math.isfinite(row["teacher_kl"]), row
         assert row["grad_norm:mean"] > 0, row  # the KL advantages are not all zero
-        # the trainer's logprobs of the sampled tokens are the sampler's: the datums hold
-        # the right tokens in the right places
-        assert _near_zero(row["optim/kl_sample_train_v1"]), row
 
 
 def test_multi_turn_guess_number_runs_under_the_switch(workdir: Path, server_url: str) -> None:
     # multiplayer_rl/guess_number: ten-turn episodes, each merged by rl/data_processing.py
     # into one datum per episode with provenance spanning every turn
-    args = [
-        f"model_name={MODEL}", "renderer_name=role_colon", "group_size=2", "batch_size=2",
-        "max_tokens=16", "max_steps=2", "eval_every=0", "save_every=0",
-        "behavior_if_log_dir_exists=delete",
-    ]  # fmt: skip
+    args = [f"model_name={MODEL}", "renderer_name=role_colon", "group_size=2", "batch_size=2"]
     module = "tinker_cookbook.recipes.multiplayer_rl.guess_number.train"
-    rows = metrics(run_recipe(workdir, server_url, module, args, compat=True))
-    trained = [row for row in rows if "optim/kl_sample_train_v1" in row]
-    assert len(trained) == 2, rows
-    for row in trained:
+    marker = "optim/kl_sample_train_v1"
+    for row in _trained_under_the_switch(workdir, server_url, module, args, marker):
         assert row["env/all/turns_per_episode"] > 1, row
-        assert _near_zero(row["optim/kl_sample_train_v1"]), row

@@ -185,8 +185,9 @@ class Datum(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             _check_tiling("loss_fn_inputs", loss_fn_inputs, target.shape[0])
         elif target is not None and target.shape is None:
             _check_tiling("loss_fn_inputs", loss_fn_inputs, target.numel)
+        # replace runs __post_init__, which takes lists of the spans of its own
         return msgspec.structs.replace(
-            self, model_input_spans=list(model_input), loss_fn_input_spans=list(loss_fn_inputs)
+            self, model_input_spans=model_input, loss_fn_input_spans=loss_fn_inputs
         )
 
 

@@ -112,14 +112,8 @@ class EncodedTextChunk(_Chunk, tag="encoded_text", frozen=True):
     """Token ids (Python ints that fit int32: the protobuf request packs them as int32)."""
 
     def __post_init__(self) -> None:
-        tokens = self.tokens
-        checked = token_ids(tokens)
-        if checked is tokens and type(checked) is list:
-            # The chunk owns its ids, as 0.38's pydantic copy does: callers build a list, make
-            # a chunk of it and then clear or extend the same list for the next one
-            # (tinker-cookbook's rl/data_processing.py does exactly that).
-            checked = list(checked)
-        if checked is not tokens:
+        checked = token_ids(self.tokens)  # a list is copied: the chunk owns its ids
+        if checked is not self.tokens:
             msgspec.structs.force_setattr(self, "tokens", checked)
 
     @property
@@ -306,11 +300,8 @@ class ModelInput(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_field
             InvalidInputError: a value is not a token id (a bool, a fraction, NaN, a string, or
                 outside int32); the message names it.
         """
-        ids = token_ids(tokens)
-        # a PackedTokens is read-only, so sharing one is safe; any other list is copied
-        if type(ids) is not PackedTokens and (ids is tokens or not isinstance(ids, list)):
-            ids = list(ids)
-        return cls._trusted([_trusted_text(ids)])
+        ids = token_ids(tokens)  # a list comes back copied; a tuple as it is
+        return cls._trusted([_trusted_text(ids if isinstance(ids, list) else list(ids))])
 
     @classmethod
     def empty(cls) -> ModelInput:

@@ -127,9 +127,11 @@ def _packed_list(tokens: np.ndarray) -> PackedTokens:
 
 
 def token_ids(tokens: object, what: str = "tokens") -> list[int] | tuple[int, ...]:
-    """Return ``tokens`` as token ids, unchanged when they already are exactly that.
+    """Return ``tokens`` as token ids the caller's later changes cannot reach.
 
-    A list or tuple of Python ints in int32 range is returned as is (no copy); a 1-D integer
+    A list of Python ints in int32 range is copied (as 0.38's pydantic models copy it: callers
+    clear or extend the same list for the next chunk, as tinker-cookbook's
+    rl/data_processing.py does); a tuple of them is returned as is; a 1-D integer
     numpy array becomes a read-only :class:`PackedTokens` (checked with vectorised numpy, no
     per-id Python work); anything else that holds only lossless values (integral floats, numpy
     integers) is converted to a new list.
@@ -156,7 +158,7 @@ def token_ids(tokens: object, what: str = "tokens") -> list[int] | tuple[int, ..
             pass
         else:
             if set(map(type, tokens)) <= {int}:
-                return tokens
+                return tokens if type(tokens) is tuple else list(tokens)
         return _convert(tokens, what)
     if isinstance(tokens, Sequence) and not isinstance(tokens, str | bytes):
         return _convert(list(tokens), what)
