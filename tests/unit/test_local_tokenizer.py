@@ -18,6 +18,7 @@ from tokenizers import Tokenizer
 from tinker_actors.local._catalogue import CATALOGUE, UnknownModelError, lookup_model
 from tinker_actors.local._tokenizer import (
     EOS_TOKEN,
+    MARKER_TOKENS,
     SPECIAL_TOKENS,
     build_tokenizer,
     ensure_tokenizer_dir,
@@ -35,15 +36,36 @@ def tok_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_vocab_size_and_specials(tok_dir: Path) -> None:
     tok = load_tokenizer(tok_dir)
     assert tok.get_vocab_size() == VOCAB
-    for expected_id, token in enumerate(SPECIAL_TOKENS):
+    for expected_id, token in enumerate(SPECIAL_TOKENS + MARKER_TOKENS):
         assert tok.token_to_id(token) == expected_id
+
+
+def test_markers_are_whole_and_not_special(tok_dir: Path) -> None:
+    # as in Qwen's tokenizers: "<think>" and the tool tags are one id each, kept by
+    # decode(skip_special_tokens=True), and still whole when special tokens are split
+    # (tinker-cookbook's Qwen renderers encode message content that way)
+    tok = load_tokenizer(tok_dir)
+    text = "<|im_start|>assistant\n<think>\nhm</think>\n<tool_call>\n{}\n</tool_call><|im_end|>"
+    ids = tok.encode(text).ids
+    for marker in MARKER_TOKENS[:4]:
+        assert tok.token_to_id(marker) in ids
+    assert tok.decode(ids, skip_special_tokens=True) == (
+        "assistant\n<think>\nhm</think>\n<tool_call>\n{}\n</tool_call>"
+    )
+    tok.encode_special_tokens = True
+    split = tok.encode(text).ids
+    assert tok.token_to_id("<|im_start|>") not in split
+    assert tok.token_to_id("</think>") in split
+    assert tok.token_to_id("</tool_call>") in split
+    assert tok.decode(split) == text
 
 
 @settings(max_examples=200, deadline=None)
 @given(st.text(max_size=200))
 def test_byte_level_round_trip(text: str) -> None:
     # special-token text (e.g. "<|pad|>", which hypothesis draws from the package's literals)
-    # encodes to its special id; decode drops those unless asked to keep them
+    # encodes to its special id; decode drops those unless asked to keep them (the markers,
+    # not special, it keeps)
     tok = _shared_tokenizer()
     assert tok.decode(tok.encode(text).ids, skip_special_tokens=False) == text
     ordinary = text

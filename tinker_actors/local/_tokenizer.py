@@ -42,6 +42,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "EOS_TOKEN",
+    "MARKER_TOKENS",
     "PAD_TOKEN",
     "SPECIAL_TOKENS",
     "build_tokenizer",
@@ -57,7 +58,21 @@ EOS_TOKEN = "<|endoftext|>"
 PAD_TOKEN = "<|pad|>"
 #: Special tokens take the lowest ids, in this order (EOS is id 0).
 SPECIAL_TOKENS = (EOS_TOKEN, PAD_TOKEN, "<|im_start|>", "<|im_end|>")
-_FORMAT_VERSION = 1
+#: Qwen's reasoning and tool markers, one id each right after the special tokens, and, as in
+#: Qwen's own tokenizers, *not* special: ``decode(skip_special_tokens=True)`` keeps them and a
+#: backend with ``encode_special_tokens`` still reads them whole. tinker-cookbook's Qwen3 and
+#: Qwen3.5 renderers (the recommended ones for its default models) need exactly that: they
+#: assert ``</think>`` is one token and encode message content with special tokens split but
+#: a tool call's ``<tool_call>`` intact, so a sampled tool call re-renders to the same tokens.
+MARKER_TOKENS = (
+    "<think>",
+    "</think>",
+    "<tool_call>",
+    "</tool_call>",
+    "<tool_response>",
+    "</tool_response>",
+)
+_FORMAT_VERSION = 2
 _GENERATED_LINES = 6000
 _WORDS = [
     "apple",
@@ -125,7 +140,7 @@ def tokenizer_digest(vocab_size: int) -> str:
 
     h = hashlib.sha256()
     h.update(f"v{_FORMAT_VERSION}|{vocab_size}|{tokenizers.__version__}|".encode())
-    h.update("|".join(SPECIAL_TOKENS).encode())
+    h.update("|".join(SPECIAL_TOKENS + MARKER_TOKENS).encode())
     for line in corpus_lines():
         h.update(line.encode("utf-8"))
         h.update(b"\n")
@@ -136,20 +151,29 @@ def build_tokenizer(vocab_size: int) -> Tokenizer:
     """Train the byte-level BPE tokenizer of ``vocab_size`` entries (deterministic)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
-    minimum = 256 + len(SPECIAL_TOKENS)
+    minimum = 256 + len(SPECIAL_TOKENS) + len(MARKER_TOKENS)
     if vocab_size < minimum:
-        raise ValueError(f"vocab_size must be at least {minimum} (bytes + specials)")
+        raise ValueError(
+            f"vocab_size must be at least {minimum} (bytes + special and marker tokens)"
+        )
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
-        special_tokens=list(SPECIAL_TOKENS),
+        special_tokens=[*SPECIAL_TOKENS, *MARKER_TOKENS],
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
     tok.train_from_iterator(corpus_lines(), trainer)
-    return tok
+    # The trainer gives the markers their low ids but registers them as special; clearing the
+    # flag in the serialized form is the only way that also clears it in the added vocabulary
+    # (``add_tokens`` with ``special=False`` rewrites the flag but decode still skips them).
+    data = json.loads(tok.to_str())
+    for added in data["added_tokens"]:
+        if added["content"] in MARKER_TOKENS:
+            added["special"] = False
+    return Tokenizer.from_str(json.dumps(data))
 
 
 def ensure_tokenizer_dir(cache_dir: Path, vocab_size: int) -> Path:
