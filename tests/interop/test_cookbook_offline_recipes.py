@@ -1,4 +1,4 @@
-"""tinker-cookbook 0.6.1's chat_sl, math_rl and DPO recipes, unmodified, offline, on local/tiny.
+"""tinker-cookbook 0.6.1's recipes, unmodified, offline, on local/tiny.
 
 Each recipe runs as a user would run it (``python -m <recipe module> key=value ...``) against
 one ``tinker-actors serve --backend torch --model-alias Qwen/Qwen3.5-9B-Base=local/tiny``
@@ -21,6 +21,11 @@ samples, and the torch backend trains deterministically), math_rl's reward must 
 * DPO (``recipes/preference/dpo/train.py``, dataset ``hhh``) on a local folder named
   ``Anthropic/hh-rlhf`` (``datasets.load_dataset`` finds a local folder named like the hub id
   before the hub): the DPO loss falls from ln 2 to below it.
+* chat_sl killed (SIGKILL) after a periodic checkpoint and started again with
+  ``behavior_if_log_dir_exists=resume``: it continues from that checkpoint's weights and Adam
+  state, the steps before the kill are the uninterrupted run's, both clients agree after it.
+* ``preference/shorter`` on its default renderer, ``qwen3_5_disable_thinking`` (the Qwen3.5
+  family's, which needs the local tokenizer's Qwen markers), with its post-update KL.
 """
 
 from __future__ import annotations
@@ -29,8 +34,11 @@ import json
 import math
 import os
 import random
+import re
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -112,15 +120,40 @@ def server_url(workdir: Path) -> Iterator[str]:
 
 
 def run_recipe(
-    workdir: Path, url: str, module: str, args: list[str], *, compat: bool = False
+    workdir: Path,
+    url: str,
+    module: str,
+    args: list[str],
+    *,
+    compat: bool = False,
+    name: str | None = None,
 ) -> Path:
     """Run a cookbook recipe module as a user would; return its log directory.
 
     ``compat``: under the import switch (``tinker-actors run -- python -m ...``), so the recipe's
-    ``import tinker`` is tinker_actors.compat.
+    ``import tinker`` is tinker_actors.compat. ``name``: the log directory's (by default the
+    recipe's, ``-compat`` added under the switch).
     """
-    name = module.split(".")[-2 if module.endswith(".train") else -1]
-    log_path = workdir / (f"{name}-compat" if compat else name)
+    if name is None:
+        name = module.split(".")[-2 if module.endswith(".train") else -1]
+        name = f"{name}-compat" if compat else name
+    log_path = workdir / name
+    command = recipe_command(module, [f"log_path={log_path}", *args], compat=compat)
+    done = subprocess.run(
+        command,
+        cwd=workdir,
+        env=_recipe_env(workdir, url),
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-6000:]
+    check_tinker_module(done.stdout, compat=compat)
+    return log_path
+
+
+def _recipe_env(workdir: Path, url: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TINKER_", "HF_"))}
     env.update(
         HF_HUB_OFFLINE="1",
@@ -128,13 +161,7 @@ def run_recipe(
         TINKER_BASE_URL=url,
         TINKER_API_KEY=KEY,
     )
-    command = recipe_command(module, [f"log_path={log_path}", *args], compat=compat)
-    done = subprocess.run(
-        command, cwd=workdir, env=env, capture_output=True, text=True, timeout=600, check=False
-    )
-    assert done.returncode == 0, done.stderr[-6000:]
-    check_tinker_module(done.stdout, compat=compat)
-    return log_path
+    return env
 
 
 def metrics(log_path: Path) -> list[dict[str, Any]]:
@@ -146,16 +173,23 @@ def series(rows: list[dict[str, Any]], key: str) -> list[float]:
     return [float(row[key]) for row in rows if key in row]
 
 
-def _chat_sl(workdir: Path, url: str, *, compat: bool) -> Path:
+CHAT_SL = "tinker_cookbook.recipes.chat_sl.train"
+
+
+def _chat_sl_args(workdir: Path) -> list[str]:
     # the recipe's default LoRA rank (32); a constant 2e-3 learns the format without the
-    # loss spikes that 5e-3 gave; 20 steps leave the stop sequence learnt about a third of the
-    # time, so RL has something to improve
-    args = [
-        f"dataset={workdir / 'arithmetic.jsonl'}", "batch_size=16", "max_steps=20",
-        "learning_rate=2e-3", "lr_schedule=constant", "eval_every=0", "save_every=0",
+    # loss spikes that 5e-3 gave (and makes the first steps the same whatever max_steps is);
+    # 20 steps leave the stop sequence learnt about a third of the time, so RL has something
+    # to improve
+    return [
+        f"dataset={workdir / 'arithmetic.jsonl'}", "batch_size=16", "learning_rate=2e-3",
+        "lr_schedule=constant", "eval_every=0",
     ]  # fmt: skip
-    module = "tinker_cookbook.recipes.chat_sl.train"
-    return run_recipe(workdir, url, module, args, compat=compat)
+
+
+def _chat_sl(workdir: Path, url: str, *, compat: bool) -> Path:
+    args = [*_chat_sl_args(workdir), "max_steps=20", "save_every=0"]
+    return run_recipe(workdir, url, CHAT_SL, args, compat=compat)
 
 
 @pytest.fixture(scope="module")
@@ -265,3 +299,109 @@ def test_multi_turn_guess_number_runs_under_the_switch(workdir: Path, server_url
     marker = "optim/kl_sample_train_v1"
     for row in _trained_under_the_switch(workdir, server_url, module, args, marker):
         assert row["env/all/turns_per_episode"] > 1, row
+
+
+def _kill_after_checkpoint(command: list[str], workdir: Path, url: str, log_path: Path) -> None:
+    """Start ``command``; SIGKILL its whole process group once ``log_path/checkpoints.jsonl``
+    lists a checkpoint of batch 6 or later, as a crashed or pre-empted trainer dies."""
+    run = subprocess.Popen(
+        command,
+        cwd=workdir,
+        env=_recipe_env(workdir, url),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,  # the switch's launcher and the recipe die together
+    )
+    saved = log_path / "checkpoints.jsonl"
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and run.poll() is None:
+            rows = saved.read_text().splitlines() if saved.exists() else []
+            if any(json.loads(row)["batch"] >= 6 for row in rows if row.endswith("}")):
+                break
+            time.sleep(0.01)
+    finally:
+        os.killpg(run.pid, signal.SIGKILL)
+        run.wait(timeout=60)
+    assert run.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+
+
+@pytest.mark.parametrize("compat", [False, True], ids=["official", "compat"])
+def test_chat_sl_killed_mid_run_resumes_from_its_last_checkpoint(
+    workdir: Path, server_url: str, chat_sl: Path, compat: bool
+) -> None:
+    # supervised/train.py with save_every=3, SIGKILLed once its step-6 checkpoint is listed,
+    # then started again with behavior_if_log_dir_exists=resume: it reads checkpoints.jsonl
+    # and continues from the last state and its Adam moments
+    # (create_training_client_from_state_with_optimizer, what a pre-empted week-long run does)
+    name = "chat_sl-resume-compat" if compat else "chat_sl-resume"
+    log_path = workdir / name
+    args = [*_chat_sl_args(workdir), "max_steps=12", "save_every=3"]
+    first = [f"log_path={log_path}", *args, "behavior_if_log_dir_exists=delete"]
+    _kill_after_checkpoint(
+        recipe_command(CHAT_SL, first, compat=compat), workdir, server_url, log_path
+    )
+    saved = [json.loads(row) for row in (log_path / "checkpoints.jsonl").read_text().splitlines()]
+    last = saved[-1]
+    assert last["name"] != "final", saved
+    assert last["batch"] in (6, 9), saved  # 9: the kill came late (3 steps take ~0.2 s)
+
+    resumed = [*args, "behavior_if_log_dir_exists=resume"]
+    run_recipe(workdir, server_url, CHAT_SL, resumed, compat=compat, name=name)
+    assert f"Resumed training from {last['state_path']}" in (log_path / "logs.log").read_text()
+    assert _resumed_from(log_path) == last["name"]
+    rows = metrics(log_path)
+    assert [row["step"] for row in rows if "train_mean_nll" in row] == list(range(12))
+    nll = series(rows, "train_mean_nll")
+    # before the kill: the uninterrupted run's steps (a constant learning rate, no sampling)
+    before = last["batch"]
+    assert nll[:before] == pytest.approx(
+        series(metrics(chat_sl), "train_mean_nll")[:before], abs=1e-4
+    )
+    # after it: trained weights came back, not a fresh adapter (ln 4096 ~ 8.3 at step 0); the
+    # cookbook names a checkpoint saved after step k's update "batch k", so step k runs twice
+    assert max(nll[before:]) < nll[0] / 2, nll
+    if compat:
+        # the same losses as the official client's resumed run, when both died after the same
+        # checkpoint (almost always; the steps after a later one start from other weights)
+        official = workdir / "chat_sl-resume"
+        if _resumed_from(official) == last["name"]:
+            assert nll == pytest.approx(series(metrics(official), "train_mean_nll"), abs=1e-4)
+
+
+def _resumed_from(log_path: Path) -> str:
+    """The name of the checkpoint a resumed run's ``logs.log`` says it started from."""
+    found = re.findall(
+        r"Resumed training from tinker://\S+/weights/(\w+)", (log_path / "logs.log").read_text()
+    )
+    assert len(found) == 1, found
+    return found[0]
+
+
+@pytest.mark.parametrize("compat", [False, True], ids=["official", "compat"])
+def test_preference_shorter_trains_on_the_qwen3_5_renderer(
+    workdir: Path, server_url: str, compat: bool
+) -> None:
+    # preference/shorter: pairwise-preference RL (rl/preference_envs.py) with
+    # compute_post_kl=True, on its default renderer qwen3_5_disable_thinking, which needs the
+    # local tokenizer's Qwen markers ("</think>" one token); before they existed the renderer
+    # failed an assertion on the first sample
+    args = [
+        f"model_name={MODEL}", "batch_size=4", "group_size=4", "max_tokens=16", "max_steps=3",
+        "learning_rate=3e-3", "eval_every=0", "behavior_if_log_dir_exists=delete",
+    ]  # fmt: skip
+    module = "tinker_cookbook.recipes.preference.shorter.train"
+    log_path = run_recipe(workdir, server_url, module, args, compat=compat)
+    assert json.loads((log_path / "config.json").read_text())["renderer_name"] == (
+        "qwen3_5_disable_thinking"
+    )
+    trained = [row for row in metrics(log_path) if "optim/kl_sample_train_v1" in row]
+    assert len(trained) == 3, trained
+    for row in trained:
+        assert abs(row["optim/kl_sample_train_v1"]) < 1e-3, row
+        assert row["env/all/ac_tokens_per_turn"] > 0, row
+    # the post-update KL between the sampler before and after each step: the policy moved
+    post = series(trained, "kl_pre_post_v1")
+    assert len(post) == 3, trained
+    assert all(math.isfinite(v) for v in post), post
+    assert any(v != 0 for v in post), post
