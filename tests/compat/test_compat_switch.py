@@ -101,3 +101,37 @@ def test_child_environment_puts_the_site_directory_first() -> None:
     assert env[_switch.ENV_FLAG] == "1"
     again = _switch.child_environment(env)
     assert again["PYTHONPATH"] == env["PYTHONPATH"]
+
+
+IN_VENV = sys.prefix != sys.base_prefix
+
+
+@pytest.mark.skipif(not IN_VENV, reason="only a virtualenv's bin is put first")
+def test_run_uses_the_environments_python_without_activation(probe: Path, tmp_path: Path) -> None:
+    # another `python` first on PATH, and this environment's bin nowhere on it
+    other = tmp_path / "other-bin"
+    other.mkdir()
+    impostor = other / "python"
+    impostor.write_text("#!/bin/sh\necho impostor\nexit 3\n")
+    impostor.chmod(0o755)
+    own = os.path.dirname(sys.executable)
+    rest = [p for p in os.environ.get("PATH", "").split(os.pathsep) if p and p != own]
+    env = dict(os.environ, PATH=os.pathsep.join([str(other), *rest]))
+    done = _run([*CLI, "run", "--", "python", str(probe), "z"], env=env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    _check_probe_output(done.stdout, ["z"])
+
+
+@pytest.mark.skipif(not IN_VENV, reason="needs an interpreter without tinker_actors")
+def test_an_interpreter_without_the_package_says_which_and_what_to_do(tmp_path: Path) -> None:
+    base = getattr(sys, "_base_executable", None)
+    # the venv's python may be a link to it, but started by its own path it has no venv
+    if not base or not os.path.exists(base) or base == sys.executable:
+        pytest.skip("no base interpreter apart from this environment's")
+    # cwd outside the checkout, so the base interpreter cannot find tinker_actors there
+    done = _run([base, "-c", "pass"], env=_switch.child_environment(), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert f"tinker-actors run: {base} cannot import tinker_actors" in done.stderr
+    assert "run it with the Python of the environment where tinker_actors is installed" in (
+        done.stderr
+    )

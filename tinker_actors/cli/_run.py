@@ -8,6 +8,7 @@ switch of :mod:`tinker_actors.compat._switch` at start-up.
 from __future__ import annotations
 
 import os
+import sys
 
 import click
 
@@ -29,6 +30,22 @@ def run(command: tuple[str, ...]) -> None:
     if not argv:
         raise click.UsageError("nothing to run: tinker-actors run -- python script.py ...")
     try:
-        os.execvpe(argv[0], argv, child_environment())
+        os.execvpe(argv[0], argv, _with_own_bin_first(child_environment()))
     except OSError as exc:
         raise click.ClickException(f"cannot run {argv[0]!r}: {exc.strerror or exc}") from None
+
+
+def _with_own_bin_first(env: dict[str, str]) -> dict[str, str]:
+    """Put this virtualenv's ``bin`` first on ``PATH``, as activating it would.
+
+    ``.venv/bin/tinker-actors run -- python train.py`` is often typed without activating the
+    environment; ``python`` must then still be the interpreter that has tinker_actors, not
+    another one on ``PATH`` that cannot install the switch (and may run the official package).
+    Outside a virtualenv ``PATH`` is left as it is.
+    """
+    if sys.prefix == sys.base_prefix:
+        return env
+    own = os.path.dirname(sys.executable)
+    rest = [p for p in env.get("PATH", os.defpath).split(os.pathsep) if p and p != own]
+    env["PATH"] = os.pathsep.join([own, *rest])
+    return env

@@ -16,7 +16,12 @@ def _install() -> None:
     try:
         from tinker_actors.compat._switch import install
     except ImportError as exc:
-        print(f"tinker-actors run: cannot install the import switch ({exc})", file=sys.stderr)
+        print(
+            f"tinker-actors run: {sys.executable} cannot import tinker_actors ({exc}), so"
+            " `import tinker` is not switched in this process; run it with the Python of the"
+            " environment where tinker_actors is installed",
+            file=sys.stderr,
+        )
         return
     install()
 
