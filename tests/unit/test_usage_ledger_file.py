@@ -1,12 +1,19 @@
-"""The usage ledger's file: every note on disk when it is noted, and read back on start."""
+"""The usage ledger's file: every note on disk when it is noted, and read back on start.
+
+It holds hourly sums, and its notes file is compacted to them: a sample request makes two usage
+notes, and over a long run the ledger must not grow with the number of requests, in memory or
+on disk, nor change what it answers when it compacts or is read back after a restart.
+"""
 
 from __future__ import annotations
 
+import random
 import shutil
 from pathlib import Path
 
 import pytest
 
+from tinker_actors.local._records import RecordStore
 from tinker_actors.local._usage import UsageLedger
 
 
@@ -42,3 +49,72 @@ def test_an_unknown_kind_is_refused_before_anything_is_written(tmp_path: Path) -
     ledger.used("sampling_sample", 5, base_model="m", session_id="s")
     UsageLedger(tmp_path, lambda: 0.0)  # what was written reads back (a bad kind would raise)
     assert _lines(tmp_path / "usage" / "notes.jsonl") == 1
+
+
+HOUR = 3600.0
+START = 1_700_000_000.0  # 2023-11-14T22:13:20Z
+WINDOW = ("2023-11-14T22:00:00Z", "2023-11-15T02:00:00Z")
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = START
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _answers(ledger: UsageLedger, store: RecordStore) -> tuple[object, object]:
+    usage = ledger.billing_usage(store, *WINDOW)
+    audit = ledger.audit_log("all", "2023-11-14")
+    return usage, audit
+
+
+def _file_lines(data_dir: Path) -> int:
+    return _lines(data_dir / "usage" / "notes.jsonl")
+
+
+def test_a_long_run_keeps_the_ledger_small_and_its_answers_exact(tmp_path: Path) -> None:
+    clock, rng = Clock(), random.Random(0)
+    store = RecordStore(tmp_path)
+    ledger = UsageLedger(tmp_path, clock, compact_after=100)
+    expected: dict[tuple[int, str], int] = {}
+    for i in range(3_000):  # a sample request's two notes, spread over three hours
+        clock.now = START + i * 3.0
+        session = f"session-{rng.randrange(2)}"
+        for kind, count in (("sampling_prefill", rng.randrange(1, 50)), ("sampling_sample", 4)):
+            ledger.used(kind, count, base_model="local/tiny", session_id=session)  # type: ignore[arg-type]
+            hour = int((clock.now - START + 800) // HOUR)
+            expected[(hour, kind)] = expected.get((hour, kind), 0) + count
+        if i % 500 == 0:
+            ledger.audit("checkpoint_read", tinker_path=f"tinker://run/weights/{i}")
+    # 6,000 usage notes, 3 hours x 2 kinds x 2 sessions = 12 sums, 6 audited events
+    assert _file_lines(tmp_path) <= 12 + 100 + 6
+    usage, audit = _answers(ledger, store)
+    totals: dict[tuple[int, str], int] = {}
+    for row in usage.data:  # type: ignore[attr-defined]
+        hour = int((row.bucket_start.timestamp() - (START - 800)) // HOUR)
+        key = (hour, row.event_info.type)
+        totals[key] = totals.get(key, 0) + row.event_info.token_count
+    assert totals == expected
+    assert [e.event_details["tinker_path"] for e in audit.entries] == [  # type: ignore[attr-defined]
+        f"tinker://run/weights/{i}"
+        for i in range(0, 3_000, 500)
+        if START + 3.0 * i < START - 800 + 2 * HOUR  # the events of 2023-11-14 (UTC)
+    ]
+    # read back after a restart (and compacted again then if due): the same answers
+    again = UsageLedger(tmp_path, clock, compact_after=100)
+    assert _answers(again, store) == (usage, audit)
+    assert _file_lines(tmp_path) <= 12 + 100 + 6
+
+
+def test_a_file_written_note_by_note_is_compacted_on_start(tmp_path: Path) -> None:
+    clock = Clock()
+    ledger = UsageLedger(tmp_path, clock)  # the default threshold: nothing compacted yet
+    for _ in range(500):
+        ledger.used("training", 7, base_model="local/tiny", session_id="s")
+    assert _file_lines(tmp_path) == 500
+    before = _answers(ledger, RecordStore(tmp_path))
+    small = UsageLedger(tmp_path, clock, compact_after=10)
+    assert _file_lines(tmp_path) == 1
+    assert _answers(small, RecordStore(tmp_path)) == before

@@ -4,7 +4,11 @@ The engine notes every billable quantity when it happens (training tokens of eac
 forward_backward, prompt and sampled tokens of each sample request, each checkpoint saved) and
 every audited action (checkpoints created, read, published, deleted, their ttl changed,
 sessions moved between projects). Notes go to an append-only JSON-lines file under the data
-directory, so they survive a restart with it, and are aggregated when asked:
+directory, so they survive a restart with it, and are aggregated when asked. Usage is held in
+memory as hourly sums (what every answer is made of), and once the file holds
+``compact_after`` more usage lines than there are sums it is rewritten with one line per sum,
+so neither memory nor the file grows with the number of requests (a sample request makes two
+notes): only with the hours, sessions and models used, and with the audited events.
 
 * ``GET /api/v1/billing/usage/events``: hourly buckets per (usage kind, base model, session)
   over a window of whole UTC hours, at most 14 days, not starting in the future. Storage is
@@ -20,6 +24,7 @@ A local server costs nothing, so every rate and estimated cost is 0.0 (a definit
 from __future__ import annotations
 
 import math
+import os
 from collections import defaultdict
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal, get_args
@@ -97,6 +102,10 @@ class _Audit(msgspec.Struct, tag="audit"):
 
 
 _Note = _Usage | _Stored | _Audit
+#: (hour start, kind, cached, base model, session id): the key of an hourly usage sum
+_Bucket = tuple[float, UsageKind, bool, str, str]
+#: Usage lines beyond one per hourly sum that the notes file may hold before it is compacted.
+_COMPACT_AFTER = 50_000
 
 
 def _when(posix: float) -> datetime:
@@ -113,12 +122,18 @@ class UsageLedger:
     Args:
         data_dir: notes go to ``data_dir/usage/notes.jsonl`` (read back on start).
         clock: POSIX seconds (the server's wall clock).
+        compact_after: see the module docstring.
     """
 
-    def __init__(self, data_dir: Path, clock: Callable[[], float]) -> None:
+    def __init__(
+        self, data_dir: Path, clock: Callable[[], float], compact_after: int = _COMPACT_AFTER
+    ) -> None:
         self._clock = clock
         self._path = data_dir / "usage" / "notes.jsonl"
-        self._usage: list[_Usage] = []
+        self._compact_after = compact_after
+        self._usage: dict[_Bucket, int] = {}
+        #: usage lines in the file (one per note since the last compaction, one per sum before)
+        self._usage_lines = 0
         self._stored: list[_Stored] = []
         self._audit: list[_Audit] = []
         self._decoder = msgspec.json.Decoder(_Note)
@@ -126,17 +141,36 @@ class UsageLedger:
             for line in self._path.read_bytes().splitlines():
                 if line.strip():
                     self._keep(self._decoder.decode(line))
+            self._compact_if_due()
 
     def _keep(self, note: _Note) -> None:
         if isinstance(note, _Usage):
-            self._usage.append(note)
+            key = (_hour_start(note.t), note.kind, note.cached, note.base_model, note.session_id)
+            self._usage[key] = self._usage.get(key, 0) + note.count
+            self._usage_lines += 1
         elif isinstance(note, _Stored):
             self._stored.append(note)
         else:
             self._audit.append(note)
 
+    def _compact_if_due(self) -> None:
+        if self._usage_lines - len(self._usage) < self._compact_after:
+            return
+        # one line per hourly sum (its time is the hour's start), then every other note in the
+        # order noted; written aside and renamed over, so a crash leaves the old or the new file
+        sums = [_Usage(hour, kind, count, model, session, cached)
+                for (hour, kind, cached, model, session), count in self._usage.items()]  # fmt: skip
+        notes: list[_Note] = [*sums, *self._stored, *self._audit]
+        aside = self._path.with_name(self._path.name + ".compacting")
+        aside.write_bytes(b"".join(msgspec.json.encode(note) + b"\n" for note in notes))
+        os.replace(aside, self._path)
+        self._usage_lines = len(sums)
+
     def _write(self, note: _Note) -> None:
         self._keep(note)
+        if isinstance(note, _Usage) and self._usage_lines - len(self._usage) >= self._compact_after:
+            self._compact_if_due()  # the file then holds this note too, summed
+            return
         line = msgspec.json.encode(note) + b"\n"
         # opened per note (each is on disk when the request is answered, and a ledger file
         # moved away is simply started again); the directory is made only when missing: a
@@ -222,16 +256,9 @@ class UsageLedger:
             raise UsageError(f"starting_on ({starting_on}) is in the future")
         lo, hi = start.timestamp(), end.timestamp()
         buckets: dict[tuple[float, str, bool, str, str], float] = defaultdict(float)
-        for note in self._usage:
-            if lo <= note.t < hi:
-                key = (
-                    _hour_start(note.t),
-                    note.kind,
-                    note.cached,
-                    note.base_model,
-                    note.session_id,
-                )
-                buckets[key] += note.count
+        for key, count in self._usage.items():
+            if lo <= key[0] < hi:  # lo and hi are whole hours: the note's hour is in the window
+                buckets[key] += count
         intervals = [
             (s.start, s.end, s.size_bytes, s.base_model, s.session_id) for s in self._stored
         ]
