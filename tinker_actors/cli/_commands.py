@@ -114,6 +114,16 @@ def version() -> None:
     help="Change a request limit, e.g. 'max_num_samples=256' (repeatable); the names and "
     "defaults are in docs/local-server.md.",
 )
+@click.option(
+    "--ephemeral-samplers",
+    type=click.IntRange(min=0),
+    default=32,
+    show_default=True,
+    metavar="N",
+    help="Per training run, keep the weights of the N most recently used samplers made by "
+    "save_weights_and_get_sampling_client (RL loops make one a step); older ones are deleted "
+    "and answer 404. 0 keeps all.",
+)
 def serve(
     host: str,
     port: int,
@@ -130,6 +140,7 @@ def serve(
     model_aliases: tuple[str, ...],
     catalogue_file: Path | None,
     limit_flags: tuple[str, ...],
+    ephemeral_samplers: int,
 ) -> None:
     """Run a local Tinker-compatible server until interrupted."""
     import signal
@@ -158,6 +169,7 @@ def serve(
             long_poll_seconds=long_poll,
             model_aliases=_aliases(model_aliases, catalogue_file),
             limits=ServerLimits.from_flags(limit_flags),
+            ephemeral_samplers=ephemeral_samplers or None,
         )
     except (InvalidInputError, ValueError) as exc:
         raise click.BadParameter(str(exc)) from None

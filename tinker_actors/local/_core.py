@@ -97,6 +97,9 @@ class ServerSettings:
             by a digest of what built them, so every server on the machine can share them.
         wall_clock: POSIX time for user-visible timestamps and checkpoint expiry (injectable
             so tests can move it; durations such as long polls use trio time instead).
+        ephemeral_samplers: per training run, how many of the samplers made by
+            ``save_weights_and_get_sampling_client`` keep their weights (the most recently
+            used; None keeps all); see :mod:`~._ephemeral`.
         model_aliases: other names for catalogue models (``{"Qwen/Qwen3.5-9B-Base":
             "local/tiny"}``), so code written for a real model runs unchanged; checked by
             :func:`~._catalogue.check_aliases` when the server opens.
@@ -119,8 +122,14 @@ class ServerSettings:
     cache_dir: Path | None = None
     wall_clock: Callable[[], float] = time.time
     model_aliases: Mapping[str, str] = field(default_factory=dict)
+    ephemeral_samplers: int | None = 32
 
     def __post_init__(self) -> None:
+        if self.ephemeral_samplers is not None and self.ephemeral_samplers < 1:
+            raise ValueError(
+                f"ephemeral_samplers must be at least 1 (None keeps all), got "
+                f"{self.ephemeral_samplers}"
+            )
         announced = self.client_config.fwdbwd_max_chunk_len
         if announced > self.limits.max_datums:
             raise ValueError(

@@ -184,8 +184,15 @@ class RecordStore:
     def save_sampler(self, record: SamplerRecord) -> None:
         """Keep and persist a sampling session."""
         self.samplers[record.sampling_session_id] = record
-        name = _file_name(record.sampling_session_id)
-        _atomic_write(self.data_dir / "samplers" / f"{name}.json", record)
+        _atomic_write(self._sampler_file(record.sampling_session_id), record)
+
+    def forget_sampler(self, sampling_session_id: str) -> None:
+        """Drop a sampling session's record, in memory and on disk."""
+        self.samplers.pop(sampling_session_id, None)
+        self._sampler_file(sampling_session_id).unlink(missing_ok=True)
+
+    def _sampler_file(self, sampling_session_id: str) -> Path:
+        return self.data_dir / "samplers" / f"{_file_name(sampling_session_id)}.json"
 
 
 def _atomic_write(path: Path, record: msgspec.Struct) -> None:

@@ -18,6 +18,7 @@ import trio
 from tinker_actors.errors import InvalidInputError
 from tinker_actors.local._backend import BackendInputError, SampleJob
 from tinker_actors.local._core import EngineError, check_not_expired
+from tinker_actors.local._ephemeral import EphemeralSamplers
 from tinker_actors.local._limits import check_counter, over_limit
 from tinker_actors.local._offload import offload
 from tinker_actors.local._records import SamplerRecord
@@ -35,7 +36,7 @@ from tinker_actors.types import (
 if TYPE_CHECKING:
     from tinker_actors.local._core import EngineCore
     from tinker_actors.local._limits import ServerLimits
-    from tinker_actors.local._records import CheckpointRecord
+    from tinker_actors.local._records import CheckpointRecord, RunRecord
     from tinker_actors.types import CreateSamplingSessionRequest, SampleResponse
 
 __all__ = ["SamplingCapacityError", "SamplingOps", "sequence_id"]
@@ -66,6 +67,7 @@ class SamplingOps:
         # backpressure check before any takes a slot.
         self._accepted = 0
         self._waiting: set[str] = set()
+        self.ephemeral = EphemeralSamplers(core, core.settings.ephemeral_samplers)
 
     @property
     def in_flight(self) -> int:
@@ -123,6 +125,17 @@ class SamplingOps:
             self._register(session_id, sampler_id, base_model, checkpoint.tinker_path, str(weights))
         elif existing.model_path != checkpoint.tinker_path:
             raise _seq_in_use(sampling_session_seq_id, existing)
+        return sampler_id
+
+    def bind_ephemeral(
+        self, run: RunRecord, sampling_session_seq_id: int, checkpoint: CheckpointRecord
+    ) -> str:
+        """Open the sampling session over an ephemeral save of ``run``; retire old ones."""
+        sampler_id = self.bind_sampler(
+            run.session_id, sampling_session_seq_id, run.base_model, checkpoint
+        )
+        self.ephemeral.use(sampler_id)
+        self.ephemeral.retire_beyond_keep(run)
         return sampler_id
 
     def _register(
@@ -195,7 +208,7 @@ class SamplingOps:
         """
         record = self._core.store.samplers.get(sampling_session_id)
         if record is None or not self._core.visible_session(record.session_id):
-            raise EngineError(404, f"unknown sampling session {sampling_session_id!r}")
+            raise self.ephemeral.unknown(sampling_session_id)
         self._core.session(record.session_id)
         self._core.touch(record.session_id)
         return record
@@ -204,7 +217,7 @@ class SamplingOps:
         """Describe a sampling session (REST)."""
         record = self._core.store.samplers.get(sampler_id)
         if record is None or not self._core.visible_session(record.session_id):
-            raise EngineError(404, f"unknown sampler {sampler_id!r}")
+            raise self.ephemeral.unknown(sampler_id)
         return GetSamplerResponse(
             sampler_id=sampler_id, base_model=record.base_model, model_path=record.model_path
         )
@@ -274,6 +287,8 @@ class SamplingOps:
         record_stability = req.record_stability_info is True
         scope = trio.CancelScope()
         record.cancel_scope = scope
+        # the weights stay on disk until this sample is done, however long it queues
+        ephemeral, sampler_id = self.ephemeral, sampler.sampling_session_id
 
         async def run() -> None:
             try:
@@ -298,9 +313,11 @@ class SamplingOps:
             finally:
                 self._accepted -= 1
                 self._waiting.discard(request_id)
+                ephemeral.release(sampler_id)
 
         self._accepted += 1
         self._waiting.add(request_id)
+        ephemeral.acquire(sampler_id)
         core.spawn(run)
         return self._future(request_id, req.num_samples)
 

@@ -24,6 +24,7 @@ from tinker_actors.local._backend import (
     validate_forward_inputs,
 )
 from tinker_actors.local._core import EngineError, _Model, check_not_expired
+from tinker_actors.local._ephemeral import ephemeral_name
 from tinker_actors.local._limits import check_counter, check_stored, over_limit
 from tinker_actors.local._offload import offload
 from tinker_actors.local._ordering import DuplicateSeqIdError, SequencedOp, Sequencer
@@ -386,7 +387,7 @@ class TrainingOps:
         if isinstance(req.path, str):
             name = self._name(req.path, req.seq_id)
         elif isinstance(ephemeral_seq, int):
-            name = f"ephemeral-{ephemeral_seq}-{model.record.session_id[-8:]}"
+            name = ephemeral_name(model.record.session_id, ephemeral_seq)
         else:  # the request type refuses this combination; keep the server honest anyway
             raise EngineError(400, "save_weights_for_sampler needs path or sampling_session_seq_id")
 
@@ -398,9 +399,7 @@ class TrainingOps:
                 result = SaveWeightsForSamplerResponseInternal(path=checkpoint.tinker_path)
             else:
                 assert isinstance(ephemeral_seq, int)
-                sampler_id = self._sampling.bind_sampler(
-                    model.record.session_id, ephemeral_seq, model.record.base_model, checkpoint
-                )
+                sampler_id = self._sampling.bind_ephemeral(model.record, ephemeral_seq, checkpoint)
                 result = SaveWeightsForSamplerResponseInternal(sampling_session_id=sampler_id)
             return msgspec.json.encode(result), _JSON
 
