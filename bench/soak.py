@@ -41,6 +41,7 @@ from typing import Any
 import httpx
 import numpy as np
 import trio
+from _serve_child import serve_until_terminated
 
 KEY = "tml-soak"
 _KINDS = ("sample", "train")
@@ -48,7 +49,7 @@ _KINDS = ("sample", "train")
 
 def _serve(args: argparse.Namespace) -> None:
     """The server process: print the URL, serve until SIGTERM."""
-    from tinker_actors.local import FaultPlan, open_local_server
+    from tinker_actors.local import FaultPlan
 
     f = args.fault_rate
     status = {str(code): 1 for code in (429, 500, 502, 503, 408)}
@@ -62,19 +63,7 @@ def _serve(args: argparse.Namespace) -> None:
         }
     )
 
-    async def main() -> None:
-        with trio.open_signal_receiver(signal.SIGTERM) as signals:
-            async with (
-                open_local_server(faults=plan, result_ttl=args.result_ttl) as server,
-                trio.open_nursery() as nursery,
-            ):
-                url = await nursery.start(server.serve)
-                print(url, flush=True)
-                async for _ in signals:
-                    nursery.cancel_scope.cancel()
-                    break
-
-    trio.run(main)
+    serve_until_terminated(faults=plan, result_ttl=args.result_ttl)
 
 
 def _proc(pid: int) -> tuple[float, int]:
