@@ -133,7 +133,7 @@ class EphemeralSamplers:
             store.save_session(session)
         self._core.counters["ephemeral_samplers_retired"] += len(victims)
 
-    def unknown(self, sampler_id: str) -> EngineError:
+    def unknown(self, sampler_id: str, what: str = "sampling session") -> EngineError:
         """The 404 for a sampling session that is not there (retired, or never was)."""
         if sampler_id in self._retired:
             return EngineError(
@@ -144,4 +144,4 @@ class EphemeralSamplers:
                 "weights; sample from a newer one, or start the server with "
                 "--ephemeral-samplers N (0 keeps all)",
             )
-        return EngineError(404, f"unknown sampling session {sampler_id!r}")
+        return EngineError(404, f"unknown {what} {sampler_id!r}")

@@ -217,7 +217,7 @@ class SamplingOps:
         """Describe a sampling session (REST)."""
         record = self._core.store.samplers.get(sampler_id)
         if record is None or not self._core.visible_session(record.session_id):
-            raise self.ephemeral.unknown(sampler_id)
+            raise self.ephemeral.unknown(sampler_id, "sampler")
         return GetSamplerResponse(
             sampler_id=sampler_id, base_model=record.base_model, model_path=record.model_path
         )
