@@ -180,11 +180,14 @@ class LocalEngine:
         core.counters[f"sessions:{reason}"] += 1
 
     async def sweep_sessions(self) -> None:
-        """Expire sessions without a heartbeat for ``session_timeout`` seconds, and forget
-        results older than ``result_ttl`` (forever)."""
+        """Expire sessions without a heartbeat for ``session_timeout`` seconds, forget results
+        older than ``result_ttl`` and delete checkpoints whose ttl passed (forever)."""
         while True:
             await trio.sleep(_SWEEP_INTERVAL)
             self.core.prune()
+            expired = self.rest.remove_expired()
+            if expired:
+                self.core.counters["checkpoints_expired"] += expired
             deadline = trio.current_time() - self.settings.session_timeout
             for session_id, seen in list(self.core.heartbeats.items()):
                 record = self.core.store.sessions.get(session_id)

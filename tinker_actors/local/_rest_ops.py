@@ -176,13 +176,37 @@ class RestOps:
     def delete_checkpoint(self, run_id: str, checkpoint_id: str) -> None:
         """Delete a checkpoint and its files."""
         run, checkpoint = self._checkpoint(run_id, checkpoint_id)
-        run.checkpoints = [c for c in run.checkpoints if c is not checkpoint]
-        self._core.store.save_run(run)
-        shutil.rmtree(self._core.store.checkpoint_dir(checkpoint), ignore_errors=True)
-        self._core.usage.storage_ended(checkpoint, run.base_model, run.session_id)
+        self._remove(run, [checkpoint])
         self._core.usage.audit(
             "checkpoint_delete", tinker_path=checkpoint.tinker_path, model_id=run.run_id
         )
+
+    def remove_expired(self) -> int:
+        """Delete the records and files of checkpoints whose ttl passed; return how many.
+
+        Every answer already treats them as gone (404, unlisted); this frees their disk.
+        """
+        now = self._core.wall_time()
+        removed = 0
+        for run in list(self._core.store.runs.values()):
+            # ephemeral saves go with their sampling sessions (see _ephemeral)
+            expired = [
+                c
+                for c in run.checkpoints
+                if not c.ephemeral and c.expires_at is not None and c.expires_at <= now
+            ]
+            if expired:
+                self._remove(run, expired)
+                removed += len(expired)
+        return removed
+
+    def _remove(self, run: RunRecord, checkpoints: list[CheckpointRecord]) -> None:
+        gone = {id(c) for c in checkpoints}
+        run.checkpoints = [c for c in run.checkpoints if id(c) not in gone]
+        self._core.store.save_run(run)
+        for checkpoint in checkpoints:
+            shutil.rmtree(self._core.store.checkpoint_dir(checkpoint), ignore_errors=True)
+            self._core.usage.storage_ended(checkpoint, run.base_model, run.session_id)
 
     def set_public(self, run_id: str, checkpoint_id: str, public: bool) -> None:
         """Publish or unpublish; 409 when it already is what was asked."""

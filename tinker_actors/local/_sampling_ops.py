@@ -257,6 +257,14 @@ class SamplingOps:
                 limits.max_queued_samples,
                 status=429,
             )
+        weights = None if sampler.weights is None else core.store.data_dir.joinpath(sampler.weights)
+        if weights is not None and not weights.is_dir():
+            raise EngineError(
+                404,
+                f"the weights of sampling session {sampler.sampling_session_id!r} "
+                f"({sampler.model_path}) are gone: that checkpoint was deleted or its ttl passed; "
+                "save sampler weights again and open a sampling client on them",
+            )
         spec = core.spec_for(sampler.base_model)
         _check_length(req, spec.name, spec.context_length, limits)
         try:
@@ -282,7 +290,6 @@ class SamplingOps:
                 req.prompt_logprobs_last_n if isinstance(req.prompt_logprobs_last_n, int) else None
             ),
         )
-        weights = None if sampler.weights is None else core.store.data_dir.joinpath(sampler.weights)
         request_id = record.request_id
         record_stability = req.record_stability_info is True
         scope = trio.CancelScope()
