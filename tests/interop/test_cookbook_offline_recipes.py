@@ -26,6 +26,8 @@ samples, and the torch backend trains deterministically), math_rl's reward must 
   state, the steps before the kill are the uninterrupted run's, both clients agree after it.
 * ``preference/shorter`` on its default renderer, ``qwen3_5_disable_thinking`` (the Qwen3.5
   family's, which needs the local tokenizer's Qwen markers), with its post-update KL.
+* math_rl in async mode (``max_steps_off_policy=2``) against a server that keeps only two
+  ephemeral samplers per run: old samplers are retired and no sample fails.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from serve_support import check_tinker_module, recipe_command, serve_in_child
 
@@ -405,3 +408,24 @@ def test_preference_shorter_trains_on_the_qwen3_5_renderer(
     assert len(post) == 3, trained
     assert all(math.isfinite(v) for v in post), post
     assert any(v != 0 for v in post), post
+
+
+def test_async_math_rl_with_only_two_samplers_kept(workdir: Path) -> None:
+    # rl/train.py's async mode (max_steps_off_policy) samples with samplers up to two steps
+    # old while it trains; a server that keeps only the two most recently used ephemeral
+    # samplers (and never one with a sample running) must not fail a single sample of it
+    args = [
+        f"model_name={MODEL}", "groups_per_batch=8", "group_size=4", "max_tokens=8",
+        "max_steps=10", "max_steps_off_policy=2", "eval_every=0", "save_every=0",
+    ]  # fmt: skip
+    with serve_in_child(
+        "--backend", "torch", "--seed", "0", "--model-alias", f"{MODEL}=local/tiny",
+        "--ephemeral-samplers", "2",
+    ) as url:  # fmt: skip
+        module = "tinker_cookbook.recipes.math_rl.train"
+        log_path = run_recipe(workdir, url, module, args, compat=True, name="math_rl-async")
+        answer = httpx.get(f"{url}/_local/counters", headers={"X-API-Key": KEY}, timeout=30)
+        counters = answer.json()["totals"]
+    assert len(series(metrics(log_path), "env/all/reward/total")) == 10
+    assert counters["ephemeral_samplers_retired"] > 0, counters
+    assert counters["received:Sample"] == counters["applied:Sample"] > 0, counters
