@@ -115,6 +115,15 @@ def version() -> None:
     "defaults are in docs/local-server.md.",
 )
 @click.option(
+    "--result-ttl",
+    type=click.FloatRange(min=1.0),
+    default=3600.0,
+    show_default=True,
+    metavar="S",
+    help="Seconds a finished operation's result stays retrievable (as on the service). The "
+    "server holds that long's worth of results: lower it for long, fast null-backend runs.",
+)
+@click.option(
     "--ephemeral-samplers",
     type=click.IntRange(min=0),
     default=32,
@@ -140,6 +149,7 @@ def serve(
     model_aliases: tuple[str, ...],
     catalogue_file: Path | None,
     limit_flags: tuple[str, ...],
+    result_ttl: float,
     ephemeral_samplers: int,
 ) -> None:
     """Run a local Tinker-compatible server until interrupted."""
@@ -169,6 +179,7 @@ def serve(
             long_poll_seconds=long_poll,
             model_aliases=_aliases(model_aliases, catalogue_file),
             limits=ServerLimits.from_flags(limit_flags),
+            result_ttl=result_ttl,
             ephemeral_samplers=ephemeral_samplers or None,
         )
     except (InvalidInputError, ValueError) as exc:
