@@ -47,8 +47,8 @@ def ephemeral_name(session_id: str, sampling_session_seq_id: int) -> str:
 
 def _sampler_id(run: RunRecord, checkpoint: CheckpointRecord) -> str | None:
     """The sampling session opened over an ephemeral checkpoint of ``run`` (None: not one)."""
-    parts = checkpoint.name.split("-")
-    if len(parts) != 3 or not parts[1].isdigit():
+    parts = checkpoint.name.split("-", 2)
+    if len(parts) != 3 or parts[0] != "ephemeral" or not parts[1].isdigit():
         return None
     return f"{run.session_id}:sample:{parts[1]}"
 
