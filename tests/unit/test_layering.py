@@ -18,11 +18,13 @@ PKG = Path(tinker_actors.__file__).resolve().parent
 ALLOWED: dict[str, set[str]] = {
     "_version": set(),
     "backoff": set(),
-    "errors": set(),
+    # how an exception survives pickling (shared by the kernel's and Tinker's exceptions)
+    "_pickling": set(),
+    "errors": {"_pickling"},
     "config": {"errors", "_version"},
     "types": {"errors"},
     # the kernel knows nothing of Tinker: only the pure backoff policy
-    "supervisors": {"backoff"},
+    "supervisors": {"backoff", "_pickling"},
     "transport": {"backoff", "errors", "config", "types", "_version"},
     "actors": {"backoff", "errors", "config", "types", "supervisors", "transport", "_version"},
     "clients": {

@@ -2,7 +2,7 @@
 
 ::
 
-    Exception
+    Exception (each survives pickling)
     ├── ActorExited        a call or cast reached an actor that has exited (reason attached)
     ├── MailboxFull        cast_nowait found the bounded mailbox full (back-pressure)
     └── SupervisorGaveUp   a supervisor exceeded its restart intensity on normal exits
@@ -13,12 +13,13 @@ exception (with a note naming the supervisor), so ``except* ThatError`` works at
 
 from __future__ import annotations
 
+from tinker_actors._pickling import PicklableError
 from tinker_actors.supervisors._util import ExitReason, describe_reason
 
 __all__ = ["ActorExited", "MailboxFull", "SupervisorGaveUp"]
 
 
-class ActorExited(Exception):
+class ActorExited(PicklableError):
     """The actor a call or cast was addressed to has exited.
 
     ``reason`` is ``NORMAL``, ``SHUTDOWN``, or the exception the actor crashed with; in the last
@@ -33,7 +34,7 @@ class ActorExited(Exception):
             self.__cause__ = reason
 
 
-class MailboxFull(Exception):
+class MailboxFull(PicklableError):
     """``cast_nowait`` could not enqueue: the actor's bounded mailbox is full."""
 
     def __init__(self, actor: str, capacity: int) -> None:
@@ -45,7 +46,7 @@ class MailboxFull(Exception):
         self.capacity = capacity
 
 
-class SupervisorGaveUp(Exception):
+class SupervisorGaveUp(PicklableError):
     """A supervisor restarted children more than ``max_restarts`` times within ``period``.
 
     Raised only when the exits that used up the budget were not crashes (a PERMANENT child
