@@ -28,6 +28,10 @@ samples, and the torch backend trains deterministically), math_rl's reward must 
   family's, which needs the local tokenizer's Qwen markers), with its post-update KL.
 * math_rl in async mode (``max_steps_off_policy=2``) against a server that keeps only two
   ephemeral samplers per run: old samplers are retired and no sample fails.
+* ``rl_numerics_check`` (the cookbook's check that sampler and trainer agree) on
+  WikiText-shaped pages, and self-distillation (``sdft``) in its top-K mode (``[N, K]``
+  soft targets from ``topk_prompt_logprobs``) and its reverse-KL mode
+  (``forward_backward_custom`` over ``[N, K]`` targets), under the switch.
 """
 
 from __future__ import annotations
@@ -84,6 +88,48 @@ def _preference(index: int) -> dict[str, str]:
     }
 
 
+def _mcq(index: int) -> dict[str, Any]:
+    # hicai-zju/SciKnowEval's row format, as recipes/sdft/datasets.py filters it
+    a, b = index % 7 + 1, index % 5 + 2
+    options = [str(a + b), str(a + b + 1), str(a * b + 3), str(a + 2 * b)]
+    return {
+        "question": f"How many atoms do {a} and {b} atoms make?",
+        "choices": {"label": ["A", "B", "C", "D"], "text": options},
+        "answerKey": "A",
+        "domain": "Chemistry",
+        "details": {"level": "L3"},
+        "type": "mcq-4-choices",
+    }
+
+
+def _write_wikitext(folder: Path, rng: random.Random) -> None:
+    # Salesforce/wikitext, config wikitext-103-raw-v1: a local folder named like the hub id
+    # needs its README's `configs:` block for load_dataset to find a named config
+    words = [
+        "the",
+        "of",
+        "and",
+        "to",
+        "in",
+        "a",
+        "was",
+        "after",
+        "until",
+        "during",
+        "time",
+        "many",
+        "only",
+        "such",
+        "their",
+    ]
+    lines = [" ".join(rng.choice(words) for _ in range(40)) for _ in range(400)]
+    _write_jsonl(folder / "wikitext-103-raw-v1" / "train.jsonl", [{"text": t} for t in lines])
+    (folder / "README.md").write_text(
+        "---\nconfigs:\n- config_name: wikitext-103-raw-v1\n  data_files:\n"
+        "  - split: train\n    path: wikitext-103-raw-v1/train.jsonl\n---\n"
+    )
+
+
 def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(json.dumps(row) + "\n" for row in rows))
@@ -100,6 +146,8 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     # on-policy distillation's default prompts (zwhe99/DeepMath-103K: rows with a "question")
     questions = [{"question": f"What is {i} + {2 * i + 1}?"} for i in range(64)]
     _write_jsonl(root / "zwhe99" / "DeepMath-103K" / "train.jsonl", questions)
+    _write_wikitext(root / "Salesforce" / "wikitext", rng)
+    _write_jsonl(root / "hicai-zju" / "SciKnowEval" / "test.jsonl", [_mcq(i) for i in range(40)])
     # the command a user runs, into a cache of the test's own
     command = [
         sys.executable, "-m", "tinker_actors.cli", "tokenizers", "install",
@@ -302,6 +350,58 @@ def test_multi_turn_guess_number_runs_under_the_switch(workdir: Path, server_url
     marker = "optim/kl_sample_train_v1"
     for row in _trained_under_the_switch(workdir, server_url, module, args, marker):
         assert row["env/all/turns_per_episode"] > 1, row
+
+
+def test_rl_numerics_check_keeps_sampler_and_trainer_logprobs_equal(
+    workdir: Path, server_url: str
+) -> None:
+    # recipes/rl_numerics_check: the cookbook's own check of RL numerics, a tool-use
+    # environment whose prompt holds whole pages (WikiText-shaped) under the Qwen3.5 renderer;
+    # kl_sample_train_v1 ~ 0 is the check it exists for
+    args = [
+        f"model_name={MODEL}", "renderer_name=qwen3_5_disable_thinking", "group_size=4",
+        "groups_per_batch=2", "max_trajectory_tokens=4096", "task.num_pages_min=2",
+        "task.num_pages_max=3", "task.page_chars=400", "task.words=after,until,during",
+    ]  # fmt: skip
+    module = "tinker_cookbook.recipes.rl_numerics_check.train"
+    for row in _trained_under_the_switch(workdir, server_url, module, args, "optim/lr"):
+        assert row["env/all/ob_tokens_per_turn"] > 200, row  # the pages are in the prompt
+
+
+SDFT = "tinker_cookbook.recipes.sdft.train"
+
+
+@pytest.mark.parametrize(
+    ("mode", "marker"),
+    [("topk", "sdft/mean_teacher_entropy"), ("reverse", "sdft/reverse_kl_loss")],
+)
+def test_self_distillation_trains_under_the_switch(
+    workdir: Path, server_url: str, mode: str, marker: str
+) -> None:
+    # distillation/sdft.py on SciKnowEval-shaped questions. topk: the teacher's
+    # topk_prompt_logprobs become [N, K] cross_entropy targets with soft weights. reverse:
+    # forward_backward_custom over [N, K] targets (student logprobs at the teacher's top K),
+    # each followed at once by an optim_step that must wait for the custom pass's backward
+    args = [
+        f"model_name={MODEL}", "renderer_name=qwen3", "lora_rank=8", "groups_per_batch=4",
+        "max_tokens=16", "max_steps=2", "eval_every=0", "save_every=0",
+        "learning_rate=1e-3", f"reverse={mode == 'reverse'}",
+        "behavior_if_log_dir_exists=delete",
+    ]  # fmt: skip
+    log_path = run_recipe(workdir, server_url, SDFT, args, compat=True, name=f"sdft-{mode}")
+    trained = [row for row in metrics(log_path) if marker in row]
+    assert len(trained) == 2, trained
+    for row in trained:
+        assert row["grad_norm:mean"] > 0, row
+        if mode == "topk":
+            assert row["sdft/num_datums"] == 4, row
+            assert row["sdft/teacher_truncated_count"] == 0, row
+            # the teacher's top 20 carry a real distribution: neither one token nor uniform
+            assert 0.1 < row["sdft/mean_teacher_entropy"] < math.log(20), row
+        else:
+            assert row["sdft/reverse_kl_positions"] > 0, row
+            assert math.isfinite(row["sdft/reverse_kl_loss"]), row
+            assert row["sdft/student_entropy_mean"] > 0, row
 
 
 def _kill_after_checkpoint(command: list[str], workdir: Path, url: str, log_path: Path) -> None:
