@@ -121,10 +121,10 @@ def test_the_cli_downloads_an_encrypted_export_and_age_decrypts_it(
     plain_dir, _ = download(saved, "plain")
     sealed_dir, reply = download(saved, "sealed")
     plain = _digests(plain_dir)
-    assert set(plain) == {"adapter.json", "adapter.safetensors"}
+    assert set(plain) == {"adapter_config.json", "adapter_model.safetensors"}
     # the files arrive as stored: encrypted, with the .age suffix
     encrypted = sorted(sealed_dir.iterdir())
-    assert [p.name for p in encrypted] == ["adapter.json.age", "adapter.safetensors.age"]
+    assert [p.name for p in encrypted] == ["adapter_config.json.age", "adapter_model.safetensors.age"]
     assert reply["file_size_bytes"] == sum(p.stat().st_size for p in encrypted)
     for path in encrypted:
         assert path.read_bytes().startswith(b"age-encryption.org/v1\n")

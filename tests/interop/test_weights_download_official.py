@@ -57,7 +57,7 @@ def test_a_training_checkpoint_downloads_through_an_encrypted_export(
 ) -> None:
     # weights.download exported the state encrypted to its own key, fetched and decrypted it:
     # the files equal the plain export of the same weights
-    assert set(report["state"]) == {"adapter.json", "adapter.safetensors"}
+    assert set(report["state"]) == {"adapter_config.json", "adapter_model.safetensors"}
     assert report["state"] == report["plain"]
     # and deleted its temporary export afterwards
     assert report["checkpoints_after"] == [
@@ -70,7 +70,7 @@ def test_a_training_checkpoint_downloads_through_an_encrypted_export(
 def test_an_export_encrypted_to_our_key_arrives_encrypted_and_decrypts(
     report: dict[str, Any],
 ) -> None:
-    assert set(report["sealed"]) == {"adapter.json.age", "adapter.safetensors.age"}
+    assert set(report["sealed"]) == {"adapter_config.json.age", "adapter_model.safetensors.age"}
     assert report["sealed_decrypted"] == report["plain"]
     # every file came over HTTP from the server itself: 2 plain + 2 state + 2 sealed
     assert report["downloads"] == 6

@@ -406,6 +406,44 @@ async def test_loading_foreign_or_mismatched_checkpoints_fails_clearly(tmp_path:
         await b.load_state("x", tmp_path / "empty", optimizer=False, spec=TINY)
 
 
+async def test_an_export_is_the_adapter_under_tinkers_names(tmp_path: Path) -> None:
+    # save_weights_external's layout (adapter_model.safetensors + adapter_config.json), which
+    # tinker-cookbook's weights tools read; the tensors are the adapter's own, renamed
+    from safetensors.torch import load_file
+
+    b = backend()
+    await trained(b, "m")
+    size = await b.save_external("m", tmp_path / "x")
+    files = sorted(p.name for p in (tmp_path / "x").iterdir())
+    assert files == ["adapter_config.json", "adapter_model.safetensors"]
+    assert size == sum(p.stat().st_size for p in (tmp_path / "x").iterdir())
+    config = msgspec.json.decode((tmp_path / "x" / "adapter_config.json").read_bytes())
+    assert (config["r"], config["lora_alpha"], config["base_model_name_or_path"]) == (
+        4, 32.0, "local/tiny"
+    )  # fmt: skip
+    assert config["target_modules"] == [
+        "down_proj", "gate_proj", "k_proj", "o_proj", "q_proj", "unembed_tokens", "up_proj",
+        "v_proj",
+    ]  # fmt: skip
+    exported = load_file(str(tmp_path / "x" / "adapter_model.safetensors"))
+    await b.save_sampler("m", tmp_path / "s")
+    ours = load_file(str(tmp_path / "s" / "adapter.safetensors"))
+    assert len(exported) == len(ours)
+    prefix = "base_model.model.model."
+    pairs = {
+        "0.q.lora_A": "layers.0.self_attn.q_proj.lora_A.weight",
+        "1.o.lora_B": "layers.1.self_attn.o_proj.lora_B.weight",
+        "1.down.lora_A": "layers.1.mlp.down_proj.lora_A.weight",
+        "0.gate.lora_B": "layers.0.mlp.gate_proj.lora_B.weight",
+        "head.lora_B": "unembed_tokens.lora_B.weight",
+    }
+    for name, tinker_name in pairs.items():
+        assert torch.equal(exported[prefix + tinker_name], ours[name]), name
+    # PEFT's shapes: A is [r, in], B is [out, r]
+    assert exported[prefix + "unembed_tokens.lora_A.weight"].shape[0] == 4
+    assert exported[prefix + "unembed_tokens.lora_B.weight"].shape == (TINY.vocab_size, 4)
+
+
 # -- sampling ---------------------------------------------------------------------------------
 
 

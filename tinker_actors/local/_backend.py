@@ -332,6 +332,12 @@ class Backend(Protocol):
         """Snapshot the current weights for sampling under ``directory``; return bytes."""
         ...
 
+    async def save_external(self, model_id: str, directory: Path) -> int:
+        """Export the current weights under ``directory`` for use outside the server (in the
+        layout the real service's exports have, where the backend has real weights); return
+        bytes. The server never reads an export back."""
+        ...
+
     async def sample(
         self, spec: BaseModelSpec, weights: Path | None, job: SampleJob
     ) -> SampleResponse:

@@ -191,6 +191,10 @@ class NullBackend:
         await self._spend("save")
         return _write_state(directory, _SavedState(steps=model.steps, base_model=model.spec.name))
 
+    async def save_external(self, model_id: str, directory: Path) -> int:
+        """Export the step count (the null backend has no weights to export)."""
+        return await self.save_sampler(model_id, directory)
+
     async def sample(
         self, spec: BaseModelSpec, weights: Path | None, job: SampleJob
     ) -> SampleResponse:

@@ -41,6 +41,7 @@ from tinker_actors.local._torch_checkpoint import (
     read_meta,
     read_tensors,
     write_adapter,
+    write_tinker_adapter,
 )
 from tinker_actors.local._torch_losses import TORCH_LOSSES, elementwise_loss, parse_loss_config
 from tinker_actors.local._torch_model import Adapter, AdapterShape, BaseWeights, build_base, forward
@@ -348,6 +349,13 @@ class TorchBackend:
 
     def _save_sampler_sync(self, model: _TrainModel, directory: Path) -> int:
         written = write_adapter(directory, model.spec, model.adapter, model.steps)
+        return sum(p.stat().st_size for p in written)
+
+    async def save_external(self, model_id: str, directory: Path) -> int:
+        """Export the adapter in Tinker's own layout (``adapter_model.safetensors`` and
+        ``adapter_config.json``), which tinker-cookbook's ``weights`` tools read."""
+        model = self._model(model_id)
+        written = await self._run(write_tinker_adapter, directory, model.spec, model.adapter)
         return sum(p.stat().st_size for p in written)
 
     async def sample(

@@ -16,6 +16,13 @@ For example::
      "train_attn": true, "train_mlp": true, "train_unembed": true, "alpha": 32.0,
      "steps": 3, "tensors": "adapter.safetensors"}
 
+An *export* (``save_weights_external``, written by :func:`write_tinker_adapter`) is in
+Tinker's own adapter layout instead, the one tinker-cookbook's ``weights.build_hf_model`` and
+``weights.build_lora_adapter`` read: ``adapter_model.safetensors`` with PEFT-style names under
+Hugging Face Llama module paths (``base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight``;
+the head is Tinker's ``base_model.model.model.unembed_tokens``) and ``adapter_config.json``
+(``r``, ``lora_alpha``, ``target_modules``, ...). The server never reads an export back.
+
 Reading checks the header before any tensor is loaded: a directory written by another backend
 (no ``adapter.json``), by another format, or for another base model is refused with a
 :class:`~tinker_actors.local._backend.BackendInputError` that names the directory.
@@ -43,7 +50,9 @@ __all__ = [
     "AdapterMeta",
     "read_meta",
     "read_tensors",
+    "tinker_module_name",
     "write_adapter",
+    "write_tinker_adapter",
 ]
 
 _FORMAT: Final = 1
@@ -89,6 +98,69 @@ def write_adapter(directory: Path, spec: BaseModelSpec, adapter: Adapter, steps:
     meta_path = directory / META_FILE
     meta_path.write_text(json.dumps(meta, indent=1))
     return [tensor_path, meta_path]
+
+
+#: Our per-layer linear names -> their Hugging Face Llama module paths within a layer.
+_HF_MODULES: Final = {
+    "q": "self_attn.q_proj",
+    "k": "self_attn.k_proj",
+    "v": "self_attn.v_proj",
+    "o": "self_attn.o_proj",
+    "gate": "mlp.gate_proj",
+    "up": "mlp.up_proj",
+    "down": "mlp.down_proj",
+}
+_PREFIX: Final = "base_model.model.model."
+
+
+def tinker_module_name(name: str) -> str:
+    """The module path Tinker's adapter files use for our linear ``name`` (``3.q``, ``head``).
+
+    Both base models keep q and k rows in Hugging Face's rotary order (SmolLM2's GGUF rows are
+    put back into it when read), so the tensors need no reordering, only new names.
+    """
+    if name == "head":
+        return _PREFIX + "unembed_tokens"
+    layer, linear = name.split(".")
+    return f"{_PREFIX}layers.{int(layer)}.{_HF_MODULES[linear]}"
+
+
+def write_tinker_adapter(directory: Path, spec: BaseModelSpec, adapter: Adapter) -> list[Path]:
+    """Write ``adapter`` in Tinker's export layout (see the module docstring); return the files.
+
+    Raises:
+        BackendInputError: the ``safetensors`` package is missing (the format needs it).
+    """
+    try:
+        from safetensors.torch import save_file
+    except ImportError:
+        raise BackendInputError(
+            "exporting weights writes adapter_model.safetensors; install the safetensors "
+            "package (pip install -c constraints.txt 'tinker-actors[torch]')"
+        ) from None
+    directory.mkdir(parents=True, exist_ok=True)
+    tensors: dict[str, torch.Tensor] = {}
+    for name, tensor in adapter.state_dict().items():
+        linear, part = name.rsplit(".", 1)  # part: lora_A or lora_B
+        tensors[f"{tinker_module_name(linear)}.{part}.weight"] = tensor
+    tensor_path = directory / "adapter_model.safetensors"
+    save_file(tensors, str(tensor_path), metadata={"format": "pt"})
+    shape = adapter.shape
+    leaves = sorted({tinker_module_name(n).rsplit(".", 1)[-1] for n in adapter.a})
+    config = {
+        "peft_type": "LORA",
+        "task_type": "CAUSAL_LM",
+        "base_model_name_or_path": spec.name,
+        "r": shape.rank,
+        "lora_alpha": adapter.scale * shape.rank,
+        "lora_dropout": 0.0,
+        "bias": "none",
+        "fan_in_fan_out": False,
+        "target_modules": leaves,
+    }
+    config_path = directory / "adapter_config.json"
+    config_path.write_text(json.dumps(config, indent=2) + "\n")
+    return [tensor_path, config_path]
 
 
 def read_meta(directory: Path, spec: BaseModelSpec) -> AdapterMeta:

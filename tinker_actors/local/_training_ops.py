@@ -579,6 +579,8 @@ class TrainingOps:
         directory = core.store.checkpoint_dir(checkpoint)
         if kind == "training":
             size = await core.backend.save_state(run.run_id, directory, optimizer=optimizer)
+        elif kind == "external":
+            size = await core.backend.save_external(run.run_id, directory)
         else:
             size = await core.backend.save_sampler(run.run_id, directory)
         checkpoint.size_bytes = size
