@@ -124,7 +124,10 @@ def test_the_cli_downloads_an_encrypted_export_and_age_decrypts_it(
     assert set(plain) == {"adapter_config.json", "adapter_model.safetensors"}
     # the files arrive as stored: encrypted, with the .age suffix
     encrypted = sorted(sealed_dir.iterdir())
-    assert [p.name for p in encrypted] == ["adapter_config.json.age", "adapter_model.safetensors.age"]
+    assert [p.name for p in encrypted] == [
+        "adapter_config.json.age",
+        "adapter_model.safetensors.age",
+    ]
     assert reply["file_size_bytes"] == sum(p.stat().st_size for p in encrypted)
     for path in encrypted:
         assert path.read_bytes().startswith(b"age-encryption.org/v1\n")
