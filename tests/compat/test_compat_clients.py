@@ -358,6 +358,30 @@ def test_a_pickled_sampler_carries_no_key_and_keeps_record_stability_info(
     assert totals(server)["applied:Sample"] == 1
 
 
+def test_a_sampler_future_pickles_as_its_sampler(
+    served: tuple[str, LocalServer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 0.38's factories return a BackcompatSamplingClientFuture; RL code hands that value to
+    # worker processes, and pickling it gives the SamplingClient it resolves to
+    import pickle
+
+    url, server = served
+    monkeypatch.setenv("TINKER_API_KEY", KEY)  # a pickle never carries the key
+    with tinker.ServiceClient(base_url=url, api_key=KEY) as service:
+        training = service.create_lora_training_client(base_model="local/tiny", rank=4).result()
+        for future in (
+            service.create_sampling_client(base_model="local/tiny"),
+            training.save_weights_and_get_sampling_client(),
+        ):
+            assert type(future).__name__ == "BackcompatSamplingClientFuture"
+            clone = pickle.loads(pickle.dumps(future))
+            assert isinstance(clone, tinker.SamplingClient)
+            prompt = tinker.ModelInput.from_ints([1, 2])
+            clone.sample(prompt, 1, tinker.SamplingParams(max_tokens=1)).result(60)
+            del clone
+    assert totals(server)["applied:Sample"] == 2
+
+
 def test_a_temporary_rest_client_lives_until_its_call_finishes(
     served: tuple[str, LocalServer],
 ) -> None:

@@ -60,6 +60,12 @@ _LOAD_DEPRECATED: Final = (
 class BackcompatSamplingClientFuture(BackcompatClientFuture[SamplingClient]):
     """A future of a SamplingClient (0.38 returns these from the sampler factories)."""
 
+    def __reduce__(self) -> tuple[Any, tuple[str]]:
+        # As 0.38: pickling the future waits for its client and pickles that, so code that
+        # hands save_weights_and_get_sampling_client()'s value to a worker process gets a
+        # SamplingClient there (a Future itself holds locks and cannot be pickled).
+        return self.result().__reduce__()
+
 
 class BackcompatTrainingClientFuture(BackcompatClientFuture["TrainingClient"]):
     """A future of a TrainingClient (0.38 returns these from the training-client factories)."""
