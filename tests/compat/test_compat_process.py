@@ -160,6 +160,28 @@ def test_a_client_never_closed_finishes_its_session_at_exit(
     assert server.counters()["totals"][f"sessions:{status}"] == 1
 
 
+def test_a_server_gone_at_exit_gets_one_line_not_a_traceback() -> None:
+    # the server stops before the program ends, its session still open: exit waits
+    # EXIT_WAIT (shortened here) for the close, then says why in one line
+    script = (
+        "import tinker_actors.compat as tinker\n"
+        "import tinker_actors.compat._process as process\n"
+        "from tinker_actors.testing import server_in_thread\n"
+        "process.EXIT_WAIT = 1.0\n"
+        "with server_in_thread() as (url, _):\n"
+        "    service = tinker.ServiceClient(base_url=url, api_key='tml-gone-at-exit')\n"
+        "    service.create_sampling_client(base_model='local/tiny').result()\n"
+    )
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert "the server did not answer within 1 s" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
+    assert time.monotonic() - started < 30
+
+
 def test_a_worker_without_a_key_gets_a_clear_error(
     served: tuple[str, LocalServer], tmp_path: Any
 ) -> None:

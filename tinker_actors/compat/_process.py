@@ -332,6 +332,12 @@ def _close_at_exit() -> None:
     for done in closing:
         try:
             done.result(EXIT_WAIT)
+        except TimeoutError:  # a traceback would say nothing more than this
+            logger.warning(
+                "a tinker session was not closed at exit: the server did not answer within "
+                "%g s (is it still running?); exiting without waiting longer",
+                EXIT_WAIT,
+            )
         except Exception:
             logger.warning("a tinker session did not finish cleanly at exit", exc_info=True)
     runtime.join()
