@@ -22,6 +22,7 @@ from typing import TypeAlias, TypeVar
 
 import msgspec
 
+from tinker_actors.local._staging import recover
 from tinker_actors.types import CheckpointType, TinkerPath
 
 __all__ = [
@@ -140,6 +141,7 @@ class RecordStore:
 
     def __init__(self, data_dir: Path) -> None:
         self.data_dir = data_dir
+        recover(data_dir / "runs")  # checkpoint writes a crash interrupted (see _staging)
         self.sessions: dict[str, SessionRecord] = {}
         self.runs: dict[str, RunRecord] = {}
         self.samplers: dict[str, SamplerRecord] = {}

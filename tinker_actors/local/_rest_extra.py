@@ -48,6 +48,7 @@ from tinker_actors.local._records import (
     _file_name,
 )
 from tinker_actors.local._session_search import search_sessions
+from tinker_actors.local._staging import commit, failure, staging_dir
 from tinker_actors.types import (
     ArchiveUrlResponse,
     CopyWeightsResponse,
@@ -121,10 +122,13 @@ def _build_archive(directory: Path, target: Path) -> None:
 
 
 def _copy_files(source: Path, target: Path) -> None:
-    """Copy a checkpoint directory, replacing whatever a crashed copy left at ``target``."""
-    if target.exists():
-        shutil.rmtree(target)
-    shutil.copytree(source, target)
+    """Copy a checkpoint directory aside, then move it into place (see ``_staging``)."""
+    staging = staging_dir(target)
+    try:
+        shutil.copytree(source, staging)
+        commit(staging, target)
+    except Exception as exc:
+        raise failure(staging, f"copying {source.name}", exc) from exc
 
 
 class RestExtraOps:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+import shutil
 from functools import partial
 from typing import TYPE_CHECKING, TypeVar
 
@@ -30,6 +31,7 @@ from tinker_actors.local._offload import offload
 from tinker_actors.local._ordering import DuplicateSeqIdError, SequencedOp, Sequencer
 from tinker_actors.local._records import CheckpointKind, CheckpointRecord, RunRecord
 from tinker_actors.local._refusals import consume_refused, peek_proto_ids
+from tinker_actors.local._staging import CheckpointWriteError, commit, failure, staging_dir
 from tinker_actors.transport.proto import (
     DecompressionLimitError,
     decode_forward_backward_request,
@@ -49,6 +51,7 @@ from tinker_actors.types import (
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Sequence
+    from pathlib import Path
 
     from tinker_actors.local._core import EngineCore
     from tinker_actors.local._limits import ServerLimits
@@ -125,6 +128,9 @@ class TrainingOps:
             except (BackendInputError, EngineError, InvalidInputError) as exc:
                 message = exc.message if isinstance(exc, EngineError) else str(exc)
                 core.futures.fail(request_id, message, "user")
+            except CheckpointWriteError as exc:  # a full disk: the server's, not the request's
+                log.warning("local server: %s %s: %s", request_type, request_id, exc)
+                core.futures.fail(request_id, str(exc), "server")
             except Exception as exc:
                 log.exception("local server: %s %s failed", request_type, request_id)
                 core.futures.fail(request_id, f"internal error: {exc!r}", "server")
@@ -424,15 +430,15 @@ class TrainingOps:
             recipients = parse_recipients(keys) if isinstance(keys, list) else None
         except InvalidInputError as exc:
             raise EngineError(400, str(exc)) from None
-        core = self._core
+
+        async def encrypt(directory: Path) -> int:
+            assert recipients is not None
+            size: int = await offload(encrypt_directory, directory, recipients)
+            return size
 
         async def work() -> tuple[bytes, str]:
-            checkpoint = await self._save(model, "external", name, True, ttl, None)
-            if recipients is not None:
-                directory = core.store.checkpoint_dir(checkpoint)
-                size = await offload(encrypt_directory, directory, recipients)
-                checkpoint.size_bytes = size
-                core.store.save_run(model.record)
+            finish = encrypt if recipients is not None else None
+            checkpoint = await self._save(model, "external", name, True, ttl, None, finish=finish)
             result = SaveWeightsExternalResponseInternal(
                 path=checkpoint.tinker_path, size_bytes=checkpoint.size_bytes
             )
@@ -556,7 +562,13 @@ class TrainingOps:
         *,
         optimizer: bool = False,
         ephemeral: bool = False,
+        finish: Callable[[Path], Awaitable[int]] | None = None,
     ) -> CheckpointRecord:
+        """Write a checkpoint's files aside, move them into place, then record it.
+
+        ``finish`` (encryption) runs on the complete files before they are moved; it returns
+        their new size. A failed write leaves no files and no record (see ``_staging``).
+        """
         core = self._core
         run = model.record
         existing = [c for c in run.checkpoints if c.kind == kind and c.name == name]
@@ -577,12 +589,25 @@ class TrainingOps:
             ephemeral=ephemeral,
         )
         directory = core.store.checkpoint_dir(checkpoint)
-        if kind == "training":
-            size = await core.backend.save_state(run.run_id, directory, optimizer=optimizer)
-        elif kind == "external":
-            size = await core.backend.save_external(run.run_id, directory)
-        else:
-            size = await core.backend.save_sampler(run.run_id, directory)
+        staging = staging_dir(directory)
+        try:
+            if kind == "training":
+                size = await core.backend.save_state(run.run_id, staging, optimizer=optimizer)
+            elif kind == "external":
+                size = await core.backend.save_external(run.run_id, staging)
+            else:
+                size = await core.backend.save_sampler(run.run_id, staging)
+            if finish is not None:
+                size = await finish(staging)
+            commit(staging, directory)
+        except (BackendInputError, EngineError):
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        except Exception as exc:
+            raise failure(staging, f"saving {checkpoint.tinker_path}", exc) from exc
+        except BaseException:  # cancelled: nothing of this save may stay
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
         checkpoint.size_bytes = size
         run.checkpoints = [c for c in run.checkpoints if c not in existing] + [checkpoint]
         core.store.save_run(run)
