@@ -129,3 +129,30 @@ async def test_a_failed_overwrite_keeps_the_checkpoint_it_was_replacing(tmp_path
         assert new.keys() == old.keys()  # nothing left aside
         assert new != old  # replaced whole
         assert _listed(server) == {"external_weights/export"}
+
+
+async def test_a_record_that_cannot_be_written_is_a_507_that_says_why(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import httpx
+
+    from tinker_actors.local import open_local_server
+    from tinker_actors.local._records import RecordStore
+
+    def no_room(self: RecordStore, record: object) -> None:
+        raise DISK_FULL
+
+    async with open_local_server(settings=ServerSettings(data_dir=tmp_path)) as server:
+        transport = httpx.ASGITransport(app=server.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://local") as client:
+            monkeypatch.setattr(RecordStore, "save_session", no_room)
+            with trio.fail_after(60):
+                answer = await client.post(
+                    "/api/v1/create_session",
+                    json={"sdk_version": "0.38.0", "tags": [], "type": "create_session"},
+                    headers={"X-API-Key": "tml-local-test"},
+                )
+    assert answer.status_code == 507
+    detail = answer.json()["detail"]
+    assert "the local server's data directory is out of space" in detail
+    assert "Free space on that disk" in detail

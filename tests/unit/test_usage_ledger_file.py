@@ -118,3 +118,79 @@ def test_a_file_written_note_by_note_is_compacted_on_start(tmp_path: Path) -> No
     small = UsageLedger(tmp_path, clock, compact_after=10)
     assert _file_lines(tmp_path) == 1
     assert _answers(small, RecordStore(tmp_path)) == before
+
+
+class FullDisk:
+    """Makes the ledger's writes fail as a full disk does while ``full`` is set."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        import errno
+
+        import tinker_actors.local._usage as usage
+
+        self.full = False
+        self.attempts = 0
+        error = OSError(errno.ENOSPC, "No space left on device")
+        real_open, real_write = open, Path.write_bytes
+
+        def fake_open(path: object, mode: str = "r", *args: object, **kwargs: object) -> object:
+            if self.full and "a" in mode:
+                self.attempts += 1
+                raise error
+            return real_open(path, mode, *args, **kwargs)  # type: ignore[call-overload]
+
+        def fake_write(path: Path, data: bytes) -> int:
+            if self.full and path.name.endswith(".compacting"):
+                self.attempts += 1
+                real_write(path, data[: len(data) // 2])  # a torn file aside
+                raise error
+            return real_write(path, data)
+
+        monkeypatch.setattr(usage, "open", fake_open, raising=False)
+        monkeypatch.setattr(Path, "write_bytes", fake_write)
+
+
+def test_a_full_disk_never_fails_a_note_and_loses_none_once_there_is_room(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    clock, store = Clock(), RecordStore(tmp_path)
+    ledger = UsageLedger(tmp_path, clock)
+    disk = FullDisk(monkeypatch)
+    ledger.used("training", 10, base_model="m", session_id="s")
+    disk.full = True
+    for step in range(20):  # noted while nothing can be written: no exception, kept in memory
+        clock.now += 1
+        ledger.used("training", 1, base_model="m", session_id="s")
+        ledger.audit("checkpoint_create", tinker_path=f"tinker://r/weights/{step}")
+    # the first append, then a rewrite every 5 s (at 6, 11, 16 s): not one per note (40)
+    assert disk.attempts == 4
+    warnings = [r for r in caplog.records if "could not be written" in r.getMessage()]
+    assert len(warnings) == 1
+    assert not list((tmp_path / "usage").glob("*.compacting"))  # the torn copy was removed
+    disk.full = False
+    clock.now += 5
+    ledger.used("training", 2, base_model="m", session_id="s")  # room again: written whole
+    assert any("written again, nothing lost" in r.getMessage() for r in caplog.records)
+    assert len(ledger.audit_log("all", "2023-11-14").entries) == 20
+    restarted = UsageLedger(tmp_path, clock)
+    assert restarted.billing_usage(store, *WINDOW) == ledger.billing_usage(store, *WINDOW)
+    assert restarted.audit_log("all", "2023-11-14") == ledger.audit_log("all", "2023-11-14")
+
+
+def test_a_torn_line_is_skipped_on_start_and_the_file_rewritten(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    clock, store = Clock(), RecordStore(tmp_path)
+    ledger = UsageLedger(tmp_path, clock)
+    ledger.used("training", 10, base_model="m", session_id="s")
+    ledger.used("sampling_sample", 3, base_model="m", session_id="s")
+    notes = tmp_path / "usage" / "notes.jsonl"
+    whole = notes.read_bytes()
+    with notes.open("ab") as handle:  # a write a crash or a full disk cut short
+        handle.write(b'{"type":"usage","t":1700000000.0,"kind":"trai')
+    again = UsageLedger(tmp_path, clock)
+    assert any("skipped 1 torn line" in r.getMessage() for r in caplog.records)
+    assert again.billing_usage(store, *WINDOW) == ledger.billing_usage(store, *WINDOW)
+    assert notes.read_bytes() != whole  # rewritten...
+    assert _lines(notes) == 2  # ...without the torn line
+    UsageLedger(tmp_path, clock)  # and it reads back cleanly

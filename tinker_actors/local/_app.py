@@ -36,7 +36,7 @@ from tinker_actors.local._core import EngineError
 from tinker_actors.local._downloads import DOWNLOAD_PREFIX
 from tinker_actors.local._limits import check_json_depth, over_limit
 from tinker_actors.local._refusals import consume_refused, peek_json_ids
-from tinker_actors.local._staging import CheckpointWriteError
+from tinker_actors.local._staging import CheckpointWriteError, full_disk_message, is_full
 from tinker_actors.local._usage import UsageError
 from tinker_actors.types import (
     AuthTokenRequest,
@@ -196,6 +196,14 @@ def build_app(engine: LocalEngine, auth: Authenticator) -> Starlette:
                 response = _error(exc.status, exc.message)
             except CheckpointWriteError as exc:
                 response = _error(507 if exc.full else 500, str(exc))
+            except OSError as exc:
+                if is_full(exc):  # e.g. a record of a new session could not be written
+                    log.warning("local server: %s: %s", path, exc)
+                    response = _error(507, full_disk_message(path, exc, advice=True))
+                else:
+                    log.exception("local server: unexpected error on %s", path)
+                    name = type(exc).__name__
+                    response = _error(500, f"internal error in the local server: {name}")
             except ClientDisconnect:
                 # the client left (or the HTTP server refused its body) before the body was in:
                 # nothing was applied; the HTTP server has logged it in one line

@@ -24,7 +24,15 @@ from typing import TYPE_CHECKING, Final
 if TYPE_CHECKING:
     from pathlib import Path
 
-__all__ = ["CheckpointWriteError", "commit", "failure", "recover", "staging_dir"]
+__all__ = [
+    "CheckpointWriteError",
+    "commit",
+    "failure",
+    "full_disk_message",
+    "is_full",
+    "recover",
+    "staging_dir",
+]
 
 _STAGING: Final = ".staging-"
 _OLD: Final = ".old-"
@@ -62,10 +70,23 @@ def commit(staging: Path, directory: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def _is_full(exc: BaseException) -> bool:
+def is_full(exc: BaseException) -> bool:
+    """Whether ``exc`` is (or reports) a full disk or an exhausted quota."""
     if isinstance(exc, OSError) and exc.errno in _FULL_ERRNOS:
         return True
     return "No space left on device" in str(exc) or "Disk quota exceeded" in str(exc)
+
+
+_FREE_SPACE: Final = (
+    "Free space on that disk (delete checkpoints you no longer need; 'tinker-actors serve "
+    "--ephemeral-samplers N' keeps fewer RL samplers)"
+)
+
+
+def full_disk_message(what: str, exc: BaseException, *, advice: bool = False) -> str:
+    """``<what> failed: the local server's data directory is out of space (<exc>)``."""
+    text = f"{what} failed: the local server's data directory is out of space ({exc})"
+    return f"{text}. {_FREE_SPACE} and try again" if advice else text
 
 
 def failure(staging: Path, what: str, exc: BaseException) -> CheckpointWriteError:
@@ -76,12 +97,9 @@ def failure(staging: Path, what: str, exc: BaseException) -> CheckpointWriteErro
         free = None
     shutil.rmtree(staging, ignore_errors=True)
     unchanged = "nothing was saved, and an earlier checkpoint of that name is unchanged"
-    if _is_full(exc) or (free is not None and free < _NEARLY_FULL):
+    if is_full(exc) or (free is not None and free < _NEARLY_FULL):
         return CheckpointWriteError(
-            f"{what} failed: the local server's data directory is out of space "
-            f"({type(exc).__name__}: {exc}); {unchanged}. Free space on that disk (delete "
-            "checkpoints you no longer need; 'tinker-actors serve --ephemeral-samplers N' keeps "
-            "fewer RL samplers) and save again",
+            f"{full_disk_message(what, exc)}; {unchanged}. {_FREE_SPACE} and save again",
             full=True,
         )
     return CheckpointWriteError(

@@ -31,7 +31,14 @@ from tinker_actors.local._offload import offload
 from tinker_actors.local._ordering import DuplicateSeqIdError, SequencedOp, Sequencer
 from tinker_actors.local._records import CheckpointKind, CheckpointRecord, RunRecord
 from tinker_actors.local._refusals import consume_refused, peek_proto_ids
-from tinker_actors.local._staging import CheckpointWriteError, commit, failure, staging_dir
+from tinker_actors.local._staging import (
+    CheckpointWriteError,
+    commit,
+    failure,
+    full_disk_message,
+    is_full,
+    staging_dir,
+)
 from tinker_actors.transport.proto import (
     DecompressionLimitError,
     decode_forward_backward_request,
@@ -131,6 +138,14 @@ class TrainingOps:
             except CheckpointWriteError as exc:  # a full disk: the server's, not the request's
                 log.warning("local server: %s %s: %s", request_type, request_id, exc)
                 core.futures.fail(request_id, str(exc), "server")
+            except OSError as exc:
+                if not is_full(exc):
+                    log.exception("local server: %s %s failed", request_type, request_id)
+                    core.futures.fail(request_id, f"internal error: {exc!r}", "server")
+                else:
+                    log.warning("local server: %s %s: %s", request_type, request_id, exc)
+                    message = full_disk_message(request_type, exc, advice=True)
+                    core.futures.fail(request_id, message, "server")
             except Exception as exc:
                 log.exception("local server: %s %s failed", request_type, request_id)
                 core.futures.fail(request_id, f"internal error: {exc!r}", "server")

@@ -10,6 +10,11 @@ memory as hourly sums (what every answer is made of), and once the file holds
 so neither memory nor the file grows with the number of requests (a sample request makes two
 notes): only with the hours, sessions and models used, and with the audited events.
 
+Writing a note never fails the request that made it: the work it records is done. When the
+file cannot be written (a full disk), the note is kept in memory, one warning is logged, and
+the next note rewrites the whole file from memory (aside, then renamed over) once there is
+room again. A line torn by such a failure or by a crash is skipped with a warning on start.
+
 * ``GET /api/v1/billing/usage/events``: hourly buckets per (usage kind, base model, session)
   over a window of whole UTC hours, at most 14 days, not starting in the future. Storage is
   gigabyte-hours (10^9 bytes) of every checkpoint while it existed: live checkpoints from the
@@ -23,6 +28,7 @@ A local server costs nothing, so every rate and estimated cost is 0.0 (a definit
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 from collections import defaultdict
@@ -54,6 +60,11 @@ if TYPE_CHECKING:
     from tinker_actors.types import BillingEventInfo
 
 __all__ = ["AUDIT_RESOURCES", "USER", "UsageError", "UsageLedger"]
+
+log = logging.getLogger(__name__)
+
+#: Seconds between attempts to rewrite a ledger file that could not be written.
+_RETRY_AFTER = 5.0
 
 #: The one user of a local server (owner of every run, actor of every event).
 USER = "local-user"
@@ -137,10 +148,23 @@ class UsageLedger:
         self._stored: list[_Stored] = []
         self._audit: list[_Audit] = []
         self._decoder = msgspec.json.Decoder(_Note)
+        #: notes are in memory that the file lacks (a write failed): rewrite it whole
+        self._behind = False
+        self._retry_at = 0.0
         if self._path.is_file():
+            torn = 0
             for line in self._path.read_bytes().splitlines():
-                if line.strip():
-                    self._keep(self._decoder.decode(line))
+                if not line.strip():
+                    continue
+                try:
+                    note = self._decoder.decode(line)
+                except msgspec.DecodeError:
+                    torn += 1  # a write cut short by a full disk or a crash
+                    continue
+                self._keep(note)
+            if torn:
+                log.warning("usage ledger %s: skipped %d torn line(s)", self._path, torn)
+                self._behind = True
             self._compact_if_due()
 
     def _keep(self, note: _Note) -> None:
@@ -154,34 +178,65 @@ class UsageLedger:
             self._audit.append(note)
 
     def _compact_if_due(self) -> None:
-        if self._usage_lines - len(self._usage) < self._compact_after:
-            return
+        if self._behind or self._usage_lines - len(self._usage) >= self._compact_after:
+            self._rewrite()
+
+    def _rewrite(self) -> None:
         # one line per hourly sum (its time is the hour's start), then every other note in the
         # order noted; written aside and renamed over, so a crash leaves the old or the new file
         sums = [_Usage(hour, kind, count, model, session, cached)
                 for (hour, kind, cached, model, session), count in self._usage.items()]  # fmt: skip
         notes: list[_Note] = [*sums, *self._stored, *self._audit]
         aside = self._path.with_name(self._path.name + ".compacting")
-        aside.write_bytes(b"".join(msgspec.json.encode(note) + b"\n" for note in notes))
-        os.replace(aside, self._path)
+        try:
+            self._path.parent.mkdir(parents=True, exist_ok=True)
+            aside.write_bytes(b"".join(msgspec.json.encode(note) + b"\n" for note in notes))
+            os.replace(aside, self._path)
+        except OSError as exc:
+            aside.unlink(missing_ok=True)
+            self._fell_behind(exc)
+            return
+        if self._behind:
+            log.warning("usage ledger %s: written again, nothing lost", self._path)
+        self._behind = False
         self._usage_lines = len(sums)
+
+    def _fell_behind(self, exc: OSError) -> None:
+        # a full disk stays full for a while: try the whole file again at most every few
+        # seconds, not on every note
+        self._retry_at = self._clock() + _RETRY_AFTER
+        if not self._behind:
+            log.warning(
+                "usage ledger %s could not be written (%s); its notes are kept in memory and "
+                "written once there is room (a restart before then loses them)",
+                self._path,
+                exc,
+            )
+        self._behind = True
 
     def _write(self, note: _Note) -> None:
         self._keep(note)
+        if self._behind:
+            if self._clock() >= self._retry_at:
+                self._rewrite()  # the file then holds every note again, this one too
+            return
         if isinstance(note, _Usage) and self._usage_lines - len(self._usage) >= self._compact_after:
-            self._compact_if_due()  # the file then holds this note too, summed
+            self._rewrite()  # the file then holds this note too, summed
             return
         line = msgspec.json.encode(note) + b"\n"
         # opened per note (each is on disk when the request is answered, and a ledger file
         # moved away is simply started again); the directory is made only when missing: a
         # mkdir per note was half of a sample's ledger cost
         try:
-            handle = open(self._path, "ab")  # noqa: SIM115 (closed below)
-        except FileNotFoundError:
-            self._path.parent.mkdir(parents=True, exist_ok=True)
-            handle = open(self._path, "ab")  # noqa: SIM115
-        with handle:
-            handle.write(line)
+            try:
+                handle = open(self._path, "ab")  # noqa: SIM115 (closed below)
+            except FileNotFoundError:
+                self._path.parent.mkdir(parents=True, exist_ok=True)
+                handle = open(self._path, "ab")  # noqa: SIM115
+            with handle:
+                handle.write(line)
+        except OSError as exc:  # the work this notes is done: never fail its request
+            self._fell_behind(exc)
 
     # -- noting -------------------------------------------------------------------------------
 
