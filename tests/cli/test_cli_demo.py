@@ -29,7 +29,7 @@ def check_learned(report: dict[str, Any]) -> None:
     assert "The password is trio." not in report["before"]
     assert report["checkpoint"].startswith("tinker://")
     files = Path(report["checkpoint_dir"])
-    assert (files / "adapter.safetensors").is_file()
+    assert (files / "adapter_model.safetensors").is_file()  # a PEFT adapter, as Tinker saves
     assert len(report["losses"]) == report["steps"]
 
 

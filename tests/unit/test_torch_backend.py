@@ -426,8 +426,7 @@ async def test_an_export_is_the_adapter_under_tinkers_names(tmp_path: Path) -> N
         "v_proj",
     ]  # fmt: skip
     exported = load_file(str(tmp_path / "x" / "adapter_model.safetensors"))
-    await b.save_sampler("m", tmp_path / "s")
-    ours = load_file(str(tmp_path / "s" / "adapter.safetensors"))
+    ours = b._model("m").adapter.state_dict()
     assert len(exported) == len(ours)
     prefix = "base_model.model.model."
     pairs = {
@@ -442,6 +441,37 @@ async def test_an_export_is_the_adapter_under_tinkers_names(tmp_path: Path) -> N
     # PEFT's shapes: A is [r, in], B is [out, r]
     assert exported[prefix + "unembed_tokens.lora_A.weight"].shape[0] == 4
     assert exported[prefix + "unembed_tokens.lora_B.weight"].shape == (TINY.vocab_size, 4)
+
+
+async def test_a_checkpoint_is_a_peft_adapter_and_the_first_format_still_loads(
+    tmp_path: Path,
+) -> None:
+    import json
+
+    from safetensors.torch import save_file
+
+    b = backend()
+    await trained(b, "m")
+    state = b._model("m").adapter.state_dict()
+    await b.save_state("m", tmp_path / "c", optimizer=True)
+    assert sorted(p.name for p in (tmp_path / "c").iterdir()) == [
+        "adapter.json", "adapter_config.json", "adapter_model.safetensors", "optimizer.pt",
+    ]  # fmt: skip
+    header = json.loads((tmp_path / "c" / "adapter.json").read_text())
+    assert (header["format"], header["tensors"]) == (2, "adapter_model.safetensors")
+    # format 1, as earlier versions wrote it: the backend's own tensor names
+    old = tmp_path / "old"
+    old.mkdir()
+    save_file(state, str(old / "adapter.safetensors"))
+    (old / "adapter.json").write_text(
+        json.dumps({**header, "format": 1, "tensors": "adapter.safetensors"})
+    )
+    (old / "optimizer.pt").write_bytes((tmp_path / "c" / "optimizer.pt").read_bytes())
+    for name, directory in (("new", tmp_path / "c"), ("old", old)):
+        await b.load_state(name, directory, optimizer=True, spec=TINY)
+        loaded = b._model(name).adapter.state_dict()
+        assert loaded.keys() == state.keys()
+        assert all(torch.equal(loaded[k], state[k]) for k in state), name
 
 
 # -- sampling ---------------------------------------------------------------------------------

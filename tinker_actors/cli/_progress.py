@@ -23,7 +23,7 @@ def progress(
     """Yield ``advance(n)``; draw a bar for ``total`` steps (None: unknown) on stderr if enabled.
 
     Args:
-        label: what is being done ("downloading adapter.safetensors").
+        label: what is being done ("downloading adapter_model.safetensors").
         total: the number of steps (bytes with ``unit="bytes"``), or None if unknown.
         enabled: draw the bar; None draws it when stderr is a terminal.
         unit: ``"bytes"`` shows sizes and a transfer speed; anything else shows counts.

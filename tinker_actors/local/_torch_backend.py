@@ -14,11 +14,11 @@ yet started never starts, and a running sample stops at its next decoding step. 
 wait for a running job to end, though, because torch must never be left running unattended: a
 busy torch thread at interpreter exit aborts the process.
 
-Files (under the directory the engine gives): ``adapter.json`` (format, base model, LoRA
-shape, step count), ``adapter.safetensors`` (or ``adapter.pt`` without the ``safetensors``
-package) with tensors named ``<layer>.<linear>.lora_A|lora_B``, and ``optimizer.pt`` (the
-AdamW state) for ``save_state`` with the optimizer. Sampler snapshots have no optimizer file.
-The format is written and checked in :mod:`._torch_checkpoint`.
+Files (under the directory the engine gives): the adapter in Tinker's own layout
+(``adapter_model.safetensors`` with PEFT-style names, ``adapter_config.json``), the server's
+header ``adapter.json`` (format, base model, LoRA shape, step count), and ``optimizer.pt`` (the
+AdamW state) for ``save_state`` with the optimizer. Sampler snapshots have no optimizer file;
+exports have no header. The format is written and checked in :mod:`._torch_checkpoint`.
 """
 
 from __future__ import annotations
