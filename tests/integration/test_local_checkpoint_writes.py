@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import errno
 import hashlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -70,7 +72,9 @@ async def _step(tc: Any) -> None:
     await (await tc.optim_step(AdamParams(learning_rate=1e-3))).result()
 
 
-async def test_a_save_on_a_full_disk_fails_alone_and_leaves_no_files(tmp_path: Path) -> None:
+@asynccontextmanager
+async def _training(tmp_path: Path) -> AsyncIterator[tuple[FlakyDiskBackend, LocalServer, Any]]:
+    """A server on ``tmp_path`` with a :class:`FlakyDiskBackend`, and a LoRA training client."""
     backend = FlakyDiskBackend()
     settings = ServerSettings(data_dir=tmp_path)
     async with served_runtime(lambda app: app, backend=backend, settings=settings) as (
@@ -78,7 +82,11 @@ async def test_a_save_on_a_full_disk_fails_alone_and_leaves_no_files(tmp_path: P
         server,
         _app,
     ):
-        tc = await rt.create_lora_training_client("local/tiny", rank=4)
+        yield backend, server, await rt.create_lora_training_client("local/tiny", rank=4)
+
+
+async def test_a_save_on_a_full_disk_fails_alone_and_leaves_no_files(tmp_path: Path) -> None:
+    async with _training(tmp_path) as (backend, server, tc):
         with trio.fail_after(60):
             await (await tc.save_state("before")).result()
             kept = _files(tmp_path)
@@ -102,14 +110,7 @@ async def test_a_save_on_a_full_disk_fails_alone_and_leaves_no_files(tmp_path: P
 
 
 async def test_a_failed_overwrite_keeps_the_checkpoint_it_was_replacing(tmp_path: Path) -> None:
-    backend = FlakyDiskBackend()
-    settings = ServerSettings(data_dir=tmp_path)
-    async with served_runtime(lambda app: app, backend=backend, settings=settings) as (
-        rt,
-        server,
-        _app,
-    ):
-        tc = await rt.create_lora_training_client("local/tiny", rank=4)
+    async with _training(tmp_path) as (backend, server, tc):
         with trio.fail_after(60):
             first = await (await tc.save_weights_external("export")).result()
             old = _files(tmp_path)
