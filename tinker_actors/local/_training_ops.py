@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import re
-import shutil
 from functools import partial
 from typing import TYPE_CHECKING, TypeVar
 
@@ -24,20 +22,18 @@ from tinker_actors.local._backend import (
     check_loss_config,
     validate_forward_inputs,
 )
-from tinker_actors.local._core import EngineError, _Model, check_not_expired
+from tinker_actors.local._checkpoint_saves import checkpoint_name, find_checkpoint, save_checkpoint
+from tinker_actors.local._core import EngineError, _Model
 from tinker_actors.local._ephemeral import ephemeral_name
 from tinker_actors.local._limits import check_counter, check_stored, over_limit
 from tinker_actors.local._offload import offload
 from tinker_actors.local._ordering import DuplicateSeqIdError, SequencedOp, Sequencer
-from tinker_actors.local._records import CheckpointKind, CheckpointRecord, RunRecord
+from tinker_actors.local._records import RunRecord
 from tinker_actors.local._refusals import consume_refused, peek_proto_ids
 from tinker_actors.local._staging import (
     CheckpointWriteError,
-    commit,
-    failure,
     full_disk_message,
     is_full,
-    staging_dir,
 )
 from tinker_actors.transport.proto import (
     DecompressionLimitError,
@@ -52,7 +48,6 @@ from tinker_actors.types import (
     SaveWeightsExternalResponseInternal,
     SaveWeightsForSamplerResponseInternal,
     SaveWeightsResponse,
-    TinkerPath,
     UntypedAPIFuture,
 )
 
@@ -80,8 +75,6 @@ _R = TypeVar("_R")
 
 log = logging.getLogger("tinker_actors.local")
 
-# fullmatch, never match: "$" also matches before a final newline ("evil\n")
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 #: Bodies up to this size are decoded inline; larger ones (and all zstd ones) in a thread.
 _INLINE_BYTES = 256 << 10
 _JSON = "application/json"
@@ -379,14 +372,14 @@ class TrainingOps:
     ) -> UntypedAPIFuture:
         """Save resumable state as ``tinker://<run>/weights/<name>``."""
         model = self.model_for(req.model_id)
-        name = self._name(req.path, req.seq_id)
+        name = checkpoint_name(req.path, req.seq_id)
         ttl = req.ttl_seconds if isinstance(req.ttl_seconds, int) else None
         metadata = req.user_metadata if isinstance(req.user_metadata, dict) else None
         check_stored(self._core.settings.limits, "save_weights", metadata)
 
         async def work() -> tuple[bytes, str]:
-            checkpoint = await self._save(
-                model, "training", name, req.overwrite, ttl, metadata, optimizer=True
+            checkpoint = await save_checkpoint(
+                self._core, model, "training", name, req.overwrite, ttl, metadata, optimizer=True
             )
             return msgspec.json.encode(SaveWeightsResponse(path=checkpoint.tinker_path)), _JSON
 
@@ -406,15 +399,22 @@ class TrainingOps:
         if isinstance(ephemeral_seq, int):
             check_counter("sampling_session_seq_id", ephemeral_seq)
         if isinstance(req.path, str):
-            name = self._name(req.path, req.seq_id)
+            name = checkpoint_name(req.path, req.seq_id)
         elif isinstance(ephemeral_seq, int):
             name = ephemeral_name(model.record.session_id, ephemeral_seq)
         else:  # the request type refuses this combination; keep the server honest anyway
             raise EngineError(400, "save_weights_for_sampler needs path or sampling_session_seq_id")
 
         async def work() -> tuple[bytes, str]:
-            checkpoint = await self._save(
-                model, "sampler", name, True, ttl, metadata, ephemeral=not isinstance(req.path, str)
+            checkpoint = await save_checkpoint(
+                self._core,
+                model,
+                "sampler",
+                name,
+                True,
+                ttl,
+                metadata,
+                ephemeral=not isinstance(req.path, str),
             )
             if isinstance(req.path, str):
                 result = SaveWeightsForSamplerResponseInternal(path=checkpoint.tinker_path)
@@ -438,7 +438,7 @@ class TrainingOps:
     ) -> UntypedAPIFuture:
         """Export weights as ``tinker://<run>/external_weights/<name>``."""
         model = self.model_for(req.model_id)
-        name = self._name(req.path, req.seq_id)
+        name = checkpoint_name(req.path, req.seq_id)
         ttl = req.ttl_seconds if isinstance(req.ttl_seconds, int) else None
         keys = req.age_encryption_recipients
         try:
@@ -453,7 +453,9 @@ class TrainingOps:
 
         async def work() -> tuple[bytes, str]:
             finish = encrypt if recipients is not None else None
-            checkpoint = await self._save(model, "external", name, True, ttl, None, finish=finish)
+            checkpoint = await save_checkpoint(
+                self._core, model, "external", name, True, ttl, None, finish=finish
+            )
             result = SaveWeightsExternalResponseInternal(
                 path=checkpoint.tinker_path, size_bytes=checkpoint.size_bytes
             )
@@ -473,7 +475,7 @@ class TrainingOps:
     ) -> UntypedAPIFuture:
         """Load a training checkpoint into an existing model, or create a model from it."""
         core = self._core
-        checkpoint, source = self._find_checkpoint(req.path, "training")
+        checkpoint, source = find_checkpoint(self._core, req.path, "training")
         if req.optimizer and not checkpoint.has_optimizer:
             raise EngineError(
                 400, f"{req.path} holds no optimizer state; load it with optimizer=False"
@@ -526,108 +528,6 @@ class TrainingOps:
     def model_for(self, model_id: str) -> _Model:
         """Return a live model (see EngineCore.model)."""
         return self._core.model(model_id)
-
-    @staticmethod
-    def _name(path: object, seq_id: object) -> str:
-        if not isinstance(path, str):
-            return f"checkpoint-{seq_id}"
-        if not _NAME.fullmatch(path):
-            raise EngineError(
-                400,
-                f"invalid checkpoint name {path!r}: use 1-128 letters, digits, '.', '_' or '-', "
-                "starting with a letter or digit (no '/')",
-            )
-        return path
-
-    def _find_checkpoint(
-        self, path: str, kind: CheckpointKind
-    ) -> tuple[CheckpointRecord, RunRecord]:
-        try:
-            parsed = TinkerPath.parse(path)
-        except InvalidInputError as exc:
-            raise EngineError(400, str(exc)) from None
-        run = self._core.store.runs.get(parsed.training_run_id)
-        if run is None or not self._core.readable_run(run):
-            raise EngineError(404, f"no training run {parsed.training_run_id!r} (from {path})")
-        if parsed.checkpoint_type != kind:
-            raise EngineError(
-                400,
-                f"{path} is a {parsed.checkpoint_type} checkpoint; this operation needs a "
-                f"{kind} one (save it with save_state)",
-            )
-        for checkpoint in run.checkpoints:
-            if (
-                checkpoint.kind == kind
-                and checkpoint.name == parsed.name
-                and not checkpoint.ephemeral
-                and self._core.readable(run, checkpoint)
-            ):
-                check_not_expired(checkpoint, self._core.wall_time())
-                return checkpoint, run
-        raise EngineError(404, f"no checkpoint {path}")
-
-    async def _save(
-        self,
-        model: _Model,
-        kind: CheckpointKind,
-        name: str,
-        overwrite: bool,
-        ttl: int | None,
-        metadata: dict[str, str] | None,
-        *,
-        optimizer: bool = False,
-        ephemeral: bool = False,
-        finish: Callable[[Path], Awaitable[int]] | None = None,
-    ) -> CheckpointRecord:
-        """Write a checkpoint's files aside, move them into place, then record it.
-
-        ``finish`` (encryption) runs on the complete files before they are moved; it returns
-        their new size. A failed write leaves no files and no record (see ``_staging``).
-        """
-        core = self._core
-        run = model.record
-        existing = [c for c in run.checkpoints if c.kind == kind and c.name == name]
-        if existing and not overwrite:
-            raise EngineError(
-                409,
-                f"checkpoint {existing[0].tinker_path} exists; pass overwrite=True to replace it",
-            )
-        now = core.wall_time()
-        checkpoint = CheckpointRecord(
-            run_id=run.run_id,
-            kind=kind,
-            name=name,
-            created=now,
-            expires_at=now + ttl if ttl is not None else None,
-            user_metadata=metadata,
-            has_optimizer=optimizer,
-            ephemeral=ephemeral,
-        )
-        directory = core.store.checkpoint_dir(checkpoint)
-        staging = staging_dir(directory)
-        try:
-            if kind == "training":
-                size = await core.backend.save_state(run.run_id, staging, optimizer=optimizer)
-            elif kind == "external":
-                size = await core.backend.save_external(run.run_id, staging)
-            else:
-                size = await core.backend.save_sampler(run.run_id, staging)
-            if finish is not None:
-                size = await finish(staging)
-            commit(staging, directory)
-        except (BackendInputError, EngineError):
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
-        except Exception as exc:
-            raise failure(staging, f"saving {checkpoint.tinker_path}", exc) from exc
-        except BaseException:  # cancelled: nothing of this save may stay
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
-        checkpoint.size_bytes = size
-        run.checkpoints = [c for c in run.checkpoints if c not in existing] + [checkpoint]
-        core.store.save_run(run)
-        core.usage.saved(run, checkpoint, existing)
-        return checkpoint
 
 
 async def _maybe_in_thread(in_thread: bool, fn: Callable[[], _R]) -> _R:
