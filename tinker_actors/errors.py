@@ -209,10 +209,10 @@ def _response_request(response: httpx.Response) -> httpx.Request | None:
 
 def _rebuilt_response(error: APIError, status_code: int, headers: httpx.Headers) -> httpx.Response:
     body = error.body
-    if body is None:
-        content = b""
-    elif isinstance(body, str | bytes):
-        content = body.encode() if isinstance(body, str) else body
+    if body is None or isinstance(body, bytes):
+        content = body or b""
+    elif isinstance(body, str):
+        content = body.encode()
     else:
         content = json.dumps(body, separators=(",", ":"), default=str).encode()
     return httpx.Response(status_code, headers=headers, content=content, request=error.request)
@@ -295,9 +295,9 @@ class APIStatusError(APIError):
         request = _response_request(response) if response is not None else None
         super().__init__(message, request, body=body, method=method, url=url)
         if status_code is None:
-            status_code = response.status_code if response is not None else None
-            if status_code is None:
-                status_code = getattr(type(self), "status_code", None)
+            # the response's, else the class's own (NotFoundError: 404, as in the official SDK)
+            given = response if response is not None else type(self)
+            status_code = getattr(given, "status_code", None)
             if status_code is None:
                 raise TypeError(f"{type(self).__name__} needs status_code= or response=")
         if headers is None:

@@ -196,7 +196,12 @@ def build_app(engine: LocalEngine, auth: Authenticator) -> Starlette:
                 response = _error(exc.status, exc.message)
             except CheckpointWriteError as exc:
                 response = _error(507 if exc.full else 500, str(exc))
-            except OSError as exc:
+            except ClientDisconnect:
+                # the client left (or the HTTP server refused its body) before the body was in:
+                # nothing was applied; the HTTP server has logged it in one line
+                engine.core.counters["client_disconnects"] += 1
+                response = _error(400, "the client disconnected before its request body arrived")
+            except Exception as exc:
                 if is_full(exc):  # e.g. a record of a new session could not be written
                     log.warning("local server: %s: %s", path, exc)
                     response = _error(507, full_disk_message(path, exc, advice=True))
@@ -204,14 +209,6 @@ def build_app(engine: LocalEngine, auth: Authenticator) -> Starlette:
                     log.exception("local server: unexpected error on %s", path)
                     name = type(exc).__name__
                     response = _error(500, f"internal error in the local server: {name}")
-            except ClientDisconnect:
-                # the client left (or the HTTP server refused its body) before the body was in:
-                # nothing was applied; the HTTP server has logged it in one line
-                engine.core.counters["client_disconnects"] += 1
-                response = _error(400, "the client disconnected before its request body arrived")
-            except Exception as exc:
-                log.exception("local server: unexpected error on %s", path)
-                response = _error(500, f"internal error in the local server: {type(exc).__name__}")
             finally:
                 if token is not None:
                     CALLER.reset(token)

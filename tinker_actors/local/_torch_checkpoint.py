@@ -56,7 +56,6 @@ __all__ = [
     "AdapterMeta",
     "read_meta",
     "read_tensors",
-    "tinker_module_name",
     "write_adapter",
     "write_tinker_adapter",
 ]
@@ -106,7 +105,7 @@ _PEFT_SUFFIX: Final = ".weight"
 
 
 def _backend_name(tinker_name: str) -> str:
-    """The inverse of the renaming in :func:`_tinker_files` (``...q_proj.lora_A.weight`` ->
+    """The inverse of the renaming in :func:`write_tinker_adapter` (``...q_proj.lora_A.weight`` ->
     ``3.q.lora_A``)."""
     module, part = tinker_name.removesuffix(_PEFT_SUFFIX).rsplit(".", 1)
     module = module.removeprefix(_PREFIX)
@@ -116,7 +115,8 @@ def _backend_name(tinker_name: str) -> str:
     return f"{int(layer)}.{leaf.removesuffix('_proj')}.{part}"
 
 
-def _tinker_files(directory: Path, spec: BaseModelSpec, adapter: Adapter) -> list[Path]:
+def write_tinker_adapter(directory: Path, spec: BaseModelSpec, adapter: Adapter) -> list[Path]:
+    """Write ``adapter`` in Tinker's layout only (an export); return the files written."""
     directory.mkdir(parents=True, exist_ok=True)
     tensors: dict[str, torch.Tensor] = {}
     for name, tensor in adapter.state_dict().items():
@@ -148,17 +148,12 @@ def _tinker_files(directory: Path, spec: BaseModelSpec, adapter: Adapter) -> lis
     return [tensor_path, config_path]
 
 
-def write_tinker_adapter(directory: Path, spec: BaseModelSpec, adapter: Adapter) -> list[Path]:
-    """Write ``adapter`` in Tinker's layout only (an export); return the files written."""
-    return _tinker_files(directory, spec, adapter)
-
-
 def write_adapter(directory: Path, spec: BaseModelSpec, adapter: Adapter, steps: int) -> list[Path]:
     """Write ``adapter`` (Tinker's layout) and the server's header; return the files written.
 
     The header is written last: the backend's sampler cache is keyed by its mtime.
     """
-    written = _tinker_files(directory, spec, adapter)
+    written = write_tinker_adapter(directory, spec, adapter)
     shape = adapter.shape
     meta = {
         "format": _FORMAT,

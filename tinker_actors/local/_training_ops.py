@@ -131,17 +131,14 @@ class TrainingOps:
             except CheckpointWriteError as exc:  # a full disk: the server's, not the request's
                 log.warning("local server: %s %s: %s", request_type, request_id, exc)
                 core.futures.fail(request_id, str(exc), "server")
-            except OSError as exc:
-                if not is_full(exc):
-                    log.exception("local server: %s %s failed", request_type, request_id)
-                    core.futures.fail(request_id, f"internal error: {exc!r}", "server")
-                else:
+            except Exception as exc:
+                if is_full(exc):  # e.g. a record that could not be written
                     log.warning("local server: %s %s: %s", request_type, request_id, exc)
                     message = full_disk_message(request_type, exc, advice=True)
                     core.futures.fail(request_id, message, "server")
-            except Exception as exc:
-                log.exception("local server: %s %s failed", request_type, request_id)
-                core.futures.fail(request_id, f"internal error: {exc!r}", "server")
+                else:
+                    log.exception("local server: %s %s failed", request_type, request_id)
+                    core.futures.fail(request_id, f"internal error: {exc!r}", "server")
             else:
                 core.futures.resolve(request_id, payload, content_type)
             core.counters[f"applied:{request_type}"] += 1
