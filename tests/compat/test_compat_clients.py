@@ -11,6 +11,7 @@ import contextlib
 import logging
 import threading
 import time
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -253,10 +254,33 @@ def test_deprecated_forms_still_work_and_warn(served: tuple[str, LocalServer]) -
     url, _server = served
     with tinker.ServiceClient(base_url=url, api_key=KEY) as service:
         future = service.create_lora_training_client(base_model="local/tiny", rank=8)
-        with pytest.warns(FutureWarning, match="as the client"):
+        # as in 0.38: the future is a TrainingClient, in 0.38's words when used as one
+        assert isinstance(future, tinker.TrainingClient)
+        with pytest.warns(FutureWarning, match="Reading `.model_id` from the future"):
             model_id = future.model_id  # the future used as the client
         assert model_id == future.result().model_id
+        with pytest.warns(FutureWarning, match="Using the future as the TrainingClient"):
+            info = future.get_info()
+        assert info.model_id == model_id
         training = future.result()
+        sampler_future = training.save_weights_and_get_sampling_client()
+        assert isinstance(sampler_future, tinker.SamplingClient)
+
+        with pytest.warns(FutureWarning, match="Using the future as the SamplingClient"):
+            sampled = sampler_future.sample(
+                tinker.ModelInput.from_ints([1, 2]), 1, tinker.SamplingParams(max_tokens=2)
+            )
+        assert len(sampled.result(60).sequences) == 1
+
+        async def base_model_through_the_future() -> str:
+            return await sampler_future.get_base_model_async()  # waits without blocking
+
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            assert asyncio.run(base_model_through_the_future()) == "local/tiny"
+        said = [str(w.message) for w in caught]
+        assert said[0].startswith("Using the future as the SamplingClient"), said
+        assert "get_base_model_async() is deprecated" in said[1], said  # the client's own
 
         async def double_await() -> float:
             with pytest.warns(FutureWarning, match="forward_backward_async"):

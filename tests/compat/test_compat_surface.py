@@ -104,3 +104,29 @@ def test_the_import_paths_real_code_uses_exist() -> None:
     assert compat.lib.public_interfaces.RestClient is compat.RestClient
     assert compat.types.TensorData is compat.TensorData
     assert compat.lib.retry_handler.RetryConfig is compat.RetryConfig
+
+
+@pytest.mark.parametrize(
+    ("future_name", "client_name"),
+    [
+        ("BackcompatTrainingClientFuture", "TrainingClient"),
+        ("BackcompatSamplingClientFuture", "SamplingClient"),
+    ],
+)
+def test_a_client_future_is_its_client_and_forwards_every_method(
+    future_name: str, client_name: str
+) -> None:
+    # 0.38's factories return these; code checks isinstance(..., TrainingClient) on them
+    official = getattr(tinker.lib.public_interfaces, future_name)
+    ours = getattr(compat, future_name)
+    assert issubclass(official, getattr(tinker, client_name))
+    assert issubclass(ours, getattr(compat, client_name))
+    assert issubclass(ours, compat.APIFuture)
+    client = getattr(compat, client_name)
+    for name, member in vars(client).items():
+        if name.startswith("_") or isinstance(member, staticmethod | classmethod):
+            continue
+        # every method and property is the future's own forwarder, never the client's
+        assert vars(ours).get(name) is not None, name
+        if callable(member):
+            assert _params(getattr(ours, name)) == _params(member), name

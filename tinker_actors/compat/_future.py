@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import inspect
 import logging
 import sys
 import warnings
@@ -38,6 +40,7 @@ __all__ = [
     "APIFuture",
     "BackcompatClientFuture",
     "completed",
+    "forward_client",
 ]
 
 T = TypeVar("T")
@@ -164,8 +167,12 @@ class BackcompatClientFuture(APIFuture[C], Generic[C]):
     """A future of a client that can still be used, deprecated, as the client itself.
 
     0.38's client factories return a future of the client; code written before that uses the
-    return value directly. Reading a client attribute here waits for the client and warns
-    with FutureWarning, as 0.38 does.
+    return value directly. A subclass also derives from the client's class, so
+    ``isinstance(future, TrainingClient)`` holds as in 0.38, and :func:`forward_client` gives
+    it one forwarder per public method and property of the client: the client's ``__init__``
+    never runs on the future, so its own methods must not either. Each forwarder waits for the
+    client, warns with FutureWarning in 0.38's words (so a warning filter written for the
+    official client matches), and calls it. Anything else is read here the same way.
     """
 
     def __getattr__(self, name: str) -> Any:
@@ -173,11 +180,63 @@ class BackcompatClientFuture(APIFuture[C], Generic[C]):
             raise AttributeError(name)
         client = Future.result(self)  # deprecated path: block like 0.38 does
         value = getattr(client, name)
-        warnings.warn(
-            f"using the future returned by a client-creation method as the client "
-            f"(.{name}) is deprecated; call .result() on it, or await it, to get the "
-            "client first",
-            FutureWarning,
-            stacklevel=2,
-        )
+        warnings.warn(_reading(name), FutureWarning, stacklevel=2)
         return value
+
+
+def _reading(name: str) -> str:
+    return (
+        f"Reading `.{name}` from the future returned by a client-creation method is "
+        "deprecated and will stop working in a future tinker SDK version. Call .result() on "
+        "the future, or await it, to get the client first."
+    )
+
+
+def forward_client(future_cls: type[BackcompatClientFuture[Any]], client_cls: type) -> None:
+    """Give ``future_cls`` (a subclass of ``client_cls``) a deprecated forwarder for each public
+    method and property that ``client_cls`` defines; static and class methods need none."""
+    using = (
+        f"Using the future as the {client_cls.__name__} is deprecated; call .result() on it, "
+        f"or await it, to get the {client_cls.__name__} first"
+    )
+    for name, member in vars(client_cls).items():
+        if name.startswith("_") or name in vars(future_cls):
+            continue
+        if isinstance(member, property):
+            setattr(future_cls, name, _property(name, member))
+        elif inspect.iscoroutinefunction(member):
+            setattr(future_cls, name, _async_method(name, member, using))
+        elif inspect.isfunction(member):
+            setattr(future_cls, name, _method(name, member, using))
+
+
+def _property(name: str, member: property) -> property:
+    def read(self: BackcompatClientFuture[Any]) -> Any:
+        warnings.warn(_reading(name), FutureWarning, stacklevel=2)
+        return getattr(Future.result(self), name)
+
+    return property(read, doc=member.__doc__)
+
+
+def _method(name: str, member: Callable[..., Any], message: str) -> Callable[..., Any]:
+    @functools.wraps(member)
+    def forward(self: BackcompatClientFuture[Any], *args: Any, **kwargs: Any) -> Any:
+        warnings.warn(message, FutureWarning, stacklevel=2)
+        return getattr(Future.result(self), name)(*args, **kwargs)
+
+    return forward
+
+
+def _async_method(name: str, member: Callable[..., Any], message: str) -> Callable[..., Any]:
+    # warns at the call, as 0.38's decorator does, and waits for the client without blocking
+    @functools.wraps(member)
+    def forward(self: BackcompatClientFuture[Any], *args: Any, **kwargs: Any) -> Any:
+        warnings.warn(message, FutureWarning, stacklevel=2)
+
+        async def call() -> Any:
+            client = await self.result_async()
+            return await getattr(client, name)(*args, **kwargs)
+
+        return call()
+
+    return forward

@@ -19,7 +19,7 @@ from __future__ import annotations
 import warnings
 from typing import TYPE_CHECKING, Any, Final, Literal
 
-from tinker_actors.compat._future import BackcompatClientFuture
+from tinker_actors.compat._future import BackcompatClientFuture, forward_client
 from tinker_actors.compat._sampling import SamplingClient
 from tinker_actors.compat._tokenizer import load_hf_tokenizer
 from tinker_actors.errors import InvalidInputError
@@ -55,20 +55,6 @@ _LOAD_DEPRECATED: Final = (
     "TrainingClient.{0}() is deprecated in tinker 0.38: create a new client with "
     "ServiceClient.create_training_client_from_state{1}(path) instead"
 )
-
-
-class BackcompatSamplingClientFuture(BackcompatClientFuture[SamplingClient]):
-    """A future of a SamplingClient (0.38 returns these from the sampler factories)."""
-
-    def __reduce__(self) -> tuple[Any, tuple[str]]:
-        # As 0.38: pickling the future waits for its client and pickles that, so code that
-        # hands save_weights_and_get_sampling_client()'s value to a worker process gets a
-        # SamplingClient there (a Future itself holds locks and cannot be pickled).
-        return self.result().__reduce__()
-
-
-class BackcompatTrainingClientFuture(BackcompatClientFuture["TrainingClient"]):
-    """A future of a TrainingClient (0.38 returns these from the training-client factories)."""
 
 
 class TrainingClient:
@@ -411,6 +397,24 @@ class TrainingClient:
 
     def _session_id(self) -> str | None:
         return self._host.runtime.current_session_id()
+
+
+class BackcompatSamplingClientFuture(BackcompatClientFuture[SamplingClient], SamplingClient):
+    """A future of a SamplingClient (0.38 returns these from the sampler factories)."""
+
+    def __reduce__(self) -> tuple[Any, tuple[str]]:
+        # As 0.38: pickling the future waits for its client and pickles that, so code that
+        # hands save_weights_and_get_sampling_client()'s value to a worker process gets a
+        # SamplingClient there (a Future itself holds locks and cannot be pickled).
+        return self.result().__reduce__()
+
+
+class BackcompatTrainingClientFuture(BackcompatClientFuture[TrainingClient], TrainingClient):
+    """A future of a TrainingClient (0.38 returns these from the training-client factories)."""
+
+
+forward_client(BackcompatSamplingClientFuture, SamplingClient)
+forward_client(BackcompatTrainingClientFuture, TrainingClient)
 
 
 def _config(config: Mapping[str, float | str] | None) -> dict[str, float | str] | None:
