@@ -625,12 +625,20 @@ def test_protocol_examples_byte_exact(obj: msgspec.Struct, expected: str) -> Non
 def test_none_in_optional_request_field_is_omitted() -> None:
     params = SamplingParams(max_tokens=None, seed=None, stop=None)
     assert encode(params) == b'{"temperature":1.0,"top_k":-1,"top_p":1.0}'
-    assert params.seed is msgspec.UNSET
+    # held as UNSET (so never encoded), read as None (as 0.38's models read an unset field)
+    assert msgspec.structs.asdict(params)["seed"] is msgspec.UNSET
+    assert params.seed is None
+    assert repr(params) == (
+        "SamplingParams(max_tokens=None, seed=None, stop=None, temperature=1.0, top_k=-1, "
+        "top_p=1.0)"
+    )
 
 
 def test_decoded_null_in_optional_request_field_becomes_unset() -> None:
     params = decode(b'{"seed":null,"temperature":0.5}', SamplingParams)
-    assert params.seed is msgspec.UNSET
+    assert msgspec.structs.asdict(params)["seed"] is msgspec.UNSET
+    assert params.seed is None
+    assert params == SamplingParams(temperature=0.5)
     assert encode(params) == b'{"temperature":0.5,"top_k":-1,"top_p":1.0}'
 
 

@@ -122,6 +122,12 @@ class SamplingClient:
         native = self._native
         return f"<SamplingClient {native.sampling_session_id if native else 'detached'}>"
 
+    @property
+    def _sampling_session_id(self) -> str:
+        # 0.38's private attribute, read by real code: tinker-cookbook's capture keys the
+        # samples it records by it
+        return self._attached()[1].sampling_session_id
+
     # -- attachment ----------------------------------------------------------------------------
 
     def _attached(self) -> tuple[Host, NativeSamplingClient]:

@@ -21,12 +21,14 @@ official package). Deliberate differences:
 * ``TensorData`` and ``Datum`` compare by value (0.38's TensorData by identity), and TensorData
   is not hashable;
 * ``ModelInput.append_int`` extends a trailing text chunk instead of adding a one-token chunk;
-* an unset optional *request* field reads ``msgspec.UNSET`` (falsy) rather than ``None``;
 * Datum and the other dataclasses of 0.38 are msgspec Structs that the ``dataclasses`` module
   still takes for dataclasses (``replace``, ``fields``, ``asdict``: tinker-cookbook's RL loop
-  calls ``dataclasses.replace`` on Datum and on provenance spans; see ``_dataclass.py``); the
-  types that are pydantic models in 0.38 have no ``model_dump``/``model_copy`` methods (no 0.38
-  code we know of calls them on these types).
+  calls ``dataclasses.replace`` on Datum and on provenance spans; see ``_dataclass.py``);
+* the types that are pydantic models in 0.38 are not pydantic models, but have the pydantic
+  methods code calls on them (``model_dump``, ``model_dump_json``, ``model_validate``,
+  ``model_validate_json``, ``model_copy``, ``model_fields``; see ``_pydantic.py`` for the
+  approximations). An unset optional field reads ``None``, as in 0.38, while held as
+  ``msgspec.UNSET`` (which keeps it off the wire).
 """
 
 from __future__ import annotations
@@ -128,6 +130,7 @@ from tinker_actors.types._optimizer import DimuonParams as DimuonParams
 from tinker_actors.types._optimizer import OptimizerConfig as OptimizerConfig
 from tinker_actors.types._optimizer import OptimizerParams as OptimizerParams
 from tinker_actors.types._optimizer import OptimParams as OptimParams
+from tinker_actors.types._pydantic import ModelMethods as ModelMethods
 from tinker_actors.types._sample_result import TOPK_MASK_LOGPROB as TOPK_MASK_LOGPROB
 from tinker_actors.types._sample_result import PromptAltTokens as PromptAltTokens
 from tinker_actors.types._sample_result import SampledSequence as SampledSequence
@@ -354,6 +357,7 @@ __all__ = [
     "ModelID",
     "ModelInput",
     "ModelInputChunk",
+    "ModelMethods",
     "OptimParams",
     "OptimStepRequest",
     "OptimStepResponse",

@@ -36,10 +36,12 @@ type checkers and msgspec read those per class.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 from msgspec import UNSET
+
+from tinker_actors.types._pydantic import ModelMethods
 
 __all__ = ["RequestStruct", "ResponseStruct"]
 
@@ -60,25 +62,68 @@ def tag_attribute(self: msgspec.Struct, name: str) -> object:
     raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
 
-# Per concrete request class: the names of the fields whose default is UNSET. Computed once,
-# lazily, because msgspec only knows a class's fields after the class statement has finished.
-_UNSET_FIELDS: dict[type[msgspec.Struct], tuple[str, ...]] = {}
+class _UnsetReadsNone:
+    """A request field's attribute that reads ``UNSET`` as ``None``, as 0.38's models do.
+
+    It wraps the field's slot descriptor on the class, so only Python attribute reads go
+    through it: msgspec's encoder, ``repr`` of the raw slots, ``__eq__``, ``replace`` and
+    pickling read the slots directly, so ``UNSET`` still keeps the field off the wire while
+    ``params.seed is None`` holds for code written against the official SDK.
+    """
+
+    __slots__ = ("slot",)
+
+    def __init__(self, slot: Any) -> None:
+        self.slot = slot
+
+    def __get__(self, obj: object, owner: type | None = None) -> Any:
+        if obj is None:
+            return self.slot
+        value = self.slot.__get__(obj, owner)
+        return None if value is UNSET else value
+
+    def __set__(self, obj: object, value: object) -> None:
+        self.slot.__set__(obj, value)
+
+    def __delete__(self, obj: object) -> None:
+        self.slot.__delete__(obj)
 
 
-def _unset_default_fields(cls: type[msgspec.Struct]) -> tuple[str, ...]:
-    names = _UNSET_FIELDS.get(cls)
-    if names is None:
+# Per concrete request class: the slot descriptors of the fields whose default is UNSET.
+# Computed once, at the class's first instance, because msgspec only knows a class's fields
+# after the class statement has finished; every instance (built, decoded, converted, replaced
+# or unpickled) runs __post_init__ first, so no attribute is read before the fields are wrapped.
+_UNSET_SLOTS: dict[type[msgspec.Struct], tuple[Any, ...]] = {}
+
+
+def _unset_default_slots(cls: type[msgspec.Struct]) -> tuple[Any, ...]:
+    slots = _UNSET_SLOTS.get(cls)
+    if slots is None:
         fields = cls.__struct_fields__
         defaults = cls.__struct_defaults__
         with_defaults = fields[len(fields) - len(defaults) :]
-        names = tuple(n for n, d in zip(with_defaults, defaults, strict=True) if d is UNSET)
-        _UNSET_FIELDS[cls] = names
-    return names
+        names = [n for n, d in zip(with_defaults, defaults, strict=True) if d is UNSET]
+        slots = tuple(_wrap_unset_field(cls, name) for name in names)
+        _UNSET_SLOTS[cls] = slots
+    return slots
 
 
-class RequestStruct(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+def _wrap_unset_field(cls: type[msgspec.Struct], name: str) -> Any:
+    """Wrap field ``name`` where the MRO defines it (once); return its slot descriptor."""
+    for klass in cls.__mro__:
+        found = vars(klass).get(name)
+        if isinstance(found, _UnsetReadsNone):
+            return found.slot
+        if found is not None:
+            setattr(klass, name, _UnsetReadsNone(found))
+            return found
+    raise AttributeError(f"{cls.__name__} has no field {name!r}")  # pragma: no cover
+
+
+class RequestStruct(msgspec.Struct, ModelMethods, frozen=True, forbid_unknown_fields=True):
     """Base of request bodies: defaults sent, unset fields omitted, unknown fields rejected.
 
+    An unset optional field holds ``UNSET`` (never encoded) and reads as ``None``.
     Subclasses that validate in ``__post_init__`` call ``super().__post_init__()`` first.
     """
 
@@ -86,12 +131,17 @@ class RequestStruct(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         __getattr__ = tag_attribute
 
     def __post_init__(self) -> None:
-        for name in _unset_default_fields(type(self)):
-            if getattr(self, name) is None:
-                msgspec.structs.force_setattr(self, name, UNSET)
+        for slot in _unset_default_slots(type(self)):
+            if slot.__get__(self) is None:
+                msgspec.structs.force_setattr(self, slot.__name__, UNSET)
+
+    def __repr__(self) -> str:
+        # the fields as they read (an unset one as None), like 0.38's models
+        shown = ", ".join(f"{f}={getattr(self, f)!r}" for f in self.__struct_fields__)
+        return f"{type(self).__name__}({shown})"
 
 
-class ResponseStruct(msgspec.Struct, frozen=True):
+class ResponseStruct(msgspec.Struct, ModelMethods, frozen=True):
     """Base of response bodies: unknown fields ignored."""
 
     if not TYPE_CHECKING:

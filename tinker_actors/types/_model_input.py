@@ -20,9 +20,10 @@ JSON conventions for every wire Struct in ``tinker_actors.types`` (protocol.md p
   - a nullable optional field is typed ``T | msgspec.UnsetType | None = msgspec.UNSET`` and the
     Struct's ``__post_init__`` turns ``None`` into ``UNSET`` (``msgspec.structs.force_setattr``
     also works on frozen Structs; use :func:`none_to_unset`). UNSET fields are never encoded, so
-    no ``null`` ever reaches the wire, and callers may still write ``seed=None``. Readers test
-    ``x is msgspec.UNSET`` (or ``isinstance(x, msgspec.UnsetType)``); a decoded ``null`` also
-    lands as UNSET.
+    no ``null`` ever reaches the wire, and callers may still write ``seed=None``; a decoded
+    ``null`` also lands as UNSET. On a :class:`~tinker_actors.types._base.RequestStruct` such a
+    field *reads* as ``None`` (as 0.38's models read), so readers test ``x is None``; the slot
+    itself (``msgspec.structs.asdict``) holds UNSET.
 * Request Structs: ``kw_only=True, frozen=True, forbid_unknown_fields=True``.
   Response Structs: ``kw_only=True, frozen=True`` (unknown fields ignored), nullable fields typed
   ``T | None = None``.
@@ -47,6 +48,7 @@ import msgspec
 
 from tinker_actors.errors import InvalidInputError
 from tinker_actors.types._base import tag_attribute
+from tinker_actors.types._pydantic import ModelMethods
 from tinker_actors.types._values import PackedTokens, as_int, token_ids
 
 if TYPE_CHECKING:
@@ -83,6 +85,7 @@ def none_to_unset(struct: msgspec.Struct, *names: str) -> None:
 
 class _Chunk(
     msgspec.Struct,
+    ModelMethods,
     tag_field="type",
     kw_only=True,
     frozen=True,
@@ -267,7 +270,9 @@ ModelInputChunk: TypeAlias = EncodedTextChunk | ImageChunk | ImageAssetPointerCh
 _CHUNK_TYPES: Final = (EncodedTextChunk, ImageChunk, ImageAssetPointerChunk, DmelChunk)
 
 
-class ModelInput(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+class ModelInput(
+    msgspec.Struct, ModelMethods, kw_only=True, frozen=True, forbid_unknown_fields=True
+):
     """The model's input: chunks read in order. Immutable; ``append*`` return a new one.
 
     Raises:

@@ -32,6 +32,7 @@ from msgspec import UNSET, UnsetType
 from tinker_actors.errors import InvalidInputError
 from tinker_actors.types._base import RequestStruct
 from tinker_actors.types._model_input import none_to_unset
+from tinker_actors.types._pydantic import ModelMethods
 from tinker_actors.types._values import as_float
 
 __all__ = [
@@ -45,7 +46,7 @@ __all__ = [
 ]
 
 
-class OptimizerConfig(msgspec.Struct, kw_only=True, frozen=True):
+class OptimizerConfig(msgspec.Struct, ModelMethods, kw_only=True, frozen=True):
     """The optimizer family of a training model, fixed for the model's lifetime.
 
     Build a known family with :class:`AdamOptimizerConfig` (the default) or

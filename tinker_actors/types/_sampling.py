@@ -58,18 +58,15 @@ class SamplingParams(RequestStruct, kw_only=True, frozen=True):
         super().__post_init__()
         # Numbers are normalised as 0.38's pydantic model does (2.0 -> 2, 0 -> 0.0); anything
         # that would change a value (1.5 tokens) or reach the wire as null (NaN) is refused.
-        for name in ("max_tokens", "seed", "top_k"):
-            value = getattr(self, name)
-            if value is not UNSET:
-                checked = as_int(value, f"SamplingParams.{name}")
-                if type(value) is not int:
-                    force_setattr(self, name, checked)
+        max_tokens = _int_field(self, "max_tokens", self.max_tokens)
+        _int_field(self, "seed", self.seed)
+        _int_field(self, "top_k", self.top_k)
+        stop = self.stop
         for name in ("temperature", "top_p"):
             value = getattr(self, name)
             checked_float = as_float(value, f"SamplingParams.{name}")
             if type(value) is not float:
                 force_setattr(self, name, checked_float)
-        stop = self.stop
         if (
             isinstance(stop, Sequence)
             and not isinstance(stop, str)
@@ -84,14 +81,23 @@ class SamplingParams(RequestStruct, kw_only=True, frozen=True):
             )
         if type(stop) is list:  # a list of its own, as 0.38 copies it: the caller's may change
             force_setattr(self, "stop", list(stop))
-        if isinstance(self.max_tokens, int) and self.max_tokens < 0:
-            raise InvalidInputError(f"max_tokens must be >= 0, got {self.max_tokens}")
+        if isinstance(max_tokens, int) and max_tokens < 0:
+            raise InvalidInputError(f"max_tokens must be >= 0, got {max_tokens}")
         if self.temperature < 0:
             raise InvalidInputError(f"temperature must be >= 0, got {self.temperature}")
         if self.top_k != -1 and self.top_k < 1:
             raise InvalidInputError(f"top_k must be -1 (no limit) or >= 1, got {self.top_k}")
         if not 0 < self.top_p <= 1:
             raise InvalidInputError(f"top_p must be in (0, 1], got {self.top_p}")
+
+
+def _int_field(params: SamplingParams, name: str, value: object) -> int | None:
+    """``value`` (the field ``name`` as read) as an int, stored back when it was not one."""
+    if value is None or type(value) is int:
+        return value
+    checked = as_int(value, f"SamplingParams.{name}")
+    force_setattr(params, name, checked)
+    return checked
 
 
 class SampleRequest(RequestStruct, kw_only=True, frozen=True):

@@ -191,7 +191,7 @@ class CreateSamplingSessionRequest(RequestStruct, frozen=True, kw_only=True):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.base_model is UNSET and self.model_path is UNSET:
+        if self.base_model is None and self.model_path is None:
             raise InvalidInputError(
                 "a sampling session needs base_model (sample the base model) or model_path "
                 "(a tinker:// path of saved sampler weights); neither was given"

@@ -76,7 +76,7 @@ class LoraConfig(RequestStruct, kw_only=True, frozen=True):
         rank = as_int(self.rank, "LoRA rank", minimum=1)
         if type(self.rank) is not int:
             msgspec.structs.force_setattr(self, "rank", rank)
-        if self.seed is not UNSET:
+        if self.seed is not None:
             seed = as_int(self.seed, "LoRA seed")
             if type(self.seed) is not int:
                 msgspec.structs.force_setattr(self, "seed", seed)
@@ -188,7 +188,7 @@ class OptimStepRequest(RequestStruct, kw_only=True, frozen=True):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if (self.adam_params is UNSET) == (self.optimizer_params is UNSET):
+        if (self.adam_params is None) == (self.optimizer_params is None):
             raise InvalidInputError(
                 "an optimizer step needs exactly one of adam_params (AdamParams) and "
                 "optimizer_params (e.g. DimuonParams); use OptimStepRequest.for_params"

@@ -106,7 +106,7 @@ class SaveWeightsForSamplerRequest(RequestStruct, kw_only=True, frozen=True):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.path is UNSET and self.sampling_session_seq_id is UNSET:
+        if self.path is None and self.sampling_session_seq_id is None:
             raise InvalidInputError(
                 "save_weights_for_sampler needs path (a named checkpoint) or "
                 "sampling_session_seq_id (an ephemeral sampling session); neither was given"
@@ -225,8 +225,8 @@ class LoadWeightsRequest(RequestStruct, kw_only=True, frozen=True):
     def __post_init__(self) -> None:
         super().__post_init__()
         known_optimizer_field(self)
-        legacy = (self.model_id is not UNSET, self.seq_id is not UNSET)
-        via_load = (self.session_id is not UNSET, self.model_seq_id is not UNSET)
+        legacy = (self.model_id is not None, self.seq_id is not None)
+        via_load = (self.session_id is not None, self.model_seq_id is not None)
         if any(legacy) and any(via_load):
             raise InvalidInputError(
                 "load_weights takes either model_id + seq_id (load into an existing model) or "
@@ -237,7 +237,7 @@ class LoadWeightsRequest(RequestStruct, kw_only=True, frozen=True):
                 "load_weights needs both model_id and seq_id (load into an existing model), or "
                 "both session_id and model_seq_id (create a model from the checkpoint)"
             )
-        if all(legacy) and (self.base_model is not UNSET or self.user_metadata is not UNSET):
+        if all(legacy) and (self.base_model is not None or self.user_metadata is not None):
             raise InvalidInputError(
                 "base_model and user_metadata only apply when creating a model from the "
                 "checkpoint (session_id + model_seq_id)"
@@ -282,9 +282,9 @@ class CopyWeightsRequest(RequestStruct, kw_only=True, frozen=True):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if (self.session_id is UNSET) != (self.model_seq_id is UNSET):
+        if (self.session_id is None) != (self.model_seq_id is None):
             raise InvalidInputError("session_id and model_seq_id must be given together")
-        if self.session_id is UNSET and self.destination_project_id is UNSET:
+        if self.session_id is None and self.destination_project_id is None:
             raise InvalidInputError(
                 "copy_weights needs a destination: session_id + model_seq_id, or "
                 "destination_project_id"
