@@ -39,6 +39,10 @@ if TYPE_CHECKING:
     from tinker_actors.errors import SessionLostError as SessionLostError
     from tinker_actors.errors import TinkerError as TinkerError
     from tinker_actors.errors import UnprocessableEntityError as UnprocessableEntityError
+    from tinker_actors.resume import ResumableRun as ResumableRun
+    from tinker_actors.resume import ResumeGaveUpError as ResumeGaveUpError
+    from tinker_actors.resume import ResumePolicy as ResumePolicy
+    from tinker_actors.resume import train_resumably as train_resumably
     from tinker_actors.supervisors import ActorExited as ActorExited
     from tinker_actors.supervisors import MailboxFull as MailboxFull
     from tinker_actors.supervisors import SupervisorGaveUp as SupervisorGaveUp
@@ -70,6 +74,9 @@ __all__ = [
     "RateLimitError",
     "RequestFailedError",
     "RestClient",
+    "ResumableRun",
+    "ResumeGaveUpError",
+    "ResumePolicy",
     "RetryConfig",
     "Runtime",
     "SamplingClient",
@@ -85,6 +92,7 @@ __all__ = [
     "__version__",
     "get_tokenizer",
     "open",
+    "train_resumably",
 ]
 
 # The public names load on first use (PEP 562): `import tinker_actors.cli` (the command line,
@@ -114,6 +122,9 @@ _LAZY: Final[dict[str, str]] = {
     "PermissionDeniedError": "tinker_actors.errors",
     "RateLimitError": "tinker_actors.errors",
     "RequestFailedError": "tinker_actors.errors",
+    "ResumableRun": "tinker_actors.resume",
+    "ResumeGaveUpError": "tinker_actors.resume",
+    "ResumePolicy": "tinker_actors.resume",
     "RestClient": "tinker_actors.clients",
     "RetryConfig": "tinker_actors.backoff",
     "Runtime": "tinker_actors._runtime",
@@ -125,6 +136,7 @@ _LAZY: Final[dict[str, str]] = {
     "Tokenizer": "tinker_actors.tokenizer",
     "TokenizerUnavailableError": "tinker_actors.tokenizer",
     "TrainingClient": "tinker_actors.clients",
+    "train_resumably": "tinker_actors.resume",
     "TrainingOrderBrokenError": "tinker_actors.clients",
     "UnprocessableEntityError": "tinker_actors.errors",
 }

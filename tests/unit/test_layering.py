@@ -89,6 +89,8 @@ ALLOWED: dict[str, set[str]] = {
     # top-level helpers the clients use: tokenizer loading and custom-loss maths
     "tokenizer": {"errors"},
     "custom_loss": {"errors", "types"},
+    # the checkpoint-and-resume training loop over the SDK's clients
+    "resume": {"backoff", "errors", "actors", "clients"},
 }
 
 
