@@ -134,22 +134,29 @@ _DEFAULT_REASONS: Final = {
 
 @final
 class QueueStateLog:
-    """Debounced warnings about paused requests, one per client.
+    """Debounced warnings about paused requests, one per client, and its queue-state observer.
 
     Training clients warn only once a pause has lasted ``grace`` seconds (15 min); samplers warn
     at once. Either way at most one warning per :data:`QUEUE_LOG_INTERVAL` seconds.
+
+    ``observer(state, reason)``, when set, hears what 0.38's ``on_queue_state_change`` hears:
+    every reported state (an UNKNOWN one only with a reason) and ACTIVE when a request
+    finishes. It runs on the runtime's thread; what it raises is logged and ignored.
     """
 
-    __slots__ = ("_grace", "_last_logged", "_name", "_paused_since")
+    __slots__ = ("_grace", "_last_logged", "_name", "_paused_since", "observer")
 
     def __init__(self, name: str, *, grace: float) -> None:
         self._name = name
         self._grace = grace
         self._paused_since: float | None = None
         self._last_logged: float | None = None
+        self.observer: Callable[[QueueState, str | None], object] | None = None
 
     def report(self, state: QueueState, reason: str | None) -> None:
         """Note the state a poll reported; warn if a pause lasted long enough."""
+        if self.observer is not None and (state is not QueueState.UNKNOWN or reason is not None):
+            self._tell(state, reason)
         now = trio.current_time()
         if state in (QueueState.ACTIVE, QueueState.UNKNOWN):
             self._paused_since = None
@@ -167,6 +174,19 @@ class QueueStateLog:
             state.value,
             reason or _DEFAULT_REASONS.get(state, "waiting for the service"),
         )
+
+    def finished(self) -> None:
+        """A request finished (its result or its failure came): any pause it saw is over."""
+        self._paused_since = None
+        if self.observer is not None:
+            self._tell(QueueState.ACTIVE, None)
+
+    def _tell(self, state: QueueState, reason: str | None) -> None:
+        assert self.observer is not None
+        try:
+            self.observer(state, reason)
+        except Exception:
+            logger.exception("%s: the queue-state observer raised (ignored)", self._name)
 
 
 # -- the in-flight response budget ---------------------------------------------------------------
@@ -367,7 +387,10 @@ async def poll_future(
                         f"{spec.request_type} result was expected",
                         status_code=response.status,
                     )
-                return spec.decode_proto(response.content)
+                decoded = spec.decode_proto(response.content)
+                if queue_log is not None:
+                    queue_log.finished()
+                return decoded
             try:
                 answer = decode_future_answer(response.content, spec.json_type or dict)
             except (msgspec.DecodeError, msgspec.ValidationError) as exc:
@@ -387,6 +410,8 @@ async def poll_future(
                 allow_metadata_only = False
                 continue
             if isinstance(answer, RequestFailedResponse):
+                if queue_log is not None:
+                    queue_log.finished()
                 raise RequestFailedError(
                     answer.error, request_id=request_id, category=answer.error_category.value
                 )
@@ -396,6 +421,8 @@ async def poll_future(
                     "results must be protobuf (the server predates proto responses)",
                     status_code=response.status,
                 )
+            if queue_log is not None:
+                queue_log.finished()
             return cast("T", answer)
     finally:
         if reserved:

@@ -92,6 +92,7 @@ if TYPE_CHECKING:
     from tinker_actors.actors import SessionHandle
     from tinker_actors.clients._service import ClientContext, ServiceClient
     from tinker_actors.tokenizer import Tokenizer
+    from tinker_actors.types import QueueState
 
 __all__ = ["SamplingClient"]
 
@@ -187,6 +188,16 @@ class SamplingClient:
     def get_tokenizer(self) -> Tokenizer:
         """Return the base model's tokenizer, loaded offline."""
         return get_tokenizer(self._base_model)
+
+    def observe_queue_state(
+        self, observer: Callable[[QueueState, str | None], object] | None
+    ) -> None:
+        """Call ``observer(state, reason)`` as the service reports this session's queue state
+        (a pause for capacity or a rate limit, then ACTIVE as each sample finishes); None stops.
+        It runs inside the runtime and must not block; what it raises is logged and ignored."""
+        if observer is not None and not callable(observer):
+            raise InvalidInputError(f"observer must be callable or None, got {observer!r}")
+        self._queue_log.observer = observer
 
     # -- handles and pickling (protocol §9.9) ----------------------------------------------------
 

@@ -35,7 +35,13 @@ if TYPE_CHECKING:
     from tinker_actors.clients import SamplingClient as NativeSamplingClient
     from tinker_actors.compat._future import APIFuture
     from tinker_actors.compat._host import Submission
-    from tinker_actors.types import ModelInput, SampleResponse, SamplingParams, TensorData
+    from tinker_actors.types import (
+        ModelInput,
+        QueueState,
+        SampleResponse,
+        SamplingParams,
+        TensorData,
+    )
 
 __all__ = ["SamplingClient"]
 
@@ -113,6 +119,8 @@ class SamplingClient:
         self._api_key = api_key
         self._tokenizer_id = tokenizer_id
         self._attach_lock = threading.Lock()
+        if native is not None:
+            native.observe_queue_state(_QueueStateRelay(self))
         #: As 0.38: read from TINKER_FEATURE_GATES (default ``async_sampling``); informational.
         self.feature_gates = set(
             os.environ.get("TINKER_FEATURE_GATES", "async_sampling").split(",")
@@ -150,6 +158,7 @@ class SamplingClient:
                 _release_worker_host(key, host)
                 raise
             weakref.finalize(self, _release_worker_host, key, host)
+            native.observe_queue_state(_QueueStateRelay(self))
             self._host, self._native, self._handle = host, native, handle
             return host, native
 
@@ -278,7 +287,11 @@ class SamplingClient:
         return runtime.telemetry if runtime.config.telemetry else None
 
     def on_queue_state_change(self, queue_state: Any, queue_state_reason: str | None) -> None:
-        """0.38's queue-state hook; the runtime already logs paused queues (rate-limited)."""
+        """0.38's queue-state hook, called as it is there: with each queue state a poll of this
+        client's samples reports (a pause and its reason), and ``QueueState.ACTIVE`` as each
+        sample finishes. Override it (or set it on the client) to follow pauses; it runs on
+        the runtime's thread and must not block. This default does nothing: the runtime already
+        logs paused queues (at most once a minute)."""
         del queue_state, queue_state_reason
 
     def __reduce__(self) -> tuple[Any, tuple[str]]:
@@ -287,3 +300,22 @@ class SamplingClient:
 
 def _unpickle_sampling_client(handle: str) -> SamplingClient:
     return SamplingClient.from_sampler_handle(handle)
+
+
+class _QueueStateRelay:
+    """Hands the native client's queue-state reports to ``on_queue_state_change`` of the 0.38
+    SamplingClient, looked up at each call so that one a user sets on the client is used.
+
+    It holds the client weakly: the native client outlives it in the runtime, and must not keep
+    it (and what its finalizer releases) alive.
+    """
+
+    __slots__ = ("_client",)
+
+    def __init__(self, client: SamplingClient) -> None:
+        self._client = weakref.ref(client)
+
+    def __call__(self, state: QueueState, reason: str | None) -> None:
+        client = self._client()
+        if client is not None:
+            client.on_queue_state_change(state, reason)
