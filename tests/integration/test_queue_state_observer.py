@@ -18,7 +18,7 @@ from sdk_support import served_runtime
 import tinker_actors.compat as tinker
 from tinker_actors.local import FaultPlan, FaultRule
 from tinker_actors.testing import server_in_thread
-from tinker_actors.types import ModelInput, QueueState, SamplingParams
+from tinker_actors.types import AdamParams, ModelInput, QueueState, SamplingParams
 
 PAUSED = FaultPlan(
     rules=(
@@ -76,4 +76,26 @@ def test_0_38s_on_queue_state_change_set_on_the_client_is_called() -> None:
         (QueueState.PAUSED_CAPACITY, "busy"),
         (QueueState.PAUSED_CAPACITY, "busy"),
         (QueueState.ACTIVE, None),
+    ]
+
+
+async def test_a_training_clients_observer_hears_its_pauses(autojump_clock: trio.abc.Clock) -> None:
+    # the training-client limit holds this model's requests back for two polls each
+    plan = FaultPlan(
+        rules=(
+            FaultRule(
+                endpoint="retrieve_future", try_again_polls=2, queue_state="paused_rate_limit"
+            ),
+        )
+    )
+    heard: list[tuple[QueueState, str | None]] = []
+    async with served_runtime(lambda app: app, faults=plan) as (rt, _server, _app):
+        training = await rt.create_lora_training_client("local/tiny", rank=8, seed=0)
+        training.observe_queue_state(lambda state, reason: heard.append((state, reason)))
+        with trio.fail_after(600):
+            await (await training.optim_step(AdamParams(learning_rate=1e-3))).result()
+    assert [state for state, _ in heard] == [
+        QueueState.PAUSED_RATE_LIMIT,
+        QueueState.PAUSED_RATE_LIMIT,
+        QueueState.ACTIVE,
     ]

@@ -44,6 +44,7 @@ from tinker_actors.clients._training_actor import (
     Submit,
     TrainingActor,
     TrainingOrderBrokenError,
+    training_queue_log,
 )
 from tinker_actors.clients._training_ops import (
     custom_loss_op,
@@ -60,9 +61,9 @@ from tinker_actors.tokenizer import get_tokenizer
 from tinker_actors.types import GetInfoRequest, GetInfoResponse
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
 
-    from tinker_actors.actors import SessionHandle
+    from tinker_actors.actors import QueueStateLog, SessionHandle
     from tinker_actors.backoff import RetryConfig
     from tinker_actors.clients._future import APIFuture
     from tinker_actors.clients._service import ClientContext, ServiceClient
@@ -80,6 +81,7 @@ if TYPE_CHECKING:
         LossFnConfig,
         LossFnType,
         OptimStepResponse,
+        QueueState,
         SaveWeightsExternalResponse,
         SaveWeightsForSamplerResponse,
         SaveWeightsForSamplerResponseInternal,
@@ -154,6 +156,7 @@ class TrainingClient:
         "_info",
         "_limits",
         "_model_id",
+        "_queue_log",
         "_ref",
         "_service",
     )
@@ -168,10 +171,12 @@ class TrainingClient:
         info: GetInfoResponse,
         service: ServiceClient,
         counter: SeqCounter | None = None,
+        queue_log: QueueStateLog | None = None,
     ) -> None:
         self._service = service
-        # the seq ids its actor (and any restarted one) takes; see _training_actor
+        # the seq ids its actor (and any restarted one) takes, and its queue-state log
         self._counter = counter if counter is not None else SeqCounter()
+        self._queue_log = queue_log if queue_log is not None else training_queue_log(model_id)
         self._ctx = ctx
         self._handle = handle
         self._actor_id = actor_id
@@ -192,6 +197,16 @@ class TrainingClient:
     def get_info(self) -> GetInfoResponse:
         """Return the model's info, fetched once when the client was created."""
         return self._info
+
+    def observe_queue_state(
+        self, observer: Callable[[QueueState, str | None], object] | None
+    ) -> None:
+        """Call ``observer(state, reason)`` as the service reports the queue state of this
+        model's requests (a pause for capacity or the training-client limit, then ACTIVE as
+        each finishes); None stops. It runs in the runtime and must not block."""
+        if observer is not None and not callable(observer):
+            raise InvalidInputError(f"observer must be callable or None, got {observer!r}")
+        self._queue_log.observer = observer
 
     def get_tokenizer(self) -> Tokenizer:
         """Return the model's tokenizer, loaded offline (see :mod:`tinker_actors.tokenizer`).
@@ -495,8 +510,8 @@ async def start_training_client(
     )  # fmt: skip
     info = response.decode(GetInfoResponse)
     # The counter outlives any one actor: a restarted actor never reuses a sent seq id.
-    counter = SeqCounter()
+    counter, log = SeqCounter(), training_queue_log(model_id)
     actor_id, ref = await ctx.start_actor(
-        "training", lambda nursery: TrainingActor(nursery, ctx, handle, model_id, counter)
+        "training", lambda nursery: TrainingActor(nursery, ctx, handle, model_id, counter, log)
     )
-    return TrainingClient(ctx, handle, actor_id, ref, model_id, info, service, counter)
+    return TrainingClient(ctx, handle, actor_id, ref, model_id, info, service, counter, log)

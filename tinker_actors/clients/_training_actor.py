@@ -116,6 +116,11 @@ class SeqCounter:
         self.incarnations = 0
 
 
+def training_queue_log(model_id: str) -> QueueStateLog:
+    """The queue-state log of a training client: it warns once a pause lasted 15 minutes."""
+    return QueueStateLog(f"TrainingClient {model_id}", grace=PAUSE_WARNING_GRACE)
+
+
 class TrainingOrderBrokenError(TinkerError):
     """An earlier request of this TrainingClient failed to submit, so later ones cannot run.
 
@@ -258,6 +263,7 @@ class TrainingActor(Actor[Submit]):
         handle: SessionHandle,
         model_id: str,
         counter: SeqCounter | None = None,
+        queue_log: QueueStateLog | None = None,
     ) -> None:
         self._nursery = nursery
         self._ctx = ctx
@@ -271,7 +277,8 @@ class TrainingActor(Actor[Submit]):
         self._outbox_in, self._outbox = trio.open_memory_channel[_Outgoing](OUTBOX_SIZE)
         self._unsent = 0
         self._flushed: trio.Event | None = None
-        self._queue_log = QueueStateLog(f"TrainingClient {model_id}", grace=PAUSE_WARNING_GRACE)
+        # the client's (shared, like the counter, with any actor that replaces this one)
+        self._queue_log = queue_log if queue_log is not None else training_queue_log(model_id)
         # request id -> seconds its submission took, reported on its first poll (§6.1)
         self._roundtrips: dict[str, float] = {}
 
