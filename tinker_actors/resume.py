@@ -2,8 +2,9 @@
 
 Over a week-long run the service may restart (the model is gone: ``NotFoundError``), a request
 may fail to submit after every retry (the client refuses what follows:
-``TrainingOrderBrokenError``), a future may be forgotten (``FutureExpiredError``) or a step
-may fail on the server (``RequestFailedError``). None of these is the loop's fault, and each
+``TrainingOrderBrokenError``), a future may be forgotten (``FutureExpiredError``), a step may
+fail on the server (``RequestFailedError``), or the client's own actor may crash on a bug
+(``ActorExited``, whose ``reason`` is the exception). None of these is the loop's fault, and each
 leaves the same way out: load the last saved state, optimizer included, into a new training
 client and go on from that checkpoint's step. :func:`train_resumably` is that loop::
 
@@ -61,6 +62,7 @@ from tinker_actors.errors import (
     SessionLostError,
     TinkerError,
 )
+from tinker_actors.supervisors import ActorExited
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -82,6 +84,7 @@ RESUMABLE: Final[tuple[type[BaseException], ...]] = (
     InternalServerError,
     RateLimitError,
     APIConnectionError,
+    ActorExited,
 )
 
 
@@ -244,9 +247,12 @@ async def train_resumably(
 
 def _resumable(error: BaseException) -> bool:
     # a lost session cannot make clients; a failure the server blames on the request would
-    # fail again
+    # fail again; a client's actor that crashed (a bug) is left behind with its client, but
+    # one that was closed or shut down is not resumed
     if isinstance(error, SessionLostError):
         return False
+    if isinstance(error, ActorExited):
+        return isinstance(error.reason, Exception)
     return not (isinstance(error, RequestFailedError) and error.category == "user")
 
 

@@ -220,3 +220,38 @@ def test_a_restart_of_the_service_is_outlived(tmp_path: Any) -> None:
         # after the restart only the resumed model trained: steps 3, 4 and 5, once each, in order
         counters.assert_steps_applied_once(3, model_id=run.training.model_id)
         assert first_model not in counters.models
+
+
+async def test_a_crashed_client_actor_is_left_behind_for_a_new_client(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    # a bug that crashes the client's actor leaves that client dead (calls raise ActorExited);
+    # the run goes on with a new client from the last checkpoint
+    from tinker_actors.clients._training_ops import optim_step_op
+
+    async with served_runtime(lambda app: app) as (rt, server, _app):
+        first = await rt.create_lora_training_client("local/tiny", rank=8, seed=0)
+        crashed = False
+
+        async def step_fn(training: TrainingClient, step: int) -> float:
+            nonlocal crashed
+            if step == 3 and not crashed:
+                crashed = True
+                crash = optim_step_op(training.model_id, AdamParams())
+                crash.n_ids = "two"  # type: ignore[assignment]  # the actor cannot size it
+                await training.submit(crash)
+            return await one_step(training, step)
+
+        with trio.fail_after(600):
+            run = await train_resumably(
+                rt, first, step_fn, steps=5, policy=ResumePolicy(checkpoint_every=2, **FAST)
+            )
+        [resume] = run.resumes
+        assert isinstance(resume.error, ta.ActorExited)
+        assert (resume.failed_step, resume.checkpoint_step) == (3, 2)
+        assert applied_steps(server, run.training.model_id) == 3  # steps 2, 3 and 4
+
+        # an actor that exited normally (a closed client) is not resumed
+        await run.training.close()
+        with pytest.raises(ta.ActorExited):
+            await train_resumably(rt, run.training, one_step, steps=6, start_step=5)

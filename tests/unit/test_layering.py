@@ -90,7 +90,7 @@ ALLOWED: dict[str, set[str]] = {
     "tokenizer": {"errors"},
     "custom_loss": {"errors", "types"},
     # the checkpoint-and-resume training loop over the SDK's clients
-    "resume": {"backoff", "errors", "actors", "clients"},
+    "resume": {"backoff", "errors", "supervisors", "actors", "clients"},
 }
 
 
