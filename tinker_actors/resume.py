@@ -165,8 +165,14 @@ class ResumeGaveUpError(TinkerError):
     """Resuming failed ``max_attempts`` times in a row without a new checkpoint saved.
 
     Attributes:
-        run: the run as it stood (its checkpoints and resumes).
+        run: the run as it stood (its client, checkpoints and resumes); None once pickled
+            (a live client does not cross processes).
+        step: the step the run stood at.
+        checkpoints: ``(step, tinker path)`` of every state saved, oldest first.
+        attempts: the resumes tried in a row.
     """
+
+    __slots__ = ("_run",)
 
     def __init__(self, run: ResumableRun[Any], attempts: int) -> None:
         last = run.checkpoints[-1] if run.checkpoints else None
@@ -175,7 +181,14 @@ class ResumeGaveUpError(TinkerError):
             f"is {last[1] if last else 'none'} (step {last[0] if last else '-'}): start a new "
             "run from it with create_training_client_from_state_with_optimizer"
         )
-        self.run = run
+        self._run: ResumableRun[Any] | None = run
+        self.step = run.step
+        self.checkpoints = list(run.checkpoints)
+        self.attempts = attempts
+
+    @property
+    def run(self) -> ResumableRun[Any] | None:
+        return getattr(self, "_run", None)
 
 
 async def train_resumably(

@@ -25,6 +25,7 @@ from tinker_actors.compat._process import ForkedRuntimeError, RuntimeClosedError
 from tinker_actors.local._catalogue import CatalogueError
 from tinker_actors.local._faults import FaultPlanError
 from tinker_actors.local._hf_cache import ForeignRepositoryError
+from tinker_actors.resume import ResumableRun, ResumeGaveUpError
 from tinker_actors.supervisors import ActorExited, MailboxFull, SupervisorGaveUp
 from tinker_actors.supervisors._util import NORMAL
 from tinker_actors.tokenizer import TokenizerUnavailableError
@@ -76,6 +77,7 @@ def _examples() -> list[BaseException]:
         ActorExited("poller", RuntimeError("crashed")),
         MailboxFull("session", 16),
         SupervisorGaveUp("root", "poller", 3, 5.0),
+        ResumeGaveUpError(ResumableRun(training=object(), step=4, checkpoints=[(2, "p")]), 3),  # type: ignore[arg-type]
     ]
 
 
@@ -124,3 +126,12 @@ def test_lazily_built_request_and_response_survive_too() -> None:
     assert back.response.status_code == 404
     assert back.response.json() == {"detail": "x"}
     assert str(back.request.url) == URL
+
+
+def test_a_gave_up_resume_pickles_without_its_live_client() -> None:
+    run = ResumableRun(training=object(), step=4, checkpoints=[(2, "tinker://r/weights/a")])  # type: ignore[arg-type]
+    error = ResumeGaveUpError(run, 3)
+    assert error.run is run
+    back = pickle.loads(pickle.dumps(error))
+    assert back.run is None
+    assert (back.step, back.checkpoints, back.attempts) == (4, [(2, "tinker://r/weights/a")], 3)
