@@ -34,6 +34,7 @@ from tinker_actors.errors import (
     APIConnectionError,
     APIResponseValidationError,
     APIStatusError,
+    InvalidInputError,
     RequestFailedError,
     TinkerError,
 )
@@ -153,14 +154,20 @@ class QueueStateLog:
         self._last_logged: float | None = None
         self.observer: Callable[[QueueState, str | None], object] | None = None
 
+    def observe(self, observer: Callable[[QueueState, str | None], object] | None) -> None:
+        """Set the observer (None: none), refusing what cannot be called."""
+        if observer is not None and not callable(observer):
+            raise InvalidInputError(f"observer must be callable or None, got {observer!r}")
+        self.observer = observer
+
     def report(self, state: QueueState, reason: str | None) -> None:
         """Note the state a poll reported; warn if a pause lasted long enough."""
         if self.observer is not None and (state is not QueueState.UNKNOWN or reason is not None):
             self._tell(state, reason)
-        now = trio.current_time()
         if state in (QueueState.ACTIVE, QueueState.UNKNOWN):
             self._paused_since = None
             return
+        now = trio.current_time()
         if self._paused_since is None:
             self._paused_since = now
         if now - self._paused_since < self._grace:
@@ -177,9 +184,7 @@ class QueueStateLog:
 
     def finished(self) -> None:
         """A request finished (its result or its failure came): any pause it saw is over."""
-        self._paused_since = None
-        if self.observer is not None:
-            self._tell(QueueState.ACTIVE, None)
+        self.report(QueueState.ACTIVE, None)
 
     def _tell(self, state: QueueState, reason: str | None) -> None:
         assert self.observer is not None

@@ -195,9 +195,7 @@ class SamplingClient:
         """Call ``observer(state, reason)`` as the service reports this session's queue state
         (a pause for capacity or a rate limit, then ACTIVE as each sample finishes); None stops.
         It runs inside the runtime and must not block; what it raises is logged and ignored."""
-        if observer is not None and not callable(observer):
-            raise InvalidInputError(f"observer must be callable or None, got {observer!r}")
-        self._queue_log.observer = observer
+        self._queue_log.observe(observer)
 
     # -- handles and pickling (protocol §9.9) ----------------------------------------------------
 

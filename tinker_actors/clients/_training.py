@@ -204,9 +204,7 @@ class TrainingClient:
         """Call ``observer(state, reason)`` as the service reports the queue state of this
         model's requests (a pause for capacity or the training-client limit, then ACTIVE as
         each finishes); None stops. It runs in the runtime and must not block."""
-        if observer is not None and not callable(observer):
-            raise InvalidInputError(f"observer must be callable or None, got {observer!r}")
-        self._queue_log.observer = observer
+        self._queue_log.observe(observer)
 
     def get_tokenizer(self) -> Tokenizer:
         """Return the model's tokenizer, loaded offline (see :mod:`tinker_actors.tokenizer`).

@@ -48,6 +48,7 @@ __all__ = ["ModelMethods"]
 
 _Mode = Literal["python", "json"]
 _FIELDS_CACHE: dict[type, tuple[msgspec.structs.FieldInfo, ...]] = {}
+_MODEL_FIELDS: dict[type, dict[str, msgspec.structs.FieldInfo]] = {}
 
 
 class _Options(msgspec.Struct, frozen=True):
@@ -58,19 +59,23 @@ class _Options(msgspec.Struct, frozen=True):
 
 class _ModelFields:
     """``Model.model_fields``: field name -> msgspec ``FieldInfo``, in declaration order, then
-    the type tag (a field of 0.38's models, a msgspec tag here) with the tag as its default."""
+    the type tag (a field of 0.38's models, a msgspec tag here) with the tag as its default.
+    Built once per class; each read gets its own copy."""
 
     def __get__(self, obj: object, owner: type) -> dict[str, msgspec.structs.FieldInfo]:
-        found = {f.name: f for f in _fields(owner)}
-        config = owner.__struct_config__  # type: ignore[attr-defined]
-        if config.tag_field is not None and config.tag is not None:
-            found[config.tag_field] = msgspec.structs.FieldInfo(
-                name=config.tag_field,
-                encode_name=config.tag_field,
-                type=str,
-                default=config.tag,
-            )
-        return found
+        found = _MODEL_FIELDS.get(owner)
+        if found is None:
+            found = {f.name: f for f in _fields(owner)}
+            config = owner.__struct_config__  # type: ignore[attr-defined]
+            if config.tag_field is not None and config.tag is not None:
+                found[config.tag_field] = msgspec.structs.FieldInfo(
+                    name=config.tag_field,
+                    encode_name=config.tag_field,
+                    type=str,
+                    default=config.tag,
+                )
+            _MODEL_FIELDS[owner] = found
+        return dict(found)
 
 
 def _fields(cls: type) -> tuple[msgspec.structs.FieldInfo, ...]:
@@ -156,9 +161,10 @@ class ModelMethods:
                 f"{cls.__name__}.model_validate takes a mapping of its fields, got "
                 f"{type(obj).__name__}"
             )
-        known = {k: v for k, v in obj.items() if k in cls.model_fields}
+        names = cls.model_fields
+        known = {k: v for k, v in obj.items() if k in names}
         try:
-            return msgspec.convert(known, cls, strict=bool(strict), dec_hook=_dec_hook)
+            return msgspec.convert(known, cls, strict=bool(strict), dec_hook=json_dec_hook)
         except msgspec.ValidationError as exc:
             raise InvalidInputError(f"{cls.__name__}: {exc}") from None
 
@@ -185,10 +191,6 @@ class ModelMethods:
         names = {f.name for f in _fields(type(self))}
         changes = {k: v for k, v in update.items() if k in names}
         return msgspec.structs.replace(base, **changes)  # type: ignore[type-var]
-
-
-def _dec_hook(tp: type, obj: object) -> object:
-    return json_dec_hook(tp, obj)
 
 
 def _struct(struct: Any, options: _Options) -> dict[str, Any]:
