@@ -138,7 +138,7 @@ def resubmit_when_slow(service: tinker.ServiceClient, steps: int) -> str:
     return training.model_id
 
 
-@pytest.mark.tinker_faults("retrieve_future:503,latency=0.5,after=4,count=6", seed=1)
+@pytest.mark.tinker_faults("retrieve_future:503,latency=0.5,after=4,count=2", seed=1)
 def test_a_loop_that_resubmits_a_step_after_5xx_is_caught(
     tinker_service: tinker.ServiceClient, tinker_server: LocalServerThread
 ) -> None:
@@ -182,7 +182,7 @@ def test_a_loop_that_resubmits_a_step_after_a_lost_5xx_is_caught(
         tinker_server.counters().assert_steps_applied_once(8 - 4, model_id=model_id)
 
 
-@pytest.mark.tinker_faults("retrieve_future:503,latency=0.5,after=4,count=6", seed=1)
+@pytest.mark.tinker_faults("retrieve_future:503,latency=0.5,after=4,count=2", seed=1)
 def test_the_right_loop_under_slow_5xx_results(
     tinker_service: tinker.ServiceClient, tinker_server: LocalServerThread
 ) -> None:
