@@ -135,3 +135,27 @@ def test_an_interpreter_without_the_package_says_which_and_what_to_do(tmp_path: 
     assert "run it with the Python of the environment where tinker_actors is installed" in (
         done.stderr
     )
+
+
+def test_0_38s_submodules_read_as_attributes() -> None:
+    # tinker.types.tensor_data.TensorData works in 0.38 without importing the submodule
+    import types as pytypes
+
+    import tinker_actors.compat as compat
+
+    official = pytest.importorskip("tinker.types", reason="the interop extra is not installed")
+    names = [
+        name
+        for name, value in list(vars(official).items())
+        if isinstance(value, pytypes.ModuleType)
+        and value.__name__.startswith("tinker.types.")
+        and not name.startswith("_")
+    ]
+    assert len(names) > 100
+    for name in names:
+        assert getattr(compat.types, name) is compat.types, name
+    assert compat.types.tensor_data.TensorData is compat.TensorData
+    assert compat.lib.public_interfaces.api_future.APIFuture is compat.APIFuture
+    for module in (compat.types, compat.lib.public_interfaces):
+        with pytest.raises(AttributeError, match="no attribute 'not_a_module'"):
+            _ = module.not_a_module

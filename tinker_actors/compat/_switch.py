@@ -50,7 +50,7 @@ _FIXED: Final = {
     "tinker.auth": f"{_PACKAGE}.auth",
 }
 #: Submodules of ``tinker.lib.public_interfaces`` in 0.38 (all map to that module).
-_INTERFACE_MODULES: Final = frozenset(
+INTERFACE_MODULES: Final = frozenset(
     {
         "admin_client",
         "api_future",
@@ -74,7 +74,7 @@ def _target(fullname: str) -> str | None:
     head, _, last = fullname.rpartition(".")
     if head == "tinker.types" and last.isidentifier() and not last.startswith("__"):
         return f"{_PACKAGE}.types"  # every type of 0.38 is in tinker.types itself
-    if head == "tinker.lib.public_interfaces" and last in _INTERFACE_MODULES:
+    if head == "tinker.lib.public_interfaces" and last in INTERFACE_MODULES:
         return f"{_PACKAGE}.lib.public_interfaces"
     return None
 

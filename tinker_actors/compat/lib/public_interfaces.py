@@ -6,6 +6,8 @@ Code such as ``from tinker.lib.public_interfaces import APIFuture`` or
 
 from __future__ import annotations
 
+import sys
+
 from tinker_actors.compat._custom_loss import LossHandle as LossHandle
 from tinker_actors.compat._future import APIFuture as APIFuture
 from tinker_actors.compat._future import APIFuture as AwaitableConcurrentFuture
@@ -39,3 +41,12 @@ __all__ = [
     "ServiceClient",
     "TrainingClient",
 ]
+
+
+def __getattr__(name: str) -> object:
+    # 0.38's submodules read as attributes (tinker.lib.public_interfaces.api_future.APIFuture)
+    from tinker_actors.compat._switch import INTERFACE_MODULES
+
+    if name in INTERFACE_MODULES:
+        return sys.modules[__name__]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
