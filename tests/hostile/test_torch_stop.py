@@ -40,15 +40,16 @@ async def test_a_cancelled_sample_stops_its_running_job(
 ) -> None:
     entered, saw_cancel = threading.Event(), threading.Event()
 
-    def endless(*args: Any, cancelled: Any, **kwargs: Any) -> Any:
-        # a job that would never end on its own: only the cancellation can stop it
+    def endless(base: Any, adapter: Any, items: Any, finish: Any) -> None:
+        # a batch that would never end on its own: only the cancellation can stop it
+        ((key, _job, _seed, _decode, cancelled),) = items
         entered.set()
         while not cancelled():
             threading.Event().wait(0.005)
         saw_cancel.set()
-        raise SampleCancelled("stopped")
+        finish(key, SampleCancelled("stopped"))
 
-    monkeypatch.setattr(_torch_backend, "run_sample", endless)
+    monkeypatch.setattr(_torch_backend, "sample_batch", endless)
     backend = _torch_backend.TorchBackend(device="cpu")
     spec = lookup_model("local/tiny")
     with trio.fail_after(GUARD):
@@ -88,7 +89,8 @@ def test_a_cancelled_sample_stops_decoding_at_the_next_step() -> None:
         polls += 1
         return polls > 3
 
-    with pytest.raises(SampleCancelled, match="after 3 of 500 steps"):
+    # the first poll comes before the prompt runs, then one before each step
+    with pytest.raises(SampleCancelled, match="after 2 of 500 steps"):
         run_sample(base, None, job(500), seed=1, decode=None, cancelled=cancelled)
     finished = run_sample(base, None, job(5), seed=1, decode=None, cancelled=lambda: False)
     assert [len(s.tokens) for s in finished.sequences] == [5, 5]

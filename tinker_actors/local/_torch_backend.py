@@ -34,6 +34,7 @@ import torch
 import trio
 
 from tinker_actors.local._backend import BackendInputError
+from tinker_actors.local._batch_queue import BatchQueue, Entry, run_stoppable
 from tinker_actors.local._sample_seeds import SampleSeeds
 from tinker_actors.local._torch_checkpoint import (
     META_FILE,
@@ -45,7 +46,7 @@ from tinker_actors.local._torch_checkpoint import (
 )
 from tinker_actors.local._torch_losses import TORCH_LOSSES, elementwise_loss, parse_loss_config
 from tinker_actors.local._torch_model import Adapter, AdapterShape, BaseWeights, build_base, forward
-from tinker_actors.local._torch_sampling import run_sample
+from tinker_actors.local._torch_sampling import sample_batch, sample_cost
 from tinker_actors.types import ForwardBackwardOutput, TensorData
 
 if TYPE_CHECKING:
@@ -60,6 +61,9 @@ __all__ = ["DEFAULT_LORA_RANK", "TorchBackend", "default_tokenizer_loader"]
 #: The rank of a model created without a LoraConfig.
 DEFAULT_LORA_RANK = 32
 _SAMPLER_CACHE = 8
+#: The most memory (KV cache and logits, estimated by ``sample_cost``) one decoding batch of
+#: sample requests takes; a request larger than this still runs, alone.
+SAMPLE_BATCH_BYTES = 256 * 1024 * 1024
 # base models are frozen and read-only, so every backend in the process shares them
 _BASES: dict[tuple[str, str], BaseWeights] = {}
 _BASES_LOCK = threading.Lock()
@@ -71,6 +75,14 @@ class _TrainModel:
     adapter: Adapter
     optimizer: torch.optim.AdamW
     steps: int = 0
+
+
+@dataclass(frozen=True)
+class _SampleCall:
+    spec: BaseModelSpec
+    weights: Path | None
+    job: SampleJob
+    seed: int
 
 
 def default_tokenizer_loader(
@@ -136,6 +148,9 @@ class TorchBackend:
         self._samplers: OrderedDict[tuple[str, int], Adapter] = OrderedDict()
         self._lock = threading.Lock()  # guards the caches above across worker threads
         self._seeds = SampleSeeds(seed)
+        self._samples: BatchQueue[_SampleCall, SampleResponse] = BatchQueue(
+            self._run, self._sample_batch, budget=SAMPLE_BATCH_BYTES
+        )
 
     @property
     def name(self) -> str:
@@ -150,37 +165,9 @@ class TorchBackend:
     async def _run(
         self, fn: Callable[..., Any], *args: Any, stop: threading.Event | None = None
     ) -> Any:
-        """Run ``fn(*args)`` in a worker thread; on cancellation stop it (see the module doc).
-
-        ``stop`` is set when the call is cancelled; a job that polls it ends early.
-        """
-        stop = stop if stop is not None else threading.Event()
-        lock = threading.Lock()
-        running = False
-        finished = threading.Event()
-
-        def job() -> Any:
-            nonlocal running
-            with lock:
-                if stop.is_set():
-                    return None  # cancelled before it started: nobody waits for it
-                running = True
-            try:
-                return fn(*args)
-            finally:
-                finished.set()
-
-        try:
-            # abandon_on_cancel: learn of a cancellation at once, not when the job ends
-            return await trio.to_thread.run_sync(job, limiter=self._limiter, abandon_on_cancel=True)
-        except trio.Cancelled:
-            with lock:
-                stop.set()
-                started = running
-            if started:
-                with trio.CancelScope(shield=True):
-                    await trio.to_thread.run_sync(finished.wait)
-            raise
+        """Run ``fn(*args)`` in a worker thread behind the limiter; on cancellation stop it
+        (see the module doc and :func:`._batch_queue.run_stoppable`)."""
+        return await run_stoppable(self._limiter, fn, *args, stop=stop)
 
     # -- shared state ---------------------------------------------------------------------
 
@@ -361,30 +348,41 @@ class TorchBackend:
     async def sample(
         self, spec: BaseModelSpec, weights: Path | None, job: SampleJob
     ) -> SampleResponse:
-        """Sample from the base model or a saved sampler snapshot (see _torch_sampling)."""
+        """Sample from the base model or a saved sampler snapshot (see _torch_sampling).
+
+        Requests on the same weights that wait together decode together (see
+        :mod:`._batch_queue`)."""
         seed = job.params.seed
         if not isinstance(seed, int):
             seed = self._seeds.draw(job)
-        stop = threading.Event()
-        response: SampleResponse = await self._run(
-            self._sample_sync, spec, weights, job, seed, stop, stop=stop
-        )
-        return response
+        cost = sample_cost(spec, job)
+        call = _SampleCall(spec=spec, weights=weights, job=job, seed=seed)
+        return await self._samples.submit((spec.name, weights), cost, call)
 
-    def _sample_sync(
+    def _sample_batch(
         self,
-        spec: BaseModelSpec,
-        weights: Path | None,
-        job: SampleJob,
-        seed: int,
-        stop: threading.Event,
-    ) -> SampleResponse:
+        batch: list[Entry[_SampleCall, SampleResponse]],
+        finish: Callable[[Entry[_SampleCall, SampleResponse], Any], None],
+    ) -> None:
+        spec, weights = batch[0].payload.spec, batch[0].payload.weights
         base = self.base(spec)
-        adapter = self._sampler_adapter(spec, weights) if weights is not None else None
-        decode = None
-        if _has_stop_strings(job.params.stop):
-            decode = self._decoder(spec)
-        return run_sample(base, adapter, job, seed=seed, decode=decode, cancelled=stop.is_set)
+        try:
+            adapter = self._sampler_adapter(spec, weights) if weights is not None else None
+        except BackendInputError as exc:
+            for entry in batch:
+                finish(entry, exc)
+            return
+        items = [
+            (
+                entry,
+                entry.payload.job,
+                entry.payload.seed,
+                self._decoder(spec) if _has_stop_strings(entry.payload.job.params.stop) else None,
+                entry.stop.is_set,
+            )
+            for entry in batch
+        ]
+        sample_batch(base, adapter, items, finish)
 
     async def drop_model(self, model_id: str) -> None:
         """Forget ``model_id`` and its optimizer state."""

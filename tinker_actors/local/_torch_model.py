@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
     from pathlib import Path
 
     from tinker_actors.local._catalogue import BaseModelSpec
@@ -280,6 +281,36 @@ class KVCache:
             values=[v.expand(batch, -1, -1, -1).contiguous() for v in self.values],
         )
 
+    @classmethod
+    def stack(cls, sources: Sequence[tuple[KVCache, int, int]], repeats: Sequence[int]) -> KVCache:
+        """One batch from rows of other caches: ``sources[i]`` is ``(cache, row, length)``, the
+        first ``length`` positions of that row, repeated ``repeats[i]`` times. Rows are
+        right-padded with zeros to the longest; :func:`forward`'s ``key_mask`` hides the
+        padding."""
+        longest = max(length for _, _, length in sources)
+        rows = sum(repeats)
+
+        def merge(parts: list[torch.Tensor]) -> torch.Tensor:
+            merged = parts[0].new_zeros(rows, parts[0].shape[1], longest, parts[0].shape[3])
+            start = 0
+            for part, (_, row, length), count in zip(parts, sources, repeats, strict=True):
+                merged[start : start + count, :, :length] = part[row, :, :length]
+                start += count
+            return merged
+
+        layers = range(len(sources[0][0].keys))
+        return cls(
+            keys=[merge([c.keys[i] for c, _, _ in sources]) for i in layers],
+            values=[merge([c.values[i] for c, _, _ in sources]) for i in layers],
+        )
+
+    def select(self, rows: torch.Tensor) -> KVCache:
+        """Keep only ``rows`` (a 1-D index) of the batch."""
+        return KVCache(
+            keys=[k.index_select(0, rows) for k in self.keys],
+            values=[v.index_select(0, rows) for v in self.values],
+        )
+
 
 def _linear(x: torch.Tensor, base: BaseWeights, adapter: Adapter | None, name: str) -> torch.Tensor:
     y = F.linear(x, base.linear(name))
@@ -303,12 +334,24 @@ def forward(
     adapter: Adapter | None,
     tokens: torch.Tensor,
     cache: KVCache | None = None,
+    *,
+    positions: torch.Tensor | None = None,
+    key_mask: torch.Tensor | None = None,
+    logits_at: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Return float32 logits ``[B, T, V]`` for ``tokens`` ``[B, T]``.
 
     Without ``cache`` the batch is causal from position 0 (right padding is harmless: no
     real position attends to a later one). With ``cache`` the tokens continue the cached
     positions, and their keys/values are appended to it.
+
+    Rows of different lengths decode together (one token per row, ``T`` = 1) from a cache
+    built by :meth:`KVCache.stack`: ``positions`` [B] is each row's own position, and
+    ``key_mask`` [B, cache length + 1] says which keys each row attends to (its own cached
+    ones and the new one, not another row's padding).
+
+    ``logits_at`` [B] returns the logits of one position per row only (``[B, 1, V]``): a
+    prefill that needs just each prompt's last distribution skips the output head elsewhere.
     """
     spec = base.spec
     batch, length = tokens.shape
@@ -316,10 +359,21 @@ def forward(
     head_dim = spec.d_model // heads
     eps = spec.norm_eps
     start = cache.length if cache is not None else 0
-    if start + length > spec.context_length:
-        raise ValueError(f"{start + length} positions exceed the context of {spec.context_length}")
-    cos = base.cos[start : start + length]
-    sin = base.sin[start : start + length]
+    if positions is not None:
+        if length != 1 or key_mask is None or cache is None:
+            raise ValueError("per-row positions decode one token per row, with a cache and mask")
+        if int(positions.max()) >= spec.context_length:
+            raise ValueError(f"a position exceeds the context of {spec.context_length}")
+        # [B, 1, 1, head_dim]: broadcast over heads and the single query
+        cos = base.cos[positions][:, None, None, :]
+        sin = base.sin[positions][:, None, None, :]
+    else:
+        if start + length > spec.context_length:
+            raise ValueError(
+                f"{start + length} positions exceed the context of {spec.context_length}"
+            )
+        cos = base.cos[start : start + length]
+        sin = base.sin[start : start + length]
     x = F.embedding(tokens, base.embed)
     for i, layer in enumerate(base.layers):
         h = _rms_norm(x, layer["attn_norm"], eps)
@@ -341,7 +395,9 @@ def forward(
         if kv_heads != heads:  # grouped-query attention: each kv head serves a group of queries
             k = k.repeat_interleave(heads // kv_heads, dim=1)
             v = v.repeat_interleave(heads // kv_heads, dim=1)
-        if start > 0 and length > 1:
+        if key_mask is not None:
+            attn = F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask[:, None, None, :])
+        elif start > 0 and length > 1:
             mask = torch.ones(length, start + length, dtype=torch.bool, device=x.device).tril(start)
             attn = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         else:
@@ -353,5 +409,7 @@ def forward(
             h, base, adapter, f"{i}.up"
         )
         x = x + _linear(gated, base, adapter, f"{i}.down")
+    if logits_at is not None:
+        x = x[torch.arange(batch, device=x.device), logits_at][:, None, :]
     x = _rms_norm(x, base.norm, eps)
     return _linear(x, base, adapter, "head").float()

@@ -1,0 +1,97 @@
+"""The torch backend's sample batching: many small requests at once, against one at a time.
+
+An RL loop sends a batch of groups at once, often one request per sample. This sends
+``--requests`` one-sample requests (prompts of 55-74 tokens, ``--tokens`` new tokens each,
+temperature 1, a stop string, as tinker-cookbook's math_rl does) on a LoRA sampler snapshot,
+two ways, alternating round by round in one process:
+
+* together: every ``TorchBackend.sample`` call started at once in one trio nursery (they are
+  batched: see ``tinker_actors/local/_batch_queue.py``);
+* in turn: the same calls awaited one after the other (each its own run, as before batching).
+
+It prints the median wall time of each and their ratio, and checks that both ways sampled the
+same tokens (each request has its own seed).
+
+Usage: ``python bench/sample_batching.py [--requests 64] [--tokens 10] [--rounds 5]
+[--model local/tiny]``. Not a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import trio
+
+from tinker_actors.local._backend import SampleJob
+from tinker_actors.local._catalogue import lookup_model
+from tinker_actors.local._torch_backend import TorchBackend
+from tinker_actors.types import AdamParams, LoraConfig, ModelInput, SampleResponse, SamplingParams
+
+
+def make_job(i: int, tokens: int) -> SampleJob:
+    return SampleJob(
+        prompt=ModelInput.from_ints(list(range(5, 60 + i % 20))),
+        num_samples=1,
+        params=SamplingParams(max_tokens=tokens, stop=["\n\nUser:"], temperature=1.0, seed=i),
+        prompt_logprobs=False,
+        topk_prompt_logprobs=0,
+        topk_sample_logprobs=0,
+        prompt_logprobs_last_n=None,
+    )
+
+
+async def main(model: str, requests: int, tokens: int, rounds: int) -> None:
+    spec = lookup_model(model)
+    backend = TorchBackend(seed=0)
+    await backend.create_model("m", spec, LoraConfig(rank=32))
+    await backend.optim_step("m", AdamParams(learning_rate=1e-3))
+    weights = Path(tempfile.mkdtemp()) / "sampler"
+    await backend.save_sampler("m", weights)
+    jobs = [make_job(i, tokens) for i in range(requests)]
+    await backend.sample(spec, weights, jobs[0])  # warm: the base model, the tokenizer
+
+    async def together() -> dict[int, SampleResponse]:
+        out: dict[int, SampleResponse] = {}
+        async with trio.open_nursery() as nursery:
+            for i, job in enumerate(jobs):
+
+                async def one(i: int = i, job: SampleJob = job) -> None:
+                    out[i] = await backend.sample(spec, weights, job)
+
+                nursery.start_soon(one)
+        return out
+
+    async def in_turn() -> dict[int, SampleResponse]:
+        return {i: await backend.sample(spec, weights, job) for i, job in enumerate(jobs)}
+
+    times: dict[str, list[float]] = {"together": [], "in turn": []}
+    same = True
+    for _ in range(rounds):
+        results = []
+        for name, run in (("together", together), ("in turn", in_turn)):
+            start = time.perf_counter()
+            results.append(await run())
+            times[name].append(time.perf_counter() - start)
+        same &= all(
+            a.sequences[0].tokens_np.tolist() == b.sequences[0].tokens_np.tolist()
+            for a, b in zip(results[0].values(), (results[1][i] for i in results[0]), strict=True)
+        )
+    print(f"{model}: {requests} one-sample requests of {tokens} tokens, {rounds} rounds")
+    for name, values in times.items():
+        print(f"  {name:9} median {statistics.median(values):.3f} s  (min {min(values):.3f})")
+    ratio = statistics.median(times["together"]) / statistics.median(times["in turn"])
+    print(f"  together / in turn: {ratio:.2f}x; same samples both ways: {same}")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default="local/tiny")
+    parser.add_argument("--requests", type=int, default=64)
+    parser.add_argument("--tokens", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args()
+    trio.run(main, args.model, args.requests, args.tokens, args.rounds)

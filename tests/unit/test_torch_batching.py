@@ -1,0 +1,225 @@
+"""Sample requests on one model decode together, and each gets what it would get alone.
+
+The model level (a cache of prompts of different lengths, each row at its own position), the
+batch level (a mixed batch of requests against each request run alone), and the backend
+level (concurrent ``sample`` calls become few batches, one model's weights per batch).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import trio
+
+pytest.importorskip(
+    "torch", reason="torch not installed: pip install -c constraints.txt 'tinker-actors[torch]'"
+)
+
+import torch
+
+from tinker_actors.local import _torch_backend
+from tinker_actors.local._backend import BackendInputError, SampleJob
+from tinker_actors.local._catalogue import lookup_model
+from tinker_actors.local._torch_backend import TorchBackend
+from tinker_actors.local._torch_model import KVCache, build_base, forward
+from tinker_actors.local._torch_sampling import _draw, run_sample, sample_batch
+from tinker_actors.types import (
+    AdamParams,
+    LoraConfig,
+    ModelInput,
+    SampleResponse,
+    SamplingParams,
+)
+
+TINY = lookup_model("local/tiny")
+DEVICE = os.environ.get("TINKER_ACTORS_TEST_DEVICE", "cpu")
+GUARD = 60.0
+
+
+def letters(ids: list[int]) -> str:
+    return "".join(chr(ord("a") + i % 26) for i in ids)
+
+
+def job(prompt: list[int], params: SamplingParams, **kwargs: Any) -> SampleJob:
+    fields: dict[str, Any] = {
+        "num_samples": 1,
+        "prompt_logprobs": False,
+        "topk_prompt_logprobs": 0,
+        "topk_sample_logprobs": 0,
+        "prompt_logprobs_last_n": None,
+    }
+    fields.update(kwargs)
+    return SampleJob(prompt=ModelInput.from_ints(prompt), params=params, **fields)
+
+
+def assert_same(batched: SampleResponse, alone: SampleResponse) -> None:
+    assert [s.tokens_np.tolist() for s in batched.sequences] == [
+        s.tokens_np.tolist() for s in alone.sequences
+    ]
+    assert [s.stop_reason for s in batched.sequences] == [s.stop_reason for s in alone.sequences]
+    for b, a in zip(batched.sequences, alone.sequences, strict=True):
+        assert b.logprobs_np is not None
+        assert a.logprobs_np is not None
+        assert np.abs(b.logprobs_np - a.logprobs_np).max(initial=0.0) <= 1e-4
+        if a.topk_logprobs_np is not None:
+            assert b.topk_logprobs_np is not None
+            assert (
+                np.abs(b.topk_logprobs_np.logprobs - a.topk_logprobs_np.logprobs).max(initial=0.0)
+                <= 1e-4
+            )
+    for name in ("prompt_logprobs_np",):
+        a_lp, b_lp = getattr(alone, name), getattr(batched, name)
+        assert (a_lp is None) == (b_lp is None)
+        if a_lp is not None:
+            assert np.allclose(a_lp, b_lp, atol=1e-4, equal_nan=True)
+
+
+def test_rows_of_different_lengths_decode_as_each_would_alone() -> None:
+    base = build_base(TINY, DEVICE)
+    prompts = [[5, 6, 7], [40, 41, 42, 43, 44, 45, 46], [9]]
+    continuation = [[100, 101], [200, 201], [300, 301]]
+    # alone: each prompt, then its continuation token by token
+    alone = []
+    for prompt, more in zip(prompts, continuation, strict=True):
+        cache = KVCache()
+        forward(base, None, torch.tensor([prompt], device=DEVICE), cache)
+        alone.append([forward(base, None, torch.tensor([[t]], device=DEVICE), cache) for t in more])
+    # together: the prompts prefilled as one padded batch, then one token per row per step
+    longest = max(map(len, prompts))
+    padded = torch.zeros(len(prompts), longest, dtype=torch.long, device=DEVICE)
+    for row, prompt in enumerate(prompts):
+        padded[row, : len(prompt)] = torch.tensor(prompt)
+    prefill = KVCache()
+    forward(base, None, padded, prefill)
+    sources = [(prefill, row, len(p)) for row, p in enumerate(prompts)]
+    cache = KVCache.stack(sources, [1, 1, 1])
+    lengths = torch.tensor([len(p) for p in prompts], device=DEVICE)
+    mask = torch.arange(cache.length, device=DEVICE)[None, :] < lengths[:, None]
+    positions = lengths.clone()
+    for step in range(2):
+        mask = torch.cat([mask, mask.new_ones(len(prompts), 1)], dim=1)
+        tokens = torch.tensor([[c[step]] for c in continuation], device=DEVICE)
+        together = forward(base, None, tokens, cache, positions=positions, key_mask=mask)
+        positions = positions + 1
+        for row in range(len(prompts)):
+            assert torch.allclose(together[row, -1], alone[row][step][0, -1], atol=1e-5)
+
+
+def test_a_mixed_batch_answers_each_request_as_it_would_be_answered_alone() -> None:
+    base = build_base(TINY, DEVICE)
+    requests = [
+        job([5, 6, 7], SamplingParams(max_tokens=6, temperature=0.0, stop=[])),
+        job(list(range(40, 60)), SamplingParams(max_tokens=9, seed=3, stop=[]), num_samples=3),
+        job([9, 10], SamplingParams(max_tokens=4, seed=4, top_k=5, stop=[]), num_samples=2),
+        job([11, 12, 13], SamplingParams(max_tokens=7, seed=5, top_p=0.5, stop=[])),
+        job([14] * 12, SamplingParams(max_tokens=8, seed=6, stop="b"), num_samples=2),
+        job([15, 16], SamplingParams(max_tokens=0, seed=7)),
+        job(
+            [17, 18, 19, 20],
+            SamplingParams(max_tokens=3, seed=8, stop=[]),
+            prompt_logprobs=True,
+            topk_prompt_logprobs=2,
+            topk_sample_logprobs=3,
+        ),
+    ]
+    # the greedy request stops at its own third token: rows of a request stop on their own
+    greedy = run_sample(base, None, requests[0], seed=1, decode=letters)
+    stop_at = greedy.sequences[0].tokens_np.tolist()[2]
+    requests[0] = job([5, 6, 7], SamplingParams(max_tokens=6, temperature=0.0, stop=[stop_at]))
+    refused = job([1, 5000], SamplingParams(max_tokens=2))
+    items = [(i, r, 100 + i, letters, lambda: False) for i, r in enumerate(requests)]
+    items.insert(3, ("refused", refused, 1, letters, lambda: False))
+    outcomes: dict[Any, Any] = {}
+    sample_batch(base, None, items, outcomes.__setitem__)
+    assert isinstance(outcomes.pop("refused"), BackendInputError)  # it fails alone
+    assert set(outcomes) == set(range(len(requests)))
+    for i, request in enumerate(requests):
+        alone = run_sample(base, None, request, seed=100 + i, decode=letters)
+        assert_same(outcomes[i], alone)
+    assert outcomes[0].sequences[0].stop_reason == "stop"
+    assert outcomes[5].sequences[0].tokens_np.tolist() == []
+
+
+def test_draws_follow_the_distribution_and_never_pick_an_impossible_token() -> None:
+    gen = torch.Generator().manual_seed(0)
+    probs = torch.tensor([[0.5, 0.3, 0.0, 0.2, 0.0]]).expand(20000, -1)
+    counts = torch.bincount(_draw(probs, gen), minlength=5).double() / 20000
+    assert counts[2] == 0
+    assert counts[4] == 0
+    assert torch.allclose(
+        counts, torch.tensor([0.5, 0.3, 0.0, 0.2, 0.0], dtype=torch.float64), atol=0.015
+    )
+    # rows that do not sum to one (a float32 softmax) and a single possible token
+    odd = torch.tensor([[0.0, 0.0, 2e-7, 0.0], [0.25, 0.25, 0.25, 0.25000003]])
+    for _ in range(200):
+        assert _draw(odd, gen)[0].item() == 2
+
+
+class CountingBatches:
+    """Wraps sample_batch: records the request keys of every batch the backend runs."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[tuple[str, Path | None]]] = []
+
+    def __call__(self, base: Any, adapter: Any, items: Any, finish: Any) -> None:
+        self.batches.append([(key.payload.spec.name, key.payload.weights) for key, *_ in items])
+        sample_batch(base, adapter, items, finish)
+
+
+async def test_concurrent_calls_become_few_batches_one_model_each(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    counting = CountingBatches()
+    monkeypatch.setattr(_torch_backend, "sample_batch", counting)
+    backend = TorchBackend(device=DEVICE, tokenizer_loader=lambda spec: letters, seed=0)
+    weights = {}
+    for name, seed in (("a", 1), ("b", 2)):
+        await backend.create_model(name, TINY, LoraConfig(rank=4, seed=seed))
+        await backend.optim_step(name, AdamParams(learning_rate=1e-2))
+        weights[name] = tmp_path / name
+        await backend.save_sampler(name, weights[name])
+
+    def request(i: int) -> tuple[Path | None, SampleJob]:
+        where = [weights["a"], weights["b"], None][i % 3]
+        params = SamplingParams(max_tokens=4 + i % 5, seed=i, stop=[])
+        return where, job(list(range(5, 9 + i % 7)), params, num_samples=1 + i % 2)
+
+    requests = [request(i) for i in range(30)]
+    together: dict[int, SampleResponse] = {}
+    with trio.fail_after(GUARD):
+        async with trio.open_nursery() as nursery:
+            for i, (where, sample_job) in enumerate(requests):
+
+                async def one(
+                    i: int = i, where: Path | None = where, j: SampleJob = sample_job
+                ) -> None:
+                    together[i] = await backend.sample(TINY, where, j)
+
+                nursery.start_soon(one)
+    assert len(counting.batches) < 10  # 30 requests on three weights
+    for batch in counting.batches:
+        assert len(set(batch)) == 1  # one model's weights per batch
+    assert sum(map(len, counting.batches)) == 30
+    for i, (where, sample_job) in enumerate(requests):  # and each answered as if alone
+        assert_same(together[i], await backend.sample(TINY, where, sample_job))
+
+
+async def test_one_job_object_sampled_twice_at_once_is_answered_twice() -> None:
+    backend = TorchBackend(device=DEVICE, tokenizer_loader=lambda spec: letters, seed=0)
+    same = job([5, 6, 7, 8], SamplingParams(max_tokens=5, seed=9, stop=[]), num_samples=2)
+    answers: list[SampleResponse] = []
+    with trio.fail_after(GUARD):
+        async with trio.open_nursery() as nursery:
+            for _ in range(3):
+
+                async def one() -> None:
+                    answers.append(await backend.sample(TINY, None, same))
+
+                nursery.start_soon(one)
+    assert len(answers) == 3
+    for answer in answers[1:]:
+        assert_same(answer, answers[0])
