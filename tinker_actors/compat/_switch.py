@@ -30,10 +30,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Callable, Mapping, Sequence
     from types import ModuleType
 
-__all__ = ["ENV_FLAG", "SITE_DIR", "child_environment", "install", "installed", "uninstall"]
+__all__ = [
+    "ENV_FLAG",
+    "INTERFACE_MODULES",
+    "SITE_DIR",
+    "child_environment",
+    "install",
+    "installed",
+    "submodules_as_self",
+    "uninstall",
+]
 
 #: Set to "1" in the environment of programs run under the switch.
 ENV_FLAG: Final = "TINKER_ACTORS_COMPAT"
@@ -65,6 +74,21 @@ INTERFACE_MODULES: Final = frozenset(
         "training_client",
     }
 )
+
+
+def submodules_as_self(module: str, names: frozenset[str]) -> Callable[[str], object]:
+    """A module ``__getattr__`` that answers each of ``names`` with ``module`` itself.
+
+    0.38's packages import their submodules, so code may read one as an attribute
+    (``tinker.types.tensor_data.TensorData``) without importing it; here all of them are the
+    one compat module."""
+
+    def __getattr__(name: str) -> object:
+        if name in names:
+            return sys.modules[module]
+        raise AttributeError(f"module {module!r} has no attribute {name!r}")
+
+    return __getattr__
 
 
 def _target(fullname: str) -> str | None:

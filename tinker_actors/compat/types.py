@@ -8,8 +8,7 @@ official submodules (``tinker.types.tensor_data``, ``tinker.types.datum``...) re
 
 from __future__ import annotations
 
-import sys
-
+from tinker_actors.compat._switch import submodules_as_self
 from tinker_actors.types import *  # noqa: F403
 from tinker_actors.types import __all__ as _names
 
@@ -19,8 +18,7 @@ __path__: list[str] = []
 
 __all__ = list(_names)
 
-# 0.38's own modules in tinker.types, each read as an attribute once tinker.types is imported
-# (``tinker.types.tensor_data.TensorData``): here every one of them is this module.
+# 0.38's own modules in tinker.types (see _switch.submodules_as_self)
 _SUBMODULES = frozenset(
     [
         "audit_log_entry",
@@ -134,8 +132,4 @@ _SUBMODULES = frozenset(
     ]
 )
 
-
-def __getattr__(name: str) -> object:
-    if name in _SUBMODULES:
-        return sys.modules[__name__]
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = submodules_as_self(__name__, _SUBMODULES)

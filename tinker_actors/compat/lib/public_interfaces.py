@@ -6,8 +6,6 @@ Code such as ``from tinker.lib.public_interfaces import APIFuture`` or
 
 from __future__ import annotations
 
-import sys
-
 from tinker_actors.compat._custom_loss import LossHandle as LossHandle
 from tinker_actors.compat._future import APIFuture as APIFuture
 from tinker_actors.compat._future import APIFuture as AwaitableConcurrentFuture
@@ -15,6 +13,7 @@ from tinker_actors.compat._rest import AdminClient as AdminClient
 from tinker_actors.compat._rest import RestClient as RestClient
 from tinker_actors.compat._sampling import SamplingClient as SamplingClient
 from tinker_actors.compat._service import ServiceClient as ServiceClient
+from tinker_actors.compat._switch import INTERFACE_MODULES, submodules_as_self
 from tinker_actors.compat._training import (
     BackcompatSamplingClientFuture as BackcompatSamplingClientFuture,
 )
@@ -43,10 +42,5 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> object:
-    # 0.38's submodules read as attributes (tinker.lib.public_interfaces.api_future.APIFuture)
-    from tinker_actors.compat._switch import INTERFACE_MODULES
-
-    if name in INTERFACE_MODULES:
-        return sys.modules[__name__]
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# 0.38's submodules read as attributes (tinker.lib.public_interfaces.api_future.APIFuture)
+__getattr__ = submodules_as_self(__name__, INTERFACE_MODULES)
