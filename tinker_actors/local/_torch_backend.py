@@ -29,7 +29,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import torch
 import trio
 
@@ -44,17 +43,23 @@ from tinker_actors.local._torch_checkpoint import (
     write_adapter,
     write_tinker_adapter,
 )
-from tinker_actors.local._torch_losses import TORCH_LOSSES, elementwise_loss, parse_loss_config
-from tinker_actors.local._torch_model import Adapter, AdapterShape, BaseWeights, build_base, forward
+from tinker_actors.local._torch_losses import TORCH_LOSSES, parse_loss_config
+from tinker_actors.local._torch_model import Adapter, AdapterShape, BaseWeights, build_base
 from tinker_actors.local._torch_sampling import sample_batch, sample_cost
-from tinker_actors.types import ForwardBackwardOutput, TensorData
+from tinker_actors.local._torch_train_batch import run_forward_backward
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
 
     from tinker_actors.local._backend import SampleJob
     from tinker_actors.local._catalogue import BaseModelSpec
-    from tinker_actors.types import AdamParams, Datum, LoraConfig, SampleResponse
+    from tinker_actors.types import (
+        AdamParams,
+        Datum,
+        ForwardBackwardOutput,
+        LoraConfig,
+        SampleResponse,
+    )
 
 __all__ = ["DEFAULT_LORA_RANK", "TorchBackend", "default_tokenizer_loader"]
 
@@ -240,31 +245,8 @@ class TorchBackend:
         forward_only: bool,
     ) -> ForwardBackwardOutput:
         config = parse_loss_config(loss_fn, loss_fn_config)
-        base = self.base(model.spec)
-        batch = _Batch.build(data, self.device, model.spec.vocab_size)
-        with torch.set_grad_enabled(not forward_only):
-            logits = forward(base, model.adapter, batch.tokens)
-            logprobs = torch.log_softmax(logits, dim=-1)
-            # one gather for the whole batch: [B, T, K] (K = 1 for ordinary targets)
-            picked = logprobs.gather(-1, batch.targets)
-            total = torch.zeros((), device=self.device)
-            outputs = []
-            for i, item in enumerate(batch.items):
-                lp = picked[i, : item.length, : item.width].reshape(item.shape)
-                loss = elementwise_loss(loss_fn, lp, item.inputs, config)
-                total = total + loss.sum()
-                outputs.append(
-                    {
-                        "logprobs": _tensor_data(lp),
-                        "elementwise_loss": _tensor_data(loss),
-                    }
-                )
-            if not forward_only:
-                torch.autograd.backward(total)
-        return ForwardBackwardOutput(
-            loss_fn_output_type="ArrayRecord",
-            loss_fn_outputs=outputs,
-            metrics={"loss:sum": float(total.detach())},
+        return run_forward_backward(
+            self.base(model.spec), model.adapter, data, loss_fn, config, forward_only=forward_only
         )
 
     async def optim_step(self, model_id: str, params: AdamParams) -> dict[str, float]:
@@ -442,60 +424,3 @@ def _check_adam(params: AdamParams) -> None:
         problems.append(f"weight_decay must be >= 0, got {params.weight_decay}")
     if problems:
         raise BackendInputError("invalid adam_params: " + "; ".join(problems))
-
-
-def _tensor_data(tensor: torch.Tensor) -> TensorData:
-    return TensorData.from_numpy(tensor.detach().to("cpu", torch.float32).numpy())
-
-
-@dataclass(frozen=True)
-class _Item:
-    length: int
-    width: int  # K targets per position (1 for a 1-D target)
-    shape: tuple[int, ...]
-    inputs: dict[str, torch.Tensor]
-
-
-@dataclass(frozen=True)
-class _Batch:
-    """A right-padded batch: tokens [B, T], targets [B, T, K], per-datum float inputs."""
-
-    tokens: torch.Tensor
-    targets: torch.Tensor
-    items: list[_Item]
-
-    @classmethod
-    def build(cls, data: Sequence[Datum], device: torch.device, vocab_size: int) -> _Batch:
-        rows = [d.model_input.to_ints() for d in data]
-        targets_np = [d.loss_fn_inputs["target_tokens"].to_numpy().astype(np.int64) for d in data]
-        length = max(len(r) for r in rows)
-        width = max(1 if t.ndim == 1 else int(t.shape[1]) for t in targets_np)
-        tokens = np.zeros((len(rows), length), dtype=np.int64)
-        targets = np.zeros((len(rows), length, width), dtype=np.int64)
-        items = []
-        for i, (datum, row, target) in enumerate(zip(data, rows, targets_np, strict=True)):
-            if target.ndim > 2:
-                raise BackendInputError(f"datum {i}: target_tokens must be [N] or [N, K]")
-            tokens[i, : len(row)] = row
-            grid = target.reshape(len(row), -1)
-            if grid.size and (grid.min() < 0 or grid.max() >= vocab_size):
-                raise BackendInputError(
-                    f"datum {i}: target_tokens must be in [0, {vocab_size}); got "
-                    f"{grid.min()}..{grid.max()}"
-                )
-            targets[i, : len(row), : grid.shape[1]] = grid
-            inputs = {
-                name: torch.from_numpy(
-                    tensor.to_numpy().astype(np.float32).reshape(target.shape)
-                ).to(device)
-                for name, tensor in datum.loss_fn_inputs.items()
-                if name != "target_tokens"
-            }
-            items.append(
-                _Item(length=len(row), width=grid.shape[1], shape=target.shape, inputs=inputs)
-            )
-        return cls(
-            tokens=torch.from_numpy(tokens).to(device),
-            targets=torch.from_numpy(targets).to(device),
-            items=items,
-        )
