@@ -200,10 +200,8 @@ class BatchQueue(Generic[P, R]):
             entry.ready.set()
 
     def _execute_in_thread(self, batch: list[Entry[P, R]]) -> None:
-        answered: set[int] = set()
-
         def finish(entry: Entry[P, R], outcome: Any) -> None:
-            answered.add(id(entry))
+            # run_sync returns once _finish has run: ``done`` is then set for this thread too;
             # a loop that is gone has nobody waiting
             with contextlib.suppress(trio.RunFinishedError):
                 trio.from_thread.run_sync(self._finish, entry, outcome)
@@ -212,5 +210,5 @@ class BatchQueue(Generic[P, R]):
             self._execute(batch, finish)
         except Exception as exc:  # a defect in the batch fails what it had not answered
             for entry in batch:
-                if id(entry) not in answered:
+                if not entry.done:
                     finish(entry, exc)

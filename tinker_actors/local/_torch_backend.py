@@ -354,14 +354,11 @@ class TorchBackend:
             for entry in batch:
                 finish(entry, exc)
             return
+        # the tokenizer is loaded only when a request stops on strings
+        needs_text = any(_has_stop_strings(e.payload.job.params.stop) for e in batch)
+        decode = self._decoder(spec) if needs_text else None
         items = [
-            (
-                entry,
-                entry.payload.job,
-                entry.payload.seed,
-                self._decoder(spec) if _has_stop_strings(entry.payload.job.params.stop) else None,
-                entry.stop.is_set,
-            )
+            (entry, entry.payload.job, entry.payload.seed, decode, entry.stop.is_set)
             for entry in batch
         ]
         sample_batch(base, adapter, items, finish)

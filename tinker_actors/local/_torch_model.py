@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
     from pathlib import Path
 
     from tinker_actors.local._catalogue import BaseModelSpec
@@ -43,6 +43,7 @@ __all__ = [
     "adapted_names",
     "build_base",
     "forward",
+    "length_groups",
 ]
 
 #: LoRA scaling numerator: adapters scale by ``LORA_ALPHA / rank`` (32, as in Tinker's guides).
@@ -310,6 +311,22 @@ class KVCache:
             keys=[k.index_select(0, rows) for k in self.keys],
             values=[v.index_select(0, rows) for v in self.values],
         )
+
+
+def length_groups(lengths: Sequence[int], fits: Callable[[int, int], bool]) -> list[list[int]]:
+    """Indices of ``lengths`` shortest first (ties in order), cut into padded batches: a group
+    grows while ``fits(rows, longest)``; a single item that does not fit is a group alone."""
+    out: list[list[int]] = []
+    current: list[int] = []
+    for i in sorted(range(len(lengths)), key=lengths.__getitem__):
+        # sorted: the newcomer is the group's longest
+        if current and not fits(len(current) + 1, lengths[i]):
+            out.append(current)
+            current = []
+        current.append(i)
+    if current:
+        out.append(current)
+    return out
 
 
 def _linear(x: torch.Tensor, base: BaseWeights, adapter: Adapter | None, name: str) -> torch.Tensor:

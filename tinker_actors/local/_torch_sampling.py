@@ -31,14 +31,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from tinker_actors.local._backend import BackendInputError
-from tinker_actors.local._torch_model import KVCache, forward
+from tinker_actors.local._torch_model import KVCache, forward, length_groups
 from tinker_actors.types import SampledSequence, SampleResponse, TopkLogprobs
 
 if TYPE_CHECKING:
@@ -214,7 +214,7 @@ class _Sampling:
         return self.checked.limit
 
     @property
-    def cancelled(self) -> Callable[[], bool] | None:
+    def cancelled(self) -> Callable[[], bool]:
         return self.checked.cancelled
 
     def response(self) -> SampleResponse:
@@ -307,13 +307,14 @@ def _check(
 
 @dataclass
 class _Checked:
+    key: Any  # the caller's, handed back with the outcome
     job: SampleJob
     tokens: list[int]
     rule: StopRule
     limit: int
     seed: int
     decode: Callable[[list[int]], str] | None
-    cancelled: Callable[[], bool] | None
+    cancelled: Callable[[], bool]
 
     @property
     def full(self) -> bool:
@@ -413,7 +414,7 @@ def decode_together(
             chosen: list[torch.Tensor] = []
             for request in active:
                 rows = slice(row, row + request.rows)
-                if request.cancelled is not None and request.cancelled():
+                if request.cancelled():
                     steps = f"{request.steps} of {request.limit}"
                     done(request, SampleCancelled(f"sampling cancelled after {steps} steps"))
                 else:
@@ -464,11 +465,9 @@ def sample_batch(
     """Answer several requests on one model: ``items`` are ``(key, job, seed, decode,
     cancelled)``; ``finish(key, outcome)`` gets each one's response, or the
     :class:`~._backend.BackendInputError` that refused it, or :class:`SampleCancelled`.
-    A request already cancelled is skipped (nobody waits for it). Prompts are run in groups
-    whose logits stay under ``PREFILL_BYTES``; then every request decodes together."""
+    A request already cancelled is skipped (nobody waits for it). Prompts are run shortest
+    first in padded groups under ``PREFILL_BYTES``; then every request decodes together."""
     spec = base.spec
-    # keyed by the request as checked here: one job object may be submitted twice at once
-    owners: dict[int, K] = {}
     checked: list[_Checked] = []
     for key, job, seed, decode, cancelled in items:
         if cancelled():
@@ -478,27 +477,19 @@ def sample_batch(
         except BackendInputError as exc:
             finish(key, exc)
             continue
-        request = _Checked(job, tokens, rule, limit, seed, decode, cancelled)
-        owners[id(request)] = key
-        checked.append(request)
+        checked.append(_Checked(key, job, tokens, rule, limit, seed, decode, cancelled))
     prepared: list[_Sampling] = []
     with torch.inference_mode():
         # prompts whose every logit is wanted run apart from those that need only the last
         for full in (False, True):
-            group: list[_Checked] = []
-            longest = 0
-            for c in (c for c in checked if c.full == full):
-                wider = max(longest, len(c.tokens))
-                if group and _prefill_bytes(spec, len(group) + 1, wider, full) > PREFILL_BYTES:
-                    prepared.extend(_prefill(base, adapter, group))
-                    group, wider = [], len(c.tokens)
-                group.append(c)
-                longest = wider
-            if group:
-                prepared.extend(_prefill(base, adapter, group))
-    decode_together(
-        base, adapter, prepared, lambda r, outcome: finish(owners[id(r.checked)], outcome)
-    )
+            kind = [c for c in checked if c.full == full]
+
+            def fits(rows: int, longest: int, full: bool = full) -> bool:
+                return _prefill_bytes(spec, rows, longest, full) <= PREFILL_BYTES
+
+            for group in length_groups([len(c.tokens) for c in kind], fits):
+                prepared.extend(_prefill(base, adapter, [kind[i] for i in group]))
+    decode_together(base, adapter, prepared, lambda r, outcome: finish(r.checked.key, outcome))
 
 
 def run_sample(

@@ -23,7 +23,7 @@ import torch
 
 from tinker_actors.local._backend import BackendInputError
 from tinker_actors.local._torch_losses import elementwise_loss
-from tinker_actors.local._torch_model import forward
+from tinker_actors.local._torch_model import forward, length_groups
 from tinker_actors.types import ForwardBackwardOutput, TensorData
 
 if TYPE_CHECKING:
@@ -110,17 +110,10 @@ class _Batch:
 
 def chunks(lengths: Sequence[int], vocab_size: int, budget: int = CHUNK_BYTES) -> list[list[int]]:
     """Datum indices grouped shortest first, each group's padded logits under ``budget``."""
-    out: list[list[int]] = []
-    current: list[int] = []
-    for i in sorted(range(len(lengths)), key=lengths.__getitem__):  # stable: ties keep order
-        # three float32 [rows, longest, V] tensors: logits, log-softmax and its gradient
-        if current and (len(current) + 1) * max(lengths[i], 1) * vocab_size * 12 > budget:
-            out.append(current)
-            current = []
-        current.append(i)
-    if current:
-        out.append(current)
-    return out
+    # three float32 [rows, longest, V] tensors: logits, log-softmax and its gradient
+    return length_groups(
+        lengths, lambda rows, longest: rows * max(longest, 1) * vocab_size * 12 <= budget
+    )
 
 
 def run_forward_backward(
