@@ -12,8 +12,12 @@ two ways, alternating round by round in one process:
 It prints the median wall time of each and their ratio, and checks that both ways sampled the
 same tokens (each request has its own seed).
 
+``--prompt N`` gives every request a prompt of N-N+6 tokens instead (long prompts and long
+completions measure the decoding cache: ``--prompt 2300 --tokens 200 --requests 40
+--together-only``); ``--together-only`` skips the in-turn runs.
+
 Usage: ``python bench/sample_batching.py [--requests 64] [--tokens 10] [--rounds 5]
-[--model local/tiny]``. Not a test.
+[--model local/tiny] [--prompt N] [--together-only]``. Not a test.
 """
 
 from __future__ import annotations
@@ -32,9 +36,12 @@ from tinker_actors.local._torch_backend import TorchBackend
 from tinker_actors.types import AdamParams, LoraConfig, ModelInput, SampleResponse, SamplingParams
 
 
-def make_job(i: int, tokens: int) -> SampleJob:
+def make_job(i: int, tokens: int, prompt: int = 0) -> SampleJob:
+    ids = list(range(5, 60 + i % 20))
+    if prompt:
+        ids = [(7 * j + i) % 4000 + 5 for j in range(prompt + i % 7)]
     return SampleJob(
-        prompt=ModelInput.from_ints(list(range(5, 60 + i % 20))),
+        prompt=ModelInput.from_ints(ids),
         num_samples=1,
         params=SamplingParams(max_tokens=tokens, stop=["\n\nUser:"], temperature=1.0, seed=i),
         prompt_logprobs=False,
@@ -44,14 +51,16 @@ def make_job(i: int, tokens: int) -> SampleJob:
     )
 
 
-async def main(model: str, requests: int, tokens: int, rounds: int) -> None:
+async def main(
+    model: str, requests: int, tokens: int, rounds: int, prompt: int, together_only: bool
+) -> None:
     spec = lookup_model(model)
     backend = TorchBackend(seed=0)
     await backend.create_model("m", spec, LoraConfig(rank=32))
     await backend.optim_step("m", AdamParams(learning_rate=1e-3))
     weights = Path(tempfile.mkdtemp()) / "sampler"
     await backend.save_sampler("m", weights)
-    jobs = [make_job(i, tokens) for i in range(requests)]
+    jobs = [make_job(i, tokens, prompt) for i in range(requests)]
     await backend.sample(spec, weights, jobs[0])  # warm: the base model, the tokenizer
 
     async def together() -> dict[int, SampleResponse]:
@@ -68,23 +77,30 @@ async def main(model: str, requests: int, tokens: int, rounds: int) -> None:
     async def in_turn() -> dict[int, SampleResponse]:
         return {i: await backend.sample(spec, weights, job) for i, job in enumerate(jobs)}
 
-    times: dict[str, list[float]] = {"together": [], "in turn": []}
+    ways = (
+        [("together", together)]
+        if together_only
+        else [("together", together), ("in turn", in_turn)]
+    )
+    times: dict[str, list[float]] = {name: [] for name, _ in ways}
     same = True
     for _ in range(rounds):
         results = []
-        for name, run in (("together", together), ("in turn", in_turn)):
+        for name, run in ways:
             start = time.perf_counter()
             results.append(await run())
             times[name].append(time.perf_counter() - start)
         same &= all(
             a.sequences[0].tokens_np.tolist() == b.sequences[0].tokens_np.tolist()
-            for a, b in zip(results[0].values(), (results[1][i] for i in results[0]), strict=True)
+            for a, b in zip(results[0].values(), (results[-1][i] for i in results[0]), strict=True)
         )
-    print(f"{model}: {requests} one-sample requests of {tokens} tokens, {rounds} rounds")
+    shape = f"prompts of {prompt}-{prompt + 6}" if prompt else "prompts of 55-74"
+    print(f"{model}: {requests} one-sample requests of {tokens} tokens, {shape}, {rounds} rounds")
     for name, values in times.items():
         print(f"  {name:9} median {statistics.median(values):.3f} s  (min {min(values):.3f})")
-    ratio = statistics.median(times["together"]) / statistics.median(times["in turn"])
-    print(f"  together / in turn: {ratio:.2f}x; same samples both ways: {same}")
+    if not together_only:
+        ratio = statistics.median(times["together"]) / statistics.median(times["in turn"])
+        print(f"  together / in turn: {ratio:.2f}x; same samples both ways: {same}")
 
 
 if __name__ == "__main__":
@@ -93,5 +109,9 @@ if __name__ == "__main__":
     parser.add_argument("--requests", type=int, default=64)
     parser.add_argument("--tokens", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--prompt", type=int, default=0)
+    parser.add_argument("--together-only", action="store_true")
     args = parser.parse_args()
-    trio.run(main, args.model, args.requests, args.tokens, args.rounds)
+    trio.run(
+        main, args.model, args.requests, args.tokens, args.rounds, args.prompt, args.together_only
+    )

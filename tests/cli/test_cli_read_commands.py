@@ -74,8 +74,8 @@ def test_auth_whoami_needs_jwt(populated: Populated) -> None:
 def test_model_list(populated: Populated) -> None:
     data = json_of(invoke(["model", "list", "-f", "json"], env=populated.env))
     models = {m["model_name"]: m for m in data["models"]}
-    assert models["local/tiny"]["max_context_length"] == 1024
-    assert models["local/small"]["max_context_length"] == 2048
+    assert models["local/tiny"]["max_context_length"] == 8192
+    assert models["local/small"]["max_context_length"] == 8192
     assert models["local/tiny"]["trainable"] is True
     small = json_of(invoke(["-f", "json", "model", "list", "SMALL"], env=populated.env))
     assert [m["model_name"] for m in small["models"]] == ["local/small"]

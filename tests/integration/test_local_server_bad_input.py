@@ -596,9 +596,9 @@ CASES: list[Case] = [
     ),
     Case(
         "sample-too-long",
-        lambda w: sample(w, prompt=[5] * 1000, sampling_params={"max_tokens": 100}),
+        lambda w: sample(w, prompt=[5] * 8000, sampling_params={"max_tokens": 200}),
         400,
-        "exceeds the context of local/tiny (1024 tokens)",
+        "exceeds the context of local/tiny (8192 tokens)",
     ),
     Case(
         "sampler-unknown-base",

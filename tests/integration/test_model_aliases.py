@@ -25,7 +25,7 @@ async def test_capabilities_list_models_then_aliases_with_their_limits() -> None
             m["model_name"]: m["max_context_length"] for m in response.json()["supported_models"]
         }
     local = {name: spec.context_length for name, spec in CATALOGUE.items()}
-    assert models == {**local, QWEN: 1024, "meta-llama/Llama-3.2-1B": 2048}
+    assert models == {**local, QWEN: 8192, "meta-llama/Llama-3.2-1B": 8192}
     assert list(models)[: len(local)] == list(local)  # models first, then aliases
 
 

@@ -555,7 +555,7 @@ async def test_bad_sampling_params_are_user_errors() -> None:
     # the request types refuse most bad values (NaN too); the backend checks again
     for params, match in (
         (_bypassing_checks(SamplingParams(max_tokens=4), temperature=float("nan")), "temperature"),
-        (SamplingParams(max_tokens=2000), "exceeds the context"),
+        (SamplingParams(max_tokens=9000), "exceeds the context"),
     ):
         with pytest.raises(BackendInputError, match=match):
             await b.sample(TINY, None, job([1, 2, 3], params=params))

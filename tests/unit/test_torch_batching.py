@@ -109,6 +109,35 @@ def test_rows_of_different_lengths_decode_as_each_would_alone() -> None:
             assert torch.allclose(together[row, -1], alone[row][step][0, -1], atol=1e-5)
 
 
+def test_decoding_writes_the_cache_in_place_and_matches_a_full_pass() -> None:
+    # growing the cache by concatenation copied it whole every step (quadratic in the
+    # completion's length); with room reserved, the buffers are written in place
+    base = build_base(TINY, DEVICE)
+    sequence = list(range(30, 50))
+    full = forward(base, None, torch.tensor([sequence], device=DEVICE))
+    prefill = KVCache()
+    forward(base, None, torch.tensor([sequence[:8]], device=DEVICE), prefill)
+    cache = KVCache.stack([(prefill, 0, 8)], [1], capacity=len(sequence))
+    buffers = [t.data_ptr() for t in cache.keys + cache.values]
+    mask = torch.ones(1, len(sequence), dtype=torch.bool, device=DEVICE)
+    for pos in range(8, len(sequence)):
+        token = torch.tensor([[sequence[pos]]], device=DEVICE)
+        at = torch.tensor([pos], device=DEVICE)
+        step = forward(base, None, token, cache, positions=at, key_mask=mask[:, : pos + 1])
+        assert torch.allclose(step[0, -1], full[0, pos], atol=1e-5)
+    assert [t.data_ptr() for t in cache.keys + cache.values] == buffers
+    assert cache.length == len(sequence)
+    # without room the cache grows geometrically: two reallocations in twelve steps
+    grown = KVCache()
+    forward(base, None, torch.tensor([sequence[:8]], device=DEVICE), grown)
+    capacities = set()
+    for pos in range(8, len(sequence)):
+        step = forward(base, None, torch.tensor([[sequence[pos]]], device=DEVICE), grown)
+        capacities.add(grown.capacity)
+        assert torch.allclose(step[0, -1], full[0, pos], atol=1e-5)
+    assert sorted(capacities) == [16, 32]
+
+
 def test_a_mixed_batch_answers_each_request_as_it_would_be_answered_alone() -> None:
     base = build_base(TINY, DEVICE)
     requests = [
@@ -142,6 +171,36 @@ def test_a_mixed_batch_answers_each_request_as_it_would_be_answered_alone() -> N
         assert_same(outcomes[i], alone)
     assert outcomes[0].sequences[0].stop_reason == "stop"
     assert outcomes[5].sequences[0].tokens_np.tolist() == []
+
+
+def test_one_long_request_among_short_ones_does_not_reserve_its_length_for_every_row(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # 24 requests of 2 tokens and one of 60: reserving 60 positions for all 25 rows would
+    # be 25 x the memory the long one needs; the cache starts near the rows' own lengths,
+    # grows for the long request once the short ones have left, and never past what it needs
+    base = build_base(TINY, DEVICE)
+    requests = [job([5 + i, 6, 7], SamplingParams(max_tokens=2, seed=i)) for i in range(24)]
+    requests.append(job([9, 10, 11, 12], SamplingParams(max_tokens=60, seed=99, stop=[])))
+    stacked: list[KVCache] = []
+    original = KVCache.stack.__func__  # type: ignore[attr-defined]
+
+    def recording(cls: type[KVCache], *args: Any, **kwargs: Any) -> KVCache:
+        cache: KVCache = original(cls, *args, **kwargs)
+        stacked.append(cache)
+        return cache
+
+    monkeypatch.setattr(KVCache, "stack", classmethod(recording))
+    items = [(i, r, 100 + i, letters, lambda: False) for i, r in enumerate(requests)]
+    outcomes: dict[Any, Any] = {}
+    sample_batch(base, None, items, outcomes.__setitem__)
+    monkeypatch.undo()
+    assert len(stacked) == 1
+    assert stacked[0].most == 4 + 60 - 1
+    assert stacked[0].capacity < 16  # about twice the rows' mean length, not 63
+    for i, request in enumerate(requests):
+        assert_same(outcomes[i], run_sample(base, None, request, seed=100 + i, decode=letters))
+    assert len(outcomes[24].sequences[0].tokens_np) == 60
 
 
 def test_draws_follow_the_distribution_and_never_pick_an_impossible_token() -> None:

@@ -14,7 +14,7 @@ from ``--model-alias NAME=MODEL`` flags or a catalogue file (JSON or TOML)::
 Example::
 
     spec = lookup_model("local/tiny")
-    spec.context_length, spec.vocab_size       # (1024, 4096)
+    spec.context_length, spec.vocab_size       # (8192, 4096)
     name, spec = resolve_model("Qwen/Qwen3.5-9B-Base", {"Qwen/Qwen3.5-9B-Base": "local/tiny"})
 """
 
@@ -126,7 +126,7 @@ CATALOGUE: MappingProxyType[str, BaseModelSpec] = MappingProxyType(
         for spec in (
             BaseModelSpec(
                 name="local/tiny",
-                context_length=1024,
+                context_length=8192,
                 vocab_size=4096,
                 d_model=128,
                 n_layers=2,
@@ -136,7 +136,7 @@ CATALOGUE: MappingProxyType[str, BaseModelSpec] = MappingProxyType(
             ),
             BaseModelSpec(
                 name="local/small",
-                context_length=2048,
+                context_length=8192,
                 vocab_size=4096,
                 d_model=256,
                 n_layers=4,

@@ -395,15 +395,28 @@ def decode_together(
         return
     device = base.device
     with torch.inference_mode():
+        # room for every step up front (the last token drawn is never fed back, hence - 1),
+        # unless that is far more than the rows' own lengths: one long request among many
+        # short ones would reserve its length for every row; the cache grows when it must
+        longest = max(r.prompt_length for r in active)
+        most = longest + max(r.limit for r in active) - 1
+        own = sum(r.rows * (r.prompt_length + r.limit) for r in active)
+        capacity = min(most, max(longest + 1, 2 * own // sum(r.rows for r in active)))
         cache = KVCache.stack(
-            [(r.cache, r.cache_row, r.prompt_length) for r in active], [r.rows for r in active]
+            [(r.cache, r.cache_row, r.prompt_length) for r in active],
+            [r.rows for r in active],
+            capacity,
+            most,
         )
         for r in active:  # the prefill batches' caches are copied: let them go
             r.cache = KVCache()
         lengths = torch.tensor(
             [r.prompt_length for r in active for _ in range(r.rows)], device=device
         )
-        key_mask = torch.arange(cache.length, device=device)[None, :] < lengths[:, None]
+        # a row attends to its own prompt and to every position decoding appends after the
+        # longest prompt, never to another row's padding
+        columns = torch.arange(max(most, longest), device=device)[None, :]
+        key_mask = (columns < lengths[:, None]) | (columns >= longest)
         positions = lengths
         logits = torch.cat([r.first_logits.expand(r.rows, -1) for r in active])
         while True:
@@ -434,9 +447,9 @@ def decode_together(
                 key_mask = key_mask.index_select(0, index)
                 positions = positions.index_select(0, index)
             active = kept
-            key_mask = torch.cat([key_mask, key_mask.new_ones(key_mask.shape[0], 1)], dim=1)
             tokens = torch.cat(chosen)[:, None]
-            logits = forward(base, adapter, tokens, cache, positions=positions, key_mask=key_mask)[
+            mask = key_mask[:, : cache.length + 1]
+            logits = forward(base, adapter, tokens, cache, positions=positions, key_mask=mask)[
                 :, -1
             ]
             positions = positions + 1
