@@ -14,10 +14,11 @@ same tokens (each request has its own seed).
 
 ``--prompt N`` gives every request a prompt of N-N+6 tokens instead (long prompts and long
 completions measure the decoding cache: ``--prompt 2300 --tokens 200 --requests 40
---together-only``); ``--together-only`` skips the in-turn runs.
+--together-only``); ``--together-only`` skips the in-turn runs; ``--stagger K`` gives request i
+``tokens + K * i`` new tokens, so requests leave the batch one by one.
 
 Usage: ``python bench/sample_batching.py [--requests 64] [--tokens 10] [--rounds 5]
-[--model local/tiny] [--prompt N] [--together-only]``. Not a test.
+[--model local/tiny] [--prompt N] [--together-only] [--stagger K]``. Not a test.
 """
 
 from __future__ import annotations
@@ -36,14 +37,16 @@ from tinker_actors.local._torch_backend import TorchBackend
 from tinker_actors.types import AdamParams, LoraConfig, ModelInput, SampleResponse, SamplingParams
 
 
-def make_job(i: int, tokens: int, prompt: int = 0) -> SampleJob:
+def make_job(i: int, tokens: int, prompt: int = 0, stagger: int = 0) -> SampleJob:
     ids = list(range(5, 60 + i % 20))
     if prompt:
         ids = [(7 * j + i) % 4000 + 5 for j in range(prompt + i % 7)]
     return SampleJob(
         prompt=ModelInput.from_ints(ids),
         num_samples=1,
-        params=SamplingParams(max_tokens=tokens, stop=["\n\nUser:"], temperature=1.0, seed=i),
+        params=SamplingParams(
+            max_tokens=tokens + stagger * i, stop=["\n\nUser:"], temperature=1.0, seed=i
+        ),
         prompt_logprobs=False,
         topk_prompt_logprobs=0,
         topk_sample_logprobs=0,
@@ -52,7 +55,13 @@ def make_job(i: int, tokens: int, prompt: int = 0) -> SampleJob:
 
 
 async def main(
-    model: str, requests: int, tokens: int, rounds: int, prompt: int, together_only: bool
+    model: str,
+    requests: int,
+    tokens: int,
+    rounds: int,
+    prompt: int,
+    together_only: bool,
+    stagger: int,
 ) -> None:
     spec = lookup_model(model)
     backend = TorchBackend(seed=0)
@@ -60,7 +69,7 @@ async def main(
     await backend.optim_step("m", AdamParams(learning_rate=1e-3))
     weights = Path(tempfile.mkdtemp()) / "sampler"
     await backend.save_sampler("m", weights)
-    jobs = [make_job(i, tokens, prompt) for i in range(requests)]
+    jobs = [make_job(i, tokens, prompt, stagger) for i in range(requests)]
     await backend.sample(spec, weights, jobs[0])  # warm: the base model, the tokenizer
 
     async def together() -> dict[int, SampleResponse]:
@@ -111,7 +120,15 @@ if __name__ == "__main__":
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--prompt", type=int, default=0)
     parser.add_argument("--together-only", action="store_true")
+    parser.add_argument("--stagger", type=int, default=0)
     args = parser.parse_args()
     trio.run(
-        main, args.model, args.requests, args.tokens, args.rounds, args.prompt, args.together_only
+        main,
+        args.model,
+        args.requests,
+        args.tokens,
+        args.rounds,
+        args.prompt,
+        args.together_only,
+        args.stagger,
     )
