@@ -32,6 +32,8 @@ samples, and the torch backend trains deterministically), math_rl's reward must 
   WikiText-shaped pages, and self-distillation (``sdft``) in its top-K mode (``[N, K]``
   soft targets from ``topk_prompt_logprobs``) and its reverse-KL mode
   (``forward_backward_custom`` over ``[N, K]`` targets), under the switch.
+* ``rubric`` on the data its own ``generate_data`` writes: a grader LLM on another base model
+  grades each answer with ``max_tokens=2048`` (longer than local/tiny's context used to be).
 """
 
 from __future__ import annotations
@@ -61,6 +63,8 @@ pytest.importorskip("torch", reason="the torch backend needs the torch extra")
 pytestmark = [pytest.mark.interop, pytest.mark.slow]
 
 MODEL = "Qwen/Qwen3.5-9B-Base"
+# recipes/rubric's policy and grader models
+RUBRIC_MODELS = ("Qwen/Qwen3.5-9B", "Qwen/Qwen3.6-35B-A3B")
 KEY = "tml-cookbook-offline"
 SUBJECTS = ["cats", "the sea", "trains", "bread", "winter", "music", "gardens", "rivers"]
 
@@ -153,6 +157,7 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
         sys.executable, "-m", "tinker_actors.cli", "tokenizers", "install",
         "--cache-dir", str(root / "hub"), "--model", "local/tiny", "--model-alias",
         f"{MODEL}=local/tiny",
+        *(a for name in RUBRIC_MODELS for a in ("--model-alias", f"{name}=local/tiny")),
     ]  # fmt: skip
     done = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stderr[-4000:]
@@ -164,8 +169,9 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def server_url(workdir: Path) -> Iterator[str]:
     # seeded: the recipes' samples repeat from run to run (math_rl's reward test is otherwise
     # a draw of the server's random seeds, which failed about once in ten runs)
+    aliases = [a for name in RUBRIC_MODELS for a in ("--model-alias", f"{name}=local/tiny")]
     with serve_in_child(
-        "--backend", "torch", "--seed", "0", "--model-alias", f"{MODEL}=local/tiny"
+        "--backend", "torch", "--seed", "0", "--model-alias", f"{MODEL}=local/tiny", *aliases
     ) as url:
         yield url
 
@@ -350,6 +356,27 @@ def test_multi_turn_guess_number_runs_under_the_switch(workdir: Path, server_url
     marker = "optim/kl_sample_train_v1"
     for row in _trained_under_the_switch(workdir, server_url, module, args, marker):
         assert row["env/all/turns_per_episode"] > 1, row
+
+
+def test_rubric_grader_answers_at_length_under_the_switch(workdir: Path, server_url: str) -> None:
+    # recipes/rubric: the policy answers arithmetic, a grader LLM (a second sampling client,
+    # on another base model, created with .result() inside the recipe's event loop) grades
+    # each answer against rubric items with max_tokens=2048; a 1,024-token context refused
+    # every grading request. The data comes from the recipe's own generate_data, which writes
+    # under ./tinker_cookbook/example_data/ as the README says.
+    (workdir / "tinker_cookbook" / "example_data").mkdir(parents=True, exist_ok=True)
+    command = [sys.executable, "-m", "tinker_cookbook.recipes.rubric.generate_data"]
+    done = subprocess.run(
+        command, cwd=workdir, capture_output=True, text=True, timeout=300, check=False
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    args = ["groups_per_batch=2", "max_steps=1", "eval_every=0", "save_every=0"]
+    log_path = run_recipe(
+        workdir, server_url, "tinker_cookbook.recipes.rubric.train", args, compat=True
+    )
+    [row] = [r for r in metrics(log_path) if "env/all/total_episodes" in r]
+    assert row["env/all/total_episodes"] == 8, row  # 2 groups of 4
+    assert math.isfinite(row["env/all/reward/total"]), row
 
 
 def test_rl_numerics_check_keeps_sampler_and_trainer_logprobs_equal(
