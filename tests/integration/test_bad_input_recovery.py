@@ -23,6 +23,7 @@ from tinker_actors.clients import TrainingClient
 from tinker_actors.clients._training_actor import Submit, TrainingActor, TrainingOrderBrokenError
 from tinker_actors.clients._training_ops import fwd_op, optim_step_op
 from tinker_actors.local import FaultPlan, FaultRule, LocalServer, ServerLimits
+from tinker_actors.local._catalogue import lookup_model
 from tinker_actors.supervisors import ActorExited
 from tinker_actors.types import (
     AdamParams,
@@ -34,8 +35,8 @@ from tinker_actors.types import (
     TensorData,
 )
 
-VOCAB = 4096  # local/tiny
-CONTEXT = 1024
+VOCAB = lookup_model("local/tiny").vocab_size
+CONTEXT = lookup_model("local/tiny").context_length
 
 
 class Counting:

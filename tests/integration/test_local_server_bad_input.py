@@ -595,6 +595,37 @@ CASES: list[Case] = [
         "prompt token ids must be in [0, 4096)",
     ),
     Case(
+        "sample-target-dtype",
+        lambda w: sample(w, target_prompt_logprobs={"data": [1.0, 2.0], "dtype": "float32"}),
+        400,
+        "target_prompt_logprobs must hold int64 token ids, got float32",
+    ),
+    Case(
+        "sample-target-shape",
+        # a 3-token prompt scores 2 positions: [2, K]
+        lambda w: sample(
+            w, target_prompt_logprobs={"data": [1, 2, 3], "dtype": "int64", "shape": [3, 1]}
+        ),
+        400,
+        "must be [len(prompt) - 1, K] = [2, K] for this 3-token prompt, got shape [3, 1]",
+    ),
+    Case(
+        "sample-target-ids",
+        lambda w: sample(
+            w, target_prompt_logprobs={"data": [-1, 5000], "dtype": "int64", "shape": [2, 1]}
+        ),
+        400,
+        "ids must be in [0, 4096), or -1 for no request",
+    ),
+    Case(
+        "sample-target-width",
+        lambda w: sample(
+            w, target_prompt_logprobs={"data": [1] * 130, "dtype": "int64", "shape": [2, 65]}
+        ),
+        400,
+        "has 65 columns; at most 64 token ids a position",
+    ),
+    Case(
         "sample-too-long",
         lambda w: sample(w, prompt=[5] * 8000, sampling_params={"max_tokens": 200}),
         400,

@@ -41,6 +41,7 @@ if TYPE_CHECKING:
         ModelInput,
         SampleResponse,
         SamplingParams,
+        TensorData,
     )
 
 __all__ = [
@@ -281,6 +282,9 @@ class SampleJob:
     topk_prompt_logprobs: int
     topk_sample_logprobs: int
     prompt_logprobs_last_n: int | None
+    #: int64 ``[len(prompt) - 1, K]`` ids to score, checked (see :mod:`._prompt_targets`)
+    target_prompt_logprobs: TensorData | None = None
+    prompt_alt_tokens_k: int = 0
 
 
 class Backend(Protocol):

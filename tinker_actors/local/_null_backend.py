@@ -38,8 +38,15 @@ from tinker_actors.local._backend import (
     check_target_tokens,
 )
 from tinker_actors.local._offload import offload
+from tinker_actors.local._prompt_targets import (
+    alt_tokens,
+    answer_targets,
+    check_targets,
+    target_ids,
+)
 from tinker_actors.types import (
     ForwardBackwardOutput,
+    PromptAltTokens,
     SampledSequence,
     SampleResponse,
     TensorData,
@@ -204,6 +211,8 @@ class NullBackend:
         prompt = np.asarray(job.prompt.to_ints(), dtype=np.int64)
         if prompt.size and (prompt.min() < 0 or prompt.max() >= spec.vocab_size):
             raise BackendInputError(f"prompt token ids must be in [0, {spec.vocab_size})")
+        if job.target_prompt_logprobs is not None:
+            check_targets(job.target_prompt_logprobs, prompt.size, spec.vocab_size, spec.vocab_size)
         seed = job.params.seed
         if not isinstance(seed, int):
             self._sample_counter += 1
@@ -303,8 +312,7 @@ def _sample(
     prompt_lps = None
     topk_prompt = None
     if job.prompt_logprobs or job.topk_prompt_logprobs:
-        scale = math.log(spec.vocab_size) * (0.9**steps)
-        prompt_lps = (-scale * (1.0 + 0.1 * _unit_noise(prompt))).astype(np.float32)
+        prompt_lps = _shaped_logprobs(spec, steps, prompt)
         if prompt_lps.size:
             prompt_lps[0] = np.nan
         if job.prompt_logprobs_last_n is not None:
@@ -314,8 +322,37 @@ def _sample(
         if not job.prompt_logprobs:
             prompt_lps = None
     return SampleResponse(
-        sequences=sequences, prompt_logprobs_np=prompt_lps, topk_prompt_logprobs_np=topk_prompt
+        sequences=sequences,
+        prompt_logprobs_np=prompt_lps,
+        topk_prompt_logprobs_np=topk_prompt,
+        target_prompt_logprobs=_targets(spec, steps, job),
+        prompt_alt_tokens=_alt(spec, steps, job, prompt.size, rng),
     )
+
+
+def _shaped_logprobs(spec: BaseModelSpec, steps: int, ids: npt.NDArray[Any]) -> npt.NDArray[Any]:
+    """The null model's logprob of each id: the same at every position, falling with steps
+    (a target naming the prompt's own next token gets that token's prompt logprob)."""
+    scale = math.log(spec.vocab_size) * (0.9**steps)
+    return (-scale * (1.0 + 0.1 * _unit_noise(ids))).astype(np.float32)
+
+
+def _targets(spec: BaseModelSpec, steps: int, job: SampleJob) -> TensorData | None:
+    target = job.target_prompt_logprobs
+    if target is None:
+        return None
+    return answer_targets(target, _shaped_logprobs(spec, steps, np.maximum(target_ids(target), 0)))
+
+
+def _alt(
+    spec: BaseModelSpec, steps: int, job: SampleJob, length: int, rng: np.random.Generator
+) -> PromptAltTokens | None:
+    k = job.prompt_alt_tokens_k
+    if k <= 0:
+        return None
+    rows = max(length - 1, 0)
+    drawn = rng.integers(_FIRST_ORDINARY_TOKEN, spec.vocab_size, size=(rows, k), dtype=np.int64)
+    return alt_tokens(drawn, _shaped_logprobs(spec, steps, drawn))
 
 
 def _unit_noise(tokens: npt.NDArray[Any]) -> npt.NDArray[np.float64]:

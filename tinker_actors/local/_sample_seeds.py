@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Final, final
 
 import msgspec
 
+from tinker_actors.types import json_enc_hook
+
 if TYPE_CHECKING:
     from tinker_actors.local._backend import SampleJob
 
@@ -45,7 +47,8 @@ class SampleSeeds:
         """A seed in ``[0, 2**62)`` for ``job``."""
         if self._seed is None:
             return self._random.randrange(1 << _SEED_BITS)
-        content = hashlib.blake2b(msgspec.json.encode(job), digest_size=16).digest()
+        encoded = msgspec.json.encode(job, enc_hook=json_enc_hook)
+        content = hashlib.blake2b(encoded, digest_size=16).digest()
         before = self._seen.get(content, 0)
         if before or len(self._seen) < _COUNTED:
             self._seen[content] = before + 1

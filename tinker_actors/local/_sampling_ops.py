@@ -21,6 +21,7 @@ from tinker_actors.local._core import EngineError, check_not_expired
 from tinker_actors.local._ephemeral import EphemeralSamplers
 from tinker_actors.local._limits import check_counter, over_limit
 from tinker_actors.local._offload import offload
+from tinker_actors.local._prompt_targets import check_targets
 from tinker_actors.local._records import SamplerRecord
 from tinker_actors.transport.proto import encode_sample_response
 from tinker_actors.types import (
@@ -29,6 +30,7 @@ from tinker_actors.types import (
     GetSamplerResponse,
     JoinSamplingSessionResponse,
     SampleRequest,
+    TensorData,
     TinkerPath,
     UntypedAPIFuture,
 )
@@ -273,6 +275,13 @@ class SamplingOps:
             raise EngineError(400, str(exc)) from None
         if tokens and (min(tokens) < 0 or max(tokens) >= spec.vocab_size):
             raise EngineError(400, f"prompt token ids must be in [0, {spec.vocab_size})")
+        target = req.target_prompt_logprobs
+        target = target if isinstance(target, TensorData) else None
+        if target is not None:
+            try:
+                check_targets(target, len(tokens), spec.vocab_size, limits.max_logprobs_k)
+            except BackendInputError as exc:
+                raise EngineError(400, str(exc)) from None
         clone = seq_id // SEQ_IDS_PER_CLONE if seq_id is not None else 0
         record = core.futures.create(
             "Sample", sampler.session_id, completion_target=(sampler.sampling_session_id, clone)
@@ -289,6 +298,8 @@ class SamplingOps:
             prompt_logprobs_last_n=(
                 req.prompt_logprobs_last_n if isinstance(req.prompt_logprobs_last_n, int) else None
             ),
+            target_prompt_logprobs=target,
+            prompt_alt_tokens_k=req.prompt_alt_tokens_k,
         )
         request_id = record.request_id
         record_stability = req.record_stability_info is True

@@ -38,7 +38,9 @@ import torch
 import torch.nn.functional as F
 
 from tinker_actors.local._backend import BackendInputError
+from tinker_actors.local._prompt_targets import check_targets
 from tinker_actors.local._torch_model import KVCache, forward, length_groups
+from tinker_actors.local._torch_prompt import PromptExtras, prompt_extras, topk_rows, wanted
 from tinker_actors.types import SampledSequence, SampleResponse, TopkLogprobs
 
 if TYPE_CHECKING:
@@ -69,7 +71,6 @@ PREFILL_BYTES = 64 * 1024 * 1024
 
 #: The local tokenizers' end-of-sequence id.
 EOS_ID = 0
-_PAD_LOGPROB = -99999.0
 
 
 class SampleCancelled(Exception):
@@ -142,44 +143,6 @@ def _draw(probs: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     return index
 
 
-def _topk(logprobs: torch.Tensor, k: int) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.float32]]:
-    values, ids = torch.topk(logprobs, min(k, logprobs.shape[-1]), dim=-1)
-    ids_np = ids.cpu().numpy().astype(np.int32)
-    values_np = values.cpu().numpy().astype(np.float32)
-    if ids_np.shape[-1] < k:  # a vocabulary smaller than k: pad the rows
-        pad = k - ids_np.shape[-1]
-        ids_np = np.pad(ids_np, ((0, 0), (0, pad)))
-        values_np = np.pad(values_np, ((0, 0), (0, pad)), constant_values=_PAD_LOGPROB)
-    return ids_np, values_np
-
-
-def _prompt_extras(
-    logprobs: torch.Tensor, prompt: torch.Tensor, job: SampleJob
-) -> tuple[npt.NDArray[np.float32] | None, TopkLogprobs | None]:
-    """Prompt logprobs (NaN where unscored) and top-k rows (padding where unscored)."""
-    length = prompt.shape[0]
-    first_scored = 1
-    if job.prompt_logprobs_last_n is not None:
-        first_scored = max(1, length - job.prompt_logprobs_last_n)
-    prompt_lps = None
-    if job.prompt_logprobs:
-        scored = logprobs[:-1].gather(-1, prompt[1:, None]).squeeze(-1)
-        prompt_lps = np.full(length, np.nan, dtype=np.float32)
-        prompt_lps[1:] = scored.cpu().numpy()
-        prompt_lps[:first_scored] = np.nan
-    topk = None
-    if job.topk_prompt_logprobs > 0:
-        k = job.topk_prompt_logprobs
-        ids = np.zeros((length, k), dtype=np.int32)
-        values = np.full((length, k), _PAD_LOGPROB, dtype=np.float32)
-        if length > 1:
-            ids[1:], values[1:] = _topk(logprobs[:-1], k)
-        ids[:first_scored] = 0
-        values[:first_scored] = _PAD_LOGPROB
-        topk = TopkLogprobs(token_ids=ids, logprobs=values)
-    return prompt_lps, topk
-
-
 @dataclass
 class _Sampling:
     """One request in a decoding batch: its prompt done, its completions under way."""
@@ -189,8 +152,7 @@ class _Sampling:
     first_logits: torch.Tensor  # [V]: the distribution of the first completion token
     cache: KVCache  # the prompt's keys and values: row ``cache_row`` of its prefill batch
     cache_row: int
-    prompt_logprobs: npt.NDArray[np.float32] | None
-    topk_prompt: TopkLogprobs | None
+    prompt: PromptExtras  # what the request asked about its prompt
     tokens: list[list[int]]
     logprobs: list[list[float]]
     topk: list[list[tuple[npt.NDArray[np.int32], npt.NDArray[np.float32]]]]
@@ -242,8 +204,10 @@ class _Sampling:
             )
         return SampleResponse(
             sequences=sequences,
-            prompt_logprobs_np=self.prompt_logprobs,
-            topk_prompt_logprobs_np=self.topk_prompt,
+            prompt_logprobs_np=self.prompt.logprobs,
+            topk_prompt_logprobs_np=self.prompt.topk,
+            target_prompt_logprobs=self.prompt.targets,
+            prompt_alt_tokens=self.prompt.alt,
         )
 
     def take(self, logits: torch.Tensor, logprobs: torch.Tensor) -> torch.Tensor:
@@ -255,7 +219,7 @@ class _Sampling:
         chosen_lps = logprobs.gather(-1, chosen[:, None]).squeeze(-1).cpu().tolist()
         chosen_ids = chosen.cpu().tolist()
         k = self.job.topk_sample_logprobs
-        topk_rows = _topk(logprobs, k) if k > 0 else None
+        topk = topk_rows(logprobs, k) if k > 0 else None
         rule, decode = self.checked.rule, self.checked.decode
         for i in range(self.rows):
             if self.stopped[i]:
@@ -263,8 +227,8 @@ class _Sampling:
             token = int(chosen_ids[i])
             self.tokens[i].append(token)
             self.logprobs[i].append(float(chosen_lps[i]))
-            if topk_rows is not None:
-                self.topk[i].append((topk_rows[0][i], topk_rows[1][i]))
+            if topk is not None:
+                self.topk[i].append((topk[0][i], topk[1][i]))
             if token in rule.token_ids or (
                 rule.strings
                 and decode is not None
@@ -302,6 +266,8 @@ def _check(
         )
     if job.num_samples < 1:
         raise BackendInputError(f"num_samples must be >= 1, got {job.num_samples}")
+    if job.target_prompt_logprobs is not None:
+        check_targets(job.target_prompt_logprobs, len(tokens), spec.vocab_size, spec.vocab_size)
     return tokens, rule, limit
 
 
@@ -319,7 +285,7 @@ class _Checked:
     @property
     def full(self) -> bool:
         """Whether the prompt's every logit is wanted (prompt logprobs), not just its last."""
-        return self.job.prompt_logprobs or self.job.topk_prompt_logprobs > 0
+        return wanted(self.job)
 
 
 def _prefill_bytes(spec: BaseModelSpec, rows: int, longest: int, full: bool) -> int:
@@ -348,10 +314,10 @@ def _prefill(
     out = []
     for row, checked in enumerate(group):
         job, length = checked.job, len(checked.tokens)
-        prompt_lps, topk_prompt = None, None
+        extras = PromptExtras()
         if checked.full:
             logprobs = torch.log_softmax(logits[row, :length], dim=-1)
-            prompt_lps, topk_prompt = _prompt_extras(logprobs, padded[row, :length], job)
+            extras = prompt_extras(logprobs, padded[row, :length], job, checked.seed)
         n = job.num_samples
         out.append(
             _Sampling(
@@ -360,8 +326,7 @@ def _prefill(
                 first_logits=logits[row, length - 1 if full else 0],
                 cache=cache,
                 cache_row=row,
-                prompt_logprobs=prompt_lps,
-                topk_prompt=topk_prompt,
+                prompt=extras,
                 tokens=[[] for _ in range(n)],
                 logprobs=[[] for _ in range(n)],
                 topk=[[] for _ in range(n)],
