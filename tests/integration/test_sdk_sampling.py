@@ -14,8 +14,16 @@ from sdk_support import BufferedTap, json_or_none, served_runtime, totals
 import tinker_actors as ta
 from tinker_actors.actors import rate_limiter_for
 from tinker_actors.clients import OperationCancelledError, SamplingClient
+from tinker_actors.clients._sample_prepare import build_sample_request, sample_transform
+from tinker_actors.errors import APIResponseValidationError
 from tinker_actors.local import LatencyModel, LocalServer, NullBackend
-from tinker_actors.types import ClientDynamicConfigResponse, ModelInput, SamplingParams
+from tinker_actors.types import (
+    ClientDynamicConfigResponse,
+    ModelInput,
+    SampleResponse,
+    SamplingParams,
+    TensorData,
+)
 
 PROMPT = ModelInput.from_ints([11, 12, 13, 14, 15, 16])
 
@@ -98,7 +106,67 @@ async def test_bad_input_is_refused_before_sending(autojump_clock: trio.abc.Cloc
             await sc.sample(PROMPT, 1, SamplingParams(), prompt_logprobs_last_n=2)
         with pytest.raises(ta.InvalidInputError, match="model_path or base_model"):
             await rt.create_sampling_client()
+        # target_prompt_logprobs: int64 ids, [len(prompt) - 1, K], -1 for none
+        floats = TensorData.from_numpy(np.zeros((5, 2), dtype=np.float32))
+        with pytest.raises(ta.InvalidInputError, match="int64 token ids, got float32"):
+            await sc.sample(PROMPT, 1, SamplingParams(), target_prompt_logprobs=floats)
+        six_rows = TensorData.from_numpy(np.zeros((6, 2), dtype=np.int64))
+        with pytest.raises(ta.InvalidInputError, match=r"= \[5, K\] .* got shape \[6, 2\]"):
+            await sc.sample(PROMPT, 1, SamplingParams(), target_prompt_logprobs=six_rows)
+        minus_two = TensorData.from_numpy(np.full((5, 1), -2, dtype=np.int64))
+        with pytest.raises(ta.InvalidInputError, match="or -1 for no request; got -2"):
+            await sc.sample(PROMPT, 1, SamplingParams(), target_prompt_logprobs=minus_two)
         assert len(tap.requests) == sent
+
+
+async def test_target_prompt_logprobs_and_alt_tokens_round_trip(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    async with sampler() as (sc, _server, tap, _rt):
+        rows = np.full((PROMPT.length - 1, 3), -1, dtype=np.int64)
+        rows[2] = [7, 8, 9]
+        target = TensorData.from_numpy(rows, sparse=True, pad_value=-1)
+        assert target.is_sparse
+        params = SamplingParams(max_tokens=2, seed=1)
+        future = await sc.sample(
+            PROMPT, 1, params, target_prompt_logprobs=target, prompt_alt_tokens_k=2
+        )
+        result = await future.result()
+        answer = result.target_prompt_logprobs
+        assert answer is not None
+        assert answer.is_sparse  # the request's layout comes back
+        assert answer.sparse_col_indices == target.sparse_col_indices
+        dense = answer.to_numpy()
+        assert (dense[2] < 0).all()
+        assert (np.delete(dense, 2, axis=0) == 0.0).all()
+        alt = result.prompt_alt_tokens
+        assert alt is not None
+        assert alt.tokens.dims == alt.logprobs.dims == (PROMPT.length - 1, 2)
+        body = tap.bodies("/api/v1/asample")[0]
+        assert body["prompt_alt_tokens_k"] == 2
+        assert body["target_prompt_logprobs"]["sparse_crow_indices"] == [0, 0, 0, 3, 3, 3]
+
+
+def test_a_response_without_the_extras_asked_for_is_refused() -> None:
+    # a server that predates these fields ignores them and answers without: say so, rather
+    # than hand back a response missing what was asked (as the official client does)
+    request = build_sample_request(
+        "s", False, PROMPT, 1, SamplingParams(max_tokens=1),
+        prompt_logprobs=True, prompt_logprobs_last_n=2, prompt_alt_tokens_k=3,
+        target_prompt_logprobs=TensorData.from_numpy(np.ones((5, 1), dtype=np.int64)),
+    )  # fmt: skip
+    scored_everywhere = np.array([np.nan, -1, -1, -1, -1, -1], dtype=np.float32)
+    bare = SampleResponse(sequences=[], prompt_logprobs_np=scored_everywhere)
+    with pytest.raises(APIResponseValidationError) as caught:
+        sample_transform(request)(bare)
+    message = str(caught.value)
+    assert "target_prompt_logprobs" in message
+    assert "prompt_alt_tokens (prompt_alt_tokens_k=3)" in message
+    assert "prompt_logprobs_last_n=2" in message
+    assert sample_transform(build_sample_request(
+        "s", False, PROMPT, 1, SamplingParams(), prompt_logprobs=False,
+        prompt_logprobs_last_n=None,
+    ))(bare) is bare  # fmt: skip
 
 
 async def test_backpressure_429_resubmits_the_same_seq_id_once_applied(

@@ -11,13 +11,21 @@ the method returns.
 from __future__ import annotations
 
 import copy
+from functools import partial
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import msgspec
+import numpy as np
 
 from tinker_actors.clients._checks import check_sample_request
 from tinker_actors.errors import APIResponseValidationError, InvalidInputError
-from tinker_actors.types import ModelInput, SampleRequest, SampleResponse, SamplingParams
+from tinker_actors.types import (
+    ModelInput,
+    SampleRequest,
+    SampleResponse,
+    SamplingParams,
+    TensorData,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -27,6 +35,7 @@ __all__ = [
     "build_sample_request",
     "identity",
     "prompt_logprobs_of",
+    "sample_transform",
     "with_seq_id",
 ]
 
@@ -77,7 +86,76 @@ def build_sample_request(
         **extra,
     )
     check_sample_request(request)
+    _check_targets(request)
     return request
+
+
+def _check_targets(request: SampleRequest) -> None:
+    """Refuse a ``target_prompt_logprobs`` the server would: int64 ids (or -1), ``[len(prompt)
+    - 1, K]`` (the rows unchecked when an image chunk leaves the length unknown)."""
+    target = request.target_prompt_logprobs
+    if target is None or not isinstance(target, TensorData):
+        return
+    if target.dtype != "int64":
+        raise InvalidInputError(
+            f"target_prompt_logprobs must hold int64 token ids, got {target.dtype}; build it "
+            "with TensorData.from_torch_sparse(ids, pad_value=-1) from an integer tensor"
+        )
+    shape = target.dims
+    try:
+        rows: int | None = max(request.prompt.length - 1, 0)
+    except InvalidInputError:
+        rows = None
+    if shape is None or len(shape) != 2 or (rows is not None and shape[0] != rows):
+        expected = f"[{rows}, K]" if rows is not None else "[len(prompt) - 1, K]"
+        got = "1-D" if shape is None else f"shape {list(shape)}"
+        raise InvalidInputError(
+            f"target_prompt_logprobs must be [len(prompt) - 1, K] = {expected} (row i scores "
+            f"prompt position i + 1), got {got}"
+        )
+    if target.array.size and int(target.array.min()) < -1:
+        raise InvalidInputError(
+            f"target_prompt_logprobs ids must be >= 0, or -1 for no request; got "
+            f"{int(target.array.min())}"
+        )
+
+
+def sample_transform(request: SampleRequest) -> Callable[[SampleResponse], SampleResponse]:
+    """``sample``'s transform: the response as decoded, checked for the prompt extras the
+    request asked for (a server that predates one ignores it and answers without)."""
+    asked_targets = isinstance(request.target_prompt_logprobs, TensorData)
+    last_n = request.prompt_logprobs_last_n
+    if not asked_targets and request.prompt_alt_tokens_k == 0 and not isinstance(last_n, int):
+        return identity
+    return partial(
+        _with_extras,
+        asked_targets,
+        request.prompt_alt_tokens_k,
+        last_n if isinstance(last_n, int) else None,
+    )
+
+
+def _with_extras(
+    targets: bool, alt_k: int, last_n: int | None, result: SampleResponse
+) -> SampleResponse:
+    missing = []
+    if targets and result.target_prompt_logprobs is None:
+        missing.append("target_prompt_logprobs")
+    if alt_k > 0 and result.prompt_alt_tokens is None:
+        missing.append(f"prompt_alt_tokens (prompt_alt_tokens_k={alt_k})")
+    logprobs = result.prompt_logprobs_np
+    if isinstance(last_n, int) and logprobs is not None:
+        unscored = logprobs[: max(logprobs.size - last_n, 0)]
+    else:
+        unscored = np.zeros(0, dtype=np.float32)
+    if not np.isnan(unscored).all():
+        missing.append(f"prompt_logprobs_last_n={last_n} (it scored earlier positions)")
+    if missing:
+        raise APIResponseValidationError(
+            f"the server did not honour {', '.join(missing)}; it may predate tinker 0.38",
+            status_code=200,
+        )
+    return result
 
 
 def with_seq_id(request: SampleRequest, seq_id: int) -> SampleRequest:

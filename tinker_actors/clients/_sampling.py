@@ -64,8 +64,8 @@ from tinker_actors.clients._reporting import reported
 from tinker_actors.clients._sample_prepare import (
     PreparedSample,
     build_sample_request,
-    identity,
     prompt_logprobs_of,
+    sample_transform,
     with_seq_id,
 )
 from tinker_actors.clients._sample_wire import fetch_completed, submit_sample
@@ -335,7 +335,7 @@ class SamplingClient:
             prompt_alt_tokens_k=prompt_alt_tokens_k,
             prompt_logprobs_last_n=prompt_logprobs_last_n,
         )
-        return PreparedSample(request, f"{_CLASS}.sample", identity)
+        return PreparedSample(request, f"{_CLASS}.sample", sample_transform(request))
 
     def prepare_compute_logprobs(
         self, prompt: ModelInput, prompt_logprobs_last_n: int | None = None
