@@ -11,6 +11,7 @@ import pytest
 import trio
 from hostile_support import datum, in_process, refused, sample_body
 
+from tinker_actors.local._catalogue import lookup_model
 from tinker_actors.types import AdamParams, OptimStepRequest
 
 
@@ -78,10 +79,13 @@ async def test_stop_sequences_are_bounded() -> None:
 async def test_prompt_plus_max_tokens_past_the_context_is_refused() -> None:
     async with in_process() as (_, (api,)):
         world = await api.build_world()
-        body = sample_body(world, sampling_params={"max_tokens": 1022})
+        context = lookup_model("local/tiny").context_length
+        # the prompt is 3 tokens: one token too many
+        body = sample_body(world, sampling_params={"max_tokens": context - 2})
         response = await api.post("asample", body)
         assert response.status_code == 400
-        assert "exceeds the context of local/tiny (1024 tokens)" in response.json()["detail"]
+        detail = response.json()["detail"]
+        assert f"exceeds the context of local/tiny ({context} tokens)" in detail
 
 
 async def test_datums_per_forward_backward_are_bounded() -> None:
