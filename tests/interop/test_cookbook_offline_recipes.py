@@ -32,6 +32,9 @@ samples, and the torch backend trains deterministically), math_rl's reward must 
   WikiText-shaped pages, and self-distillation (``sdft``) in its top-K mode (``[N, K]``
   soft targets from ``topk_prompt_logprobs``) and its reverse-KL mode
   (``forward_backward_custom`` over ``[N, K]`` targets), under the switch.
+* ``preference/rlhf/rlhf_pipeline``'s three stages (policy SFT on ``HuggingFaceH4/no_robots``,
+  a reward model on the HHH comparisons, RL against that reward model's sampler), under the
+  switch.
 * ``rubric`` on the data its own ``generate_data`` writes: a grader LLM on another base model
   grades each answer with ``max_tokens=2048`` (longer than local/tiny's context used to be).
 """
@@ -92,6 +95,16 @@ def _preference(index: int) -> dict[str, str]:
     }
 
 
+def _chat(index: int) -> dict[str, Any]:
+    subject = SUBJECTS[index % len(SUBJECTS)]
+    return {
+        "messages": [
+            {"role": "user", "content": f"Write one line about {subject} ({index})."},
+            {"role": "assistant", "content": f"{subject.capitalize()} are fine in their way."},
+        ]
+    }
+
+
 def _mcq(index: int) -> dict[str, Any]:
     # hicai-zju/SciKnowEval's row format, as recipes/sdft/datasets.py filters it
     a, b = index % 7 + 1, index % 5 + 2
@@ -147,6 +160,10 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     hh = root / "Anthropic" / "hh-rlhf"
     _write_jsonl(hh / "train.jsonl", [_preference(i) for i in range(256)])
     _write_jsonl(hh / "test.jsonl", [_preference(1000 + i) for i in range(32)])
+    # HuggingFaceH4/no_robots' rows: a conversation under "messages"
+    robots = root / "HuggingFaceH4" / "no_robots"
+    for split, offset in (("train", 0), ("test", 1000)):
+        _write_jsonl(robots / f"{split}.jsonl", [_chat(offset + i) for i in range(64)])
     # on-policy distillation's default prompts (zwhe99/DeepMath-103K: rows with a "question")
     questions = [{"question": f"What is {i} + {2 * i + 1}?"} for i in range(64)]
     _write_jsonl(root / "zwhe99" / "DeepMath-103K" / "train.jsonl", questions)
@@ -377,6 +394,44 @@ def test_rubric_grader_answers_at_length_under_the_switch(workdir: Path, server_
     [row] = [r for r in metrics(log_path) if "env/all/total_episodes" in r]
     assert row["env/all/total_episodes"] == 8, row  # 2 groups of 4
     assert math.isfinite(row["env/all/reward/total"]), row
+
+
+def test_rlhf_pipeline_runs_its_three_stages_under_the_switch(
+    workdir: Path, server_url: str
+) -> None:
+    # preference/rlhf/rlhf_pipeline: SFT of the policy, SFT of a reward model on comparisons,
+    # then RL from the policy's state against the reward model's sampler weights (a second
+    # sampling client judges every pair of a group); the stages hand their checkpoints over
+    # through log directories under TINKER_COOKBOOK_RUNS_DIR (the recipe has no log_path)
+    runs = workdir / "rlhf-runs"
+    args = [
+        "batch_size=8", "max_steps=2", "rl_max_tokens=16", "eval_every=0", "save_every=0",
+        "lora_rank=8",
+    ]  # fmt: skip
+    module = "tinker_cookbook.recipes.preference.rlhf.rlhf_pipeline"
+    env = {**_recipe_env(workdir, server_url), "TINKER_COOKBOOK_RUNS_DIR": str(runs)}
+    done = subprocess.run(
+        recipe_command(module, args, compat=True),
+        cwd=workdir,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-6000:]
+    check_tinker_module(done.stdout, compat=True)
+    root = runs / "rlhf-qwen3_5_9b_base"
+    for stage in ("sft", "rm"):
+        nll = series(metrics(root / stage), "train_mean_nll")
+        assert len(nll) == 2, stage
+        assert all(math.isfinite(v) for v in nll), (stage, nll)
+    rl = [row for row in metrics(root / "rl") if "env/all/total_episodes" in row]
+    assert len(rl) == 2, rl
+    for row in rl:
+        assert row["env/all/total_episodes"] == 32, row  # 8 groups of 4
+        assert row["time/compute_group_rewards:count"] == 8, row  # every group judged
+        assert math.isfinite(row["env/all/reward/total"]), row
 
 
 def test_rl_numerics_check_keeps_sampler_and_trainer_logprobs_equal(
