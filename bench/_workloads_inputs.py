@@ -13,7 +13,8 @@ from typing import Any
 import numpy as np
 
 KEY = "tml-bench-workloads"
-TINY, SMALL = "local/tiny", "local/small"  # contexts 1,024 and 2,048 tokens
+# both have 8,192-token contexts (1,024 and 2,048 until 2026-12-06, when the sizes were set)
+TINY, SMALL = "local/tiny", "local/small"
 
 
 # -- inputs shared by every client -------------------------------------------------------------

@@ -52,7 +52,7 @@ import numpy as np
 
 KEY = "tml-bench-sdk"
 BASE_MODEL = "local/tiny"
-SFT_MODEL = "local/small"  # 2,048-token context: one SFT datum fills it
+SFT_MODEL = "local/small"  # a 2,048-token SFT datum, as when its context was 2,048
 WORKLOADS = ("B1", "B3", "B8")
 
 
