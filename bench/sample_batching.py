@@ -15,10 +15,14 @@ same tokens (each request has its own seed).
 ``--prompt N`` gives every request a prompt of N-N+6 tokens instead (long prompts and long
 completions measure the decoding cache: ``--prompt 2300 --tokens 200 --requests 40
 --together-only``); ``--together-only`` skips the in-turn runs; ``--stagger K`` gives request i
-``tokens + K * i`` new tokens, so requests leave the batch one by one.
+``tokens + K * i`` new tokens, so requests leave the batch one by one; ``--arrive-ms M`` starts
+request i at ``i * M`` ms instead of all at once (a stream of arrivals: the late ones join the
+running batch when they draw no more tokens than it has left) and also prints the median and
+largest time from a request's start to its answer.
 
 Usage: ``python bench/sample_batching.py [--requests 64] [--tokens 10] [--rounds 5]
-[--model local/tiny] [--prompt N] [--together-only] [--stagger K]``. Not a test.
+[--model local/tiny] [--prompt N] [--together-only] [--stagger K] [--arrive-ms M]``. Not a
+test.
 """
 
 from __future__ import annotations
@@ -62,6 +66,7 @@ async def main(
     prompt: int,
     together_only: bool,
     stagger: int,
+    arrive_ms: float,
 ) -> None:
     spec = lookup_model(model)
     backend = TorchBackend(seed=0)
@@ -72,15 +77,21 @@ async def main(
     jobs = [make_job(i, tokens, prompt, stagger) for i in range(requests)]
     await backend.sample(spec, weights, jobs[0])  # warm: the base model, the tokenizer
 
+    latencies: list[float] = []
+
     async def together() -> dict[int, SampleResponse]:
         out: dict[int, SampleResponse] = {}
         async with trio.open_nursery() as nursery:
             for i, job in enumerate(jobs):
 
                 async def one(i: int = i, job: SampleJob = job) -> None:
+                    start = time.perf_counter()
                     out[i] = await backend.sample(spec, weights, job)
+                    latencies.append(time.perf_counter() - start)
 
                 nursery.start_soon(one)
+                if arrive_ms:
+                    await trio.sleep(arrive_ms / 1000)
         return out
 
     async def in_turn() -> dict[int, SampleResponse]:
@@ -107,6 +118,12 @@ async def main(
     print(f"{model}: {requests} one-sample requests of {tokens} tokens, {shape}, {rounds} rounds")
     for name, values in times.items():
         print(f"  {name:9} median {statistics.median(values):.3f} s  (min {min(values):.3f})")
+    if latencies:
+        ordered = sorted(latencies)
+        print(
+            f"  together: a request's wait for its answer: median "
+            f"{statistics.median(ordered):.3f} s, largest {ordered[-1]:.3f} s (all rounds)"
+        )
     if not together_only:
         ratio = statistics.median(times["together"]) / statistics.median(times["in turn"])
         print(f"  together / in turn: {ratio:.2f}x; same samples both ways: {same}")
@@ -121,6 +138,7 @@ if __name__ == "__main__":
     parser.add_argument("--prompt", type=int, default=0)
     parser.add_argument("--together-only", action="store_true")
     parser.add_argument("--stagger", type=int, default=0)
+    parser.add_argument("--arrive-ms", type=float, default=0.0)
     args = parser.parse_args()
     trio.run(
         main,
@@ -131,4 +149,5 @@ if __name__ == "__main__":
         args.prompt,
         args.together_only,
         args.stagger,
+        args.arrive_ms,
     )

@@ -31,7 +31,7 @@ class Recorder:
         self.release_rest = threading.Event()
         self.release_rest.set()
 
-    def __call__(self, batch: list[Entry[Any, Any]], finish: Any) -> None:
+    def __call__(self, batch: list[Entry[Any, Any]], finish: Any, more: Any = None) -> None:
         self.started.set()
         self.gate.wait(GUARD)
         number = len(self.batches)
@@ -118,7 +118,7 @@ async def test_the_budget_splits_a_batch_and_a_large_request_runs_alone() -> Non
 async def test_an_answer_comes_before_its_batch_ends() -> None:
     gate, release, started = threading.Event(), threading.Event(), threading.Event()
 
-    def execute(batch: list[Entry[Any, Any]], finish: Any) -> None:
+    def execute(batch: list[Entry[Any, Any]], finish: Any, more: Any) -> None:
         started.set()
         gate.wait(GUARD)
         for entry in batch:
@@ -256,7 +256,7 @@ async def test_a_cancelled_request_inside_a_running_batch_stops_only_itself(
 ) -> None:
     polled = threading.Event()
 
-    def execute(batch: list[Entry[Any, Any]], finish: Any) -> None:
+    def execute(batch: list[Entry[Any, Any]], finish: Any, more: Any) -> None:
         # answers each request once it may: a stopped one is dropped, as the torch batch does
         pending = list(batch)
         while pending:
@@ -293,3 +293,44 @@ async def test_a_cancelled_request_inside_a_running_batch_stops_only_itself(
             await trio.to_thread.run_sync(polled.wait, GUARD)
             target_scope.cancel()
     assert results == {"other": "answered"}
+
+
+async def test_a_running_batch_takes_in_newcomers_that_fit_and_that_it_accepts() -> None:
+    # between steps a batch asks for more: queued requests for its key, in arrival order,
+    # within the budget its unfinished requests leave, that its ``accept`` takes; the rest
+    # wait for the next batch
+    started, queued = threading.Event(), threading.Event()
+    joined: list[list[Any]] = []
+
+    def execute(batch: list[Entry[Any, Any]], finish: Any, more: Any) -> None:
+        if batch[0].payload == "lead":
+            started.set()
+            queued.wait(GUARD)
+            joined.append([e.payload for e in more(lambda payload: payload != "refused")])
+            joined.append([e.payload for e in more(lambda payload: True)])  # none new: no call
+        for entry in batch:
+            finish(entry, (entry.payload, batch[0].payload))
+
+    limiter = trio.CapacityLimiter(1)
+
+    async def run(fn: Any, *args: Any, stop: threading.Event | None = None) -> Any:
+        return await run_stoppable(limiter, fn, *args, stop=stop)
+
+    q: BatchQueue[Any, Any] = BatchQueue(run, execute, budget=10)
+    results: dict[Any, Any] = {}
+    with trio.fail_after(GUARD):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(submit_all, q, [("k", 4, "lead")], results)
+            await trio.to_thread.run_sync(started.wait, GUARD)
+            newcomers = [("k", 3, "a"), ("other", 1, "b"), ("k", 2, "refused")]
+            newcomers += [("k", 4, "too big"), ("k", 2, "c")]
+            for request in newcomers:  # one at a time: they queue in this order
+                nursery.start_soon(submit_all, q, [request], results)
+                await trio.testing.wait_all_tasks_blocked()
+            queued.set()
+    assert joined == [["a", "c"], []]  # 4 + 3 + 2 of 10; "too big" did not fit the 3 left
+    assert results["a"] == ("a", "lead")
+    assert results["c"] == ("c", "lead")
+    for late in ("b", "refused", "too big"):
+        assert results[late] != (late, "lead")
+    assert q.queued == 0

@@ -98,9 +98,14 @@ class Entry(Generic[P, R]):
     ready: trio.Event = field(default_factory=trio.Event)
 
 
-#: ``execute(batch, finish)``: blocking; calls ``finish(entry, outcome)`` once per entry it
-#: answers (an outcome that is an exception is raised to that entry's caller).
-Execute = Callable[[list[Entry[P, R]], Callable[[Entry[P, R], Any], None]], None]
+#: ``more(accept)``, called by a running batch between its steps: requests queued for its key
+#: since it started, that fit its budget and that ``accept(payload)``; they join the batch.
+More = Callable[[Callable[[P], bool]], list[Entry[P, R]]]
+
+#: ``execute(batch, finish, more)``: blocking; calls ``finish(entry, outcome)`` once per entry
+#: it answers (an outcome that is an exception is raised to that entry's caller), and may call
+#: ``more`` to take in newcomers (it answers them too).
+Execute = Callable[[list[Entry[P, R]], Callable[[Entry[P, R], Any], None], More[P, R]], None]
 
 
 class BatchQueue(Generic[P, R]):
@@ -126,6 +131,9 @@ class BatchQueue(Generic[P, R]):
         self._budget = budget
         self._pending: list[Entry[P, R]] = []
         self._leading = False
+        # set when a request is queued or a batch's request ends, so a running batch's
+        # ``more`` costs one flag read when nothing could join
+        self._changed = threading.Event()
 
     @property
     def queued(self) -> int:
@@ -136,6 +144,7 @@ class BatchQueue(Generic[P, R]):
         """Queue a request and return its outcome (or raise the exception it ended with)."""
         entry: Entry[P, R] = Entry(key=key, cost=cost, payload=payload)
         self._pending.append(entry)
+        self._changed.set()
         if not self._leading:
             self._leading = entry.lead = True
         try:
@@ -198,6 +207,28 @@ class BatchQueue(Generic[P, R]):
         if not entry.done:
             entry.outcome, entry.done = outcome, True
             entry.ready.set()
+            if self._pending:  # its budget is free for a newcomer
+                self._changed.set()
+
+    def _take_more(
+        self, batch: list[Entry[P, R]], accept: Callable[[P], bool]
+    ) -> list[Entry[P, R]]:
+        """Move queued requests for ``batch``'s key into it, in arrival order, while they fit
+        its budget (what its unfinished requests leave) and ``accept`` takes them."""
+        self._changed.clear()
+        room = self._budget - sum(e.cost for e in batch if not e.done)
+        taken: list[Entry[P, R]] = []
+        rest: list[Entry[P, R]] = []
+        for e in self._pending:
+            joins = e.key == batch[0].key and not e.lead and not e.stop.is_set()
+            if joins and e.cost <= room and accept(e.payload):
+                taken.append(e)
+                room -= e.cost
+            else:
+                rest.append(e)
+        self._pending = rest
+        batch.extend(taken)  # the leader's list: what is left undone when it ends is requeued
+        return taken
 
     def _execute_in_thread(self, batch: list[Entry[P, R]]) -> None:
         def finish(entry: Entry[P, R], outcome: Any) -> None:
@@ -206,8 +237,17 @@ class BatchQueue(Generic[P, R]):
             with contextlib.suppress(trio.RunFinishedError):
                 trio.from_thread.run_sync(self._finish, entry, outcome)
 
+        def more(accept: Callable[[P], bool]) -> list[Entry[P, R]]:
+            if not self._changed.is_set():
+                return []
+            try:
+                taken: list[Entry[P, R]] = trio.from_thread.run_sync(self._take_more, batch, accept)
+            except trio.RunFinishedError:
+                return []
+            return taken
+
         try:
-            self._execute(batch, finish)
+            self._execute(batch, finish, more)
         except Exception as exc:  # a defect in the batch fails what it had not answered
             for entry in batch:
                 if not entry.done:

@@ -32,8 +32,9 @@ from typing import TYPE_CHECKING, Any
 import torch
 import trio
 
+from tinker_actors.errors import InvalidInputError
 from tinker_actors.local._backend import BackendInputError
-from tinker_actors.local._batch_queue import BatchQueue, Entry, run_stoppable
+from tinker_actors.local._batch_queue import BatchQueue, Entry, More, run_stoppable
 from tinker_actors.local._sample_seeds import SampleSeeds
 from tinker_actors.local._torch_checkpoint import (
     META_FILE,
@@ -53,6 +54,7 @@ if TYPE_CHECKING:
 
     from tinker_actors.local._backend import SampleJob
     from tinker_actors.local._catalogue import BaseModelSpec
+    from tinker_actors.local._torch_sampling import Item
     from tinker_actors.types import (
         AdamParams,
         Datum,
@@ -345,6 +347,7 @@ class TorchBackend:
         self,
         batch: list[Entry[_SampleCall, SampleResponse]],
         finish: Callable[[Entry[_SampleCall, SampleResponse], Any], None],
+        more: More[_SampleCall, SampleResponse],
     ) -> None:
         spec, weights = batch[0].payload.spec, batch[0].payload.weights
         base = self.base(spec)
@@ -354,14 +357,18 @@ class TorchBackend:
             for entry in batch:
                 finish(entry, exc)
             return
-        # the tokenizer is loaded only when a request stops on strings
-        needs_text = any(_has_stop_strings(e.payload.job.params.stop) for e in batch)
-        decode = self._decoder(spec) if needs_text else None
-        items = [
-            (entry, entry.payload.job, entry.payload.seed, decode, entry.stop.is_set)
-            for entry in batch
-        ]
-        sample_batch(base, adapter, items, finish)
+
+        def items(entries: list[Entry[_SampleCall, SampleResponse]]) -> list[Item]:
+            # the tokenizer is loaded only when a request stops on strings
+            needs_text = any(_has_stop_strings(e.payload.job.params.stop) for e in entries)
+            decode = self._decoder(spec) if needs_text else None
+            return [(e, e.payload.job, e.payload.seed, decode, e.stop.is_set) for e in entries]
+
+        def joining(left: int) -> list[Item]:
+            # only requests that draw at most ``left`` tokens: a join never lengthens the batch
+            return items(more(lambda call: _token_limit(call) <= left))
+
+        sample_batch(base, adapter, items(batch), finish, joining)
 
     async def drop_model(self, model_id: str) -> None:
         """Forget ``model_id`` and its optimizer state."""
@@ -400,6 +407,17 @@ class TorchBackend:
             with self._lock:
                 self._decoders[spec.name] = found
         return found
+
+
+def _token_limit(call: _SampleCall) -> int:
+    """The most tokens a request may draw (its ``max_tokens``, or the rest of the context)."""
+    limit = call.job.params.max_tokens
+    if isinstance(limit, int):
+        return limit
+    try:
+        return call.spec.context_length - call.job.prompt.length
+    except InvalidInputError:  # a prompt whose length is unknown: it never joins
+        return call.spec.context_length + 1
 
 
 def _has_stop_strings(stop: object) -> bool:

@@ -349,6 +349,26 @@ class KVCache:
             most=most,
         )
 
+    def join(self, other: KVCache, capacity: int, most: int) -> KVCache:
+        """This cache's rows, then ``other``'s, in one cache of ``capacity`` positions. Its
+        length is the longer of the two: the other's rows are padded with zeros up to it,
+        for :func:`forward`'s ``key_mask`` to hide."""
+        length = max(self.length, other.length)
+
+        def merged(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+            rows = a.shape[0]
+            out = a.new_zeros(rows + b.shape[0], a.shape[1], max(capacity, length), a.shape[3])
+            out[:rows, :, : self.length] = a[:, :, : self.length]
+            out[rows:, :, : other.length] = b[:, :, : other.length]
+            return out
+
+        return KVCache(
+            keys=[merged(a, b) for a, b in zip(self.keys, other.keys, strict=True)],
+            values=[merged(a, b) for a, b in zip(self.values, other.values, strict=True)],
+            length=length,
+            most=most,
+        )
+
     def select(self, rows: torch.Tensor) -> KVCache:
         """Keep only ``rows`` (a 1-D index) of the batch."""
         return KVCache(

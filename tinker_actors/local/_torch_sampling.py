@@ -31,14 +31,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from tinker_actors.local._backend import BackendInputError
 from tinker_actors.local._prompt_targets import check_targets
+from tinker_actors.local._torch_decode import SampleCancelled, decode_together
 from tinker_actors.local._torch_model import KVCache, forward, length_groups
 from tinker_actors.local._torch_prompt import PromptExtras, prompt_extras, topk_rows, wanted
 from tinker_actors.types import SampledSequence, SampleResponse, TopkLogprobs
@@ -53,6 +53,11 @@ if TYPE_CHECKING:
     from tinker_actors.local._torch_model import Adapter, BaseWeights
     from tinker_actors.types import SamplingParams
 
+    #: ``(key, job, seed, decode, cancelled)``: one request of :func:`sample_batch`
+    Item: TypeAlias = tuple[
+        Any, SampleJob, int, Callable[[list[int]], str] | None, Callable[[], bool]
+    ]
+
 __all__ = [
     "EOS_ID",
     "SampleCancelled",
@@ -64,17 +69,11 @@ __all__ = [
     "stop_rule",
 ]
 
-K = TypeVar("K")
-
 #: The most memory one group of prompts run together may take (about; see _prefill_bytes).
 PREFILL_BYTES = 64 * 1024 * 1024
 
 #: The local tokenizers' end-of-sequence id.
 EOS_ID = 0
-
-
-class SampleCancelled(Exception):
-    """The caller of :func:`run_sample` gave up on it (its ``cancelled`` answered True)."""
 
 
 @dataclass(frozen=True)
@@ -336,90 +335,6 @@ def _prefill(
     return out
 
 
-def decode_together(
-    base: BaseWeights,
-    adapter: Adapter | None,
-    requests: Sequence[_Sampling],
-    done: Callable[[_Sampling, SampleResponse | SampleCancelled], None],
-) -> None:
-    """Decode prepared requests on one model together, one token per row per step.
-
-    Each request's ``num_samples`` rows sit side by side in one batch over a KV cache of
-    prompts of different lengths (padded, masked), each row at its own position. A request
-    leaves the batch when it is finished or cancelled (its ``cancelled`` is polled before every
-    step): ``done`` gets its response, or :class:`SampleCancelled`, at once, so short requests
-    do not wait for long ones. Blocking; run it in a worker thread.
-    """
-    active = []
-    for request in requests:
-        if request.limit == 0:
-            done(request, request.response())
-        else:
-            active.append(request)
-    if not active:
-        return
-    device = base.device
-    with torch.inference_mode():
-        # room for every step up front (the last token drawn is never fed back, hence - 1),
-        # unless that is far more than the rows' own lengths: one long request among many
-        # short ones would reserve its length for every row; the cache grows when it must
-        longest = max(r.prompt_length for r in active)
-        most = longest + max(r.limit for r in active) - 1
-        own = sum(r.rows * (r.prompt_length + r.limit) for r in active)
-        capacity = min(most, max(longest + 1, 2 * own // sum(r.rows for r in active)))
-        cache = KVCache.stack(
-            [(r.cache, r.cache_row, r.prompt_length) for r in active],
-            [r.rows for r in active],
-            capacity,
-            most,
-        )
-        for r in active:  # the prefill batches' caches are copied: let them go
-            r.cache = KVCache()
-        lengths = torch.tensor(
-            [r.prompt_length for r in active for _ in range(r.rows)], device=device
-        )
-        # a row attends to its own prompt and to every position decoding appends after the
-        # longest prompt, never to another row's padding
-        columns = torch.arange(max(most, longest), device=device)[None, :]
-        key_mask = (columns < lengths[:, None]) | (columns >= longest)
-        positions = lengths
-        logits = torch.cat([r.first_logits.expand(r.rows, -1) for r in active])
-        while True:
-            logprobs = F.log_softmax(logits, dim=-1)
-            row = 0
-            kept: list[_Sampling] = []
-            keep_rows: list[int] = []
-            chosen: list[torch.Tensor] = []
-            for request in active:
-                rows = slice(row, row + request.rows)
-                if request.cancelled():
-                    steps = f"{request.steps} of {request.limit}"
-                    done(request, SampleCancelled(f"sampling cancelled after {steps} steps"))
-                else:
-                    picked = request.take(logits[rows], logprobs[rows])
-                    if request.finished:
-                        done(request, request.response())
-                    else:
-                        kept.append(request)
-                        keep_rows.extend(range(rows.start, rows.stop))
-                        chosen.append(picked)
-                row += request.rows
-            if not kept:
-                return
-            if len(keep_rows) < row:  # someone left: drop their rows
-                index = torch.tensor(keep_rows, device=device)
-                cache = cache.select(index)
-                key_mask = key_mask.index_select(0, index)
-                positions = positions.index_select(0, index)
-            active = kept
-            tokens = torch.cat(chosen)[:, None]
-            mask = key_mask[:, : cache.length + 1]
-            logits = forward(base, adapter, tokens, cache, positions=positions, key_mask=mask)[
-                :, -1
-            ]
-            positions = positions + 1
-
-
 def sample_cost(spec: BaseModelSpec, job: SampleJob) -> int:
     """The bytes a request's rows take in a decoding batch (cache and logits), about."""
     prompt = job.prompt.length
@@ -435,16 +350,42 @@ def sample_cost(spec: BaseModelSpec, job: SampleJob) -> int:
 def sample_batch(
     base: BaseWeights,
     adapter: Adapter | None,
-    items: Sequence[
-        tuple[K, SampleJob, int, Callable[[list[int]], str] | None, Callable[[], bool]]
-    ],
-    finish: Callable[[K, SampleResponse | Exception], None],
+    items: Sequence[Item],
+    finish: Callable[[Any, SampleResponse | Exception], None],
+    more: Callable[[int], Sequence[Item]] | None = None,
 ) -> None:
     """Answer several requests on one model: ``items`` are ``(key, job, seed, decode,
     cancelled)``; ``finish(key, outcome)`` gets each one's response, or the
     :class:`~._backend.BackendInputError` that refused it, or :class:`SampleCancelled`.
     A request already cancelled is skipped (nobody waits for it). Prompts are run shortest
-    first in padded groups under ``PREFILL_BYTES``; then every request decodes together."""
+    first in padded groups under ``PREFILL_BYTES``; then every request decodes together.
+    ``more(left)``: requests that join the decoding between steps (see
+    :mod:`._torch_decode`), each drawing at most ``left`` tokens."""
+
+    def prepared(batch: Sequence[Item]) -> list[_Sampling]:
+        return _prepare(base, adapter, batch, finish)
+
+    def joining(left: int) -> list[_Sampling]:
+        assert more is not None
+        fresh = more(left)
+        return prepared(fresh) if fresh else []
+
+    decode_together(
+        base,
+        adapter,
+        prepared(items),
+        lambda r, outcome: finish(r.checked.key, outcome),
+        joining if more is not None else None,
+    )
+
+
+def _prepare(
+    base: BaseWeights,
+    adapter: Adapter | None,
+    items: Sequence[Item],
+    finish: Callable[[Any, SampleResponse | Exception], None],
+) -> list[_Sampling]:
+    """Check and prefill ``items``: those refused go to ``finish`` at once."""
     spec = base.spec
     checked: list[_Checked] = []
     for key, job, seed, decode, cancelled in items:
@@ -467,7 +408,7 @@ def sample_batch(
 
             for group in length_groups([len(c.tokens) for c in kind], fits):
                 prepared.extend(_prefill(base, adapter, [kind[i] for i in group]))
-    decode_together(base, adapter, prepared, lambda r, outcome: finish(r.checked.key, outcome))
+    return prepared
 
 
 def run_sample(
