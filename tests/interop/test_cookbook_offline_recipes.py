@@ -213,18 +213,17 @@ def run_recipe(
         name = f"{name}-compat" if compat else name
     log_path = workdir / name
     command = recipe_command(module, [f"log_path={log_path}", *args], compat=compat)
+    _run_as_user(command, workdir, _recipe_env(workdir, url), compat=compat)
+    return log_path
+
+
+def _run_as_user(command: list[str], workdir: Path, env: dict[str, str], *, compat: bool) -> None:
+    """Run a recipe command in ``workdir``; it must succeed with the ``tinker`` it should."""
     done = subprocess.run(
-        command,
-        cwd=workdir,
-        env=_recipe_env(workdir, url),
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
+        command, cwd=workdir, env=env, capture_output=True, text=True, timeout=600, check=False
     )
     assert done.returncode == 0, done.stderr[-6000:]
     check_tinker_module(done.stdout, compat=compat)
-    return log_path
 
 
 def _recipe_env(workdir: Path, url: str) -> dict[str, str]:
@@ -410,17 +409,7 @@ def test_rlhf_pipeline_runs_its_three_stages_under_the_switch(
     ]  # fmt: skip
     module = "tinker_cookbook.recipes.preference.rlhf.rlhf_pipeline"
     env = {**_recipe_env(workdir, server_url), "TINKER_COOKBOOK_RUNS_DIR": str(runs)}
-    done = subprocess.run(
-        recipe_command(module, args, compat=True),
-        cwd=workdir,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-6000:]
-    check_tinker_module(done.stdout, compat=True)
+    _run_as_user(recipe_command(module, args, compat=True), workdir, env, compat=True)
     root = runs / "rlhf-qwen3_5_9b_base"
     for stage in ("sft", "rm"):
         nll = series(metrics(root / stage), "train_mean_nll")
