@@ -125,14 +125,10 @@ def sample_transform(request: SampleRequest) -> Callable[[SampleResponse], Sampl
     request asked for (a server that predates one ignores it and answers without)."""
     asked_targets = isinstance(request.target_prompt_logprobs, TensorData)
     last_n = request.prompt_logprobs_last_n
-    if not asked_targets and request.prompt_alt_tokens_k == 0 and not isinstance(last_n, int):
+    last_n = last_n if isinstance(last_n, int) else None
+    if not asked_targets and request.prompt_alt_tokens_k == 0 and last_n is None:
         return identity
-    return partial(
-        _with_extras,
-        asked_targets,
-        request.prompt_alt_tokens_k,
-        last_n if isinstance(last_n, int) else None,
-    )
+    return partial(_with_extras, asked_targets, request.prompt_alt_tokens_k, last_n)
 
 
 def _with_extras(
@@ -144,11 +140,11 @@ def _with_extras(
     if alt_k > 0 and result.prompt_alt_tokens is None:
         missing.append(f"prompt_alt_tokens (prompt_alt_tokens_k={alt_k})")
     logprobs = result.prompt_logprobs_np
-    if isinstance(last_n, int) and logprobs is not None:
-        unscored = logprobs[: max(logprobs.size - last_n, 0)]
-    else:
-        unscored = np.zeros(0, dtype=np.float32)
-    if not np.isnan(unscored).all():
+    if (
+        last_n is not None
+        and logprobs is not None
+        and not np.isnan(logprobs[: max(logprobs.size - last_n, 0)]).all()
+    ):
         missing.append(f"prompt_logprobs_last_n={last_n} (it scored earlier positions)")
     if missing:
         raise APIResponseValidationError(

@@ -71,16 +71,19 @@ def target_ids(target: TensorData) -> npt.NDArray[np.int64]:
 def answer_targets(target: TensorData, logprobs: npt.NDArray[np.float32]) -> TensorData:
     """The answer to ``target`` from the dense ``logprobs`` of :func:`target_ids`' cells: the
     request's shape and layout, ``0.0`` in every cell that asked for nothing."""
-    dense = np.where(target_ids(target) == NO_TARGET, np.float32(0.0), logprobs)
-    dense = dense.astype(np.float32, copy=False)
+    # the stored cells: every cell of a dense tensor, the listed ones of a CSR tensor
     crow, col = target.crow_array, target.col_array
     if crow is None or col is None:
-        return TensorData.from_numpy(dense)
-    rows = np.repeat(np.arange(dense.shape[0]), np.diff(crow))
+        picked = logprobs
+    else:
+        picked = logprobs[np.repeat(np.arange(logprobs.shape[0]), np.diff(crow)), col]
+    answer = np.where(target.array == NO_TARGET, np.float32(0.0), picked).astype(np.float32)
+    if crow is None or col is None:
+        return TensorData.from_numpy(answer)
     return TensorData(
-        data=dense[rows, col],
+        data=answer,
         dtype="float32",
-        shape=list(dense.shape),
+        shape=list(logprobs.shape),
         sparse_crow_indices=crow,
         sparse_col_indices=col,
     )

@@ -32,7 +32,6 @@ from typing import TYPE_CHECKING, Any
 import torch
 import trio
 
-from tinker_actors.errors import InvalidInputError
 from tinker_actors.local._backend import BackendInputError
 from tinker_actors.local._batch_queue import BatchQueue, Entry, More, run_stoppable
 from tinker_actors.local._sample_seeds import SampleSeeds
@@ -46,7 +45,7 @@ from tinker_actors.local._torch_checkpoint import (
 )
 from tinker_actors.local._torch_losses import TORCH_LOSSES, parse_loss_config
 from tinker_actors.local._torch_model import Adapter, AdapterShape, BaseWeights, build_base
-from tinker_actors.local._torch_sampling import sample_batch, sample_cost
+from tinker_actors.local._torch_sampling import sample_batch, sample_cost, token_limit
 from tinker_actors.local._torch_train_batch import run_forward_backward
 
 if TYPE_CHECKING:
@@ -366,7 +365,7 @@ class TorchBackend:
 
         def joining(left: int) -> list[Item]:
             # only requests that draw at most ``left`` tokens: a join never lengthens the batch
-            return items(more(lambda call: _token_limit(call) <= left))
+            return items(more(lambda call: token_limit(call.spec, call.job) <= left))
 
         sample_batch(base, adapter, items(batch), finish, joining)
 
@@ -407,17 +406,6 @@ class TorchBackend:
             with self._lock:
                 self._decoders[spec.name] = found
         return found
-
-
-def _token_limit(call: _SampleCall) -> int:
-    """The most tokens a request may draw (its ``max_tokens``, or the rest of the context)."""
-    limit = call.job.params.max_tokens
-    if isinstance(limit, int):
-        return limit
-    try:
-        return call.spec.context_length - call.job.prompt.length
-    except InvalidInputError:  # a prompt whose length is unknown: it never joins
-        return call.spec.context_length + 1
 
 
 def _has_stop_strings(stop: object) -> bool:

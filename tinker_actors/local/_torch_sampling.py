@@ -67,6 +67,7 @@ __all__ = [
     "sample_batch",
     "sample_cost",
     "stop_rule",
+    "token_limit",
 ]
 
 #: The most memory one group of prompts run together may take (about; see _prefill_bytes).
@@ -335,11 +336,15 @@ def _prefill(
     return out
 
 
+def token_limit(spec: BaseModelSpec, job: SampleJob) -> int:
+    """The most tokens ``job`` may draw: its ``max_tokens``, or the rest of the context."""
+    limit = job.params.max_tokens
+    return limit if isinstance(limit, int) else spec.context_length - job.prompt.length
+
+
 def sample_cost(spec: BaseModelSpec, job: SampleJob) -> int:
     """The bytes a request's rows take in a decoding batch (cache and logits), about."""
-    prompt = job.prompt.length
-    limit = job.params.max_tokens
-    limit = limit if isinstance(limit, int) else spec.context_length - prompt
+    prompt, limit = job.prompt.length, token_limit(spec, job)
     head_dim = spec.d_model // spec.n_heads
     per_position = spec.n_layers * 2 * spec.kv_heads * head_dim * 4
     # float32 keys and values for every position, and a few [rows, V] temporaries a step
@@ -362,18 +367,15 @@ def sample_batch(
     ``more(left)``: requests that join the decoding between steps (see
     :mod:`._torch_decode`), each drawing at most ``left`` tokens."""
 
-    def prepared(batch: Sequence[Item]) -> list[_Sampling]:
-        return _prepare(base, adapter, batch, finish)
-
     def joining(left: int) -> list[_Sampling]:
         assert more is not None
         fresh = more(left)
-        return prepared(fresh) if fresh else []
+        return _prepare(base, adapter, fresh, finish) if fresh else []
 
     decode_together(
         base,
         adapter,
-        prepared(items),
+        _prepare(base, adapter, items, finish),
         lambda r, outcome: finish(r.checked.key, outcome),
         joining if more is not None else None,
     )
