@@ -9,6 +9,9 @@ seq_id order was not disturbed) and a sample all succeed.
 
 from __future__ import annotations
 
+import base64
+import struct
+import zlib
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -26,8 +29,10 @@ from tinker_actors.types import (
     CreateSamplingSessionRequest,
     CreateSessionRequest,
     Datum,
+    EncodedTextChunk,
     ForwardBackwardInput,
     ForwardBackwardRequest,
+    ImageChunk,
     LoraConfig,
     ModelInput,
     OptimStepRequest,
@@ -97,6 +102,39 @@ def good_datum(n: int = 4) -> Datum:
     )
 
 
+def png(width: int, height: int) -> bytes:
+    """A real (grey) PNG file: the server reads its size from the header."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    pixels = zlib.compress(b"".join(b"\x00" + bytes(width) for _ in range(height)))
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")
+    )
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def image_datum(data: bytes, expected_tokens: int | None) -> Datum:
+    """Two tokens, an image, one token: targets for every position the image claims."""
+    n = 3 + (expected_tokens or 4)
+    return Datum(
+        model_input=ModelInput(
+            chunks=[
+                EncodedTextChunk(tokens=[10, 11]),
+                ImageChunk(data=data, format="png", expected_tokens=expected_tokens),
+                EncodedTextChunk(tokens=[12]),
+            ]
+        ),
+        loss_fn_inputs={"target_tokens": TensorData(data=[11] * n, dtype="int64")},
+    )
+
+
 def fb(
     model_id: str,
     seq_id: int,
@@ -125,9 +163,15 @@ def fwdbwd(body: bytes, **headers: str) -> Call:
     )
 
 
-def sample(w: World, prompt: list[int] | None = None, **fields: Any) -> Call:
+def sample(
+    w: World,
+    prompt: list[int] | None = None,
+    prompt_chunks: list[dict[str, Any]] | None = None,
+    **fields: Any,
+) -> Call:
+    chunks = prompt_chunks or [{"type": "encoded_text", "tokens": prompt or [5, 6, 7]}]
     body: dict[str, Any] = {
-        "prompt": {"chunks": [{"type": "encoded_text", "tokens": prompt or [5, 6, 7]}]},
+        "prompt": {"chunks": chunks},
         "sampling_params": {"max_tokens": 4},
         "sampling_session_id": w.sampler_id,
         "seq_id": 999,
@@ -556,6 +600,30 @@ CASES: list[Case] = [
         400,
         "unsupported Content-Encoding 'br'",
     ),
+    Case(
+        "fb-image-tokens-unset",
+        lambda w: fwdbwd(fb(w.model_id, w.next_seq, [image_datum(png(8, 8), None)])),
+        400,
+        "datum 0, chunk 1: expected_tokens is unset, but this model reads a 8x8 image as 4 tokens",
+    ),
+    Case(
+        "fb-image-tokens-wrong",
+        lambda w: fwdbwd(fb(w.model_id, w.next_seq, [image_datum(png(300, 100), 4)])),
+        400,
+        "expected_tokens is 4, but this model reads a 300x100 image as 27 tokens (3 x 9 squares",
+    ),
+    Case(
+        "fb-image-not-png",
+        lambda w: fwdbwd(fb(w.model_id, w.next_seq, [image_datum(b"GIF89a" + bytes(30), 4)])),
+        400,
+        "the image says format 'png' but its 36 bytes are not a PNG file",
+    ),
+    Case(
+        "fb-image-too-narrow",
+        lambda w: fwdbwd(fb(w.model_id, w.next_seq, [image_datum(png(1, 500), 4)])),
+        400,
+        "an image of 1x500 pixels is too narrow",
+    ),
     # -- sampling -----------------------------------------------------------------------------------
     Case(
         "sample-malformed",
@@ -587,6 +655,30 @@ CASES: list[Case] = [
         lambda w: sample(w, sampling_session_id=None, base_model="local/tiny"),
         400,
         "asample needs sampling_session_id",
+    ),
+    Case(
+        "sample-image-pointer",
+        lambda w: sample(
+            w,
+            prompt_chunks=[
+                {"type": "encoded_text", "tokens": [5, 6]},
+                {"type": "image_asset_pointer", "format": "png", "location": "/etc/passwd"},
+            ],
+        ),
+        400,
+        "the prompt, chunk 1: the local models read text and inline images (ImageChunk) only, "
+        "not ImageAssetPointerChunk",
+    ),
+    Case(
+        "sample-image-tokens-wrong",
+        lambda w: sample(
+            w,
+            prompt_chunks=[
+                {"type": "image", "format": "png", "data": b64(png(64, 64)), "expected_tokens": 5}
+            ],
+        ),
+        400,
+        "the prompt, chunk 0: expected_tokens is 5, but this model reads a 64x64 image as 4",
     ),
     Case(
         "sample-token-range",

@@ -22,6 +22,7 @@ from tinker_actors.local import (
     install_tokenizers,
 )
 from tinker_actors.local._hf_cache import MARKER_FILE, repository_dir
+from tinker_actors.local._images import preprocessor_config
 
 QWEN = "Qwen/Qwen3.5-9B-Base"
 
@@ -53,6 +54,7 @@ def test_installs_models_and_aliases_in_the_hub_layout(tmp_path: Path, build_dir
         assert names == sorted(
             [
                 "config.json",
+                "preprocessor_config.json",
                 "special_tokens_map.json",
                 "tokenizer.json",
                 "tokenizer_config.json",
@@ -61,6 +63,10 @@ def test_installs_models_and_aliases_in_the_hub_layout(tmp_path: Path, build_dir
         )
         config = json.loads((snapshot / "config.json").read_text())
         assert config["vocab_size"] == 4096
+        # the server's image counting rule (tests/unit/test_images.py checks the processor)
+        assert json.loads((snapshot / "preprocessor_config.json").read_text()) == (
+            preprocessor_config()
+        )
     tiny, qwen = (e.snapshot for e in installed)
     assert (tiny / "tokenizer.json").read_bytes() == (qwen / "tokenizer.json").read_bytes()
     assert repository_dir(tmp_path, QWEN).name == "models--Qwen--Qwen3.5-9B-Base"

@@ -25,6 +25,8 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 import numpy as np
 import trio
 
+from tinker_actors.errors import InvalidInputError
+
 if TYPE_CHECKING:
     import random
     from collections.abc import Collection, Mapping, Sequence
@@ -55,6 +57,7 @@ __all__ = [
     "SampleJob",
     "check_loss_config",
     "check_target_tokens",
+    "input_ids",
     "validate_forward_inputs",
 ]
 
@@ -225,7 +228,7 @@ def validate_forward_inputs(
                 f"datum {i}: loss {loss_fn!r} does not read {sorted(unknown)}; it accepts "
                 f"{sorted(required | optional)}"
             )
-        tokens = datum.model_input.to_ints()
+        tokens = input_ids(datum.model_input, f"datum {i}")
         if len(tokens) > context_length:
             raise BackendInputError(
                 f"datum {i}: {len(tokens)} tokens exceed the model's context of {context_length}"
@@ -255,6 +258,21 @@ def validate_forward_inputs(
                     f"datum {i}: {name} has {tensor.numel} entries, target_tokens has "
                     f"{target.numel}; they must align"
                 )
+
+
+def input_ids(model_input: ModelInput, where: str) -> list[int]:
+    """``model_input``'s token ids, an image's positions as placeholders (:mod:`._images`).
+
+    Raises:
+        BackendInputError: an image the local models cannot read, or a wrong token count.
+    """
+    try:
+        return model_input.to_ints()
+    except InvalidInputError:
+        # not text only; _images imports this module, so it is imported here, when needed
+        from tinker_actors.local._images import flatten
+
+        return flatten(model_input, where).ids
 
 
 def check_target_tokens(targets: npt.NDArray[Any], vocab_size: int, where: str) -> None:

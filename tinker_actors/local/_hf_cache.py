@@ -8,7 +8,8 @@ module writes each local model's tokenizer there, under the model's name and und
     <cache>/models--Qwen--Qwen3.5-9B-Base/refs/main              -> the revision below
     <cache>/models--Qwen--Qwen3.5-9B-Base/snapshots/<revision>/   tokenizer.json,
         tokenizer_config.json, special_tokens_map.json, config.json (transformers needs one
-        to resolve the repository), tinker_actors.json (marks the snapshot as ours)
+        to resolve the repository), preprocessor_config.json (how many tokens an image takes,
+        :mod:`._images`), tinker_actors.json (marks the snapshot as ours)
 
 Nothing here runs unless asked: the ``tinker-actors tokenizers install`` command and
 :func:`install_tokenizers` are the only writers, and the target is the ``cache_dir`` given or
@@ -36,6 +37,7 @@ from typing import TYPE_CHECKING
 
 from tinker_actors.errors import InvalidInputError
 from tinker_actors.local._catalogue import CATALOGUE, check_aliases
+from tinker_actors.local._images import preprocessor_config
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
@@ -234,6 +236,10 @@ def install_tokenizers(
         source = ensure_model_tokenizer_dir(build, spec)
         files[model] = {f: (source / f).read_bytes() for f in _TOKENIZER_FILES}
         files[model]["config.json"] = json.dumps(_config(spec), indent=1).encode()
+        # AutoImageProcessor's counting rule, so renderers size ImageChunks as the server does
+        files[model]["preprocessor_config.json"] = json.dumps(
+            preprocessor_config(), indent=1
+        ).encode()
     target_dir.mkdir(parents=True, exist_ok=True)
     return [
         _write_repo(target_dir, name, model, files[model], force=force) for name, model in names

@@ -36,6 +36,7 @@ from tinker_actors.local._backend import (
     LatencyModel,
     SampleJob,
     check_target_tokens,
+    input_ids,
 )
 from tinker_actors.local._offload import offload
 from tinker_actors.local._prompt_targets import (
@@ -208,7 +209,7 @@ class NullBackend:
         """Seeded pseudo-random tokens, shifted by the snapshot's step count."""
         await self._spend("sample")
         steps = _read_state(weights).steps if weights is not None else 0
-        prompt = np.asarray(job.prompt.to_ints(), dtype=np.int64)
+        prompt = np.asarray(input_ids(job.prompt, "the prompt"), dtype=np.int64)
         if prompt.size and (prompt.min() < 0 or prompt.max() >= spec.vocab_size):
             raise BackendInputError(f"prompt token ids must be in [0, {spec.vocab_size})")
         if job.target_prompt_logprobs is not None:

@@ -19,6 +19,7 @@ from tinker_actors.errors import InvalidInputError
 from tinker_actors.local._backend import BackendInputError, SampleJob
 from tinker_actors.local._core import EngineError, check_not_expired
 from tinker_actors.local._ephemeral import EphemeralSamplers
+from tinker_actors.local._images import flatten
 from tinker_actors.local._limits import check_counter, over_limit
 from tinker_actors.local._offload import offload
 from tinker_actors.local._prompt_targets import check_targets
@@ -268,11 +269,12 @@ class SamplingOps:
                 "save sampler weights again and open a sampling client on them",
             )
         spec = core.spec_for(sampler.base_model)
-        _check_length(req, spec.name, spec.context_length, limits)
         try:
-            tokens = req.prompt.to_ints()
-        except InvalidInputError as exc:
+            # images first: an unset or wrong expected_tokens is told with the right count
+            tokens = flatten(req.prompt, "the prompt").ids
+        except BackendInputError as exc:
             raise EngineError(400, str(exc)) from None
+        _check_length(req, spec.name, spec.context_length, limits)
         if tokens and (min(tokens) < 0 or max(tokens) >= spec.vocab_size):
             raise EngineError(400, f"prompt token ids must be in [0, {spec.vocab_size})")
         target = req.target_prompt_logprobs

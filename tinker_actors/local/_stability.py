@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 import msgspec
 import numpy as np
 
-from tinker_actors.local._backend import STABILITY_INPUTS, BackendInputError
+from tinker_actors.local._backend import STABILITY_INPUTS, BackendInputError, input_ids
 from tinker_actors.types import PromptProvenanceSpan, SampledProvenanceSpan, TensorData
 
 if TYPE_CHECKING:
@@ -165,7 +165,7 @@ class StabilityRecords:
                 f"shape {target.shape}"
             )
         targets = target.to_numpy().astype(np.int64).reshape(-1)
-        inputs = np.asarray(datum.model_input.to_ints(), dtype=np.int64)
+        inputs = np.asarray(input_ids(datum.model_input, f"datum {index}"), dtype=np.int64)
         logprobs = np.zeros(targets.shape, dtype=np.float32)
         mask = np.zeros(targets.shape, dtype=np.float32)
         spans = datum.loss_fn_input_spans

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "LORA_ALPHA",
+    "VISION_FEATURES",
     "Adapter",
     "AdapterShape",
     "BaseWeights",
@@ -57,6 +58,9 @@ _INIT_STD = 0.02
 _FINAL_NORM_GAIN = 4.0
 _HEAD_STD = _INIT_STD / 4
 _ATTN = ("q", "k", "v", "o")
+#: an image token's input: its square of pixels averaged down to 4 x 4, RGB
+VISION_FEATURES = 4 * 4 * 3
+_VISION_SEED = 0x1A6E
 _MLP = ("gate", "up", "down")
 
 
@@ -71,6 +75,7 @@ class BaseWeights:
     head: torch.Tensor  # [V, d]
     cos: torch.Tensor  # [ctx, head_dim]
     sin: torch.Tensor  # [ctx, head_dim]
+    vision: torch.Tensor  # [d, VISION_FEATURES]: an image square's pixels -> its embedding
 
     @property
     def device(self) -> torch.device:
@@ -94,6 +99,14 @@ def _rope(spec: BaseModelSpec) -> tuple[torch.Tensor, torch.Tensor]:
     return angles.cos().float(), angles.sin().float()
 
 
+def _vision(spec: BaseModelSpec) -> torch.Tensor:
+    # its own generator: the language weights (and gguf models) are drawn as before images
+    gen = torch.Generator(device="cpu").manual_seed(spec.seed + _VISION_SEED)
+    # a square's features lie in [-1, 1]; scaled so its embedding is about a token's size
+    std = _INIT_STD * 2 / math.sqrt(VISION_FEATURES)
+    return torch.randn(spec.d_model, VISION_FEATURES, generator=gen) * std
+
+
 def build_base(
     spec: BaseModelSpec, device: torch.device | str = "cpu", cache_dir: Path | None = None
 ) -> BaseWeights:
@@ -114,7 +127,14 @@ def build_base(
         embed, layers, norm = load_gguf_weights(spec, cache_dir)
         cos, sin = _rope(spec)
         loaded = BaseWeights(
-            spec=spec, embed=embed, layers=layers, norm=norm, head=embed, cos=cos, sin=sin
+            spec=spec,
+            embed=embed,
+            layers=layers,
+            norm=norm,
+            head=embed,
+            cos=cos,
+            sin=sin,
+            vision=_vision(spec),
         )
         return _to(loaded, torch.device(device))
     gen = torch.Generator(device="cpu").manual_seed(spec.seed)
@@ -152,6 +172,7 @@ def build_base(
         head=head,
         cos=cos,
         sin=sin,
+        vision=_vision(spec),
     )
     return _to(base, torch.device(device))
 
@@ -169,6 +190,7 @@ def _to(base: BaseWeights, device: torch.device) -> BaseWeights:
         head=embed if base.head is base.embed else base.head.to(device),
         cos=base.cos.to(device),
         sin=base.sin.to(device),
+        vision=base.vision.to(device),
     )
 
 
@@ -427,6 +449,7 @@ def forward(
     positions: torch.Tensor | None = None,
     key_mask: torch.Tensor | None = None,
     logits_at: torch.Tensor | None = None,
+    images: Sequence[tuple[int, int, torch.Tensor]] = (),
 ) -> torch.Tensor:
     """Return float32 logits ``[B, T, V]`` for ``tokens`` ``[B, T]``.
 
@@ -441,6 +464,9 @@ def forward(
 
     ``logits_at`` [B] returns the logits of one position per row only (``[B, 1, V]``): a
     prefill that needs just each prompt's last distribution skips the output head elsewhere.
+
+    ``images``: ``(row, column, features [n, VISION_FEATURES])`` put an image's ``n`` squares
+    in place of the token embeddings at ``tokens[row, column : column + n]``.
     """
     spec = base.spec
     batch, length = tokens.shape
@@ -464,6 +490,9 @@ def forward(
         cos = base.cos[start : start + length]
         sin = base.sin[start : start + length]
     x = F.embedding(tokens, base.embed)
+    for row, column, features in images:
+        # the embedding table is frozen, so writing into its output needs no autograd care
+        x[row, column : column + features.shape[0]] = features @ base.vision.T
     for i, layer in enumerate(base.layers):
         h = _rms_norm(x, layer["attn_norm"], eps)
         q, k, v = (

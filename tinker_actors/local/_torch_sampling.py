@@ -37,10 +37,12 @@ import numpy as np
 import torch
 
 from tinker_actors.local._backend import BackendInputError
+from tinker_actors.local._images import Flat, flatten
 from tinker_actors.local._prompt_targets import check_targets
 from tinker_actors.local._torch_decode import SampleCancelled, decode_together
 from tinker_actors.local._torch_model import KVCache, forward, length_groups
 from tinker_actors.local._torch_prompt import PromptExtras, prompt_extras, topk_rows, wanted
+from tinker_actors.local._torch_vision import image_inserts
 from tinker_actors.types import SampledSequence, SampleResponse, TopkLogprobs
 
 if TYPE_CHECKING:
@@ -245,14 +247,15 @@ class _Sampling:
 
 def _check(
     spec: BaseModelSpec, job: SampleJob, decode: Callable[[list[int]], str] | None
-) -> tuple[list[int], StopRule, int]:
+) -> tuple[Flat, StopRule, int]:
     """A request's prompt tokens, stop rule and token limit; refuse what cannot be sampled."""
     params = job.params
     _check_params(params)
     rule = stop_rule(params, spec.eos_ids)
     if rule.strings and decode is None:
         raise BackendInputError("stop strings need the model's tokenizer, which is unavailable")
-    tokens = job.prompt.to_ints()
+    flat = flatten(job.prompt, "the prompt")
+    tokens = flat.ids
     if not tokens:
         raise BackendInputError("the prompt is empty; give at least one token")
     if min(tokens) < 0 or max(tokens) >= spec.vocab_size:
@@ -268,19 +271,23 @@ def _check(
         raise BackendInputError(f"num_samples must be >= 1, got {job.num_samples}")
     if job.target_prompt_logprobs is not None:
         check_targets(job.target_prompt_logprobs, len(tokens), spec.vocab_size, spec.vocab_size)
-    return tokens, rule, limit
+    return flat, rule, limit
 
 
 @dataclass
 class _Checked:
     key: Any  # the caller's, handed back with the outcome
     job: SampleJob
-    tokens: list[int]
+    flat: Flat
     rule: StopRule
     limit: int
     seed: int
     decode: Callable[[list[int]], str] | None
     cancelled: Callable[[], bool]
+
+    @property
+    def tokens(self) -> list[int]:
+        return self.flat.ids
 
     @property
     def full(self) -> bool:
@@ -310,7 +317,10 @@ def _prefill(
     cache = KVCache()
     lengths = torch.tensor([len(c.tokens) for c in group], device=device)
     full = any(c.full for c in group)
-    logits = forward(base, adapter, padded, cache, logits_at=None if full else lengths - 1)
+    images = image_inserts([c.flat for c in group], device)
+    logits = forward(
+        base, adapter, padded, cache, logits_at=None if full else lengths - 1, images=images
+    )
     out = []
     for row, checked in enumerate(group):
         job, length = checked.job, len(checked.tokens)
@@ -394,11 +404,11 @@ def _prepare(
         if cancelled():
             continue
         try:
-            tokens, rule, limit = _check(spec, job, decode)
+            flat, rule, limit = _check(spec, job, decode)
         except BackendInputError as exc:
             finish(key, exc)
             continue
-        checked.append(_Checked(key, job, tokens, rule, limit, seed, decode, cancelled))
+        checked.append(_Checked(key, job, flat, rule, limit, seed, decode, cancelled))
     prepared: list[_Sampling] = []
     with torch.inference_mode():
         # prompts whose every logit is wanted run apart from those that need only the last

@@ -22,8 +22,10 @@ import numpy as np
 import torch
 
 from tinker_actors.local._backend import BackendInputError
+from tinker_actors.local._images import flatten
 from tinker_actors.local._torch_losses import elementwise_loss
 from tinker_actors.local._torch_model import forward, length_groups
+from tinker_actors.local._torch_vision import image_inserts
 from tinker_actors.types import ForwardBackwardOutput, TensorData
 
 if TYPE_CHECKING:
@@ -59,6 +61,7 @@ class _Batch:
     tokens: torch.Tensor
     targets: torch.Tensor
     items: list[_Item]
+    images: list[tuple[int, int, torch.Tensor]]  # forward's: (row, column, square features)
 
     @classmethod
     def build(
@@ -69,7 +72,8 @@ class _Batch:
         vocab_size: int,
     ) -> _Batch:
         """Check and pad ``data[i]`` for ``i`` in ``indices`` (errors name the datum's index)."""
-        rows = [data[i].model_input.to_ints() for i in indices]
+        flats = [flatten(data[i].model_input, f"datum {i}") for i in indices]
+        rows = [flat.ids for flat in flats]
         targets_np = [
             data[i].loss_fn_inputs["target_tokens"].to_numpy().astype(np.int64) for i in indices
         ]
@@ -105,6 +109,7 @@ class _Batch:
             tokens=torch.from_numpy(tokens).to(device),
             targets=torch.from_numpy(targets).to(device),
             items=items,
+            images=image_inserts(flats, device),
         )
 
 
@@ -163,7 +168,7 @@ def _run_chunk(
     outputs: list[dict[str, TensorData] | None],
 ) -> float:
     with torch.set_grad_enabled(not forward_only):
-        logits = forward(base, adapter, batch.tokens)
+        logits = forward(base, adapter, batch.tokens, images=batch.images)
         logprobs = torch.log_softmax(logits, dim=-1)
         # one gather for the whole chunk: [B, T, K] (K = 1 for ordinary targets)
         picked = logprobs.gather(-1, batch.targets)

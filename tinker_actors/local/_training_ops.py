@@ -20,6 +20,7 @@ from tinker_actors.local._age import encrypt_directory, parse_recipients
 from tinker_actors.local._backend import (
     BackendInputError,
     check_loss_config,
+    input_ids,
     validate_forward_inputs,
 )
 from tinker_actors.local._checkpoint_saves import checkpoint_name, find_checkpoint, save_checkpoint
@@ -541,6 +542,12 @@ def _check_batch(data: Sequence[Datum], limits: ServerLimits) -> None:
     try:
         tokens = sum(datum.model_input.length for datum in data)
     except InvalidInputError as exc:
+        # an image without expected_tokens: say which, and the count it needs
+        for i, datum in enumerate(data):
+            try:
+                input_ids(datum.model_input, f"datum {i}")
+            except BackendInputError as told:
+                raise EngineError(400, str(told)) from None
         raise EngineError(400, str(exc)) from None
     if tokens > limits.max_batch_tokens:
         raise over_limit(
