@@ -37,6 +37,10 @@ samples, and the torch backend trains deterministically), math_rl's reward must 
   switch.
 * ``rubric`` on the data its own ``generate_data`` writes: a grader LLM on another base model
   grades each answer with ``max_tokens=2048`` (longer than local/tiny's context used to be).
+* ``vlm_classifier`` on pictures of coloured squares in a local folder named
+  ``dpdl-benchmark/caltech101``: its images go to the server as ImageChunks, and the model
+  learns to name the colour in pictures it never saw (its sampling evaluator's accuracy, and
+  the recipe's own ``eval`` on the final checkpoint), with both clients.
 """
 
 from __future__ import annotations
@@ -147,6 +151,27 @@ def _write_wikitext(folder: Path, rng: random.Random) -> None:
     )
 
 
+#: vlm_classifier's classes: a square of one colour on a light background
+COLOURS = {"red": (220, 30, 30), "green": (30, 180, 60), "blue": (40, 60, 220), "yellow": (230, 210, 40)}  # fmt: skip
+
+
+def _write_pictures(folder: Path, rng: random.Random) -> None:
+    # dpdl-benchmark/caltech101 as an image folder (<split>/<class>/*.jpg): load_dataset gives
+    # it the columns the recipe reads, "image" and a ClassLabel "label", and a test split
+    from PIL import Image, ImageDraw
+
+    for split, count in (("train", 16), ("test", 4)):
+        for name, colour in COLOURS.items():
+            (folder / split / f"{name}_square").mkdir(parents=True)
+            for i in range(count):
+                width, height = rng.randint(80, 200), rng.randint(80, 200)
+                picture = Image.new("RGB", (width, height), (rng.randint(200, 255),) * 3)
+                x, y = rng.randint(0, width // 3), rng.randint(0, height // 3)
+                shade = tuple(min(255, max(0, c + rng.randint(-20, 20))) for c in colour)
+                ImageDraw.Draw(picture).rectangle([x, y, x + width // 2, y + height // 2], shade)
+                picture.save(folder / split / f"{name}_square" / f"{i}.jpg", format="JPEG")
+
+
 def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(json.dumps(row) + "\n" for row in rows))
@@ -169,6 +194,7 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     _write_jsonl(root / "zwhe99" / "DeepMath-103K" / "train.jsonl", questions)
     _write_wikitext(root / "Salesforce" / "wikitext", rng)
     _write_jsonl(root / "hicai-zju" / "SciKnowEval" / "test.jsonl", [_mcq(i) for i in range(40)])
+    _write_pictures(root / "dpdl-benchmark" / "caltech101", rng)
     # the command a user runs, into a cache of the test's own
     command = [
         sys.executable, "-m", "tinker_actors.cli", "tokenizers", "install",
@@ -579,6 +605,50 @@ def test_preference_shorter_trains_on_the_qwen3_5_renderer(
     assert len(post) == 3, trained
     assert all(math.isfinite(v) for v in post), post
     assert any(v != 0 for v in post), post
+
+
+@pytest.mark.parametrize("compat", [False, True], ids=["official", "switch"])
+def test_vlm_classifier_learns_to_name_the_colour_in_pictures(
+    workdir: Path, server_url: str, compat: bool
+) -> None:
+    # recipes/vlm_classifier: supervised learning on images (ImageChunks sized by the
+    # Qwen3.5 renderer with the image processor tokenizers install wrote), its NLL evaluator
+    # on the test split, and its sampling evaluator, which parses the class name the model
+    # writes; then recipes/vlm_classifier/eval on the final sampler checkpoint, by path
+    experiments = workdir / f"vlm-{'compat' if compat else 'official'}"
+    vlm = "Qwen/Qwen3.6-35B-A3B"
+    args = [
+        f"experiment_dir={experiments}", f"model_name={vlm}", "batch_size=16",
+        "num_epochs=20", "learning_rate=2e-3", "lora_rank=16", "eval_every=20",
+        "save_every=100", "n_eval=16", "max_tokens=16", "behavior_if_log_dir_exists=delete",
+    ]  # fmt: skip
+    module = "tinker_cookbook.recipes.vlm_classifier.train"
+    env = _recipe_env(workdir, server_url)
+    _run_as_user(recipe_command(module, args, compat=compat), workdir, env, compat=compat)
+    [log_path] = experiments.iterdir()
+    evals = [row for row in metrics(log_path) if "accuracy" in row]
+    assert [row["step"] for row in evals] == [0, 20, 40, 60], evals
+    # untrained it names nothing; four classes, so chance is 0.25
+    assert evals[0]["accuracy"] == 0.0, evals
+    assert evals[-1]["accuracy"] >= 0.75, evals
+    assert evals[-1]["test/nll"] < evals[0]["test/nll"] / 10, evals
+    [final] = [
+        json.loads(line)
+        for line in (log_path / "checkpoints.jsonl").read_text().splitlines()
+        if '"final"' in line
+    ]
+    command = recipe_command(
+        "tinker_cookbook.recipes.vlm_classifier.eval",
+        ["dataset=caltech101", f"model_path={final['sampler_path']}", "n_eval=16", "max_tokens=16"],
+        compat=compat,
+    )
+    done = subprocess.run(
+        command, cwd=workdir, env=env, capture_output=True, text=True, timeout=300, check=False
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    check_tinker_module(done.stdout, compat=compat)
+    [told] = re.findall(r"Metrics = \{'accuracy': ([0-9.]+)\}", done.stdout)
+    assert float(told) >= 0.5, done.stdout[-2000:]
 
 
 def test_async_math_rl_with_only_two_samplers_kept(workdir: Path) -> None:
