@@ -26,8 +26,9 @@ from tinker_actors.local import _torch_backend
 from tinker_actors.local._backend import BackendInputError, SampleJob
 from tinker_actors.local._catalogue import lookup_model
 from tinker_actors.local._torch_backend import TorchBackend
+from tinker_actors.local._torch_draw import draw
 from tinker_actors.local._torch_model import KVCache, build_base, forward
-from tinker_actors.local._torch_sampling import _draw, run_sample, sample_batch
+from tinker_actors.local._torch_sampling import run_sample, sample_batch
 from tinker_actors.types import (
     AdamParams,
     LoraConfig,
@@ -148,6 +149,9 @@ def test_a_mixed_batch_answers_each_request_as_it_would_be_answered_alone() -> N
         job([11, 12, 13], SamplingParams(max_tokens=7, seed=5, top_p=0.5, stop=[])),
         job([14] * 12, SamplingParams(max_tokens=8, seed=6, stop="b"), num_samples=2),
         job([15, 16], SamplingParams(max_tokens=0, seed=7)),
+        # temperatures differ row by row in the batched draw
+        job([21, 22, 23], SamplingParams(max_tokens=5, seed=9, temperature=0.6, stop=[])),
+        job([24], SamplingParams(max_tokens=5, seed=10, temperature=1.7, stop=[]), num_samples=2),
         job(
             [17, 18, 19, 20],
             SamplingParams(max_tokens=3, seed=8, stop=[]),
@@ -207,7 +211,12 @@ def test_one_long_request_among_short_ones_does_not_reserve_its_length_for_every
 def test_draws_follow_the_distribution_and_never_pick_an_impossible_token() -> None:
     gen = torch.Generator().manual_seed(0)
     probs = torch.tensor([[0.5, 0.3, 0.0, 0.2, 0.0]]).expand(20000, -1)
-    counts = torch.bincount(_draw(probs, gen), minlength=5).double() / 20000
+    counts = (
+        torch.bincount(
+            draw(probs, torch.rand(20000, 1, generator=gen, dtype=torch.float64)), minlength=5
+        ).double()
+        / 20000
+    )
     assert counts[2] == 0
     assert counts[4] == 0
     assert torch.allclose(
@@ -216,7 +225,7 @@ def test_draws_follow_the_distribution_and_never_pick_an_impossible_token() -> N
     # rows that do not sum to one (a float32 softmax) and a single possible token
     odd = torch.tensor([[0.0, 0.0, 2e-7, 0.0], [0.25, 0.25, 0.25, 0.25000003]])
     for _ in range(200):
-        assert _draw(odd, gen)[0].item() == 2
+        assert draw(odd, torch.rand(2, 1, generator=gen, dtype=torch.float64))[0].item() == 2
 
 
 class CountingBatches:

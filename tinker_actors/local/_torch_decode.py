@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 import torch
 import torch.nn.functional as F
 
+from tinker_actors.local._torch_draw import choose_rows
 from tinker_actors.local._torch_model import KVCache, forward
 
 if TYPE_CHECKING:
@@ -128,30 +129,35 @@ def decode_together(
             assert batch.logits is not None
             logits = batch.logits
             logprobs = F.log_softmax(logits, dim=-1)
+            # every row draws, a cancelled request's too (nobody reads those), in one batch
+            chosen = choose_rows(batch.active, logits)
+            # one copy to Python for the whole batch, not two per request
+            ids = chosen.tolist()
+            lps = logprobs.gather(-1, chosen[:, None]).squeeze(-1).tolist()
             row = 0
             kept: list[_Sampling] = []
             keep_rows: list[int] = []
-            chosen: list[torch.Tensor] = []
             for request in batch.active:
-                rows = slice(row, row + request.rows)
+                end = row + request.rows
                 if request.cancelled():
                     steps = f"{request.steps} of {request.limit}"
                     done(request, SampleCancelled(f"sampling cancelled after {steps} steps"))
                 else:
-                    picked = request.take(logits[rows], logprobs[rows])
+                    request.record(ids[row:end], lps[row:end], logprobs[row:end])
                     if request.finished:
                         done(request, request.response())
                     else:
                         kept.append(request)
-                        keep_rows.extend(range(rows.start, rows.stop))
-                        chosen.append(picked)
-                row += request.rows
+                        keep_rows.extend(range(row, end))
+                row = end
             batch.keep(kept, keep_rows, row)
             if not kept:
                 return
             assert batch.key_mask is not None
             assert batch.positions is not None
-            tokens = torch.cat(chosen)[:, None]
+            if len(keep_rows) < row:
+                chosen = chosen.index_select(0, torch.tensor(keep_rows, device=chosen.device))
+            tokens = chosen[:, None]
             mask = batch.key_mask[:, : batch.cache.length + 1]
             batch.logits = forward(
                 base, adapter, tokens, batch.cache, positions=batch.positions, key_mask=mask

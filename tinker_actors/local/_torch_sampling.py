@@ -110,41 +110,6 @@ def _check_params(params: SamplingParams) -> None:
         raise BackendInputError(f"top_p must be in (0, 1], got {params.top_p}")
 
 
-def _choose(logits: torch.Tensor, params: SamplingParams, gen: torch.Generator) -> torch.Tensor:
-    """Pick one token per row of ``logits`` [B, V]."""
-    if params.temperature == 0:
-        return logits.argmax(dim=-1)
-    scaled = logits / params.temperature
-    if 0 < params.top_k < scaled.shape[-1]:
-        kth = torch.topk(scaled, params.top_k, dim=-1).values[:, -1:]
-        scaled = scaled.masked_fill(scaled < kth, -math.inf)
-    if params.top_p < 1.0:
-        ordered, order = torch.sort(scaled, dim=-1, descending=True)
-        probs = torch.softmax(ordered, dim=-1)
-        # drop a token when the mass before it already reaches top_p (the first always stays)
-        drop = (torch.cumsum(probs, dim=-1) - probs) >= params.top_p
-        ordered = ordered.masked_fill(drop, -math.inf)
-        scaled = torch.empty_like(scaled).scatter_(-1, order, ordered)
-    return _draw(torch.softmax(scaled, dim=-1), gen)
-
-
-def _draw(probs: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    """One token per row of ``probs`` [B, V] by inverting its CDF at a uniform draw.
-
-    ``torch.multinomial`` does the same at 10-40x the cost on the CPU (about 130 us a row for
-    4,096 tokens). A token of zero probability is never chosen: the first index whose
-    cumulative mass exceeds the draw has mass of its own."""
-    cdf = probs.double().cumsum(dim=-1)
-    u = torch.rand(probs.shape[0], 1, generator=gen, dtype=torch.float64, device=probs.device)
-    index = torch.searchsorted(cdf, u * cdf[:, -1:], right=True).squeeze(-1)
-    index = index.clamp_(max=probs.shape[-1] - 1)
-    # a draw that rounds up to the total lands past the end: take the likeliest token there
-    empty = probs.gather(-1, index[:, None]).squeeze(-1) <= 0
-    if bool(empty.any()):
-        index = torch.where(empty, probs.argmax(dim=-1), index)
-    return index
-
-
 @dataclass
 class _Sampling:
     """One request in a decoding batch: its prompt done, its completions under way."""
@@ -212,23 +177,18 @@ class _Sampling:
             prompt_alt_tokens=self.prompt.alt,
         )
 
-    def take(self, logits: torch.Tensor, logprobs: torch.Tensor) -> torch.Tensor:
-        """Choose this request's next tokens from its rows' ``logits``; record them.
-
-        Every row draws, stopped ones too, as each request's generator would alone: a
-        request's samples do not depend on what it is batched with."""
-        chosen = _choose(logits, self.job.params, self.gen)
-        chosen_lps = logprobs.gather(-1, chosen[:, None]).squeeze(-1).cpu().tolist()
-        chosen_ids = chosen.cpu().tolist()
+    def record(self, ids: list[int], lps: list[float], logprobs: torch.Tensor) -> None:
+        """Record this request's rows' next tokens ``ids`` (their logprobs ``lps``, the rows'
+        distributions ``logprobs``); a row that stopped keeps what it had."""
         k = self.job.topk_sample_logprobs
         topk = topk_rows(logprobs, k) if k > 0 else None
         rule, decode = self.checked.rule, self.checked.decode
         for i in range(self.rows):
             if self.stopped[i]:
                 continue
-            token = int(chosen_ids[i])
+            token = ids[i]
             self.tokens[i].append(token)
-            self.logprobs[i].append(float(chosen_lps[i]))
+            self.logprobs[i].append(lps[i])
             if topk is not None:
                 self.topk[i].append((topk[0][i], topk[1][i]))
             if token in rule.token_ids or (
@@ -238,7 +198,6 @@ class _Sampling:
             ):
                 self.stopped[i] = True
         self.steps += 1
-        return chosen
 
     @property
     def finished(self) -> bool:
