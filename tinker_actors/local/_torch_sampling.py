@@ -101,6 +101,36 @@ def stop_rule(params: SamplingParams, eos_ids: Sequence[int] = (EOS_ID,)) -> Sto
     raise BackendInputError("stop must be a list of strings or a list of token ids, not a mix")
 
 
+class _StopScan:
+    """Finds a stop string in one row's completion as its tokens arrive.
+
+    With a tokenizer that decodes as a stream (``decode.stream()``: the text each new token
+    adds), only that text and the last ``longest - 1`` characters before it are searched: a
+    stop string not found at the previous token must end in the new text. Decoding the whole
+    completion at every token instead cost time quadratic in its length (a quarter of a
+    32 x 1,000-token batch's decoding). Other ``decode`` functions get the whole completion."""
+
+    def __init__(self, decode: Callable[[list[int]], str], strings: tuple[str, ...]) -> None:
+        stream: Callable[[], Callable[[int], str]] | None = getattr(decode, "stream", None)
+        self._push = stream() if stream is not None else None
+        self._decode = decode
+        self._strings = strings
+        self._keep = max(len(s) for s in strings) - 1
+        self._tail = ""
+
+    def found(self, tokens: list[int]) -> bool:
+        """Whether the completion ``tokens`` (one token longer than last time) holds a stop."""
+        if self._push is None:
+            text = self._decode(tokens)
+            return any(s in text for s in self._strings)
+        added = self._push(tokens[-1])
+        if not added:  # the token only began a character
+            return False
+        window = self._tail + added
+        self._tail = window[-self._keep :] if self._keep else ""
+        return any(s in window for s in self._strings)
+
+
 def _check_params(params: SamplingParams) -> None:
     if not math.isfinite(params.temperature) or params.temperature < 0:
         raise BackendInputError(f"temperature must be >= 0, got {params.temperature}")
@@ -125,6 +155,7 @@ class _Sampling:
     topk: list[list[tuple[npt.NDArray[np.int32], npt.NDArray[np.float32]]]]
     stopped: list[bool]
     steps: int = 0
+    scans: list[_StopScan] | None = None  # one per row, when the request has stop strings
 
     @property
     def job(self) -> SampleJob:
@@ -183,6 +214,9 @@ class _Sampling:
         k = self.job.topk_sample_logprobs
         topk = topk_rows(logprobs, k) if k > 0 else None
         rule, decode = self.checked.rule, self.checked.decode
+        scans = self.scans
+        if scans is None and rule.strings and decode is not None:
+            scans = self.scans = [_StopScan(decode, rule.strings) for _ in range(self.rows)]
         for i in range(self.rows):
             if self.stopped[i]:
                 continue
@@ -191,11 +225,7 @@ class _Sampling:
             self.logprobs[i].append(lps[i])
             if topk is not None:
                 self.topk[i].append((topk[0][i], topk[1][i]))
-            if token in rule.token_ids or (
-                rule.strings
-                and decode is not None
-                and any(s in decode(self.tokens[i]) for s in rule.strings)
-            ):
+            if token in rule.token_ids or (scans is not None and scans[i].found(self.tokens[i])):
                 self.stopped[i] = True
         self.steps += 1
 
