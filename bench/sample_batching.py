@@ -18,10 +18,12 @@ completions measure the decoding cache: ``--prompt 2300 --tokens 200 --requests 
 ``tokens + K * i`` new tokens, so requests leave the batch one by one; ``--arrive-ms M`` starts
 request i at ``i * M`` ms instead of all at once (a stream of arrivals: the late ones join the
 running batch when they draw no more tokens than it has left) and also prints the median and
-largest time from a request's start to its answer.
+largest time from a request's start to its answer. ``--group G``: requests ``i`` with the same
+``i // G`` send the same prompt, as an RL loop sends a group's prompt once per sample.
 
 Usage: ``python bench/sample_batching.py [--requests 64] [--tokens 10] [--rounds 5]
-[--model local/tiny] [--prompt N] [--together-only] [--stagger K] [--arrive-ms M]``. Not a
+[--model local/tiny] [--prompt N] [--together-only] [--stagger K] [--arrive-ms M]
+[--group G]``. Not a
 test.
 """
 
@@ -41,10 +43,11 @@ from tinker_actors.local._torch_backend import TorchBackend
 from tinker_actors.types import AdamParams, LoraConfig, ModelInput, SampleResponse, SamplingParams
 
 
-def make_job(i: int, tokens: int, prompt: int = 0, stagger: int = 0) -> SampleJob:
-    ids = list(range(5, 60 + i % 20))
+def make_job(i: int, tokens: int, prompt: int = 0, stagger: int = 0, group: int = 1) -> SampleJob:
+    p = i // group  # requests of one group send the same prompt (their seeds differ)
+    ids = list(range(5, 60 + p % 20))
     if prompt:
-        ids = [(7 * j + i) % 4000 + 5 for j in range(prompt + i % 7)]
+        ids = [(7 * j + p) % 4000 + 5 for j in range(prompt + p % 7)]
     return SampleJob(
         prompt=ModelInput.from_ints(ids),
         num_samples=1,
@@ -67,6 +70,7 @@ async def main(
     together_only: bool,
     stagger: int,
     arrive_ms: float,
+    group: int,
 ) -> None:
     spec = lookup_model(model)
     backend = TorchBackend(seed=0)
@@ -74,7 +78,7 @@ async def main(
     await backend.optim_step("m", AdamParams(learning_rate=1e-3))
     weights = Path(tempfile.mkdtemp()) / "sampler"
     await backend.save_sampler("m", weights)
-    jobs = [make_job(i, tokens, prompt, stagger) for i in range(requests)]
+    jobs = [make_job(i, tokens, prompt, stagger, group) for i in range(requests)]
     await backend.sample(spec, weights, jobs[0])  # warm: the base model, the tokenizer
 
     latencies: list[float] = []
@@ -115,6 +119,8 @@ async def main(
             for a, b in zip(results[0].values(), (results[-1][i] for i in results[0]), strict=True)
         )
     shape = f"prompts of {prompt}-{prompt + 6}" if prompt else "prompts of 55-74"
+    if group > 1:
+        shape += f", each sent by {group} requests"
     print(f"{model}: {requests} one-sample requests of {tokens} tokens, {shape}, {rounds} rounds")
     for name, values in times.items():
         print(f"  {name:9} median {statistics.median(values):.3f} s  (min {min(values):.3f})")
@@ -139,6 +145,7 @@ if __name__ == "__main__":
     parser.add_argument("--together-only", action="store_true")
     parser.add_argument("--stagger", type=int, default=0)
     parser.add_argument("--arrive-ms", type=float, default=0.0)
+    parser.add_argument("--group", type=int, default=1)
     args = parser.parse_args()
     trio.run(
         main,
@@ -150,4 +157,5 @@ if __name__ == "__main__":
         args.together_only,
         args.stagger,
         args.arrive_ms,
+        args.group,
     )

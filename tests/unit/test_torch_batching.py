@@ -22,7 +22,7 @@ pytest.importorskip(
 
 import torch
 
-from tinker_actors.local import _torch_backend
+from tinker_actors.local import _torch_backend, _torch_sampling
 from tinker_actors.local._backend import BackendInputError, SampleJob
 from tinker_actors.local._catalogue import lookup_model
 from tinker_actors.local._torch_backend import TorchBackend
@@ -176,6 +176,40 @@ def test_a_mixed_batch_answers_each_request_as_it_would_be_answered_alone() -> N
         assert_same(outcomes[i], alone)
     assert outcomes[0].sequences[0].stop_reason == "stop"
     assert outcomes[5].sequences[0].tokens_np.tolist() == []
+
+
+def test_a_prompt_several_requests_send_is_prefilled_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    # an RL loop sends a group's prompt once per sample: one prefill row serves them all, the
+    # others report its tokens as prefix-cache hits, and every answer is the one it gets alone
+    base = build_base(TINY, DEVICE)
+    prompt = list(range(30, 70))
+    requests = [job(prompt, SamplingParams(max_tokens=6, seed=i, stop=[])) for i in range(4)]
+    requests.append(job([5, 6, 7], SamplingParams(max_tokens=6, seed=9, stop=[])))
+    requests.append(job(prompt, SamplingParams(max_tokens=3, seed=8, stop=[]), num_samples=2))
+    # prompt logprobs need every position's logits: prefilled apart, and also shared
+    requests += [
+        job(prompt, SamplingParams(max_tokens=2, seed=s, stop=[]), prompt_logprobs=True)
+        for s in (10, 11)
+    ]
+    prefilled: list[int] = []
+    real = _torch_sampling.forward
+
+    def counting(*args: Any, **kwargs: Any) -> torch.Tensor:
+        prefilled.append(int(args[2].shape[0]))  # the prompt rows of one prefill
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(_torch_sampling, "forward", counting)
+    outcomes: dict[Any, Any] = {}
+    items = [(i, r, 100 + i, letters, lambda: False) for i, r in enumerate(requests)]
+    sample_batch(base, None, items, outcomes.__setitem__)
+    assert sorted(prefilled) == [1, 2]  # [prompt] with logprobs; [prompt, [5, 6, 7]] without
+    hits = [outcomes[i].prompt_cache_hit_tokens for i in range(len(requests))]
+    assert hits == [0, 40, 40, 40, 0, 40, 0, 40]
+    monkeypatch.setattr(_torch_sampling, "forward", real)
+    for i, request in enumerate(requests):
+        alone = run_sample(base, None, request, seed=100 + i, decode=letters)
+        assert_same(outcomes[i], alone)
+        assert alone.prompt_cache_hit_tokens == 0
 
 
 def test_one_long_request_among_short_ones_does_not_reserve_its_length_for_every_row(

@@ -355,9 +355,12 @@ class SamplingOps:
             )
 
     def _bill(self, sampler: SamplerRecord, prompt: int, response: SampleResponse) -> None:
-        """Note the prompt (prefilled once per request) and the sampled tokens."""
+        """Note the prompt (prefilled once per request; tokens the backend reused from another
+        request's prefill as cached) and the sampled tokens."""
         usage, where = self._core.usage, (sampler.base_model, sampler.session_id)
-        usage.used("sampling_prefill", prompt, base_model=where[0], session_id=where[1])
+        hits = min(max(response.prompt_cache_hit_tokens, 0), prompt)
+        usage.used("sampling_prefill", prompt - hits, base_model=where[0], session_id=where[1])
+        usage.used("sampling_prefill", hits, base_model=where[0], session_id=where[1], cached=True)
         sampled = sum(int(s.tokens_np.size) for s in response.sequences)
         usage.used("sampling_sample", sampled, base_model=where[0], session_id=where[1])
 

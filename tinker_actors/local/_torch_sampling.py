@@ -156,6 +156,7 @@ class _Sampling:
     stopped: list[bool]
     steps: int = 0
     scans: list[_StopScan] | None = None  # one per row, when the request has stop strings
+    cache_hits: int = 0  # prompt tokens another request of its prefill computed for it
 
     @property
     def job(self) -> SampleJob:
@@ -206,6 +207,7 @@ class _Sampling:
             topk_prompt_logprobs_np=self.prompt.topk,
             target_prompt_logprobs=self.prompt.targets,
             prompt_alt_tokens=self.prompt.alt,
+            prompt_cache_hit_tokens=self.cache_hits,
         )
 
     def record(self, ids: list[int], lps: list[float], logprobs: torch.Tensor) -> None:
@@ -293,25 +295,45 @@ def _prefill_bytes(spec: BaseModelSpec, rows: int, longest: int, full: bool) -> 
     return rows * per_row
 
 
+def _same_prompts(requests: Sequence[_Checked]) -> list[list[_Checked]]:
+    """``requests`` grouped by identical prompt (tokens and pictures), in first-seen order."""
+    groups: dict[tuple[Any, ...], list[_Checked]] = {}
+    for checked in requests:
+        flat = checked.flat
+        key = (tuple(flat.ids), tuple((i.offset, i.data) for i in flat.images))
+        groups.setdefault(key, []).append(checked)
+    return list(groups.values())
+
+
 def _prefill(
-    base: BaseWeights, adapter: Adapter | None, group: Sequence[_Checked]
+    base: BaseWeights, adapter: Adapter | None, group: Sequence[list[_Checked]]
 ) -> list[_Sampling]:
     """Run a group of prompts as one right-padded batch (padding is never attended to: no
-    real position attends to a later one); each request keeps its row of the cache."""
+    real position attends to a later one); each request keeps its row of the cache.
+
+    ``group``: the requests of each prompt. A prompt is run once however many requests send
+    it (an RL loop sends a group's prompt once per sample): the first request pays for it,
+    the others report its tokens as ``prompt_cache_hit_tokens``, as the service reports
+    prefix-cache hits."""
     device = base.device
-    longest = max(len(c.tokens) for c in group)
-    padded = torch.zeros(len(group), longest, dtype=torch.long, device=device)
-    for row, checked in enumerate(group):
+    firsts = [same[0] for same in group]
+    longest = max(len(c.tokens) for c in firsts)
+    padded = torch.zeros(len(firsts), longest, dtype=torch.long, device=device)
+    for row, checked in enumerate(firsts):
         padded[row, : len(checked.tokens)] = torch.tensor(checked.tokens, device=device)
     cache = KVCache()
-    lengths = torch.tensor([len(c.tokens) for c in group], device=device)
-    full = any(c.full for c in group)
-    images = image_inserts([c.flat for c in group], device)
+    lengths = torch.tensor([len(c.tokens) for c in firsts], device=device)
+    full = any(c.full for c in firsts)
+    images = image_inserts([c.flat for c in firsts], device)
     logits = forward(
         base, adapter, padded, cache, logits_at=None if full else lengths - 1, images=images
     )
     out = []
-    for row, checked in enumerate(group):
+    for row, checked, hits in (
+        (row, checked, 0 if j == 0 else len(checked.tokens))
+        for row, same in enumerate(group)
+        for j, checked in enumerate(same)
+    ):
         job, length = checked.job, len(checked.tokens)
         extras = PromptExtras()
         if checked.full:
@@ -330,6 +352,7 @@ def _prefill(
                 logprobs=[[] for _ in range(n)],
                 topk=[[] for _ in range(n)],
                 stopped=[False] * n,
+                cache_hits=hits,
             )
         )
     return out
@@ -402,12 +425,12 @@ def _prepare(
     with torch.inference_mode():
         # prompts whose every logit is wanted run apart from those that need only the last
         for full in (False, True):
-            kind = [c for c in checked if c.full == full]
+            kind = _same_prompts([c for c in checked if c.full == full])
 
             def fits(rows: int, longest: int, full: bool = full) -> bool:
                 return _prefill_bytes(spec, rows, longest, full) <= PREFILL_BYTES
 
-            for group in length_groups([len(c.tokens) for c in kind], fits):
+            for group in length_groups([len(same[0].tokens) for same in kind], fits):
                 prepared.extend(_prefill(base, adapter, [kind[i] for i in group]))
     return prepared
 
