@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
 import pytest
 from test_local_server_extra import KEY, START, Api, WallClock, detail, open_api, trained_model
 
+from tinker_actors.local import NullBackend
 from tinker_actors.transport.proto import encode_forward_backward_request
 from tinker_actors.types import (
     CreateSamplingSessionRequest,
@@ -16,6 +18,7 @@ from tinker_actors.types import (
     ForwardBackwardRequest,
     ModelInput,
     SampleRequest,
+    SampleResponse,
     SamplingParams,
     SaveWeightsRequest,
 )
@@ -123,6 +126,29 @@ async def test_usage_counts_tokens_checkpoints_and_storage_per_hour(tmp_path: Pa
     async with open_api(wall_clock=clock, data_dir=tmp_path) as (_, api):
         again = (await api.get("billing/usage/events", **window)).json()
     assert by_kind(again) == kinds
+
+
+class SharedPrefillBackend(NullBackend):
+    """Reports 4 prompt tokens of every sample as reused from another request's prefill."""
+
+    async def sample(self, spec: Any, weights: Any, job: Any) -> SampleResponse:
+        answer = await super().sample(spec, weights, job)
+        return dataclasses.replace(answer, prompt_cache_hit_tokens=4)
+
+
+async def test_prompt_tokens_a_backend_reused_are_billed_as_cached() -> None:
+    clock = WallClock()
+    async with open_api(wall_clock=clock, backend=SharedPrefillBackend()) as (_, api):
+        session_id, _ = await trained_model(api)
+        await sample(api, session_id, prompt=6, n=2, max_tokens=3)
+        window = {"starting_on": T0, "ending_before": iso(START - 800 + HOUR)}
+        answer = (await api.get("billing/usage/events", **window)).json()
+    prefill = {
+        row["event_info"]["cached"]: row["event_info"]["token_count"]
+        for row in answer["data"]
+        if row["event_info"]["type"] == "sampling_prefill"
+    }
+    assert prefill == {False: 2, True: 4}
 
 
 async def test_deleted_checkpoints_stop_accruing_storage() -> None:
