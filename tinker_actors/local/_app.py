@@ -35,6 +35,7 @@ from tinker_actors.local._auth import CALLER, Authenticator, AuthError
 from tinker_actors.local._core import EngineError
 from tinker_actors.local._downloads import DOWNLOAD_PREFIX
 from tinker_actors.local._limits import check_json_depth, over_limit
+from tinker_actors.local._oai import oai_routes
 from tinker_actors.local._refusals import consume_refused, peek_json_ids
 from tinker_actors.local._staging import CheckpointWriteError, full_disk_message, is_full
 from tinker_actors.local._usage import UsageError
@@ -504,6 +505,7 @@ def build_app(engine: LocalEngine, auth: Authenticator) -> Starlette:
         route(v1 + "/audit", audit, methods=("GET",)),
         # signed download links: the token is the credential, as in a signed storage URL
         route(DOWNLOAD_PREFIX + "{token}/{name}", download, methods=("GET",), public=True),
+        *oai_routes(engine, auth),
     ]
     return Starlette(routes=routes, exception_handlers={HTTPException: _http_exception})
 

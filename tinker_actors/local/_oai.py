@@ -1,0 +1,498 @@
+"""The OpenAI-compatible endpoints: ``/oai/api/v1/completions``, ``/chat/completions``, ``/models``.
+
+The service answers OpenAI clients at ``<base>/oai/api/v1`` with the Tinker API key as the
+bearer token; ``model`` is a base model, a ``tinker://`` sampler checkpoint, or
+``<base model>;<checkpoint>``. Harnesses written for OpenAI (evaluation tools, the ``openai``
+SDK, coding agents) can so sample a checkpoint while it trains. This serves the same routes on
+the local server.
+
+Each request is an ordinary sample (``asample``) in a session the server keeps per caller
+(tagged ``oai``; re-created if it expired): it is batched with the caller's other samples,
+limited, billed and audited like them. Prompts are tokenized, and completions decoded, with
+the model's own tokenizer; chat messages are rendered in ChatML (:mod:`._oai_text`).
+``stream: true`` is answered as server-sent events: each choice's whole text in one chunk
+(the sample is computed before the answer starts), then ``[DONE]``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+import trio
+from starlette.responses import Response
+from starlette.routing import Route
+
+from tinker_actors.errors import InvalidInputError
+from tinker_actors.local._auth import CALLER, AuthError
+from tinker_actors.local._core import EngineError
+from tinker_actors.local._oai_text import (
+    ChatBody,
+    CompletionBody,
+    OaiError,
+    Trimmed,
+    chat_prompt,
+    decode_body,
+    encode_prompt,
+    trim,
+)
+from tinker_actors.transport.proto import decode_sample_response
+from tinker_actors.types import (
+    CreateSamplingSessionRequest,
+    CreateSessionRequest,
+    ModelInput,
+    SampleRequest,
+    SampleResponse,
+    SamplingParams,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
+    from starlette.requests import Request
+    from tokenizers import Tokenizer
+
+    from tinker_actors.local._auth import Authenticator
+    from tinker_actors.local._catalogue import BaseModelSpec
+    from tinker_actors.local._engine import LocalEngine
+
+__all__ = ["OAI_PREFIX", "oai_routes"]
+
+log = logging.getLogger("tinker_actors.local")
+
+OAI_PREFIX = "/oai/api/v1"
+_MAX_LOGPROBS = 20
+
+
+@dataclass
+class _Caller:
+    """What the server keeps per caller: its session and a sampling session per model."""
+
+    session_id: str | None = None
+    samplers: dict[str, str] = field(default_factory=dict)
+
+
+class _Oai:
+    def __init__(self, engine: LocalEngine, auth: Authenticator) -> None:
+        self.engine = engine
+        self.auth = auth
+        self.callers: dict[str, _Caller] = {}
+        self.tokenizers: dict[str, Tokenizer] = {}
+        self.lock = trio.Lock()  # sessions and samplers are made one at a time
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    def route(
+        self,
+        path: str,
+        handler: Callable[[Request, str], Awaitable[Response]],
+        method: str = "POST",
+    ) -> Route:
+        async def endpoint(request: Request) -> Response:
+            token = None
+            try:
+                principal = self.auth.check(_key(request), raw_key_allowed=True)
+                token = CALLER.set(principal)
+                return await handler(request, principal)
+            except AuthError as exc:
+                return _error(OaiError(exc.status, exc.message))
+            except OaiError as exc:
+                return _error(exc)
+            except EngineError as exc:
+                return _error(OaiError(exc.status, exc.message))
+            except Exception as exc:
+                log.exception("local server: unexpected error on %s", path)
+                return _error(
+                    OaiError(500, f"internal error in the local server: {type(exc).__name__}")
+                )
+            finally:
+                if token is not None:
+                    CALLER.reset(token)
+
+        return Route(OAI_PREFIX + path, endpoint, methods=[method])
+
+    async def sampler(self, principal: str, model: str) -> tuple[str, BaseModelSpec]:
+        """The caller's sampling session on ``model`` and its base model's spec."""
+        core = self.engine.core
+        async with self.lock:
+            caller = self.callers.setdefault(principal, _Caller())
+            alive = caller.session_id is not None
+            if alive:
+                try:
+                    core.session(str(caller.session_id))
+                except EngineError:  # expired or finished: start over
+                    alive = False
+            if not alive:
+                made = self.engine.create_session(
+                    CreateSessionRequest(tags=["oai"], sdk_version="oai-compatible"), None
+                )
+                caller.session_id, caller.samplers = made.session_id, {}
+            session_id = str(caller.session_id)
+            core.touch(session_id)
+            sampler_id = caller.samplers.get(model)
+            if sampler_id is None:
+                base, path = _target(model)
+                if base is not None and path is not None:
+                    _check_base(core, base, path)
+                request = CreateSamplingSessionRequest(
+                    session_id=session_id,
+                    sampling_session_seq_id=len(caller.samplers),
+                    base_model=base if path is None else None,
+                    model_path=path,
+                )
+                try:
+                    made_sampler = self.engine.sampling.create_sampling_session(request)
+                except InvalidInputError as exc:
+                    raise OaiError(400, str(exc), param="model") from None
+                sampler_id = caller.samplers[model] = made_sampler.sampling_session_id
+        record = self.engine.sampling.sampler(sampler_id)
+        return sampler_id, core.spec_for(record.base_model)
+
+    async def tokenizer(self, spec: BaseModelSpec) -> Tokenizer:
+        found = self.tokenizers.get(spec.name)
+        if found is None:
+            from tinker_actors.local._tokenizer import load_tokenizer
+
+            folder = await self.engine.core.tokenizer_dir(spec)
+            if folder is None:
+                raise OaiError(500, "the OpenAI-compatible endpoints need the tokenizers package")
+            found = self.tokenizers[spec.name] = load_tokenizer(folder)
+        return found
+
+    async def sample(
+        self, sampler_id: str, prompt: list[int], params: SamplingParams, n: int, k: int
+    ) -> SampleResponse:
+        """One sample request through the engine, as a client's would go."""
+        core = self.engine.core
+        request = SampleRequest(
+            sampling_session_id=sampler_id,
+            num_samples=n,
+            prompt=ModelInput.from_ints(prompt),
+            sampling_params=params,
+            topk_sample_logprobs=k,
+        )
+        future = self.engine.sampling.asample(request, backpressure=False, idempotency_key=None)
+        record = core.futures.get(future.request_id)
+        await record.settled.wait()
+        if record.state != "done" or record.payload is None:
+            status = 400 if record.category == "user" else 500
+            raise OaiError(status, record.error or f"the sample {record.state}")
+        answer = decode_sample_response(record.payload, sequence_ids=None)
+        core.futures.drop_payload(record.request_id)
+        return answer
+
+    # -- endpoints --------------------------------------------------------------------------
+
+    async def completions(self, request: Request, principal: str) -> Response:
+        body: CompletionBody = decode_body(await request.body(), CompletionBody)
+        sampler_id, spec = await self.sampler(principal, body.model)
+        tokenizer = await self.tokenizer(spec)
+        prompts = _prompts(body.prompt)
+        k = _logprobs_k(body.logprobs)
+        params = _params(body, body.max_tokens, _stops(body.stop))
+        ends = frozenset(spec.eos_ids)
+        answers = await self._all(
+            sampler_id, [encode_prompt(tokenizer, p) for p in prompts], params, body.n, k
+        )
+        choices, used = [], _Usage()
+        for p, (ids, answer) in enumerate(answers):
+            used.prompt += len(ids)
+            for j, seq in enumerate(answer.sequences):
+                cut = _trimmed(seq, tokenizer, _stops(body.stop), ends)
+                used.completion += len(cut.tokens)
+                choice: dict[str, Any] = {
+                    "index": p * body.n + j,
+                    "text": cut.text,
+                    "finish_reason": cut.finish_reason,
+                    "logprobs": None if k is None else _completion_logprobs(cut, seq, tokenizer, k),
+                }
+                choices.append(choice)
+        reply = {
+            "id": f"cmpl-{uuid.uuid4().hex}",
+            "object": "text_completion",
+            "created": int(time.time()),
+            "model": body.model,
+            "choices": choices,
+            "usage": used.json(),
+        }
+        return _stream(reply, "text_completion") if body.stream else _json(reply)
+
+    async def chat(self, request: Request, principal: str) -> Response:
+        body: ChatBody = decode_body(await request.body(), ChatBody)
+        sampler_id, spec = await self.sampler(principal, body.model)
+        tokenizer = await self.tokenizer(spec)
+        prompt = chat_prompt(body.messages, tokenizer)
+        k = None
+        if body.logprobs:
+            k = _logprobs_k(body.top_logprobs or 0)
+        limit = (
+            body.max_completion_tokens
+            if body.max_completion_tokens is not None
+            else body.max_tokens
+        )
+        params = _params(body, limit, _stops(body.stop))
+        end = tokenizer.token_to_id("<|im_end|>")
+        ends = frozenset({*spec.eos_ids, *([] if end is None else [end])})
+        [(_, answer)] = await self._all(sampler_id, [prompt], params, body.n, k)
+        choices, used = [], _Usage(prompt=len(prompt))
+        for j, seq in enumerate(answer.sequences):
+            cut = _trimmed(seq, tokenizer, _stops(body.stop), ends)
+            used.completion += len(cut.tokens)
+            choices.append(
+                {
+                    "index": j,
+                    "message": {"role": "assistant", "content": cut.text},
+                    "finish_reason": cut.finish_reason,
+                    "logprobs": None
+                    if k is None
+                    else {"content": _chat_logprobs(cut, seq, tokenizer, k)},
+                }
+            )
+        reply = {
+            "id": f"chatcmpl-{uuid.uuid4().hex}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": body.model,
+            "choices": choices,
+            "usage": used.json(),
+        }
+        return _stream(reply, "chat.completion.chunk") if body.stream else _json(reply)
+
+    async def models(self, request: Request, principal: str) -> Response:
+        del request, principal
+        names = [m.model_name for m in self.engine.capabilities().supported_models]
+        data = [
+            {"id": n, "object": "model", "created": 0, "owned_by": "tinker-actors"} for n in names
+        ]
+        return _json({"object": "list", "data": data})
+
+    async def _all(
+        self,
+        sampler_id: str,
+        prompts: list[list[int]],
+        params: SamplingParams,
+        n: int,
+        k: int | None,
+    ) -> list[tuple[list[int], SampleResponse]]:
+        out: list[tuple[list[int], SampleResponse] | None] = [None] * len(prompts)
+        failure: list[BaseException] = []
+
+        async def one(i: int) -> None:
+            try:
+                out[i] = (prompts[i], await self.sample(sampler_id, prompts[i], params, n, k or 0))
+            except (OaiError, EngineError) as exc:
+                failure.append(exc)
+
+        async with trio.open_nursery() as nursery:
+            for i in range(len(prompts)):
+                nursery.start_soon(one, i)
+        if failure:
+            raise failure[0]
+        return [o for o in out if o is not None]
+
+
+@dataclass
+class _Usage:
+    prompt: int = 0
+    completion: int = 0
+
+    def json(self) -> dict[str, int]:
+        return {
+            "prompt_tokens": self.prompt,
+            "completion_tokens": self.completion,
+            "total_tokens": self.prompt + self.completion,
+        }
+
+
+def _key(request: Request) -> str | None:
+    bearer = request.headers.get("authorization", "")
+    if bearer.lower().startswith("bearer "):
+        return bearer[7:].strip()
+    return request.headers.get("x-api-key")
+
+
+def _target(model: str) -> tuple[str | None, str | None]:
+    """``model`` as (base model, checkpoint path): either may be None, not both."""
+    base, _, path = model.partition(";")
+    if path:
+        return base.strip(), path.strip()
+    if model.startswith("tinker://"):
+        return None, model
+    return model, None
+
+
+def _check_base(core: Any, base: str, path: str) -> None:
+    """``<base>;<path>``: the checkpoint must be of that base model."""
+    wanted = core.resolve_model(base)[0]
+    run_id = path.removeprefix("tinker://").split("/", 1)[0]
+    run = core.store.runs.get(run_id)
+    if run is not None and core.resolve_model(run.base_model)[0] != wanted:
+        raise OaiError(
+            400,
+            f"model {base};{path}: the checkpoint was trained on {run.base_model!r}, not "
+            f"{base!r}; name its own base model, or the checkpoint alone",
+            param="model",
+        )
+
+
+def _prompts(prompt: str | list[Any]) -> list[str | list[int]]:
+    """The prompts of a completion request: a text, token ids, or a list of texts or of lists
+    of token ids (a choice each, ``n`` times)."""
+    if isinstance(prompt, str):
+        return [prompt]
+    if not prompt:
+        raise OaiError(400, "prompt must not be empty", param="prompt")
+    if all(_is_id(p) for p in prompt):
+        return [[int(p) for p in prompt]]
+    out: list[str | list[int]] = []
+    for i, p in enumerate(prompt):
+        if isinstance(p, str):
+            out.append(p)
+        elif isinstance(p, list) and p and all(_is_id(t) for t in p):
+            out.append([int(t) for t in p])
+        else:
+            raise OaiError(
+                400,
+                f"prompt[{i}] must be a string or a non-empty list of token ids",
+                param="prompt",
+            )
+    return out
+
+
+def _is_id(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _stops(stop: str | list[str] | None) -> list[str]:
+    if stop is None:
+        return []
+    return [stop] if isinstance(stop, str) else [s for s in stop if s]
+
+
+def _logprobs_k(value: int | None) -> int | None:
+    if value is None:
+        return None
+    if not 0 <= value <= _MAX_LOGPROBS:
+        raise OaiError(
+            400, f"logprobs must be in [0, {_MAX_LOGPROBS}], got {value}", param="logprobs"
+        )
+    return value
+
+
+def _params(
+    body: CompletionBody | ChatBody, max_tokens: int | None, stops: list[str]
+) -> SamplingParams:
+    if max_tokens is not None and max_tokens < 0:
+        raise OaiError(400, f"max_tokens must be >= 0, got {max_tokens}", param="max_tokens")
+    try:
+        return SamplingParams(
+            max_tokens=max_tokens,
+            temperature=float(body.temperature),
+            top_p=float(body.top_p) if body.top_p > 0 else 1e-6,
+            seed=body.seed,
+            stop=stops or None,
+        )
+    except InvalidInputError as exc:
+        raise OaiError(400, str(exc)) from None
+
+
+def _trimmed(seq: Any, tokenizer: Tokenizer, stops: list[str], ends: frozenset[int]) -> Trimmed:
+    lps = seq.logprobs_np.tolist() if seq.logprobs_np is not None else [0.0] * seq.tokens_np.size
+    return trim(seq.tokens_np.tolist(), lps, seq.stop_reason == "stop", tokenizer, stops, ends)
+
+
+def _token_text(tokenizer: Tokenizer, token: int) -> str:
+    return str(tokenizer.decode([token], skip_special_tokens=False))
+
+
+def _tops(seq: Any, tokenizer: Tokenizer, k: int, count: int) -> list[list[tuple[str, float]]]:
+    topk = seq.topk_logprobs_np
+    if not k or topk is None:
+        return [[] for _ in range(count)]
+    ids, lps = topk.token_ids[:count, :k].tolist(), topk.logprobs[:count, :k].tolist()
+    return [
+        [(_token_text(tokenizer, t), v) for t, v in zip(row, vals, strict=True)]
+        for row, vals in zip(ids, lps, strict=True)
+    ]
+
+
+def _completion_logprobs(cut: Trimmed, seq: Any, tokenizer: Tokenizer, k: int) -> dict[str, Any]:
+    tokens = [_token_text(tokenizer, t) for t in cut.tokens]
+    offsets, at = [], 0
+    for text in tokens:
+        offsets.append(at)
+        at += len(text)
+    tops = _tops(seq, tokenizer, k, len(tokens))
+    return {
+        "tokens": tokens,
+        "token_logprobs": cut.logprobs,
+        "top_logprobs": [dict(row) for row in tops] if k else None,
+        "text_offset": offsets,
+    }
+
+
+def _chat_logprobs(cut: Trimmed, seq: Any, tokenizer: Tokenizer, k: int) -> list[dict[str, Any]]:
+    tops = _tops(seq, tokenizer, k, len(cut.tokens))
+    out = []
+    for token, lp, row in zip(cut.tokens, cut.logprobs, tops, strict=True):
+        text = _token_text(tokenizer, token)
+        out.append(
+            {
+                "token": text,
+                "logprob": lp,
+                "bytes": list(text.encode()),
+                "top_logprobs": [
+                    {"token": t, "logprob": v, "bytes": list(t.encode())} for t, v in row
+                ],
+            }
+        )
+    return out
+
+
+def _json(obj: object, status: int = 200) -> Response:
+    return Response(msgspec.json.encode(obj), status_code=status, media_type="application/json")
+
+
+def _error(exc: OaiError) -> Response:
+    return _json(exc.body(), exc.status)
+
+
+def _stream(reply: dict[str, Any], kind: str) -> Response:
+    """The answer as server-sent events: a chunk per choice with its whole text, then
+    ``[DONE]`` (the sample is complete before the answer starts)."""
+    events = []
+    for choice in reply["choices"]:
+        if kind == "chat.completion.chunk":
+            delta = {"role": "assistant", "content": choice["message"]["content"]}
+            part = {
+                "index": choice["index"],
+                "delta": delta,
+                "logprobs": choice["logprobs"],
+                "finish_reason": choice["finish_reason"],
+            }
+        else:
+            part = {**choice}
+        chunk = {k: v for k, v in reply.items() if k not in ("choices", "usage")}
+        chunk.update(object=kind, choices=[part])
+        events.append(chunk)
+    events.append(
+        {**{k: v for k, v in reply.items() if k != "choices"}, "object": kind, "choices": []}
+    )
+    body = (
+        b"".join(b"data: " + msgspec.json.encode(e) + b"\n\n" for e in events) + b"data: [DONE]\n\n"
+    )
+    return Response(body, media_type="text/event-stream")
+
+
+def oai_routes(engine: LocalEngine, auth: Authenticator) -> list[Route]:
+    """The routes of the OpenAI-compatible API, for the local server's app."""
+    oai = _Oai(engine, auth)
+    return [
+        oai.route("/completions", oai.completions),
+        oai.route("/chat/completions", oai.chat),
+        oai.route("/models", oai.models, method="GET"),
+    ]

@@ -1,0 +1,227 @@
+"""Text for the OpenAI-compatible endpoints: requests, chat rendering, completions, logprobs.
+
+The local server's ``/oai/api/v1`` answers as the service's OpenAI-compatible API does: a text
+prompt or chat messages in, text out. What it needs beyond sampling lives here:
+
+* the request bodies (:class:`CompletionBody`, :class:`ChatBody`), read leniently as OpenAI
+  clients send them: fields this server does not use are ignored, but a field that would
+  change the answer and is not supported (a penalty, ``logit_bias``, ``echo``, ``best_of``,
+  tools) is refused with a 400 that names it;
+* chat messages rendered in ChatML (``<|im_start|>role\\ncontent<|im_end|>\\n``, then
+  ``<|im_start|>assistant\\n``), which every local tokenizer has as special tokens;
+* a completion's text cut where OpenAI cuts it: before the first stop string, at the end of
+  turn, and its ``finish_reason``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+if TYPE_CHECKING:
+    from tokenizers import Tokenizer
+
+__all__ = [
+    "ChatBody",
+    "CompletionBody",
+    "OaiError",
+    "Trimmed",
+    "chat_prompt",
+    "decode_body",
+    "trim",
+]
+
+
+class OaiError(Exception):
+    """A request the OpenAI-compatible endpoints refuse: ``status`` and OpenAI's error body."""
+
+    def __init__(self, status: int, message: str, *, param: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.param = param
+
+    def body(self) -> dict[str, Any]:
+        kind = "invalid_request_error" if self.status < 500 else "server_error"
+        if self.status == 401:
+            kind = "authentication_error"
+        return {"error": {"message": self.message, "type": kind, "param": self.param, "code": None}}
+
+
+class _Common(msgspec.Struct, kw_only=True):
+    model: str
+    temperature: float = 1.0
+    top_p: float = 1.0
+    n: int = 1
+    stop: str | list[str] | None = None
+    seed: int | None = None
+    stream: bool = False
+    # accepted when they change nothing; anything else is refused by name
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    logit_bias: dict[str, float] | None = None
+
+
+class CompletionBody(_Common, kw_only=True):
+    """``POST /completions``: a prompt (text, token ids, or a list of either) to continue."""
+
+    prompt: str | list[Any]  # text, token ids, or a list of either (checked by prompts())
+    max_tokens: int | None = 16
+    logprobs: int | None = None
+    echo: bool = False
+    best_of: int | None = None
+    suffix: str | None = None
+
+
+class ChatBody(_Common, kw_only=True):
+    """``POST /chat/completions``: messages to answer as the assistant."""
+
+    messages: list[dict[str, Any]]
+    max_tokens: int | None = None
+    max_completion_tokens: int | None = None
+    logprobs: bool = False
+    top_logprobs: int | None = None
+    tools: list[Any] | None = None
+    response_format: dict[str, Any] | None = None
+
+
+_REFUSED = {
+    "presence_penalty": "penalties",
+    "frequency_penalty": "penalties",
+    "logit_bias": "logit_bias",
+    "echo": "echo",
+    "best_of": "best_of",
+    "suffix": "suffix",
+    "tools": "tools",
+}
+
+
+def decode_body(raw: bytes, kind: type[CompletionBody] | type[ChatBody]) -> Any:
+    """Read a request body, refusing what would change the answer and is not supported.
+
+    Raises:
+        OaiError: 400, naming the field.
+    """
+    try:
+        body = msgspec.json.decode(raw, type=kind)
+    except msgspec.ValidationError as exc:
+        raise OaiError(400, f"invalid request: {exc}") from None
+    except msgspec.DecodeError as exc:
+        raise OaiError(400, f"the body is not JSON: {exc}") from None
+    for name, what in _REFUSED.items():
+        value = getattr(body, name, None)
+        if value not in (None, False, 0, 0.0, {}, []) and not (name == "best_of" and value == 1):
+            raise OaiError(
+                400,
+                f"{name} is not supported by the local server ({what}); leave it unset",
+                param=name,
+            )
+    if isinstance(body, ChatBody):
+        form = body.response_format
+        if form is not None and form.get("type", "text") != "text":
+            raise OaiError(
+                400,
+                "response_format other than text is not supported by the local server",
+                param="response_format",
+            )
+    if body.n < 1:
+        raise OaiError(400, f"n must be at least 1, got {body.n}", param="n")
+    if not 0.0 <= body.temperature <= 2.0:
+        raise OaiError(
+            400, f"temperature must be in [0, 2], got {body.temperature}", param="temperature"
+        )
+    return body
+
+
+def _text(content: Any, index: int) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        parts = []
+        for part in content:
+            if not isinstance(part, dict) or part.get("type") != "text":
+                kind = part.get("type") if isinstance(part, dict) else type(part).__name__
+                raise OaiError(
+                    400,
+                    f"messages[{index}]: only text content parts are supported by the local "
+                    f"server's chat endpoint, not {kind!r}",
+                    param="messages",
+                )
+            parts.append(str(part.get("text", "")))
+        return "".join(parts)
+    if content is None:
+        return ""
+    raise OaiError(400, f"messages[{index}].content must be a string or a list of parts")
+
+
+def chat_prompt(messages: list[dict[str, Any]], tokenizer: Tokenizer) -> list[int]:
+    """``messages`` in ChatML, ending with the assistant's open turn, as token ids.
+
+    Raises:
+        OaiError: no messages, a message without a role, or content that is not text.
+    """
+    if not messages:
+        raise OaiError(400, "messages must hold at least one message", param="messages")
+    start, end = tokenizer.token_to_id("<|im_start|>"), tokenizer.token_to_id("<|im_end|>")
+    if start is None or end is None:
+        raise OaiError(500, "this model's tokenizer has no <|im_start|> / <|im_end|> tokens")
+    ids: list[int] = []
+    for index, message in enumerate(messages):
+        role = message.get("role")
+        if not isinstance(role, str) or not role:
+            raise OaiError(400, f"messages[{index}] needs a role", param="messages")
+        role = "system" if role == "developer" else role
+        text = _text(message.get("content"), index)
+        ids += [start, *_encode(tokenizer, f"{role}\n{text}"), end, *_encode(tokenizer, "\n")]
+    return [*ids, start, *_encode(tokenizer, "assistant\n")]
+
+
+def _encode(tokenizer: Tokenizer, text: str) -> list[int]:
+    return list(tokenizer.encode(text, add_special_tokens=False).ids)
+
+
+def encode_prompt(tokenizer: Tokenizer, prompt: str | list[int]) -> list[int]:
+    """A completion prompt's token ids (token ids pass through)."""
+    return _encode(tokenizer, prompt) if isinstance(prompt, str) else list(prompt)
+
+
+@dataclass(frozen=True)
+class Trimmed:
+    """One choice: the tokens and text OpenAI returns, and why it ended."""
+
+    tokens: list[int]
+    logprobs: list[float]
+    text: str
+    finish_reason: str
+
+
+def trim(
+    tokens: list[int],
+    logprobs: list[float],
+    stopped: bool,
+    tokenizer: Tokenizer,
+    stops: list[str],
+    end_ids: frozenset[int],
+) -> Trimmed:
+    """Cut a completion at its end of turn (``end_ids``, not shown) and before its first stop
+    string; ``finish_reason`` is ``stop`` for either (or the model's own stop), else
+    ``length``."""
+    for at, token in enumerate(tokens):
+        if token in end_ids:
+            tokens, logprobs, stopped = tokens[:at], logprobs[:at], True
+            break
+    text = str(tokenizer.decode(tokens, skip_special_tokens=True))
+    found = [i for i in (text.find(s) for s in stops if s) if i >= 0]
+    if found:
+        text = text[: min(found)]
+        stopped = True
+        # the tokens that make up what is shown (a stop string may end inside a token)
+        keep = len(tokens)
+        while keep > 0 and len(
+            str(tokenizer.decode(tokens[: keep - 1], skip_special_tokens=True))
+        ) >= len(text):
+            keep -= 1
+        tokens, logprobs = tokens[:keep], logprobs[:keep]
+    return Trimmed(tokens, logprobs, text, "stop" if stopped else "length")
