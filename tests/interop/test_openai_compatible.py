@@ -203,6 +203,15 @@ def test_chat_refuses_pictures_and_keys_are_checked(client: Any, server: LocalSe
     assert answer.status_code == 400
     assert answer.json()["error"]["param"] == "best_of"
     assert answer.json()["error"]["type"] == "invalid_request_error"
+    huge = json.dumps({"model": "local/tiny", "prompt": "x" * (5 * 1024 * 1024)})
+    answer = httpx.post(
+        f"{server.url}/oai/api/v1/completions",
+        headers={"Authorization": f"Bearer {server.api_key}"},
+        content=huge,
+        timeout=60,
+    )
+    assert answer.status_code == 413
+    assert "max_json_body_bytes" in answer.json()["error"]["message"]
 
 
 def test_a_real_small_model_answers_a_chat(client: Any) -> None:

@@ -35,9 +35,15 @@ from tinker_actors.local._oai_text import (
     CompletionBody,
     OaiError,
     Trimmed,
+    Usage,
+    chat_logprobs,
     chat_prompt,
+    completion_logprobs,
     decode_body,
     encode_prompt,
+    event_stream,
+    prompts,
+    stops,
     trim,
 )
 from tinker_actors.transport.proto import decode_sample_response
@@ -115,6 +121,17 @@ class _Oai:
 
         return Route(OAI_PREFIX + path, endpoint, methods=[method])
 
+    async def read(self, request: Request) -> bytes:
+        """The request body, refused (413) once it passes the JSON body limit."""
+        limit = self.engine.settings.limits.max_json_body_bytes
+        parts, size = [], 0
+        async for part in request.stream():
+            size += len(part)
+            if size > limit:
+                raise OaiError(413, f"the body is over {limit} bytes (max_json_body_bytes)")
+            parts.append(part)
+        return b"".join(parts)
+
     async def sampler(self, principal: str, model: str) -> tuple[str, BaseModelSpec]:
         """The caller's sampling session on ``model`` and its base model's spec."""
         core = self.engine.core
@@ -188,27 +205,27 @@ class _Oai:
     # -- endpoints --------------------------------------------------------------------------
 
     async def completions(self, request: Request, principal: str) -> Response:
-        body: CompletionBody = decode_body(await request.body(), CompletionBody)
+        body: CompletionBody = decode_body(await self.read(request), CompletionBody)
         sampler_id, spec = await self.sampler(principal, body.model)
         tokenizer = await self.tokenizer(spec)
-        prompts = _prompts(body.prompt)
+        asked = prompts(body.prompt)
         k = _logprobs_k(body.logprobs)
-        params = _params(body, body.max_tokens, _stops(body.stop))
+        params = _params(body, body.max_tokens, stops(body.stop))
         ends = frozenset(spec.eos_ids)
         answers = await self._all(
-            sampler_id, [encode_prompt(tokenizer, p) for p in prompts], params, body.n, k
+            sampler_id, [encode_prompt(tokenizer, p) for p in asked], params, body.n, k
         )
-        choices, used = [], _Usage()
+        choices, used = [], Usage()
         for p, (ids, answer) in enumerate(answers):
             used.prompt += len(ids)
             for j, seq in enumerate(answer.sequences):
-                cut = _trimmed(seq, tokenizer, _stops(body.stop), ends)
+                cut = _trimmed(seq, tokenizer, stops(body.stop), ends)
                 used.completion += len(cut.tokens)
                 choice: dict[str, Any] = {
                     "index": p * body.n + j,
                     "text": cut.text,
                     "finish_reason": cut.finish_reason,
-                    "logprobs": None if k is None else _completion_logprobs(cut, seq, tokenizer, k),
+                    "logprobs": None if k is None else completion_logprobs(cut, seq, tokenizer, k),
                 }
                 choices.append(choice)
         reply = {
@@ -219,10 +236,10 @@ class _Oai:
             "choices": choices,
             "usage": used.json(),
         }
-        return _stream(reply, "text_completion") if body.stream else _json(reply)
+        return _sse(reply, "text_completion") if body.stream else _json(reply)
 
     async def chat(self, request: Request, principal: str) -> Response:
-        body: ChatBody = decode_body(await request.body(), ChatBody)
+        body: ChatBody = decode_body(await self.read(request), ChatBody)
         sampler_id, spec = await self.sampler(principal, body.model)
         tokenizer = await self.tokenizer(spec)
         prompt = chat_prompt(body.messages, tokenizer)
@@ -234,13 +251,13 @@ class _Oai:
             if body.max_completion_tokens is not None
             else body.max_tokens
         )
-        params = _params(body, limit, _stops(body.stop))
+        params = _params(body, limit, stops(body.stop))
         end = tokenizer.token_to_id("<|im_end|>")
         ends = frozenset({*spec.eos_ids, *([] if end is None else [end])})
         [(_, answer)] = await self._all(sampler_id, [prompt], params, body.n, k)
-        choices, used = [], _Usage(prompt=len(prompt))
+        choices, used = [], Usage(prompt=len(prompt))
         for j, seq in enumerate(answer.sequences):
-            cut = _trimmed(seq, tokenizer, _stops(body.stop), ends)
+            cut = _trimmed(seq, tokenizer, stops(body.stop), ends)
             used.completion += len(cut.tokens)
             choices.append(
                 {
@@ -249,7 +266,7 @@ class _Oai:
                     "finish_reason": cut.finish_reason,
                     "logprobs": None
                     if k is None
-                    else {"content": _chat_logprobs(cut, seq, tokenizer, k)},
+                    else {"content": chat_logprobs(cut, seq, tokenizer, k)},
                 }
             )
         reply = {
@@ -260,7 +277,7 @@ class _Oai:
             "choices": choices,
             "usage": used.json(),
         }
-        return _stream(reply, "chat.completion.chunk") if body.stream else _json(reply)
+        return _sse(reply, "chat.completion.chunk") if body.stream else _json(reply)
 
     async def models(self, request: Request, principal: str) -> Response:
         del request, principal
@@ -273,39 +290,26 @@ class _Oai:
     async def _all(
         self,
         sampler_id: str,
-        prompts: list[list[int]],
+        inputs: list[list[int]],
         params: SamplingParams,
         n: int,
         k: int | None,
     ) -> list[tuple[list[int], SampleResponse]]:
-        out: list[tuple[list[int], SampleResponse] | None] = [None] * len(prompts)
+        out: list[tuple[list[int], SampleResponse] | None] = [None] * len(inputs)
         failure: list[BaseException] = []
 
         async def one(i: int) -> None:
             try:
-                out[i] = (prompts[i], await self.sample(sampler_id, prompts[i], params, n, k or 0))
+                out[i] = (inputs[i], await self.sample(sampler_id, inputs[i], params, n, k or 0))
             except (OaiError, EngineError) as exc:
                 failure.append(exc)
 
         async with trio.open_nursery() as nursery:
-            for i in range(len(prompts)):
+            for i in range(len(inputs)):
                 nursery.start_soon(one, i)
         if failure:
             raise failure[0]
         return [o for o in out if o is not None]
-
-
-@dataclass
-class _Usage:
-    prompt: int = 0
-    completion: int = 0
-
-    def json(self) -> dict[str, int]:
-        return {
-            "prompt_tokens": self.prompt,
-            "completion_tokens": self.completion,
-            "total_tokens": self.prompt + self.completion,
-        }
 
 
 def _key(request: Request) -> str | None:
@@ -337,40 +341,6 @@ def _check_base(core: Any, base: str, path: str) -> None:
             f"{base!r}; name its own base model, or the checkpoint alone",
             param="model",
         )
-
-
-def _prompts(prompt: str | list[Any]) -> list[str | list[int]]:
-    """The prompts of a completion request: a text, token ids, or a list of texts or of lists
-    of token ids (a choice each, ``n`` times)."""
-    if isinstance(prompt, str):
-        return [prompt]
-    if not prompt:
-        raise OaiError(400, "prompt must not be empty", param="prompt")
-    if all(_is_id(p) for p in prompt):
-        return [[int(p) for p in prompt]]
-    out: list[str | list[int]] = []
-    for i, p in enumerate(prompt):
-        if isinstance(p, str):
-            out.append(p)
-        elif isinstance(p, list) and p and all(_is_id(t) for t in p):
-            out.append([int(t) for t in p])
-        else:
-            raise OaiError(
-                400,
-                f"prompt[{i}] must be a string or a non-empty list of token ids",
-                param="prompt",
-            )
-    return out
-
-
-def _is_id(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
-
-
-def _stops(stop: str | list[str] | None) -> list[str]:
-    if stop is None:
-        return []
-    return [stop] if isinstance(stop, str) else [s for s in stop if s]
 
 
 def _logprobs_k(value: int | None) -> int | None:
@@ -405,87 +375,16 @@ def _trimmed(seq: Any, tokenizer: Tokenizer, stops: list[str], ends: frozenset[i
     return trim(seq.tokens_np.tolist(), lps, seq.stop_reason == "stop", tokenizer, stops, ends)
 
 
-def _token_text(tokenizer: Tokenizer, token: int) -> str:
-    return str(tokenizer.decode([token], skip_special_tokens=False))
-
-
-def _tops(seq: Any, tokenizer: Tokenizer, k: int, count: int) -> list[list[tuple[str, float]]]:
-    topk = seq.topk_logprobs_np
-    if not k or topk is None:
-        return [[] for _ in range(count)]
-    ids, lps = topk.token_ids[:count, :k].tolist(), topk.logprobs[:count, :k].tolist()
-    return [
-        [(_token_text(tokenizer, t), v) for t, v in zip(row, vals, strict=True)]
-        for row, vals in zip(ids, lps, strict=True)
-    ]
-
-
-def _completion_logprobs(cut: Trimmed, seq: Any, tokenizer: Tokenizer, k: int) -> dict[str, Any]:
-    tokens = [_token_text(tokenizer, t) for t in cut.tokens]
-    offsets, at = [], 0
-    for text in tokens:
-        offsets.append(at)
-        at += len(text)
-    tops = _tops(seq, tokenizer, k, len(tokens))
-    return {
-        "tokens": tokens,
-        "token_logprobs": cut.logprobs,
-        "top_logprobs": [dict(row) for row in tops] if k else None,
-        "text_offset": offsets,
-    }
-
-
-def _chat_logprobs(cut: Trimmed, seq: Any, tokenizer: Tokenizer, k: int) -> list[dict[str, Any]]:
-    tops = _tops(seq, tokenizer, k, len(cut.tokens))
-    out = []
-    for token, lp, row in zip(cut.tokens, cut.logprobs, tops, strict=True):
-        text = _token_text(tokenizer, token)
-        out.append(
-            {
-                "token": text,
-                "logprob": lp,
-                "bytes": list(text.encode()),
-                "top_logprobs": [
-                    {"token": t, "logprob": v, "bytes": list(t.encode())} for t, v in row
-                ],
-            }
-        )
-    return out
-
-
 def _json(obj: object, status: int = 200) -> Response:
     return Response(msgspec.json.encode(obj), status_code=status, media_type="application/json")
 
 
+def _sse(reply: dict[str, Any], kind: str) -> Response:
+    return Response(event_stream(reply, kind), media_type="text/event-stream")
+
+
 def _error(exc: OaiError) -> Response:
     return _json(exc.body(), exc.status)
-
-
-def _stream(reply: dict[str, Any], kind: str) -> Response:
-    """The answer as server-sent events: a chunk per choice with its whole text, then
-    ``[DONE]`` (the sample is complete before the answer starts)."""
-    events = []
-    for choice in reply["choices"]:
-        if kind == "chat.completion.chunk":
-            delta = {"role": "assistant", "content": choice["message"]["content"]}
-            part = {
-                "index": choice["index"],
-                "delta": delta,
-                "logprobs": choice["logprobs"],
-                "finish_reason": choice["finish_reason"],
-            }
-        else:
-            part = {**choice}
-        chunk = {k: v for k, v in reply.items() if k not in ("choices", "usage")}
-        chunk.update(object=kind, choices=[part])
-        events.append(chunk)
-    events.append(
-        {**{k: v for k, v in reply.items() if k != "choices"}, "object": kind, "choices": []}
-    )
-    body = (
-        b"".join(b"data: " + msgspec.json.encode(e) + b"\n\n" for e in events) + b"data: [DONE]\n\n"
-    )
-    return Response(body, media_type="text/event-stream")
 
 
 def oai_routes(engine: LocalEngine, auth: Authenticator) -> list[Route]:

@@ -28,8 +28,15 @@ __all__ = [
     "CompletionBody",
     "OaiError",
     "Trimmed",
+    "Usage",
+    "chat_logprobs",
     "chat_prompt",
+    "completion_logprobs",
     "decode_body",
+    "encode_prompt",
+    "event_stream",
+    "prompts",
+    "stops",
     "trim",
 ]
 
@@ -225,3 +232,125 @@ def trim(
             keep -= 1
         tokens, logprobs = tokens[:keep], logprobs[:keep]
     return Trimmed(tokens, logprobs, text, "stop" if stopped else "length")
+
+
+@dataclass
+class Usage:
+    prompt: int = 0
+    completion: int = 0
+
+    def json(self) -> dict[str, int]:
+        return {
+            "prompt_tokens": self.prompt,
+            "completion_tokens": self.completion,
+            "total_tokens": self.prompt + self.completion,
+        }
+
+
+def prompts(prompt: str | list[Any]) -> list[str | list[int]]:
+    """The prompts of a completion request: a text, token ids, or a list of texts or of lists
+    of token ids (a choice each, ``n`` times)."""
+    if isinstance(prompt, str):
+        return [prompt]
+    if not prompt:
+        raise OaiError(400, "prompt must not be empty", param="prompt")
+    if all(_is_id(p) for p in prompt):
+        return [[int(p) for p in prompt]]
+    out: list[str | list[int]] = []
+    for i, p in enumerate(prompt):
+        if isinstance(p, str):
+            out.append(p)
+        elif isinstance(p, list) and p and all(_is_id(t) for t in p):
+            out.append([int(t) for t in p])
+        else:
+            raise OaiError(
+                400,
+                f"prompt[{i}] must be a string or a non-empty list of token ids",
+                param="prompt",
+            )
+    return out
+
+
+def _is_id(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def stops(stop: str | list[str] | None) -> list[str]:
+    if stop is None:
+        return []
+    return [stop] if isinstance(stop, str) else [s for s in stop if s]
+
+
+def _token_text(tokenizer: Tokenizer, token: int) -> str:
+    return str(tokenizer.decode([token], skip_special_tokens=False))
+
+
+def _tops(seq: Any, tokenizer: Tokenizer, k: int, count: int) -> list[list[tuple[str, float]]]:
+    topk = seq.topk_logprobs_np
+    if not k or topk is None:
+        return [[] for _ in range(count)]
+    ids, lps = topk.token_ids[:count, :k].tolist(), topk.logprobs[:count, :k].tolist()
+    return [
+        [(_token_text(tokenizer, t), v) for t, v in zip(row, vals, strict=True)]
+        for row, vals in zip(ids, lps, strict=True)
+    ]
+
+
+def completion_logprobs(cut: Trimmed, seq: Any, tokenizer: Tokenizer, k: int) -> dict[str, Any]:
+    tokens = [_token_text(tokenizer, t) for t in cut.tokens]
+    offsets, at = [], 0
+    for text in tokens:
+        offsets.append(at)
+        at += len(text)
+    tops = _tops(seq, tokenizer, k, len(tokens))
+    return {
+        "tokens": tokens,
+        "token_logprobs": cut.logprobs,
+        "top_logprobs": [dict(row) for row in tops] if k else None,
+        "text_offset": offsets,
+    }
+
+
+def chat_logprobs(cut: Trimmed, seq: Any, tokenizer: Tokenizer, k: int) -> list[dict[str, Any]]:
+    tops = _tops(seq, tokenizer, k, len(cut.tokens))
+    out = []
+    for token, lp, row in zip(cut.tokens, cut.logprobs, tops, strict=True):
+        text = _token_text(tokenizer, token)
+        out.append(
+            {
+                "token": text,
+                "logprob": lp,
+                "bytes": list(text.encode()),
+                "top_logprobs": [
+                    {"token": t, "logprob": v, "bytes": list(t.encode())} for t, v in row
+                ],
+            }
+        )
+    return out
+
+
+def event_stream(reply: dict[str, Any], kind: str) -> bytes:
+    """The answer as server-sent events: a chunk per choice with its whole text, then
+    ``[DONE]`` (the sample is complete before the answer starts)."""
+    events = []
+    for choice in reply["choices"]:
+        if kind == "chat.completion.chunk":
+            delta = {"role": "assistant", "content": choice["message"]["content"]}
+            part = {
+                "index": choice["index"],
+                "delta": delta,
+                "logprobs": choice["logprobs"],
+                "finish_reason": choice["finish_reason"],
+            }
+        else:
+            part = {**choice}
+        chunk = {k: v for k, v in reply.items() if k not in ("choices", "usage")}
+        chunk.update(object=kind, choices=[part])
+        events.append(chunk)
+    events.append(
+        {**{k: v for k, v in reply.items() if k != "choices"}, "object": kind, "choices": []}
+    )
+    body = (
+        b"".join(b"data: " + msgspec.json.encode(e) + b"\n\n" for e in events) + b"data: [DONE]\n\n"
+    )
+    return body
