@@ -32,6 +32,7 @@ from starlette.responses import FileResponse, Response
 from starlette.routing import Route
 
 from tinker_actors.local._auth import CALLER, Authenticator, AuthError
+from tinker_actors.local._body import read_body
 from tinker_actors.local._core import EngineError
 from tinker_actors.local._downloads import DOWNLOAD_PREFIX
 from tinker_actors.local._limits import check_json_depth, over_limit
@@ -101,27 +102,6 @@ def _error(status: int, message: str, headers: dict[str, str] | None = None) -> 
     )
 
 
-async def _read_body(request: Request, limit: int, name: str) -> bytes:
-    """The request body, refused (413) as soon as it is known to exceed ``limit`` bytes."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise over_limit(f"a body of {declared} bytes", name, limit, status=413)
-    # straight from ASGI receive: Request.stream()'s async generator costs more than the read
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await request.receive()
-        if message["type"] != "http.request":
-            raise ClientDisconnect
-        chunk: bytes = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise over_limit(f"a body of at least {size} bytes", name, limit, status=413)
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
-
-
 def _decode_json(body: bytes, kind: type[_T], limits: ServerLimits) -> _T:
     """Decode a JSON body as ``kind``, refusing one that nests deeper than the limit."""
     check_json_depth(body, limits.max_json_depth)
@@ -168,7 +148,7 @@ def build_app(engine: LocalEngine, auth: Authenticator) -> Starlette:
     limits = engine.settings.limits
 
     async def _decode(request: Request, kind: type[_T]) -> _T:
-        body = await _read_body(request, limits.max_json_body_bytes, "max_json_body_bytes")
+        body = await read_body(request, limits.max_json_body_bytes, "max_json_body_bytes")
         return _decode_json(body, kind, limits)
 
     def route(
@@ -271,7 +251,7 @@ def build_app(engine: LocalEngine, auth: Authenticator) -> Starlette:
                 "forward_backward bodies are protobuf (Content-Type: application/x-protobuf); "
                 f"got {content_type or 'none'}",
             )
-        body = await _read_body(request, limits.max_body_bytes, "max_body_bytes")
+        body = await read_body(request, limits.max_body_bytes, "max_body_bytes")
         encoding = request.headers.get("content-encoding")
         return _reply(await training.forward_backward(body, encoding, _idempotency_key(request)))
 
@@ -279,7 +259,7 @@ def build_app(engine: LocalEngine, auth: Authenticator) -> Starlette:
         request: Request, kind: type[_S], call: Callable[[_S, str | None], UntypedAPIFuture]
     ) -> Response:
         """Decode and submit a sequenced training request; a refusal consumes its seq_id."""
-        body = await _read_body(request, limits.max_json_body_bytes, "max_json_body_bytes")
+        body = await read_body(request, limits.max_json_body_bytes, "max_json_body_bytes")
         try:
             req = _decode_json(body, kind, limits)
         except EngineError as exc:
@@ -355,7 +335,7 @@ def build_app(engine: LocalEngine, auth: Authenticator) -> Starlette:
         return _reply({})
 
     async def telemetry(request: Request) -> Response:
-        body = await _read_body(request, limits.max_json_body_bytes, "max_json_body_bytes")
+        body = await read_body(request, limits.max_json_body_bytes, "max_json_body_bytes")
         check_json_depth(body, limits.max_json_depth)
         try:
             msgspec.json.decode(body)

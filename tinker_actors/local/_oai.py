@@ -24,11 +24,13 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 import trio
+from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 from starlette.routing import Route
 
 from tinker_actors.errors import InvalidInputError
 from tinker_actors.local._auth import CALLER, AuthError
+from tinker_actors.local._body import read_body
 from tinker_actors.local._core import EngineError
 from tinker_actors.local._oai_text import (
     ChatBody,
@@ -110,6 +112,8 @@ class _Oai:
                 return _error(exc)
             except EngineError as exc:
                 return _error(OaiError(exc.status, exc.message))
+            except ClientDisconnect:
+                return _error(OaiError(400, "the client disconnected before its body arrived"))
             except Exception as exc:
                 log.exception("local server: unexpected error on %s", path)
                 return _error(
@@ -122,15 +126,8 @@ class _Oai:
         return Route(OAI_PREFIX + path, endpoint, methods=[method])
 
     async def read(self, request: Request) -> bytes:
-        """The request body, refused (413) once it passes the JSON body limit."""
         limit = self.engine.settings.limits.max_json_body_bytes
-        parts, size = [], 0
-        async for part in request.stream():
-            size += len(part)
-            if size > limit:
-                raise OaiError(413, f"the body is over {limit} bytes (max_json_body_bytes)")
-            parts.append(part)
-        return b"".join(parts)
+        return await read_body(request, limit, "max_json_body_bytes")
 
     async def sampler(self, principal: str, model: str) -> tuple[str, BaseModelSpec]:
         """The caller's sampling session on ``model`` and its base model's spec."""
