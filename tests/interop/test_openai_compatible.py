@@ -232,3 +232,23 @@ def test_a_real_small_model_answers_a_chat(client: Any) -> None:
     assert "Paris" in choice.message.content
     assert choice.finish_reason == "stop"  # its <|im_end|> ended the turn, and is not shown
     assert "<|im_end|>" not in choice.message.content
+
+
+def test_a_caller_samples_only_checkpoints_it_may_read() -> None:
+    # each key is its own owner on the local server: the OpenAI route reads checkpoints as the
+    # Tinker routes do, so another key's private checkpoint is not found (and the null
+    # backend answers the same routes)
+    with LocalServerThread(backend="null") as server:
+        alice = tinker.ServiceClient(base_url=server.url, api_key="tml-alice")
+        trainer = alice.create_lora_training_client(base_model="local/tiny", rank=4).result()
+        path = str(trainer.save_weights_for_sampler("mine").result().path)
+        answers = {}
+        for key in ("tml-alice", "tml-bob"):
+            with openai.OpenAI(base_url=f"{server.url}/oai/api/v1", api_key=key) as c:
+                try:
+                    answers[key] = c.completions.create(model=path, prompt=[5, 6], max_tokens=2)
+                except openai.NotFoundError as exc:
+                    answers[key] = exc
+    assert answers["tml-alice"].choices[0].finish_reason in ("stop", "length")
+    assert isinstance(answers["tml-bob"], openai.NotFoundError)
+    assert "no sampler checkpoint" in str(answers["tml-bob"])
