@@ -212,7 +212,8 @@ class _Oai:
         answers = await self._all(
             sampler_id, [encode_prompt(tokenizer, p) for p in asked], params, body.n, k
         )
-        choices, used = [], Usage()
+        choices: list[dict[str, Any]] = []
+        used = Usage()
         for p, (ids, answer) in enumerate(answers):
             used.prompt += len(ids)
             for j, seq in enumerate(answer.sequences):
@@ -225,15 +226,7 @@ class _Oai:
                     "logprobs": None if k is None else completion_logprobs(cut, seq, tokenizer, k),
                 }
                 choices.append(choice)
-        reply = {
-            "id": f"cmpl-{uuid.uuid4().hex}",
-            "object": "text_completion",
-            "created": int(time.time()),
-            "model": body.model,
-            "choices": choices,
-            "usage": used.json(),
-        }
-        return _sse(reply, "text_completion") if body.stream else _json(reply)
+        return _reply(body, "text_completion", "cmpl", choices, used)
 
     async def chat(self, request: Request, principal: str) -> Response:
         body: ChatBody = decode_body(await self.read(request), ChatBody)
@@ -252,7 +245,8 @@ class _Oai:
         end = tokenizer.token_to_id("<|im_end|>")
         ends = frozenset({*spec.eos_ids, *([] if end is None else [end])})
         [(_, answer)] = await self._all(sampler_id, [prompt], params, body.n, k)
-        choices, used = [], Usage(prompt=len(prompt))
+        choices: list[dict[str, Any]] = []
+        used = Usage(prompt=len(prompt))
         for j, seq in enumerate(answer.sequences):
             cut = _trimmed(seq, tokenizer, stops(body.stop), ends)
             used.completion += len(cut.tokens)
@@ -266,15 +260,7 @@ class _Oai:
                     else {"content": chat_logprobs(cut, seq, tokenizer, k)},
                 }
             )
-        reply = {
-            "id": f"chatcmpl-{uuid.uuid4().hex}",
-            "object": "chat.completion",
-            "created": int(time.time()),
-            "model": body.model,
-            "choices": choices,
-            "usage": used.json(),
-        }
-        return _sse(reply, "chat.completion.chunk") if body.stream else _json(reply)
+        return _reply(body, "chat.completion", "chatcmpl", choices, used)
 
     async def models(self, request: Request, principal: str) -> Response:
         del request, principal
@@ -376,8 +362,26 @@ def _json(obj: object, status: int = 200) -> Response:
     return Response(msgspec.json.encode(obj), status_code=status, media_type="application/json")
 
 
-def _sse(reply: dict[str, Any], kind: str) -> Response:
-    return Response(event_stream(reply, kind), media_type="text/event-stream")
+def _reply(
+    body: CompletionBody | ChatBody,
+    kind: str,
+    id_prefix: str,
+    choices: list[dict[str, Any]],
+    used: Usage,
+) -> Response:
+    """The answer: JSON, or (``stream``) server-sent events of ``kind``'s chunk type."""
+    reply = {
+        "id": f"{id_prefix}-{uuid.uuid4().hex}",
+        "object": kind,
+        "created": int(time.time()),
+        "model": body.model,
+        "choices": choices,
+        "usage": used.json(),
+    }
+    if not body.stream:
+        return _json(reply)
+    chunks = "chat.completion.chunk" if kind == "chat.completion" else kind
+    return Response(event_stream(reply, chunks), media_type="text/event-stream")
 
 
 def _error(exc: OaiError) -> Response:
