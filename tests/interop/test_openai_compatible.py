@@ -10,6 +10,8 @@ SamplingClient draws for the same prompt.
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -19,6 +21,7 @@ import pytest
 
 from tinker_actors import compat as tinker
 from tinker_actors.local._catalogue import lookup_model
+from tinker_actors.local._oai_text import chat_prompt
 from tinker_actors.local._smollm2 import smollm2_gguf
 from tinker_actors.local._tokenizer import ensure_model_tokenizer_dir, load_tokenizer
 from tinker_actors.testing import LocalServerThread
@@ -182,12 +185,82 @@ def test_bad_requests_get_openai_errors_that_say_what_to_change(
     assert needle in str(caught.value)
 
 
-def test_chat_refuses_pictures_and_keys_are_checked(client: Any, server: LocalServerThread) -> None:
-    picture = {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}
-    with pytest.raises(openai.BadRequestError, match="only text content parts"):
-        client.chat.completions.create(
-            model=ALIAS, messages=[{"role": "user", "content": [picture]}], max_tokens=2
+def picture_url(colour: tuple[int, int, int], size: tuple[int, int] = (64, 64)) -> str:
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("RGB", size, colour).save(out, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(out.getvalue()).decode()
+
+
+def test_chat_reads_pictures_as_the_tinker_api_does(
+    client: Any, server: LocalServerThread, tokenizer: Any
+) -> None:
+    # a model taught (through the Tinker API) to answer 7 for red and 9 for blue pictures
+    # answers so through the chat route, whose image_url parts become ImageChunks
+    pytest.importorskip("PIL", reason="Pillow comes with the torch extra")
+    service = tinker.ServiceClient(base_url=server.url, api_key=server.api_key)
+    trainer = service.create_lora_training_client(base_model="local/tiny", rank=8, seed=0).result()
+    answers = {(230, 20, 20): "7", (20, 40, 230): "9"}
+    data = []
+    for colour, answer in answers.items():
+        messages = [
+            {
+                "role": "user",
+                "content": [{"type": "image_url", "image_url": {"url": picture_url(colour)}}],
+            }
+        ]
+        prompt = chat_prompt(messages, tokenizer)
+        target = tokenizer.encode(answer, add_special_tokens=False).ids[0]
+        n = prompt.length
+        data.append(
+            tinker.types.Datum(
+                model_input=prompt,
+                loss_fn_inputs={
+                    "target_tokens": [0] * (n - 1) + [target],
+                    "weights": [0.0] * (n - 1) + [1.0],
+                },
+            )
         )
+    for _ in range(20):
+        trainer.forward_backward(data, "cross_entropy").result()
+        trainer.optim_step(tinker.types.AdamParams(learning_rate=3e-3)).result()
+    path = str(trainer.save_weights_for_sampler("pictures").result().path)
+    for colour, answer in answers.items():
+        # another size than the training pictures: 5 x 3 squares after resizing
+        asked = [
+            {
+                "role": "user",
+                "content": [
+                    {"type": "image_url", "image_url": {"url": picture_url(colour, (90, 150))}}
+                ],
+            }
+        ]
+        reply = client.chat.completions.create(
+            model=path, messages=asked, max_tokens=1, temperature=0
+        )
+        assert reply.choices[0].message.content == answer
+        assert reply.usage.prompt_tokens == chat_prompt(asked, tokenizer).length
+
+
+def test_chat_refuses_what_it_cannot_read_and_keys_are_checked(
+    client: Any, server: LocalServerThread
+) -> None:
+    for part, needle in [
+        (
+            {"type": "image_url", "image_url": {"url": "https://example.com/a.png"}},
+            "does not fetch URLs",
+        ),
+        (
+            {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}},
+            "not a PNG file",
+        ),
+        ({"type": "input_audio", "input_audio": {}}, "not 'input_audio'"),
+    ]:
+        with pytest.raises(openai.BadRequestError, match=needle):
+            client.chat.completions.create(
+                model=ALIAS, messages=[{"role": "user", "content": [part]}], max_tokens=2
+            )
     with (
         openai.OpenAI(base_url=f"{server.url}/oai/api/v1", api_key="not-a-tinker-key") as wrong,
         pytest.raises(openai.AuthenticationError, match="must start with 'tml-'"),

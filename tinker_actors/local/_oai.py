@@ -178,14 +178,14 @@ class _Oai:
         return found
 
     async def sample(
-        self, sampler_id: str, prompt: list[int], params: SamplingParams, n: int, k: int
+        self, sampler_id: str, prompt: ModelInput, params: SamplingParams, n: int, k: int
     ) -> SampleResponse:
         """One sample request through the engine, as a client's would go."""
         core = self.engine.core
         request = SampleRequest(
             sampling_session_id=sampler_id,
             num_samples=n,
-            prompt=ModelInput.from_ints(prompt),
+            prompt=prompt,
             sampling_params=params,
             topk_sample_logprobs=k,
         )
@@ -210,12 +210,16 @@ class _Oai:
         params = _params(body, body.max_tokens, stops(body.stop))
         ends = frozenset(spec.eos_ids)
         answers = await self._all(
-            sampler_id, [encode_prompt(tokenizer, p) for p in asked], params, body.n, k
+            sampler_id,
+            [ModelInput.from_ints(encode_prompt(tokenizer, p)) for p in asked],
+            params,
+            body.n,
+            k,
         )
         choices: list[dict[str, Any]] = []
         used = Usage()
-        for p, (ids, answer) in enumerate(answers):
-            used.prompt += len(ids)
+        for p, (model_input, answer) in enumerate(answers):
+            used.prompt += model_input.length
             for j, seq in enumerate(answer.sequences):
                 cut = _trimmed(seq, tokenizer, stops(body.stop), ends)
                 used.completion += len(cut.tokens)
@@ -246,7 +250,7 @@ class _Oai:
         ends = frozenset({*spec.eos_ids, *([] if end is None else [end])})
         [(_, answer)] = await self._all(sampler_id, [prompt], params, body.n, k)
         choices: list[dict[str, Any]] = []
-        used = Usage(prompt=len(prompt))
+        used = Usage(prompt=prompt.length)
         for j, seq in enumerate(answer.sequences):
             cut = _trimmed(seq, tokenizer, stops(body.stop), ends)
             used.completion += len(cut.tokens)
@@ -273,12 +277,12 @@ class _Oai:
     async def _all(
         self,
         sampler_id: str,
-        inputs: list[list[int]],
+        inputs: list[ModelInput],
         params: SamplingParams,
         n: int,
         k: int | None,
-    ) -> list[tuple[list[int], SampleResponse]]:
-        out: list[tuple[list[int], SampleResponse] | None] = [None] * len(inputs)
+    ) -> list[tuple[ModelInput, SampleResponse]]:
+        out: list[tuple[ModelInput, SampleResponse] | None] = [None] * len(inputs)
         failure: list[BaseException] = []
 
         async def one(i: int) -> None:

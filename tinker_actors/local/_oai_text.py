@@ -15,10 +15,16 @@ prompt or chat messages in, text out. What it needs beyond sampling lives here:
 
 from __future__ import annotations
 
+import base64
+import binascii
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import msgspec
+
+from tinker_actors.local._backend import BackendInputError
+from tinker_actors.local._images import grid_for, image_size
+from tinker_actors.types import EncodedTextChunk, ImageChunk, ModelInput
 
 if TYPE_CHECKING:
     from tokenizers import Tokenizer
@@ -142,47 +148,84 @@ def decode_body(raw: bytes, kind: type[CompletionBody] | type[ChatBody]) -> Any:
     return body
 
 
-def _text(content: Any, index: int) -> str:
+def _parts(content: Any, index: int) -> list[str | ImageChunk]:
+    """A message's content as text and pictures, in order."""
     if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        parts = []
-        for part in content:
-            if not isinstance(part, dict) or part.get("type") != "text":
-                kind = part.get("type") if isinstance(part, dict) else type(part).__name__
-                raise OaiError(
-                    400,
-                    f"messages[{index}]: only text content parts are supported by the local "
-                    f"server's chat endpoint, not {kind!r}",
-                    param="messages",
-                )
-            parts.append(str(part.get("text", "")))
-        return "".join(parts)
+        return [content]
     if content is None:
-        return ""
-    raise OaiError(400, f"messages[{index}].content must be a string or a list of parts")
+        return []
+    if not isinstance(content, list):
+        raise OaiError(400, f"messages[{index}].content must be a string or a list of parts")
+    out: list[str | ImageChunk] = []
+    for part in content:
+        kind = part.get("type") if isinstance(part, dict) else type(part).__name__
+        if kind == "text":
+            out.append(str(part.get("text", "")))
+        elif kind == "image_url":
+            out.append(_picture(part.get("image_url"), index))
+        else:
+            raise OaiError(
+                400,
+                f"messages[{index}]: the local server's chat endpoint reads text and image_url "
+                f"parts, not {kind!r}",
+                param="messages",
+            )
+    return out
 
 
-def chat_prompt(messages: list[dict[str, Any]], tokenizer: Tokenizer) -> list[int]:
-    """``messages`` in ChatML, ending with the assistant's open turn, as token ids.
+def _picture(image_url: Any, index: int) -> ImageChunk:
+    """An ``image_url`` part (a ``data:`` URL of a PNG or JPEG) as an ImageChunk with its
+    token count (the local models' rule, :mod:`._images`)."""
+    url = image_url.get("url") if isinstance(image_url, dict) else image_url
+    head, _, data = str(url).partition(",")
+    formats: dict[str, Literal["png", "jpeg"]] = {
+        "data:image/png;base64": "png",
+        "data:image/jpeg;base64": "jpeg",
+    }
+    fmt = formats.get(head.replace("image/jpg", "image/jpeg"))
+    if fmt is None:
+        raise OaiError(
+            400,
+            f"messages[{index}]: an image_url must be a data: URL of a base64 PNG or JPEG "
+            "(data:image/png;base64,...); the local server does not fetch URLs",
+            param="messages",
+        )
+    try:
+        raw = base64.b64decode(data, validate=True)
+        rows, cols = grid_for(*image_size(raw, fmt))
+    except (binascii.Error, BackendInputError) as exc:
+        raise OaiError(400, f"messages[{index}]: {exc}", param="messages") from None
+    return ImageChunk(data=raw, format=fmt, expected_tokens=rows * cols)
+
+
+def chat_prompt(messages: list[dict[str, Any]], tokenizer: Tokenizer) -> ModelInput:
+    """``messages`` in ChatML, ending with the assistant's open turn (pictures in place).
 
     Raises:
-        OaiError: no messages, a message without a role, or content that is not text.
+        OaiError: no messages, a message without a role, or content that cannot be read.
     """
     if not messages:
         raise OaiError(400, "messages must hold at least one message", param="messages")
     start, end = tokenizer.token_to_id("<|im_start|>"), tokenizer.token_to_id("<|im_end|>")
     if start is None or end is None:
         raise OaiError(500, "this model's tokenizer has no <|im_start|> / <|im_end|> tokens")
+    chunks: list[EncodedTextChunk | ImageChunk] = []
     ids: list[int] = []
     for index, message in enumerate(messages):
         role = message.get("role")
         if not isinstance(role, str) or not role:
             raise OaiError(400, f"messages[{index}] needs a role", param="messages")
         role = "system" if role == "developer" else role
-        text = _text(message.get("content"), index)
-        ids += [start, *_encode(tokenizer, f"{role}\n{text}"), end, *_encode(tokenizer, "\n")]
-    return [*ids, start, *_encode(tokenizer, "assistant\n")]
+        ids += [start, *_encode(tokenizer, f"{role}\n")]
+        for part in _parts(message.get("content"), index):
+            if isinstance(part, str):
+                ids += _encode(tokenizer, part)
+            else:
+                chunks += [EncodedTextChunk(tokens=ids), part]
+                ids = []
+        ids += [end, *_encode(tokenizer, "\n")]
+    ids += [start, *_encode(tokenizer, "assistant\n")]
+    return ModelInput(chunks=[*chunks, EncodedTextChunk(tokens=ids)])
 
 
 def _encode(tokenizer: Tokenizer, text: str) -> list[int]:
