@@ -75,6 +75,9 @@ def test_models_lists_the_catalogue_and_aliases(client: Any) -> None:
     names = [m.id for m in client.models.list().data]
     assert "local/tiny" in names
     assert ALIAS in names
+    assert client.models.retrieve(ALIAS).id == ALIAS
+    with pytest.raises(openai.NotFoundError, match="GET /models lists them"):
+        client.models.retrieve("nope/model")
 
 
 def test_a_greedy_completion_is_what_the_sampling_api_draws(
@@ -141,8 +144,20 @@ def test_chat_streams_and_logprobs(client: Any) -> None:
     stream = client.chat.completions.create(
         model=ALIAS, messages=messages, max_tokens=8, seed=3, stream=True
     )
-    parts = [c.choices[0].delta.content for c in stream if c.choices]
+    # every chunk has a choice, as code that reads chunk.choices[0] expects
+    parts = [c.choices[0].delta.content for c in stream]
     assert "".join(p for p in parts if p) == choice.message.content
+    counted = client.chat.completions.create(
+        model=ALIAS,
+        messages=messages,
+        max_tokens=8,
+        seed=3,
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    last = list(counted)[-1]
+    assert last.choices == []
+    assert last.usage.total_tokens == whole.usage.total_tokens
 
 
 def test_a_checkpoint_is_sampled_by_its_path(

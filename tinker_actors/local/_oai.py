@@ -266,13 +266,20 @@ class _Oai:
             )
         return _reply(body, "chat.completion", "chatcmpl", choices, used)
 
+    def names(self) -> list[str]:
+        """The models and aliases the server samples."""
+        return [str(m.model_name) for m in self.engine.capabilities().supported_models]
+
     async def models(self, request: Request, principal: str) -> Response:
         del request, principal
-        names = [m.model_name for m in self.engine.capabilities().supported_models]
-        data = [
-            {"id": n, "object": "model", "created": 0, "owned_by": "tinker-actors"} for n in names
-        ]
-        return _json({"object": "list", "data": data})
+        return _json({"object": "list", "data": [_model(n) for n in self.names()]})
+
+    async def model(self, request: Request, principal: str) -> Response:
+        del principal
+        name = request.path_params["name"]
+        if name not in self.names():
+            raise OaiError(404, f"no model {name!r}; GET /models lists them", param="model")
+        return _json(_model(name))
 
     async def _all(
         self,
@@ -362,6 +369,10 @@ def _trimmed(seq: Any, tokenizer: Tokenizer, stops: list[str], ends: frozenset[i
     return trim(seq.tokens_np.tolist(), lps, seq.stop_reason == "stop", tokenizer, stops, ends)
 
 
+def _model(name: str) -> dict[str, Any]:
+    return {"id": name, "object": "model", "created": 0, "owned_by": "tinker-actors"}
+
+
 def _json(obj: object, status: int = 200) -> Response:
     return Response(msgspec.json.encode(obj), status_code=status, media_type="application/json")
 
@@ -385,7 +396,8 @@ def _reply(
     if not body.stream:
         return _json(reply)
     chunks = "chat.completion.chunk" if kind == "chat.completion" else kind
-    return Response(event_stream(reply, chunks), media_type="text/event-stream")
+    usage = bool((body.stream_options or {}).get("include_usage"))
+    return Response(event_stream(reply, chunks, usage), media_type="text/event-stream")
 
 
 def _error(exc: OaiError) -> Response:
@@ -399,4 +411,5 @@ def oai_routes(engine: LocalEngine, auth: Authenticator) -> list[Route]:
         oai.route("/completions", oai.completions),
         oai.route("/chat/completions", oai.chat),
         oai.route("/models", oai.models, method="GET"),
+        oai.route("/models/{name:path}", oai.model, method="GET"),
     ]

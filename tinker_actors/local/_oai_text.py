@@ -71,6 +71,7 @@ class _Common(msgspec.Struct, kw_only=True):
     stop: str | list[str] | None = None
     seed: int | None = None
     stream: bool = False
+    stream_options: dict[str, Any] | None = None
     # accepted when they change nothing; anything else is refused by name
     presence_penalty: float = 0.0
     frequency_penalty: float = 0.0
@@ -372,9 +373,11 @@ def chat_logprobs(cut: Trimmed, seq: Any, tokenizer: Tokenizer, k: int) -> list[
     return out
 
 
-def event_stream(reply: dict[str, Any], kind: str) -> bytes:
-    """The answer as server-sent events: a chunk per choice with its whole text, then
-    ``[DONE]`` (the sample is complete before the answer starts)."""
+def event_stream(reply: dict[str, Any], kind: str, usage: bool) -> bytes:
+    """The answer as server-sent events: a chunk per choice with its whole text, a last chunk
+    with the usage and no choices when asked for (``stream_options.include_usage``, as OpenAI
+    sends it only then: code that reads ``chunk.choices[0]`` of every chunk would fail on it),
+    then ``[DONE]`` (the sample is complete before the answer starts)."""
     events = []
     for choice in reply["choices"]:
         if kind == "chat.completion.chunk":
@@ -390,9 +393,10 @@ def event_stream(reply: dict[str, Any], kind: str) -> bytes:
         chunk = {k: v for k, v in reply.items() if k not in ("choices", "usage")}
         chunk.update(object=kind, choices=[part])
         events.append(chunk)
-    events.append(
-        {**{k: v for k, v in reply.items() if k != "choices"}, "object": kind, "choices": []}
-    )
+    if usage:
+        events.append(
+            {**{k: v for k, v in reply.items() if k != "choices"}, "object": kind, "choices": []}
+        )
     body = (
         b"".join(b"data: " + msgspec.json.encode(e) + b"\n\n" for e in events) + b"data: [DONE]\n\n"
     )
