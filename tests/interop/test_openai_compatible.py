@@ -44,7 +44,7 @@ def server() -> Iterator[LocalServerThread]:
 
 @pytest.fixture(scope="module")
 def client(server: LocalServerThread) -> Iterator[Any]:
-    with openai.OpenAI(base_url=f"{server.url}/oai/api/v1", api_key=server.api_key) as opened:
+    with openai.OpenAI(base_url=server.openai_base_url, api_key=server.api_key) as opened:
         yield opened
 
 

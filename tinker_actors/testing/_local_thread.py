@@ -147,6 +147,14 @@ class LocalServerThread:
         return self._url
 
     @property
+    def openai_base_url(self) -> str:
+        """The base URL of the server's OpenAI-compatible API, for ``openai.OpenAI(base_url=)``
+        with :attr:`api_key` (see docs/local-server.md)."""
+        from tinker_actors.local._oai import OAI_PREFIX
+
+        return self.url + OAI_PREFIX
+
+    @property
     def server(self) -> LocalServer:
         """The running :class:`~tinker_actors.local.LocalServer` (use from its thread only)."""
         if self._server is None or not self.running:
