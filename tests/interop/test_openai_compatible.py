@@ -55,16 +55,19 @@ def tokenizer(tmp_path_factory: pytest.TempPathFactory) -> Any:
 
 
 @pytest.fixture(scope="module")
-def checkpoint(server: LocalServerThread) -> str:
-    service = tinker.ServiceClient(base_url=server.url, api_key=server.api_key)
+def service(server: LocalServerThread) -> Iterator[Any]:
+    """The Tinker API on the same server (closed at the end: its session stops heartbeating)."""
+    with tinker.ServiceClient(base_url=server.url, api_key=server.api_key) as opened:
+        yield opened
+
+
+@pytest.fixture(scope="module")
+def checkpoint(service: Any) -> str:
     trainer = service.create_lora_training_client(base_model="local/tiny", rank=4).result()
     return str(trainer.save_weights_for_sampler("oai").result().path)
 
 
-def greedy_tokens(
-    server: LocalServerThread, model: dict[str, str], prompt: list[int], n: int
-) -> list[int]:
-    service = tinker.ServiceClient(base_url=server.url, api_key=server.api_key)
+def greedy_tokens(service: Any, model: dict[str, str], prompt: list[int], n: int) -> list[int]:
     sampler = service.create_sampling_client(**model).result()
     params = tinker.types.SamplingParams(max_tokens=n, temperature=0.0)
     result = sampler.sample(tinker.types.ModelInput.from_ints(prompt), 1, params).result()
@@ -81,7 +84,7 @@ def test_models_lists_the_catalogue_and_aliases(client: Any) -> None:
 
 
 def test_a_greedy_completion_is_what_the_sampling_api_draws(
-    client: Any, server: LocalServerThread, tokenizer: Any
+    client: Any, service: Any, tokenizer: Any
 ) -> None:
     text = "Once upon a time"
     ids = tokenizer.encode(text, add_special_tokens=False).ids
@@ -89,7 +92,7 @@ def test_a_greedy_completion_is_what_the_sampling_api_draws(
         model="local/tiny", prompt=text, max_tokens=6, temperature=0, logprobs=2
     )
     [choice] = answer.choices
-    drawn = greedy_tokens(server, {"base_model": "local/tiny"}, ids, 6)
+    drawn = greedy_tokens(service, {"base_model": "local/tiny"}, ids, 6)
     cut = drawn[: drawn.index(0)] if 0 in drawn else drawn  # EOS ends it, unshown
     assert choice.text == tokenizer.decode(cut, skip_special_tokens=True)
     assert choice.finish_reason == ("stop" if 0 in drawn else "length")
@@ -161,10 +164,10 @@ def test_chat_streams_and_logprobs(client: Any) -> None:
 
 
 def test_a_checkpoint_is_sampled_by_its_path(
-    client: Any, server: LocalServerThread, checkpoint: str, tokenizer: Any
+    client: Any, service: Any, checkpoint: str, tokenizer: Any
 ) -> None:
     prompt = [5, 6, 7, 8]
-    drawn = greedy_tokens(server, {"model_path": checkpoint}, prompt, 5)
+    drawn = greedy_tokens(service, {"model_path": checkpoint}, prompt, 5)
     for model in (checkpoint, f"local/tiny;{checkpoint}"):
         answer = client.completions.create(model=model, prompt=prompt, max_tokens=5, temperature=0)
         cut = drawn[: drawn.index(0)] if 0 in drawn else drawn
@@ -209,12 +212,11 @@ def picture_url(colour: tuple[int, int, int], size: tuple[int, int] = (64, 64)) 
 
 
 def test_chat_reads_pictures_as_the_tinker_api_does(
-    client: Any, server: LocalServerThread, tokenizer: Any
+    client: Any, service: Any, tokenizer: Any
 ) -> None:
     # a model taught (through the Tinker API) to answer 7 for red and 9 for blue pictures
     # answers so through the chat route, whose image_url parts become ImageChunks
     pytest.importorskip("PIL", reason="Pillow comes with the torch extra")
-    service = tinker.ServiceClient(base_url=server.url, api_key=server.api_key)
     trainer = service.create_lora_training_client(base_model="local/tiny", rank=8, seed=0).result()
     answers = {(230, 20, 20): "7", (20, 40, 230): "9"}
     data = []
@@ -327,9 +329,9 @@ def test_a_caller_samples_only_checkpoints_it_may_read() -> None:
     # Tinker routes do, so another key's private checkpoint is not found (and the null
     # backend answers the same routes)
     with LocalServerThread(backend="null") as server:
-        alice = tinker.ServiceClient(base_url=server.url, api_key="tml-alice")
-        trainer = alice.create_lora_training_client(base_model="local/tiny", rank=4).result()
-        path = str(trainer.save_weights_for_sampler("mine").result().path)
+        with tinker.ServiceClient(base_url=server.url, api_key="tml-alice") as alice:
+            trainer = alice.create_lora_training_client(base_model="local/tiny", rank=4).result()
+            path = str(trainer.save_weights_for_sampler("mine").result().path)
         answers = {}
         for key in ("tml-alice", "tml-bob"):
             with openai.OpenAI(base_url=f"{server.url}/oai/api/v1", api_key=key) as c:
