@@ -66,6 +66,7 @@ if TYPE_CHECKING:
 
     from tinker_actors.local._auth import Authenticator
     from tinker_actors.local._catalogue import BaseModelSpec
+    from tinker_actors.local._core import EngineCore
     from tinker_actors.local._engine import LocalEngine
 
 __all__ = ["OAI_PREFIX", "oai_routes"]
@@ -191,7 +192,11 @@ class _Oai:
         )
         future = self.engine.sampling.asample(request, backpressure=False, idempotency_key=None)
         record = core.futures.get(future.request_id)
-        await record.settled.wait()
+        try:
+            await record.settled.wait()
+        except BaseException:  # the caller went away (cancelled): nobody waits for the sample
+            self.engine.cancel_future(record.request_id)
+            raise
         if record.state != "done" or record.payload is None:
             status = 400 if record.category == "user" else 500
             raise OaiError(status, record.error or f"the sample {record.state}")
@@ -323,7 +328,7 @@ def _target(model: str) -> tuple[str | None, str | None]:
     return model, None
 
 
-def _check_base(core: Any, base: str, path: str) -> None:
+def _check_base(core: EngineCore, base: str, path: str) -> None:
     """``<base>;<path>``: the checkpoint must be of that base model."""
     wanted = core.resolve_model(base)[0]
     run_id = path.removeprefix("tinker://").split("/", 1)[0]
