@@ -66,7 +66,6 @@ if TYPE_CHECKING:
 
     from tinker_actors.local._auth import Authenticator
     from tinker_actors.local._catalogue import BaseModelSpec
-    from tinker_actors.local._core import EngineCore
     from tinker_actors.local._engine import LocalEngine
 
 __all__ = ["OAI_PREFIX", "oai_routes"]
@@ -83,6 +82,7 @@ class _Caller:
 
     session_id: str | None = None
     samplers: dict[str, str] = field(default_factory=dict)
+    made: int = 0  # sampling sessions made in the session (a refused one's number is used too)
 
 
 class _Oai:
@@ -145,17 +145,15 @@ class _Oai:
                 made = self.engine.create_session(
                     CreateSessionRequest(tags=["oai"], sdk_version="oai-compatible"), None
                 )
-                caller.session_id, caller.samplers = made.session_id, {}
+                caller.session_id, caller.samplers, caller.made = made.session_id, {}, 0
             session_id = str(caller.session_id)
             core.touch(session_id)
             sampler_id = caller.samplers.get(model)
             if sampler_id is None:
                 base, path = _target(model)
-                if base is not None and path is not None:
-                    _check_base(core, base, path)
                 request = CreateSamplingSessionRequest(
                     session_id=session_id,
-                    sampling_session_seq_id=len(caller.samplers),
+                    sampling_session_seq_id=caller.made,
                     base_model=base if path is None else None,
                     model_path=path,
                 )
@@ -163,7 +161,19 @@ class _Oai:
                     made_sampler = self.engine.sampling.create_sampling_session(request)
                 except InvalidInputError as exc:
                     raise OaiError(400, str(exc), param="model") from None
-                sampler_id = caller.samplers[model] = made_sampler.sampling_session_id
+                caller.made += 1
+                sampler_id = made_sampler.sampling_session_id
+                if base is not None and path is not None:
+                    # the checkpoint's run, found as its caller may read it, names its base
+                    trained = self.engine.sampling.sampler(sampler_id).base_model
+                    if core.resolve_model(base)[0] != core.resolve_model(trained)[0]:
+                        raise OaiError(
+                            400,
+                            f"model {model}: the checkpoint was trained on {trained!r}, not "
+                            f"{base!r}; name its own base model, or the checkpoint alone",
+                            param="model",
+                        )
+                caller.samplers[model] = sampler_id
         record = self.engine.sampling.sampler(sampler_id)
         return sampler_id, core.spec_for(record.base_model)
 
@@ -210,23 +220,18 @@ class _Oai:
         body: CompletionBody = decode_body(await self.read(request), CompletionBody)
         sampler_id, spec = await self.sampler(principal, body.model)
         tokenizer = await self.tokenizer(spec)
-        asked = prompts(body.prompt)
+        inputs = [ModelInput.from_ints(encode_prompt(tokenizer, p)) for p in prompts(body.prompt)]
         k = _logprobs_k(body.logprobs)
-        params = _params(body, body.max_tokens, stops(body.stop))
+        cuts = stops(body.stop)
+        params = _params(body, body.max_tokens, cuts)
         ends = frozenset(spec.eos_ids)
-        answers = await self._all(
-            sampler_id,
-            [ModelInput.from_ints(encode_prompt(tokenizer, p)) for p in asked],
-            params,
-            body.n,
-            k,
-        )
+        answers = await self._all(sampler_id, inputs, params, body.n, k)
         choices: list[dict[str, Any]] = []
         used = Usage()
-        for p, (model_input, answer) in enumerate(answers):
+        for p, (model_input, answer) in enumerate(zip(inputs, answers, strict=True)):
             used.prompt += model_input.length
             for j, seq in enumerate(answer.sequences):
-                cut = _trimmed(seq, tokenizer, stops(body.stop), ends)
+                cut = _trimmed(seq, tokenizer, cuts, ends)
                 used.completion += len(cut.tokens)
                 choice: dict[str, Any] = {
                     "index": p * body.n + j,
@@ -250,14 +255,15 @@ class _Oai:
             if body.max_completion_tokens is not None
             else body.max_tokens
         )
-        params = _params(body, limit, stops(body.stop))
+        cuts = stops(body.stop)
+        params = _params(body, limit, cuts)
         end = tokenizer.token_to_id("<|im_end|>")
         ends = frozenset({*spec.eos_ids, *([] if end is None else [end])})
-        [(_, answer)] = await self._all(sampler_id, [prompt], params, body.n, k)
+        [answer] = await self._all(sampler_id, [prompt], params, body.n, k)
         choices: list[dict[str, Any]] = []
         used = Usage(prompt=prompt.length)
         for j, seq in enumerate(answer.sequences):
-            cut = _trimmed(seq, tokenizer, stops(body.stop), ends)
+            cut = _trimmed(seq, tokenizer, cuts, ends)
             used.completion += len(cut.tokens)
             choices.append(
                 {
@@ -293,13 +299,14 @@ class _Oai:
         params: SamplingParams,
         n: int,
         k: int | None,
-    ) -> list[tuple[ModelInput, SampleResponse]]:
-        out: list[tuple[ModelInput, SampleResponse] | None] = [None] * len(inputs)
+    ) -> list[SampleResponse]:
+        """Every prompt's answer, in order (sampled at once: they batch)."""
+        out: list[SampleResponse | None] = [None] * len(inputs)
         failure: list[BaseException] = []
 
         async def one(i: int) -> None:
             try:
-                out[i] = (inputs[i], await self.sample(sampler_id, inputs[i], params, n, k or 0))
+                out[i] = await self.sample(sampler_id, inputs[i], params, n, k or 0)
             except (OaiError, EngineError) as exc:
                 failure.append(exc)
 
@@ -326,20 +333,6 @@ def _target(model: str) -> tuple[str | None, str | None]:
     if model.startswith("tinker://"):
         return None, model
     return model, None
-
-
-def _check_base(core: EngineCore, base: str, path: str) -> None:
-    """``<base>;<path>``: the checkpoint must be of that base model."""
-    wanted = core.resolve_model(base)[0]
-    run_id = path.removeprefix("tinker://").split("/", 1)[0]
-    run = core.store.runs.get(run_id)
-    if run is not None and core.resolve_model(run.base_model)[0] != wanted:
-        raise OaiError(
-            400,
-            f"model {base};{path}: the checkpoint was trained on {run.base_model!r}, not "
-            f"{base!r}; name its own base model, or the checkpoint alone",
-            param="model",
-        )
 
 
 def _logprobs_k(value: int | None) -> int | None:

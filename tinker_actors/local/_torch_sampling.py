@@ -329,32 +329,31 @@ def _prefill(
         base, adapter, padded, cache, logits_at=None if full else lengths - 1, images=images
     )
     out = []
-    for row, checked, hits in (
-        (row, checked, 0 if j == 0 else len(checked.tokens))
-        for row, same in enumerate(group)
-        for j, checked in enumerate(same)
-    ):
-        job, length = checked.job, len(checked.tokens)
-        extras = PromptExtras()
-        if checked.full:
-            logprobs = torch.log_softmax(logits[row, :length], dim=-1)
-            extras = prompt_extras(logprobs, padded[row, :length], job, checked.seed)
-        n = job.num_samples
-        out.append(
-            _Sampling(
-                checked=checked,
-                gen=torch.Generator(device=device).manual_seed(checked.seed),
-                first_logits=logits[row, length - 1 if full else 0],
-                cache=cache,
-                cache_row=row,
-                prompt=extras,
-                tokens=[[] for _ in range(n)],
-                logprobs=[[] for _ in range(n)],
-                topk=[[] for _ in range(n)],
-                stopped=[False] * n,
-                cache_hits=hits,
+    for row, same in enumerate(group):
+        length = len(same[0].tokens)
+        # the requests of a row share its prompt, so its logprobs are computed once
+        logprobs = torch.log_softmax(logits[row, :length], dim=-1) if same[0].full else None
+        for j, checked in enumerate(same):
+            job = checked.job
+            extras = PromptExtras()
+            if logprobs is not None:
+                extras = prompt_extras(logprobs, padded[row, :length], job, checked.seed)
+            n = job.num_samples
+            out.append(
+                _Sampling(
+                    checked=checked,
+                    gen=torch.Generator(device=device).manual_seed(checked.seed),
+                    first_logits=logits[row, length - 1 if full else 0],
+                    cache=cache,
+                    cache_row=row,
+                    prompt=extras,
+                    tokens=[[] for _ in range(n)],
+                    logprobs=[[] for _ in range(n)],
+                    topk=[[] for _ in range(n)],
+                    stopped=[False] * n,
+                    cache_hits=0 if j == 0 else length,
+                )
             )
-        )
     return out
 
 
