@@ -339,6 +339,12 @@ def test_a_caller_samples_only_checkpoints_it_may_read() -> None:
                     answers[key] = c.completions.create(model=path, prompt=[5, 6], max_tokens=2)
                 except openai.NotFoundError as exc:
                     answers[key] = exc
+            # naming a base model too tells bob nothing of the checkpoint's own
+            with (
+                openai.OpenAI(base_url=server.openai_base_url, api_key="tml-bob") as bob,
+                pytest.raises(openai.NotFoundError, match="no sampler checkpoint"),
+            ):
+                bob.completions.create(model=f"local/small;{path}", prompt=[5], max_tokens=1)
     assert answers["tml-alice"].choices[0].finish_reason in ("stop", "length")
     assert isinstance(answers["tml-bob"], openai.NotFoundError)
     assert "no sampler checkpoint" in str(answers["tml-bob"])
