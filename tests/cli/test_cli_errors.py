@@ -217,3 +217,10 @@ def test_a_new_command_module_drops_in(tmp_path: Path, monkeypatch: pytest.Monke
 def test_serve_seed_needs_the_torch_backend() -> None:
     result = invoke(["serve", "--seed", "3"])
     assert "--backend torch" in one_line_error(result, 2)
+
+
+def test_serve_prefix_cache_needs_the_torch_backend_and_a_size() -> None:
+    result = invoke(["serve", "--prefix-cache", "64"])
+    assert "--backend torch" in one_line_error(result, 2)
+    result = invoke(["serve", "--backend", "torch", "--prefix-cache", "-1"])
+    assert "-1" in one_line_error(result, 2)

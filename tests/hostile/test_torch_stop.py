@@ -40,7 +40,8 @@ async def test_a_cancelled_sample_stops_its_running_job(
 ) -> None:
     entered, saw_cancel = threading.Event(), threading.Event()
 
-    def endless(base: Any, adapter: Any, items: Any, finish: Any, more: Any = None) -> None:
+    def endless(*args: Any) -> None:
+        _base, _adapter, items, finish = args[:4]
         # a batch that would never end on its own: only the cancellation can stop it
         ((key, _job, _seed, _decode, cancelled),) = items
         entered.set()

@@ -26,7 +26,8 @@ from tinker_actors.local._catalogue import lookup_model
 from tinker_actors.local._tokenizer import ensure_model_tokenizer_dir, load_tokenizer
 from tinker_actors.local._torch_backend import TokenizerText
 from tinker_actors.local._torch_model import build_base
-from tinker_actors.local._torch_sampling import _StopScan, sample_batch
+from tinker_actors.local._torch_request import StopScan
+from tinker_actors.local._torch_sampling import sample_batch
 from tinker_actors.types import ModelInput, SamplingParams
 
 MODELS = ("local/tiny", "local/small")
@@ -85,7 +86,7 @@ def test_the_scan_stops_where_the_whole_decoding_does(
     strings = [s for s in strings if "\ufffd" not in s]
     if not strings:
         return
-    streamed, plain = _StopScan(text, tuple(strings)), _StopScan(lambda t: text(t), tuple(strings))
+    streamed, plain = StopScan(text, tuple(strings)), StopScan(lambda t: text(t), tuple(strings))
     for end in range(1, len(tokens) + 1):
         stop = plain.found(tokens[:end])
         assert streamed.found(tokens[:end]) == stop, (end, strings)

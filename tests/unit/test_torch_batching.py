@@ -22,7 +22,7 @@ pytest.importorskip(
 
 import torch
 
-from tinker_actors.local import _torch_backend, _torch_sampling
+from tinker_actors.local import _torch_backend, _torch_prefill
 from tinker_actors.local._backend import BackendInputError, SampleJob
 from tinker_actors.local._catalogue import lookup_model
 from tinker_actors.local._torch_backend import TorchBackend
@@ -192,20 +192,20 @@ def test_a_prompt_several_requests_send_is_prefilled_once(monkeypatch: pytest.Mo
         for s in (10, 11)
     ]
     prefilled: list[int] = []
-    real = _torch_sampling.forward
+    real = _torch_prefill.forward
 
     def counting(*args: Any, **kwargs: Any) -> torch.Tensor:
         prefilled.append(int(args[2].shape[0]))  # the prompt rows of one prefill
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(_torch_sampling, "forward", counting)
+    monkeypatch.setattr(_torch_prefill, "forward", counting)
     outcomes: dict[Any, Any] = {}
     items = [(i, r, 100 + i, letters, lambda: False) for i, r in enumerate(requests)]
     sample_batch(base, None, items, outcomes.__setitem__)
     assert sorted(prefilled) == [1, 2]  # [prompt] with logprobs; [prompt, [5, 6, 7]] without
     hits = [outcomes[i].prompt_cache_hit_tokens for i in range(len(requests))]
     assert hits == [0, 40, 40, 40, 0, 40, 0, 40]
-    monkeypatch.setattr(_torch_sampling, "forward", real)
+    monkeypatch.setattr(_torch_prefill, "forward", real)
     for i, request in enumerate(requests):
         alone = run_sample(base, None, request, seed=100 + i, decode=letters)
         assert_same(outcomes[i], alone)
@@ -271,7 +271,9 @@ class CountingBatches:
         self.payloads: list[list[Any]] = []
         self.started = threading.Event()
 
-    def __call__(self, base: Any, adapter: Any, items: Any, finish: Any, more: Any) -> None:
+    def __call__(
+        self, base: Any, adapter: Any, items: Any, finish: Any, more: Any, prefixes: Any = None
+    ) -> None:
         record = [(key.payload.spec.name, key.payload.weights) for key, *_ in items]
         payloads = [key.payload for key, *_ in items]
         self.batches.append(record)
@@ -284,7 +286,7 @@ class CountingBatches:
             payloads.extend(key.payload for key, *_ in fresh)
             return fresh
 
-        sample_batch(base, adapter, items, finish, joining)
+        sample_batch(base, adapter, items, finish, joining, prefixes)
 
 
 async def test_concurrent_calls_become_few_batches_one_model_each(

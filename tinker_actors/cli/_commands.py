@@ -72,6 +72,16 @@ def version() -> None:
     help="torch backend: samples without a seed of their own repeat from run to run (each "
     "one's seed comes from this and the request); default: random.",
 )
+@click.option(
+    "--prefix-cache",
+    "prefix_cache_mb",
+    type=click.IntRange(min=0),
+    default=None,
+    metavar="MB",
+    help="torch backend: memory kept for the keys and values of sequences already sampled, "
+    "which later prompts that start with them reuse (a conversation's next turn); 0 keeps "
+    "none. Default: 1024.",
+)
 @click.option("--jwt", is_flag=True, help="Require JWTs exchanged at /api/v1/auth/token.")
 @click.option(
     "--api-key",
@@ -142,6 +152,7 @@ def serve(
     fault_flags: tuple[str, ...],
     fault_seed: int | None,
     seed: int | None,
+    prefix_cache_mb: int | None,
     jwt: bool,
     api_keys: tuple[str, ...],
     admin_keys: tuple[str, ...],
@@ -187,7 +198,11 @@ def serve(
         raise click.BadParameter(str(exc)) from None
     if seed is not None and backend != "torch":
         raise click.UsageError("--seed seeds the torch backend's sampling; add --backend torch")
-    model_backend = _make_backend(backend, seed)
+    if prefix_cache_mb is not None and backend != "torch":
+        raise click.UsageError(
+            "--prefix-cache sizes the torch backend's cache; add --backend torch"
+        )
+    model_backend = _make_backend(backend, seed, prefix_cache_mb)
     if host not in ("127.0.0.1", "localhost", "::1"):
         click.echo(f"warning: binding {host}, which other machines may reach", err=True)
 
@@ -313,7 +328,9 @@ def prefer_passive_omp_waits() -> None:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
-def _make_backend(name: str, seed: int | None = None) -> Backend | None:
+def _make_backend(
+    name: str, seed: int | None = None, prefix_cache_mb: int | None = None
+) -> Backend | None:
     """Build the named model backend (None = the server's default, null)."""
     if name != "torch":
         return None
@@ -325,4 +342,6 @@ def _make_backend(name: str, seed: int | None = None) -> Backend | None:
             f"--backend torch needs PyTorch ({exc}); install tinker-actors[torch] with "
             "-c constraints.txt (pip install -c constraints.txt 'tinker-actors[torch]')"
         ) from None
-    return TorchBackend(seed=seed)
+    if prefix_cache_mb is None:
+        return TorchBackend(seed=seed)
+    return TorchBackend(seed=seed, prefix_cache_bytes=prefix_cache_mb * 1024 * 1024)

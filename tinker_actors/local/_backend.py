@@ -294,12 +294,12 @@ class SampleJob:
     """One validated sample request, as a backend sees it."""
 
     prompt: ModelInput
-    num_samples: int
     params: SamplingParams
-    prompt_logprobs: bool
-    topk_prompt_logprobs: int
-    topk_sample_logprobs: int
-    prompt_logprobs_last_n: int | None
+    num_samples: int = 1
+    prompt_logprobs: bool = False
+    topk_prompt_logprobs: int = 0
+    topk_sample_logprobs: int = 0
+    prompt_logprobs_last_n: int | None = None
     #: int64 ``[len(prompt) - 1, K]`` ids to score, checked (see :mod:`._prompt_targets`)
     target_prompt_logprobs: TensorData | None = None
     prompt_alt_tokens_k: int = 0

@@ -45,6 +45,7 @@ from tinker_actors.local._torch_checkpoint import (
 )
 from tinker_actors.local._torch_losses import TORCH_LOSSES, parse_loss_config
 from tinker_actors.local._torch_model import Adapter, AdapterShape, BaseWeights, build_base
+from tinker_actors.local._torch_prefix import PrefixStore
 from tinker_actors.local._torch_sampling import sample_batch, sample_cost, token_limit
 from tinker_actors.local._torch_train_batch import run_forward_backward
 
@@ -72,6 +73,9 @@ _SAMPLER_CACHE = 8
 #: The most memory (KV cache and logits, estimated by ``sample_cost``) one decoding batch of
 #: sample requests takes; a request larger than this still runs, alone.
 SAMPLE_BATCH_BYTES = 256 * 1024 * 1024
+#: The most memory the keys and values kept for later prompts take (see ``_torch_prefix``):
+#: 500k positions of local/tiny, 23k of SmolLM2-135M.
+PREFIX_CACHE_BYTES = 1024 * 1024 * 1024
 # base models are frozen and read-only, so every backend in the process shares them
 _BASES: dict[tuple[str, str], BaseWeights] = {}
 _BASES_LOCK = threading.Lock()
@@ -144,6 +148,9 @@ class TorchBackend:
         seed: makes the seeds of sample requests that carry none repeat from run to run
             (derived from this seed and each request; see :mod:`._sample_seeds`); without
             it they are random.
+        prefix_cache_bytes: the most memory kept for the keys and values of sequences
+            already sampled, which later prompts that start with them reuse (see
+            :mod:`._torch_prefix`); 0 keeps none.
     """
 
     def __init__(
@@ -155,6 +162,7 @@ class TorchBackend:
         tokenizer_loader: Callable[[BaseModelSpec], Callable[[list[int]], str]] | None = None,
         cache_dir: Path | None = None,
         seed: int | None = None,
+        prefix_cache_bytes: int = PREFIX_CACHE_BYTES,
     ) -> None:
         if device is None:
             device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -174,6 +182,7 @@ class TorchBackend:
         self._samplers: OrderedDict[tuple[str, int], Adapter] = OrderedDict()
         self._lock = threading.Lock()  # guards the caches above across worker threads
         self._seeds = SampleSeeds(seed)
+        self.prefixes = PrefixStore(prefix_cache_bytes) if prefix_cache_bytes > 0 else None
         self._samples: BatchQueue[_SampleCall, SampleResponse] = BatchQueue(
             self._run, self._sample_batch, budget=SAMPLE_BATCH_BYTES
         )
@@ -371,7 +380,9 @@ class TorchBackend:
         spec, weights = batch[0].payload.spec, batch[0].payload.weights
         base = self.base(spec)
         try:
-            adapter = self._sampler_adapter(spec, weights) if weights is not None else None
+            key, adapter = (
+                self._sampler_adapter(spec, weights) if weights is not None else (None, None)
+            )
         except BackendInputError as exc:
             for entry in batch:
                 finish(entry, exc)
@@ -387,7 +398,9 @@ class TorchBackend:
             # only requests that draw at most ``left`` tokens: a join never lengthens the batch
             return items(more(lambda call: token_limit(call.spec, call.job) <= left))
 
-        sample_batch(base, adapter, items(batch), finish, joining)
+        # a snapshot's key names its files and their time: weights saved again never match
+        prefixes = self.prefixes.view((spec.name, key)) if self.prefixes is not None else None
+        sample_batch(base, adapter, items(batch), finish, joining, prefixes)
 
     async def drop_model(self, model_id: str) -> None:
         """Forget ``model_id`` and its optimizer state."""
@@ -395,7 +408,9 @@ class TorchBackend:
 
     # -- helpers --------------------------------------------------------------------------
 
-    def _sampler_adapter(self, spec: BaseModelSpec, directory: Path) -> Adapter:
+    def _sampler_adapter(
+        self, spec: BaseModelSpec, directory: Path
+    ) -> tuple[tuple[str, int], Adapter]:
         meta_path = directory / META_FILE
         try:
             key = (str(directory), meta_path.stat().st_mtime_ns)
@@ -408,7 +423,7 @@ class TorchBackend:
             found = self._samplers.get(key)
             if found is not None:
                 self._samplers.move_to_end(key)
-                return found
+                return key, found
         meta = read_meta(directory, spec)
         adapter = Adapter.create(self.base(spec), meta.shape, 0, trainable=False)
         adapter.load_state_dict(read_tensors(directory))
@@ -416,7 +431,7 @@ class TorchBackend:
             self._samplers[key] = adapter
             while len(self._samplers) > _SAMPLER_CACHE:
                 self._samplers.popitem(last=False)
-        return adapter
+        return key, adapter
 
     def _decoder(self, spec: BaseModelSpec) -> Callable[[list[int]], str]:
         with self._lock:

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
     from tinker_actors.local._torch_model import Adapter, BaseWeights
-    from tinker_actors.local._torch_sampling import _Sampling
+    from tinker_actors.local._torch_request import Sampling
     from tinker_actors.types import SampleResponse
 
 __all__ = ["SampleCancelled", "decode_together"]
@@ -47,13 +47,13 @@ class _Rows:
     """The running batch: its requests, in row order, and their rows' decoding state."""
 
     device: torch.device
-    active: list[_Sampling] = field(default_factory=list)
+    active: list[Sampling] = field(default_factory=list)
     cache: KVCache = field(default_factory=KVCache)
     key_mask: torch.Tensor | None = None  # [rows, columns]: which cache slots a row reads
     positions: torch.Tensor | None = None  # [rows]: each row's next position
     logits: torch.Tensor | None = None  # [rows, V]: each row's next-token distribution
 
-    def admit(self, joiners: Sequence[_Sampling]) -> None:
+    def admit(self, joiners: Sequence[Sampling]) -> None:
         """Append the rows of prefilled requests (none with ``limit`` 0) to the batch."""
         everyone = [*self.active, *joiners]
         old_length = self.cache.length
@@ -92,7 +92,18 @@ class _Rows:
         self.positions = prompts if self.positions is None else torch.cat([self.positions, prompts])
         self.logits = first if self.logits is None else torch.cat([self.logits, first])
 
-    def keep(self, kept: list[_Sampling], rows: list[int], total: int) -> None:
+    def row_kv(self, row: int, count: int) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """The keys and values of ``row``'s first ``count`` positions, per layer
+        ``[kv_heads, count, head_dim]``, copied out of the batch: a row's columns are the ones
+        its ``key_mask`` reads, in position order."""
+        assert self.key_mask is not None
+        columns = self.key_mask[row, : self.cache.length].nonzero().squeeze(1)[:count]
+        return (
+            [k[row].index_select(1, columns) for k in self.cache.keys],
+            [v[row].index_select(1, columns) for v in self.cache.values],
+        )
+
+    def keep(self, kept: list[Sampling], rows: list[int], total: int) -> None:
         """Keep only ``kept`` (whose rows are ``rows`` of ``total``)."""
         if kept and len(rows) < total:  # someone left: drop their rows
             assert self.key_mask is not None
@@ -107,13 +118,16 @@ class _Rows:
 def decode_together(
     base: BaseWeights,
     adapter: Adapter | None,
-    requests: Sequence[_Sampling],
-    done: Callable[[_Sampling, SampleResponse | SampleCancelled], None],
-    more: Callable[[int], Sequence[_Sampling]] | None = None,
+    requests: Sequence[Sampling],
+    done: Callable[[Sampling, SampleResponse | SampleCancelled], None],
+    more: Callable[[int], Sequence[Sampling]] | None = None,
+    remember: Callable[[Sampling, _Rows, int], None] | None = None,
 ) -> None:
     """Decode prepared requests on one model together (see the module docstring).
 
     ``more(left)``: requests that join between steps, each drawing at most ``left`` tokens.
+    ``remember(request, batch, first_row)``: called for each request that finishes, before
+    ``done`` and before its rows leave the batch (see :meth:`_Rows.row_kv`).
     Blocking; run it in a worker thread.
     """
     batch = _Rows(base.device)
@@ -135,7 +149,7 @@ def decode_together(
             ids = chosen.tolist()
             lps = logprobs.gather(-1, chosen[:, None]).squeeze(-1).tolist()
             row = 0
-            kept: list[_Sampling] = []
+            kept: list[Sampling] = []
             keep_rows: list[int] = []
             for request in batch.active:
                 end = row + request.rows
@@ -145,6 +159,8 @@ def decode_together(
                 else:
                     request.record(ids[row:end], lps[row:end], logprobs[row:end])
                     if request.finished:
+                        if remember is not None:
+                            remember(request, batch, row)
                         done(request, request.response())
                     else:
                         kept.append(request)
@@ -166,9 +182,9 @@ def decode_together(
 
 
 def _ready(
-    requests: Sequence[_Sampling],
-    done: Callable[[_Sampling, SampleResponse | SampleCancelled], None],
-) -> list[_Sampling]:
+    requests: Sequence[Sampling],
+    done: Callable[[Sampling, SampleResponse | SampleCancelled], None],
+) -> list[Sampling]:
     """Those of ``requests`` that have tokens to draw; the others are answered at once."""
     out = []
     for request in requests:

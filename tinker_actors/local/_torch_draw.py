@@ -16,7 +16,7 @@ import torch
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from tinker_actors.local._torch_sampling import _Sampling
+    from tinker_actors.local._torch_request import Sampling
     from tinker_actors.types import SamplingParams
 
 __all__ = ["choose_rows", "draw"]
@@ -45,7 +45,7 @@ def _choose(logits: torch.Tensor, params: SamplingParams, gen: torch.Generator) 
     return draw(torch.softmax(scaled, dim=-1), _uniforms(scaled.shape[0], gen))
 
 
-def choose_rows(requests: Sequence[_Sampling], logits: torch.Tensor) -> torch.Tensor:
+def choose_rows(requests: Sequence[Sampling], logits: torch.Tensor) -> torch.Tensor:
     """Every row's next token, for ``requests`` whose rows are ``logits`` [R, V] in order.
 
     Each request draws from its own generator exactly as :func:`_choose` would for its rows

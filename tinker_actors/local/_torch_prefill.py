@@ -1,0 +1,233 @@
+"""Prompts run before decoding: fresh in padded groups, or continued from a stored prefix.
+
+A group of prompts runs as one right-padded batch (padding is never attended to: no real
+position attends to a later one), and each request keeps its row of the cache. A prompt
+that several requests of one prefill send (an RL loop sends a group's prompt once per sample)
+runs once: the first request pays for it, the others report its tokens as
+``prompt_cache_hit_tokens``, as the service reports prefix-cache hits.
+
+With a :class:`~._torch_prefix.PrefixView`, every prompt's keys and values are kept, and so
+are each finished row's prompt and completion (:func:`remember`); a prompt that starts with
+a kept sequence (the next turn of a conversation, a fixed preamble) runs only its new tokens
+on top of the kept ones (:func:`resume`), and reports the reused ones as cache hits. Prompts
+whose every logit is wanted (prompt logprobs) always run whole: logits are not kept.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from tinker_actors.local._images import Flat
+from tinker_actors.local._torch_model import KVCache, forward
+from tinker_actors.local._torch_prompt import PromptExtras, prompt_extras
+from tinker_actors.local._torch_request import Sampling
+from tinker_actors.local._torch_vision import image_inserts
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from tinker_actors.local._catalogue import BaseModelSpec
+    from tinker_actors.local._torch_decode import _Rows
+    from tinker_actors.local._torch_model import Adapter, BaseWeights
+    from tinker_actors.local._torch_prefix import PrefixEntry, PrefixView
+    from tinker_actors.local._torch_request import Checked
+
+__all__ = [
+    "prefill",
+    "prefill_bytes",
+    "remember",
+    "resume",
+    "resume_bytes",
+    "same_prompts",
+]
+
+
+def prefill_bytes(spec: BaseModelSpec, rows: int, longest: int, full: bool) -> int:
+    """About the most memory a prefill of ``rows`` prompts padded to ``longest`` takes: the
+    attention scores, the activations, and the logits where every position's are kept."""
+    per_row = spec.n_heads * longest * longest * 4 + 16 * longest * spec.d_ff
+    if full:
+        per_row += longest * spec.vocab_size * 8
+    return rows * per_row
+
+
+def resume_bytes(spec: BaseModelSpec, rows: int, reused: int, longest: int) -> int:
+    """About the most memory resuming ``rows`` prompts takes: ``longest`` new positions each
+    on top of ``reused`` kept ones (attention scores, activations, the kept keys stacked)."""
+    head_dim = spec.d_model // spec.n_heads
+    kept = spec.n_layers * 2 * spec.kv_heads * head_dim * 4 * (reused + longest)
+    scores = spec.n_heads * longest * (reused + longest) * 4
+    return rows * (kept + scores + 16 * longest * spec.d_ff)
+
+
+def same_prompts(requests: Sequence[Checked]) -> list[list[Checked]]:
+    """``requests`` grouped by identical prompt (tokens and pictures), in first-seen order."""
+    groups: dict[tuple[Any, ...], list[Checked]] = {}
+    for checked in requests:
+        flat = checked.flat
+        key = (tuple(flat.ids), tuple((i.offset, i.data) for i in flat.images))
+        groups.setdefault(key, []).append(checked)
+    return list(groups.values())
+
+
+def _started(
+    same: list[Checked],
+    first_logits: torch.Tensor,
+    cache: KVCache,
+    row: int,
+    reused: int,
+    logprobs: torch.Tensor | None = None,
+    padded: torch.Tensor | None = None,
+) -> list[Sampling]:
+    """The decoding state of requests that share one prompt, run as ``row`` of ``cache``:
+    the first reused ``reused`` positions, the others the whole prompt."""
+    out = []
+    length = len(same[0].tokens)
+    for j, checked in enumerate(same):
+        job = checked.job
+        extras = PromptExtras()
+        if logprobs is not None and padded is not None:
+            extras = prompt_extras(logprobs, padded, job, checked.seed)
+        n = job.num_samples
+        out.append(
+            Sampling(
+                checked=checked,
+                gen=torch.Generator(device=first_logits.device).manual_seed(checked.seed),
+                first_logits=first_logits,
+                cache=cache,
+                cache_row=row,
+                prompt=extras,
+                tokens=[[] for _ in range(n)],
+                logprobs=[[] for _ in range(n)],
+                topk=[[] for _ in range(n)],
+                stopped=[False] * n,
+                cache_hits=reused if j == 0 else length,
+            )
+        )
+    return out
+
+
+def _keep_prompt(
+    prefixes: PrefixView | None, cache: KVCache, row: int, flat: Flat, out: list[Sampling]
+) -> None:
+    """Keep the prompt ``flat`` (row ``row`` of ``cache``) for later prompts to reuse."""
+    length = len(flat.ids)
+    if prefixes is None or not prefixes.keeps(length, length * _position_bytes(cache)):
+        return
+    keys = [k[row, :, :length].clone() for k in cache.keys]
+    values = [v[row, :, :length].clone() for v in cache.values]
+    entry = prefixes.put(flat.ids, flat.images, keys, values)
+    if entry is not None and len(entry) == length:  # not a longer one that held it already
+        for sampling in out:
+            sampling.prompt_entry = entry
+
+
+def _right_padded(rows: Sequence[list[int]], device: torch.device) -> torch.Tensor:
+    """``rows`` of ids as one ``[rows, longest]`` batch, right-padded with zeros."""
+    out = torch.zeros(len(rows), max(map(len, rows)), dtype=torch.long, device=device)
+    for i, ids in enumerate(rows):
+        out[i, : len(ids)] = torch.tensor(ids, device=device)
+    return out
+
+
+def _position_bytes(cache: KVCache) -> int:
+    """The bytes of one position's keys and values over every layer of ``cache``."""
+    return 2 * sum(k.shape[1] * k.shape[3] * k.element_size() for k in cache.keys)
+
+
+def prefill(
+    base: BaseWeights,
+    adapter: Adapter | None,
+    group: Sequence[list[Checked]],
+    prefixes: PrefixView | None = None,
+) -> list[Sampling]:
+    """Run a group of prompts as one right-padded batch (see the module docstring).
+
+    ``group``: the requests of each prompt."""
+    device = base.device
+    firsts = [same[0] for same in group]
+    padded = _right_padded([c.tokens for c in firsts], device)
+    cache = KVCache()
+    lengths = torch.tensor([len(c.tokens) for c in firsts], device=device)
+    full = any(c.full for c in firsts)
+    images = image_inserts([c.flat for c in firsts], device)
+    logits = forward(
+        base, adapter, padded, cache, logits_at=None if full else lengths - 1, images=images
+    )
+    out = []
+    for row, same in enumerate(group):
+        length = len(same[0].tokens)
+        # the requests of a row share its prompt, so its logprobs are computed once
+        logprobs = torch.log_softmax(logits[row, :length], dim=-1) if same[0].full else None
+        first = logits[row, length - 1 if full else 0]
+        started = _started(same, first, cache, row, 0, logprobs, padded[row, :length])
+        _keep_prompt(prefixes, cache, row, same[0].flat, started)
+        out.extend(started)
+    return out
+
+
+def resume(
+    base: BaseWeights,
+    adapter: Adapter | None,
+    group: Sequence[tuple[list[Checked], PrefixEntry]],
+    reused: int,
+    prefixes: PrefixView,
+) -> list[Sampling]:
+    """Run prompts (no prompt logprobs wanted) from the first ``reused`` positions of kept
+    entries: ``group`` is each prompt's requests and its entry. Only the rest of each prompt
+    goes through the model, right-padded in one batch on top of the entries' keys and values
+    (a later position never reaches back to an earlier one's padding), so each row of the
+    cache holds its prompt from column 0, as after :func:`prefill`."""
+    device = base.device
+    flats = [same[0].flat for same, _ in group]
+    rests = [
+        Flat(
+            flat.ids[reused:],
+            tuple(replace(s, offset=s.offset - reused) for s in flat.images if s.offset >= reused),
+        )
+        for flat in flats
+    ]
+    tokens = _right_padded([rest.ids for rest in rests], device)
+    longest = tokens.shape[1]
+    cache = KVCache(
+        keys=[
+            torch.stack([e.keys[i][:, :reused] for _, e in group])
+            for i in range(len(group[0][1].keys))
+        ],
+        values=[
+            torch.stack([e.values[i][:, :reused] for _, e in group])
+            for i in range(len(group[0][1].values))
+        ],
+        length=reused,
+        most=reused + longest,
+    )
+    last = torch.tensor([len(rest.ids) - 1 for rest in rests], device=device)
+    logits = forward(
+        base, adapter, tokens, cache, logits_at=last, images=image_inserts(rests, device)
+    )
+    out = []
+    for row, (same, _) in enumerate(group):
+        started = _started(same, logits[row, 0], cache, row, reused)
+        _keep_prompt(prefixes, cache, row, flats[row], started)
+        out.extend(started)
+    return out
+
+
+def remember(prefixes: PrefixView, request: Sampling, batch: _Rows, first_row: int) -> None:
+    """Keep each row of a finished request as its prompt and completion (but the last token,
+    never run), for a next turn to resume from; the prompt's own entry is then redundant."""
+    flat = request.checked.flat
+    per_position = _position_bytes(batch.cache)
+    kept = False
+    for i in range(request.rows):
+        completion = request.tokens[i][:-1]
+        count = len(flat.ids) + len(completion)
+        if not completion or not prefixes.keeps(count, count * per_position):
+            continue
+        keys, values = batch.row_kv(first_row + i, count)
+        kept = prefixes.put([*flat.ids, *completion], flat.images, keys, values) is not None or kept
+    if kept and request.prompt_entry is not None:
+        prefixes.drop(request.prompt_entry)
