@@ -403,6 +403,9 @@ def test_multi_turn_guess_number_runs_under_the_switch(workdir: Path, server_url
     marker = "optim/kl_sample_train_v1"
     for row in _trained_under_the_switch(workdir, server_url, module, args, marker):
         assert row["env/all/turns_per_episode"] > 1, row
+        # each turn's prompt is the last one's prompt and answer: the server's kept prefixes
+        # serve most of it (about 80 %; 1 % with --prefix-cache 0), as the cookbook counts
+        assert row["tokens/prefill_cached"] > 2 * row["tokens/prefill_uncached"], row
 
 
 def test_rubric_grader_answers_at_length_under_the_switch(workdir: Path, server_url: str) -> None:
