@@ -61,3 +61,17 @@ def test_a_seeded_server_repeats_in_any_arrival_order() -> None:
 def test_a_seed_out_of_range_is_refused(seed: int) -> None:
     with pytest.raises(ValueError, match="seed"):
         SampleSeeds(seed)
+
+
+def test_a_seeded_servers_seeds_stay_what_they_were() -> None:
+    # derived from the request's encoding: a reordered or new SampleJob field would change
+    # every --seed run's samples (these are the values since the seeds were introduced)
+    seeds = SampleSeeds(7)
+    request = job([5, 6, 7])
+    assert [seeds.draw(request), seeds.draw(request)] == [3567866905083491931, 1894962144569279436]
+    # a progress callback is not part of the request
+    with_progress = SampleJob(
+        prompt=request.prompt, params=request.params, progress=lambda step: None
+    )
+    assert with_progress == request
+    assert SampleSeeds(7).draw(with_progress) == 3567866905083491931

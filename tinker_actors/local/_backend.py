@@ -19,7 +19,7 @@ Rules every backend follows:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import numpy as np
@@ -29,7 +29,7 @@ from tinker_actors.errors import InvalidInputError
 
 if TYPE_CHECKING:
     import random
-    from collections.abc import Collection, Mapping, Sequence
+    from collections.abc import Callable, Collection, Mapping, Sequence
     from pathlib import Path
 
     import numpy.typing as npt
@@ -294,8 +294,8 @@ class SampleJob:
     """One validated sample request, as a backend sees it."""
 
     prompt: ModelInput
-    params: SamplingParams
     num_samples: int = 1
+    params: SamplingParams
     prompt_logprobs: bool = False
     topk_prompt_logprobs: int = 0
     topk_sample_logprobs: int = 0
@@ -303,6 +303,12 @@ class SampleJob:
     #: int64 ``[len(prompt) - 1, K]`` ids to score, checked (see :mod:`._prompt_targets`)
     target_prompt_logprobs: TensorData | None = None
     prompt_alt_tokens_k: int = 0
+    #: called, in the backend's thread, with each decoding step's new tokens per sample
+    #: (``[]`` for a sample already stopped); a backend that decodes at once never calls it.
+    #: Not part of the request's identity (equality, derived seeds).
+    progress: Callable[[list[list[int]]], None] | None = field(
+        default=None, compare=False, repr=False
+    )
 
 
 class Backend(Protocol):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+from dataclasses import fields
 from typing import TYPE_CHECKING, Final, final
 
 import msgspec
@@ -47,7 +48,10 @@ class SampleSeeds:
         """A seed in ``[0, 2**62)`` for ``job``."""
         if self._seed is None:
             return self._random.randrange(1 << _SEED_BITS)
-        encoded = msgspec.json.encode(job, enc_hook=json_enc_hook)
+        # the request's content, field by field as the dataclass encodes (so the seeds of a
+        # given --seed stay what they were), without what is not its identity (progress)
+        content_fields = {f.name: getattr(job, f.name) for f in fields(job) if f.compare}
+        encoded = msgspec.json.encode(content_fields, enc_hook=json_enc_hook)
         content = hashlib.blake2b(encoded, digest_size=16).digest()
         before = self._seen.get(content, 0)
         if before or len(self._seen) < _COUNTED:
