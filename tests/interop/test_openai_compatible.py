@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -161,6 +162,63 @@ def test_chat_streams_and_logprobs(client: Any) -> None:
     last = list(counted)[-1]
     assert last.choices == []
     assert last.usage.total_tokens == whole.usage.total_tokens
+
+
+def test_streams_arrive_piece_by_piece_and_join_to_the_whole_answer(client: Any) -> None:
+    prompts = ["Once upon a time", "The weather today"]
+    asked = {"model": ALIAS, "prompt": prompts, "max_tokens": 60, "n": 2, "seed": 5}
+    whole = client.completions.create(**asked, stop=["\n\n"])
+    chunks = list(client.completions.create(**asked, stop=["\n\n"], stream=True))
+    by_index: dict[int, list[Any]] = {}
+    for chunk in chunks:
+        [part] = chunk.choices
+        by_index.setdefault(part.index, []).append(part)
+    assert sorted(by_index) == [0, 1, 2, 3]
+    for choice in whole.choices:
+        parts = by_index[choice.index]
+        assert "".join(p.text for p in parts) == choice.text
+        # the finish reason comes once, with the choice's last piece
+        assert [p.finish_reason for p in parts[:-1]] == [None] * (len(parts) - 1)
+        assert parts[-1].finish_reason == choice.finish_reason
+    # decoded as it is sampled: many pieces, not one a choice
+    assert len(chunks) > 2 * len(whole.choices)
+    messages = [{"role": "user", "content": "Tell me a story"}]
+    said = client.chat.completions.create(
+        model=ALIAS, messages=messages, max_tokens=40, temperature=0, stop=["e"]
+    )
+    streamed = list(
+        client.chat.completions.create(
+            model=ALIAS, messages=messages, max_tokens=40, temperature=0, stop=["e"], stream=True
+        )
+    )
+    assert streamed[0].choices[0].delta.role == "assistant"
+    text = "".join(c.choices[0].delta.content or "" for c in streamed)
+    assert text == said.choices[0].message.content
+    assert streamed[-1].choices[0].finish_reason == said.choices[0].finish_reason
+
+
+def test_a_stream_refused_before_it_starts_is_an_ordinary_error(client: Any) -> None:
+    with pytest.raises(openai.BadRequestError, match="context"):
+        client.completions.create(model=ALIAS, prompt="hi", max_tokens=10**6, stream=True)
+
+
+def test_a_caller_that_leaves_a_stream_stops_its_sample(server: LocalServerThread) -> None:
+    body = {"model": ALIAS, "prompt": "Once upon a time", "max_tokens": 6000, "temperature": 0}
+    before = server.counters().totals.get("cancelled", 0)
+    headers = {"Authorization": f"Bearer {server.api_key}"}
+    url = f"{server.openai_base_url}/completions"
+    with (
+        httpx.Client(timeout=60) as http,
+        http.stream("POST", url, json={**body, "stream": True}, headers=headers) as answer,
+    ):
+        assert answer.status_code == 200
+        first = next(answer.iter_lines())
+        assert first.startswith("data: ")
+    # the server sees the connection close and cancels the sample, long before its 6,000 tokens
+    deadline = time.monotonic() + 30
+    while server.counters().totals.get("cancelled", 0) == before:
+        assert time.monotonic() < deadline, "the abandoned stream's sample was not cancelled"
+        time.sleep(0.05)
 
 
 def test_a_checkpoint_is_sampled_by_its_path(

@@ -23,8 +23,7 @@ pytest.importorskip("tokenizers", reason="the server extra installs tokenizers")
 
 from tinker_actors.local._backend import SampleJob
 from tinker_actors.local._catalogue import lookup_model
-from tinker_actors.local._tokenizer import ensure_model_tokenizer_dir, load_tokenizer
-from tinker_actors.local._torch_backend import TokenizerText
+from tinker_actors.local._tokenizer import TokenizerText, ensure_model_tokenizer_dir, load_tokenizer
 from tinker_actors.local._torch_model import build_base
 from tinker_actors.local._torch_request import StopScan
 from tinker_actors.local._torch_sampling import sample_batch

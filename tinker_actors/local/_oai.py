@@ -10,8 +10,9 @@ Each request is an ordinary sample (``asample``) in a session the server keeps p
 (tagged ``oai``; re-created if it expired): it is batched with the caller's other samples,
 limited, billed and audited like them. Prompts are tokenized, and completions decoded, with
 the model's own tokenizer; chat messages are rendered in ChatML (:mod:`._oai_text`).
-``stream: true`` is answered as server-sent events: each choice's whole text in one chunk
-(the sample is computed before the answer starts), then ``[DONE]``.
+``stream: true`` is answered as server-sent events: each choice's text as it is sampled
+(:mod:`._oai_stream`), then ``[DONE]``; with ``logprobs``, each choice's whole text and
+logprobs in one chunk once the sample is done.
 """
 
 from __future__ import annotations
@@ -32,11 +33,11 @@ from tinker_actors.errors import InvalidInputError
 from tinker_actors.local._auth import CALLER, AuthError
 from tinker_actors.local._body import read_body
 from tinker_actors.local._core import EngineError
+from tinker_actors.local._oai_stream import EventStream, Progress, StreamedReply
 from tinker_actors.local._oai_text import (
     ChatBody,
     CompletionBody,
     OaiError,
-    Trimmed,
     Usage,
     chat_logprobs,
     chat_prompt,
@@ -46,7 +47,7 @@ from tinker_actors.local._oai_text import (
     event_stream,
     prompts,
     stops,
-    trim,
+    trimmed,
 )
 from tinker_actors.transport.proto import decode_sample_response
 from tinker_actors.types import (
@@ -109,17 +110,10 @@ class _Oai:
                 return await handler(request, principal)
             except AuthError as exc:
                 return _error(OaiError(exc.status, exc.message))
-            except OaiError as exc:
-                return _error(exc)
-            except EngineError as exc:
-                return _error(OaiError(exc.status, exc.message))
             except ClientDisconnect:
                 return _error(OaiError(400, "the client disconnected before its body arrived"))
             except Exception as exc:
-                log.exception("local server: unexpected error on %s", path)
-                return _error(
-                    OaiError(500, f"internal error in the local server: {type(exc).__name__}")
-                )
+                return _error(_refusal(exc, path))
             finally:
                 if token is not None:
                     CALLER.reset(token)
@@ -189,9 +183,16 @@ class _Oai:
         return found
 
     async def sample(
-        self, sampler_id: str, prompt: ModelInput, params: SamplingParams, n: int, k: int
+        self,
+        sampler_id: str,
+        prompt: ModelInput,
+        params: SamplingParams,
+        n: int,
+        k: int,
+        progress: Progress | None = None,
     ) -> SampleResponse:
-        """One sample request through the engine, as a client's would go."""
+        """One sample request through the engine, as a client's would go (``progress``: its
+        decoding steps, for a streamed answer)."""
         core = self.engine.core
         request = SampleRequest(
             sampling_session_id=sampler_id,
@@ -200,7 +201,9 @@ class _Oai:
             sampling_params=params,
             topk_sample_logprobs=k,
         )
-        future = self.engine.sampling.asample(request, backpressure=False, idempotency_key=None)
+        future = self.engine.sampling.asample(
+            request, backpressure=False, idempotency_key=None, progress=progress
+        )
         record = core.futures.get(future.request_id)
         try:
             await record.settled.wait()
@@ -225,13 +228,16 @@ class _Oai:
         cuts = stops(body.stop)
         params = _params(body, body.max_tokens, cuts)
         ends = frozenset(spec.eos_ids)
+        if body.stream and k is None:
+            plan = (sampler_id, inputs, params, tokenizer, cuts, ends)
+            return self._streamed(body, "text_completion", "cmpl", *plan)
         answers = await self._all(sampler_id, inputs, params, body.n, k)
         choices: list[dict[str, Any]] = []
         used = Usage()
         for p, (model_input, answer) in enumerate(zip(inputs, answers, strict=True)):
             used.prompt += model_input.length
             for j, seq in enumerate(answer.sequences):
-                cut = _trimmed(seq, tokenizer, cuts, ends)
+                cut = trimmed(seq, tokenizer, cuts, ends)
                 used.completion += len(cut.tokens)
                 choice: dict[str, Any] = {
                     "index": p * body.n + j,
@@ -259,11 +265,14 @@ class _Oai:
         params = _params(body, limit, cuts)
         end = tokenizer.token_to_id("<|im_end|>")
         ends = frozenset({*spec.eos_ids, *([] if end is None else [end])})
+        if body.stream and k is None:
+            plan = (sampler_id, [prompt], params, tokenizer, cuts, ends)
+            return self._streamed(body, "chat.completion", "chatcmpl", *plan)
         [answer] = await self._all(sampler_id, [prompt], params, body.n, k)
         choices: list[dict[str, Any]] = []
         used = Usage(prompt=prompt.length)
         for j, seq in enumerate(answer.sequences):
-            cut = _trimmed(seq, tokenizer, cuts, ends)
+            cut = trimmed(seq, tokenizer, cuts, ends)
             used.completion += len(cut.tokens)
             choices.append(
                 {
@@ -276,6 +285,56 @@ class _Oai:
                 }
             )
         return _reply(body, "chat.completion", "chatcmpl", choices, used)
+
+    def _streamed(
+        self,
+        body: CompletionBody | ChatBody,
+        kind: str,
+        id_prefix: str,
+        sampler_id: str,
+        inputs: list[ModelInput],
+        params: SamplingParams,
+        tokenizer: Tokenizer,
+        cuts: list[str],
+        ends: frozenset[int],
+    ) -> Response:
+        """The answer as server-sent events, each choice's text sent as it is sampled (see
+        :mod:`._oai_stream`; a stream with logprobs is sent whole by :func:`_reply`)."""
+        chat = kind == "chat.completion"
+        head = {
+            "id": f"{id_prefix}-{uuid.uuid4().hex}",
+            "object": "chat.completion.chunk" if chat else kind,
+            "created": int(time.time()),
+            "model": body.model,
+        }
+
+        # the answer is written after the route returned, outside its caller's context
+        principal = CALLER.get()
+
+        async def sample(p: int, progress: Progress) -> SampleResponse:
+            token = CALLER.set(principal)
+            try:
+                return await self.sample(sampler_id, inputs[p], params, body.n, 0, progress)
+            finally:
+                CALLER.reset(token)
+
+        reply = StreamedReply(
+            head=head,
+            chat=chat,
+            sample=sample,
+            lengths=[i.length for i in inputs],
+            n=body.n,
+            tokenizer=tokenizer,
+            stops=cuts,
+            ends=ends,
+            usage=bool((body.stream_options or {}).get("include_usage")),
+        )
+        path = OAI_PREFIX + ("/chat/completions" if chat else "/completions")
+        return EventStream(
+            reply.produce,
+            lambda exc: _error(_refusal(exc, path)),
+            lambda exc: _refusal(exc, path).body(),
+        )
 
     def names(self) -> list[str]:
         """The models and aliases the server samples."""
@@ -362,11 +421,6 @@ def _params(
         raise OaiError(400, str(exc)) from None
 
 
-def _trimmed(seq: Any, tokenizer: Tokenizer, stops: list[str], ends: frozenset[int]) -> Trimmed:
-    lps = seq.logprobs_np.tolist() if seq.logprobs_np is not None else [0.0] * seq.tokens_np.size
-    return trim(seq.tokens_np.tolist(), lps, seq.stop_reason == "stop", tokenizer, stops, ends)
-
-
 def _model(name: str) -> dict[str, Any]:
     return {"id": name, "object": "model", "created": 0, "owned_by": "tinker-actors"}
 
@@ -400,6 +454,16 @@ def _reply(
 
 def _error(exc: OaiError) -> Response:
     return _json(exc.body(), exc.status)
+
+
+def _refusal(exc: Exception, path: str) -> OaiError:
+    """What the caller is told of ``exc``: an OpenAI error with its status."""
+    if isinstance(exc, OaiError):
+        return exc
+    if isinstance(exc, EngineError):
+        return OaiError(exc.status, exc.message)
+    log.error("local server: unexpected error on %s", path, exc_info=exc)
+    return OaiError(500, f"internal error in the local server: {type(exc).__name__}")
 
 
 def oai_routes(engine: LocalEngine, auth: Authenticator) -> list[Route]:

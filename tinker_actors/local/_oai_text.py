@@ -29,6 +29,8 @@ from tinker_actors.types import EncodedTextChunk, ImageChunk, ModelInput
 if TYPE_CHECKING:
     from tokenizers import Tokenizer
 
+    from tinker_actors.types import SampledSequence
+
 __all__ = [
     "ChatBody",
     "CompletionBody",
@@ -44,6 +46,7 @@ __all__ = [
     "prompts",
     "stops",
     "trim",
+    "trimmed",
 ]
 
 
@@ -276,6 +279,14 @@ def trim(
             keep -= 1
         tokens, logprobs = tokens[:keep], logprobs[:keep]
     return Trimmed(tokens, logprobs, text, "stop" if stopped else "length")
+
+
+def trimmed(
+    seq: SampledSequence, tokenizer: Tokenizer, stops: list[str], ends: frozenset[int]
+) -> Trimmed:
+    """:func:`trim` of a sampled sequence."""
+    lps = seq.logprobs_np.tolist() if seq.logprobs_np is not None else [0.0] * seq.tokens_np.size
+    return trim(seq.tokens_np.tolist(), lps, seq.stop_reason == "stop", tokenizer, stops, ends)
 
 
 @dataclass

@@ -37,6 +37,8 @@ from tinker_actors.types import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from tinker_actors.local._core import EngineCore
     from tinker_actors.local._limits import ServerLimits
     from tinker_actors.local._records import CheckpointRecord, RunRecord
@@ -228,9 +230,16 @@ class SamplingOps:
     # -- asample ----------------------------------------------------------------------------
 
     def asample(
-        self, req: SampleRequest, *, backpressure: bool, idempotency_key: str | None
+        self,
+        req: SampleRequest,
+        *,
+        backpressure: bool,
+        idempotency_key: str | None,
+        progress: Callable[[list[list[int]]], None] | None = None,
     ) -> UntypedAPIFuture:
-        """Accept a sample request; its future resolves to a protobuf SampleResponse."""
+        """Accept a sample request; its future resolves to a protobuf SampleResponse.
+        ``progress``: see :attr:`._backend.SampleJob.progress` (the streamed answers of the
+        OpenAI-compatible routes)."""
         core = self._core
         limits = core.settings.limits
         sampler = self._resolve_sampler(req)
@@ -302,6 +311,7 @@ class SamplingOps:
             ),
             target_prompt_logprobs=target,
             prompt_alt_tokens_k=req.prompt_alt_tokens_k,
+            progress=progress,
         )
         request_id = record.request_id
         record_stability = req.record_stability_info is True

@@ -45,6 +45,7 @@ __all__ = [
     "MARKER_TOKENS",
     "PAD_TOKEN",
     "SPECIAL_TOKENS",
+    "TokenizerText",
     "build_tokenizer",
     "build_tokenizer_dir_once",
     "corpus_lines",
@@ -239,3 +240,26 @@ def load_tokenizer(directory: Path) -> Tokenizer:
     from tokenizers import Tokenizer
 
     return Tokenizer.from_file(str(directory / "tokenizer.json"))
+
+
+class TokenizerText:
+    """Token ids to text with a model's tokenizer, special tokens left out; :meth:`stream`
+    decodes a completion one token at a time (what stop strings are searched in)."""
+
+    def __init__(self, tokenizer: Tokenizer) -> None:
+        self._tokenizer = tokenizer
+
+    def __call__(self, ids: list[int]) -> str:
+        return str(self._tokenizer.decode(ids, skip_special_tokens=True))
+
+    def stream(self) -> Callable[[int], str]:
+        """A function of each next token that returns the text it adds ("" while the token
+        only begins a character); joined, those texts are the whole completion's decoding."""
+        from tokenizers.decoders import DecodeStream
+
+        stream, tokenizer = DecodeStream(skip_special_tokens=True), self._tokenizer
+
+        def push(token: int) -> str:
+            return stream.step(tokenizer, token) or ""
+
+        return push

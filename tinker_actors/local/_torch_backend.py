@@ -52,8 +52,6 @@ from tinker_actors.local._torch_train_batch import run_forward_backward
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
 
-    from tokenizers import Tokenizer
-
     from tinker_actors.local._backend import SampleJob
     from tinker_actors.local._catalogue import BaseModelSpec
     from tinker_actors.local._torch_sampling import Item
@@ -97,36 +95,17 @@ class _SampleCall:
     seed: int
 
 
-class TokenizerText:
-    """Token ids to text with a model's tokenizer, special tokens left out; :meth:`stream`
-    decodes a completion one token at a time (what stop strings are searched in)."""
-
-    def __init__(self, tokenizer: Tokenizer) -> None:
-        self._tokenizer = tokenizer
-
-    def __call__(self, ids: list[int]) -> str:
-        return str(self._tokenizer.decode(ids, skip_special_tokens=True))
-
-    def stream(self) -> Callable[[int], str]:
-        """A function of each next token that returns the text it adds ("" while the token
-        only begins a character); joined, those texts are the whole completion's decoding."""
-        from tokenizers.decoders import DecodeStream
-
-        stream, tokenizer = DecodeStream(skip_special_tokens=True), self._tokenizer
-
-        def push(token: int) -> str:
-            return stream.step(tokenizer, token) or ""
-
-        return push
-
-
 def default_tokenizer_loader(
     cache_dir: Path,
 ) -> Callable[[BaseModelSpec], Callable[[list[int]], str]]:
     """Return a loader that builds (once, under ``cache_dir``) and decodes with a model's tokenizer."""
 
     def load(spec: BaseModelSpec) -> Callable[[list[int]], str]:
-        from tinker_actors.local._tokenizer import ensure_model_tokenizer_dir, load_tokenizer
+        from tinker_actors.local._tokenizer import (
+            TokenizerText,
+            ensure_model_tokenizer_dir,
+            load_tokenizer,
+        )
 
         return TokenizerText(load_tokenizer(ensure_model_tokenizer_dir(cache_dir, spec)))
 

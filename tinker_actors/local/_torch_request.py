@@ -6,6 +6,7 @@ Stop strings are searched as each row's completion streams (:class:`StopScan`).
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +27,8 @@ if TYPE_CHECKING:
     from tinker_actors.local._torch_prefix import PrefixEntry
 
 __all__ = ["Checked", "Sampling", "StopRule", "StopScan"]
+
+log = logging.getLogger("tinker_actors.local")
 
 
 @dataclass(frozen=True)
@@ -169,10 +172,14 @@ class Sampling:
         scans = self.scans
         if scans is None and rule.strings and decode is not None:
             scans = self.scans = [StopScan(decode, rule.strings) for _ in range(self.rows)]
+        progress = self.job.progress
+        new: list[list[int]] = []
         for i in range(self.rows):
             if self.stopped[i]:
+                new.append([])
                 continue
             token = ids[i]
+            new.append([token])
             self.tokens[i].append(token)
             self.logprobs[i].append(lps[i])
             if topk is not None:
@@ -180,6 +187,11 @@ class Sampling:
             if token in rule.token_ids or (scans is not None and scans[i].found(self.tokens[i])):
                 self.stopped[i] = True
         self.steps += 1
+        if progress is not None:
+            try:
+                progress(new)
+            except Exception:  # a listener's failure is its own: the samples go on
+                log.exception("local server: a sample's progress listener failed")
 
     @property
     def finished(self) -> bool:

@@ -1,0 +1,264 @@
+"""Streamed answers of the OpenAI-compatible routes: each choice's text as it is sampled.
+
+The torch backend reports every decoding step's new tokens (``SampleJob.progress``, called in
+its worker thread); :class:`Progress` hands them to trio without blocking the decoding (a
+``run_sync_soon`` each), and :func:`stream_choices` turns them into each choice's text as it
+grows (:class:`ChoiceText`), written as server-sent events by :class:`EventStream`.
+
+What is sent of a choice is always a prefix of its final text, which :func:`._oai_text.trim`
+computes from the finished sample as for an answer that is not streamed: the text is decoded
+as a stream (whole characters only), a stop string's first characters are held back until
+they are known not to begin one, and an end-of-turn token ends the choice unseen. When the
+sample is done its last chunk carries the rest of the final text and the ``finish_reason``.
+A backend that decodes at once (null) reports nothing, so its choices arrive whole at the
+end, as before.
+
+The response head waits for the first event: a request refused before anything was sampled (a
+stop the model's tokenizer cannot take, a sample the engine refuses) still gets its JSON error
+and status. A failure after the first event is sent as an ``error`` event, which the
+``openai`` SDK raises. A client that goes away cancels the sampling.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+import trio
+from starlette.responses import Response
+
+from tinker_actors.local._oai_text import Usage, trimmed
+from tinker_actors.local._tokenizer import TokenizerText
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
+    from starlette.types import Receive, Scope, Send
+    from tokenizers import Tokenizer
+
+    from tinker_actors.types import SampleResponse
+
+    #: one event's JSON object -> sent
+    Emit = Callable[[dict[str, Any]], Awaitable[None]]
+
+__all__ = ["ChoiceText", "EventStream", "Progress", "StreamedReply", "stream_choices"]
+
+
+class Progress:
+    """A sample's progress listener: called in the backend's thread with each step's new
+    tokens per sample; delivers ``(tag, step)`` on a trio channel, never blocking."""
+
+    def __init__(
+        self, token: trio.lowlevel.TrioToken, send: trio.MemorySendChannel[Any], tag: int
+    ) -> None:
+        self._token = token
+        self._send = send
+        self._tag = tag
+
+    def __call__(self, step: list[list[int]]) -> None:
+        with contextlib.suppress(trio.RunFinishedError):  # the server stops: nobody listens
+            self._token.run_sync_soon(self._deliver, step)
+
+    def _deliver(self, step: list[list[int]]) -> None:
+        # the answer is finished (or abandoned): late steps are not needed
+        with contextlib.suppress(trio.ClosedResourceError, trio.BrokenResourceError):
+            self._send.send_nowait((self._tag, step))
+
+
+class ChoiceText:
+    """One choice's shown text as its tokens arrive (see the module docstring)."""
+
+    def __init__(self, text: TokenizerText, stops: list[str], ends: frozenset[int]) -> None:
+        self._push = text.stream()
+        self._stops = [s for s in stops if s]
+        self._hold = max((len(s) for s in self._stops), default=1) - 1
+        self._ends = ends
+        self.text = ""  # decoded so far
+        self.sent = ""  # what was shown: always a prefix of the final text
+        self.done = False
+
+    def add(self, tokens: list[int]) -> str:
+        """Take the next tokens; return the text that can be shown now ("" for none)."""
+        if self.done:
+            return ""
+        for token in tokens:
+            if token in self._ends:
+                self.done = True
+                break
+            self.text += self._push(token)
+        shown = self.text
+        found = [i for i in (shown.find(s) for s in self._stops) if i >= 0]
+        if found:
+            shown, self.done = shown[: min(found)], True
+        elif self._hold and not self.done:
+            shown = shown[: max(len(self.sent), len(shown) - self._hold)]
+        delta = shown[len(self.sent) :]
+        self.sent = shown
+        return delta
+
+    def rest(self, final: str) -> str:
+        """What is left to show of the choice's ``final`` text."""
+        return final[len(self.sent) :] if final.startswith(self.sent) else ""
+
+
+async def stream_choices(
+    sample: Callable[[int, Progress], Awaitable[SampleResponse]],
+    prompts: int,
+    n: int,
+    choice: Callable[[], ChoiceText],
+    shown: Callable[[int, str], Awaitable[None]],
+) -> tuple[list[SampleResponse], list[ChoiceText]]:
+    """Sample ``prompts`` prompts at once (``sample(p, progress)``), ``n`` choices each, and
+    ``shown(index, text)`` each choice's text as it grows (choice ``j`` of prompt ``p`` is
+    index ``p * n + j``). Returns the answers and every choice's state, in index order; the
+    first failure of a sample stops the others and is raised."""
+    token = trio.lowlevel.current_trio_token()
+    send, receive = trio.open_memory_channel[tuple[int, list[list[int]] | None]](math.inf)
+    choices = [choice() for _ in range(prompts * n)]
+    answers: list[SampleResponse | None] = [None] * prompts
+    failure: list[Exception] = []
+
+    async with trio.open_nursery() as nursery:
+
+        async def one(p: int) -> None:
+            try:
+                answers[p] = await sample(p, Progress(token, send, p))
+            except Exception as exc:
+                failure.append(exc)
+                nursery.cancel_scope.cancel()
+            with contextlib.suppress(trio.ClosedResourceError):  # the others failed first
+                send.send_nowait((p, None))
+
+        for p in range(prompts):
+            nursery.start_soon(one, p)
+        with receive, send:
+            left = prompts
+            while left:
+                p, step = await receive.receive()
+                if step is None:
+                    left -= 1
+                    continue
+                for j, tokens in enumerate(step):
+                    delta = choices[p * n + j].add(tokens)
+                    if delta:
+                        await shown(p * n + j, delta)
+    if failure:
+        raise failure[0]
+    return [a for a in answers if a is not None], choices
+
+
+class EventStream(Response):
+    """Server-sent events, each written as it is made (see the module docstring).
+
+    ``produce(emit)`` makes the events; ``refusal(exc)`` is the response for a failure before
+    the first event, and ``failed(exc)`` the event for one after it."""
+
+    def __init__(
+        self,
+        produce: Callable[[Emit], Awaitable[None]],
+        refusal: Callable[[Exception], Response],
+        failed: Callable[[Exception], dict[str, Any]],
+    ) -> None:
+        super().__init__(media_type="text/event-stream")
+        self._produce = produce
+        self._refusal = refusal
+        self._failed = failed
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = gone = False
+        headers = [
+            (b"content-type", b"text/event-stream; charset=utf-8"),
+            (b"cache-control", b"no-cache"),
+        ]
+
+        async def write(body: bytes, more: bool = True) -> None:
+            nonlocal started
+            if not started:
+                started = True
+                await send({"type": "http.response.start", "status": 200, "headers": headers})
+            await send({"type": "http.response.body", "body": body, "more_body": more})
+
+        async def emit(event: dict[str, Any]) -> None:
+            await write(b"data: " + msgspec.json.encode(event) + b"\n\n")
+
+        async def watch(scope: trio.CancelScope) -> None:
+            nonlocal gone
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            gone = True
+            scope.cancel()
+
+        failure: Exception | None = None
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(watch, nursery.cancel_scope)
+            try:
+                await self._produce(emit)
+            except Exception as exc:
+                failure = exc
+            nursery.cancel_scope.cancel()
+        if gone:
+            return  # nobody reads any more
+        if failure is not None:
+            if not started:
+                await self._refusal(failure)(scope, receive, send)
+                return
+            await emit(self._failed(failure))
+        await write(b"data: [DONE]\n\n", more=False)
+
+
+@dataclass(frozen=True)
+class StreamedReply:
+    """An answer of ``/completions`` or ``/chat/completions`` streamed as it is sampled.
+
+    ``head``: the fields every chunk repeats (``id``, ``object``, ``created``, ``model``);
+    ``sample(p, progress)`` samples prompt ``p`` (``lengths[p]`` tokens) with ``n`` choices."""
+
+    head: dict[str, Any]
+    chat: bool
+    sample: Callable[[int, Progress], Awaitable[SampleResponse]]
+    lengths: list[int]
+    n: int
+    tokenizer: Tokenizer
+    stops: list[str]
+    ends: frozenset[int]
+    usage: bool
+
+    def _part(self, index: int, text: str, finish: str | None, first: bool) -> dict[str, Any]:
+        if not self.chat:
+            return {"index": index, "text": text, "logprobs": None, "finish_reason": finish}
+        delta: dict[str, Any] = {"content": text} if text or first else {}
+        if first:
+            delta = {"role": "assistant", **delta}
+        return {"index": index, "delta": delta, "logprobs": None, "finish_reason": finish}
+
+    async def produce(self, emit: Emit) -> None:
+        """Every choice's text as it grows, then each one's rest and finish reason, then the
+        usage when asked for (a chunk without choices, as OpenAI sends it)."""
+        opened: set[int] = set()
+
+        async def chunk(index: int, text: str, finish: str | None = None) -> None:
+            first = index not in opened
+            opened.add(index)
+            await emit({**self.head, "choices": [self._part(index, text, finish, first)]})
+
+        text = TokenizerText(self.tokenizer)
+        answers, choices = await stream_choices(
+            self.sample,
+            len(self.lengths),
+            self.n,
+            lambda: ChoiceText(text, self.stops, self.ends),
+            chunk,
+        )
+        used = Usage()
+        for p, answer in enumerate(answers):
+            used.prompt += self.lengths[p]
+            for j, seq in enumerate(answer.sequences):
+                cut = trimmed(seq, self.tokenizer, self.stops, self.ends)
+                used.completion += len(cut.tokens)
+                index = p * self.n + j
+                await chunk(index, choices[index].rest(cut.text), cut.finish_reason)
+        if self.usage:
+            await emit({**self.head, "choices": [], "usage": used.json()})
