@@ -221,6 +221,42 @@ def test_a_caller_that_leaves_a_stream_stops_its_sample(server: LocalServerThrea
         time.sleep(0.05)
 
 
+def test_echo_scores_the_prompt_as_evaluation_harnesses_read_it(
+    client: Any, service: Any, tokenizer: Any
+) -> None:
+    # lm-evaluation-harness's loglikelihood: the context and continuation as token ids, echo,
+    # logprobs=1, max_tokens=1; it sums token_logprobs[ctxlen:-1] and checks each is the top
+    context = tokenizer.encode("The capital of France is", add_special_tokens=False).ids
+    continuation = tokenizer.encode(" Paris", add_special_tokens=False).ids
+    prompt = context + continuation
+    asked = {"model": ALIAS, "prompt": prompt, "temperature": 0, "logprobs": 1, "echo": True}
+    answer = client.completions.create(**asked, max_tokens=1, seed=1234)
+    [choice] = answer.choices
+    logprobs = choice.logprobs
+    assert len(logprobs.tokens) == len(prompt) + 1
+    assert logprobs.token_logprobs[0] is None
+    assert logprobs.top_logprobs[0] is None
+    assert choice.text.startswith(tokenizer.decode(prompt))
+    sampler = service.create_sampling_client(base_model="local/tiny").result()
+    expected = sampler.compute_logprobs(tinker.types.ModelInput.from_ints(prompt)).result()
+    for got, want in zip(logprobs.token_logprobs[1 : len(prompt)], expected[1:], strict=True):
+        assert got == pytest.approx(want, abs=1e-4)
+    tail = logprobs.token_logprobs[len(context) : -1]
+    assert sum(tail) == pytest.approx(sum(expected[len(context) :]), abs=1e-3)
+    for lp, top in zip(logprobs.token_logprobs[1:], logprobs.top_logprobs[1:], strict=True):
+        assert len(top) == 1
+        assert lp <= max(top.values()) + 1e-6  # the top alternative is at least as likely
+    # with nothing sampled, the echo alone; and a text prompt comes back as it was given
+    scored = client.completions.create(**asked, max_tokens=0)
+    assert len(scored.choices[0].logprobs.tokens) == len(prompt)
+    assert scored.choices[0].logprobs.token_logprobs[1:] == logprobs.token_logprobs[1:-1]
+    text = client.completions.create(
+        model=ALIAS, prompt="Once upon a time", max_tokens=3, temperature=0, echo=True
+    )
+    assert text.choices[0].text.startswith("Once upon a time")
+    assert text.choices[0].logprobs is None
+
+
 def test_a_checkpoint_is_sampled_by_its_path(
     client: Any, service: Any, checkpoint: str, tokenizer: Any
 ) -> None:
@@ -241,7 +277,7 @@ def test_a_checkpoint_is_sampled_by_its_path(
     [
         ({"presence_penalty": 0.5}, "BadRequestError", "presence_penalty is not supported"),
         ({"logit_bias": {"5": 1.0}}, "BadRequestError", "logit_bias is not supported"),
-        ({"echo": True}, "BadRequestError", "echo is not supported"),
+        ({"best_of": 3}, "BadRequestError", "best_of is not supported"),
         ({"temperature": 3.0}, "BadRequestError", "temperature must be in [0, 2]"),
         ({"model": "nope/model"}, "BadRequestError", "unknown base model 'nope/model'"),
         ({"prompt": [[1, 2], "x", 3]}, "BadRequestError", "prompt[2] must be a string"),

@@ -43,6 +43,7 @@ from tinker_actors.local._oai_text import (
     chat_prompt,
     completion_logprobs,
     decode_body,
+    echoed,
     encode_prompt,
     event_stream,
     prompts,
@@ -190,9 +191,11 @@ class _Oai:
         n: int,
         k: int,
         progress: Progress | None = None,
+        prompt_k: int | None = None,
     ) -> SampleResponse:
         """One sample request through the engine, as a client's would go (``progress``: its
-        decoding steps, for a streamed answer)."""
+        decoding steps, for a streamed answer; ``prompt_k``: score the prompt too, with that
+        many alternatives a position)."""
         core = self.engine.core
         request = SampleRequest(
             sampling_session_id=sampler_id,
@@ -200,6 +203,8 @@ class _Oai:
             prompt=prompt,
             sampling_params=params,
             topk_sample_logprobs=k,
+            prompt_logprobs=prompt_k is not None,
+            topk_prompt_logprobs=prompt_k or 0,
         )
         future = self.engine.sampling.asample(
             request, backpressure=False, idempotency_key=None, progress=progress
@@ -223,27 +228,42 @@ class _Oai:
         body: CompletionBody = decode_body(await self.read(request), CompletionBody)
         sampler_id, spec = await self.sampler(principal, body.model)
         tokenizer = await self.tokenizer(spec)
-        inputs = [ModelInput.from_ints(encode_prompt(tokenizer, p)) for p in prompts(body.prompt)]
+        raw = prompts(body.prompt)
+        ids = [encode_prompt(tokenizer, p) for p in raw]
+        inputs = [ModelInput.from_ints(i) for i in ids]
         k = _logprobs_k(body.logprobs)
         cuts = stops(body.stop)
         params = _params(body, body.max_tokens, cuts)
         ends = frozenset(spec.eos_ids)
-        if body.stream and k is None:
+        if body.stream and k is None and not body.echo:
             plan = (sampler_id, inputs, params, tokenizer, cuts, ends)
             return self._streamed(body, "text_completion", "cmpl", *plan)
-        answers = await self._all(sampler_id, inputs, params, body.n, k)
+        # echo with logprobs scores the prompt: how evaluation harnesses read likelihoods
+        prompt_k = k if body.echo else None
+        answers = await self._all(sampler_id, inputs, params, body.n, k, prompt_k)
         choices: list[dict[str, Any]] = []
         used = Usage()
         for p, (model_input, answer) in enumerate(zip(inputs, answers, strict=True)):
             used.prompt += model_input.length
+            given = raw[p]
+            echo = ""
+            if body.echo:
+                echo = given if isinstance(given, str) else str(tokenizer.decode(ids[p]))
             for j, seq in enumerate(answer.sequences):
                 cut = trimmed(seq, tokenizer, cuts, ends)
                 used.completion += len(cut.tokens)
+                logprobs = None
+                if k is not None:
+                    logprobs = (
+                        echoed(cut, seq, ids[p], answer, tokenizer, k)
+                        if body.echo
+                        else completion_logprobs(cut, seq, tokenizer, k)
+                    )
                 choice: dict[str, Any] = {
                     "index": p * body.n + j,
-                    "text": cut.text,
+                    "text": echo + cut.text,
                     "finish_reason": cut.finish_reason,
-                    "logprobs": None if k is None else completion_logprobs(cut, seq, tokenizer, k),
+                    "logprobs": logprobs,
                 }
                 choices.append(choice)
         return _reply(body, "text_completion", "cmpl", choices, used)
@@ -358,6 +378,7 @@ class _Oai:
         params: SamplingParams,
         n: int,
         k: int | None,
+        prompt_k: int | None = None,
     ) -> list[SampleResponse]:
         """Every prompt's answer, in order (sampled at once: they batch)."""
         out: list[SampleResponse | None] = [None] * len(inputs)
@@ -365,7 +386,9 @@ class _Oai:
 
         async def one(i: int) -> None:
             try:
-                out[i] = await self.sample(sampler_id, inputs[i], params, n, k or 0)
+                out[i] = await self.sample(
+                    sampler_id, inputs[i], params, n, k or 0, prompt_k=prompt_k
+                )
             except (OaiError, EngineError) as exc:
                 failure.append(exc)
 

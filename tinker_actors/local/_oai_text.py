@@ -5,8 +5,8 @@ prompt or chat messages in, text out. What it needs beyond sampling lives here:
 
 * the request bodies (:class:`CompletionBody`, :class:`ChatBody`), read leniently as OpenAI
   clients send them: fields this server does not use are ignored, but a field that would
-  change the answer and is not supported (a penalty, ``logit_bias``, ``echo``, ``best_of``,
-  tools) is refused with a 400 that names it;
+  change the answer and is not supported (a penalty, ``logit_bias``, ``best_of``, tools) is
+  refused with a 400 that names it;
 * chat messages rendered in ChatML (``<|im_start|>role\\ncontent<|im_end|>\\n``, then
   ``<|im_start|>assistant\\n``), which every local tokenizer has as special tokens;
 * a completion's text cut where OpenAI cuts it: before the first stop string, at the end of
@@ -29,7 +29,7 @@ from tinker_actors.types import EncodedTextChunk, ImageChunk, ModelInput
 if TYPE_CHECKING:
     from tokenizers import Tokenizer
 
-    from tinker_actors.types import SampledSequence
+    from tinker_actors.types import SampledSequence, SampleResponse
 
 __all__ = [
     "ChatBody",
@@ -41,6 +41,7 @@ __all__ = [
     "chat_prompt",
     "completion_logprobs",
     "decode_body",
+    "echoed",
     "encode_prompt",
     "event_stream",
     "prompts",
@@ -108,7 +109,6 @@ _REFUSED = {
     "presence_penalty": "penalties",
     "frequency_penalty": "penalties",
     "logit_bias": "logit_bias",
-    "echo": "echo",
     "best_of": "best_of",
     "suffix": "suffix",
     "tools": "tools",
@@ -362,6 +362,41 @@ def completion_logprobs(cut: Trimmed, seq: Any, tokenizer: Tokenizer, k: int) ->
         "tokens": tokens,
         "token_logprobs": cut.logprobs,
         "top_logprobs": [dict(row) for row in tops] if k else None,
+        "text_offset": offsets,
+    }
+
+
+def echoed(
+    cut: Trimmed,
+    seq: Any,
+    prompt: list[int],
+    answer: SampleResponse,
+    tokenizer: Tokenizer,
+    k: int,
+) -> dict[str, Any]:
+    """An echoed completion's logprobs: the prompt's tokens (the first one's logprob None:
+    nothing comes before it to score it; its top alternatives too), then the completion's, as
+    :func:`completion_logprobs` gives them, with offsets running across both."""
+    lps = answer.prompt_logprobs_np
+    scored: list[float | None] = [None] * len(prompt)
+    if lps is not None:
+        scored = [None if v != v else float(v) for v in lps.tolist()]  # NaN: unscored
+    tops: list[dict[str, float] | None] = [None] * len(prompt)
+    rows = answer.topk_prompt_logprobs_np
+    if k and rows is not None:
+        ids, values = rows.token_ids[:, :k].tolist(), rows.logprobs[:, :k].tolist()
+        for i in range(1, len(prompt)):
+            tops[i] = {_token_text(tokenizer, t): v for t, v in zip(ids[i], values[i], strict=True)}
+    after = completion_logprobs(cut, seq, tokenizer, k)
+    tokens = [_token_text(tokenizer, t) for t in prompt] + after["tokens"]
+    offsets, at = [], 0
+    for text in tokens:
+        offsets.append(at)
+        at += len(text)
+    return {
+        "tokens": tokens,
+        "token_logprobs": scored + after["token_logprobs"],
+        "top_logprobs": tops + after["top_logprobs"] if k else None,
         "text_offset": offsets,
     }
 
