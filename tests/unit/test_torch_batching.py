@@ -399,3 +399,26 @@ async def test_a_request_longer_than_the_running_batch_waits_for_the_next(
     assert len(counting.batches) == 2
     assert order == ["first", "later 0"]
     assert_same(answers["later 0"], await backend.sample(TINY, None, longer))
+
+
+def test_grouped_query_decoding_reads_the_cache_in_place_and_matches_a_full_pass() -> None:
+    # SmolLM2's shape: fewer key/value heads than query heads; decoding folds each kv head's
+    # queries into one block instead of copying the cache per query head
+    import dataclasses
+
+    spec = dataclasses.replace(TINY, name="local/gqa-test", n_kv_heads=2)
+    base = build_base(spec, DEVICE)
+    sequence = list(range(30, 50))
+    full = forward(base, None, torch.tensor([sequence, sequence[::-1]], device=DEVICE))
+    for masked in (False, True):
+        cache = KVCache()
+        forward(base, None, torch.tensor([sequence[:8], sequence[::-1][:8]], device=DEVICE), cache)
+        for pos in range(8, len(sequence)):
+            step = torch.tensor([[sequence[pos]], [sequence[::-1][pos]]], device=DEVICE)
+            if masked:  # the batched path: per-row positions and a key mask
+                at = torch.tensor([pos, pos], device=DEVICE)
+                mask = torch.ones(2, pos + 1, dtype=torch.bool, device=DEVICE)
+                out = forward(base, None, step, cache, positions=at, key_mask=mask)
+            else:
+                out = forward(base, None, step, cache)
+            assert torch.allclose(out[:, -1], full[:, pos], atol=1e-5)

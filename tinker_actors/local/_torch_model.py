@@ -504,7 +504,14 @@ def forward(
             k, v = cache.extend(i, start, k, v)
         # a query block that starts at position 0 is causal; single decode steps see everything
         causal = start == 0 and length > 1
-        if kv_heads != heads:  # grouped-query attention: each kv head serves a group of queries
+        folded = kv_heads != heads and length == 1
+        if folded:
+            # grouped-query decoding: each kv head's queries become rows of one query block
+            # that reads its keys and values in place. Repeating them per query head copied
+            # the whole cache in every layer of every step (SmolLM2, 8 rows of 600 positions:
+            # 4.8 ms of a layer's attention against 0.6)
+            q = q.reshape(batch, kv_heads, heads // kv_heads, head_dim)
+        elif kv_heads != heads:  # a block of positions: one copy serves all of them
             k = k.repeat_interleave(heads // kv_heads, dim=1)
             v = v.repeat_interleave(heads // kv_heads, dim=1)
         if key_mask is not None:
@@ -514,6 +521,8 @@ def forward(
             attn = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         else:
             attn = F.scaled_dot_product_attention(q, k, v, is_causal=causal)
+        if folded:
+            attn = attn.reshape(batch, heads, 1, head_dim)
         attn = attn.transpose(1, 2).reshape(batch, length, spec.d_model)
         x = x + _linear(attn, base, adapter, f"{i}.o")
         h = _rms_norm(x, layer["mlp_norm"], eps)
