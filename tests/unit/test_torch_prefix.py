@@ -26,7 +26,7 @@ from tinker_actors.local._backend import SampleJob
 from tinker_actors.local._catalogue import lookup_model
 from tinker_actors.local._images import ImageSpan
 from tinker_actors.local._torch_model import KVCache, build_base, forward
-from tinker_actors.local._torch_prefix import BLOCK, PrefixEntry, PrefixStore
+from tinker_actors.local._torch_prefix import BLOCK, SHORTEST, PrefixEntry, PrefixStore
 from tinker_actors.local._torch_sampling import sample_batch
 from tinker_actors.types import ModelInput, SampleResponse, SamplingParams
 
@@ -47,7 +47,7 @@ def put(store: PrefixStore, ids: list[int], weights: Any = "w", images: Any = ()
 
 
 def test_the_longest_kept_prefix_is_found_in_whole_blocks_and_leaves_a_token() -> None:
-    store = PrefixStore(MB)
+    store = PrefixStore(MB, shortest=BLOCK)
     history = list(range(100, 196))  # three blocks
     short = put(store, history[:40])
     long = put(store, history)
@@ -66,7 +66,7 @@ def test_the_longest_kept_prefix_is_found_in_whole_blocks_and_leaves_a_token() -
 
 
 def test_a_sequence_already_held_is_not_kept_twice_and_a_drop_forgets_it() -> None:
-    store = PrefixStore(MB)
+    store = PrefixStore(MB, shortest=BLOCK)
     first = put(store, list(range(64)))
     assert put(store, list(range(64))) is first
     assert put(store, list(range(40))) is first  # a prefix of a held sequence
@@ -81,7 +81,7 @@ def test_a_sequence_already_held_is_not_kept_twice_and_a_drop_forgets_it() -> No
 
 def test_the_least_recently_used_go_first_and_large_sequences_are_not_kept() -> None:
     # each entry: 64 positions x 2 tensors x 4 bytes = 512 bytes; the budget holds four
-    store = PrefixStore(4 * 512)
+    store = PrefixStore(4 * 512, shortest=BLOCK)
     entries = [put(store, [i] * 64) for i in range(4)]
     assert len(store) == 4
     assert store.find("w", [0] * 70) is not None  # touches entry 0
@@ -96,7 +96,7 @@ def test_the_least_recently_used_go_first_and_large_sequences_are_not_kept() -> 
 
 
 def test_a_picture_cuts_the_match_unless_the_entry_holds_the_same_one_whole() -> None:
-    store = PrefixStore(MB)
+    store = PrefixStore(MB, shortest=BLOCK)
     picture = ImageSpan(offset=64, rows=2, cols=8, data=b"png-a", format="png")
     other = ImageSpan(offset=64, rows=2, cols=8, data=b"png-b", format="png")
     ids = [*range(64), *[0] * 16, *range(200, 232)]  # the picture at 64-79
@@ -123,7 +123,7 @@ def test_a_picture_cuts_the_match_unless_the_entry_holds_the_same_one_whole() ->
 def test_a_match_is_always_a_real_shared_prefix_that_leaves_a_token(
     kept: list[list[int]], prompt: list[int]
 ) -> None:
-    store = PrefixStore(64 * MB)
+    store = PrefixStore(64 * MB, shortest=BLOCK)
     for ids in kept:
         put(store, ids)
     found = store.find("w", prompt)
@@ -163,7 +163,7 @@ def same_answer(a: SampleResponse, b: SampleResponse) -> None:
 
 def test_a_conversations_next_turn_resumes_from_its_last_prompt_and_completion() -> None:
     base = build_base(TINY, DEVICE)
-    store = PrefixStore(256 * MB)
+    store = PrefixStore(256 * MB, shortest=BLOCK)
     greedy = SamplingParams(max_tokens=12, temperature=0.0, stop=[])
     seeded = SamplingParams(max_tokens=12, seed=4, stop=[])
     histories = [list(range(30, 100)), list(range(500, 545)), [7] * 40]
@@ -188,7 +188,7 @@ def test_a_conversations_next_turn_resumes_from_its_last_prompt_and_completion()
 
 def test_kept_keys_and_values_are_the_sequences_own_whoever_shared_the_batch() -> None:
     base = build_base(TINY, DEVICE)
-    store = PrefixStore(256 * MB)
+    store = PrefixStore(256 * MB, shortest=BLOCK)
     # prompts of different lengths (padding between rows), rows that stop early, two samples
     stop_early = SamplingParams(max_tokens=9, seed=1, stop=[3, 4, 5, 6, 7, 8, 9])
     requests = [
@@ -216,7 +216,7 @@ def test_kept_keys_and_values_are_the_sequences_own_whoever_shared_the_batch() -
 
 def test_prompt_logprobs_always_run_the_whole_prompt() -> None:
     base = build_base(TINY, DEVICE)
-    store = PrefixStore(256 * MB)
+    store = PrefixStore(256 * MB, shortest=BLOCK)
     prompt = list(range(60, 130))
     run(base, [job(prompt, SamplingParams(max_tokens=4, seed=1, stop=[]))], store)
     scored = job([*prompt, 5, 6], SamplingParams(max_tokens=2, seed=2), prompt_logprobs=True)
@@ -231,7 +231,7 @@ def test_prompt_logprobs_always_run_the_whole_prompt() -> None:
 
 def test_a_request_that_joined_a_running_batch_is_kept_as_its_own_sequence() -> None:
     base = build_base(TINY, DEVICE)
-    store = PrefixStore(256 * MB)
+    store = PrefixStore(256 * MB, shortest=BLOCK)
     leader = job(list(range(40, 75)), SamplingParams(max_tokens=12, seed=1, stop=[]))
     # longer than the batch's cache when it joins: every row's padding is widened for it
     late = [
@@ -257,7 +257,7 @@ def test_a_request_that_joined_a_running_batch_is_kept_as_its_own_sequence() -> 
 
 def test_resuming_never_writes_the_kept_tensors() -> None:
     base = build_base(TINY, DEVICE)
-    store = PrefixStore(256 * MB)
+    store = PrefixStore(256 * MB, shortest=BLOCK)
     history = list(range(30, 94))
     run(base, [job(history, SamplingParams(max_tokens=6, seed=1, stop=[]))], store)
     (entry,) = store._entries
@@ -296,7 +296,7 @@ async def test_kept_sequences_belong_to_the_weights_that_ran_them(tmp_path: Any)
     await backend.save_sampler("m", a)
     await backend.optim_step("m", AdamParams(learning_rate=1e-2))
     await backend.save_sampler("m", b)
-    history = list(range(30, 100))
+    history = list(range(30, 190))  # long enough to be kept (SHORTEST)
     params = SamplingParams(max_tokens=4, temperature=0.0, stop=[])
 
     async def hits(weights: Any, prompt: list[int]) -> int:
@@ -306,7 +306,7 @@ async def test_kept_sequences_belong_to_the_weights_that_ran_them(tmp_path: Any)
     assert await hits(a, history) == 0
     assert await hits(b, [*history, 1]) == 0  # other weights
     assert await hits(None, [*history, 1]) == 0  # the base model
-    assert await hits(a, [*history, 1]) == 64
+    assert await hits(a, [*history, 1]) == len(history)
     # weights saved again under the same name are new weights
     os.utime(a / "adapter.json", ns=(1, 1))
     assert await hits(a, [*history, 2]) == 0
@@ -314,7 +314,7 @@ async def test_kept_sequences_belong_to_the_weights_that_ran_them(tmp_path: Any)
 
 def test_a_finished_request_replaces_only_its_own_prompts_entry() -> None:
     base = build_base(TINY, DEVICE)
-    store = PrefixStore(256 * MB)
+    store = PrefixStore(256 * MB, shortest=BLOCK)
     prompt = list(range(30, 94))
     greedy = SamplingParams(max_tokens=5, temperature=0.0, stop=[])
     run(base, [job(prompt, greedy)], store)
@@ -324,3 +324,12 @@ def test_a_finished_request_replaces_only_its_own_prompts_entry() -> None:
     assert earlier in store._entries
     assert len(store) == 2
     assert all(len(e) == len(prompt) + 4 for e in store._entries)
+
+
+def test_short_sequences_are_not_kept_by_default() -> None:
+    # running a few blocks again costs less than copying them out and indexing them
+    store = PrefixStore(MB)
+    assert put(store, list(range(SHORTEST - 1))) is None
+    assert put(store, list(range(SHORTEST))) is not None
+    with pytest.raises(ValueError, match="at least a block"):
+        PrefixStore(MB, shortest=BLOCK - 1)
