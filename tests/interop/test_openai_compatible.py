@@ -257,6 +257,27 @@ def test_echo_scores_the_prompt_as_evaluation_harnesses_read_it(
     assert text.choices[0].logprobs is None
 
 
+def test_a_conversations_next_turn_reports_its_history_as_cached(client: Any) -> None:
+    # the server keeps what it ran; OpenAI reports reused prompt tokens as cached_tokens
+    system = "You answer questions about numbers. " * 30
+    messages = [{"role": "system", "content": system}, {"role": "user", "content": "Hi"}]
+    first = client.chat.completions.create(
+        model=ALIAS, messages=messages, max_tokens=20, temperature=0
+    )
+    assert first.usage.prompt_tokens_details.cached_tokens == 0
+    messages += [
+        {"role": "assistant", "content": first.choices[0].message.content},
+        {"role": "user", "content": "And then?"},
+    ]
+    second = client.chat.completions.create(
+        model=ALIAS, messages=messages, max_tokens=5, temperature=0
+    )
+    # at least the whole blocks of the first turn's prompt came from the kept sequences
+    cached = second.usage.prompt_tokens_details.cached_tokens
+    assert cached >= first.usage.prompt_tokens // 32 * 32 > 0
+    assert cached < second.usage.prompt_tokens
+
+
 def test_a_checkpoint_is_sampled_by_its_path(
     client: Any, service: Any, checkpoint: str, tokenizer: Any
 ) -> None:

@@ -244,7 +244,7 @@ class _Oai:
         choices: list[dict[str, Any]] = []
         used = Usage()
         for p, (model_input, answer) in enumerate(zip(inputs, answers, strict=True)):
-            used.prompt += model_input.length
+            used.add_prompt(model_input.length, answer)
             given = raw[p]
             echo = ""
             if body.echo:
@@ -290,7 +290,8 @@ class _Oai:
             return self._streamed(body, "chat.completion", "chatcmpl", *plan)
         [answer] = await self._all(sampler_id, [prompt], params, body.n, k)
         choices: list[dict[str, Any]] = []
-        used = Usage(prompt=prompt.length)
+        used = Usage()
+        used.add_prompt(prompt.length, answer)
         for j, seq in enumerate(answer.sequences):
             cut = trimmed(seq, tokenizer, cuts, ends)
             used.completion += len(cut.tokens)

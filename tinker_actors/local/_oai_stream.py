@@ -254,7 +254,7 @@ class StreamedReply:
         )
         used = Usage()
         for p, answer in enumerate(answers):
-            used.prompt += self.lengths[p]
+            used.add_prompt(self.lengths[p], answer)
             for j, seq in enumerate(answer.sequences):
                 cut = trimmed(seq, self.tokenizer, self.stops, self.ends)
                 used.completion += len(cut.tokens)

@@ -291,14 +291,23 @@ def trimmed(
 
 @dataclass
 class Usage:
+    """An answer's token counts; ``cached``: the prompt tokens the server had computed before
+    (``prompt_cache_hit_tokens``), which OpenAI reports as ``prompt_tokens_details``."""
+
     prompt: int = 0
     completion: int = 0
+    cached: int = 0
 
-    def json(self) -> dict[str, int]:
+    def add_prompt(self, length: int, answer: SampleResponse) -> None:
+        self.prompt += length
+        self.cached += answer.prompt_cache_hit_tokens
+
+    def json(self) -> dict[str, Any]:
         return {
             "prompt_tokens": self.prompt,
             "completion_tokens": self.completion,
             "total_tokens": self.prompt + self.completion,
+            "prompt_tokens_details": {"cached_tokens": self.cached},
         }
 
 
