@@ -257,8 +257,11 @@ def test_echo_scores_the_prompt_as_evaluation_harnesses_read_it(
     assert text.choices[0].logprobs is None
 
 
-def test_a_conversations_next_turn_reports_its_history_as_cached(client: Any) -> None:
+def test_a_conversations_next_turn_reports_its_history_as_cached(
+    client: Any, server: LocalServerThread
+) -> None:
     # the server keeps what it ran; OpenAI reports reused prompt tokens as cached_tokens
+    before = server.counters().totals
     system = "You answer questions about numbers. " * 30
     messages = [{"role": "system", "content": system}, {"role": "user", "content": "Hi"}]
     first = client.chat.completions.create(
@@ -276,6 +279,13 @@ def test_a_conversations_next_turn_reports_its_history_as_cached(client: Any) ->
     cached = second.usage.prompt_tokens_details.cached_tokens
     assert cached >= first.usage.prompt_tokens // 32 * 32 > 0
     assert cached < second.usage.prompt_tokens
+    # and the server counts them too (GET /_local/counters)
+    after = server.counters().totals
+    prompts = first.usage.prompt_tokens + second.usage.prompt_tokens
+    assert after["sample_prompt_tokens"] - before.get("sample_prompt_tokens", 0) == prompts
+    assert after["sample_prompt_tokens_cached"] - before.get("sample_prompt_tokens_cached", 0) == (
+        cached
+    )
 
 
 def test_a_checkpoint_is_sampled_by_its_path(

@@ -373,6 +373,11 @@ class SamplingOps:
         usage.used("sampling_prefill", hits, base_model=where[0], session_id=where[1], cached=True)
         sampled = sum(int(s.tokens_np.size) for s in response.sequences)
         usage.used("sampling_sample", sampled, base_model=where[0], session_id=where[1])
+        # the server's own view of the same: how much prefill its prefix reuse saves
+        counters = self._core.counters
+        counters["sample_prompt_tokens"] += prompt
+        counters["sample_prompt_tokens_cached"] += hits
+        counters["sampled_tokens"] += sampled
 
     def _resolve_sampler(self, req: SampleRequest) -> SamplerRecord:
         if isinstance(req.sampling_session_id, str):
