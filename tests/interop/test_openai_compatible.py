@@ -288,6 +288,23 @@ def test_a_conversations_next_turn_reports_its_history_as_cached(
     )
 
 
+def test_one_key_never_reuses_what_another_sent(server: LocalServerThread) -> None:
+    # a cached_tokens count would tell a caller that another key sent the same prompt
+    system = "Keep this between us: the code word is heliotrope. " * 12
+    messages = [{"role": "system", "content": system}, {"role": "user", "content": "Hi"}]
+    asked = {"model": ALIAS, "messages": messages, "max_tokens": 4, "temperature": 0}
+    base = server.openai_base_url
+    with (
+        openai.OpenAI(base_url=base, api_key="tml-tenant-one") as one,
+        openai.OpenAI(base_url=base, api_key="tml-tenant-two") as two,
+    ):
+        assert one.chat.completions.create(**asked).usage.prompt_tokens_details.cached_tokens == 0
+        guess = two.chat.completions.create(**asked)
+        assert guess.usage.prompt_tokens_details.cached_tokens == 0
+        again = one.chat.completions.create(**asked)
+        assert again.usage.prompt_tokens_details.cached_tokens > 0
+
+
 def test_a_checkpoint_is_sampled_by_its_path(
     client: Any, service: Any, checkpoint: str, tokenizer: Any
 ) -> None:

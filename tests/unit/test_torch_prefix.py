@@ -333,3 +333,24 @@ def test_short_sequences_are_not_kept_by_default() -> None:
     assert put(store, list(range(SHORTEST))) is not None
     with pytest.raises(ValueError, match="at least a block"):
         PrefixStore(MB, shortest=BLOCK - 1)
+
+
+def test_a_caller_reuses_only_its_own_work() -> None:
+    # a reported cache hit would tell a caller that someone else sent the same tokens
+    base = build_base(TINY, DEVICE)
+    store = PrefixStore(256 * MB, shortest=BLOCK)
+    prompt = list(range(40, 120))
+    params = SamplingParams(max_tokens=4, seed=1, stop=[])
+
+    def ask(requests: list[tuple[str, list[int]]]) -> list[int]:
+        jobs = [job(p, params, cache_salt=salt) for salt, p in requests]
+        out: dict[Any, Any] = {}
+        items = [(i, r, 10 + i, None, lambda: False) for i, r in enumerate(jobs)]
+        sample_batch(base, None, items, out.__setitem__, prefixes=store.view("w"))
+        return [out[i].prompt_cache_hit_tokens for i in range(len(jobs))]
+
+    # the same prompt from two callers in one prefill: each pays for its own
+    assert ask([("a", prompt), ("b", prompt), ("a", prompt)]) == [0, 0, len(prompt)]
+    # a longer prompt finds only its own caller's kept sequences
+    assert ask([("c", [*prompt, 5, 6])]) == [0]
+    assert ask([("b", [*prompt, 5, 6])]) == [len(prompt) // BLOCK * BLOCK]

@@ -309,6 +309,10 @@ class SampleJob:
     progress: Callable[[list[list[int]]], None] | None = field(
         default=None, compare=False, repr=False
     )
+    #: whose request this is: a backend that reuses work between requests (computed prompts)
+    #: reuses only a caller's own, so no caller learns what another sent. Not part of the
+    #: request's identity either.
+    cache_salt: str | None = field(default=None, compare=False, repr=False)
 
 
 class Backend(Protocol):

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import trio
 
 from tinker_actors.errors import InvalidInputError
+from tinker_actors.local._auth import CALLER
 from tinker_actors.local._backend import BackendInputError, SampleJob
 from tinker_actors.local._core import EngineError, check_not_expired
 from tinker_actors.local._ephemeral import EphemeralSamplers
@@ -312,6 +313,7 @@ class SamplingOps:
             target_prompt_logprobs=target,
             prompt_alt_tokens_k=req.prompt_alt_tokens_k,
             progress=progress,
+            cache_salt=CALLER.get(),
         )
         request_id = record.request_id
         record_stability = req.record_stability_info is True

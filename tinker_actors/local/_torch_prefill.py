@@ -64,11 +64,13 @@ def resume_bytes(spec: BaseModelSpec, rows: int, reused: int, longest: int) -> i
 
 
 def same_prompts(requests: Sequence[Checked]) -> list[list[Checked]]:
-    """``requests`` grouped by identical prompt (tokens and pictures), in first-seen order."""
+    """``requests`` grouped by identical prompt (tokens and pictures) and caller, in
+    first-seen order (a caller is never told another sent the same prompt)."""
     groups: dict[tuple[Any, ...], list[Checked]] = {}
     for checked in requests:
         flat = checked.flat
-        key = (tuple(flat.ids), tuple((i.offset, i.data) for i in flat.images))
+        pictures = tuple((i.offset, i.data) for i in flat.images)
+        key = (checked.job.cache_salt, tuple(flat.ids), pictures)
         groups.setdefault(key, []).append(checked)
     return list(groups.values())
 
@@ -119,7 +121,7 @@ def _keep_prompt(
         return
     keys = [k[row, :, :length].clone() for k in cache.keys]
     values = [v[row, :, :length].clone() for v in cache.values]
-    entry = prefixes.put(flat.ids, flat.images, keys, values)
+    entry = prefixes.put(out[0].job.cache_salt, flat.ids, flat.images, keys, values)
     if entry is not None and len(entry) == length:  # not a longer one that held it already
         for sampling in out:
             sampling.prompt_entry = entry
@@ -228,6 +230,8 @@ def remember(prefixes: PrefixView, request: Sampling, batch: _Rows, first_row: i
         if not completion or not prefixes.keeps(count, count * per_position):
             continue
         keys, values = batch.row_kv(first_row + i, count)
-        kept = prefixes.put([*flat.ids, *completion], flat.images, keys, values) is not None or kept
+        sequence = [*flat.ids, *completion]
+        entry = prefixes.put(request.job.cache_salt, sequence, flat.images, keys, values)
+        kept = kept or entry is not None
     if kept and request.prompt_entry is not None:
         prefixes.drop(request.prompt_entry)

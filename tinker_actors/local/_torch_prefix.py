@@ -222,26 +222,29 @@ class PrefixStore:
 
 @dataclass(frozen=True)
 class PrefixView:
-    """A :class:`PrefixStore` for one set of weights (what a sampling batch runs on)."""
+    """A :class:`PrefixStore` for one set of weights (what a sampling batch runs on). Each
+    caller (``salt``: ``SampleJob.cache_salt``) has its own entries: one that found another's
+    would learn what it sent (a reported cache hit is an answer to "did someone send this?")."""
 
     store: PrefixStore
     weights: Hashable
 
     def find(
-        self, ids: Sequence[int], images: Sequence[ImageSpan] = ()
+        self, salt: str | None, ids: Sequence[int], images: Sequence[ImageSpan] = ()
     ) -> tuple[PrefixEntry, int] | None:
         """See :meth:`PrefixStore.find`."""
-        return self.store.find(self.weights, ids, images)
+        return self.store.find((self.weights, salt), ids, images)
 
     def put(
         self,
+        salt: str | None,
         ids: Sequence[int],
         images: Sequence[ImageSpan],
         keys: list[torch.Tensor],
         values: list[torch.Tensor],
     ) -> PrefixEntry | None:
         """See :meth:`PrefixStore.put`."""
-        return self.store.put(self.weights, ids, images, keys, values)
+        return self.store.put((self.weights, salt), ids, images, keys, values)
 
     def drop(self, entry: PrefixEntry) -> None:
         """See :meth:`PrefixStore.drop`."""

@@ -235,7 +235,8 @@ def _resumed(
     fresh = []
     found: dict[int, list[tuple[list[Checked], PrefixEntry]]] = {}
     for same in kind:
-        hit = prefixes.find(same[0].tokens, same[0].flat.images)
+        first = same[0]
+        hit = prefixes.find(first.job.cache_salt, first.tokens, first.flat.images)
         if hit is None:
             fresh.append(same)
         else:
