@@ -12,7 +12,9 @@ limited, billed and audited like them. Prompts are tokenized, and completions de
 the model's own tokenizer; chat messages are rendered in ChatML (:mod:`._oai_text`).
 ``stream: true`` is answered as server-sent events: each choice's text as it is sampled
 (:mod:`._oai_stream`), then ``[DONE]``; with ``logprobs``, each choice's whole text and
-logprobs in one chunk once the sample is done.
+logprobs in one chunk once the sample is done. ``echo`` puts the prompt before a completion
+and, with ``logprobs``, scores it (``prompt_logprobs``): how evaluation harnesses such as
+lm-evaluation-harness read likelihoods.
 """
 
 from __future__ import annotations
