@@ -79,6 +79,7 @@ class ChoiceText:
         self.text = ""  # decoded so far
         self.sent = ""  # what was shown: always a prefix of the final text
         self.done = False
+        self._searched = 0  # the text before this holds no stop string
 
     def add(self, tokens: list[int]) -> str:
         """Take the next tokens; return the text that can be shown now ("" for none)."""
@@ -90,7 +91,10 @@ class ChoiceText:
                 break
             self.text += self._push(token)
         shown = self.text
-        found = [i for i in (shown.find(s) for s in self._stops) if i >= 0]
+        # a stop string not in the text searched before ends in what was added since
+        start = max(0, self._searched - self._hold)
+        found = [i for i in (shown.find(s, start) for s in self._stops) if i >= 0]
+        self._searched = len(shown)
         if found:
             shown, self.done = shown[: min(found)], True
         elif self._hold and not self.done:
