@@ -3,11 +3,12 @@
 A group of prompts runs as one right-padded batch (padding is never attended to: no real
 position attends to a later one), and each request keeps its row of the cache. A prompt
 that several requests of one prefill send (an RL loop sends a group's prompt once per sample)
-runs once: the first request pays for it, the others report its tokens as
-``prompt_cache_hit_tokens``, as the service reports prefix-cache hits.
+runs once when they are the same caller's: the first request pays for it, the others report
+its tokens as ``prompt_cache_hit_tokens``, as the service reports prefix-cache hits.
 
 With a :class:`~._torch_prefix.PrefixView`, every prompt's keys and values are kept, and so
-are each finished row's prompt and completion (:func:`remember`); a prompt that starts with
+are each finished row's prompt and completion (:func:`remember`), each under its caller's
+``cache_salt``; a prompt that starts with
 a kept sequence (the next turn of a conversation, a fixed preamble) runs only its new tokens
 on top of the kept ones (:func:`resume`), and reports the reused ones as cache hits. Prompts
 whose every logit is wanted (prompt logprobs) always run whole: logits are not kept.

@@ -6,9 +6,11 @@ samples decode one token per step. Requests on the same model run *together*
 (:func:`sample_batch`): their prompts in padded groups, then their rows share each decoding
 step's forward pass over one cache of prompts of different lengths
 (:func:`decode_together`), so a loop that sends many small requests at once (an RL batch of
-groups) costs a few batched passes rather than one decoding run per request. Each request keeps
-its own generator, so its samples are the same alone or batched (up to float rounding, which
-the batch's shape can change in the last bits).
+groups) costs a few batched passes rather than one decoding run per request. A prompt that
+starts with a sequence the backend ran before (the same caller's, on the same weights) runs
+only its new tokens (:mod:`._torch_prefill`, :mod:`._torch_prefix`). Each request keeps its
+own generator, so its samples are the same alone or batched (up to float rounding, which the
+batch's shape or a reused prefix can change in the last bits).
 
 Semantics (documented in docs/local-server.md):
 
