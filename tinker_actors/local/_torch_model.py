@@ -407,6 +407,11 @@ def _regrown(held: torch.Tensor, filled: int, capacity: int) -> torch.Tensor:
     return grown
 
 
+def kv_position_bytes(spec: BaseModelSpec) -> int:
+    """The bytes of one position's float32 keys and values over every layer."""
+    return spec.n_layers * 2 * spec.kv_heads * (spec.d_model // spec.n_heads) * 4
+
+
 def length_groups(lengths: Sequence[int], fits: Callable[[int, int], bool]) -> list[list[int]]:
     """Indices of ``lengths`` shortest first (ties in order), cut into padded batches: a group
     grows while ``fits(rows, longest)``; a single item that does not fit is a group alone."""

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from tinker_actors.local._images import Flat
-from tinker_actors.local._torch_model import KVCache, forward
+from tinker_actors.local._torch_model import KVCache, forward, kv_position_bytes
 from tinker_actors.local._torch_prompt import PromptExtras, prompt_extras
 from tinker_actors.local._torch_request import Sampling
 from tinker_actors.local._torch_vision import image_inserts
@@ -58,8 +58,7 @@ def prefill_bytes(spec: BaseModelSpec, rows: int, longest: int, full: bool) -> i
 def resume_bytes(spec: BaseModelSpec, rows: int, reused: int, longest: int) -> int:
     """About the most memory resuming ``rows`` prompts takes: ``longest`` new positions each
     on top of ``reused`` kept ones (attention scores, activations, the kept keys stacked)."""
-    head_dim = spec.d_model // spec.n_heads
-    kept = spec.n_layers * 2 * spec.kv_heads * head_dim * 4 * (reused + longest)
+    kept = kv_position_bytes(spec) * (reused + longest)
     scores = spec.n_heads * longest * (reused + longest) * 4
     return rows * (kept + scores + 16 * longest * spec.d_ff)
 
@@ -195,15 +194,16 @@ def resume(
     ]
     tokens = _right_padded([rest.ids for rest in rests], device)
     longest = tokens.shape[1]
+    entries = [entry for _, entry in group]
+
+    def stacked(per_entry: Sequence[list[torch.Tensor]]) -> list[torch.Tensor]:
+        # each layer: the entries' first ``reused`` positions as one batch
+        layers = zip(*per_entry, strict=True)  # every entry has the model's layers
+        return [torch.stack([t[:, :reused] for t in layer]) for layer in layers]
+
     cache = KVCache(
-        keys=[
-            torch.stack([e.keys[i][:, :reused] for _, e in group])
-            for i in range(len(group[0][1].keys))
-        ],
-        values=[
-            torch.stack([e.values[i][:, :reused] for _, e in group])
-            for i in range(len(group[0][1].values))
-        ],
+        keys=stacked([e.keys for e in entries]),
+        values=stacked([e.values for e in entries]),
         length=reused,
         most=reused + longest,
     )

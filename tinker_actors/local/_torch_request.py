@@ -173,13 +173,15 @@ class Sampling:
         if scans is None and rule.strings and decode is not None:
             scans = self.scans = [StopScan(decode, rule.strings) for _ in range(self.rows)]
         progress = self.job.progress
-        new: list[list[int]] = []
+        new: list[list[int]] | None = [] if progress is not None else None
         for i in range(self.rows):
             if self.stopped[i]:
-                new.append([])
+                if new is not None:
+                    new.append([])
                 continue
             token = ids[i]
-            new.append([token])
+            if new is not None:
+                new.append([token])
             self.tokens[i].append(token)
             self.logprobs[i].append(lps[i])
             if topk is not None:
@@ -187,7 +189,7 @@ class Sampling:
             if token in rule.token_ids or (scans is not None and scans[i].found(self.tokens[i])):
                 self.stopped[i] = True
         self.steps += 1
-        if progress is not None:
+        if progress is not None and new is not None:
             try:
                 progress(new)
             except Exception:  # a listener's failure is its own: the samples go on

@@ -32,6 +32,7 @@ Semantics (documented in docs/local-server.md):
 from __future__ import annotations
 
 import math
+from functools import partial
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 import torch
@@ -40,7 +41,7 @@ from tinker_actors.local._backend import BackendInputError
 from tinker_actors.local._images import Flat, flatten
 from tinker_actors.local._prompt_targets import check_targets
 from tinker_actors.local._torch_decode import SampleCancelled, decode_together
-from tinker_actors.local._torch_model import length_groups
+from tinker_actors.local._torch_model import kv_position_bytes, length_groups
 from tinker_actors.local._torch_prefill import (
     prefill,
     prefill_bytes,
@@ -56,7 +57,6 @@ if TYPE_CHECKING:
 
     from tinker_actors.local._backend import SampleJob
     from tinker_actors.local._catalogue import BaseModelSpec
-    from tinker_actors.local._torch_decode import _Rows
     from tinker_actors.local._torch_model import Adapter, BaseWeights
     from tinker_actors.local._torch_prefix import PrefixEntry, PrefixView
     from tinker_actors.local._torch_request import Sampling
@@ -147,10 +147,8 @@ def token_limit(spec: BaseModelSpec, job: SampleJob) -> int:
 def sample_cost(spec: BaseModelSpec, job: SampleJob) -> int:
     """The bytes a request's rows take in a decoding batch (cache and logits), about."""
     prompt, limit = job.prompt.length, token_limit(spec, job)
-    head_dim = spec.d_model // spec.n_heads
-    per_position = spec.n_layers * 2 * spec.kv_heads * head_dim * 4
     # float32 keys and values for every position, and a few [rows, V] temporaries a step
-    per_row = max(prompt + limit, 1) * per_position + 16 * spec.vocab_size
+    per_row = max(prompt + limit, 1) * kv_position_bytes(spec) + 16 * spec.vocab_size
     return max(job.num_samples, 1) * per_row
 
 
@@ -176,17 +174,13 @@ def sample_batch(
         fresh = more(left)
         return _prepare(base, adapter, fresh, finish, prefixes) if fresh else []
 
-    def keep(request: Sampling, batch: _Rows, first_row: int) -> None:
-        assert prefixes is not None
-        remember(prefixes, request, batch, first_row)
-
     decode_together(
         base,
         adapter,
         _prepare(base, adapter, items, finish, prefixes),
         lambda r, outcome: finish(r.checked.key, outcome),
         joining if more is not None else None,
-        keep if prefixes is not None else None,
+        partial(remember, prefixes) if prefixes is not None else None,
     )
 
 
