@@ -214,7 +214,9 @@ def test_kept_keys_and_values_are_the_sequences_own_whoever_shared_the_batch() -
             assert torch.allclose(v, cache.values[layer][0], atol=1e-5)
 
 
-def test_prompt_logprobs_always_run_the_whole_prompt() -> None:
+def test_prompt_logprobs_run_whole_when_no_entry_holds_their_scores() -> None:
+    # a sampled prompt's logits were never all computed, so its entry cannot answer them
+    # (tests/unit/test_torch_prefix_scores.py: entries that can)
     base = build_base(TINY, DEVICE)
     store = PrefixStore(256 * MB, shortest=BLOCK)
     prompt = list(range(60, 130))

@@ -10,8 +10,16 @@ With a :class:`~._torch_prefix.PrefixView`, every prompt's keys and values are k
 are each finished row's prompt and completion (:func:`remember`), each under its caller's
 ``cache_salt``; a prompt that starts with
 a kept sequence (the next turn of a conversation, a fixed preamble) runs only its new tokens
-on top of the kept ones (:func:`resume`), and reports the reused ones as cache hits. Prompts
-whose every logit is wanted (prompt logprobs) always run whole: logits are not kept.
+on top of the kept ones (:func:`resume`), and reports the reused ones as cache hits.
+
+Logits are not kept, but what prompt logprobs report of them is: an entry made by a prompt
+whose logprobs (and top ids) were asked for carries its :class:`~._torch_prompt.Scores`, and
+so does every entry resumed from it, for the positions they share. A prompt that asks for
+its logprobs resumes from such an entry one position before the reused ones end (the last
+reused position's distribution scores the first new token) and takes the earlier positions'
+scores from the entry: scoring many continuations of one long context (likelihood
+evaluations, a chain of thought scored step by step) runs each context once. Requests for
+target logprobs or alternative draws need the whole distributions and always run whole.
 """
 
 from __future__ import annotations
@@ -19,11 +27,18 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 
 from tinker_actors.local._images import Flat
 from tinker_actors.local._torch_model import KVCache, forward, kv_position_bytes
-from tinker_actors.local._torch_prompt import PromptExtras, prompt_extras
+from tinker_actors.local._torch_prompt import (
+    PromptExtras,
+    Scores,
+    prompt_extras,
+    prompt_scores,
+    score_rows,
+)
 from tinker_actors.local._torch_request import Sampling
 from tinker_actors.local._torch_vision import image_inserts
 
@@ -43,6 +58,7 @@ __all__ = [
     "resume",
     "resume_bytes",
     "same_prompts",
+    "top_wanted",
 ]
 
 
@@ -55,12 +71,23 @@ def prefill_bytes(spec: BaseModelSpec, rows: int, longest: int, full: bool) -> i
     return rows * per_row
 
 
-def resume_bytes(spec: BaseModelSpec, rows: int, reused: int, longest: int) -> int:
+def resume_bytes(
+    spec: BaseModelSpec, rows: int, reused: int, longest: int, full: bool = False
+) -> int:
     """About the most memory resuming ``rows`` prompts takes: ``longest`` new positions each
-    on top of ``reused`` kept ones (attention scores, activations, the kept keys stacked)."""
+    on top of ``reused`` kept ones (attention scores, activations, the kept keys stacked,
+    and the new positions' logits where all are kept)."""
     kept = kv_position_bytes(spec) * (reused + longest)
     scores = spec.n_heads * longest * (reused + longest) * 4
-    return rows * (kept + scores + 16 * longest * spec.d_ff)
+    per_row = kept + scores + 16 * longest * spec.d_ff
+    if full:
+        per_row += longest * spec.vocab_size * 8
+    return rows * per_row
+
+
+def top_wanted(same: Sequence[Checked]) -> int:
+    """The most top ids any of ``same`` (requests of one prompt) asks of each position."""
+    return max(c.job.topk_prompt_logprobs for c in same)
 
 
 def same_prompts(requests: Sequence[Checked]) -> list[list[Checked]]:
@@ -81,18 +108,22 @@ def _started(
     cache: KVCache,
     row: int,
     reused: int,
-    logprobs: torch.Tensor | None = None,
-    padded: torch.Tensor | None = None,
+    scores: Scores | None = None,
+    scoring: torch.Tensor | None = None,
 ) -> list[Sampling]:
     """The decoding state of requests that share one prompt, run as ``row`` of ``cache``:
-    the first reused ``reused`` positions, the others the whole prompt."""
+    the first reused ``reused`` positions, the others the whole prompt. ``scores``: what the
+    prompt's positions scored, when known; ``scoring``: the distributions that scored them,
+    when the prompt ran whole with its logits kept."""
     out = []
     length = len(same[0].tokens)
     for j, checked in enumerate(same):
         job = checked.job
         extras = PromptExtras()
-        if logprobs is not None and padded is not None:
-            extras = prompt_extras(logprobs, padded, job, checked.seed)
+        if checked.full:
+            assert scores is not None
+            assert len(scores) == length
+            extras = prompt_extras(scores, job, checked.seed, scoring)
         n = job.num_samples
         out.append(
             Sampling(
@@ -107,21 +138,29 @@ def _started(
                 topk=[[] for _ in range(n)],
                 stopped=[False] * n,
                 cache_hits=reused if j == 0 else length,
+                scores=scores,
             )
         )
     return out
 
 
 def _keep_prompt(
-    prefixes: PrefixView | None, cache: KVCache, row: int, flat: Flat, out: list[Sampling]
+    prefixes: PrefixView | None,
+    cache: KVCache,
+    row: int,
+    flat: Flat,
+    out: list[Sampling],
+    scores: Scores | None,
 ) -> None:
-    """Keep the prompt ``flat`` (row ``row`` of ``cache``) for later prompts to reuse."""
+    """Keep the prompt ``flat`` (row ``row`` of ``cache``; ``scores``: what its positions
+    scored, as far as known) for later prompts to reuse."""
     length = len(flat.ids)
     if prefixes is None or not prefixes.keeps(length, length * _position_bytes(cache)):
         return
     keys = [k[row, :, :length].clone() for k in cache.keys]
     values = [v[row, :, :length].clone() for v in cache.values]
-    entry = prefixes.put(out[0].job.cache_salt, flat.ids, flat.images, keys, values)
+    salt = out[0].job.cache_salt
+    entry = prefixes.put(salt, flat.ids, flat.images, keys, values, scores)
     if entry is not None and len(entry) == length:  # not a longer one that held it already
         for sampling in out:
             sampling.prompt_entry = entry
@@ -162,11 +201,15 @@ def prefill(
     out = []
     for row, same in enumerate(group):
         length = len(same[0].tokens)
-        # the requests of a row share its prompt, so its logprobs are computed once
-        logprobs = torch.log_softmax(logits[row, :length], dim=-1) if same[0].full else None
+        scores = scoring = None
+        if same[0].full:
+            # the requests of a row share its prompt, so its logprobs are computed once
+            logprobs = torch.log_softmax(logits[row, :length], dim=-1)
+            scores = prompt_scores(logprobs, padded[row, :length], top_wanted(same))
+            scoring = logprobs[:-1]
         first = logits[row, length - 1 if full else 0]
-        started = _started(same, first, cache, row, 0, logprobs, padded[row, :length])
-        _keep_prompt(prefixes, cache, row, same[0].flat, started)
+        started = _started(same, first, cache, row, 0, scores, scoring)
+        _keep_prompt(prefixes, cache, row, same[0].flat, started, scores)
         out.extend(started)
     return out
 
@@ -178,11 +221,13 @@ def resume(
     reused: int,
     prefixes: PrefixView,
 ) -> list[Sampling]:
-    """Run prompts (no prompt logprobs wanted) from the first ``reused`` positions of kept
-    entries: ``group`` is each prompt's requests and its entry. Only the rest of each prompt
-    goes through the model, right-padded in one batch on top of the entries' keys and values
-    (a later position never reaches back to an earlier one's padding), so each row of the
-    cache holds its prompt from column 0, as after :func:`prefill`."""
+    """Run prompts from the first ``reused`` positions of kept entries: ``group`` is each
+    prompt's requests and its entry. Only the rest of each prompt goes through the model,
+    right-padded in one batch on top of the entries' keys and values (a later position never
+    reaches back to an earlier one's padding), so each row of the cache holds its prompt from
+    column 0, as after :func:`prefill`. Prompts that ask for their logprobs (a group is all
+    one kind) take the first ``reused + 1`` positions' scores from their entries, which must
+    hold them, and the rest from the new positions' logits."""
     device = base.device
     flats = [same[0].flat for same, _ in group]
     rests = [
@@ -207,14 +252,34 @@ def resume(
         length=reused,
         most=reused + longest,
     )
+    full = group[0][0][0].full
     last = torch.tensor([len(rest.ids) - 1 for rest in rests], device=device)
     logits = forward(
-        base, adapter, tokens, cache, logits_at=last, images=image_inserts(rests, device)
+        base,
+        adapter,
+        tokens,
+        cache,
+        logits_at=None if full else last,
+        images=image_inserts(rests, device),
     )
     out = []
-    for row, (same, _) in enumerate(group):
-        started = _started(same, logits[row, 0], cache, row, reused)
-        _keep_prompt(prefixes, cache, row, flats[row], started)
+    for row, (same, entry) in enumerate(group):
+        kept = entry.scores
+        if full:
+            assert kept is not None
+            assert len(kept) > reused
+            n = len(rests[row].ids)
+            logprobs = torch.log_softmax(logits[row, :n], dim=-1)
+            # as many top ids as the entry holds, so the new entry answers what it did
+            k = max(top_wanted(same), kept.k)
+            new = score_rows(logprobs[:-1], tokens[row, 1:n], k)
+            scores: Scores | None = kept.head(reused + 1).then(new)
+            first = logits[row, n - 1]
+        else:
+            scores = kept.head(reused) if kept is not None else None
+            first = logits[row, 0]
+        started = _started(same, first, cache, row, reused, scores)
+        _keep_prompt(prefixes, cache, row, flats[row], started, scores)
         out.extend(started)
     return out
 
@@ -224,6 +289,8 @@ def remember(prefixes: PrefixView, request: Sampling, batch: _Rows, first_row: i
     never run), for a next turn to resume from; the prompt's own entry is then redundant."""
     flat = request.checked.flat
     per_position = _position_bytes(batch.cache)
+    prompt = request.scores
+    whole = prompt is not None and len(prompt) == len(flat.ids)
     kept = False
     for i in range(request.rows):
         completion = request.tokens[i][:-1]
@@ -232,7 +299,12 @@ def remember(prefixes: PrefixView, request: Sampling, batch: _Rows, first_row: i
             continue
         keys, values = batch.row_kv(first_row + i, count)
         sequence = [*flat.ids, *completion]
-        entry = prefixes.put(request.job.cache_salt, sequence, flat.images, keys, values)
+        scores = prompt
+        if prompt is not None and whole:  # a sampled token's logprob is the model's own
+            sampled = np.asarray(request.logprobs[i][: len(completion)], dtype=np.float32)
+            scores = Scores(prompt.logprobs).then(Scores(sampled))
+        salt = request.job.cache_salt
+        entry = prefixes.put(salt, sequence, flat.images, keys, values, scores)
         kept = kept or entry is not None
     if kept and request.prompt_entry is not None:
         prefixes.drop(request.prompt_entry)

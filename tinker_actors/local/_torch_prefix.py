@@ -12,7 +12,9 @@ is checked against the entry's ids and pictures, so a hash collision can only co
 
 A match is cut before a picture it would split or that the entry does not hold the same, and
 leaves at least the prompt's last token to compute (its logits are the first draw's, and
-logits are not kept). Matches shorter than one block are not worth a separate pass and are
+logits are not kept). An entry may also carry what its positions scored
+(:class:`~._torch_prompt.Scores`, for prompts that ask for their logprobs); a sequence put
+again with richer scores than its entry holds gives them to the entry. Matches shorter than one block are not worth a separate pass and are
 not taken, and sequences under ``SHORTEST`` positions are not kept: running them again costs
 less than copying them out and indexing them (64 one-sample requests of 55-74-token prompts
 took 5 % longer when they were kept). The store holds at most ``budget`` bytes of tensors,
@@ -30,12 +32,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
-    from collections.abc import Hashable, Iterable, Iterator, Sequence
+    from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 
     import numpy.typing as npt
     import torch
 
     from tinker_actors.local._images import ImageSpan
+    from tinker_actors.local._torch_prompt import Scores
 
 __all__ = ["BLOCK", "SHORTEST", "PrefixEntry", "PrefixStore", "PrefixView"]
 
@@ -51,7 +54,8 @@ _COMPARED = 8
 
 @dataclass(eq=False)
 class PrefixEntry:
-    """One stored sequence: ``ids`` (and ``images``) and their keys and values per layer."""
+    """One stored sequence: ``ids`` (and ``images``), their keys and values per layer, and
+    what its first positions scored (``scores``, replaced whole, never written into)."""
 
     ids: npt.NDArray[np.int64]
     images: tuple[ImageSpan, ...]
@@ -59,6 +63,7 @@ class PrefixEntry:
     values: list[torch.Tensor]
     hashes: list[int] = field(default_factory=list)
     nbytes: int = 0
+    scores: Scores | None = None
 
     def __len__(self) -> int:
         return int(self.ids.shape[0])
@@ -127,16 +132,22 @@ class PrefixStore:
         return PrefixView(self, weights)
 
     def find(
-        self, weights: Hashable, ids: Sequence[int], images: Sequence[ImageSpan] = ()
+        self,
+        weights: Hashable,
+        ids: Sequence[int],
+        images: Sequence[ImageSpan] = (),
+        usable: Callable[[PrefixEntry], int] | None = None,
     ) -> tuple[PrefixEntry, int] | None:
         """The entry sharing the longest prefix with the prompt ``ids`` (and ``images``) on
         ``weights``, and how many of its positions to reuse: whole blocks (so that prompts
         resumed together share a length and run as one batch) or up to a picture's start,
-        at most ``len(ids) - 1``; None when nothing is worth reusing."""
+        at most ``len(ids) - 1``; None when nothing is worth reusing. ``usable``: how many
+        of an entry's leading positions may be reused at most (say, those it holds scores
+        for), when not all."""
         array = np.asarray(ids, dtype=np.int64)
         with self._lock:
             hashes = _chain(weights, array, images)
-            found = self._match(hashes, array, images, len(array) - 1)
+            found = self._match(hashes, array, images, len(array) - 1, usable)
             if found is None:
                 return None
             entry, matched = found
@@ -152,25 +163,31 @@ class PrefixStore:
         ids: npt.NDArray[np.int64],
         images: Sequence[ImageSpan],
         most: int,
+        usable: Callable[[PrefixEntry], int] | None = None,
     ) -> tuple[PrefixEntry, int] | None:
-        """The entry of the deepest block of ``hashes`` (the chain of ``ids``) that matches
-        the most of ``ids`` (at most ``most``), among the few most recent there."""
+        """The entry that matches the most of ``ids`` (at most ``most``, and at most what
+        ``usable`` allows of it) among the few most recent of each block of ``hashes`` (the
+        chain of ``ids``), deepest block first: every entry of a block shares it whole, so
+        the walk stops at the first block no deeper than the best match."""
         if most < BLOCK or not self._entries:
             return None
-        bucket = None
+        buckets = []
         for h in hashes:
-            deeper = self._index.get(h)
-            if deeper is None:
+            bucket = self._index.get(h)
+            if bucket is None:
                 break
-            bucket = deeper
-        if bucket is None:
-            return None
+            buckets.append(bucket)
         best: tuple[PrefixEntry, int] | None = None
-        for entry, _ in zip(reversed(bucket), range(_COMPARED), strict=False):
-            matched = min(_common(entry.ids, ids), most)
-            matched = _cut(matched, images, entry.images)
-            if matched >= BLOCK and (best is None or matched > best[1]):
-                best = (entry, matched)
+        for depth in range(len(buckets), 0, -1):
+            if best is not None and best[1] >= depth * BLOCK:
+                break
+            for entry, _ in zip(reversed(buckets[depth - 1]), range(_COMPARED), strict=False):
+                matched = min(_common(entry.ids, ids), most)
+                if usable is not None:
+                    matched = min(matched, usable(entry))
+                matched = _cut(matched, images, entry.images)
+                if matched >= BLOCK and (best is None or matched > best[1]):
+                    best = (entry, matched)
         return best
 
     def put(
@@ -180,11 +197,13 @@ class PrefixStore:
         images: Sequence[ImageSpan],
         keys: list[torch.Tensor],
         values: list[torch.Tensor],
+        scores: Scores | None = None,
     ) -> PrefixEntry | None:
         """Keep ``keys`` and ``values`` (per layer ``[kv_heads, len(ids), head_dim]``, not
-        written again by the caller) of ``ids`` on ``weights``. Returns the entry that holds
-        them, which is an older one when it already held the whole sequence; None when the
-        sequence is shorter than ``shortest`` or larger than a quarter of the budget."""
+        written again by the caller) and ``scores`` of ``ids`` on ``weights``. Returns the
+        entry that holds them, which is an older one when it already held the whole sequence
+        (it takes ``scores`` if they answer more than its own); None when the sequence is
+        shorter than ``shortest`` or larger than a quarter of the budget."""
         nbytes = sum(t.numel() * t.element_size() for t in (*keys, *values))
         if not self.keeps(len(ids), nbytes):
             return None
@@ -193,9 +212,11 @@ class PrefixStore:
         with self._lock:
             held = self._match(hashes, array, images, len(array))
             if held is not None and held[1] == len(array):
+                if scores is not None and scores.richer(held[0].scores):
+                    held[0].scores = scores
                 self._entries.move_to_end(held[0])
                 return held[0]
-            entry = PrefixEntry(array, tuple(images), keys, values, hashes, nbytes)
+            entry = PrefixEntry(array, tuple(images), keys, values, hashes, nbytes, scores)
             for h in hashes:
                 self._index.setdefault(h, OrderedDict())[entry] = None
             self._entries[entry] = None
@@ -230,10 +251,14 @@ class PrefixView:
     weights: Hashable
 
     def find(
-        self, salt: str | None, ids: Sequence[int], images: Sequence[ImageSpan] = ()
+        self,
+        salt: str | None,
+        ids: Sequence[int],
+        images: Sequence[ImageSpan] = (),
+        usable: Callable[[PrefixEntry], int] | None = None,
     ) -> tuple[PrefixEntry, int] | None:
         """See :meth:`PrefixStore.find`."""
-        return self.store.find((self.weights, salt), ids, images)
+        return self.store.find((self.weights, salt), ids, images, usable)
 
     def put(
         self,
@@ -242,9 +267,10 @@ class PrefixView:
         images: Sequence[ImageSpan],
         keys: list[torch.Tensor],
         values: list[torch.Tensor],
+        scores: Scores | None = None,
     ) -> PrefixEntry | None:
         """See :meth:`PrefixStore.put`."""
-        return self.store.put((self.weights, salt), ids, images, keys, values)
+        return self.store.put((self.weights, salt), ids, images, keys, values, scores)
 
     def drop(self, entry: PrefixEntry) -> None:
         """See :meth:`PrefixStore.drop`."""

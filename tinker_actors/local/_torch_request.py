@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from tinker_actors.local._images import Flat
     from tinker_actors.local._torch_model import KVCache
     from tinker_actors.local._torch_prefix import PrefixEntry
+    from tinker_actors.local._torch_prompt import Scores
 
 __all__ = ["Checked", "Sampling", "StopRule", "StopScan"]
 
@@ -110,6 +111,7 @@ class Sampling:
     scans: list[StopScan] | None = None  # one per row, when the request has stop strings
     cache_hits: int = 0  # prompt tokens computed before (by another request, or kept)
     prompt_entry: PrefixEntry | None = None  # where its prompt's keys and values are kept
+    scores: Scores | None = None  # what its prompt's positions scored, as far as known
 
     @property
     def job(self) -> SampleJob:

@@ -49,7 +49,10 @@ from tinker_actors.local._torch_prefill import (
     resume,
     resume_bytes,
     same_prompts,
+    top_wanted,
 )
+from tinker_actors.local._torch_prefix import BLOCK
+from tinker_actors.local._torch_prompt import from_scores
 from tinker_actors.local._torch_request import Checked, StopRule
 
 if TYPE_CHECKING:
@@ -208,7 +211,7 @@ def _prepare(
         # prompts whose every logit is wanted run apart from those that need only the last
         for full in (False, True):
             kind = same_prompts([c for c in checked if c.full == full])
-            if prefixes is not None and not full:
+            if prefixes is not None:
                 kind = _resumed(base, adapter, kind, prefixes, prepared)
 
             def fits(rows: int, longest: int, full: bool = full) -> bool:
@@ -226,27 +229,50 @@ def _resumed(
     prefixes: PrefixView,
     prepared: list[Sampling],
 ) -> list[list[Checked]]:
-    """Resume the prompts of ``kind`` that start with a kept sequence (into ``prepared``),
-    in batches of the same reused length under ``PREFILL_BYTES``; return the others."""
+    """Resume the prompts of ``kind`` (all of one kind: prompt logprobs wanted or not) that
+    start with a kept sequence (into ``prepared``), in batches of the same reused length
+    under ``PREFILL_BYTES``; return the others."""
     fresh = []
     found: dict[int, list[tuple[list[Checked], PrefixEntry]]] = {}
     for same in kind:
-        first = same[0]
-        hit = prefixes.find(first.job.cache_salt, first.tokens, first.flat.images)
+        hit = _reusable(prefixes, same)
         if hit is None:
             fresh.append(same)
         else:
             found.setdefault(hit[1], []).append((same, hit[0]))
     spec = base.spec
+    full = bool(kind) and kind[0][0].full
     for reused, group in found.items():
 
         def fits(rows: int, longest: int, reused: int = reused) -> bool:
-            return resume_bytes(spec, rows, reused, longest) <= PREFILL_BYTES
+            return resume_bytes(spec, rows, reused, longest, full) <= PREFILL_BYTES
 
         rests = [len(same[0].tokens) - reused for same, _ in group]
         for part in length_groups(rests, fits):
             prepared.extend(resume(base, adapter, [group[i] for i in part], reused, prefixes))
     return fresh
+
+
+def _reusable(prefixes: PrefixView, same: list[Checked]) -> tuple[PrefixEntry, int] | None:
+    """The kept entry the prompt of ``same`` resumes from and how many of its positions to
+    reuse, or None. A prompt that asks for its logprobs reuses one position fewer than it
+    shares (that position's distribution scores the first new token), and only positions
+    whose scores the entry holds; targets and draws, or pictures, make it run whole."""
+    first = same[0]
+    if not first.full:
+        return prefixes.find(first.job.cache_salt, first.tokens, first.flat.images)
+    if first.flat.images or not all(from_scores(c.job) for c in same):
+        return None
+    k = top_wanted(same)
+
+    def scored(entry: PrefixEntry) -> int:
+        scores = entry.scores
+        return 0 if scores is None else scores.known(k)
+
+    hit = prefixes.find(first.job.cache_salt, first.tokens, usable=scored)
+    if hit is None or hit[1] - 1 < BLOCK:
+        return None
+    return hit[0], hit[1] - 1
 
 
 def run_sample(
