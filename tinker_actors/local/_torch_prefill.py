@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from tinker_actors.local._images import Flat
-from tinker_actors.local._torch_model import KVCache, forward, kv_position_bytes
+from tinker_actors.local._torch_model import KVCache, forward, kv_position_bytes, length_groups
 from tinker_actors.local._torch_prompt import (
     PromptExtras,
     Scores,
@@ -43,7 +43,7 @@ from tinker_actors.local._torch_request import Sampling
 from tinker_actors.local._torch_vision import image_inserts
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
 
     from tinker_actors.local._catalogue import BaseModelSpec
     from tinker_actors.local._torch_decode import _Rows
@@ -52,6 +52,7 @@ if TYPE_CHECKING:
     from tinker_actors.local._torch_request import Checked
 
 __all__ = [
+    "keep_shared",
     "prefill",
     "prefill_bytes",
     "remember",
@@ -154,16 +155,60 @@ def _keep_prompt(
 ) -> None:
     """Keep the prompt ``flat`` (row ``row`` of ``cache``; ``scores``: what its positions
     scored, as far as known) for later prompts to reuse."""
-    length = len(flat.ids)
-    if prefixes is None or not prefixes.keeps(length, length * _position_bytes(cache)):
+    if prefixes is None:
         return
-    keys = [k[row, :, :length].clone() for k in cache.keys]
-    values = [v[row, :, :length].clone() for v in cache.values]
-    salt = out[0].job.cache_salt
-    entry = prefixes.put(salt, flat.ids, flat.images, keys, values, scores)
-    if entry is not None and len(entry) == length:  # not a longer one that held it already
+    entry = _put_row(prefixes, cache, row, out[0].job.cache_salt, flat, scores)
+    if entry is not None and len(entry) == len(flat.ids):  # not a longer one that held it
         for sampling in out:
             sampling.prompt_entry = entry
+
+
+def _put_row(
+    prefixes: PrefixView,
+    cache: KVCache,
+    row: int,
+    salt: str | None,
+    flat: Flat,
+    scores: Scores | None,
+) -> PrefixEntry | None:
+    """Keep row ``row`` of ``cache``, the sequence ``flat``, for ``salt``; the entry that
+    holds it, or None when the store does not keep it."""
+    length = len(flat.ids)
+    if not prefixes.keeps(length, length * _position_bytes(cache)):
+        return None
+    keys = [k[row, :, :length].clone() for k in cache.keys]
+    values = [v[row, :, :length].clone() for v in cache.values]
+    return prefixes.put(salt, flat.ids, flat.images, keys, values, scores)
+
+
+def keep_shared(
+    base: BaseWeights,
+    adapter: Adapter | None,
+    prefixes: PrefixView,
+    runs: Sequence[tuple[str | None, list[int], int | None]],
+    fits: Callable[[int, int], bool],
+) -> int:
+    """Run the prefixes ``runs`` (``(salt, ids, k)``, no pictures) in padded batches that
+    ``fits(rows, longest)`` allows, and keep each for its ``salt``, with its scores (``k``
+    top ids each) where ``k`` is not None: the prompts that share them then resume from them
+    (:func:`resume`). Returns how many were kept."""
+    device = base.device
+    kept = 0
+    for part in length_groups([len(ids) for _, ids, _ in runs], fits):
+        batch = [runs[i] for i in part]
+        padded = _right_padded([ids for _, ids, _ in batch], device)
+        full = any(k is not None for _, _, k in batch)
+        last = torch.tensor([len(ids) - 1 for _, ids, _ in batch], device=device)
+        cache = KVCache()
+        logits = forward(base, adapter, padded, cache, logits_at=None if full else last)
+        for row, (salt, ids, k) in enumerate(batch):
+            scores = None
+            if k is not None:
+                logprobs = torch.log_softmax(logits[row, : len(ids)], dim=-1)
+                scores = prompt_scores(logprobs, padded[row, : len(ids)], k)
+            if _put_row(prefixes, cache, row, salt, Flat(ids, ()), scores) is not None:
+                kept += 1
+    return kept
 
 
 def _right_padded(rows: Sequence[list[int]], device: torch.device) -> torch.Tensor:

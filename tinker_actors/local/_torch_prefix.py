@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from tinker_actors.local._images import ImageSpan
     from tinker_actors.local._torch_prompt import Scores
 
-__all__ = ["BLOCK", "SHORTEST", "PrefixEntry", "PrefixStore", "PrefixView"]
+__all__ = ["BLOCK", "SHORTEST", "PrefixEntry", "PrefixStore", "PrefixView", "shared_prefixes"]
 
 #: Tokens per indexed block; also the shortest match taken.
 BLOCK = 32
@@ -97,6 +97,35 @@ def _cut(matched: int, ours: Sequence[ImageSpan], theirs: Sequence[ImageSpan]) -
         if span not in ours or span not in theirs or span.offset + span.tokens > matched:
             matched = span.offset
     return matched
+
+
+def shared_prefixes(
+    prompts: Sequence[tuple[Hashable, Sequence[int]]], shortest: int
+) -> list[tuple[int, list[int]]]:
+    """Which of ``prompts`` (``(caller, ids)``, none with pictures) share a prefix of whole
+    blocks at least ``shortest`` long with another of the same caller, leaving each at least
+    one token past it: ``(length, indices)`` per shared prefix, each prompt in the group of
+    the deepest prefix it shares (a prompt alone at its deepest is in none). Running each
+    such prefix once and keeping it lets the prompts resume from it (a group's scores of one
+    context's continuations, several samples of one preamble)."""
+    least = -(-shortest // BLOCK)  # blocks
+    chains: list[list[int]] = []
+    holders: dict[int, int] = {}
+    for caller, ids in prompts:
+        array = np.asarray(ids, dtype=np.int64)
+        blocks = (len(array) - 1) // BLOCK
+        chain = list(_chain(caller, array[: blocks * BLOCK], ()))
+        chains.append(chain)
+        for h in chain[least - 1 :]:
+            holders[h] = holders.get(h, 0) + 1
+    groups: dict[int, tuple[int, list[int]]] = {}
+    for i, chain in enumerate(chains):
+        for depth in range(len(chain), least - 1, -1):
+            h = chain[depth - 1]
+            if holders[h] > 1:
+                groups.setdefault(h, (depth * BLOCK, []))[1].append(i)
+                break
+    return [group for group in groups.values() if len(group[1]) > 1]
 
 
 class PrefixStore:
@@ -279,3 +308,8 @@ class PrefixView:
     def keeps(self, tokens: int, nbytes: int) -> bool:
         """See :meth:`PrefixStore.keeps`."""
         return self.store.keeps(tokens, nbytes)
+
+    @property
+    def shortest(self) -> int:
+        """See :class:`PrefixStore`."""
+        return self.store.shortest

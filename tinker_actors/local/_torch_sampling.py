@@ -43,6 +43,7 @@ from tinker_actors.local._prompt_targets import check_targets
 from tinker_actors.local._torch_decode import SampleCancelled, decode_together
 from tinker_actors.local._torch_model import kv_position_bytes, length_groups
 from tinker_actors.local._torch_prefill import (
+    keep_shared,
     prefill,
     prefill_bytes,
     remember,
@@ -51,7 +52,7 @@ from tinker_actors.local._torch_prefill import (
     same_prompts,
     top_wanted,
 )
-from tinker_actors.local._torch_prefix import BLOCK
+from tinker_actors.local._torch_prefix import BLOCK, shared_prefixes
 from tinker_actors.local._torch_prompt import from_scores
 from tinker_actors.local._torch_request import Checked, StopRule
 
@@ -213,6 +214,13 @@ def _prepare(
             kind = same_prompts([c for c in checked if c.full == full])
             if prefixes is not None:
                 kind = _resumed(base, adapter, kind, prefixes, prepared)
+                paid = _share(base, adapter, kind, prefixes)
+                if paid:
+                    resumed = len(prepared)
+                    kind = _resumed(base, adapter, kind, prefixes, prepared)
+                    for sampling in prepared[resumed:]:  # the one that paid for the prefix
+                        charged = paid.get(id(sampling.checked), 0)
+                        sampling.cache_hits = max(0, sampling.cache_hits - charged)
 
             def fits(rows: int, longest: int, full: bool = full) -> bool:
                 return prefill_bytes(spec, rows, longest, full) <= PREFILL_BYTES
@@ -251,6 +259,39 @@ def _resumed(
         for part in length_groups(rests, fits):
             prepared.extend(resume(base, adapter, [group[i] for i in part], reused, prefixes))
     return fresh
+
+
+def _share(
+    base: BaseWeights, adapter: Adapter | None, kind: list[list[Checked]], prefixes: PrefixView
+) -> dict[int, int]:
+    """Run once, and keep, each prefix that several prompts of ``kind`` (all of one kind)
+    share (:func:`~._torch_prefix.shared_prefixes`), so that they resume from it rather than
+    each running it. Returns who pays for each prefix run: the ``id`` of its first
+    request and the prefix's length (its resumed tokens are not cache hits); empty when
+    nothing was kept."""
+    candidates = [
+        same for same in kind if not same[0].flat.images and all(from_scores(c.job) for c in same)
+    ]
+    full = bool(kind) and kind[0][0].full
+    # a prompt scored from a prefix reuses one position fewer (see _reusable)
+    shortest = max(prefixes.shortest, 2 * BLOCK) if full else prefixes.shortest
+    callers = [(same[0].job.cache_salt, same[0].tokens) for same in candidates]
+    groups = shared_prefixes(callers, shortest)
+    if not groups:
+        return {}
+    runs = []
+    paid = {}
+    for length, members in groups:
+        first = candidates[members[0]][0]
+        k = max(top_wanted(candidates[i]) for i in members) if full else None
+        runs.append((first.job.cache_salt, first.tokens[:length], k))
+        paid[id(first)] = length
+    spec = base.spec
+
+    def fits(rows: int, longest: int) -> bool:
+        return prefill_bytes(spec, rows, longest, full) <= PREFILL_BYTES
+
+    return paid if keep_shared(base, adapter, prefixes, runs, fits) else {}
 
 
 def _reusable(prefixes: PrefixView, same: list[Checked]) -> tuple[PrefixEntry, int] | None:
