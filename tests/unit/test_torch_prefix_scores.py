@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 pytest.importorskip(
     "torch", reason="torch not installed: pip install -c constraints.txt 'tinker-actors[torch]'"
@@ -219,3 +221,47 @@ def test_scores_join_and_cut_as_prefixes() -> None:
     assert whole.known(3) == 0
     assert whole.richer(first_scores(5))
     assert not first_scores(5).richer(whole)
+
+
+_CONTEXTS = [list(range(100, 360)), [(7 * i) % 900 + 50 for i in range(230)]]
+
+
+@st.composite
+def _requests(draw: st.DrawFn) -> list[list[SampleJob]]:
+    """Batches of requests that continue two long contexts at random points, each sampled or
+    scored (top ids, last n), some of them twice."""
+    batches = []
+    for _ in range(draw(st.integers(1, 3))):
+        batch = []
+        for _ in range(draw(st.integers(1, 4))):
+            context = _CONTEXTS[draw(st.integers(0, 1))]
+            cut = draw(st.integers(60, len(context)))
+            tail = draw(st.lists(st.integers(1, 4000), max_size=12))
+            prompt = [*context[:cut], *tail]
+            kind = draw(st.sampled_from(["sample", "score", "top", "last"]))
+            if kind == "sample":
+                params = SamplingParams(max_tokens=draw(st.integers(1, 20)), seed=1, stop=[])
+                batch.append(job(prompt, params, prompt_logprobs=draw(st.booleans())))
+            elif kind == "score":
+                batch.append(scored(prompt))
+            elif kind == "top":
+                batch.append(scored(prompt, topk_prompt_logprobs=draw(st.integers(1, 3))))
+            else:
+                batch.append(scored(prompt, prompt_logprobs_last_n=draw(st.integers(0, 40))))
+        batches.append(batch)
+    return batches
+
+
+@settings(max_examples=60, deadline=None, derandomize=True)
+@given(batches=_requests())
+def test_whatever_was_kept_before_every_answer_is_the_whole_runs(
+    batches: list[list[SampleJob]],
+) -> None:
+    base = _BASE.get("tiny") or _BASE.setdefault("tiny", build_base(TINY, DEVICE))
+    store = PrefixStore(256 * MB, shortest=BLOCK)
+    for batch in batches:
+        for kept, fresh in zip(run(base, batch, store), run(base, batch, None), strict=True):
+            same_scores(kept, fresh)
+
+
+_BASE: dict[str, Any] = {}

@@ -187,13 +187,13 @@ def keep_shared(
     prefixes: PrefixView,
     runs: Sequence[tuple[str | None, list[int], int | None]],
     fits: Callable[[int, int], bool],
-) -> int:
+) -> list[int]:
     """Run the prefixes ``runs`` (``(salt, ids, k)``, no pictures) in padded batches that
     ``fits(rows, longest)`` allows, and keep each for its ``salt``, with its scores (``k``
     top ids each) where ``k`` is not None: the prompts that share them then resume from them
-    (:func:`resume`). Returns how many were kept."""
+    (:func:`resume`). Returns the indices of the runs kept."""
     device = base.device
-    kept = 0
+    kept = []
     for part in length_groups([len(ids) for _, ids, _ in runs], fits):
         batch = [runs[i] for i in part]
         padded = _right_padded([ids for _, ids, _ in batch], device)
@@ -201,13 +201,13 @@ def keep_shared(
         last = torch.tensor([len(ids) - 1 for _, ids, _ in batch], device=device)
         cache = KVCache()
         logits = forward(base, adapter, padded, cache, logits_at=None if full else last)
-        for row, (salt, ids, k) in enumerate(batch):
+        for row, (index, (salt, ids, k)) in enumerate(zip(part, batch, strict=True)):
             scores = None
             if k is not None:
                 logprobs = torch.log_softmax(logits[row, : len(ids)], dim=-1)
                 scores = prompt_scores(logprobs, padded[row, : len(ids)], k)
             if _put_row(prefixes, cache, row, salt, Flat(ids, ()), scores) is not None:
-                kept += 1
+                kept.append(index)
     return kept
 
 

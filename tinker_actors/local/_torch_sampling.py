@@ -280,18 +280,18 @@ def _share(
     if not groups:
         return {}
     runs = []
-    paid = {}
+    payers = []
     for length, members in groups:
         first = candidates[members[0]][0]
         k = max(top_wanted(candidates[i]) for i in members) if full else None
         runs.append((first.job.cache_salt, first.tokens[:length], k))
-        paid[id(first)] = length
+        payers.append((id(first), length))
     spec = base.spec
 
     def fits(rows: int, longest: int) -> bool:
         return prefill_bytes(spec, rows, longest, full) <= PREFILL_BYTES
 
-    return paid if keep_shared(base, adapter, prefixes, runs, fits) else {}
+    return dict(payers[i] for i in keep_shared(base, adapter, prefixes, runs, fits))
 
 
 def _reusable(prefixes: PrefixView, same: list[Checked]) -> tuple[PrefixEntry, int] | None:
