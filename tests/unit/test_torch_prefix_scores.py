@@ -219,8 +219,12 @@ def test_scores_join_and_cut_as_prefixes() -> None:
     assert narrower.k == 1
     assert whole.known(2) == 6
     assert whole.known(3) == 0
-    assert whole.richer(first_scores(5))
-    assert not first_scores(5).richer(whole)
+    assert whole.richer(first_scores(2))
+    assert not first_scores(2).richer(whole)
+    # more positions but fewer top ids answer less for someone who asked for top ids
+    assert not Scores(np.zeros(9, np.float32)).richer(whole)
+    assert not whole.richer(first_scores(5))
+    assert not whole.richer(whole)
 
 
 _CONTEXTS = [list(range(100, 360)), [(7 * i) % 900 + 50 for i in range(230)]]

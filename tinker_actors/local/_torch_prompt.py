@@ -100,10 +100,13 @@ class Scores:
         return Scores(np.concatenate([self.logprobs, more.logprobs]), top)
 
     def richer(self, other: Scores | None) -> bool:
-        """Whether these answer more than ``other`` (more positions, or as many with more ids)."""
+        """Whether these answer all ``other`` answers and more: as many positions and top ids
+        at least, and more of one. (An entry's scores are only ever replaced by richer ones,
+        so whoever found it for what they answered finds that still answered.)"""
         if other is None:
             return True
-        return (len(self), self.k) > (len(other), other.k)
+        at_least = len(self) >= len(other) and self.k >= other.k
+        return at_least and (len(self), self.k) != (len(other), other.k)
 
 
 def first_scores(k: int) -> Scores:
