@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import threading
 import time
@@ -343,6 +344,14 @@ def test_sampling_client_from_a_training_client_and_its_handle(
         prompt = tinker.ModelInput.from_ints([1, 2, 3])
         out = clone.sample(prompt, 1, tinker.SamplingParams(max_tokens=2)).result(60)
         assert len(out.sequences[0].tokens) == 2
+    # a client made from a handle has a host of its own, given back when the client is
+    # collected; that host then ends its session on the runtime's thread, which stops after
+    # it: wait for that while the server still answers (the fixture checks the runtime is gone)
+    del clone, sampler, training, service
+    gc.collect()
+    deadline = time.monotonic() + 30
+    while current_runtime() is not None and time.monotonic() < deadline:
+        time.sleep(0.01)
 
 
 def test_async_with_closes_the_session(served: tuple[str, LocalServer]) -> None:
