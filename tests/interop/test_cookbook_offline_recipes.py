@@ -678,3 +678,37 @@ def test_async_math_rl_with_only_two_samplers_kept(workdir: Path) -> None:
     assert len(series(metrics(log_path), "env/all/reward/total")) == 10
     assert counters["ephemeral_samplers_retired"] > 0, counters
     assert counters["received:Sample"] == counters["applied:Sample"] > 0, counters
+
+
+def _totals(url: str) -> dict[str, int]:
+    answer = httpx.get(f"{url}/_local/counters", headers={"X-API-Key": KEY}, timeout=30)
+    totals: dict[str, int] = answer.json()["totals"]
+    return totals
+
+
+def test_prompt_distillation_data_runs_its_shared_instructions_about_once(
+    workdir: Path, server_url: str
+) -> None:
+    # recipes/prompt_distillation/create_data: the teacher answers every sentence under one
+    # long instruction prompt, all sentences sent at once, so every prompt starts with the same
+    # ~2,000 tokens; the server runs them about once (the first request starts a batch, the
+    # others join it or share a prefill, and resume from the kept instructions)
+    import tinker_cookbook
+
+    shipped = Path(tinker_cookbook.__file__).parent / "example_data" / "multilingual.txt"
+    sentences = shipped.read_text(encoding="utf-8").splitlines()[:24]
+    # the recipe reads the file relative to the working directory, as in a cookbook checkout
+    local = workdir / "tinker_cookbook" / "example_data" / "multilingual.txt"
+    local.parent.mkdir(parents=True, exist_ok=True)
+    local.write_text("\n".join(sentences) + "\n", encoding="utf-8")
+    output = workdir / "prompt_distillation" / "lang.jsonl"
+    module = "tinker_cookbook.recipes.prompt_distillation.create_data"
+    before = _totals(server_url)
+    command = recipe_command(module, [f"output_file={output}"], compat=True)
+    _run_as_user(command, workdir, _recipe_env(workdir, server_url), compat=True)
+    after = _totals(server_url)
+    assert output.exists()  # local/tiny rarely answers in the format, so it may hold no rows
+    sent = after["sample_prompt_tokens"] - before.get("sample_prompt_tokens", 0)
+    cached = after["sample_prompt_tokens_cached"] - before.get("sample_prompt_tokens_cached", 0)
+    assert sent > 24 * 1000
+    assert cached >= 0.9 * sent, (cached, sent)
