@@ -659,6 +659,12 @@ def test_vlm_classifier_learns_to_name_the_colour_in_pictures(
     assert float(told) >= 0.5, done.stdout[-2000:]
 
 
+def _totals(url: str) -> dict[str, int]:
+    answer = httpx.get(f"{url}/_local/counters", headers={"X-API-Key": KEY}, timeout=30)
+    totals: dict[str, int] = answer.json()["totals"]
+    return totals
+
+
 def test_async_math_rl_with_only_two_samplers_kept(workdir: Path) -> None:
     # rl/train.py's async mode (max_steps_off_policy) samples with samplers up to two steps
     # old while it trains; a server that keeps only the two most recently used ephemeral
@@ -673,17 +679,10 @@ def test_async_math_rl_with_only_two_samplers_kept(workdir: Path) -> None:
     ) as url:  # fmt: skip
         module = "tinker_cookbook.recipes.math_rl.train"
         log_path = run_recipe(workdir, url, module, args, compat=True, name="math_rl-async")
-        answer = httpx.get(f"{url}/_local/counters", headers={"X-API-Key": KEY}, timeout=30)
-        counters = answer.json()["totals"]
+        counters = _totals(url)
     assert len(series(metrics(log_path), "env/all/reward/total")) == 10
     assert counters["ephemeral_samplers_retired"] > 0, counters
     assert counters["received:Sample"] == counters["applied:Sample"] > 0, counters
-
-
-def _totals(url: str) -> dict[str, int]:
-    answer = httpx.get(f"{url}/_local/counters", headers={"X-API-Key": KEY}, timeout=30)
-    totals: dict[str, int] = answer.json()["totals"]
-    return totals
 
 
 def test_prompt_distillation_data_runs_its_shared_instructions_about_once(

@@ -121,10 +121,7 @@ def score_rows(scoring: torch.Tensor, following: torch.Tensor, k: int) -> Scores
     """The scores of the ids ``following`` [m], row ``j`` of ``scoring`` [m, V] (log-softmaxed)
     being the distribution that scores ``following[j]``; with the ``k`` likeliest of each."""
     lps = scoring.gather(-1, following[:, None]).squeeze(-1).float().cpu().numpy()
-    top = topk_rows(scoring, k) if k > 0 and scoring.shape[0] else None
-    if k > 0 and top is None:  # nothing scored: empty rows of the right width
-        top = (np.zeros((0, k), dtype=np.int32), np.zeros((0, k), dtype=np.float32))
-    return Scores(lps.astype(np.float32, copy=False), top)
+    return Scores(lps, topk_rows(scoring, k) if k > 0 else None)
 
 
 def prompt_scores(logprobs: torch.Tensor, prompt: torch.Tensor, k: int) -> Scores:

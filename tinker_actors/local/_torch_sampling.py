@@ -269,9 +269,7 @@ def _share(
     each running it. Returns who pays for each prefix run: the ``id`` of its first
     request and the prefix's length (its resumed tokens are not cache hits); empty when
     nothing was kept."""
-    candidates = [
-        same for same in kind if not same[0].flat.images and all(from_scores(c.job) for c in same)
-    ]
+    candidates = [same for same in kind if _resumable(same)]
     full = bool(kind) and kind[0][0].full
     # a prompt scored from a prefix reuses one position fewer (see _reusable)
     shortest = max(prefixes.shortest, 2 * BLOCK) if full else prefixes.shortest
@@ -294,6 +292,13 @@ def _share(
     return dict(payers[i] for i in keep_shared(base, adapter, prefixes, runs, fits))
 
 
+def _resumable(same: list[Checked]) -> bool:
+    """Whether the prompt of ``same`` may resume from a prefix that :func:`_share` runs, or
+    (asking for its logprobs) from a kept one: no pictures, and nothing asked of the prompt
+    that only its whole distributions answer."""
+    return not same[0].flat.images and all(from_scores(c.job) for c in same)
+
+
 def _reusable(prefixes: PrefixView, same: list[Checked]) -> tuple[PrefixEntry, int] | None:
     """The kept entry the prompt of ``same`` resumes from and how many of its positions to
     reuse, or None. A prompt that asks for its logprobs reuses one position fewer than it
@@ -302,7 +307,7 @@ def _reusable(prefixes: PrefixView, same: list[Checked]) -> tuple[PrefixEntry, i
     first = same[0]
     if not first.full:
         return prefixes.find(first.job.cache_salt, first.tokens, first.flat.images)
-    if first.flat.images or not all(from_scores(c.job) for c in same):
+    if not _resumable(same):
         return None
     k = top_wanted(same)
 
