@@ -627,7 +627,7 @@ def test_vlm_classifier_learns_to_name_the_colour_in_pictures(
     vlm = "Qwen/Qwen3.6-35B-A3B"
     args = [
         f"experiment_dir={experiments}", f"model_name={vlm}", "batch_size=16",
-        "num_epochs=20", "learning_rate=2e-3", "lora_rank=16", "eval_every=20",
+        "num_epochs=11", "learning_rate=2e-3", "lora_rank=16", "eval_every=20",
         "save_every=100", "n_eval=16", "max_tokens=16", "behavior_if_log_dir_exists=delete",
     ]  # fmt: skip
     module = "tinker_cookbook.recipes.vlm_classifier.train"
@@ -635,7 +635,8 @@ def test_vlm_classifier_learns_to_name_the_colour_in_pictures(
     _run_as_user(recipe_command(module, args, compat=compat), workdir, env, compat=compat)
     [log_path] = experiments.iterdir()
     evals = [row for row in metrics(log_path) if "accuracy" in row]
-    assert [row["step"] for row in evals] == [0, 20, 40, 60], evals
+    # 44 steps: it names every picture by step 40 (100% then, at step 60 too when it ran 80)
+    assert [row["step"] for row in evals] == [0, 20, 40], evals
     # untrained it names nothing; four classes, so chance is 0.25
     assert evals[0]["accuracy"] == 0.0, evals
     assert evals[-1]["accuracy"] >= 0.75, evals
@@ -695,7 +696,7 @@ def test_prompt_distillation_data_runs_its_shared_instructions_about_once(
     import tinker_cookbook
 
     shipped = Path(tinker_cookbook.__file__).parent / "example_data" / "multilingual.txt"
-    sentences = shipped.read_text(encoding="utf-8").splitlines()[:24]
+    sentences = shipped.read_text(encoding="utf-8").splitlines()[:12]
     # the recipe reads the file relative to the working directory, as in a cookbook checkout
     local = workdir / "tinker_cookbook" / "example_data" / "multilingual.txt"
     local.parent.mkdir(parents=True, exist_ok=True)
@@ -709,5 +710,5 @@ def test_prompt_distillation_data_runs_its_shared_instructions_about_once(
     assert output.exists()  # local/tiny rarely answers in the format, so it may hold no rows
     sent = after["sample_prompt_tokens"] - before.get("sample_prompt_tokens", 0)
     cached = after["sample_prompt_tokens_cached"] - before.get("sample_prompt_tokens_cached", 0)
-    assert sent > 24 * 1000
-    assert cached >= 0.9 * sent, (cached, sent)
+    assert sent > 12 * 1000
+    assert cached >= 0.85 * sent, (cached, sent)
