@@ -11,6 +11,8 @@ extends the previous one.
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,8 +22,11 @@ transformers = pytest.importorskip("transformers", reason="transformers comes wi
 
 from tinker_cookbook import renderers  # noqa: E402
 
+from tinker_actors.local._anthropic_text import MessagesBody, conversation  # noqa: E402
 from tinker_actors.local._catalogue import lookup_model  # noqa: E402
-from tinker_actors.local._tokenizer import ensure_model_tokenizer_dir  # noqa: E402
+from tinker_actors.local._oai_chat import chat_prompt, chat_tools  # noqa: E402
+from tinker_actors.local._oai_text import ChatBody  # noqa: E402
+from tinker_actors.local._tokenizer import ensure_model_tokenizer_dir, load_tokenizer  # noqa: E402
 
 pytestmark = pytest.mark.interop
 
@@ -35,10 +40,12 @@ TOOL_CALL_JSON = (
 
 
 @pytest.fixture(scope="module")
-def tokenizer(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    directory = ensure_model_tokenizer_dir(
-        tmp_path_factory.mktemp("tok"), lookup_model("local/tiny")
-    )
+def directory(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return ensure_model_tokenizer_dir(tmp_path_factory.mktemp("tok"), lookup_model("local/tiny"))
+
+
+@pytest.fixture(scope="module")
+def tokenizer(directory: Path) -> Any:
     return transformers.AutoTokenizer.from_pretrained(str(directory))
 
 
@@ -82,3 +89,90 @@ def test_think_markers_are_single_tokens_that_decode_keeps(tokenizer: Any) -> No
     ids = tokenizer.encode("<think>\nx\n</think>", add_special_tokens=False)
     assert think_end in ids
     assert tokenizer.decode(ids, skip_special_tokens=True) == "<think>\nx\n</think>"
+
+
+WEATHER = {
+    "name": "get_weather",
+    "description": "The weather in a city",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+}
+
+
+@pytest.mark.parametrize("name", ["qwen3", "qwen3_instruct"])
+def test_the_compatible_apis_render_a_tool_conversation_as_the_renderer_does(
+    tokenizer: Any, directory: Path, name: str
+) -> None:
+    # what the server's OpenAI- and Anthropic-compatible routes make of one conversation with
+    # a tool, a call and its result must be the prompt a model trained through the Tinker API
+    # with the cookbook's renderer saw, token for token
+    renderer = renderers.get_renderer(name, tokenizer)
+    call = renderers.ToolCall(
+        function=renderers.ToolCall.FunctionBody(
+            name="get_weather", arguments=json.dumps({"city": "Paris"})
+        ),
+        id="call_1",
+    )
+    expected = renderer.build_generation_prompt(
+        [
+            *renderer.create_conversation_prefix_with_tools([WEATHER], "Be brief."),
+            {"role": "user", "content": "Weather in Paris?"},
+            {"role": "assistant", "content": "Checking.", "tool_calls": [call]},
+            {"role": "tool", "content": "sunny", "tool_call_id": "call_1"},
+        ]
+    ).to_ints()
+    ours = load_tokenizer(directory)
+    openai_body = ChatBody(
+        model="m",
+        messages=[
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": "Weather in Paris?"},
+            {
+                "role": "assistant",
+                "content": "Checking.",
+                "tool_calls": [
+                    {
+                        "id": "call_1",
+                        "type": "function",
+                        "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'},
+                    }
+                ],
+            },
+            {"role": "tool", "tool_call_id": "call_1", "content": "sunny"},
+        ],
+        tools=[{"type": "function", "function": WEATHER}],
+    )
+    tools, reading = chat_tools(openai_body)
+    prompt = chat_prompt(openai_body.messages, ours, tools, reading.prefill)
+    assert prompt.to_ints() == expected
+    anthropic_body = MessagesBody(
+        model="m",
+        max_tokens=8,
+        system="Be brief.",
+        tools=[
+            {
+                "name": "get_weather",
+                "description": WEATHER["description"],
+                "input_schema": WEATHER["parameters"],
+            }
+        ],
+        messages=[
+            {"role": "user", "content": "Weather in Paris?"},
+            {
+                "role": "assistant",
+                "content": [
+                    {"type": "text", "text": "Checking."},
+                    {
+                        "type": "tool_use",
+                        "id": "t1",
+                        "name": "get_weather",
+                        "input": {"city": "Paris"},
+                    },
+                ],
+            },
+            {
+                "role": "user",
+                "content": [{"type": "tool_result", "tool_use_id": "t1", "content": "sunny"}],
+            },
+        ],
+    )
+    assert conversation(anthropic_body).render(ours).to_ints() == expected

@@ -22,7 +22,7 @@ import pytest
 
 from tinker_actors import compat as tinker
 from tinker_actors.local._catalogue import lookup_model
-from tinker_actors.local._oai_text import chat_prompt
+from tinker_actors.local._oai_chat import chat_prompt
 from tinker_actors.local._smollm2 import smollm2_gguf
 from tinker_actors.local._tokenizer import ensure_model_tokenizer_dir, load_tokenizer
 from tinker_actors.testing import LocalServerThread
@@ -420,6 +420,22 @@ def test_chat_refuses_what_it_cannot_read_and_keys_are_checked(
             client.chat.completions.create(
                 model=ALIAS, messages=[{"role": "user", "content": [part]}], max_tokens=2
             )
+    # tools: each a named function; a choice names a declared one; calls carry JSON objects
+    tool = {"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}
+    ask = [{"role": "user", "content": "hi"}]
+    bad_call = {"id": "c", "type": "function", "function": {"name": "f", "arguments": "[1]"}}
+    for fields, param in [
+        ({"tools": [{"type": "function", "function": {"description": "no name"}}]}, "tools"),
+        ({"tools": [tool], "tool_choice": {"type": "function", "function": {"name": "g"}}},
+         "tool_choice"),
+        ({"tool_choice": "required"}, "tool_choice"),  # with no tools to call
+        ({"messages": [*ask, {"role": "assistant", "tool_calls": [bad_call]}]}, "messages"),
+    ]:  # fmt: skip
+        with pytest.raises(openai.BadRequestError) as caught:
+            client.chat.completions.create(
+                **{"model": ALIAS, "messages": ask, "max_tokens": 2, **fields}
+            )
+        assert caught.value.body["param"] == param, caught.value.body
     with (
         openai.OpenAI(base_url=f"{server.url}/oai/api/v1", api_key="not-a-tinker-key") as wrong,
         pytest.raises(openai.AuthenticationError, match="must start with 'tml-'"),

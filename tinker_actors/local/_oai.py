@@ -35,6 +35,7 @@ from tinker_actors.errors import InvalidInputError
 from tinker_actors.local._auth import CALLER, AuthError
 from tinker_actors.local._body import read_body
 from tinker_actors.local._core import EngineError
+from tinker_actors.local._oai_chat import CallReading, chat_prompt, chat_tools
 from tinker_actors.local._oai_stream import EventStream, Progress, StreamedReply
 from tinker_actors.local._oai_text import (
     ChatBody,
@@ -42,7 +43,6 @@ from tinker_actors.local._oai_text import (
     OaiError,
     Usage,
     chat_logprobs,
-    chat_prompt,
     completion_logprobs,
     decode_body,
     echoed,
@@ -104,7 +104,14 @@ class _Oai:
         path: str,
         handler: Callable[[Request, str], Awaitable[Response]],
         method: str = "POST",
+        *,
+        prefix: str = OAI_PREFIX,
+        error: Callable[[OaiError], Response] | None = None,
     ) -> Route:
+        """``handler`` at ``prefix + path``, called with the request and its caller; a
+        refusal is answered by ``error`` (OpenAI's error shape by default)."""
+        answer = error or _error
+
         async def endpoint(request: Request) -> Response:
             token = None
             try:
@@ -112,16 +119,16 @@ class _Oai:
                 token = CALLER.set(principal)
                 return await handler(request, principal)
             except AuthError as exc:
-                return _error(OaiError(exc.status, exc.message))
+                return answer(OaiError(exc.status, exc.message))
             except ClientDisconnect:
-                return _error(OaiError(400, "the client disconnected before its body arrived"))
+                return answer(OaiError(400, "the client disconnected before its body arrived"))
             except Exception as exc:
-                return _error(_refusal(exc, path))
+                return answer(refusal(exc, prefix + path))
             finally:
                 if token is not None:
                     CALLER.reset(token)
 
-        return Route(OAI_PREFIX + path, endpoint, methods=[method])
+        return Route(prefix + path, endpoint, methods=[method])
 
     async def read(self, request: Request) -> bytes:
         limit = self.engine.settings.limits.max_json_body_bytes
@@ -224,6 +231,28 @@ class _Oai:
         core.futures.drop_payload(record.request_id)
         return answer
 
+    def sampling(
+        self, sampler_id: str, inputs: list[ModelInput], params: SamplingParams, n: int
+    ) -> Callable[[int, Progress], Awaitable[SampleResponse]]:
+        """``sample(p, progress)``: prompt ``p``'s sample for a streamed answer, which is
+        written after the route returned, outside its caller's context."""
+        principal = CALLER.get()
+
+        async def sample(p: int, progress: Progress) -> SampleResponse:
+            token = CALLER.set(principal)
+            try:
+                return await self.sample(sampler_id, inputs[p], params, n, 0, progress)
+            finally:
+                CALLER.reset(token)
+
+        return sample
+
+    @staticmethod
+    def ends(spec: BaseModelSpec, tokenizer: Tokenizer) -> frozenset[int]:
+        """The tokens that end a chat answer: the model's EOS ids and ChatML's end of turn."""
+        end = tokenizer.token_to_id("<|im_end|>")
+        return frozenset({*spec.eos_ids, *([] if end is None else [end])})
+
     # -- endpoints --------------------------------------------------------------------------
 
     async def completions(self, request: Request, principal: str) -> Response:
@@ -274,7 +303,8 @@ class _Oai:
         body: ChatBody = decode_body(await self.read(request), ChatBody)
         sampler_id, spec = await self.sampler(principal, body.model)
         tokenizer = await self.tokenizer(spec)
-        prompt = chat_prompt(body.messages, tokenizer)
+        tools, reading = chat_tools(body)
+        prompt = chat_prompt(body.messages, tokenizer, tools, reading.prefill)
         k = None
         if body.logprobs:
             k = _logprobs_k(body.top_logprobs or 0)
@@ -285,11 +315,10 @@ class _Oai:
         )
         cuts = stops(body.stop)
         params = _params(body, limit, cuts)
-        end = tokenizer.token_to_id("<|im_end|>")
-        ends = frozenset({*spec.eos_ids, *([] if end is None else [end])})
+        ends = self.ends(spec, tokenizer)
         if body.stream and k is None:
             plan = (sampler_id, [prompt], params, tokenizer, cuts, ends)
-            return self._streamed(body, "chat.completion", "chatcmpl", *plan)
+            return self._streamed(body, "chat.completion", "chatcmpl", *plan, reading=reading)
         [answer] = await self._all(sampler_id, [prompt], params, body.n, k)
         choices: list[dict[str, Any]] = []
         used = Usage()
@@ -297,11 +326,12 @@ class _Oai:
         for j, seq in enumerate(answer.sequences):
             cut = trimmed(seq, tokenizer, cuts, ends)
             used.completion += len(cut.tokens)
+            read = reading.read(cut.text, cut.finish_reason)
             choices.append(
                 {
                     "index": j,
-                    "message": {"role": "assistant", "content": cut.text},
-                    "finish_reason": cut.finish_reason,
+                    "message": read.message(),
+                    "finish_reason": read.finish_reason,
                     "logprobs": None
                     if k is None
                     else {"content": chat_logprobs(cut, seq, tokenizer, k)},
@@ -320,6 +350,7 @@ class _Oai:
         tokenizer: Tokenizer,
         cuts: list[str],
         ends: frozenset[int],
+        reading: CallReading | None = None,
     ) -> Response:
         """The answer as server-sent events, each choice's text sent as it is sampled (see
         :mod:`._oai_stream`; a stream with logprobs is sent whole by :func:`_reply`)."""
@@ -331,32 +362,23 @@ class _Oai:
             "model": body.model,
         }
 
-        # the answer is written after the route returned, outside its caller's context
-        principal = CALLER.get()
-
-        async def sample(p: int, progress: Progress) -> SampleResponse:
-            token = CALLER.set(principal)
-            try:
-                return await self.sample(sampler_id, inputs[p], params, body.n, 0, progress)
-            finally:
-                CALLER.reset(token)
-
         reply = StreamedReply(
             head=head,
             chat=chat,
-            sample=sample,
+            sample=self.sampling(sampler_id, inputs, params, body.n),
             lengths=[i.length for i in inputs],
             n=body.n,
             tokenizer=tokenizer,
             stops=cuts,
             ends=ends,
             usage=bool((body.stream_options or {}).get("include_usage")),
+            reading=reading,
         )
         path = OAI_PREFIX + ("/chat/completions" if chat else "/completions")
         return EventStream(
             reply.produce,
-            lambda exc: _error(_refusal(exc, path)),
-            lambda exc: _refusal(exc, path).body(),
+            lambda exc: _error(refusal(exc, path)),
+            lambda exc: refusal(exc, path).body(),
         )
 
     def names(self) -> list[str]:
@@ -482,7 +504,7 @@ def _error(exc: OaiError) -> Response:
     return _json(exc.body(), exc.status)
 
 
-def _refusal(exc: Exception, path: str) -> OaiError:
+def refusal(exc: Exception, path: str) -> OaiError:
     """What the caller is told of ``exc``: an OpenAI error with its status."""
     if isinstance(exc, OaiError):
         return exc
@@ -493,11 +515,15 @@ def _refusal(exc: Exception, path: str) -> OaiError:
 
 
 def oai_routes(engine: LocalEngine, auth: Authenticator) -> list[Route]:
-    """The routes of the OpenAI-compatible API, for the local server's app."""
+    """The routes of the OpenAI-compatible API, for the local server's app, and those of the
+    Anthropic-compatible API (:mod:`._anthropic`), which share its sessions."""
+    from tinker_actors.local._anthropic import anthropic_routes
+
     oai = _Oai(engine, auth)
     return [
         oai.route("/completions", oai.completions),
         oai.route("/chat/completions", oai.chat),
         oai.route("/models", oai.models, method="GET"),
         oai.route("/models/{name:path}", oai.model, method="GET"),
+        *anthropic_routes(oai),
     ]

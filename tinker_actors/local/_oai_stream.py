@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from starlette.types import Receive, Scope, Send
     from tokenizers import Tokenizer
 
+    from tinker_actors.local._oai_chat import CallReading
     from tinker_actors.types import SampleResponse
 
     #: one event's JSON object -> sent
@@ -69,14 +70,27 @@ class Progress:
 
 
 class ChoiceText:
-    """One choice's shown text as its tokens arrive (see the module docstring)."""
+    """One choice's shown text as its tokens arrive (see the module docstring).
 
-    def __init__(self, text: TokenizerText, stops: list[str], ends: frozenset[int]) -> None:
+    ``markers`` end what is shown as a stop string does, but not the choice: what follows
+    them (a tool call, reasoning) is read from the whole answer, and until one is ruled out
+    trailing whitespace is held back too (the answer's text loses the whitespace before a
+    call). ``start`` is text the answer begins with that was not sampled (a forced call)."""
+
+    def __init__(
+        self,
+        text: TokenizerText,
+        stops: list[str],
+        ends: frozenset[int],
+        markers: list[str] | None = None,
+        start: str = "",
+    ) -> None:
         self._push = text.stream()
-        self._stops = [s for s in stops if s]
+        self._stops = [s for s in [*stops, *(markers or [])] if s]
         self._hold = max((len(s) for s in self._stops), default=1) - 1
+        self._space = bool(markers)
         self._ends = ends
-        self.text = ""  # decoded so far
+        self.text = start  # decoded so far
         self.sent = ""  # what was shown: always a prefix of the final text
         self.done = False
         self._searched = 0  # the text before this holds no stop string
@@ -99,6 +113,8 @@ class ChoiceText:
             shown, self.done = shown[: min(found)], True
         elif self._hold and not self.done:
             shown = shown[: max(len(self.sent), len(shown) - self._hold)]
+        if self._space:
+            shown = shown[: max(len(self.sent), len(shown.rstrip()))]
         delta = shown[len(self.sent) :]
         self.sent = shown
         return delta
@@ -158,18 +174,23 @@ class EventStream(Response):
     """Server-sent events, each written as it is made (see the module docstring).
 
     ``produce(emit)`` makes the events; ``refusal(exc)`` is the response for a failure before
-    the first event, and ``failed(exc)`` the event for one after it."""
+    the first event, and ``failed(exc)`` the event for one after it. OpenAI's events are
+    ``data:`` lines ended by ``data: [DONE]``; ``named`` events (Anthropic's) also carry
+    their ``type`` as the ``event:`` line, and nothing follows the last."""
 
     def __init__(
         self,
         produce: Callable[[Emit], Awaitable[None]],
         refusal: Callable[[Exception], Response],
         failed: Callable[[Exception], dict[str, Any]],
+        *,
+        named: bool = False,
     ) -> None:
         super().__init__(media_type="text/event-stream")
         self._produce = produce
         self._refusal = refusal
         self._failed = failed
+        self._named = named
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = gone = False
@@ -186,7 +207,10 @@ class EventStream(Response):
             await send({"type": "http.response.body", "body": body, "more_body": more})
 
         async def emit(event: dict[str, Any]) -> None:
-            await write(b"data: " + msgspec.json.encode(event) + b"\n\n")
+            data = b"data: " + msgspec.json.encode(event) + b"\n\n"
+            if self._named:
+                data = b"event: " + str(event["type"]).encode() + b"\n" + data
+            await write(data)
 
         async def watch(scope: trio.CancelScope) -> None:
             nonlocal gone
@@ -210,7 +234,7 @@ class EventStream(Response):
                 await self._refusal(failure)(scope, receive, send)
                 return
             await emit(self._failed(failure))
-        await write(b"data: [DONE]\n\n", more=False)
+        await write(b"" if self._named else b"data: [DONE]\n\n", more=False)
 
 
 @dataclass(frozen=True)
@@ -229,31 +253,46 @@ class StreamedReply:
     stops: list[str]
     ends: frozenset[int]
     usage: bool
+    reading: CallReading | None = None  # chat: how its answers are read
 
-    def _part(self, index: int, text: str, finish: str | None, first: bool) -> dict[str, Any]:
+    def _part(
+        self,
+        index: int,
+        text: str,
+        finish: str | None,
+        first: bool,
+        extra: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
         if not self.chat:
             return {"index": index, "text": text, "logprobs": None, "finish_reason": finish}
         delta: dict[str, Any] = {"content": text} if text or first else {}
         if first:
             delta = {"role": "assistant", **delta}
+        delta.update(extra or {})
         return {"index": index, "delta": delta, "logprobs": None, "finish_reason": finish}
 
     async def produce(self, emit: Emit) -> None:
-        """Every choice's text as it grows, then each one's rest and finish reason, then the
-        usage when asked for (a chunk without choices, as OpenAI sends it)."""
+        """Every choice's text as it grows, then each one's rest (its reasoning and calls, for
+        a chat) and finish reason, then the usage when asked for (a chunk without choices, as
+        OpenAI sends it)."""
         opened: set[int] = set()
 
-        async def chunk(index: int, text: str, finish: str | None = None) -> None:
+        async def chunk(
+            index: int, text: str, finish: str | None = None, extra: dict[str, Any] | None = None
+        ) -> None:
             first = index not in opened
             opened.add(index)
-            await emit({**self.head, "choices": [self._part(index, text, finish, first)]})
+            part = self._part(index, text, finish, first, extra)
+            await emit({**self.head, "choices": [part]})
 
         text = TokenizerText(self.tokenizer)
+        reading = self.reading
+        markers, start = (reading.markers, reading.prefill) if reading else ([], "")
         answers, choices = await stream_choices(
             self.sample,
             len(self.lengths),
             self.n,
-            lambda: ChoiceText(text, self.stops, self.ends),
+            lambda: ChoiceText(text, self.stops, self.ends, markers, start),
             chunk,
         )
         used = Usage()
@@ -263,6 +302,19 @@ class StreamedReply:
                 cut = trimmed(seq, self.tokenizer, self.stops, self.ends)
                 used.completion += len(cut.tokens)
                 index = p * self.n + j
-                await chunk(index, choices[index].rest(cut.text), cut.finish_reason)
+                if reading is None:
+                    await chunk(index, choices[index].rest(cut.text), cut.finish_reason)
+                    continue
+                read = reading.read(cut.text, cut.finish_reason)
+                rest = choices[index].rest(read.content or "")
+                extra: dict[str, Any] = {}
+                if read.reasoning is not None:
+                    extra["reasoning_content"] = read.reasoning
+                if read.tool_calls:
+                    if rest:  # the text first, as it was written
+                        await chunk(index, rest)
+                        rest = ""
+                    extra["tool_calls"] = [{"index": i, **c} for i, c in enumerate(read.tool_calls)]
+                await chunk(index, rest, read.finish_reason, extra)
         if self.usage:
             await emit({**self.head, "choices": [], "usage": used.json()})

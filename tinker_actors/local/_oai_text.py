@@ -5,26 +5,19 @@ prompt or chat messages in, text out. What it needs beyond sampling lives here:
 
 * the request bodies (:class:`CompletionBody`, :class:`ChatBody`), read leniently as OpenAI
   clients send them: fields this server does not use are ignored, but a field that would
-  change the answer and is not supported (a penalty, ``logit_bias``, ``best_of``, tools) is
+  change the answer and is not supported (a penalty, ``logit_bias``, ``best_of``) is
   refused with a 400 that names it;
-* chat messages rendered in ChatML (``<|im_start|>role\\ncontent<|im_end|>\\n``, then
-  ``<|im_start|>assistant\\n``), which every local tokenizer has as special tokens;
+* chat messages, tools and tool calls are read by :mod:`._oai_chat`;
 * a completion's text cut where OpenAI cuts it: before the first stop string, at the end of
   turn, and its ``finish_reason``.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import msgspec
-
-from tinker_actors.local._backend import BackendInputError
-from tinker_actors.local._images import grid_for, image_size
-from tinker_actors.types import EncodedTextChunk, ImageChunk, ModelInput
 
 if TYPE_CHECKING:
     from tokenizers import Tokenizer
@@ -38,7 +31,6 @@ __all__ = [
     "Trimmed",
     "Usage",
     "chat_logprobs",
-    "chat_prompt",
     "completion_logprobs",
     "decode_body",
     "echoed",
@@ -102,6 +94,8 @@ class ChatBody(_Common, kw_only=True):
     logprobs: bool = False
     top_logprobs: int | None = None
     tools: list[Any] | None = None
+    tool_choice: str | dict[str, Any] | None = None
+    parallel_tool_calls: bool = True
     response_format: dict[str, Any] | None = None
 
 
@@ -111,7 +105,6 @@ _REFUSED = {
     "logit_bias": "logit_bias",
     "best_of": "best_of",
     "suffix": "suffix",
-    "tools": "tools",
 }
 
 
@@ -152,86 +145,6 @@ def decode_body(raw: bytes, kind: type[CompletionBody] | type[ChatBody]) -> Any:
     return body
 
 
-def _parts(content: Any, index: int) -> list[str | ImageChunk]:
-    """A message's content as text and pictures, in order."""
-    if isinstance(content, str):
-        return [content]
-    if content is None:
-        return []
-    if not isinstance(content, list):
-        raise OaiError(400, f"messages[{index}].content must be a string or a list of parts")
-    out: list[str | ImageChunk] = []
-    for part in content:
-        kind = part.get("type") if isinstance(part, dict) else type(part).__name__
-        if kind == "text":
-            out.append(str(part.get("text", "")))
-        elif kind == "image_url":
-            out.append(_picture(part.get("image_url"), index))
-        else:
-            raise OaiError(
-                400,
-                f"messages[{index}]: the local server's chat endpoint reads text and image_url "
-                f"parts, not {kind!r}",
-                param="messages",
-            )
-    return out
-
-
-def _picture(image_url: Any, index: int) -> ImageChunk:
-    """An ``image_url`` part (a ``data:`` URL of a PNG or JPEG) as an ImageChunk with its
-    token count (the local models' rule, :mod:`._images`)."""
-    url = image_url.get("url") if isinstance(image_url, dict) else image_url
-    head, _, data = str(url).partition(",")
-    formats: dict[str, Literal["png", "jpeg"]] = {
-        "data:image/png;base64": "png",
-        "data:image/jpeg;base64": "jpeg",
-    }
-    fmt = formats.get(head.replace("image/jpg", "image/jpeg"))
-    if fmt is None:
-        raise OaiError(
-            400,
-            f"messages[{index}]: an image_url must be a data: URL of a base64 PNG or JPEG "
-            "(data:image/png;base64,...); the local server does not fetch URLs",
-            param="messages",
-        )
-    try:
-        raw = base64.b64decode(data, validate=True)
-        rows, cols = grid_for(*image_size(raw, fmt))
-    except (binascii.Error, BackendInputError) as exc:
-        raise OaiError(400, f"messages[{index}]: {exc}", param="messages") from None
-    return ImageChunk(data=raw, format=fmt, expected_tokens=rows * cols)
-
-
-def chat_prompt(messages: list[dict[str, Any]], tokenizer: Tokenizer) -> ModelInput:
-    """``messages`` in ChatML, ending with the assistant's open turn (pictures in place).
-
-    Raises:
-        OaiError: no messages, a message without a role, or content that cannot be read.
-    """
-    if not messages:
-        raise OaiError(400, "messages must hold at least one message", param="messages")
-    start, end = tokenizer.token_to_id("<|im_start|>"), tokenizer.token_to_id("<|im_end|>")
-    if start is None or end is None:
-        raise OaiError(500, "this model's tokenizer has no <|im_start|> / <|im_end|> tokens")
-    chunks: list[EncodedTextChunk | ImageChunk] = []
-    ids: list[int] = []
-    for index, message in enumerate(messages):
-        role = message.get("role")
-        if not isinstance(role, str) or not role:
-            raise OaiError(400, f"messages[{index}] needs a role", param="messages")
-        role = "system" if role == "developer" else role
-        ids += [start, *_encode(tokenizer, f"{role}\n")]
-        for part in _parts(message.get("content"), index):
-            if isinstance(part, str):
-                ids += _encode(tokenizer, part)
-            else:
-                chunks += [EncodedTextChunk(tokens=ids), part]
-                ids = []
-        ids += [end, *_encode(tokenizer, "\n")]
-    ids += [start, *_encode(tokenizer, "assistant\n")]
-    return ModelInput(chunks=[*chunks, EncodedTextChunk(tokens=ids)])
-
-
 def _encode(tokenizer: Tokenizer, text: str) -> list[int]:
     return list(tokenizer.encode(text, add_special_tokens=False).ids)
 
@@ -243,12 +156,14 @@ def encode_prompt(tokenizer: Tokenizer, prompt: str | list[int]) -> list[int]:
 
 @dataclass(frozen=True)
 class Trimmed:
-    """One choice: the tokens and text OpenAI returns, and why it ended."""
+    """One choice: the tokens and text OpenAI returns, why it ended, and the stop string that
+    ended it (``None``: none did)."""
 
     tokens: list[int]
     logprobs: list[float]
     text: str
     finish_reason: str
+    stop: str | None = None
 
 
 def trim(
@@ -267,9 +182,11 @@ def trim(
             tokens, logprobs, stopped = tokens[:at], logprobs[:at], True
             break
     text = str(tokenizer.decode(tokens, skip_special_tokens=True))
-    found = [i for i in (text.find(s) for s in stops if s) if i >= 0]
+    found = sorted((at, s) for s in stops if s and (at := text.find(s)) >= 0)
+    matched = None
     if found:
-        text = text[: min(found)]
+        at, matched = found[0]
+        text = text[:at]
         stopped = True
         # the tokens that make up what is shown (a stop string may end inside a token)
         keep = len(tokens)
@@ -278,7 +195,7 @@ def trim(
         ) >= len(text):
             keep -= 1
         tokens, logprobs = tokens[:keep], logprobs[:keep]
-    return Trimmed(tokens, logprobs, text, "stop" if stopped else "length")
+    return Trimmed(tokens, logprobs, text, "stop" if stopped else "length", matched)
 
 
 def trimmed(
@@ -436,7 +353,9 @@ def event_stream(reply: dict[str, Any], kind: str, usage: bool) -> bytes:
     events = []
     for choice in reply["choices"]:
         if kind == "chat.completion.chunk":
-            delta = {"role": "assistant", "content": choice["message"]["content"]}
+            delta = dict(choice["message"])
+            if "tool_calls" in delta:
+                delta["tool_calls"] = [{"index": i, **c} for i, c in enumerate(delta["tool_calls"])]
             part = {
                 "index": choice["index"],
                 "delta": delta,

@@ -155,6 +155,14 @@ class LocalServerThread:
         return self.url + OAI_PREFIX
 
     @property
+    def anthropic_base_url(self) -> str:
+        """The base URL of the server's Anthropic-compatible API, for
+        ``anthropic.Anthropic(base_url=)`` with :attr:`api_key` (see docs/local-server.md)."""
+        from tinker_actors.local._anthropic_text import ANTHROPIC_PREFIX
+
+        return self.url + ANTHROPIC_PREFIX
+
+    @property
     def server(self) -> LocalServer:
         """The running :class:`~tinker_actors.local.LocalServer` (use from its thread only)."""
         if self._server is None or not self.running:

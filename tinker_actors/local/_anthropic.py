@@ -1,0 +1,253 @@
+"""The Anthropic-compatible endpoints: ``/anthropic/api/v1/messages``, ``/messages/count_tokens``,
+``/models``.
+
+The service answers Anthropic clients (the ``anthropic`` SDK, Claude Code through
+``ANTHROPIC_BASE_URL``) at ``<base>/anthropic/api`` with the Tinker API key (``x-api-key`` or a
+bearer token); ``model`` is a base model, a ``tinker://`` sampler checkpoint, or
+``<base model>;<checkpoint>``. This serves the same routes on the local server, over the same
+per-caller sampling sessions as the OpenAI-compatible routes (:mod:`._oai`): each request is an
+ordinary sample, batched, limited, billed and audited like the others. What is read from a
+request and how the answer is shaped is :mod:`._anthropic_text`.
+
+``stream: true`` is answered with Anthropic's named events: ``message_start``, the text block
+as it is sampled (``content_block_start``, ``content_block_delta`` with ``text_delta`` s,
+``content_block_stop``), then once the sample is done the rest of it and the blocks after it
+whole (reasoning and tool calls are read from the whole answer: the text shown as it is sampled
+stops where a ``<think>`` or ``<tool_call>`` begins), ``message_delta`` with the stop reason and
+usage, and ``message_stop``. As on the OpenAI routes the response head waits for the first
+event, so a request refused before anything was sampled gets its error and status; a failure
+after it is an ``error`` event, which the SDK raises.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+from starlette.responses import Response
+
+from tinker_actors.local._anthropic_text import (
+    ANTHROPIC_PREFIX,
+    Conversation,
+    anthropic_error,
+    blocks,
+    conversation,
+    decode_messages,
+    error_event,
+    message_id,
+    model_entry,
+    sampling_params,
+    stop_reason,
+    usage,
+)
+from tinker_actors.local._oai import refusal
+from tinker_actors.local._oai_stream import ChoiceText, EventStream, stream_choices
+from tinker_actors.local._oai_text import OaiError, trimmed
+from tinker_actors.local._tokenizer import TokenizerText
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
+    from starlette.requests import Request
+    from starlette.routing import Route
+    from tokenizers import Tokenizer
+
+    from tinker_actors.local._oai import _Oai
+    from tinker_actors.local._oai_stream import Emit, Progress
+    from tinker_actors.types import SampleResponse
+
+__all__ = ["ANTHROPIC_PREFIX", "anthropic_routes"]
+
+
+class _Anthropic:
+    def __init__(self, oai: _Oai) -> None:
+        self.oai = oai
+
+    async def messages(self, request: Request, principal: str) -> Response:
+        body = decode_messages(await self.oai.read(request), answer=True)
+        chat = conversation(body)
+        sampler_id, spec = await self.oai.sampler(principal, body.model)
+        tokenizer = await self.oai.tokenizer(spec)
+        prompt = chat.render(tokenizer)
+        params = sampling_params(body)
+        cuts = [s for s in body.stop_sequences or [] if s]
+        ends = self.oai.ends(spec, tokenizer)
+        head = {"id": message_id(), "type": "message", "role": "assistant", "model": body.model}
+        if body.stream:
+            reply = StreamedMessage(
+                head=head,
+                chat=chat,
+                sample=self.oai.sampling(sampler_id, [prompt], params, 1),
+                length=prompt.length,
+                tokenizer=tokenizer,
+                stops=cuts,
+                ends=ends,
+            )
+            path = ANTHROPIC_PREFIX + "/v1/messages"
+            return EventStream(
+                reply.produce,
+                lambda exc: anthropic_error(refusal(exc, path)),
+                lambda exc: error_event(refusal(exc, path)),
+                named=True,
+            )
+        answer = await self.oai.sample(sampler_id, prompt, params, 1, 0)
+        [seq] = answer.sequences
+        cut = trimmed(seq, tokenizer, cuts, ends)
+        read = chat.read(cut.text)
+        reason, sequence = stop_reason(read, cut)
+        message = {
+            **head,
+            "content": blocks(read),
+            "stop_reason": reason,
+            "stop_sequence": sequence,
+            "usage": usage(prompt.length, answer.prompt_cache_hit_tokens, len(cut.tokens)),
+        }
+        return _json(message)
+
+    async def count_tokens(self, request: Request, principal: str) -> Response:
+        body = decode_messages(await self.oai.read(request), answer=False)
+        chat = conversation(body)
+        _, spec = await self.oai.sampler(principal, body.model)
+        tokenizer = await self.oai.tokenizer(spec)
+        return _json({"input_tokens": chat.render(tokenizer).length})
+
+    async def models(self, request: Request, principal: str) -> Response:
+        del request, principal
+        names = self.oai.names()
+        listed = {
+            "data": [model_entry(n) for n in names],
+            "has_more": False,
+            "first_id": names[0] if names else None,
+            "last_id": names[-1] if names else None,
+        }
+        return _json(listed)
+
+    async def model(self, request: Request, principal: str) -> Response:
+        del principal
+        name = request.path_params["name"]
+        if name not in self.oai.names():
+            raise OaiError(404, f"model: no model {name!r}; GET /v1/models lists them")
+        return _json(model_entry(name))
+
+
+@dataclass(frozen=True)
+class StreamedMessage:
+    """A message streamed as it is sampled (see the module docstring). ``head``: the
+    message's ``id``, ``type``, ``role`` and ``model``; ``length``: the prompt's tokens."""
+
+    head: dict[str, Any]
+    chat: Conversation
+    sample: Callable[[int, Progress], Awaitable[SampleResponse]]
+    length: int
+    tokenizer: Tokenizer
+    stops: list[str]
+    ends: frozenset[int]
+
+    async def produce(self, emit: Emit) -> None:
+        started = live = False
+
+        async def start() -> None:
+            nonlocal started
+            if not started:
+                started = True
+                message = {
+                    **self.head,
+                    "content": [],
+                    "stop_reason": None,
+                    "stop_sequence": None,
+                    "usage": usage(self.length, 0, 0),
+                }
+                await emit({"type": "message_start", "message": message})
+
+        async def shown(index: int, text: str) -> None:
+            nonlocal live
+            del index
+            await start()
+            if not live:
+                live = True
+                opened = {"type": "text", "text": ""}
+                await emit({"type": "content_block_start", "index": 0, "content_block": opened})
+            await _delta(emit, 0, {"type": "text_delta", "text": text})
+
+        text = TokenizerText(self.tokenizer)
+        chat = self.chat
+        [answer], [choice] = await stream_choices(
+            self.sample,
+            1,
+            1,
+            lambda: ChoiceText(text, self.stops, self.ends, chat.markers, chat.forced),
+            shown,
+        )
+        [seq] = answer.sequences
+        cut = trimmed(seq, self.tokenizer, self.stops, self.ends)
+        read = chat.read(cut.text)
+        content = blocks(read)
+        await start()
+        index = 0
+        if live:  # the text block shown as it was sampled: its rest
+            if content and content[0]["type"] == "text":
+                rest = choice.rest(content.pop(0)["text"])
+                if rest:
+                    await _delta(emit, 0, {"type": "text_delta", "text": rest})
+            await emit({"type": "content_block_stop", "index": 0})
+            index = 1
+        for block in content:
+            await _block(emit, index, block)
+            index += 1
+        reason, sequence = stop_reason(read, cut)
+        await emit(
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": reason, "stop_sequence": sequence},
+                "usage": usage(self.length, answer.prompt_cache_hit_tokens, len(cut.tokens)),
+            }
+        )
+        await emit({"type": "message_stop"})
+
+
+async def _delta(emit: Emit, index: int, delta: dict[str, Any]) -> None:
+    await emit({"type": "content_block_delta", "index": index, "delta": delta})
+
+
+async def _block(emit: Emit, index: int, block: dict[str, Any]) -> None:
+    """One whole block as its start, deltas and stop."""
+    kind = block["type"]
+    if kind == "text":
+        empty: dict[str, Any] = {"type": "text", "text": ""}
+        deltas = [{"type": "text_delta", "text": block["text"]}]
+    elif kind == "thinking":
+        empty = {"type": "thinking", "thinking": "", "signature": ""}
+        deltas = [
+            {"type": "thinking_delta", "thinking": block["thinking"]},
+            {"type": "signature_delta", "signature": block["signature"]},
+        ]
+    else:
+        empty = {**block, "input": {}}
+        deltas = [{"type": "input_json_delta", "partial_json": json.dumps(block["input"])}]
+    await emit({"type": "content_block_start", "index": index, "content_block": empty})
+    for delta in deltas:
+        await _delta(emit, index, delta)
+    await emit({"type": "content_block_stop", "index": index})
+
+
+def _json(obj: object, status: int = 200) -> Response:
+    return Response(msgspec.json.encode(obj), status_code=status, media_type="application/json")
+
+
+def anthropic_routes(oai: _Oai) -> list[Route]:
+    """The routes of the Anthropic-compatible API, served over ``oai``'s sessions."""
+    api = _Anthropic(oai)
+
+    def route(
+        path: str, handler: Callable[[Request, str], Awaitable[Response]], method: str = "POST"
+    ) -> Route:
+        return oai.route(path, handler, method, prefix=ANTHROPIC_PREFIX, error=anthropic_error)
+
+    return [
+        route("/v1/messages", api.messages),
+        route("/v1/messages/count_tokens", api.count_tokens),
+        route("/v1/models", api.models, "GET"),
+        route("/v1/models/{name:path}", api.model, "GET"),
+    ]
