@@ -23,7 +23,7 @@ from tinker_actors.local._anthropic_text import Conversation, blocks
 from tinker_actors.local._catalogue import lookup_model
 from tinker_actors.local._chat import Turn, forced_call
 from tinker_actors.local._oai_chat import CallReading
-from tinker_actors.local._oai_stream import ChoiceText
+from tinker_actors.local._oai_stream import ChatText, ChoiceText
 from tinker_actors.local._oai_text import trim
 from tinker_actors.local._tokenizer import TokenizerText, ensure_model_tokenizer_dir, load_tokenizer
 
@@ -41,6 +41,9 @@ PIECES = [
     "<think>",
     "</think>",
     "<tool_",
+    "<think>\n",
+    "\n</think>\n\n",
+    "hmm, sunny? ",
 ]
 
 
@@ -50,16 +53,34 @@ def tokenizer(tmp_path_factory: pytest.TempPathFactory) -> Any:
     return load_tokenizer(ensure_model_tokenizer_dir(folder, lookup_model("local/tiny")))
 
 
-def streamed(tokenizer: Any, text: str, cuts: list[int], markers: list[str], start: str) -> Any:
+def streamed(
+    tokenizer: Any, text: str, cuts: list[int], markers: list[str], start: str, stops: list[str]
+) -> tuple[dict[str, str], ChatText, str]:
+    """What a stream shows of ``text`` sampled in steps of ``cuts`` tokens, the stream's
+    state, and the whole answer's text (as the backend returns it: up to a stop string)."""
     tokens = tokenizer.encode(text, add_special_tokens=False).ids
-    choice = ChoiceText(TokenizerText(tokenizer), [], frozenset({END}), markers, start)
-    shown, at = "", 0
+    push, decoded = TokenizerText(tokenizer).stream(), ""
+    for i, token in enumerate(tokens):
+        decoded += push(token)
+        if any(s in decoded for s in stops):
+            tokens = tokens[: i + 1]
+            break
+    chat = ChatText(TokenizerText(tokenizer), stops, frozenset({END}), markers, start)
+    shown = {"thinking": "", "text": ""}
+    at = 0
     for size in [*cuts, len(tokens)]:
-        shown += choice.add(tokens[at : at + size])
+        for kind, piece in chat.add(tokens[at : at + size]):
+            shown[kind] += piece
         at += size
-        assert shown == choice.sent
-    final = trim(tokens, [0.0] * len(tokens), True, tokenizer, [], frozenset({END})).text
-    return shown, choice, final
+    final = trim(tokens, [0.0] * len(tokens), True, tokenizer, stops, frozenset({END})).text
+    return shown, chat, final
+
+
+def joined(shown: str, part: ChoiceText | None, final: str) -> str:
+    return shown + (part.rest(final) if part is not None else final)
+
+
+_stops = st.sampled_from([[], ["zz"], ["weigh"], ["sunny"]])
 
 
 @settings(max_examples=300, deadline=None)
@@ -68,19 +89,27 @@ def streamed(tokenizer: Any, text: str, cuts: list[int], markers: list[str], sta
     cuts=st.lists(st.integers(1, 5), max_size=20),
     tools=st.booleans(),
     forced=st.booleans(),
+    stops=_stops,
 )
-def test_what_an_openai_stream_shows_is_the_start_of_the_content(
-    tokenizer: Any, pieces: list[str], cuts: list[int], tools: bool, forced: bool
+def test_what_an_openai_stream_shows_is_the_start_of_the_reasoning_and_content(
+    tokenizer: Any,
+    pieces: list[str],
+    cuts: list[int],
+    tools: bool,
+    forced: bool,
+    stops: list[str],
 ) -> None:
     prefill = forced_call("get_weather") if tools and forced else ""
     reading = CallReading(prefill, tools)
-    shown, choice, final = streamed(tokenizer, "".join(pieces), cuts, reading.markers, prefill)
+    shown, chat, final = streamed(tokenizer, "".join(pieces), cuts, reading.markers, prefill, stops)
     answer = reading.read(final, "stop")
-    content = answer.content or ""
-    assert content.startswith(shown)
-    assert shown + choice.rest(content) == content
+    reasoning, content = answer.reasoning or "", answer.content or ""
+    assert reasoning.startswith(shown["thinking"])
+    assert joined(shown["thinking"], chat.thinking, reasoning) == reasoning
+    assert content.startswith(shown["text"])
+    assert joined(shown["text"], chat.answer, content) == content
     if prefill:
-        assert shown == ""
+        assert shown == {"thinking": "", "text": ""}
 
 
 @settings(max_examples=300, deadline=None)
@@ -88,9 +117,10 @@ def test_what_an_openai_stream_shows_is_the_start_of_the_content(
     pieces=st.lists(st.sampled_from(PIECES), max_size=6),
     cuts=st.lists(st.integers(1, 5), max_size=20),
     tools=st.booleans(),
+    stops=_stops,
 )
-def test_what_an_anthropic_stream_shows_is_the_start_of_its_first_text_block(
-    tokenizer: Any, pieces: list[str], cuts: list[int], tools: bool
+def test_what_an_anthropic_stream_shows_begins_its_thinking_and_first_text_block(
+    tokenizer: Any, pieces: list[str], cuts: list[int], tools: bool, stops: list[str]
 ) -> None:
     chat = Conversation(
         turns=[Turn("user", ["hi"])],
@@ -100,9 +130,19 @@ def test_what_an_anthropic_stream_shows_is_the_start_of_its_first_text_block(
         parallel=True,
         continued=False,
     )
-    shown, choice, final = streamed(tokenizer, "".join(pieces), cuts, chat.markers, "")
+    shown, _, final = streamed(tokenizer, "".join(pieces), cuts, chat.markers, "", stops)
     content = blocks(chat.read(final))
-    if shown:
-        assert content[0]["type"] == "text"
-        assert content[0]["text"].startswith(shown)
-        assert shown + choice.rest(content[0]["text"]) == content[0]["text"]
+    kinds = [k for k in ("thinking", "text") if shown[k]]
+    # the blocks begun live are the answer's first blocks, in order, and begin as shown
+    assert [b["type"] for b in content[: len(kinds)]] == kinds
+    for block, kind in zip(content, kinds, strict=False):
+        assert block[kind].startswith(shown[kind])
+
+
+def test_reasoning_and_text_are_shown_as_they_grow(tokenizer: Any) -> None:
+    text = "<think>\nIt is about weather.\n</think>\n\nLet me check.\n" + CALL
+    shown, _, final = streamed(tokenizer, text, [1] * 60, ["<tool_call>"], "", [])
+    assert shown == {"thinking": "It is about weather.", "text": "Let me check."}
+    answer = CallReading("", True).read(final, "stop")
+    assert (answer.reasoning, answer.content) == ("It is about weather.", "Let me check.")
+    assert [c["function"]["name"] for c in answer.tool_calls] == ["get_weather"]

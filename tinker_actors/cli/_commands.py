@@ -170,6 +170,7 @@ def serve(
 
     from tinker_actors.errors import InvalidInputError
     from tinker_actors.local import ServerLimits, ServerSettings, open_local_server
+    from tinker_actors.local._anthropic_text import ANTHROPIC_PREFIX
     from tinker_actors.local._faults import FaultPlan
     from tinker_actors.local._oai import OAI_PREFIX
 
@@ -219,6 +220,7 @@ def serve(
                 click.echo(f"tinker-actors local server ({backend} backend) at {url}")
                 click.echo(f"  export TINKER_BASE_URL={url} TINKER_API_KEY=tml-local")
                 click.echo(f"  OpenAI-compatible API: {url}{OAI_PREFIX} (the same key)")
+                click.echo(f"  Anthropic-compatible API: {url}{ANTHROPIC_PREFIX} (the same key)")
                 if data_dir is not None:
                     click.echo(f"  data dir: {data_dir}")
                 for alias, target in settings.model_aliases.items():

@@ -9,12 +9,13 @@ per-caller sampling sessions as the OpenAI-compatible routes (:mod:`._oai`): eac
 ordinary sample, batched, limited, billed and audited like the others. What is read from a
 request and how the answer is shaped is :mod:`._anthropic_text`.
 
-``stream: true`` is answered with Anthropic's named events: ``message_start``, the text block
-as it is sampled (``content_block_start``, ``content_block_delta`` with ``text_delta`` s,
-``content_block_stop``), then once the sample is done the rest of it and the blocks after it
-whole (reasoning and tool calls are read from the whole answer: the text shown as it is sampled
-stops where a ``<think>`` or ``<tool_call>`` begins), ``message_delta`` with the stop reason and
-usage, and ``message_stop``. As on the OpenAI routes the response head waits for the first
+``stream: true`` is answered with Anthropic's named events: ``message_start``, the thinking
+block and the first text block as they are sampled (``content_block_start``,
+``content_block_delta`` with ``thinking_delta`` s, then ``text_delta`` s,
+``content_block_stop``; :class:`._oai_stream.ChatText`), then once the sample is done the rest
+of them and the blocks after them whole (calls are read from the whole answer: the text shown
+as it is sampled stops where a ``<tool_call>`` begins), ``message_delta`` with the stop reason
+and usage, and ``message_stop``. As on the OpenAI routes the response head waits for the first
 event, so a request refused before anything was sampled gets its error and status; a failure
 after it is an ``error`` event, which the SDK raises.
 """
@@ -43,7 +44,7 @@ from tinker_actors.local._anthropic_text import (
     usage,
 )
 from tinker_actors.local._oai import refusal
-from tinker_actors.local._oai_stream import ChoiceText, EventStream, stream_choices
+from tinker_actors.local._oai_stream import ChatText, EventStream, stream_choices
 from tinker_actors.local._oai_text import OaiError, trimmed
 from tinker_actors.local._tokenizer import TokenizerText
 
@@ -146,7 +147,8 @@ class StreamedMessage:
     ends: frozenset[int]
 
     async def produce(self, emit: Emit) -> None:
-        started = live = False
+        started = False
+        live: list[str] = []  # the blocks shown as they were sampled: thinking, then text
 
         async def start() -> None:
             nonlocal started
@@ -161,15 +163,22 @@ class StreamedMessage:
                 }
                 await emit({"type": "message_start", "message": message})
 
-        async def shown(index: int, text: str) -> None:
-            nonlocal live
+        async def shown(index: int, pieces: list[tuple[str, str]]) -> None:
             del index
             await start()
-            if not live:
-                live = True
-                opened = {"type": "text", "text": ""}
-                await emit({"type": "content_block_start", "index": 0, "content_block": opened})
-            await _delta(emit, 0, {"type": "text_delta", "text": text})
+            for kind, piece in pieces:
+                if not live or live[-1] != kind:
+                    if live:
+                        await emit({"type": "content_block_stop", "index": len(live) - 1})
+                    live.append(kind)
+                    await emit(
+                        {
+                            "type": "content_block_start",
+                            "index": len(live) - 1,
+                            "content_block": _EMPTY[kind],
+                        }
+                    )
+                await _delta(emit, len(live) - 1, _piece(kind, piece))
 
         text = TokenizerText(self.tokenizer)
         chat = self.chat
@@ -177,7 +186,7 @@ class StreamedMessage:
             self.sample,
             1,
             1,
-            lambda: ChoiceText(text, self.stops, self.ends, chat.markers, chat.forced),
+            lambda: ChatText(text, self.stops, self.ends, chat.markers, chat.forced),
             shown,
         )
         [seq] = answer.sequences
@@ -185,17 +194,20 @@ class StreamedMessage:
         read = chat.read(cut.text)
         content = blocks(read)
         await start()
-        index = 0
-        if live:  # the text block shown as it was sampled: its rest
-            if content and content[0]["type"] == "text":
-                rest = choice.rest(content.pop(0)["text"])
+        taken = 0  # the blocks of the answer that were begun live
+        for index, kind in enumerate(live):
+            if taken < len(content) and content[taken]["type"] == kind:
+                block = content[taken]
+                taken += 1
+                part = choice.thinking if kind == "thinking" else choice.answer
+                rest = part.rest(block[kind]) if part is not None else ""
                 if rest:
-                    await _delta(emit, 0, {"type": "text_delta", "text": rest})
-            await emit({"type": "content_block_stop", "index": 0})
-            index = 1
-        for block in content:
+                    await _delta(emit, index, _piece(kind, rest))
+                if kind == "thinking":
+                    await _delta(emit, index, {"type": "signature_delta", "signature": ""})
+            await emit({"type": "content_block_stop", "index": index})
+        for index, block in enumerate(content[taken:], start=len(live)):
             await _block(emit, index, block)
-            index += 1
         reason, sequence = stop_reason(read, cut)
         await emit(
             {
@@ -207,6 +219,18 @@ class StreamedMessage:
         await emit({"type": "message_stop"})
 
 
+_EMPTY: dict[str, dict[str, Any]] = {
+    "text": {"type": "text", "text": ""},
+    "thinking": {"type": "thinking", "thinking": "", "signature": ""},
+}
+
+
+def _piece(kind: str, text: str) -> dict[str, Any]:
+    if kind == "thinking":
+        return {"type": "thinking_delta", "thinking": text}
+    return {"type": "text_delta", "text": text}
+
+
 async def _delta(emit: Emit, index: int, delta: dict[str, Any]) -> None:
     await emit({"type": "content_block_delta", "index": index, "delta": delta})
 
@@ -214,18 +238,14 @@ async def _delta(emit: Emit, index: int, delta: dict[str, Any]) -> None:
 async def _block(emit: Emit, index: int, block: dict[str, Any]) -> None:
     """One whole block as its start, deltas and stop."""
     kind = block["type"]
-    if kind == "text":
-        empty: dict[str, Any] = {"type": "text", "text": ""}
-        deltas = [{"type": "text_delta", "text": block["text"]}]
-    elif kind == "thinking":
-        empty = {"type": "thinking", "thinking": "", "signature": ""}
-        deltas = [
-            {"type": "thinking_delta", "thinking": block["thinking"]},
-            {"type": "signature_delta", "signature": block["signature"]},
-        ]
-    else:
+    if kind == "tool_use":
         empty = {**block, "input": {}}
         deltas = [{"type": "input_json_delta", "partial_json": json.dumps(block["input"])}]
+    else:
+        empty = _EMPTY[kind]
+        deltas = [_piece(kind, block[kind])]
+        if kind == "thinking":
+            deltas.append({"type": "signature_delta", "signature": block["signature"]})
     await emit({"type": "content_block_start", "index": index, "content_block": empty})
     for delta in deltas:
         await _delta(emit, index, delta)

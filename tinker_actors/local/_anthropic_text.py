@@ -23,7 +23,6 @@ from starlette.responses import Response
 
 from tinker_actors.errors import InvalidInputError
 from tinker_actors.local._chat import (
-    THINK_OPEN,
     TOOL_OPEN,
     Call,
     ChatError,
@@ -177,7 +176,7 @@ class Conversation:
     @property
     def markers(self) -> list[str]:
         """What ends the text a stream shows as it is sampled (see :mod:`._oai_stream`)."""
-        return [THINK_OPEN, *([TOOL_OPEN] if self.reads_calls else [])]
+        return [TOOL_OPEN] if self.reads_calls else []
 
     def render(self, tokenizer: Any) -> Any:
         try:

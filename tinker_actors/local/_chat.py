@@ -15,7 +15,8 @@ API with that renderer so reads the same prompt through either API:
   assistant turn left open for the model to continue.
 
 A completion is read back by :func:`read_reply`: a leading ``<think>...</think>`` is the
-reasoning (Qwen's thinking models open every answer with one, empty when they did not think),
+reasoning (Qwen's thinking models open every answer with one, empty when they did not think;
+one never closed, cut by ``max_tokens``, is all reasoning),
 and every well-formed ``<tool_call>`` block (a JSON object with a ``name`` and object
 ``arguments``, or Qwen3.5's ``<function=...>`` form) is a :class:`Call`; anything else, a
 malformed or unterminated block included, stays text, so nothing the model wrote is lost.
@@ -266,7 +267,8 @@ def read_reply(text: str, *, tools: bool, prefix: str = "call_") -> Reply:
     """Read a completion's reasoning and, with ``tools``, its calls (see the module
     docstring); calls get ids ``prefix`` + 24 hex digits."""
     reasoning = None
-    if text.lstrip().startswith(THINK_OPEN) and THINK_CLOSE in text:
+    if text.lstrip().startswith(THINK_OPEN):
+        # unclosed (cut by max_tokens or a stop string): all of it is reasoning
         inner, _, text = text.lstrip()[len(THINK_OPEN) :].partition(THINK_CLOSE)
         reasoning, text = inner.strip("\n") or None, text.lstrip("\n")
     if not tools:

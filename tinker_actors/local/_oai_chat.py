@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from tinker_actors.local._chat import (
-    THINK_OPEN,
     TOOL_OPEN,
     Call,
     ChatError,
@@ -226,7 +225,7 @@ class CallReading:
     @property
     def markers(self) -> list[str]:
         """What ends the text a stream shows as it is sampled: the rest is read whole."""
-        return [THINK_OPEN, *([TOOL_OPEN] if self.tools else [])]
+        return [TOOL_OPEN] if self.tools else []
 
     def read(self, text: str, finish: str) -> Answer:
         reply = read_reply(self.prefill + text, tools=self.tools, prefix="call_")

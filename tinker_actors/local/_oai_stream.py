@@ -3,7 +3,8 @@
 The torch backend reports every decoding step's new tokens (``SampleJob.progress``, called in
 its worker thread); :class:`Progress` hands them to trio without blocking the decoding (a
 ``run_sync_soon`` each), and :func:`stream_choices` turns them into each choice's text as it
-grows (:class:`ChoiceText`), written as server-sent events by :class:`EventStream`.
+grows (:class:`ChoiceText`; a chat answer's reasoning, then its text, :class:`ChatText`),
+written as server-sent events by :class:`EventStream` (the Anthropic-compatible route's too).
 
 What is sent of a choice is always a prefix of its final text, which :func:`._oai_text.trim`
 computes from the finished sample as for an answer that is not streamed: the text is decoded
@@ -24,12 +25,13 @@ from __future__ import annotations
 import contextlib
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import msgspec
 import trio
 from starlette.responses import Response
 
+from tinker_actors.local._chat import THINK_CLOSE, THINK_OPEN
 from tinker_actors.local._oai_text import Usage, trimmed
 from tinker_actors.local._tokenizer import TokenizerText
 
@@ -39,13 +41,20 @@ if TYPE_CHECKING:
     from starlette.types import Receive, Scope, Send
     from tokenizers import Tokenizer
 
-    from tinker_actors.local._oai_chat import CallReading
+    from tinker_actors.local._oai_chat import Answer, CallReading
     from tinker_actors.types import SampleResponse
 
     #: one event's JSON object -> sent
     Emit = Callable[[dict[str, Any]], Awaitable[None]]
 
-__all__ = ["ChoiceText", "EventStream", "Progress", "StreamedReply", "stream_choices"]
+__all__ = [
+    "ChatText",
+    "ChoiceText",
+    "EventStream",
+    "Progress",
+    "StreamedReply",
+    "stream_choices",
+]
 
 
 class Progress:
@@ -73,19 +82,20 @@ class ChoiceText:
     """One choice's shown text as its tokens arrive (see the module docstring).
 
     ``markers`` end what is shown as a stop string does, but not the choice: what follows
-    them (a tool call, reasoning) is read from the whole answer, and until one is ruled out
+    them (a tool call, the end of the reasoning) is read otherwise, and until one is ruled out
     trailing whitespace is held back too (the answer's text loses the whitespace before a
-    call). ``start`` is text the answer begins with that was not sampled (a forced call)."""
+    call). ``start`` is text the answer begins with that was not sampled (a forced call).
+    ``text`` is the tokenizer :meth:`add` decodes with; :meth:`feed` takes decoded text."""
 
     def __init__(
         self,
-        text: TokenizerText,
+        text: TokenizerText | None,
         stops: list[str],
         ends: frozenset[int],
         markers: list[str] | None = None,
         start: str = "",
     ) -> None:
-        self._push = text.stream()
+        self._push = text.stream() if text is not None else None
         self._stops = [s for s in [*stops, *(markers or [])] if s]
         self._hold = max((len(s) for s in self._stops), default=1) - 1
         self._space = bool(markers)
@@ -93,24 +103,37 @@ class ChoiceText:
         self.text = start  # decoded so far
         self.sent = ""  # what was shown: always a prefix of the final text
         self.done = False
+        self.cut: int | None = None  # where the first stop string or marker begins
         self._searched = 0  # the text before this holds no stop string
 
     def add(self, tokens: list[int]) -> str:
         """Take the next tokens; return the text that can be shown now ("" for none)."""
         if self.done:
             return ""
+        assert self._push is not None, "a ChoiceText made without a tokenizer is fed text"
+        decoded, ended = "", False
         for token in tokens:
             if token in self._ends:
-                self.done = True
+                ended = True
                 break
-            self.text += self._push(token)
+            decoded += self._push(token)
+        return self.feed(decoded, ended)
+
+    def feed(self, text: str, ended: bool = False) -> str:
+        """Take the next decoded text (``ended``: the choice ends after it); return the text
+        that can be shown now."""
+        if self.done:
+            return ""
+        self.done = ended
+        self.text += text
         shown = self.text
         # a stop string not in the text searched before ends in what was added since
         start = max(0, self._searched - self._hold)
         found = [i for i in (shown.find(s, start) for s in self._stops) if i >= 0]
         self._searched = len(shown)
         if found:
-            shown, self.done = shown[: min(found)], True
+            self.cut = min(found)
+            shown, self.done = shown[: self.cut], True
         elif self._hold and not self.done:
             shown = shown[: max(len(self.sent), len(shown) - self._hold)]
         if self._space:
@@ -124,17 +147,99 @@ class ChoiceText:
         return final[len(self.sent) :] if final.startswith(self.sent) else ""
 
 
+class ChatText:
+    """A chat answer's reasoning and text as its tokens arrive.
+
+    An answer that opens with ``<think>`` (after whitespace) shows its reasoning as it grows,
+    up to ``</think>``, then its text, each a :class:`ChoiceText`: what is shown of each is
+    always a prefix of what :func:`._chat.read_reply` reads from the whole answer (leading
+    and trailing newlines of the reasoning, and the newlines after it, wait until more
+    follows). :meth:`add` returns the pieces to show, ``("thinking" | "text", piece)``."""
+
+    def __init__(
+        self,
+        text: TokenizerText,
+        stops: list[str],
+        ends: frozenset[int],
+        markers: list[str] | None = None,
+        start: str = "",
+    ) -> None:
+        self._push = text.stream()
+        self._stops = stops
+        self._ends = ends
+        self._markers = markers
+        self._head = start  # what came before it is known whether the answer reasons
+        self.thinking: ChoiceText | None = None
+        self.answer: ChoiceText | None = None
+        self._skip = False  # newlines that open the part being fed are not shown
+        self.done = False
+
+    def add(self, tokens: list[int]) -> list[tuple[str, str]]:
+        if self.done:
+            return []
+        decoded, ended = "", False
+        for token in tokens:
+            if token in self._ends:
+                ended = True
+                break
+            decoded += self._push(token)
+        self.done = ended
+        return self._route(decoded, ended)
+
+    def _route(self, text: str, ended: bool) -> list[tuple[str, str]]:
+        out: list[tuple[str, str]] = []
+        if self.thinking is None and self.answer is None:
+            self._head += text
+            head = self._head.lstrip()
+            if not ended and (not head or THINK_OPEN.startswith(head)):
+                return out  # it may still open with <think>
+            if head.startswith(THINK_OPEN):
+                self.thinking = ChoiceText(None, self._stops, frozenset(), [THINK_CLOSE])
+                text, self._skip = head[len(THINK_OPEN) :], True
+            else:
+                self._start_answer(skip=False)
+                text = self._head
+        if self.answer is None:
+            assert self.thinking is not None
+            shown = self.thinking.feed(self._skipped(text), ended)
+            if shown:
+                out.append(("thinking", shown))
+            cut = self.thinking.cut
+            if cut is None or not self.thinking.text.startswith(THINK_CLOSE, cut):
+                return out  # still reasoning, or cut inside it by a stop string
+            text = self.thinking.text[cut + len(THINK_CLOSE) :]
+            self._start_answer(skip=True)
+        assert self.answer is not None
+        shown = self.answer.feed(self._skipped(text), ended)
+        if shown:
+            out.append(("text", shown))
+        return out
+
+    def _start_answer(self, *, skip: bool) -> None:
+        self.answer = ChoiceText(None, self._stops, frozenset(), self._markers)
+        self._skip = skip
+
+    def _skipped(self, text: str) -> str:
+        if self._skip:
+            text = text.lstrip("\n")
+            self._skip = not text
+        return text
+
+
+_Choice = TypeVar("_Choice", ChoiceText, ChatText)
+
+
 async def stream_choices(
     sample: Callable[[int, Progress], Awaitable[SampleResponse]],
     prompts: int,
     n: int,
-    choice: Callable[[], ChoiceText],
-    shown: Callable[[int, str], Awaitable[None]],
-) -> tuple[list[SampleResponse], list[ChoiceText]]:
+    choice: Callable[[], _Choice],
+    shown: Callable[[int, Any], Awaitable[None]],
+) -> tuple[list[SampleResponse], list[_Choice]]:
     """Sample ``prompts`` prompts at once (``sample(p, progress)``), ``n`` choices each, and
-    ``shown(index, text)`` each choice's text as it grows (choice ``j`` of prompt ``p`` is
-    index ``p * n + j``). Returns the answers and every choice's state, in index order; the
-    first failure of a sample stops the others and is raised."""
+    ``shown(index, delta)`` what each choice's ``add`` gives to show as it grows (choice ``j``
+    of prompt ``p`` is index ``p * n + j``). Returns the answers and every choice's state, in
+    index order; the first failure of a sample stops the others and is raised."""
     token = trio.lowlevel.current_trio_token()
     send, receive = trio.open_memory_channel[tuple[int, list[list[int]] | None]](math.inf)
     choices = [choice() for _ in range(prompts * n)]
@@ -272,8 +377,8 @@ class StreamedReply:
         return {"index": index, "delta": delta, "logprobs": None, "finish_reason": finish}
 
     async def produce(self, emit: Emit) -> None:
-        """Every choice's text as it grows, then each one's rest (its reasoning and calls, for
-        a chat) and finish reason, then the usage when asked for (a chunk without choices, as
+        """Every choice's text (and a chat's reasoning) as it grows, then each one's rest,
+        calls and finish reason, then the usage when asked for (a chunk without choices, as
         OpenAI sends it)."""
         opened: set[int] = set()
 
@@ -285,36 +390,67 @@ class StreamedReply:
             part = self._part(index, text, finish, first, extra)
             await emit({**self.head, "choices": [part]})
 
+        async def pieces(index: int, shown: list[tuple[str, str]]) -> None:
+            for kind, piece in shown:
+                if kind == "text":
+                    await chunk(index, piece)
+                else:
+                    await chunk(index, "", None, {"reasoning_content": piece})
+
         text = TokenizerText(self.tokenizer)
-        reading = self.reading
-        markers, start = (reading.markers, reading.prefill) if reading else ([], "")
-        answers, choices = await stream_choices(
-            self.sample,
-            len(self.lengths),
-            self.n,
-            lambda: ChoiceText(text, self.stops, self.ends, markers, start),
-            chunk,
-        )
         used = Usage()
-        for p, answer in enumerate(answers):
-            used.add_prompt(self.lengths[p], answer)
-            for j, seq in enumerate(answer.sequences):
-                cut = trimmed(seq, self.tokenizer, self.stops, self.ends)
-                used.completion += len(cut.tokens)
-                index = p * self.n + j
-                if reading is None:
-                    await chunk(index, choices[index].rest(cut.text), cut.finish_reason)
-                    continue
-                read = reading.read(cut.text, cut.finish_reason)
-                rest = choices[index].rest(read.content or "")
-                extra: dict[str, Any] = {}
-                if read.reasoning is not None:
-                    extra["reasoning_content"] = read.reasoning
-                if read.tool_calls:
-                    if rest:  # the text first, as it was written
-                        await chunk(index, rest)
-                        rest = ""
-                    extra["tool_calls"] = [{"index": i, **c} for i, c in enumerate(read.tool_calls)]
-                await chunk(index, rest, read.finish_reason, extra)
+        reading = self.reading
+        if reading is None:  # completions: the text alone
+            answers, plain = await stream_choices(
+                self.sample,
+                len(self.lengths),
+                self.n,
+                lambda: ChoiceText(text, self.stops, self.ends),
+                chunk,
+            )
+            for p, answer in enumerate(answers):
+                used.add_prompt(self.lengths[p], answer)
+                for j, seq in enumerate(answer.sequences):
+                    cut = trimmed(seq, self.tokenizer, self.stops, self.ends)
+                    used.completion += len(cut.tokens)
+                    index = p * self.n + j
+                    await chunk(index, plain[index].rest(cut.text), cut.finish_reason)
+        else:
+            answers, chats = await stream_choices(
+                self.sample,
+                len(self.lengths),
+                self.n,
+                lambda: ChatText(text, self.stops, self.ends, reading.markers, reading.prefill),
+                pieces,
+            )
+            for p, answer in enumerate(answers):
+                used.add_prompt(self.lengths[p], answer)
+                for j, seq in enumerate(answer.sequences):
+                    cut = trimmed(seq, self.tokenizer, self.stops, self.ends)
+                    used.completion += len(cut.tokens)
+                    index = p * self.n + j
+                    read = reading.read(cut.text, cut.finish_reason)
+                    await self._finish(chunk, index, chats[index], read)
         if self.usage:
             await emit({**self.head, "choices": [], "usage": used.json()})
+
+    async def _finish(
+        self,
+        chunk: Callable[..., Awaitable[None]],
+        index: int,
+        chat: ChatText,
+        read: Answer,
+    ) -> None:
+        """A chat choice's last chunks: the rest of its reasoning and text, then its calls
+        and finish reason."""
+        thought = chat.thinking.rest(read.reasoning or "") if chat.thinking else read.reasoning
+        if thought:
+            await chunk(index, "", None, {"reasoning_content": thought})
+        rest = chat.answer.rest(read.content or "") if chat.answer else read.content or ""
+        extra: dict[str, Any] = {}
+        if read.tool_calls:
+            if rest:  # the text first, as it was written
+                await chunk(index, rest)
+                rest = ""
+            extra["tool_calls"] = [{"index": i, **c} for i, c in enumerate(read.tool_calls)]
+        await chunk(index, rest, read.finish_reason, extra)
