@@ -398,39 +398,36 @@ class StreamedReply:
                     await chunk(index, "", None, {"reasoning_content": piece})
 
         text = TokenizerText(self.tokenizer)
-        used = Usage()
         reading = self.reading
+        count = len(self.lengths)
+        states: list[ChoiceText] | list[ChatText]
         if reading is None:  # completions: the text alone
-            answers, plain = await stream_choices(
-                self.sample,
-                len(self.lengths),
-                self.n,
-                lambda: ChoiceText(text, self.stops, self.ends),
-                chunk,
-            )
-            for p, answer in enumerate(answers):
-                used.add_prompt(self.lengths[p], answer)
-                for j, seq in enumerate(answer.sequences):
-                    cut = trimmed(seq, self.tokenizer, self.stops, self.ends)
-                    used.completion += len(cut.tokens)
-                    index = p * self.n + j
-                    await chunk(index, plain[index].rest(cut.text), cut.finish_reason)
+
+            def plain() -> ChoiceText:
+                return ChoiceText(text, self.stops, self.ends)
+
+            answers, states = await stream_choices(self.sample, count, self.n, plain, chunk)
         else:
-            answers, chats = await stream_choices(
-                self.sample,
-                len(self.lengths),
-                self.n,
-                lambda: ChatText(text, self.stops, self.ends, reading.markers, reading.prefill),
-                pieces,
-            )
-            for p, answer in enumerate(answers):
-                used.add_prompt(self.lengths[p], answer)
-                for j, seq in enumerate(answer.sequences):
-                    cut = trimmed(seq, self.tokenizer, self.stops, self.ends)
-                    used.completion += len(cut.tokens)
-                    index = p * self.n + j
+            markers, start = reading.markers, reading.prefill
+
+            def chat() -> ChatText:
+                return ChatText(text, self.stops, self.ends, markers, start)
+
+            answers, states = await stream_choices(self.sample, count, self.n, chat, pieces)
+        used = Usage()
+        for p, answer in enumerate(answers):
+            used.add_prompt(self.lengths[p], answer)
+            for j, seq in enumerate(answer.sequences):
+                cut = trimmed(seq, self.tokenizer, self.stops, self.ends)
+                used.completion += len(cut.tokens)
+                index = p * self.n + j
+                state = states[index]
+                if isinstance(state, ChatText):
+                    assert reading is not None
                     read = reading.read(cut.text, cut.finish_reason)
-                    await self._finish(chunk, index, chats[index], read)
+                    await self._finish(chunk, index, state, read)
+                else:
+                    await chunk(index, state.rest(cut.text), cut.finish_reason)
         if self.usage:
             await emit({**self.head, "choices": [], "usage": used.json()})
 
