@@ -72,7 +72,7 @@ class _Anthropic:
         sampler_id, spec = await self.oai.sampler(principal, body.model)
         tokenizer = await self.oai.tokenizer(spec)
         prompt = chat.render(tokenizer)
-        params = sampling_params(body)
+        params = sampling_params(body, prompt.length, spec.context_length)
         cuts = [s for s in body.stop_sequences or [] if s]
         ends = self.oai.ends(spec, tokenizer)
         head = {"id": message_id(), "type": "message", "role": "assistant", "model": body.model}

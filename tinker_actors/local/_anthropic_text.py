@@ -148,10 +148,24 @@ def decode_messages(raw: bytes, *, answer: bool) -> MessagesBody:
     return body
 
 
-def sampling_params(body: MessagesBody) -> SamplingParams:
+def sampling_params(body: MessagesBody, prompt: int, context: int) -> SamplingParams:
+    """The request's sampling settings; ``max_tokens`` at most what the model's ``context``
+    leaves after the ``prompt`` (agents ask for more than a small model holds: the answer then
+    ends with ``stop_reason`` ``max_tokens`` where the context does).
+
+    Raises:
+        OaiError: 400 when the prompt leaves no room, or a setting is out of range.
+    """
+    room = context - prompt
+    if room < 1:
+        raise OaiError(
+            400,
+            f"messages: the prompt ({prompt} tokens) leaves no room in the model's context "
+            f"({context} tokens); send a shorter conversation",
+        )
     try:
         return SamplingParams(
-            max_tokens=body.max_tokens,
+            max_tokens=min(body.max_tokens or 1, room),
             temperature=float(body.temperature),
             top_p=1.0 if body.top_p is None else float(body.top_p),
             top_k=-1 if body.top_k is None else body.top_k,
