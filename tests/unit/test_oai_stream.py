@@ -287,6 +287,39 @@ async def test_a_failure_after_the_first_event_is_an_error_event() -> None:
     assert events[2] == b"data: [DONE]"
 
 
+async def test_named_events_carry_their_type_and_end_without_done() -> None:
+    # Anthropic's streams: "event: <type>" before each data line, and nothing after the last
+    from tinker_actors.local._anthropic_text import anthropic_error, error_event
+
+    wire = Wire()
+
+    async def produce(emit: Any) -> None:
+        await emit({"type": "message_start", "n": 1})
+        raise OaiError(500, "the sample failed")
+
+    await EventStream(produce, anthropic_error, error_event, named=True)(
+        {"type": "http"}, wire.receive, wire.send
+    )
+    assert wire.body == (
+        b'event: message_start\ndata: {"type":"message_start","n":1}\n\n'
+        b'event: error\ndata: {"type":"error","error":{"type":"api_error",'
+        b'"message":"the sample failed"}}\n\n'
+    )
+    refused = Wire()
+
+    async def refuse(emit: Any) -> None:
+        raise OaiError(404, "no such checkpoint")
+
+    await EventStream(refuse, anthropic_error, error_event, named=True)(
+        {"type": "http"}, refused.receive, refused.send
+    )
+    assert refused.status == 404
+    assert msgspec.json.decode(refused.body) == {
+        "type": "error",
+        "error": {"type": "not_found_error", "message": "no such checkpoint"},
+    }
+
+
 async def test_a_client_that_leaves_cancels_the_work_and_gets_nothing_more() -> None:
     wire = Wire()
     cancelled = trio.Event()
