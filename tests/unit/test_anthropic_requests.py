@@ -113,6 +113,11 @@ def test_an_assistant_message_last_is_continued_and_choices_force_calls() -> Non
         ({"messages": [{"role": "assistant", "content": [{"type": "tool_result"}]}]}, "not 'tool_result'"),
         ({"messages": [{"role": "user", "content": [{"type": "tool_use", "name": "f"}]}]}, "not 'tool_use'"),
         ({"system": [{"type": "image"}]}, r"system\[0\]"),
+        (  # not ASCII: base64 cannot hold it (a 500 once, found by the fuzz)
+            {"messages": [{"role": "user", "content": [{"type": "image", "source": {
+                "type": "base64", "media_type": "image/png", "data": "¡no!"}}]}]},
+            "not a base64 PNG",
+        ),
         ({"tools": [{"type": "bash_20250124", "name": "bash"}]}, "client tools"),
         ({"tools": [{"name": "f"}]}, "input_schema"),
         ({"tools": [TOOL], "tool_choice": {"type": "tool", "name": "nope"}}, "tool_choice"),

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -130,3 +131,25 @@ def test_calls_rendered_in_a_turn_read_back_to_the_same_calls_and_text(
     if TOOL_OPEN not in after and TOOL_CLOSE not in after and after.strip():
         assert reply.blocks[-1] == after.lstrip()
     assert reply.blocks[: len(expected)] == expected
+
+
+@pytest.mark.parametrize(
+    ("message", "needle"),
+    [
+        ({"role": "assistant", "tool_calls": 1.5}, "must be a list"),  # a 500 once (the fuzz)
+        ({"role": "assistant", "tool_calls": [{"function": {"arguments": "{}"}}]}, "name"),
+        ({"role": "assistant", "tool_calls": [{"function": {"name": "f", "arguments": "[]"}}]},
+         "JSON object"),
+        ({"role": "user", "content": [{"type": "image_url", "image_url": {"url": "data:image/png;base64,¡"}}]},
+         "not a base64 PNG"),
+    ],
+)  # fmt: skip
+def test_openai_messages_that_cannot_be_read_are_refused_naming_them(
+    message: dict[str, Any], needle: str
+) -> None:
+    from tinker_actors.local._oai_chat import chat_turns
+    from tinker_actors.local._oai_text import OaiError
+
+    with pytest.raises(OaiError, match=needle) as caught:
+        chat_turns([message])
+    assert (caught.value.status, caught.value.param) == (400, "messages")

@@ -25,7 +25,6 @@ malformed or unterminated block included, stays text, so nothing the model wrote
 from __future__ import annotations
 
 import base64
-import binascii
 import json
 import re
 import uuid
@@ -133,8 +132,8 @@ def picture(media_type: str, data: str) -> ImageChunk:
     try:
         raw = base64.b64decode(data, validate=True)
         rows, cols = grid_for(*image_size(raw, fmt))
-    except (binascii.Error, BackendInputError) as exc:
-        raise ChatError(str(exc)) from None
+    except (ValueError, BackendInputError) as exc:  # binascii.Error, or text not ASCII
+        raise ChatError(f"the picture's data is not a base64 PNG or JPEG: {exc}") from None
     return ImageChunk(data=raw, format=fmt, expected_tokens=rows * cols)
 
 

@@ -93,8 +93,11 @@ def chat_turns(messages: list[dict[str, Any]]) -> list[Turn]:
             raise OaiError(400, f"messages[{index}] needs a role", param="messages")
         role = "system" if role == "developer" else role
         turn = Turn(role, _parts(message.get("content"), index))
+        calls = message.get("tool_calls") or []
+        if role == "assistant" and not isinstance(calls, list):
+            raise OaiError(400, f"messages[{index}].tool_calls must be a list", param="messages")
         if role == "assistant":
-            turn.calls = [_call(c, index) for c in message.get("tool_calls") or []]
+            turn.calls = [_call(c, index) for c in calls]
         turns.append(turn)
     return turns
 
@@ -163,7 +166,8 @@ def chat_tools(body: ChatBody) -> tuple[list[Tool], CallReading]:
     if choice == "required" and tools:
         forced = forced_call(names[0] if len(names) == 1 else None)
         return tools, CallReading(forced, True, parallel)
-    named = choice.get("function", {}).get("name") if isinstance(choice, dict) else None
+    function = choice.get("function") if isinstance(choice, dict) else None
+    named = function.get("name") if isinstance(function, dict) else None
     if isinstance(named, str) and named in names:
         return tools, CallReading(forced_call(named), True, parallel)
     raise OaiError(
