@@ -128,7 +128,21 @@ OPENAI = {
     ],
 }
 
+COMPLETION = {
+    "model": "local/tiny",
+    "prompt": ["a b c", [11, 12, 13]],
+    "max_tokens": 3,
+    "n": 2,
+    "seed": 1,
+    "logprobs": 2,
+    "echo": True,
+    "stop": ["END"],
+    "stream": False,
+    "stream_options": {"include_usage": True},
+}
+
 ROUTES = {
+    "completions": ("/oai/api/v1/completions", COMPLETION),
     "messages": ("/anthropic/api/v1/messages", ANTHROPIC),
     "count_tokens": ("/anthropic/api/v1/messages/count_tokens", ANTHROPIC),
     "chat": ("/oai/api/v1/chat/completions", OPENAI),
@@ -188,7 +202,7 @@ def _shaped(route: str, answer: httpx.Response) -> None:
     if answer.status_code >= 400:
         error = answer.json()["error"]
         assert isinstance(error["message"], str), answer.text[:300]
-        if route != "chat":
+        if route in ("messages", "count_tokens"):
             assert answer.json()["type"] == "error"
     elif answer.headers["content-type"].startswith("text/event-stream"):
         assert b"api_error" not in answer.content, answer.text[:500]
