@@ -230,3 +230,24 @@ def test_no_conversation_makes_a_compatible_route_fail(
         run()
         assert client.post(path, json=template).status_code == 200
     assert tracebacks(caplog.records) == []
+
+
+def test_a_max_tokens_past_the_context_answers_up_to_it(server: LocalServerThread) -> None:
+    # agents configured for large models ask for 32,000 tokens whatever the model holds; both
+    # chat routes answer up to the end of local/tiny's 8,192-token context instead of a 400
+    headers = {"x-api-key": server.api_key, "authorization": f"Bearer {server.api_key}"}
+    ask = [{"role": "user", "content": "hi"}]
+    with httpx.Client(base_url=server.url, headers=headers, timeout=60) as client:
+        chat = client.post(
+            "/oai/api/v1/chat/completions",
+            json={"model": "local/tiny", "messages": ask, "max_tokens": 32000},
+        ).json()
+        message = client.post(
+            "/anthropic/api/v1/messages",
+            json={"model": "local/tiny", "messages": ask, "max_tokens": 32000},
+        ).json()
+    assert chat["choices"][0]["finish_reason"] in ("length", "stop")
+    assert chat["usage"]["prompt_tokens"] + chat["usage"]["completion_tokens"] <= 8192
+    assert message["stop_reason"] in ("max_tokens", "end_turn")
+    used = message["usage"]
+    assert used["input_tokens"] + used["output_tokens"] <= 8192

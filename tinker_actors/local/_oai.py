@@ -313,6 +313,10 @@ class _Oai:
             if body.max_completion_tokens is not None
             else body.max_tokens
         )
+        if limit is not None and limit > 0:
+            # agents ask for more than a small model holds: answer up to the end of the
+            # context (finish_reason length there), as an unset limit does
+            limit = min(limit, max(1, spec.context_length - prompt.length))
         cuts = stops(body.stop)
         params = _params(body, limit, cuts)
         ends = self.ends(spec, tokenizer)
