@@ -99,8 +99,9 @@ WEATHER = {
 
 
 @pytest.mark.parametrize("name", ["qwen3", "qwen3_instruct"])
+@pytest.mark.parametrize("said", ["Checking.", "", "Let me look.\n"])
 def test_the_compatible_apis_render_a_tool_conversation_as_the_renderer_does(
-    tokenizer: Any, directory: Path, name: str
+    tokenizer: Any, directory: Path, name: str, said: str
 ) -> None:
     # what the server's OpenAI- and Anthropic-compatible routes make of one conversation with
     # a tool, a call and its result must be the prompt a model trained through the Tinker API
@@ -116,7 +117,7 @@ def test_the_compatible_apis_render_a_tool_conversation_as_the_renderer_does(
         [
             *renderer.create_conversation_prefix_with_tools([WEATHER], "Be brief."),
             {"role": "user", "content": "Weather in Paris?"},
-            {"role": "assistant", "content": "Checking.", "tool_calls": [call]},
+            {"role": "assistant", "content": said, "tool_calls": [call]},
             {"role": "tool", "content": "sunny", "tool_call_id": "call_1"},
         ]
     ).to_ints()
@@ -128,7 +129,7 @@ def test_the_compatible_apis_render_a_tool_conversation_as_the_renderer_does(
             {"role": "user", "content": "Weather in Paris?"},
             {
                 "role": "assistant",
-                "content": "Checking.",
+                "content": said,
                 "tool_calls": [
                     {
                         "id": "call_1",
@@ -160,7 +161,7 @@ def test_the_compatible_apis_render_a_tool_conversation_as_the_renderer_does(
             {
                 "role": "assistant",
                 "content": [
-                    {"type": "text", "text": "Checking."},
+                    {"type": "text", "text": said},
                     {
                         "type": "tool_use",
                         "id": "t1",

@@ -38,7 +38,9 @@ from tinker_actors.local._oai_text import OaiError, Trimmed
 from tinker_actors.types import SamplingParams
 
 if TYPE_CHECKING:
-    from tinker_actors.types import ImageChunk
+    from tokenizers import Tokenizer
+
+    from tinker_actors.types import ImageChunk, ModelInput
 
 __all__ = [
     "ANTHROPIC_PREFIX",
@@ -192,7 +194,8 @@ class Conversation:
         """What ends the text a stream shows as it is sampled (see :mod:`._oai_stream`)."""
         return [TOOL_OPEN] if self.reads_calls else []
 
-    def render(self, tokenizer: Any) -> Any:
+    def render(self, tokenizer: Tokenizer) -> ModelInput:
+        """The conversation as the model reads it (:func:`._chat.render`)."""
         try:
             return render(
                 self.turns, tokenizer, self.tools, prefill=self.forced, continue_last=True

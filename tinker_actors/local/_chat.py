@@ -200,15 +200,16 @@ def render(
             raise ChatError(f"message {index} has role {turn.role!r}; roles are {ROLES}")
         last = open_last and index == len(turns) - 1
         out.ids += [start, *out.encode(f"{'user' if turn.role == 'tool' else turn.role}\n")]
+        # a turn's text is encoded whole, as the renderer encodes a message's content
+        parts: list[str | ImageChunk] = list(turn.parts)
         if turn.role == "tool":
-            out.add([_RESPONSE_OPEN, *turn.parts, _RESPONSE_CLOSE])
-        else:
-            if last and turn.thinking is not None:
-                out.add([f"{THINK_OPEN}{turn.thinking}{THINK_CLOSE}"])
-            out.add(turn.parts)
+            parts = [_RESPONSE_OPEN, *parts, _RESPONSE_CLOSE]
+        elif last and turn.thinking is not None:
+            parts.insert(0, f"{THINK_OPEN}{turn.thinking}{THINK_CLOSE}")
         if turn.calls:
             has_text = any(p for p in turn.parts if not isinstance(p, str) or p)
-            out.add([("\n" if has_text else "") + "\n".join(c.rendered() for c in turn.calls)])
+            parts.append(("\n" if has_text else "") + "\n".join(c.rendered() for c in turn.calls))
+        out.add(parts)
         if not last:
             out.ids += [end, *out.encode("\n")]
     if not open_last:
@@ -229,7 +230,6 @@ class _Ids:
         return list(self.tokenizer.encode(text, add_special_tokens=False).ids) if text else []
 
     def add(self, parts: Sequence[str | ImageChunk]) -> None:
-        # consecutive texts are encoded together, as the renderer encodes a message's text
         text = ""
         for part in parts:
             if isinstance(part, str):
@@ -247,7 +247,7 @@ class _Ids:
 
 @dataclass(frozen=True)
 class Reply:
-    """A completion read back: its reasoning (``None``: none, or not asked for), then its
+    """A completion read back: its reasoning (``None``: none, or empty), then its
     text and calls in the order written (texts next to a call lose the whitespace that
     separates them from it; texts of whitespace alone are dropped)."""
 
