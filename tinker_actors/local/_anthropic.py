@@ -5,8 +5,8 @@ The service answers Anthropic clients (the ``anthropic`` SDK, Claude Code throug
 ``ANTHROPIC_BASE_URL``) at ``<base>/anthropic/api`` with the Tinker API key (``x-api-key`` or a
 bearer token); ``model`` is a base model, a ``tinker://`` sampler checkpoint, or
 ``<base model>;<checkpoint>``. This serves the same routes on the local server, over the same
-per-caller sampling sessions as the OpenAI-compatible routes (:mod:`._oai`): each request is an
-ordinary sample, batched, limited, billed and audited like the others. What is read from a
+per-caller sampling sessions as the OpenAI-compatible routes (:mod:`._compatible`): each
+request is an ordinary sample, batched, limited, billed and audited like the others. What is read from a
 request and how the answer is shaped is :mod:`._anthropic_text`.
 
 ``stream: true`` is answered with Anthropic's named events: ``message_start``, the thinking
@@ -26,9 +26,6 @@ import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import msgspec
-from starlette.responses import Response
-
 from tinker_actors.local._anthropic_text import (
     ANTHROPIC_PREFIX,
     Conversation,
@@ -43,7 +40,7 @@ from tinker_actors.local._anthropic_text import (
     stop_reason,
     usage,
 )
-from tinker_actors.local._oai import refusal
+from tinker_actors.local._compatible import Compatible, json_response, refusal
 from tinker_actors.local._oai_stream import ChatText, EventStream, stream_choices
 from tinker_actors.local._oai_text import OaiError, trimmed
 from tinker_actors.local._tokenizer import TokenizerText
@@ -52,10 +49,10 @@ if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
     from starlette.requests import Request
+    from starlette.responses import Response
     from starlette.routing import Route
     from tokenizers import Tokenizer
 
-    from tinker_actors.local._oai import _Oai
     from tinker_actors.local._oai_stream import Emit, Progress
     from tinker_actors.types import SampleResponse
 
@@ -63,7 +60,7 @@ __all__ = ["ANTHROPIC_PREFIX", "anthropic_routes"]
 
 
 class _Anthropic:
-    def __init__(self, oai: _Oai) -> None:
+    def __init__(self, oai: Compatible) -> None:
         self.oai = oai
 
     async def messages(self, request: Request, principal: str) -> Response:
@@ -105,14 +102,14 @@ class _Anthropic:
             "stop_sequence": sequence,
             "usage": usage(prompt.length, answer.prompt_cache_hit_tokens, len(cut.tokens)),
         }
-        return _json(message)
+        return json_response(message)
 
     async def count_tokens(self, request: Request, principal: str) -> Response:
         body = decode_messages(await self.oai.read(request), answer=False)
         chat = conversation(body)
         _, spec = await self.oai.sampler(principal, body.model)
         tokenizer = await self.oai.tokenizer(spec)
-        return _json({"input_tokens": chat.render(tokenizer).length})
+        return json_response({"input_tokens": chat.render(tokenizer).length})
 
     async def models(self, request: Request, principal: str) -> Response:
         del request, principal
@@ -123,14 +120,14 @@ class _Anthropic:
             "first_id": names[0] if names else None,
             "last_id": names[-1] if names else None,
         }
-        return _json(listed)
+        return json_response(listed)
 
     async def model(self, request: Request, principal: str) -> Response:
         del principal
         name = request.path_params["name"]
         if name not in self.oai.names():
             raise OaiError(404, f"model: no model {name!r}; GET /v1/models lists them")
-        return _json(model_entry(name))
+        return json_response(model_entry(name))
 
 
 @dataclass(frozen=True)
@@ -252,11 +249,7 @@ async def _block(emit: Emit, index: int, block: dict[str, Any]) -> None:
     await emit({"type": "content_block_stop", "index": index})
 
 
-def _json(obj: object, status: int = 200) -> Response:
-    return Response(msgspec.json.encode(obj), status_code=status, media_type="application/json")
-
-
-def anthropic_routes(oai: _Oai) -> list[Route]:
+def anthropic_routes(oai: Compatible) -> list[Route]:
     """The routes of the Anthropic-compatible API, served over ``oai``'s sessions."""
     api = _Anthropic(oai)
 
