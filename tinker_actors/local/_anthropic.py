@@ -252,15 +252,13 @@ async def _block(emit: Emit, index: int, block: dict[str, Any]) -> None:
 def anthropic_routes(oai: Compatible) -> list[Route]:
     """The routes of the Anthropic-compatible API, served over ``oai``'s sessions."""
     api = _Anthropic(oai)
-
-    def route(
-        path: str, handler: Callable[[Request, str], Awaitable[Response]], method: str = "POST"
-    ) -> Route:
-        return oai.route(path, handler, method, prefix=ANTHROPIC_PREFIX, error=anthropic_error)
-
-    return [
-        route("/v1/messages", api.messages),
-        route("/v1/messages/count_tokens", api.count_tokens),
-        route("/v1/models", api.models, "GET"),
-        route("/v1/models/{name:path}", api.model, "GET"),
-    ]
+    return oai.routes(
+        ANTHROPIC_PREFIX,
+        anthropic_error,
+        [
+            ("/v1/messages", api.messages, "POST"),
+            ("/v1/messages/count_tokens", api.count_tokens, "POST"),
+            ("/v1/models", api.models, "GET"),
+            ("/v1/models/{name:path}", api.model, "GET"),
+        ],
+    )

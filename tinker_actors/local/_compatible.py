@@ -36,7 +36,7 @@ from tinker_actors.types import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
+    from collections.abc import Awaitable, Callable, Sequence
 
     from starlette.requests import Request
     from tokenizers import Tokenizer
@@ -70,6 +70,15 @@ class Compatible:
         self.callers: dict[str, _Caller] = {}
         self.tokenizers: dict[str, Tokenizer] = {}
         self.lock = trio.Lock()  # sessions and samplers are made one at a time
+
+    def routes(
+        self,
+        prefix: str,
+        error: Callable[[OaiError], Response],
+        table: Sequence[tuple[str, Callable[[Request, str], Awaitable[Response]], str]],
+    ) -> list[Route]:
+        """One :meth:`route` per ``(path, handler, method)``, all under ``prefix``."""
+        return [self.route(p, h, m, prefix=prefix, error=error) for p, h, m in table]
 
     def route(
         self,

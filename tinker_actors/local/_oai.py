@@ -42,8 +42,6 @@ from tinker_actors.local._oai_text import (
 from tinker_actors.types import ModelInput, SampleResponse, SamplingParams
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
-
     from starlette.requests import Request
     from starlette.routing import Route
     from tokenizers import Tokenizer
@@ -296,16 +294,10 @@ def oai_routes(engine: LocalEngine, auth: Authenticator) -> list[Route]:
     from tinker_actors.local._anthropic import anthropic_routes
 
     oai = _Oai(engine, auth)
-
-    def route(
-        path: str, handler: Callable[[Request, str], Awaitable[Response]], method: str = "POST"
-    ) -> Route:
-        return oai.route(path, handler, method, prefix=OAI_PREFIX, error=_error)
-
-    return [
-        route("/completions", oai.completions),
-        route("/chat/completions", oai.chat),
-        route("/models", oai.models, method="GET"),
-        route("/models/{name:path}", oai.model, method="GET"),
-        *anthropic_routes(oai),
+    table = [
+        ("/completions", oai.completions, "POST"),
+        ("/chat/completions", oai.chat, "POST"),
+        ("/models", oai.models, "GET"),
+        ("/models/{name:path}", oai.model, "GET"),
     ]
+    return [*oai.routes(OAI_PREFIX, _error, table), *anthropic_routes(oai)]
