@@ -251,3 +251,56 @@ def test_a_max_tokens_past_the_context_answers_up_to_it(server: LocalServerThrea
     assert message["stop_reason"] in ("max_tokens", "end_turn")
     used = message["usage"]
     assert used["input_tokens"] + used["output_tokens"] <= 8192
+
+
+def test_agents_request_shapes_are_read_as_they_are(server: LocalServerThread) -> None:
+    # the fields coding agents send beside a conversation (as Claude Code 2.1 and OpenCode 1.18
+    # sent them, in this test's own words): a query string on the path, system blocks with
+    # cache_control, adaptive thinking, context management, effort, metadata, a 32,000-token
+    # budget, streamed; on the OpenAI route, tools with stream_options
+    headers = {"x-api-key": server.api_key, "anthropic-version": "2023-06-01"}
+    claude = {
+        "model": "local/tiny",
+        "max_tokens": 32000,
+        "stream": True,
+        "metadata": {"user_id": '{"device_id": "d", "session_id": "s"}'},
+        "thinking": {"type": "adaptive"},
+        "context_management": {"edits": [{"type": "clear_thinking_20251015", "keep": "all"}]},
+        "output_config": {"effort": "high"},
+        "system": [
+            {"type": "text", "text": "agent: cli"},
+            {"type": "text", "text": "You help.", "cache_control": {"type": "ephemeral"}},
+        ],
+        "tools": [{**ANTHROPIC["tools"][0], "cache_control": {"type": "ephemeral"}}],
+        "messages": [
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "<system-reminder>today</system-reminder>"},
+                    {"type": "text", "text": "Hi", "cache_control": {"type": "ephemeral"}},
+                ],
+            }
+        ],
+    }
+    with httpx.Client(base_url=server.url, headers=headers, timeout=60) as client:
+        answer = client.post("/anthropic/api/v1/messages?beta=true", json=claude)
+        assert answer.status_code == 200, answer.text[:300]
+        kinds = [line[7:] for line in answer.text.splitlines() if line.startswith("event: ")]
+        assert kinds[0] == "message_start"
+        assert kinds[-2:] == ["message_delta", "message_stop"]
+        counted = client.post("/anthropic/api/v1/messages/count_tokens?beta=true", json=claude)
+        assert counted.json()["input_tokens"] > 50
+        opencode = {
+            **OPENAI,
+            "max_tokens": 32000,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
+        streamed = client.post(
+            "/oai/api/v1/chat/completions",
+            json=opencode,
+            headers={"authorization": f"Bearer {server.api_key}"},
+        )
+        assert streamed.status_code == 200, streamed.text[:300]
+        assert streamed.text.rstrip().endswith("data: [DONE]")
+        assert '"usage"' in streamed.text
