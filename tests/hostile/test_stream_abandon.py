@@ -3,7 +3,8 @@
 Twelve clients stream long completions from the OpenAI-compatible API at once; half close
 their streams after the first piece. Their samples are cancelled (the batch they decode in
 goes on for the others), the streams read to the end join to whole texts, and the server then
-answers as usual, with nothing left in flight.
+answers as usual, with nothing left in flight. An Anthropic-compatible stream left after its
+first event is cancelled the same way.
 """
 
 from __future__ import annotations
@@ -80,3 +81,34 @@ def test_half_the_streams_leave_and_the_rest_finish(server: LocalServerThread) -
         assert whole.status_code == 200, whole.text
         assert whole.json()["choices"][0]["text"] == finished[0]
         assert http.get(f"{server.url}/api/v1/healthz").status_code == 200
+
+
+def test_an_anthropic_stream_left_after_its_first_event_cancels_its_sample(
+    server: LocalServerThread,
+) -> None:
+    # the same goes for the Anthropic-compatible route's named events (Claude Code's ctrl-c)
+    before = server.counters().totals.get("cancelled", 0)
+    body = {
+        "model": "local/tiny",
+        "max_tokens": 4000,
+        "temperature": 0,
+        "stream": True,
+        "messages": [{"role": "user", "content": "Tell a long story."}],
+    }
+    with (
+        httpx.Client(timeout=60) as http,
+        http.stream(
+            "POST",
+            f"{server.anthropic_base_url}/v1/messages",
+            json=body,
+            headers={"x-api-key": server.api_key},
+        ) as answer,
+    ):
+        assert answer.status_code == 200
+        first = next(line for line in answer.iter_lines() if line.startswith("event: "))
+        assert first == "event: message_start"
+    deadline = time.monotonic() + 30
+    while server.counters().totals.get("cancelled", 0) - before < 1:
+        assert time.monotonic() < deadline, "the abandoned stream's sample was not cancelled"
+        time.sleep(0.05)
+    assert httpx.get(f"{server.url}/api/v1/healthz", timeout=30).status_code == 200
