@@ -42,7 +42,7 @@ from tinker_actors.local._anthropic_text import (
 )
 from tinker_actors.local._compatible import Compatible, json_response, refusal
 from tinker_actors.local._oai_stream import ChatText, EventStream, stream_choices
-from tinker_actors.local._oai_text import OaiError, trimmed
+from tinker_actors.local._oai_text import OaiError, stops, trimmed
 from tinker_actors.local._tokenizer import TokenizerText
 
 if TYPE_CHECKING:
@@ -60,24 +60,24 @@ __all__ = ["ANTHROPIC_PREFIX", "anthropic_routes"]
 
 
 class _Anthropic:
-    def __init__(self, oai: Compatible) -> None:
-        self.oai = oai
+    def __init__(self, api: Compatible) -> None:
+        self.api = api
 
     async def messages(self, request: Request, principal: str) -> Response:
-        body = decode_messages(await self.oai.read(request), answer=True)
+        body = decode_messages(await self.api.read(request), answer=True)
         chat = conversation(body)
-        sampler_id, spec = await self.oai.sampler(principal, body.model)
-        tokenizer = await self.oai.tokenizer(spec)
+        sampler_id, spec = await self.api.sampler(principal, body.model)
+        tokenizer = await self.api.tokenizer(spec)
         prompt = chat.render(tokenizer)
         params = sampling_params(body, prompt.length, spec.context_length)
-        cuts = [s for s in body.stop_sequences or [] if s]
-        ends = self.oai.ends(spec, tokenizer)
+        cuts = stops(body.stop_sequences)
+        ends = self.api.ends(spec, tokenizer)
         head = {"id": message_id(), "type": "message", "role": "assistant", "model": body.model}
         if body.stream:
             reply = StreamedMessage(
                 head=head,
                 chat=chat,
-                sample=self.oai.sampling(sampler_id, [prompt], params, 1),
+                sample=self.api.sampling(sampler_id, [prompt], params, 1),
                 length=prompt.length,
                 tokenizer=tokenizer,
                 stops=cuts,
@@ -90,7 +90,7 @@ class _Anthropic:
                 lambda exc: error_event(refusal(exc, path)),
                 named=True,
             )
-        answer = await self.oai.sample(sampler_id, prompt, params, 1, 0)
+        answer = await self.api.sample(sampler_id, prompt, params, 1, 0)
         [seq] = answer.sequences
         cut = trimmed(seq, tokenizer, cuts, ends)
         read = chat.read(cut.text)
@@ -105,15 +105,15 @@ class _Anthropic:
         return json_response(message)
 
     async def count_tokens(self, request: Request, principal: str) -> Response:
-        body = decode_messages(await self.oai.read(request), answer=False)
+        body = decode_messages(await self.api.read(request), answer=False)
         chat = conversation(body)
-        _, spec = await self.oai.sampler(principal, body.model)
-        tokenizer = await self.oai.tokenizer(spec)
+        _, spec = await self.api.sampler(principal, body.model)
+        tokenizer = await self.api.tokenizer(spec)
         return json_response({"input_tokens": chat.render(tokenizer).length})
 
     async def models(self, request: Request, principal: str) -> Response:
         del request, principal
-        names = self.oai.names()
+        names = self.api.names()
         listed = {
             "data": [model_entry(n) for n in names],
             "has_more": False,
@@ -125,7 +125,7 @@ class _Anthropic:
     async def model(self, request: Request, principal: str) -> Response:
         del principal
         name = request.path_params["name"]
-        if name not in self.oai.names():
+        if name not in self.api.names():
             raise OaiError(404, f"model: no model {name!r}; GET /v1/models lists them")
         return json_response(model_entry(name))
 
@@ -249,16 +249,16 @@ async def _block(emit: Emit, index: int, block: dict[str, Any]) -> None:
     await emit({"type": "content_block_stop", "index": index})
 
 
-def anthropic_routes(oai: Compatible) -> list[Route]:
-    """The routes of the Anthropic-compatible API, served over ``oai``'s sessions."""
-    api = _Anthropic(oai)
-    return oai.routes(
+def anthropic_routes(api: Compatible) -> list[Route]:
+    """The routes of the Anthropic-compatible API, served over ``api``'s sessions."""
+    anthropic = _Anthropic(api)
+    return api.routes(
         ANTHROPIC_PREFIX,
         anthropic_error,
         [
-            ("/v1/messages", api.messages, "POST"),
-            ("/v1/messages/count_tokens", api.count_tokens, "POST"),
-            ("/v1/models", api.models, "GET"),
-            ("/v1/models/{name:path}", api.model, "GET"),
+            ("/v1/messages", anthropic.messages, "POST"),
+            ("/v1/messages/count_tokens", anthropic.count_tokens, "POST"),
+            ("/v1/models", anthropic.models, "GET"),
+            ("/v1/models/{name:path}", anthropic.model, "GET"),
         ],
     )

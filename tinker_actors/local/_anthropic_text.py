@@ -19,25 +19,26 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import msgspec
-from starlette.responses import Response
 
 from tinker_actors.errors import InvalidInputError
 from tinker_actors.local._chat import (
-    TOOL_OPEN,
     Call,
     ChatError,
     Reply,
     Tool,
     Turn,
+    call_markers,
     forced_call,
     picture,
-    read_reply,
+    read_answer,
     render,
 )
-from tinker_actors.local._oai_text import OaiError, Trimmed
+from tinker_actors.local._compatible import json_response
+from tinker_actors.local._oai_text import OaiError, Trimmed, stops
 from tinker_actors.types import SamplingParams
 
 if TYPE_CHECKING:
+    from starlette.responses import Response
     from tokenizers import Tokenizer
 
     from tinker_actors.types import ImageChunk, ModelInput
@@ -73,11 +74,7 @@ _KINDS = {
 
 def anthropic_error(exc: OaiError) -> Response:
     """A refusal in Anthropic's shape: ``{"type": "error", "error": {"type", "message"}}``."""
-    return Response(
-        msgspec.json.encode(error_event(exc)),
-        status_code=exc.status,
-        media_type="application/json",
-    )
+    return json_response(error_event(exc), exc.status)
 
 
 def error_event(exc: OaiError) -> dict[str, Any]:
@@ -171,7 +168,7 @@ def sampling_params(body: MessagesBody, prompt: int, context: int) -> SamplingPa
             temperature=float(body.temperature),
             top_p=1.0 if body.top_p is None else float(body.top_p),
             top_k=-1 if body.top_k is None else body.top_k,
-            stop=[s for s in body.stop_sequences or [] if s] or None,
+            stop=stops(body.stop_sequences) or None,
         )
     except InvalidInputError as exc:
         raise OaiError(400, str(exc)) from None
@@ -192,7 +189,7 @@ class Conversation:
     @property
     def markers(self) -> list[str]:
         """What ends the text a stream shows as it is sampled (see :mod:`._oai_stream`)."""
-        return [TOOL_OPEN] if self.reads_calls else []
+        return call_markers(self.reads_calls)
 
     def render(self, tokenizer: Tokenizer) -> ModelInput:
         """The conversation as the model reads it (:func:`._chat.render`)."""
@@ -204,12 +201,12 @@ class Conversation:
             raise OaiError(400, f"messages: {exc}") from None
 
     def read(self, text: str) -> Reply:
-        reply = read_reply(self.forced + text, tools=self.reads_calls, prefix="toolu_")
-        if self.parallel or len(reply.calls) < 2:
-            return reply
-        first = reply.calls[0]
-        return Reply(
-            reply.thinking, [b for b in reply.blocks if not isinstance(b, Call) or b is first]
+        return read_answer(
+            text,
+            prefill=self.forced,
+            tools=self.reads_calls,
+            parallel=self.parallel,
+            prefix="toolu_",
         )
 
 

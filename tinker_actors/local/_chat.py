@@ -51,8 +51,10 @@ __all__ = [
     "Tool",
     "Turn",
     "call_id",
+    "call_markers",
     "forced_call",
     "picture",
+    "read_answer",
     "read_reply",
     "render",
 ]
@@ -258,8 +260,28 @@ class Reply:
     def calls(self) -> list[Call]:
         return [b for b in self.blocks if isinstance(b, Call)]
 
+    def first_call_only(self) -> Reply:
+        """The reply with its calls after the first left out (one call at a time)."""
+        calls = self.calls
+        if len(calls) < 2:
+            return self
+        return Reply(self.thinking, [b for b in self.blocks if b not in calls[1:]])
+
     def text(self) -> str:
         return "".join(b for b in self.blocks if isinstance(b, str))
+
+
+def call_markers(tools: bool) -> list[str]:
+    """What ends the text a stream shows as it is sampled, when calls are read: the call and
+    what follows it are read from the whole answer."""
+    return [TOOL_OPEN] if tools else []
+
+
+def read_answer(text: str, *, prefill: str, tools: bool, parallel: bool, prefix: str) -> Reply:
+    """An answer that began with ``prefill`` (a forced call's start, not sampled) read back
+    by :func:`read_reply`; without ``parallel``, its first call only."""
+    reply = read_reply(prefill + text, tools=tools, prefix=prefix)
+    return reply if parallel else reply.first_call_only()
 
 
 def read_reply(text: str, *, tools: bool, prefix: str = "call_") -> Reply:

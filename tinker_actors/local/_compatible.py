@@ -91,7 +91,6 @@ class Compatible:
     ) -> Route:
         """``handler`` at ``prefix + path``, called with the request and its caller; a
         refusal is answered by ``error`` (the API's own error shape)."""
-        answer = error
 
         async def endpoint(request: Request) -> Response:
             token = None
@@ -100,11 +99,11 @@ class Compatible:
                 token = CALLER.set(principal)
                 return await handler(request, principal)
             except AuthError as exc:
-                return answer(OaiError(exc.status, exc.message))
+                return error(OaiError(exc.status, exc.message))
             except ClientDisconnect:
-                return answer(OaiError(400, "the client disconnected before its body arrived"))
+                return error(OaiError(400, "the client disconnected before its body arrived"))
             except Exception as exc:
-                return answer(refusal(exc, prefix + path))
+                return error(refusal(exc, prefix + path))
             finally:
                 if token is not None:
                     CALLER.reset(token)
@@ -169,7 +168,7 @@ class Compatible:
 
             folder = await self.engine.core.tokenizer_dir(spec)
             if folder is None:
-                raise OaiError(500, "the OpenAI-compatible endpoints need the tokenizers package")
+                raise OaiError(500, "the compatible endpoints need the tokenizers package")
             found = self.tokenizers[spec.name] = load_tokenizer(folder)
         return found
 
@@ -261,7 +260,7 @@ def json_response(obj: object, status: int = 200) -> Response:
 
 
 def refusal(exc: Exception, path: str) -> OaiError:
-    """What the caller is told of ``exc``: an OpenAI error with its status."""
+    """What the caller is told of ``exc``: a refusal with its status, which each API shapes."""
     if isinstance(exc, OaiError):
         return exc
     if isinstance(exc, EngineError):

@@ -173,7 +173,6 @@ class _Oai(Compatible):
 
         reply = StreamedReply(
             head=head,
-            chat=chat,
             sample=self.sampling(sampler_id, inputs, params, body.n),
             lengths=[i.length for i in inputs],
             n=body.n,

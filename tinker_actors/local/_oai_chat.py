@@ -14,14 +14,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from tinker_actors.local._chat import (
-    TOOL_OPEN,
     Call,
     ChatError,
     Tool,
     Turn,
+    call_markers,
     forced_call,
     picture,
-    read_reply,
+    read_answer,
     render,
 )
 from tinker_actors.local._oai_text import ChatBody, OaiError
@@ -229,11 +229,13 @@ class CallReading:
     @property
     def markers(self) -> list[str]:
         """What ends the text a stream shows as it is sampled: the rest is read whole."""
-        return [TOOL_OPEN] if self.tools else []
+        return call_markers(self.tools)
 
     def read(self, text: str, finish: str) -> Answer:
-        reply = read_reply(self.prefill + text, tools=self.tools, prefix="call_")
-        calls = reply.calls if self.parallel else reply.calls[:1]
+        reply = read_answer(
+            text, prefill=self.prefill, tools=self.tools, parallel=self.parallel, prefix="call_"
+        )
+        calls = reply.calls
         shaped = [
             {
                 "id": c.id,

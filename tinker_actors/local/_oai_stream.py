@@ -111,13 +111,7 @@ class ChoiceText:
         if self.done:
             return ""
         assert self._push is not None, "a ChoiceText made without a tokenizer is fed text"
-        decoded, ended = "", False
-        for token in tokens:
-            if token in self._ends:
-                ended = True
-                break
-            decoded += self._push(token)
-        return self.feed(decoded, ended)
+        return self.feed(*_decoded(self._push, self._ends, tokens))
 
     def feed(self, text: str, ended: bool = False) -> str:
         """Take the next decoded text (``ended``: the choice ends after it); return the text
@@ -145,6 +139,18 @@ class ChoiceText:
     def rest(self, final: str) -> str:
         """What is left to show of the choice's ``final`` text."""
         return final[len(self.sent) :] if final.startswith(self.sent) else ""
+
+
+def _decoded(
+    push: Callable[[int], str], ends: frozenset[int], tokens: list[int]
+) -> tuple[str, bool]:
+    """The text of ``tokens`` up to an end-of-turn token, and whether one came."""
+    text = ""
+    for token in tokens:
+        if token in ends:
+            return text, True
+        text += push(token)
+    return text, False
 
 
 class ChatText:
@@ -177,14 +183,8 @@ class ChatText:
     def add(self, tokens: list[int]) -> list[tuple[str, str]]:
         if self.done:
             return []
-        decoded, ended = "", False
-        for token in tokens:
-            if token in self._ends:
-                ended = True
-                break
-            decoded += self._push(token)
-        self.done = ended
-        return self._route(decoded, ended)
+        decoded, self.done = _decoded(self._push, self._ends, tokens)
+        return self._route(decoded, self.done)
 
     def _route(self, text: str, ended: bool) -> list[tuple[str, str]]:
         out: list[tuple[str, str]] = []
@@ -347,10 +347,10 @@ class StreamedReply:
     """An answer of ``/completions`` or ``/chat/completions`` streamed as it is sampled.
 
     ``head``: the fields every chunk repeats (``id``, ``object``, ``created``, ``model``);
-    ``sample(p, progress)`` samples prompt ``p`` (``lengths[p]`` tokens) with ``n`` choices."""
+    ``sample(p, progress)`` samples prompt ``p`` (``lengths[p]`` tokens) with ``n`` choices;
+    ``reading``: how a chat's answers are read (``None`` for completions)."""
 
     head: dict[str, Any]
-    chat: bool
     sample: Callable[[int, Progress], Awaitable[SampleResponse]]
     lengths: list[int]
     n: int
@@ -358,7 +358,7 @@ class StreamedReply:
     stops: list[str]
     ends: frozenset[int]
     usage: bool
-    reading: CallReading | None = None  # chat: how its answers are read
+    reading: CallReading | None = None
 
     def _part(
         self,
@@ -368,7 +368,7 @@ class StreamedReply:
         first: bool,
         extra: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        if not self.chat:
+        if self.reading is None:
             return {"index": index, "text": text, "logprobs": None, "finish_reason": finish}
         delta: dict[str, Any] = {"content": text} if text or first else {}
         if first:
