@@ -51,6 +51,15 @@ async def _usage(**routing: Any) -> int:
     return int(response.usage.prompt_tokens)
 
 
+async def _refusal(**routing: Any) -> list[str]:
+    # more tokens than the model's context holds: the provider maps the client's typed error
+    try:
+        await litellm.acompletion(messages=QUESTION, temperature=0, max_tokens=10**6, **routing)
+    except litellm.exceptions.BadRequestError as error:
+        return [type(error).__name__, str(error)]
+    return ["answered"]
+
+
 def _ask_sync(model: str) -> str:
     # no loop runs here: the provider runs its sampling in a fresh asyncio.run each call
     response = litellm.completion(
@@ -112,6 +121,8 @@ async def main(url: str, key: str, model: str, openai_base: str, anthropic_base:
         "prompt_tokens": {"openai": await _usage(**openai), "anthropic": await _usage(**anthropic)},
     }
     report["answers"]["provider, sync"] = await asyncio.to_thread(_ask_sync, model)
+    # (the compatible chat routes answer up to the context instead, as agents need)
+    report["refusal"] = await _refusal(**policy)
     print(json.dumps(report))
 
 

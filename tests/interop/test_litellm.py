@@ -92,6 +92,10 @@ def test_the_switch_gives_the_official_clients_tokens_and_losses(
     assert compat["completion"] == official["completion"]
     assert compat["before"] == official["before"]
     assert compat["losses"] == pytest.approx(official["losses"], abs=1e-4)
+    # the provider turns the client's BadRequestError into LiteLLM's: compat's must be one
+    assert compat["refusal"] == official["refusal"]
+    assert compat["refusal"][0] == "BadRequestError"
+    assert "exceeds the context" in compat["refusal"][1]
 
 
 def test_the_compatible_apis_render_the_prompt_the_provider_rendered(
