@@ -42,25 +42,28 @@ import re
 import subprocess
 import time
 import urllib.parse
-from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Final, Literal, final
 
+from tinker_actors._credentials import default_credentials_path, stored_default_key
 from tinker_actors.errors import InvalidInputError
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
+    from pathlib import Path
 
 __all__ = [
     "CREDENTIAL_CMD_TIMEOUT",
     "DEFAULT_BASE_URL",
     "Config",
     "Secret",
+    "check_api_key",
     "credential_from_output",
     "default_credentials_path",
     "display_url",
     "jwt_claims",
     "key_fingerprint",
+    "resolve_base_url",
     "resolve_config",
     "secret_forms",
 ]
@@ -232,11 +235,6 @@ def _jwt_expiry(token: str) -> float | None:
     return float(exp)
 
 
-def default_credentials_path() -> Path:
-    """Return where ``tinker auth login`` stores keys: ``~/.tinker/credentials.json``."""
-    return Path("~/.tinker/credentials.json").expanduser()
-
-
 @dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
 class Config:
     """Everything the transport needs to reach the service; immutable.
@@ -400,19 +398,45 @@ def _check_base_url(url: object) -> None:
         raise InvalidInputError("base_url has no host; pass e.g. 'https://host[:port][/path]'")
 
 
+def resolve_base_url(base_url: str | None = None, env: Mapping[str, str] | None = None) -> str:
+    """Return the service root the SDK uses: ``base_url``, else ``TINKER_BASE_URL``, else
+    :data:`DEFAULT_BASE_URL`, without a trailing ``/``.
+
+    Raises:
+        InvalidInputError: the URL chosen is malformed (the message says how).
+    """
+    env = os.environ if env is None else env
+    if base_url is not None:
+        # An explicit empty base_url used to fall back to the production service silently.
+        _check_base_url(base_url)
+    resolved = base_url or _env(env, "TINKER_BASE_URL") or DEFAULT_BASE_URL
+    _check_base_url(resolved)
+    return resolved.rstrip("/")
+
+
+def check_api_key(key: str, source: str, *, now: float | None = None) -> None:
+    """Refuse a credential that cannot be one before it is sent or stored.
+
+    Raises:
+        InvalidInputError: ``key`` is empty, cannot go in a header, lacks the ``tml-`` prefix
+            (and is no JWT), or is an expired JWT; the message names ``source``, never the key.
+    """
+    _check_credential(key, source, time.time() if now is None else now)
+
+
 def _check_key_shape(key: str, source: str) -> None:
     problem = _header_value_problem(key, allow_spaces=False)
     if problem is not None:
         raise InvalidInputError(
             f"The api_key from {source} cannot be sent in an HTTP header: it has {problem}. "
             "(The key is not shown.) Copy the key again from the Tinker console, or run "
-            "`tinker auth login`."
+            "`tinker-actors auth login`."
         )
     if key.startswith(_API_KEY_PREFIX) or key.startswith(_JWT_PREFIX):
         return
     raise InvalidInputError(
         f"The api_key from {source} must start with the 'tml-' prefix (or be a JWT starting "
-        "'eyJ'). Copy the key from the Tinker console, or run `tinker auth login`."
+        "'eyJ'). Copy the key from the Tinker console, or run `tinker-actors auth login`."
     )
 
 
@@ -485,38 +509,6 @@ def credential_from_output(returncode: int, stdout: bytes) -> str:
     return credential
 
 
-def _stored_default_key(path: Path) -> str | None:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        raise InvalidInputError(
-            f"cannot read the credentials file {path} ({type(exc).__name__}); fix its "
-            "permissions or run `tinker auth login` again."
-        ) from None
-    fix = f"the credentials file {path} is not valid ({{}}); run `tinker auth login` again."
-    try:
-        data = json.loads(text)
-    except ValueError:
-        raise InvalidInputError(fix.format("not JSON")) from None
-    if not isinstance(data, dict):
-        raise InvalidInputError(fix.format("not a JSON object"))
-    default = data.get("default")
-    if default is None:
-        return None
-    keys = data.get("keys")
-    if not isinstance(default, str) or not isinstance(keys, dict):
-        raise InvalidInputError(fix.format("'default' or 'keys' has the wrong type"))
-    record = keys.get(default)
-    if record is None:
-        return None  # the default points at a deleted key: as if none were stored
-    key = record.get("key") if isinstance(record, dict) else None
-    if not isinstance(key, str):
-        raise InvalidInputError(fix.format(f"key record {default!r} has no string 'key'"))
-    return key
-
-
 _FIELD_NAMES: Final = frozenset(f.name for f in dataclasses.fields(Config))
 
 
@@ -555,10 +547,7 @@ def resolve_config(
             f"{sorted(_FIELD_NAMES - {'api_key', 'base_url', 'api_key_source'})}"
         )
 
-    if base_url is not None:
-        # An explicit empty base_url used to fall back to the production service silently.
-        _check_base_url(base_url)
-    resolved_url = base_url or _env(env, "TINKER_BASE_URL") or DEFAULT_BASE_URL
+    resolved_url = resolve_base_url(base_url, env)
     credential_cmd = _env(env, "TINKER_CREDENTIAL_CMD")
 
     key: str | None
@@ -575,11 +564,12 @@ def resolve_config(
         )
     if key is None:
         path = credentials_path if credentials_path is not None else default_credentials_path()
-        key, source = _stored_default_key(path), f"the credentials file {path}"
+        key, source = stored_default_key(path), f"the credentials file {path}"
     if key is None:
         raise InvalidInputError(
             "No Tinker API key found. Pass api_key=..., set the TINKER_API_KEY environment "
-            "variable, set TINKER_CREDENTIAL_CMD, or store a key with `tinker auth login`."
+            "variable, set TINKER_CREDENTIAL_CMD, or store a key with `tinker-actors auth login` "
+            "(or `tinker auth login`)."
         )
     _check_credential(key, source, now)
 

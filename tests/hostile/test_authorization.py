@@ -196,3 +196,30 @@ async def test_with_admin_keys_only_those_reach_the_debug_routes() -> None:
             assert server.faults.plan is before
             assert (await root.request(method, path, body)).status_code == 200
         assert len(server.faults.plan.rules) == 1
+
+
+@pytest.mark.parametrize("jwt_auth", [False, True])
+async def test_a_key_deleted_through_apikey_me_is_refused_from_then_on(jwt_auth: bool) -> None:
+    admin = "tml-hostile-admin"
+    async with in_process(KEY, OTHER, admin, jwt_auth=jwt_auth) as (_server, (alice, bob, root)):
+        described = (await alice.get("auth/apikey/me")).json()
+        assert set(described) == {"key_id", "name", "note", "details"}
+        assert described != (await bob.get("auth/apikey/me")).json()  # each key its own record
+        token = (await alice.ok("auth/token", {}))["jwt"] if jwt_auth else None
+        deleted = await alice.request("DELETE", "auth/apikey/me", content_type=None)
+        assert deleted.status_code == 200, deleted.text
+        # the raw key, and a JWT issued for it before, are refused everywhere
+        refused = [
+            await alice.get("auth/apikey/me"),
+            await alice.post("auth/token", {}),
+            await alice.get("/_local/counters"),
+        ]
+        if token is not None:
+            alice.key = token
+            refused.append(await alice.get("get_server_capabilities"))
+        for response in refused:
+            assert response.status_code == 401, response.text
+            assert "deleted" in response.json()["detail"]
+        # no other key is touched
+        assert (await bob.get("auth/apikey/me")).status_code == 200
+        assert (await root.get("/_local/counters")).status_code == 200

@@ -235,7 +235,7 @@ def test_prefix_check_names_source_not_key(
     message = str(info.value)
     assert source in message
     assert "'tml-'" in message
-    assert "tinker auth login" in message
+    assert "tinker-actors auth login" in message
     assert "WRONG-SECRET" not in message
     assert isinstance(info.value, ValueError)
 

@@ -21,7 +21,9 @@ ALLOWED: dict[str, set[str]] = {
     # how an exception survives pickling (shared by the kernel's and Tinker's exceptions)
     "_pickling": set(),
     "errors": {"_pickling"},
-    "config": {"errors", "_version"},
+    # the credentials file auth login writes and the SDK reads its default key from
+    "_credentials": {"errors"},
+    "config": {"errors", "_version", "_credentials"},
     "types": {"errors"},
     # the kernel knows nothing of Tinker: only the pure backoff policy
     "supervisors": {"backoff", "_pickling"},

@@ -213,6 +213,16 @@ def build_app(engine: LocalEngine, auth: Authenticator) -> Starlette:
         await _decode(request, AuthTokenRequest)
         return _reply({"jwt": auth.issue(request.headers.get("x-api-key"))})
 
+    async def api_key_me(request: Request) -> Response:
+        # the key the request came with (its principal); the CLI's login checks a key with GET
+        # before storing it, and a logout of a key minted for the CLI deletes it with DELETE
+        principal = CALLER.get()
+        assert principal is not None  # the route is authenticated
+        if request.method == "DELETE":
+            auth.delete(principal)
+            return _reply({})
+        return _reply(auth.describe(principal))
+
     async def healthz(request: Request) -> Response:
         return _reply({"status": "ok"})
 
@@ -443,6 +453,7 @@ def build_app(engine: LocalEngine, auth: Authenticator) -> Starlette:
         route(v1 + "/client/config", client_config, raw_key=True),
         route(v1 + "/client/dynamic_config", dynamic_config),
         route(v1 + "/auth/token", auth_token, raw_key=True),
+        route(v1 + "/auth/apikey/me", api_key_me, methods=("GET", "DELETE"), raw_key=True),
         route(v1 + "/healthz", healthz, methods=("GET",), public=True),
         route(v1 + "/get_server_capabilities", capabilities, methods=("GET",)),
         route(v1 + "/create_session", create_session),

@@ -91,8 +91,10 @@ class Authenticator:
         self._secret = secrets.token_bytes(32)
         self.issued = 0
         # raw keys already accepted, with their principals: a sha256 per request was 2 % of a
-        # null-backend request; the key list is fixed, so an accepted key stays accepted
+        # null-backend request; an accepted key stays accepted until it is deleted
         self._accepted: dict[str, str] = {}
+        # principals of keys deleted through DELETE /auth/apikey/me (for this server's life)
+        self._deleted: set[str] = set()
 
     def _check_raw(self, key: str) -> None:
         if not key.startswith("tml-"):
@@ -117,9 +119,32 @@ class Authenticator:
         if principal is None:
             self._check_raw(key)
             principal = principal_of(key)
+            self._refuse_deleted(principal)
             if len(self._accepted) < _MAX_ACCEPTED:
                 self._accepted[key] = principal
         return principal
+
+    def _refuse_deleted(self, principal: str) -> None:
+        if principal in self._deleted:
+            raise AuthError("this API key was deleted; log in with another key")
+
+    def delete(self, principal: str) -> None:
+        """Refuse the key of ``principal`` from now on (and every JWT issued for it)."""
+        self._deleted.add(principal)
+        for key in [k for k, p in self._accepted.items() if p == principal]:
+            del self._accepted[key]
+
+    def describe(self, principal: str) -> dict[str, object]:
+        """What ``GET /auth/apikey/me`` says of the key of ``principal`` (protocol.md §11)."""
+        return {
+            "key_id": int(principal[:12], 16),
+            "name": f"local-{principal[:8]}",
+            "note": "a key of the local tinker-actors server",
+            "details": {
+                "org_details": {"name": "local"},
+                "user_details": {"email": "local@localhost"},
+            },
+        }
 
     def check_admin(self, key: str | None) -> str:
         """Accept the key of a ``/_local/*`` request: an admin key where any are configured.
@@ -134,6 +159,7 @@ class Authenticator:
         principal = self._verify(key) if self.jwt_auth and key.startswith("eyJ") else None
         if principal is None:
             principal = principal_of(key)
+            self._refuse_deleted(principal)
         if principal not in self._admins:
             raise AuthError(
                 "the /_local/ routes need an admin key (the server was started with "
@@ -149,6 +175,7 @@ class Authenticator:
         if not self.jwt_auth:
             raise AuthError("this local server runs without JWT auth; use the API key directly")
         self._check_raw(key)
+        self._refuse_deleted(principal_of(key))
         now = self._clock()
         claims = {
             "sub": "tml:user:local",
@@ -185,4 +212,5 @@ class Authenticator:
         principal = claims.get("key")
         if not isinstance(principal, str) or not principal:
             raise AuthError("the JWT names no key; exchange the API key again", _INVALID_TOKEN)
+        self._refuse_deleted(principal)
         return principal
