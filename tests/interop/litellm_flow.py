@@ -10,7 +10,8 @@ README shows: register it with a ServiceClient, call ``litellm.acompletion(model
 base_model=...)``, read the raw prompt tokens from ``provider_specific_fields`` and train on
 them, then ``provider.set_client`` to sample the checkpoint. The same checkpoint is then asked
 through LiteLLM's own ``openai`` and ``anthropic`` providers, which reach the server's
-compatible APIs over HTTP. Prints one JSON report as its last line.
+compatible APIs over HTTP, and through the cookbook's ``TinkerAsyncOpenAIClient`` (an
+``AsyncOpenAI`` over a SamplingClient). Prints one JSON report as its last line.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
 import litellm
 import tinker
 from tinker_cookbook import model_info, renderers
+from tinker_cookbook.recipes.verifiers_rl.tinker_openai import TinkerAsyncOpenAIClient
 from tinker_cookbook.third_party.litellm import register_litellm_provider
 
 QUESTION = [{"role": "user", "content": "What is the codename of our project?"}]
@@ -97,7 +99,12 @@ async def main(url: str, key: str, model: str, openai_base: str, anthropic_base:
         losses.append((await step).metrics["loss:sum"])
         await optim
     path = (await trainer.save_weights_for_sampler("litellm")).path
-    provider.set_client(await service.create_sampling_client(model_path=path))
+    sampler = await service.create_sampling_client(model_path=path)
+    provider.set_client(sampler)
+    # the cookbook's other OpenAI-shaped client over a SamplingClient (its verifiers recipe's)
+    shaped = TinkerAsyncOpenAIClient(sampler, renderer, tokenizer)
+    chat = await shaped.chat.completions.create(model="tinker", messages=QUESTION, **GREEDY)
+    assert chat.prompt_token_ids == prompt  # type: ignore[attr-defined]
 
     after = await litellm.acompletion(messages=QUESTION, **GREEDY, **policy)
     # called from inside a running loop: the provider samples on a worker thread's own loop
@@ -113,6 +120,7 @@ async def main(url: str, key: str, model: str, openai_base: str, anthropic_base:
         "answers": {
             "provider": after.choices[0].message.content,
             "provider, sync in a loop": in_loop.choices[0].message.content,
+            "openai-shaped client": chat.choices[0].message.content,
             "openai": await _ask(**openai),
             "openai, streamed": await _ask_streamed(**openai),
             "anthropic": await _ask(**anthropic),

@@ -6,8 +6,9 @@ back the raw token ids for training, and LiteLLM's ``openai`` and ``anthropic`` 
 pointed at the service's compatible APIs. ``litellm_flow.py`` does what the provider's README
 shows, unmodified, in a child process: asks SmolLM2 (served as ``Qwen/Qwen3-8B``) a question it
 cannot answer, trains on the prompt tokens LiteLLM returned followed by the answer, then asks
-the checkpoint six ways (the provider async, sync from inside a running loop and sync outside
-one; the two HTTP providers, streamed and not). It runs with the official client and under the
+the checkpoint eight ways (the provider async, sync from inside a running loop and sync
+outside one; the two HTTP providers, streamed and not; the cookbook's ``TinkerAsyncOpenAIClient``,
+an ``AsyncOpenAI`` over a SamplingClient). It runs with the official client and under the
 import switch, and both must learn the same thing from the same tokens.
 """
 
@@ -81,7 +82,7 @@ def test_the_answer_learned_from_litellms_tokens_comes_back_every_way(
     assert ANSWER not in str(report["before"])
     assert report["losses"][-1] < 0.05 < report["losses"][0], report["losses"]
     assert report["answers"] == dict.fromkeys(report["answers"], ANSWER)
-    assert len(report["answers"]) == 7
+    assert len(report["answers"]) == 8
 
 
 def test_the_switch_gives_the_official_clients_tokens_and_losses(
