@@ -119,7 +119,7 @@ def login() -> None:
     ]
     if os.environ.get("TINKER_API_KEY") or os.environ.get("TINKER_CREDENTIAL_CMD"):
         notes.append("TINKER_API_KEY or TINKER_CREDENTIAL_CMD is set and wins over the stored key.")
-    rows = [[label, str(data[key])] for key, label in _LOGIN_LABELS.items()]
+    rows = [[label, str(data[field])] for field, label in _LOGIN_LABELS.items()]
     show(View(data=data, columns=["Property", "Value"], rows=rows, title="Logged in", notes=notes))
 
 

