@@ -28,7 +28,6 @@ import torch
 
 from tinker_actors.local._backend import SampleJob
 from tinker_actors.local._catalogue import CATALOGUE
-from tinker_actors.local._gguf_tokenizer import MARKER_SLOTS
 from tinker_actors.local._gguf_weights import unpermute_rotary
 from tinker_actors.local._tokenizer import ensure_model_tokenizer_dir, load_tokenizer
 from tinker_actors.local._torch_backend import TorchBackend
@@ -94,23 +93,6 @@ def test_tokenizer_matches_transformers_gguf_reader(tokenizer) -> None:  # type:
     reference = transformers.AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
     for text in (QUESTION, "Hello world! def f(x):\n    return x * 12", "naïve café 3.14"):
         assert tokenizer.encode(text).ids == reference.encode(text, add_special_tokens=False)
-
-
-def test_qwens_markers_are_one_token_each_and_decode_whole(tokenizer) -> None:  # type: ignore[no-untyped-def]
-    # tinker-cookbook's Qwen3.5 renderers assert </think> is one token; SmolLM2 served under a
-    # Qwen name gives each marker the id of a code-model control token a chat never uses
-    markers = list(MARKER_SLOTS.values())
-    ids = [tokenizer.token_to_id(marker) for marker in markers]
-    assert ids == [11, 12, 13, 14, 15, 16]
-    assert max(ids) < tokenizer.get_vocab_size() == 49152  # inside the embedding table
-    text = (
-        "<think>\nplan\n</think>\n\n<tool_call>\n{}\n</tool_call><tool_response>x</tool_response>"
-    )
-    encoded = tokenizer.encode(text, add_special_tokens=False).ids
-    assert [i for i in encoded if i in ids] == ids
-    # not special: a decode that skips special tokens keeps them, as Qwen's tokenizers do
-    assert tokenizer.decode(encoded, skip_special_tokens=True) == text
-    assert all(tokenizer.token_to_id(old) is None for old in MARKER_SLOTS)
 
 
 async def test_greedy_answer_is_a_real_models(backend: TorchBackend, tokenizer) -> None:  # type: ignore[no-untyped-def]

@@ -10,14 +10,6 @@ Hugging Face layout (``tokenizer.json``, ``tokenizer_config.json`` with the chat
 The pre-tokenizer follows the file's ``tokenizer.ggml.pre``: ``smollm`` (SmolLM2) splits digits
 one by one before the byte-level split. Other pre-tokenizers are refused rather than guessed.
 
-SmolLM2 has no ids for Qwen's reasoning and tool markers, which tinker-cookbook's Qwen3.5
-renderers (the ones it recommends for its default models) need as single tokens: they assert
-``</think>`` is one token. So when SmolLM2 is served under a Qwen name, ``<think>`` ...
-``</tool_response>`` must be one id each. They take the ids of six control tokens of SmolLM2's
-code-model heritage that a chat never uses (``<jupyter_start>`` ... ``<empty_output>``,
-:data:`MARKER_SLOTS`), stay inside the model's embedding table (no new ids), and, as in Qwen's
-tokenizers and the local models' (:mod:`._tokenizer`), are *not* special: decoding keeps them.
-
 The output directory is named by a digest of the GGUF file, so a changed file never reuses a
 stale build; builders write a temporary sibling and rename it into place.
 """
@@ -33,19 +25,10 @@ if TYPE_CHECKING:
 
     from tokenizers import Tokenizer
 
-__all__ = ["MARKER_SLOTS", "build_gguf_tokenizer", "ensure_gguf_tokenizer_dir", "file_digest"]
+__all__ = ["build_gguf_tokenizer", "ensure_gguf_tokenizer_dir", "file_digest"]
 
-_FORMAT_VERSION = 2  # 2: Qwen's markers in MARKER_SLOTS
+_FORMAT_VERSION = 1
 _CONTROL = 3  # llama.cpp's token type for control (special) tokens
-#: Control tokens a chat never uses -> the Qwen marker that takes its id (see the docstring).
-MARKER_SLOTS = {
-    "<jupyter_start>": "<think>",
-    "<jupyter_text>": "</think>",
-    "<jupyter_code>": "<tool_call>",
-    "<jupyter_output>": "</tool_call>",
-    "<jupyter_script>": "<tool_response>",
-    "<empty_output>": "</tool_response>",
-}
 
 
 @functools.cache
@@ -104,23 +87,19 @@ def build_gguf_tokenizer(path: Path) -> tuple[Tokenizer, dict[str, Any]]:
     else:
         raise ValueError(f"{path.name}: pre-tokenizer {pre!r} is not supported (only 'smollm')")
     tokens: list[str] = list(fields["tokenizer.ggml.tokens"])
-    types = list(fields["tokenizer.ggml.token_type"])
-    markers = _take_marker_slots(tokens, types)
     merges = [tuple(m.split(" ", 1)) for m in fields["tokenizer.ggml.merges"]]
     tok = Tokenizer(models.BPE(vocab={t: i for i, t in enumerate(tokens)}, merges=merges))
     tok.pre_tokenizer = pre_tokenizer
     tok.decoder = decoders.ByteLevel()
     tok.post_processor = processors.ByteLevel(trim_offsets=False)
+    types = list(fields["tokenizer.ggml.token_type"])
     tok.add_special_tokens(
         [
             AddedToken(t, special=True, normalized=False)
             for t, ty in zip(tokens, types, strict=True)
-            if ty == _CONTROL and t not in markers
+            if ty == _CONTROL
         ]
     )
-    # added as non-special tokens: matched whole in any text, kept by decode; being in the
-    # vocabulary already, each keeps the id it took
-    tok.add_tokens([AddedToken(t, special=False, normalized=False) for t in markers])
 
     def name(key: str) -> str | None:
         index = fields.get(f"tokenizer.ggml.{key}_token_id")
@@ -139,24 +118,6 @@ def build_gguf_tokenizer(path: Path) -> tuple[Tokenizer, dict[str, Any]]:
     if "tokenizer.chat_template" in fields:
         config["chat_template"] = fields["tokenizer.chat_template"]
     return tok, config
-
-
-def _take_marker_slots(tokens: list[str], types: list[int]) -> list[str]:
-    """Rename the :data:`MARKER_SLOTS` control tokens in place; return the markers placed.
-
-    A vocabulary without all six slots as control tokens, or one that has a marker already,
-    is left as it is.
-    """
-    index = {t: i for i, t in enumerate(tokens)}
-    slots = [index.get(old) for old in MARKER_SLOTS]
-    usable = all(i is not None and types[i] == _CONTROL for i in slots)
-    if not usable or any(marker in index for marker in MARKER_SLOTS.values()):
-        return []
-    for i, marker in zip(slots, MARKER_SLOTS.values(), strict=True):
-        assert i is not None
-        tokens[i] = marker
-        types[i] = 1  # a normal token now
-    return list(MARKER_SLOTS.values())
 
 
 def ensure_gguf_tokenizer_dir(cache_dir: Path, path: Path) -> Path:
