@@ -1,12 +1,20 @@
-"""For the recipe tests: ``tinker-actors serve`` in a child process, as a user starts it, and
-the command that runs a recipe module with the official client or under the import switch."""
+"""For the recipe tests: ``tinker-actors serve`` in a child process, as a user starts it, the
+command that runs a recipe module with the official client or under the import switch, and
+what runs a recipe as a user would and reads its logs."""
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+#: The API key the recipe runs send (the local server takes any key starting with ``tml-``).
+RECIPE_KEY = "tml-cookbook-offline"
 
 
 @contextmanager
@@ -51,3 +59,65 @@ def check_tinker_module(stdout: str, *, compat: bool) -> None:
     """Assert that a :func:`recipe_command` run imported the ``tinker`` it was meant to."""
     expected = "tinker_actors.compat" if compat else "tinker"
     assert f"TINKER-MODULE {expected}" in stdout, stdout[-2000:]
+
+
+def run_recipe(
+    workdir: Path,
+    url: str,
+    module: str,
+    args: list[str],
+    *,
+    compat: bool = False,
+    name: str | None = None,
+) -> Path:
+    """Run a cookbook recipe module as a user would; return its log directory.
+
+    ``compat``: under the import switch (``tinker-actors run -- python -m ...``), so the recipe's
+    ``import tinker`` is tinker_actors.compat. ``name``: the log directory's (by default the
+    recipe's, ``-compat`` added under the switch).
+    """
+    if name is None:
+        name = module.split(".")[-2 if module.endswith(".train") else -1]
+        name = f"{name}-compat" if compat else name
+    log_path = workdir / name
+    command = recipe_command(module, [f"log_path={log_path}", *args], compat=compat)
+    run_as_user(command, workdir, recipe_env(workdir, url), compat=compat)
+    return log_path
+
+
+def run_as_user(command: list[str], workdir: Path, env: dict[str, str], *, compat: bool) -> None:
+    """Run a recipe command in ``workdir``; it must succeed with the ``tinker`` it should."""
+    done = subprocess.run(
+        command, cwd=workdir, env=env, capture_output=True, text=True, timeout=600, check=False
+    )
+    assert done.returncode == 0, done.stderr[-6000:]
+    check_tinker_module(done.stdout, compat=compat)
+
+
+def recipe_env(workdir: Path, url: str) -> dict[str, str]:
+    """A user's environment for the local server at ``url``, offline, with the tokenizers that
+    ``tinker-actors tokenizers install`` put in ``workdir / "hub"``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TINKER_", "HF_"))}
+    env.update(
+        HF_HUB_OFFLINE="1",
+        HF_HUB_CACHE=str(workdir / "hub"),
+        TINKER_BASE_URL=url,
+        TINKER_API_KEY=RECIPE_KEY,
+    )
+    return env
+
+
+def metrics(log_path: Path) -> list[dict[str, Any]]:
+    """The rows of a recipe's ``metrics.jsonl``."""
+    lines = (log_path / "metrics.jsonl").read_text().splitlines()
+    return [json.loads(line) for line in lines]
+
+
+def series(rows: list[dict[str, Any]], key: str) -> list[float]:
+    """``key``'s values, in order, from the rows that have it."""
+    return [float(row[key]) for row in rows if key in row]
+
+
+def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))

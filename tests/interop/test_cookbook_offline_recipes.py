@@ -60,7 +60,18 @@ from typing import Any
 
 import httpx
 import pytest
-from serve_support import check_tinker_module, recipe_command, serve_in_child
+from serve_support import (
+    RECIPE_KEY,
+    check_tinker_module,
+    metrics,
+    recipe_command,
+    recipe_env,
+    run_as_user,
+    run_recipe,
+    series,
+    serve_in_child,
+    write_jsonl,
+)
 
 pytest.importorskip("tinker", reason="official tinker SDK not installed (interop extra)")
 pytest.importorskip("tinker_cookbook", reason="tinker-cookbook not installed (README test command)")
@@ -72,7 +83,6 @@ pytestmark = [pytest.mark.interop, pytest.mark.slow]
 MODEL = "Qwen/Qwen3.5-9B-Base"
 # recipes/rubric's policy and grader models
 RUBRIC_MODELS = ("Qwen/Qwen3.5-9B", "Qwen/Qwen3.6-35B-A3B")
-KEY = "tml-cookbook-offline"
 SUBJECTS = ["cats", "the sea", "trains", "bread", "winter", "music", "gardens", "rivers"]
 
 
@@ -144,7 +154,7 @@ def _write_wikitext(folder: Path, rng: random.Random) -> None:
         "their",
     ]
     lines = [" ".join(rng.choice(words) for _ in range(40)) for _ in range(400)]
-    _write_jsonl(folder / "wikitext-103-raw-v1" / "train.jsonl", [{"text": t} for t in lines])
+    write_jsonl(folder / "wikitext-103-raw-v1" / "train.jsonl", [{"text": t} for t in lines])
     (folder / "README.md").write_text(
         "---\nconfigs:\n- config_name: wikitext-103-raw-v1\n  data_files:\n"
         "  - split: train\n    path: wikitext-103-raw-v1/train.jsonl\n---\n"
@@ -177,28 +187,23 @@ def _write_pictures(folder: Path, rng: random.Random) -> None:
                 picture.save(folder / split / f"{name}_square" / f"{i}.jpg", format="JPEG")
 
 
-def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
-
-
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("cookbook-offline")
     rng = random.Random(0)
-    _write_jsonl(root / "arithmetic.jsonl", [_arithmetic_conversation(rng) for _ in range(1024)])
+    write_jsonl(root / "arithmetic.jsonl", [_arithmetic_conversation(rng) for _ in range(1024)])
     hh = root / "Anthropic" / "hh-rlhf"
-    _write_jsonl(hh / "train.jsonl", [_preference(i) for i in range(256)])
-    _write_jsonl(hh / "test.jsonl", [_preference(1000 + i) for i in range(32)])
+    write_jsonl(hh / "train.jsonl", [_preference(i) for i in range(256)])
+    write_jsonl(hh / "test.jsonl", [_preference(1000 + i) for i in range(32)])
     # HuggingFaceH4/no_robots' rows: a conversation under "messages"
     robots = root / "HuggingFaceH4" / "no_robots"
     for split, offset in (("train", 0), ("test", 1000)):
-        _write_jsonl(robots / f"{split}.jsonl", [_chat(offset + i) for i in range(64)])
+        write_jsonl(robots / f"{split}.jsonl", [_chat(offset + i) for i in range(64)])
     # on-policy distillation's default prompts (zwhe99/DeepMath-103K: rows with a "question")
     questions = [{"question": f"What is {i} + {2 * i + 1}?"} for i in range(64)]
-    _write_jsonl(root / "zwhe99" / "DeepMath-103K" / "train.jsonl", questions)
+    write_jsonl(root / "zwhe99" / "DeepMath-103K" / "train.jsonl", questions)
     _write_wikitext(root / "Salesforce" / "wikitext", rng)
-    _write_jsonl(root / "hicai-zju" / "SciKnowEval" / "test.jsonl", [_mcq(i) for i in range(40)])
+    write_jsonl(root / "hicai-zju" / "SciKnowEval" / "test.jsonl", [_mcq(i) for i in range(40)])
     _write_pictures(root / "dpdl-benchmark" / "caltech101", rng)
     # the command a user runs, into a cache of the test's own
     command = [
@@ -222,59 +227,6 @@ def server_url(workdir: Path) -> Iterator[str]:
         "--backend", "torch", "--seed", "0", "--model-alias", f"{MODEL}=local/tiny", *aliases
     ) as url:
         yield url
-
-
-def run_recipe(
-    workdir: Path,
-    url: str,
-    module: str,
-    args: list[str],
-    *,
-    compat: bool = False,
-    name: str | None = None,
-) -> Path:
-    """Run a cookbook recipe module as a user would; return its log directory.
-
-    ``compat``: under the import switch (``tinker-actors run -- python -m ...``), so the recipe's
-    ``import tinker`` is tinker_actors.compat. ``name``: the log directory's (by default the
-    recipe's, ``-compat`` added under the switch).
-    """
-    if name is None:
-        name = module.split(".")[-2 if module.endswith(".train") else -1]
-        name = f"{name}-compat" if compat else name
-    log_path = workdir / name
-    command = recipe_command(module, [f"log_path={log_path}", *args], compat=compat)
-    _run_as_user(command, workdir, _recipe_env(workdir, url), compat=compat)
-    return log_path
-
-
-def _run_as_user(command: list[str], workdir: Path, env: dict[str, str], *, compat: bool) -> None:
-    """Run a recipe command in ``workdir``; it must succeed with the ``tinker`` it should."""
-    done = subprocess.run(
-        command, cwd=workdir, env=env, capture_output=True, text=True, timeout=600, check=False
-    )
-    assert done.returncode == 0, done.stderr[-6000:]
-    check_tinker_module(done.stdout, compat=compat)
-
-
-def _recipe_env(workdir: Path, url: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("TINKER_", "HF_"))}
-    env.update(
-        HF_HUB_OFFLINE="1",
-        HF_HUB_CACHE=str(workdir / "hub"),
-        TINKER_BASE_URL=url,
-        TINKER_API_KEY=KEY,
-    )
-    return env
-
-
-def metrics(log_path: Path) -> list[dict[str, Any]]:
-    lines = (log_path / "metrics.jsonl").read_text().splitlines()
-    return [json.loads(line) for line in lines]
-
-
-def series(rows: list[dict[str, Any]], key: str) -> list[float]:
-    return [float(row[key]) for row in rows if key in row]
 
 
 CHAT_SL = "tinker_cookbook.recipes.chat_sl.train"
@@ -442,8 +394,8 @@ def test_rlhf_pipeline_runs_its_three_stages_under_the_switch(
         "lora_rank=8",
     ]  # fmt: skip
     module = "tinker_cookbook.recipes.preference.rlhf.rlhf_pipeline"
-    env = {**_recipe_env(workdir, server_url), "TINKER_COOKBOOK_RUNS_DIR": str(runs)}
-    _run_as_user(recipe_command(module, args, compat=True), workdir, env, compat=True)
+    env = {**recipe_env(workdir, server_url), "TINKER_COOKBOOK_RUNS_DIR": str(runs)}
+    run_as_user(recipe_command(module, args, compat=True), workdir, env, compat=True)
     root = runs / "rlhf-qwen3_5_9b_base"
     for stage in ("sft", "rm"):
         nll = series(metrics(root / stage), "train_mean_nll")
@@ -515,7 +467,7 @@ def _kill_after_checkpoint(command: list[str], workdir: Path, url: str, log_path
     run = subprocess.Popen(
         command,
         cwd=workdir,
-        env=_recipe_env(workdir, url),
+        env=recipe_env(workdir, url),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,  # the switch's launcher and the recipe die together
@@ -631,8 +583,8 @@ def test_vlm_classifier_learns_to_name_the_colour_in_pictures(
         "save_every=100", "n_eval=16", "max_tokens=16", "behavior_if_log_dir_exists=delete",
     ]  # fmt: skip
     module = "tinker_cookbook.recipes.vlm_classifier.train"
-    env = _recipe_env(workdir, server_url)
-    _run_as_user(recipe_command(module, args, compat=compat), workdir, env, compat=compat)
+    env = recipe_env(workdir, server_url)
+    run_as_user(recipe_command(module, args, compat=compat), workdir, env, compat=compat)
     [log_path] = experiments.iterdir()
     evals = [row for row in metrics(log_path) if "accuracy" in row]
     # 44 steps: it names every picture by step 40 (100% then, at step 60 too when it ran 80)
@@ -661,7 +613,7 @@ def test_vlm_classifier_learns_to_name_the_colour_in_pictures(
 
 
 def _totals(url: str) -> dict[str, int]:
-    answer = httpx.get(f"{url}/_local/counters", headers={"X-API-Key": KEY}, timeout=30)
+    answer = httpx.get(f"{url}/_local/counters", headers={"X-API-Key": RECIPE_KEY}, timeout=30)
     totals: dict[str, int] = answer.json()["totals"]
     return totals
 
@@ -705,7 +657,7 @@ def test_prompt_distillation_data_runs_its_shared_instructions_about_once(
     module = "tinker_cookbook.recipes.prompt_distillation.create_data"
     before = _totals(server_url)
     command = recipe_command(module, [f"output_file={output}"], compat=True)
-    _run_as_user(command, workdir, _recipe_env(workdir, server_url), compat=True)
+    run_as_user(command, workdir, recipe_env(workdir, server_url), compat=True)
     after = _totals(server_url)
     assert output.exists()  # local/tiny rarely answers in the format, so it may hold no rows
     sent = after["sample_prompt_tokens"] - before.get("sample_prompt_tokens", 0)
