@@ -23,7 +23,9 @@ ALLOWED: dict[str, set[str]] = {
     "errors": {"_pickling"},
     # the credentials file auth login writes and the SDK reads its default key from
     "_credentials": {"errors"},
-    "config": {"errors", "_version", "_credentials"},
+    # credentials as values: Secret, the key checks, JWT claims, TINKER_CREDENTIAL_CMD's run
+    "_secrets": {"errors"},
+    "config": {"errors", "_version", "_credentials", "_secrets"},
     "types": {"errors"},
     # the kernel knows nothing of Tinker: only the pure backoff policy
     "supervisors": {"backoff", "_pickling"},
