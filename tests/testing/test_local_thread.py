@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from pathlib import Path
 
 import httpx
@@ -40,6 +41,18 @@ def test_start_stop_and_the_data_directory(tmp_path: Path) -> None:
     with LocalServerThread(data_dir=given):
         pass
     assert (given / "mine.txt").read_text() == "x"  # a directory it was given is kept
+
+
+def test_a_thread_never_closed_leaves_no_directory() -> None:
+    # a start that fails, with nobody calling close(): the directory goes with the object
+    failed = LocalServerThread(backend="tpu")
+    data = failed.data_dir
+    assert data.is_dir()
+    with pytest.raises(ValueError, match="unknown backend"):
+        failed.start()
+    del failed
+    gc.collect()
+    assert not data.exists()
 
 
 def test_refusals(tmp_path: Path) -> None:

@@ -29,6 +29,7 @@ import shutil
 import tempfile
 import threading
 import time
+import weakref
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal, final
 
@@ -106,9 +107,14 @@ class LocalServerThread:
         self._faults = faults
         self._lost_plan = lost_answers
         self._lost: LostAnswers | None = None
-        self._owned_dir: Path | None = None
+        self._remove_owned_dir: weakref.finalize[Any, Any] | None = None
         if data_dir is None:
-            self._owned_dir = data_dir = Path(tempfile.mkdtemp(prefix="tinker-test-server-"))
+            data_dir = Path(tempfile.mkdtemp(prefix="tinker-test-server-"))
+            # removed by close(), else when this object is collected or the interpreter exits:
+            # a thread whose start failed, or that nobody closed, leaves no directory behind
+            self._remove_owned_dir = weakref.finalize(
+                self, shutil.rmtree, data_dir, ignore_errors=True
+            )
         self.data_dir: Path = Path(data_dir)
         self.host = host
         self.port = port
@@ -279,9 +285,8 @@ class LocalServerThread:
     def close(self) -> None:
         """Stop serving and remove the data directory this object created."""
         self.stop()
-        if self._owned_dir is not None:
-            shutil.rmtree(self._owned_dir, ignore_errors=True)
-            self._owned_dir = None
+        if self._remove_owned_dir is not None:
+            self._remove_owned_dir()  # runs once: later calls and collection do nothing
 
     def _on_server_thread(self, fn: Callable[[], Any]) -> Any:
         """Run ``fn`` on the server's thread and return its result (from any thread).

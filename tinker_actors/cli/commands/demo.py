@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -62,10 +63,16 @@ def command(
             result = trio.run(demo.run_demo, settings)
         else:
             result = _run_with_progress(demo, settings)
-    except InvalidInputError as exc:
-        raise BadInput(str(exc)) from None
-    except TinkerError as exc:
-        raise CommandError(f"the demo failed: {exc}") from None
+    except BaseException as exc:
+        if data_dir is None:
+            # the directory the demo made holds nothing worth keeping after a failed or
+            # interrupted run (a mistyped --model must not leave one in /tmp each time)
+            shutil.rmtree(settings.data_dir, ignore_errors=True)
+        if isinstance(exc, InvalidInputError):
+            raise BadInput(str(exc)) from None
+        if isinstance(exc, TinkerError):
+            raise CommandError(f"the demo failed: {exc}") from None
+        raise
     if as_json:
         from tinker_actors.cli._output import print_json
 
