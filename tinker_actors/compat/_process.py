@@ -28,6 +28,7 @@ import logging
 import os
 import sys
 import threading
+import time
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
@@ -54,6 +55,8 @@ T = TypeVar("T")
 THREAD_NAME: Final = "tinker-actors-runtime"
 #: Seconds interpreter exit waits for the hosts to finish their sessions, and for the thread.
 EXIT_WAIT: Final = 15.0
+#: Seconds exit waits quietly before saying what it waits for.
+EXIT_NOTICE_AFTER: Final = 1.0
 _START_TIMEOUT: Final = 30.0
 
 logger = logging.getLogger("tinker_actors.compat")
@@ -329,18 +332,51 @@ def _close_at_exit() -> None:
         return
     status, detail = _exit_status()
     closing = [host.close_async(status, detail) for host in runtime.hosts()]  # type: ignore[arg-type]
+    try:
+        _await_closing(closing)
+        runtime.join()
+    except KeyboardInterrupt:
+        # a second Ctrl-C while exit waits: the user wants out now, and a traceback from an
+        # atexit callback would say nothing they need
+        logger.warning(
+            "exiting without waiting for the tinker session to finish (interrupted); training "
+            "requests already sent may still be applied by the server"
+        )
+
+
+def _await_closing(closing: list[Future[None]]) -> None:
+    """Wait for the hosts to finish, EXIT_WAIT in all; say so if it takes more than a moment.
+
+    Finishing waits for the training requests the program was told are accepted (see
+    :mod:`tinker_actors._flush`), which after a Ctrl-C can be a step still running: without a
+    word the program would seem to ignore the interrupt for up to EXIT_WAIT seconds.
+    """
+    now = time.monotonic()
+    deadline = now + EXIT_WAIT
+    notice_at: float | None = now + EXIT_NOTICE_AFTER if EXIT_NOTICE_AFTER < EXIT_WAIT else None
     for done in closing:
         try:
-            done.result(EXIT_WAIT)
+            if notice_at is not None:
+                try:
+                    done.result(max(0.0, notice_at - time.monotonic()))
+                    continue
+                except TimeoutError:
+                    notice_at = None
+                    logger.warning(
+                        "finishing the tinker session before exit: waiting up to %g s for the "
+                        "training requests already accepted (Ctrl-C again to exit now)",
+                        EXIT_WAIT,
+                    )
+            done.result(max(0.0, deadline - time.monotonic()))
         except TimeoutError:  # a traceback would say nothing more than this
             logger.warning(
                 "a tinker session was not closed at exit: the server did not answer within "
-                "%g s (is it still running?); exiting without waiting longer",
+                "%g s (a training request still running, or the server gone); exiting without "
+                "waiting longer",
                 EXIT_WAIT,
             )
         except Exception:
             logger.warning("a tinker session did not finish cleanly at exit", exc_info=True)
-    runtime.join()
 
 
 def _after_fork_in_child() -> None:
