@@ -40,6 +40,8 @@ logger = logging.getLogger("tinker_actors.runtime")
 
 #: Seconds leaving ``open()`` may spend sending accepted training requests and awaiting them.
 DEFAULT_FLUSH_TIMEOUT: Final = 30.0
+#: Seconds an interrupted flush waits quietly before saying what it waits for.
+ANNOUNCE_AFTER: Final = 1.0
 #: Request types the flush does not wait for (background loops and samples).
 _NOT_FLUSHED: Final = frozenset({"Sample", "SessionHeartbeat", "RetrieveFutures"})
 
@@ -76,7 +78,7 @@ class AcceptedOps:
     def _settled(self, state: FutureState[Any]) -> None:
         self._pending.pop(state, None)
 
-    async def flush(self, budget: float) -> int:
+    async def flush(self, budget: float, *, announce: bool = False) -> int:
         """Await every tracked outcome, within ``budget`` seconds.
 
         The training clients' senders keep posting their queues meanwhile (they run shielded
@@ -85,13 +87,33 @@ class AcceptedOps:
         Shielded: the cancellation that ended the block does not cut the flush short; only the
         timeout does. What is still pending then fails with a clear error (see the module doc).
 
+        ``announce`` (the block ended with a Ctrl-C): when the flush is still waiting after
+        :data:`ANNOUNCE_AFTER` seconds, one warning says what it waits for and that a second
+        Ctrl-C ends the wait; otherwise the program would seem to ignore the first one.
+
         Returns:
             How many requests the flush could not settle.
         """
-        with trio.CancelScope(shield=True), trio.move_on_after(budget):
-            while self._pending:
-                await next(iter(self._pending)).wait()
+        deadline = trio.current_time() + budget
+        with trio.CancelScope(shield=True):
+            if announce and self._pending and budget > ANNOUNCE_AFTER:
+                with trio.move_on_after(ANNOUNCE_AFTER):
+                    await self._settle_all()
+                if self._pending:
+                    logger.warning(
+                        "leaving open() after an interrupt: waiting up to %g s for %d accepted "
+                        "training request(s) (Ctrl-C again to stop waiting; a request already "
+                        "sent may still be applied)",
+                        budget,
+                        len(self._pending),
+                    )
+            with trio.move_on_at(deadline):
+                await self._settle_all()
         return self._abandon(budget)
+
+    async def _settle_all(self) -> None:
+        while self._pending:
+            await next(iter(self._pending)).wait()
 
     def _abandon(self, timeout: float) -> int:
         left = list(self._pending)

@@ -158,34 +158,60 @@ async def open(
                         body_error = exc
                         raise
                     finally:
-                        # However the block ended (a cancel scope around it included): first
-                        # what training clients accepted is sent and its results awaited,
-                        # shielded, within flush_timeout (see _flush.py), while the session
-                        # lives.
-                        await runtime._flush()
-                        # The ladder, bounded as a whole by the grace: polite stop, then cancel.
-                        with trio.CancelScope(shield=True), trio.move_on_after(grace):
-                            if body_error is None:
-                                # Clients first, while the session lives: whatever a training
-                                # client still holds as queued is sent, not dropped.
+                        try:
+                            # However the block ended (a cancel scope around it included):
+                            # first what training clients accepted is sent and its results
+                            # awaited, shielded, within flush_timeout (see _flush.py), while
+                            # the session lives.
+                            await runtime._flush(
+                                interrupted=isinstance(body_error, KeyboardInterrupt)
+                            )
+                            # The ladder, bounded as a whole by the grace: polite stop, then
+                            # cancel.
+                            with trio.CancelScope(shield=True), trio.move_on_after(grace):
+                                if body_error is None:
+                                    # Clients first, while the session lives: whatever a
+                                    # training client still holds as queued is sent, not
+                                    # dropped.
+                                    with trio.move_on_after(grace / 3):
+                                        await runtime._stop_clients()
+                                # Finishing gets part of the grace, so the tree always gets
+                                # the rest.
                                 with trio.move_on_after(grace / 3):
-                                    await runtime._stop_clients()
-                            # Finishing gets part of the grace, so the tree always gets the rest.
-                            with trio.move_on_after(grace / 3):
-                                await runtime._finish_session(finish_status(body_error))
-                            root.request_stop()
-                            await root.wait_stopped()
-                        tree_scope.cancel()
-                        nursery.cancel_scope.cancel()
+                                    await runtime._finish_session(finish_status(body_error))
+                                root.request_stop()
+                                await root.wait_stopped()
+                        finally:
+                            # Shields do not stop a KeyboardInterrupt: a second Ctrl-C during
+                            # the flush or the ladder ends them. The shielded tree must be
+                            # cancelled even then, or this nursery waits for it forever.
+                            tree_scope.cancel()
+                            nursery.cancel_scope.cancel()
     except BaseExceptionGroup as group:
         # Our nursery wraps whatever the body raised; give the user their own exception back.
-        # Escalations from the tree stay in the group.
+        # Escalations from the tree stay in the group. A Ctrl-C that ended the cleanup comes
+        # out as itself: the program was told to stop, and it exits as a Ctrl-C'd one does
+        # (raised outside this handler, so it keeps the body's error as its context).
         mine = body_error
         if mine is None or group.split(lambda exc: exc is mine)[1] is not None:
-            raise
+            interrupt = _first_interrupt(group)
+            if interrupt is None:
+                raise
+            mine = interrupt
     else:
         return
     raise mine
+
+
+def _first_interrupt(group: BaseExceptionGroup[BaseException]) -> KeyboardInterrupt | None:
+    for exc in group.exceptions:
+        if isinstance(exc, KeyboardInterrupt):
+            return exc
+        if isinstance(exc, BaseExceptionGroup):
+            found = _first_interrupt(exc)
+            if found is not None:
+                return found
+    return None
 
 
 async def _run_shielded(

@@ -440,13 +440,16 @@ class Runtime(ServiceMethods):
     async def _stop_client_actor(self, id: str) -> None:
         await self.clients.terminate_child(id)
 
-    async def _flush(self) -> int:
+    async def _flush(self, *, interrupted: bool = False) -> int:
         """Send what training clients accepted and await it, within the flush timeout.
+
+        ``interrupted``: the block ended with a Ctrl-C; a flush that takes more than a moment
+        then says what it waits for (see :meth:`AcceptedOps.flush`).
 
         Returns:
             How many accepted requests could not be settled in time (they failed clearly).
         """
-        return await self._accepted.flush(self._flush_timeout)
+        return await self._accepted.flush(self._flush_timeout, announce=interrupted)
 
     async def _stop_clients(self) -> None:
         """Stop every client actor politely, together: training clients send what they queued."""

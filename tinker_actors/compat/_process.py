@@ -333,7 +333,7 @@ def _close_at_exit() -> None:
     status, detail = _exit_status()
     closing = [host.close_async(status, detail) for host in runtime.hosts()]  # type: ignore[arg-type]
     try:
-        _await_closing(closing)
+        _await_closing(closing, announce=status == "interrupted")
         runtime.join()
     except KeyboardInterrupt:
         # a second Ctrl-C while exit waits: the user wants out now, and a traceback from an
@@ -344,16 +344,19 @@ def _close_at_exit() -> None:
         )
 
 
-def _await_closing(closing: list[Future[None]]) -> None:
-    """Wait for the hosts to finish, EXIT_WAIT in all; say so if it takes more than a moment.
+def _await_closing(closing: list[Future[None]], *, announce: bool) -> None:
+    """Wait for the hosts to finish, EXIT_WAIT in all.
 
     Finishing waits for the training requests the program was told are accepted (see
     :mod:`tinker_actors._flush`), which after a Ctrl-C can be a step still running: without a
-    word the program would seem to ignore the interrupt for up to EXIT_WAIT seconds.
+    word the program would seem to ignore the interrupt for up to EXIT_WAIT seconds. So with
+    ``announce`` (the program was interrupted) a wait longer than a moment says so.
     """
     now = time.monotonic()
     deadline = now + EXIT_WAIT
-    notice_at: float | None = now + EXIT_NOTICE_AFTER if EXIT_NOTICE_AFTER < EXIT_WAIT else None
+    notice_at: float | None = None
+    if announce and EXIT_NOTICE_AFTER < EXIT_WAIT:
+        notice_at = now + EXIT_NOTICE_AFTER
     for done in closing:
         try:
             if notice_at is not None:
