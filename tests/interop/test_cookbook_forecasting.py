@@ -11,8 +11,10 @@ the recipe's renderer and evaluator are its own.
 A fresh local/tiny never writes a number, so every reward would be 0 and nothing would be
 checked. So first the cookbook's own SFT recipe (``chat_sl``) teaches the answer format on the
 recipe's own prompts (its ``render_prompt`` over its own split): "0.7" for markets that
-resolved YES, "0.3" for the others. The forecasting recipe then starts from that checkpoint
-(``load_checkpoint_path``), with the official client and under the import switch.
+resolved YES, "0.3" for the others (with the official client). The forecasting recipe then
+starts from that checkpoint (``load_checkpoint_path``) under the import switch. (Its run with
+the official client was dropped to keep CI short: sampling makes the two runs differ, so it
+checked only the server, which this run checks too.)
 """
 
 from __future__ import annotations
@@ -137,9 +139,8 @@ def _rollout_steps(log_path: Path, split: str) -> list[dict[str, Any]]:
     return steps
 
 
-@pytest.mark.parametrize("compat", [False, True], ids=["official", "compat"])
 def test_forecasting_trains_and_evaluates_from_the_sft_checkpoint(
-    workdir: Path, server_url: str, sft_checkpoint: str, compat: bool
+    workdir: Path, server_url: str, sft_checkpoint: str
 ) -> None:
     args = [
         f"data_path={workdir / 'prophet.csv'}", f"load_checkpoint_path={sft_checkpoint}",
@@ -147,7 +148,7 @@ def test_forecasting_trains_and_evaluates_from_the_sft_checkpoint(
         "max_steps=3", "eval_every=2", "save_every=2", "learning_rate=1e-4",
     ]  # fmt: skip
     log_path = run_recipe(
-        workdir, server_url, "tinker_cookbook.recipes.forecasting.train", args, compat=compat
+        workdir, server_url, "tinker_cookbook.recipes.forecasting.train", args, compat=True
     )
     config = json.loads((log_path / "config.json").read_text())
     assert (config["model_name"], config["renderer_name"]) == (MODEL, RENDERER)
