@@ -7,8 +7,8 @@ documentation shows it (``model_path=tinker://... tasks=... renderer_name=... mo
 in a child process.
 
 * A task of three capitals scored by ``includes``, greedy, on SmolLM2 served as
-  ``Qwen/Qwen3-8B`` (renderer ``qwen3``), with the official client and under the import switch:
-  SmolLM2 knows all three, so the accuracy is 1.0, and both clients get the same answers.
+  ``Qwen/Qwen3-8B`` (renderer ``qwen3``), under the import switch: SmolLM2 knows all three, so
+  the accuracy is 1.0 (with the official client too, by hand: the same answers).
 * The cookbook's own example task (``custom_inspect_task:example_lm_as_judge``), under the
   switch. It builds a ServiceClient for ``Qwen/Qwen3.5-9B`` when imported and grades with the
   model itself on the ``qwen3_5_disable_thinking`` renderer, which needs ``</think>`` to be one
@@ -129,28 +129,20 @@ def capitals(
         "temperature=0",
         "max_tokens=24",
     )
-    return {
-        client: _evaluate(env, tmp_path_factory.mktemp(client), client, TASK, *args)
-        for client in CLIENTS
-    }
+    # under the switch only: the official client's run (the same answers, greedy) was dropped
+    # to keep CI short; the switch's requests are checked against the official client's
+    # field by field elsewhere (test_sdk_wire_parity.py)
+    return {"compat": _evaluate(env, tmp_path_factory.mktemp("compat"), "compat", TASK, *args)}
 
 
-@pytest.mark.parametrize("client", list(CLIENTS))
 def test_a_greedy_evaluation_of_capitals_scores_every_answer(
-    capitals: dict[str, tuple[dict[str, float], list[dict[str, Any]]]], client: str
+    capitals: dict[str, tuple[dict[str, float], list[dict[str, Any]]]],
 ) -> None:
-    metrics, samples = capitals[client]
+    metrics, samples = capitals["compat"]
     assert metrics == {"capitals/accuracy": 1.0, "capitals/stderr": 0.0}
     assert [s["error"] for s in samples] == [None, None, None]
     for sample, capital in zip(samples, ("Paris", "Rome", "Tokyo"), strict=True):
         assert capital in sample["output"]
-
-
-def test_both_clients_get_the_same_answers(
-    capitals: dict[str, tuple[dict[str, float], list[dict[str, Any]]]],
-) -> None:
-    official, compat = (capitals[client][1] for client in ("official", "compat"))
-    assert [s["output"] for s in compat] == [s["output"] for s in official]
 
 
 def test_the_cookbooks_example_task_runs_unmodified_under_the_switch(
