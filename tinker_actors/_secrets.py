@@ -25,7 +25,6 @@ __all__ = [
     "CREDENTIAL_CMD_TIMEOUT",
     "Secret",
     "check_api_key",
-    "check_credential",
     "check_key_shape",
     "credential_from_output",
     "header_value_problem",
@@ -181,7 +180,21 @@ def check_api_key(key: str, source: str, *, now: float | None = None) -> None:
         InvalidInputError: ``key`` is empty, cannot go in a header, lacks the ``tml-`` prefix
             (and is no JWT), or is an expired JWT; the message names ``source``, never the key.
     """
-    check_credential(key, source, time.time() if now is None else now)
+    if not key:
+        raise InvalidInputError(f"The api_key from {source} is empty.")
+    check_key_shape(key, source)
+    if key.startswith(_JWT_PREFIX):
+        try:
+            exp = _jwt_expiry(key)
+        except InvalidInputError as exc:
+            raise InvalidInputError(
+                f"The api_key from {source} looks like a JWT but cannot be read: {exc}"
+            ) from None
+        if exp is not None and (time.time() if now is None else now) >= exp:
+            raise InvalidInputError(
+                f"The api_key JWT from {source} has expired. Pass a fresh one, or remove it "
+                "and set TINKER_CREDENTIAL_CMD to a command that prints one."
+            )
 
 
 def check_key_shape(key: str, source: str) -> None:
@@ -198,24 +211,6 @@ def check_key_shape(key: str, source: str) -> None:
         f"The api_key from {source} must start with the 'tml-' prefix (or be a JWT starting "
         "'eyJ'). Copy the key from the Tinker console, or run `tinker-actors auth login`."
     )
-
-
-def check_credential(key: str, source: str, now: float) -> None:
-    if not key:
-        raise InvalidInputError(f"The api_key from {source} is empty.")
-    check_key_shape(key, source)
-    if key.startswith(_JWT_PREFIX):
-        try:
-            exp = _jwt_expiry(key)
-        except InvalidInputError as exc:
-            raise InvalidInputError(
-                f"The api_key from {source} looks like a JWT but cannot be read: {exc}"
-            ) from None
-        if exp is not None and now >= exp:
-            raise InvalidInputError(
-                f"The api_key JWT from {source} has expired. Pass a fresh one, or remove it "
-                "and set TINKER_CREDENTIAL_CMD to a command that prints one."
-            )
 
 
 def run_credential_cmd(cmd: str, timeout: float) -> str:

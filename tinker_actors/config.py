@@ -44,7 +44,6 @@ from tinker_actors._secrets import (
     CREDENTIAL_CMD_TIMEOUT,
     Secret,
     check_api_key,
-    check_credential,
     check_key_shape,
     credential_from_output,
     header_value_problem,
@@ -351,7 +350,7 @@ def resolve_config(
             "variable, set TINKER_CREDENTIAL_CMD, or store a key with `tinker-actors auth login` "
             "(or `tinker auth login`)."
         )
-    check_credential(key, source, now)
+    check_api_key(key, source, now=now)
 
     settings: dict[str, Any] = {
         "credential_cmd": credential_cmd,

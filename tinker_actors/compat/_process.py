@@ -30,6 +30,7 @@ import sys
 import threading
 import time
 from concurrent.futures import Future
+from concurrent.futures import wait as futures_wait
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import trio
@@ -352,24 +353,17 @@ def _await_closing(closing: list[Future[None]], *, announce: bool) -> None:
     word the program would seem to ignore the interrupt for up to EXIT_WAIT seconds. So with
     ``announce`` (the program was interrupted) a wait longer than a moment says so.
     """
-    now = time.monotonic()
-    deadline = now + EXIT_WAIT
-    notice_at: float | None = None
+    deadline = time.monotonic() + EXIT_WAIT
     if announce and EXIT_NOTICE_AFTER < EXIT_WAIT:
-        notice_at = now + EXIT_NOTICE_AFTER
+        _, pending = futures_wait(closing, timeout=EXIT_NOTICE_AFTER)
+        if pending:
+            logger.warning(
+                "finishing the tinker session before exit: waiting up to %g s for the "
+                "training requests already accepted (Ctrl-C again to exit now)",
+                EXIT_WAIT,
+            )
     for done in closing:
         try:
-            if notice_at is not None:
-                try:
-                    done.result(max(0.0, notice_at - time.monotonic()))
-                    continue
-                except TimeoutError:
-                    notice_at = None
-                    logger.warning(
-                        "finishing the tinker session before exit: waiting up to %g s for the "
-                        "training requests already accepted (Ctrl-C again to exit now)",
-                        EXIT_WAIT,
-                    )
             done.result(max(0.0, deadline - time.monotonic()))
         except TimeoutError:  # a traceback would say nothing more than this
             logger.warning(
