@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 pytest.importorskip("tokenizers", reason="the server extra installs tokenizers")
@@ -119,6 +119,8 @@ def test_what_an_openai_stream_shows_is_the_start_of_the_reasoning_and_content(
     tools=st.booleans(),
     stops=_stops,
 )
+# reasoning of only a space: the stream never shows it, so the answer has no thinking block
+@example(pieces=["<think>", " ", "</think>", "Let me check."], cuts=[], tools=False, stops=[])
 def test_what_an_anthropic_stream_shows_begins_its_thinking_and_first_text_block(
     tokenizer: Any, pieces: list[str], cuts: list[int], tools: bool, stops: list[str]
 ) -> None:

@@ -291,7 +291,9 @@ def read_reply(text: str, *, tools: bool, prefix: str = "call_") -> Reply:
     if text.lstrip().startswith(THINK_OPEN):
         # unclosed (cut by max_tokens or a stop string): all of it is reasoning
         inner, _, text = text.lstrip()[len(THINK_OPEN) :].partition(THINK_CLOSE)
-        reasoning, text = inner.strip("\n") or None, text.lstrip("\n")
+        # reasoning of only whitespace is none: a stream never shows it (it waits for text)
+        reasoning = inner.strip("\n") if inner.strip() else None
+        text = text.lstrip("\n")
     if not tools:
         return Reply(reasoning, [text] if text else [])
     blocks: list[str | Call] = []
