@@ -7,8 +7,9 @@ process, with only environment settings: ``TINKER_BASE_URL``, ``TINKER_API_KEY``
 tokenizers install`` filled. The recipe arguments only scale the runs down (batch size, steps,
 learning rate, tokens per sample, log path); no cookbook code is patched. Each recipe runs under
 the import switch (``tinker-actors run -- python ...``), on tinker_actors.compat; those that do
-not sample (chat_sl, DPO, the resume) also run with the official ``tinker`` client, and the
-switch must log its losses (to 1e-4: the torch backend trains deterministically). Recipes that
+not sample (chat_sl, DPO, the resume, off_policy_reasoning) also run with the official
+``tinker`` client, and the switch must log its losses (to 1e-4: the torch backend trains
+deterministically). Recipes that
 sample differ from run to run, so an official-client run of them would check only the server,
 which the switch's run checks too (they were dropped to keep CI short).
 
@@ -37,6 +38,10 @@ which the switch's run checks too (they were dropped to keep CI short).
 * ``preference/rlhf/rlhf_pipeline``'s three stages (policy SFT on ``HuggingFaceH4/no_robots``,
   a reward model on the HHH comparisons, RL against that reward model's sampler), under the
   switch.
+* ``distillation/on_policy_multi_teacher``: DeepMath and Tulu3 prompts (local folders) in one
+  batch, each scored by its own dataset's teacher, one of them a checkpoint (chat_sl's).
+* ``distillation/off_policy_reasoning``: SFT on OpenThoughts3-shaped reasoning traces streamed
+  from a local folder, with both clients.
 * ``rubric`` on the data its own ``generate_data`` writes: a grader LLM on another base model
   grades each answer with ``max_tokens=2048`` (longer than local/tiny's context used to be).
 * ``vlm_classifier`` on pictures of coloured squares in a local folder named
@@ -85,6 +90,8 @@ pytestmark = [pytest.mark.interop, pytest.mark.slow]
 MODEL = "Qwen/Qwen3.5-9B-Base"
 # recipes/rubric's policy and grader models
 RUBRIC_MODELS = ("Qwen/Qwen3.5-9B", "Qwen/Qwen3.6-35B-A3B")
+# distillation/on_policy_multi_teacher's teachers: DeepMath's, then Tulu3's
+TEACHERS = ("Qwen/Qwen3.6-27B", "Qwen/Qwen3.5-397B-A17B")
 SUBJECTS = ["cats", "the sea", "trains", "bread", "winter", "music", "gardens", "rivers"]
 
 
@@ -117,6 +124,32 @@ def _chat(index: int) -> dict[str, Any]:
         "messages": [
             {"role": "user", "content": f"Write one line about {subject} ({index})."},
             {"role": "assistant", "content": f"{subject.capitalize()} are fine in their way."},
+        ]
+    }
+
+
+def _instruction(index: int) -> dict[str, Any]:
+    # allenai/tulu-3-sft-mixture's rows: the recipe keeps each conversation's first user turn
+    subject = SUBJECTS[index % len(SUBJECTS)]
+    return {
+        "id": f"local-{index}",
+        "messages": [
+            {"role": "system", "content": "You are a helpful assistant."},
+            {"role": "user", "content": f"Name one thing about {subject} ({index})."},
+            {"role": "assistant", "content": f"{subject.capitalize()} can be fine."},
+        ],
+        "source": "local",
+    }
+
+
+def _reasoning_trace(index: int) -> dict[str, Any]:
+    # open-thoughts/OpenThoughts3-1.2M's rows: ShareGPT-style turns under "conversations"
+    x, y = index % 13 + 2, index % 7 + 3
+    answer = f"<think>\n{x} and {y} more make {x + y}.\n</think>\n\nThe answer is {x + y}."
+    return {
+        "conversations": [
+            {"from": "human", "value": f"What is {x} + {y}?"},
+            {"from": "gpt", "value": answer},
         ]
     }
 
@@ -204,6 +237,10 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     # on-policy distillation's default prompts (zwhe99/DeepMath-103K: rows with a "question")
     questions = [{"question": f"What is {i} + {2 * i + 1}?"} for i in range(64)]
     write_jsonl(root / "zwhe99" / "DeepMath-103K" / "train.jsonl", questions)
+    tulu = [_instruction(i) for i in range(64)]
+    write_jsonl(root / "allenai" / "tulu-3-sft-mixture" / "train.jsonl", tulu)
+    traces = [_reasoning_trace(i) for i in range(256)]
+    write_jsonl(root / "open-thoughts" / "OpenThoughts3-1.2M" / "train.jsonl", traces)
     _write_wikitext(root / "Salesforce" / "wikitext", rng)
     write_jsonl(root / "hicai-zju" / "SciKnowEval" / "test.jsonl", [_mcq(i) for i in range(40)])
     _write_pictures(root / "dpdl-benchmark" / "caltech101", rng)
@@ -224,7 +261,8 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def server_url(workdir: Path) -> Iterator[str]:
     # seeded: the recipes' samples repeat from run to run (math_rl's reward test is otherwise
     # a draw of the server's random seeds, which failed about once in ten runs)
-    aliases = [a for name in RUBRIC_MODELS for a in ("--model-alias", f"{name}=local/tiny")]
+    served = (*RUBRIC_MODELS, *TEACHERS)
+    aliases = [a for name in served for a in ("--model-alias", f"{name}=local/tiny")]
     with serve_in_child(
         "--backend", "torch", "--seed", "0", "--model-alias", f"{MODEL}=local/tiny", *aliases
     ) as url:
@@ -348,6 +386,45 @@ def test_on_policy_distillation_runs_under_the_switch(workdir: Path, server_url:
     for row in _trained_under_the_switch(workdir, server_url, module, args, "teacher_kl"):
         assert math.isfinite(row["teacher_kl"]), row
         assert row["grad_norm:mean"] > 0, row  # the KL advantages are not all zero
+
+
+def test_each_datum_is_scored_by_its_own_datasets_teacher(
+    workdir: Path, server_url: str, chat_sl_compat: Path
+) -> None:
+    # distillation/on_policy_multi_teacher: DeepMath and Tulu3 prompts in one batch, each
+    # dataset distilled from its own teacher. DeepMath's teacher is the student's base weights
+    # (local/tiny under another name), so at step 0 its KL to the student is 0; Tulu3's loads
+    # chat_sl's final sampler weights, 20 steps of SFT away. A datum scored by the wrong
+    # teacher would move one of the two
+    final = json.loads((chat_sl_compat / "checkpoints.jsonl").read_text().splitlines()[-1])
+    args = [
+        "lora_rank=8", "group_size=2", "deepmath_groups_per_batch=2", "tulu3_groups_per_batch=2",
+        f"tulu3_teacher_checkpoint={final['sampler_path']}",
+    ]  # fmt: skip
+    module = "tinker_cookbook.recipes.distillation.on_policy_multi_teacher"
+    first, _ = _trained_under_the_switch(workdir, server_url, module, args, "teacher_kl")
+    # measured: 4e-8 and 0.16 (a datum on the wrong teacher would give about 0 and 0.16)
+    assert abs(first["teacher_kl/dataset_0"]) < 1e-3, first
+    assert first["teacher_kl/dataset_1"] > 0.01, first
+
+
+def test_off_policy_reasoning_sft_streams_its_traces_and_the_switch_logs_the_same(
+    workdir: Path, server_url: str
+) -> None:
+    # distillation/off_policy_reasoning: SFT on OpenThoughts3 streamed (load_dataset with
+    # streaming=True, shuffled in a buffer with a fixed seed) from a local folder, through the
+    # qwen3_5 renderer, reasoning included
+    args = [
+        "lora_rank=8", "batch_size=8", "max_steps=6", "learning_rate=2e-3",
+        "lr_schedule=constant", "max_length=256", "buffer_size=64", "max_prompts=256",
+        "eval_every=0", "save_every=0",
+    ]  # fmt: skip
+    module = "tinker_cookbook.recipes.distillation.off_policy_reasoning"
+    loss = series(metrics(run_recipe(workdir, server_url, module, args)), "train_mean_nll")
+    assert len(loss) == 6
+    assert loss[-1] < loss[0] - 2, loss  # measured: 8.34 -> 4.68
+    ours = run_recipe(workdir, server_url, module, args, compat=True)
+    assert series(metrics(ours), "train_mean_nll") == pytest.approx(loss, abs=1e-4)
 
 
 def test_multi_turn_guess_number_runs_under_the_switch(workdir: Path, server_url: str) -> None:
