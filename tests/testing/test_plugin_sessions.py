@@ -5,6 +5,7 @@ No pytest configuration there: no trio_mode (trio tests are marked), no strict m
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import textwrap
@@ -99,6 +100,38 @@ def test_blocking_asyncio_and_trio_tests_in_one_project(tmp_path: Path) -> None:
     done = run_pytest(tmp_path, files)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "3 passed" in done.stdout
+
+
+def test_every_pytest_xdist_worker_runs_its_own_servers(tmp_path: Path) -> None:
+    # `pytest -n 2`: each test still gets a server of its own, options reach the workers, and
+    # the workers' servers (each in its own process, on its own port) do not share anything
+    pytest.importorskip("xdist", reason="pytest-xdist comes with the dev extra")
+    files = {
+        "test_parallel.py": """
+            import json, os
+            import pytest
+            from tinker_actors.compat import AdamParams
+
+            @pytest.mark.parametrize("i", range(6))
+            @pytest.mark.tinker_faults("optim_step:503@0.5")
+            def test_train(i, tinker_service, tinker_server, tinker_fault_plan):
+                training = tinker_service.create_lora_training_client(
+                    base_model="local/tiny", rank=4
+                ).result()
+                training.optim_step(AdamParams(learning_rate=1e-3)).result()
+                assert tinker_fault_plan.seed == 5
+                assert list(tinker_server.counters().models) == [training.model_id]
+                line = {"worker": os.environ["PYTEST_XDIST_WORKER"], "url": tinker_server.url}
+                with open("runs.jsonl", "a") as out:
+                    out.write(json.dumps(line) + "\\n")
+        """
+    }
+    done = run_pytest(tmp_path, files, "-n", "2", "--tinker-seed", "5")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "6 passed" in done.stdout
+    runs = [json.loads(line) for line in (tmp_path / "runs.jsonl").read_text().splitlines()]
+    assert {run["worker"] for run in runs} == {"gw0", "gw1"}, runs
+    assert len({run["url"] for run in runs}) == 6, runs  # a server per test
 
 
 def test_the_plugin_imports_nothing_heavy_and_can_be_turned_off(tmp_path: Path) -> None:
