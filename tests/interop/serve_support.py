@@ -96,11 +96,15 @@ def run_as_user(command: list[str], workdir: Path, env: dict[str, str], *, compa
 
 def recipe_env(workdir: Path, url: str) -> dict[str, str]:
     """A user's environment for the local server at ``url``, offline, with the tokenizers that
-    ``tinker-actors tokenizers install`` put in ``workdir / "hub"``."""
+    ``tinker-actors tokenizers install`` put in ``workdir / "hub"``, and a datasets cache of
+    the test's own: ``datasets`` keys the cache of a local folder with a ``configs:`` README by
+    its hub-like name and config, not by what its files hold, so a shared cache served another
+    run's rows (and the tests wrote into the user's ``~/.cache``)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TINKER_", "HF_"))}
     env.update(
         HF_HUB_OFFLINE="1",
         HF_HUB_CACHE=str(workdir / "hub"),
+        HF_DATASETS_CACHE=str(workdir / "datasets-cache"),
         TINKER_BASE_URL=url,
         TINKER_API_KEY=RECIPE_KEY,
     )

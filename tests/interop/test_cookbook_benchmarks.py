@@ -64,6 +64,7 @@ def _run(url: str, folder: Path, hub: Path, *, compat: bool) -> dict[str, Any]:
         TINKER_API_KEY="tml-benchmarks",
         HF_HUB_CACHE=str(hub),
         HF_HUB_OFFLINE="1",
+        HF_DATASETS_CACHE=str(folder / "datasets-cache"),  # see serve_support.recipe_env
     )
     done = subprocess.run(
         command, cwd=folder, env=env, capture_output=True, text=True, timeout=600, check=False

@@ -90,6 +90,7 @@ def run_recipe(
         **os.environ,
         "HF_HUB_OFFLINE": "1",
         "HF_HUB_CACHE": str(workdir / "hub"),
+        "HF_DATASETS_CACHE": str(workdir / "datasets-cache"),  # see serve_support.recipe_env
         "TINKER_BASE_URL": url,
         "TINKER_API_KEY": KEY,
     }
