@@ -81,6 +81,8 @@ def served(
             TINKER_BASE_URL=server.url,
             TINKER_API_KEY=server.api_key,
             PYTHONPATH=str(HERE),
+            # Inspect's trace files go under the data directory (platformdirs), not ~/.local
+            XDG_DATA_HOME=str(hub.parent / "xdg-data"),
         )
         yield env, paths
 

@@ -171,6 +171,11 @@ def tokenizer_dir(
     """``model``'s tokenizer as lm-eval loads it (offline), with the server's key set."""
     monkeypatch.setenv("OPENAI_API_KEY", server.api_key)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    # lm-eval loads its task's JSON with datasets in this process: a cache of the test's own,
+    # not the user's ~/.cache (set on the module, which read the environment at import)
+    import datasets.config
+
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path / "datasets-cache"))
     return ensure_model_tokenizer_dir(tmp_path, lookup_model(model))
 
 
