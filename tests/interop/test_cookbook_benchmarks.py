@@ -12,14 +12,13 @@ by example, the same.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
-from serve_support import check_tinker_module, serve_in_child
+from serve_support import check_tinker_module, recipe_env, serve_in_child
 
 from tinker_actors.local._smollm2 import smollm2_gguf
 
@@ -54,18 +53,11 @@ def _dataset(folder: Path) -> None:
     (data / "main" / "test.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
 
 
-def _run(url: str, folder: Path, hub: Path, *, compat: bool) -> dict[str, Any]:
+def _run(url: str, folder: Path, *, compat: bool) -> dict[str, Any]:
     command = [sys.executable, str(FLOW), MODEL, "qwen3_instruct", str(folder / str(compat))]
     if compat:
         command = [sys.executable, "-m", "tinker_actors.cli", "run", "--", *command]
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("TINKER_", "HF_"))}
-    env.update(
-        TINKER_BASE_URL=url,
-        TINKER_API_KEY="tml-benchmarks",
-        HF_HUB_CACHE=str(hub),
-        HF_HUB_OFFLINE="1",
-        HF_DATASETS_CACHE=str(folder / "datasets-cache"),  # see serve_support.recipe_env
-    )
+    env = recipe_env(folder, url)  # the tokenizers in folder / "hub"
     done = subprocess.run(
         command, cwd=folder, env=env, capture_output=True, text=True, timeout=600, check=False
     )
@@ -89,8 +81,8 @@ def test_gsm8k_benchmark_scores_the_same_with_both_clients(tmp_path: Path) -> No
         timeout=300,
     )
     with serve_in_child("--backend", "torch") as url:
-        theirs = _run(url, tmp_path, hub, compat=False)
-        ours = _run(url, tmp_path, hub, compat=True)
+        theirs = _run(url, tmp_path, compat=False)
+        ours = _run(url, tmp_path, compat=True)
     assert len(theirs["rewards"]) == 6
     assert theirs["score"] > 0
     assert ours == theirs

@@ -323,8 +323,8 @@ def test_math_rl_reward_rises_from_the_sft_checkpoint(
     # tinker_actors.compat (provenance spans, dataclasses.replace on Datum and spans). The
     # official client's run was dropped to keep CI short: sampling makes the two runs differ,
     # so it checked only the server, which this run checks too.
-    start = chat_sl_compat
-    rows = [json.loads(line) for line in (start / "checkpoints.jsonl").read_text().splitlines()]
+    checkpoints = (chat_sl_compat / "checkpoints.jsonl").read_text().splitlines()
+    rows = [json.loads(line) for line in checkpoints]
     sft = rows[-1]["state_path"]
     assert sft.startswith("tinker://")
     # Small steps, many samples. The recipe starts a fresh AdamW, whose first update moves every
@@ -653,7 +653,6 @@ def test_vlm_classifier_learns_to_name_the_colour_in_pictures(
     # writes; then recipes/vlm_classifier/eval on the final sampler checkpoint, by path
     # under the switch (the official client's run was dropped to keep CI short; images reach
     # the wire as its ImageChunks do, test_proto_interop.py)
-    compat = True
     experiments = workdir / "vlm-compat"
     vlm = "Qwen/Qwen3.6-35B-A3B"
     args = [
@@ -663,7 +662,7 @@ def test_vlm_classifier_learns_to_name_the_colour_in_pictures(
     ]  # fmt: skip
     module = "tinker_cookbook.recipes.vlm_classifier.train"
     env = recipe_env(workdir, server_url)
-    run_as_user(recipe_command(module, args, compat=compat), workdir, env, compat=compat)
+    run_as_user(recipe_command(module, args, compat=True), workdir, env, compat=True)
     [log_path] = experiments.iterdir()
     evals = [row for row in metrics(log_path) if "accuracy" in row]
     # 44 steps: it names every picture by step 40 (100% then, at step 60 too when it ran 80)
@@ -680,13 +679,13 @@ def test_vlm_classifier_learns_to_name_the_colour_in_pictures(
     command = recipe_command(
         "tinker_cookbook.recipes.vlm_classifier.eval",
         ["dataset=caltech101", f"model_path={final['sampler_path']}", "n_eval=16", "max_tokens=16"],
-        compat=compat,
+        compat=True,
     )
     done = subprocess.run(
         command, cwd=workdir, env=env, capture_output=True, text=True, timeout=300, check=False
     )
     assert done.returncode == 0, done.stderr[-4000:]
-    check_tinker_module(done.stdout, compat=compat)
+    check_tinker_module(done.stdout, compat=True)
     [told] = re.findall(r"Metrics = \{'accuracy': ([0-9.]+)\}", done.stdout)
     assert float(told) >= 0.5, done.stdout[-2000:]
 

@@ -22,14 +22,13 @@ The recipe code is run untouched with ``runpy`` from a tiny launcher that afterw
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from serve_support import check_tinker_module, recipe_command, serve_in_child
+import serve_support
+from serve_support import metrics, serve_in_child
 
 pytest.importorskip("tinker", reason="official tinker SDK not installed (interop extra)")
 pytest.importorskip("tinker_cookbook", reason="tinker-cookbook not installed (README test command)")
@@ -40,7 +39,6 @@ from tinker_actors.local import install_tokenizers
 pytestmark = [pytest.mark.interop, pytest.mark.slow]
 
 MODEL = "Qwen/Qwen3.5-9B-Base"
-KEY = "tml-cookbook-interop"
 SUBJECTS = ["cats", "the sea", "trains", "bread", "winter", "music", "gardens", "rivers"]
 
 
@@ -85,23 +83,8 @@ def run_recipe(
     workdir: Path, url: str, module: str, args: list[str], *, compat: bool
 ) -> list[dict[str, Any]]:
     """Run a cookbook recipe module; return the rows of its metrics.jsonl."""
-    log_path = workdir / f"{module.rsplit('.', 1)[1]}-{'compat' if compat else 'official'}"
-    env = {
-        **os.environ,
-        "HF_HUB_OFFLINE": "1",
-        "HF_HUB_CACHE": str(workdir / "hub"),
-        "HF_DATASETS_CACHE": str(workdir / "datasets-cache"),  # see serve_support.recipe_env
-        "TINKER_BASE_URL": url,
-        "TINKER_API_KEY": KEY,
-    }
-    launch = recipe_command(module, [f"log_path={log_path}", *args], compat=compat)
-    done = subprocess.run(
-        launch, cwd=workdir, env=env, capture_output=True, text=True, timeout=600, check=False
-    )
-    assert done.returncode == 0, done.stderr[-6000:]
-    check_tinker_module(done.stdout, compat=compat)
-    rows = [json.loads(line) for line in (log_path / "metrics.jsonl").read_text().splitlines()]
-    return rows
+    name = f"{module.rsplit('.', 1)[1]}-{'compat' if compat else 'official'}"
+    return metrics(serve_support.run_recipe(workdir, url, module, args, compat=compat, name=name))
 
 
 def _losses(rows: list[dict[str, Any]], key: str) -> list[float]:
