@@ -85,6 +85,29 @@ def run_recipe(
     return log_path
 
 
+def trained_under_the_switch(
+    workdir: Path,
+    url: str,
+    module: str,
+    args: list[str],
+    marker: str,
+    *,
+    eval_every: int = 0,
+) -> list[dict[str, Any]]:
+    """Run RL recipe ``module`` for 2 steps under the switch; return the rows of its training
+    steps (those with ``marker``), having checked that the trainer's logprobs of the sampled
+    tokens are the sampler's (``optim/kl_sample_train_v1`` ~ 0): the datums hold the right
+    tokens in the right places."""
+    common = ["max_tokens=16", "max_steps=2", f"eval_every={eval_every}", "save_every=0"]
+    flags = [*args, *common, "behavior_if_log_dir_exists=delete"]
+    rows = metrics(run_recipe(workdir, url, module, flags, compat=True))
+    trained = [row for row in rows if marker in row]
+    assert len(trained) == 2, rows
+    for row in trained:
+        assert abs(row["optim/kl_sample_train_v1"]) < 1e-3, row  # NaN fails this too
+    return trained
+
+
 def run_as_user(command: list[str], workdir: Path, env: dict[str, str], *, compat: bool) -> None:
     """Run a recipe command in ``workdir``; it must succeed with the ``tinker`` it should."""
     done = subprocess.run(

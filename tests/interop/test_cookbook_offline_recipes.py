@@ -77,6 +77,7 @@ from serve_support import (
     run_recipe,
     series,
     serve_in_child,
+    trained_under_the_switch,
     write_jsonl,
 )
 
@@ -361,29 +362,12 @@ def test_dpo_loss_falls_below_ln_2_and_the_switch_logs_the_same(
     assert ours == pytest.approx(loss, abs=1e-4)
 
 
-def _trained_under_the_switch(
-    workdir: Path, url: str, module: str, args: list[str], marker: str
-) -> list[dict[str, Any]]:
-    """Run ``module`` for 2 steps under the switch; return the rows of its training steps
-    (those with ``marker``), having checked that the trainer's logprobs of the sampled tokens
-    are the sampler's (``optim/kl_sample_train_v1`` ~ 0): the datums hold the right tokens in
-    the right places."""
-    common = ["max_tokens=16", "max_steps=2", "eval_every=0", "save_every=0"]
-    flags = [*args, *common, "behavior_if_log_dir_exists=delete"]
-    rows = metrics(run_recipe(workdir, url, module, flags, compat=True))
-    trained = [row for row in rows if marker in row]
-    assert len(trained) == 2, rows
-    for row in trained:
-        assert abs(row["optim/kl_sample_train_v1"]) < 1e-3, row  # NaN fails this too
-    return trained
-
-
 def test_on_policy_distillation_runs_under_the_switch(workdir: Path, server_url: str) -> None:
     # distillation/train_on_policy.py: a teacher SamplingClient's compute_logprobs on the
     # student's samples, importance_sampling with per-token KL advantages
     args = [f"teacher_model={MODEL}", "lora_rank=8", "group_size=2", "groups_per_batch=4"]
     module = "tinker_cookbook.recipes.distillation.on_policy_distillation"
-    for row in _trained_under_the_switch(workdir, server_url, module, args, "teacher_kl"):
+    for row in trained_under_the_switch(workdir, server_url, module, args, "teacher_kl"):
         assert math.isfinite(row["teacher_kl"]), row
         assert row["grad_norm:mean"] > 0, row  # the KL advantages are not all zero
 
@@ -402,7 +386,7 @@ def test_each_datum_is_scored_by_its_own_datasets_teacher(
         f"tulu3_teacher_checkpoint={final['sampler_path']}",
     ]  # fmt: skip
     module = "tinker_cookbook.recipes.distillation.on_policy_multi_teacher"
-    first, _ = _trained_under_the_switch(workdir, server_url, module, args, "teacher_kl")
+    first, _ = trained_under_the_switch(workdir, server_url, module, args, "teacher_kl")
     # measured: 4e-8 and 0.16 (a datum on the wrong teacher would give about 0 and 0.16)
     assert abs(first["teacher_kl/dataset_0"]) < 1e-3, first
     assert first["teacher_kl/dataset_1"] > 0.01, first
@@ -425,19 +409,6 @@ def test_off_policy_reasoning_sft_streams_its_traces_and_the_switch_logs_the_sam
     assert loss[-1] < loss[0] - 2, loss  # measured: 8.34 -> 4.68
     ours = run_recipe(workdir, server_url, module, args, compat=True)
     assert series(metrics(ours), "train_mean_nll") == pytest.approx(loss, abs=1e-4)
-
-
-def test_multi_turn_guess_number_runs_under_the_switch(workdir: Path, server_url: str) -> None:
-    # multiplayer_rl/guess_number: ten-turn episodes, each merged by rl/data_processing.py
-    # into one datum per episode with provenance spanning every turn
-    args = [f"model_name={MODEL}", "renderer_name=role_colon", "group_size=2", "batch_size=2"]
-    module = "tinker_cookbook.recipes.multiplayer_rl.guess_number.train"
-    marker = "optim/kl_sample_train_v1"
-    for row in _trained_under_the_switch(workdir, server_url, module, args, marker):
-        assert row["env/all/turns_per_episode"] > 1, row
-        # each turn's prompt is the last one's prompt and answer: the server's kept prefixes
-        # serve most of it (about 80 %; 1 % with --prefix-cache 0), as the cookbook counts
-        assert row["tokens/prefill_cached"] > 2 * row["tokens/prefill_uncached"], row
 
 
 def test_rubric_grader_answers_at_length_under_the_switch(workdir: Path, server_url: str) -> None:
@@ -501,7 +472,7 @@ def test_rl_numerics_check_keeps_sampler_and_trainer_logprobs_equal(
         "task.num_pages_max=3", "task.page_chars=400", "task.words=after,until,during",
     ]  # fmt: skip
     module = "tinker_cookbook.recipes.rl_numerics_check.train"
-    for row in _trained_under_the_switch(workdir, server_url, module, args, "optim/lr"):
+    for row in trained_under_the_switch(workdir, server_url, module, args, "optim/lr"):
         assert row["env/all/ob_tokens_per_turn"] > 200, row  # the pages are in the prompt
 
 
