@@ -5,6 +5,10 @@ official client, and under the import switch (``tinker-actors run -- python ...`
 log the same losses (to 1e-4): the torch backend is deterministic, so any difference would be
 the client's.
 
+sl_basic runs a third time, under the switch against a second server that injects faults
+(``FAULTS``): the SDK must absorb them all and log the same losses, and the server must have
+applied each of the run's training operations once.
+
 Offline set-up, as a user would do it:
 
 * the recipes' default model ``Qwen/Qwen3.5-9B-Base`` is served by ``local/tiny`` through a
@@ -26,9 +30,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import serve_support
-from serve_support import metrics, serve_in_child
+from serve_support import RECIPE_KEY, metrics, serve_in_child
 
 pytest.importorskip("tinker", reason="official tinker SDK not installed (interop extra)")
 pytest.importorskip("tinker_cookbook", reason="tinker-cookbook not installed (README test command)")
@@ -101,13 +106,64 @@ def test_sl_loop_logs_the_official_clients_losses(workdir: Path, server_url: str
     assert ours_nll == pytest.approx(theirs_nll, abs=1e-4)
 
 
-def test_sl_basic_logs_the_official_clients_losses(workdir: Path, server_url: str) -> None:
-    # supervised/train.py: asyncio, pipelined submission, an NLL evaluator, final checkpoints
-    args = ["max_steps=2", "eval_every=2"]
-    module = "tinker_cookbook.recipes.sl_basic"
-    official = run_recipe(workdir, server_url, module, args, compat=False)
-    ours = run_recipe(workdir, server_url, module, args, compat=True)
-    for key in ("train_mean_nll", "test/nll"):
+SL_BASIC = "tinker_cookbook.recipes.sl_basic"
+#: supervised/train.py: asyncio, pipelined submission, an NLL evaluator, final checkpoints
+SL_BASIC_ARGS = ["max_steps=2", "eval_every=2"]
+SL_BASIC_KEYS = ("train_mean_nll", "test/nll")
+
+
+@pytest.fixture(scope="module")
+def sl_basic_official(workdir: Path, server_url: str) -> list[dict[str, Any]]:
+    """sl_basic's metrics with the official client: the reference the other runs must log."""
+    return run_recipe(workdir, server_url, SL_BASIC, SL_BASIC_ARGS, compat=False)
+
+
+def _same_losses(ours: list[dict[str, Any]], official: list[dict[str, Any]]) -> None:
+    for key in SL_BASIC_KEYS:
         theirs_values, our_values = _losses(official, key), _losses(ours, key)
         assert our_values, key
         assert our_values == pytest.approx(theirs_values, abs=1e-4), key
+
+
+def test_sl_basic_logs_the_official_clients_losses(
+    workdir: Path, server_url: str, sl_basic_official: list[dict[str, Any]]
+) -> None:
+    ours = run_recipe(workdir, server_url, SL_BASIC, SL_BASIC_ARGS, compat=True)
+    _same_losses(ours, sl_basic_official)
+
+
+#: docs/local-server.md's "acceptance mix" and lost answers: a fifth of the answers replaced by
+#: 429 (Retry-After 0.5 s), 5xx or 408, and a tenth of the connections reset, or cut once the
+#: server has applied the request and its answer starts
+FAULTS = [
+    "--fault", "seed=1", "--fault", "*:429|500|502|503|408@0.2,retry_after=0.5",
+    "--fault", "connection:reset=0.05,drop_response=0.05",
+]  # fmt: skip
+
+
+def test_sl_basic_under_faults_logs_the_losses_of_a_quiet_run(
+    workdir: Path, sl_basic_official: list[dict[str, Any]]
+) -> None:
+    # the recipe's own retries stay out of it: it has none, so every fault is the client's
+    # to absorb (the SDK's HTTP retries, its submission retries and, for a response lost
+    # after the server applied the request, the idempotency key that makes the retry return
+    # the original result instead of training twice)
+    data_dir = str(workdir / "faulty-server-data")
+    with serve_in_child(
+        "--backend", "torch", "--model-alias", f"{MODEL}=local/tiny", "--data-dir", data_dir,
+        *FAULTS,
+    ) as url:  # fmt: skip
+        log_path = serve_support.run_recipe(
+            workdir, url, SL_BASIC, SL_BASIC_ARGS, compat=True, name="sl_basic-faults"
+        )
+        answer = httpx.get(f"{url}/_local/counters", headers={"X-API-Key": RECIPE_KEY}, timeout=30)
+    _same_losses(metrics(log_path), sl_basic_official)
+    counters = answer.json()
+    assert counters["faults"]["injected"] > 0, counters["faults"]
+    connection = counters["connection_faults"]
+    assert connection["reset"] > 0, connection
+    assert connection["dropped"] > 0, connection
+    # the training run's operations were each applied once, in order, none failed
+    [model] = counters["models"].values()
+    assert model["failed"] == 0, model
+    assert model["applied_seq_ids"] == list(range(len(model["applied_seq_ids"]))), model
