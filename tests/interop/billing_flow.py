@@ -28,7 +28,10 @@ def cli(*args: str) -> dict[str, object]:
         check=False,
     )
     if done.returncode != 0:
-        raise SystemExit(f"tinker {' '.join(args)} failed: {done.stderr[-2000:]}")
+        raise SystemExit(
+            f"tinker {' '.join(args)} failed (exit status {done.returncode}): "
+            f"stderr {done.stderr[-2000:]!r}, stdout {done.stdout[-1000:]!r}"
+        )
     answer: dict[str, object] = json.loads(done.stdout)
     return answer
 
