@@ -108,25 +108,27 @@ def trained_under_the_switch(
     return trained
 
 
-def run_as_user(command: list[str], workdir: Path, env: dict[str, str], *, compat: bool) -> None:
-    """Run a recipe command in ``workdir``; it must succeed with the ``tinker`` it should."""
+def run_as_user(command: list[str], workdir: Path, env: dict[str, str], *, compat: bool) -> str:
+    """Run a recipe command in ``workdir``; it must succeed with the ``tinker`` it should.
+    Return its standard output."""
     done = subprocess.run(
         command, cwd=workdir, env=env, capture_output=True, text=True, timeout=600, check=False
     )
     assert done.returncode == 0, done.stderr[-6000:]
     check_tinker_module(done.stdout, compat=compat)
+    return done.stdout
 
 
-def recipe_env(workdir: Path, url: str) -> dict[str, str]:
+def recipe_env(workdir: Path, url: str, *, hub: Path | None = None) -> dict[str, str]:
     """A user's environment for the local server at ``url``, offline, with the tokenizers that
-    ``tinker-actors tokenizers install`` put in ``workdir / "hub"``, and a datasets cache of
-    the test's own: ``datasets`` keys the cache of a local folder with a ``configs:`` README by
-    its hub-like name and config, not by what its files hold, so a shared cache served another
-    run's rows (and the tests wrote into the user's ``~/.cache``)."""
+    ``tinker-actors tokenizers install`` put in ``hub`` (by default ``workdir / "hub"``), and a
+    datasets cache of the test's own: ``datasets`` keys the cache of a local folder with a
+    ``configs:`` README by its hub-like name and config, not by what its files hold, so a
+    shared cache served another run's rows (and the tests wrote into the user's ``~/.cache``)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TINKER_", "HF_"))}
     env.update(
         HF_HUB_OFFLINE="1",
-        HF_HUB_CACHE=str(workdir / "hub"),
+        HF_HUB_CACHE=str(workdir / "hub" if hub is None else hub),
         HF_DATASETS_CACHE=str(workdir / "datasets-cache"),
         TINKER_BASE_URL=url,
         TINKER_API_KEY=RECIPE_KEY,

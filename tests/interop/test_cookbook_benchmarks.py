@@ -26,7 +26,6 @@ from typing import Any
 
 import pytest
 from serve_support import (
-    check_tinker_module,
     recipe_command,
     recipe_env,
     run_as_user,
@@ -77,12 +76,6 @@ def server_url(hub: Path) -> Iterator[str]:
         yield url
 
 
-def _env(folder: Path, url: str, hub: Path) -> dict[str, str]:
-    env = recipe_env(folder, url)
-    env["HF_HUB_CACHE"] = str(hub)
-    return env
-
-
 def _gsm8k(folder: Path, rows: list[dict[str, str]]) -> None:
     """Write ``rows`` as the test split of a local ``openai/gsm8k`` folder (its ``main`` config)."""
     data = folder / "openai" / "gsm8k"
@@ -103,18 +96,8 @@ def _run_benchmark(folder: Path, url: str, hub: Path, *, compat: bool) -> dict[s
     command = [sys.executable, str(FLOW), MODEL, "qwen3_instruct", str(folder / str(compat))]
     if compat:
         command = [sys.executable, "-m", "tinker_actors.cli", "run", "--", *command]
-    done = subprocess.run(
-        command,
-        cwd=folder,
-        env=_env(folder, url, hub),
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-4000:]
-    check_tinker_module(done.stdout, compat=compat)
-    [line] = [ln for ln in done.stdout.splitlines() if ln.startswith("RESULT ")]
+    stdout = run_as_user(command, folder, recipe_env(folder, url, hub=hub), compat=compat)
+    [line] = [ln for ln in stdout.splitlines() if ln.startswith("RESULT ")]
     result: dict[str, Any] = json.loads(line.removeprefix("RESULT "))
     return result
 
@@ -153,7 +136,10 @@ def _true_thinking_scores(folder: Path, url: str, hub: Path, *, compat: bool) ->
     ]  # fmt: skip
     module = "tinker_cookbook.recipes.true_thinking_score.analyze"
     run_as_user(
-        recipe_command(module, args, compat=compat), folder, _env(folder, url, hub), compat=compat
+        recipe_command(module, args, compat=compat),
+        folder,
+        recipe_env(folder, url, hub=hub),
+        compat=compat,
     )
     lines = (log_path / "tts_per_problem.jsonl").read_text().splitlines()
     return [json.loads(line) for line in lines]
