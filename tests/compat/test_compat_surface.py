@@ -130,3 +130,63 @@ def test_a_client_future_is_its_client_and_forwards_every_method(
         assert vars(ours).get(name) is not None, name
         if callable(member):
             assert _params(getattr(ours, name)) == _params(member), name
+
+
+@pytest.mark.parametrize("package", ["official", "compat"])
+def test_a_wrapped_concurrent_future_behaves_as_the_official_one(package: str) -> None:
+    # Code that fakes a client in its tests (tinker-cookbook's own, for one) returns
+    # AwaitableConcurrentFuture(concurrent.futures.Future()) from its fake methods
+    import asyncio
+    from concurrent.futures import Future
+
+    root = tinker if package == "official" else compat
+    wrapping = root.lib.public_interfaces.api_future.AwaitableConcurrentFuture
+
+    done: Future[int] = Future()
+    done.set_result(3)
+    assert wrapping[int](done).result(timeout=1) == 3
+    assert wrapping(done).future() is done
+
+    later: Future[int] = Future()
+
+    async def awaited() -> int:
+        asyncio.get_running_loop().call_later(0.01, later.set_result, 7)
+        return await wrapping(later)
+
+    assert asyncio.run(awaited()) == 7
+
+    failed: Future[int] = Future()
+    failed.set_exception(ValueError("the fake's error"))
+    with pytest.raises(ValueError, match="the fake's error"):
+        wrapping(failed).result(timeout=1)
+
+    async def awaited_failure() -> int:
+        return await wrapping(failed)
+
+    with pytest.raises(ValueError, match="the fake's error"):
+        asyncio.run(awaited_failure())
+
+
+def test_a_wrapped_future_cancels_what_it_wraps_and_refuses_what_is_not_a_future() -> None:
+    import asyncio
+    from concurrent.futures import CancelledError, Future
+
+    wrapping = compat.lib.public_interfaces.AwaitableConcurrentFuture
+    source: Future[int] = Future()
+    wrapped = wrapping(source)
+    assert wrapped.cancel()
+    assert source.cancelled()
+    with pytest.raises(CancelledError):
+        wrapped.result(timeout=1)
+    # cancelled at the source: the wrapper is cancelled too
+    source = Future()
+    wrapped = wrapping(source)
+    source.cancel()
+    assert wrapped.cancelled()
+
+    loop = asyncio.new_event_loop()
+    try:
+        with pytest.raises(TypeError, match=r"wraps a concurrent\.futures\.Future, not Future"):
+            wrapping(loop.create_future())  # type: ignore[arg-type]
+    finally:
+        loop.close()

@@ -28,7 +28,7 @@ import inspect
 import logging
 import sys
 import warnings
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from tinker_actors.compat._process import RuntimeClosedError, on_runtime_thread
@@ -51,12 +51,44 @@ _warned_sites: set[tuple[str, int]] = set()
 
 
 class APIFuture(Future[T]):
-    """The outcome of one operation; awaitable, blocking-readable and cancellable."""
+    """The outcome of one operation; awaitable, blocking-readable and cancellable.
+
+    ``APIFuture(future)`` (0.38's ``AwaitableConcurrentFuture(future)``, which code that fakes a
+    client in its tests builds) wraps a ``concurrent.futures.Future``: it finishes as that one
+    does, and cancelling it cancels that one.
+    """
 
     # What cancel() must stop: a native APIFuture, or a trio CancelScope (set on the runtime).
     _cancel_target: Any = None
     _canceller: Callable[[APIFuture[Any]], None] | None = None
     _owner: Any = None  # what must stay alive until this finishes
+    _source: Future[T] | None = None  # the future this one wraps, if any
+
+    def __init__(self, future: Future[T] | None = None) -> None:
+        super().__init__()
+        if future is None:
+            return
+        if not isinstance(future, Future):
+            raise TypeError(
+                f"{type(self).__name__}(future) wraps a concurrent.futures.Future, not "
+                f"{type(future).__name__}; for a value that is already known, set it on a "
+                "Future first (future.set_result(value))"
+            )
+        self._source = future
+        self._canceller = _cancel_source
+        future.add_done_callback(self._settle_from)
+
+    def _settle_from(self, source: Future[T]) -> None:
+        # on whichever thread finished the source; this future may have been cancelled first
+        if source.cancelled():
+            self.cancel()
+            return
+        error = source.exception()
+        with contextlib.suppress(InvalidStateError):
+            if error is not None:
+                self.set_exception(error)
+            else:
+                self.set_result(source.result())
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self._state.lower()}>"
@@ -91,8 +123,9 @@ class APIFuture(Future[T]):
         return await asyncio.wait_for(wrapped, timeout)
 
     def future(self) -> Future[T]:
-        """Return the ``concurrent.futures.Future`` of this operation (this object itself)."""
-        return self
+        """Return the ``concurrent.futures.Future`` of this operation: the one it wraps, else
+        this object itself."""
+        return self if self._source is None else self._source
 
     async def coroutine(self) -> T:
         """Return this future as a coroutine (for APIs that want one, e.g. ``create_task``)."""
@@ -110,6 +143,11 @@ class APIFuture(Future[T]):
             with contextlib.suppress(RuntimeClosedError):  # nothing is running any more
                 canceller(self)
         return True
+
+
+def _cancel_source(future: APIFuture[Any]) -> None:
+    if future._source is not None:
+        future._source.cancel()
 
 
 async def _wait_in_trio(future: APIFuture[T], timeout: float | None) -> T:  # noqa: ASYNC109
