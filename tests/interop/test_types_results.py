@@ -57,6 +57,50 @@ def test_sample_results(T: pytypes.ModuleType) -> None:
 
 
 @both
+def test_sample_results_built_from_lists(T: pytypes.ModuleType) -> None:
+    # 0.38's list-based construction, which fakes of a sampling client use (tinker-cookbook's
+    # own tests build every fake response this way): the lists come back exactly (0.1 stays
+    # 0.1, not its float32), None marks a prompt position not computed
+    topk = [[(3, -0.1), (4, -2.0)], None, [(9, -0.7)]]
+    seq = T.SampledSequence(
+        stop_reason="length",
+        sequence_id="seq",
+        _tokens_list=[7, 8, 9],
+        _logprobs_list=[-0.1, -1.0, -2.0],
+        _topk_logprobs_list=topk,
+    )
+    assert (seq.tokens, seq.logprobs, seq.topk_logprobs) == ([7, 8, 9], [-0.1, -1.0, -2.0], topk)
+    response = T.SampleResponse(
+        sequences=[seq],
+        prompt_cache_hit_tokens=2,
+        _prompt_logprobs_list=[None, -0.1],
+        _topk_prompt_logprobs_list=[None, [(5, -0.1)]],
+    )
+    assert response.prompt_logprobs == [None, -0.1]
+    assert response.topk_prompt_logprobs == [None, [(5, -0.1)]]
+    assert response.sequences[0].tokens == [7, 8, 9]
+    copied = pickle.loads(pickle.dumps(response))
+    assert (copied.prompt_logprobs, copied.sequences[0].logprobs) == ([None, -0.1], seq.logprobs)
+
+
+def test_sample_results_built_from_lists_have_arrays_too_unlike_0_38() -> None:
+    # 0.38 leaves the *_np fields None when built from lists; ours fills them from the lists,
+    # so code that reads the arrays works on a fake response too, and refuses what is not a
+    # list of numbers with a typed error at construction, not at first use
+    seq = ours.SampledSequence("stop", "s", _tokens_list=[1, 2], _logprobs_list=[-0.5, -0.25])
+    assert seq.tokens_np.tolist() == [1, 2]
+    assert seq.logprobs_np is not None
+    assert seq.logprobs_np.dtype == np.float32
+    response = ours.SampleResponse([seq], _prompt_logprobs_list=[None, -0.5])
+    assert response.prompt_logprobs_np is not None
+    assert np.isnan(response.prompt_logprobs_np[0])
+    with pytest.raises(InvalidInputError, match="_tokens_list must be a list"):
+        ours.SampledSequence("stop", "s", _tokens_list=3)  # type: ignore[arg-type]
+    with pytest.raises(InvalidInputError, match="_logprobs_list"):
+        ours.SampledSequence("stop", "s", _logprobs_list=[[-0.5]])
+
+
+@both
 def test_training_results(T: pytypes.ModuleType) -> None:
     logprobs = T.TensorData(data=[-0.5, -1.5], dtype="float32")
     out = T.ForwardBackwardOutput("ArrayRecord", [{"logprobs": logprobs}])

@@ -15,7 +15,7 @@ padding becomes ``None`` and trailing padding cells are dropped::
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Final, Literal, TypeAlias
 
@@ -167,17 +167,42 @@ class SampledSequence:
     topk_logprobs_np: TopkLogprobs | None = None
     """Top-k alternatives at each generated position, or ``None`` if not requested."""
 
-    def __post_init__(self) -> None:
+    # 0.38's list-based construction (what fakes in tests build): the lists are kept as the
+    # list properties' values, exactly, and the arrays are made from them
+    _tokens_list: InitVar[list[int] | None] = None
+    _logprobs_list: InitVar[list[float] | None] = None
+    _topk_logprobs_list: InitVar[TopkRows | None] = None
+
+    def __post_init__(
+        self,
+        _tokens_list: list[int] | None,
+        _logprobs_list: list[float] | None,
+        _topk_logprobs_list: TopkRows | None,
+    ) -> None:
         if self.stop_reason not in ("length", "stop"):
             raise InvalidInputError(
                 f"SampledSequence.stop_reason must be 'length' or 'stop', got {self.stop_reason!r}"
             )
         tokens = _NO_TOKENS if self.tokens_np is None else self.tokens_np
+        if _tokens_list is not None:
+            self.__dict__["tokens"] = _tokens_list
+            if tokens is _NO_TOKENS:
+                tokens = _from_list(_tokens_list, np.int32, "_tokens_list")
         object.__setattr__(self, "tokens_np", _as_1d(tokens, np.int32, "tokens"))
+        if _logprobs_list is not None:
+            self.__dict__["logprobs"] = _logprobs_list
+            if self.logprobs_np is None:
+                arr = _from_list(_logprobs_list, np.float32, "_logprobs_list")
+                object.__setattr__(self, "logprobs_np", arr)
         if self.logprobs_np is not None:
             object.__setattr__(
                 self, "logprobs_np", _as_1d(self.logprobs_np, np.float32, "logprobs")
             )
+        if _topk_logprobs_list is not None:
+            self.__dict__["topk_logprobs"] = _topk_logprobs_list
+            if self.topk_logprobs_np is None:
+                topk = _topk_from_rows(_topk_logprobs_list, "_topk_logprobs_list")
+                object.__setattr__(self, "topk_logprobs_np", topk)
 
     @cached_property
     def tokens(self) -> list[int]:
@@ -234,7 +259,27 @@ class SampleResponse:
     prompt_alt_tokens: PromptAltTokens | None = None
     """Draws requested with ``prompt_alt_tokens_k``, or ``None``."""
 
-    def __post_init__(self) -> None:
+    # 0.38's list-based construction, as for SampledSequence: ``None`` in the prompt logprobs
+    # list is a position not computed (NaN in the array)
+    _prompt_logprobs_list: InitVar[list[float | None] | None] = None
+    _topk_prompt_logprobs_list: InitVar[TopkRows | None] = None
+
+    def __post_init__(
+        self,
+        _prompt_logprobs_list: list[float | None] | None,
+        _topk_prompt_logprobs_list: TopkRows | None,
+    ) -> None:
+        if _prompt_logprobs_list is not None:
+            self.__dict__["prompt_logprobs"] = _prompt_logprobs_list
+            if self.prompt_logprobs_np is None:
+                values = [np.nan if v is None else v for v in _prompt_logprobs_list]
+                arr = _from_list(values, np.float32, "_prompt_logprobs_list")
+                object.__setattr__(self, "prompt_logprobs_np", arr)
+        if _topk_prompt_logprobs_list is not None:
+            self.__dict__["topk_prompt_logprobs"] = _topk_prompt_logprobs_list
+            if self.topk_prompt_logprobs_np is None:
+                topk = _topk_from_rows(_topk_prompt_logprobs_list, "_topk_prompt_logprobs_list")
+                object.__setattr__(self, "topk_prompt_logprobs_np", topk)
         if self.prompt_logprobs_np is not None:
             object.__setattr__(
                 self,
@@ -280,6 +325,23 @@ class SampleResponse:
         )
 
     __hash__ = None  # type: ignore[assignment]
+
+
+def _from_list(values: Sequence[Any], dtype: type[np.generic], what: str) -> Any:
+    if not isinstance(values, list | tuple):
+        raise InvalidInputError(f"{what} must be a list, got {type(values).__name__}")
+    try:
+        arr = np.asarray(values)
+    except (TypeError, ValueError) as exc:
+        raise InvalidInputError(f"{what} must be a flat list of numbers: {exc}") from None
+    return _as_1d(arr if arr.size else arr.astype(dtype), dtype, what)
+
+
+def _topk_from_rows(rows: TopkRows, what: str) -> TopkLogprobs:
+    if not isinstance(rows, list | tuple):
+        raise InvalidInputError(f"{what} must be a list of rows, got {type(rows).__name__}")
+    k = max((len(row) for row in rows if row is not None), default=0)
+    return TopkLogprobs.from_lists(rows, k)
 
 
 def _as_1d(values: object, dtype: type[np.generic], what: str) -> Any:
