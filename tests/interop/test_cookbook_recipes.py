@@ -9,6 +9,10 @@ sl_basic runs a third time, under the switch against a second server that inject
 (``FAULTS``): the SDK must absorb them all and log the same losses, and the server must have
 applied each of the run's training operations once.
 
+chat_sl runs with rolling checkpoints (the cookbook's own smoke test of them, scaled down) with
+each client: a resume-only state saved every step and deleted through the REST client once the
+next one is saved, beside full checkpoints that keep their TTLs.
+
 Offline set-up, as a user would do it:
 
 * the recipes' default model ``Qwen/Qwen3.5-9B-Base`` is served by ``local/tiny`` through a
@@ -182,3 +186,55 @@ def _counters_through_faults(url: str) -> dict[str, Any]:
             counters: dict[str, Any] = answer.json()
             return counters
     raise AssertionError("50 reads of /_local/counters all met a fault")
+
+
+CHAT_SL = "tinker_cookbook.recipes.chat_sl.train"
+#: tinker-cookbook's own smoke test of rolling checkpoints (its
+#: tests/recipes/test_recipe_rolling_checkpoints.py), scaled down: a resume-only state every
+#: step, run as a background asyncio task beside the next step and deleted once the next one
+#: is saved, and a full checkpoint every second step
+ROLLING_ARGS = [
+    "batch_size=8", "eval_every=0", "save_every=2", "rolling_save_every=1",
+    "rolling_ttl_seconds=3600", "max_steps=4", "behavior_if_log_dir_exists=delete",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("compat", [False, True], ids=["official", "compat"])
+def test_chat_sl_rolling_checkpoints_are_saved_then_deleted(
+    workdir: Path, server_url: str, compat: bool
+) -> None:
+    name = f"chat_sl-rolling-{'compat' if compat else 'official'}"
+    log_path = serve_support.run_recipe(
+        workdir, server_url, CHAT_SL, ROLLING_ARGS, compat=compat, name=name
+    )
+    records = [json.loads(row) for row in (log_path / "checkpoints.jsonl").read_text().splitlines()]
+    # the cookbook's own checks: rolling records are states only, periodic ones have both
+    # paths, and there is one final record
+    assert [(r["name"], bool(r.get("rolling")), "sampler_path" in r) for r in records] == [
+        ("000001", True, False),
+        ("000002", False, True),
+        ("000003", True, False),
+        ("final", False, True),
+    ], records
+    # each rolling state was deleted through the REST client (an APIFuture awaited in the
+    # background task); what is left is the periodic and the final checkpoint, the periodic
+    # one with the cookbook's default TTL of 7 days and the final one with none
+    logs = (log_path / "logs.log").read_text()
+    assert "Failed to delete" not in logs
+    for record in records:
+        if record.get("rolling"):
+            assert f"Deleted rolling checkpoint {record['state_path']}" in logs
+    run_id = records[0]["state_path"].removeprefix("tinker://").split("/")[0]
+    listed = httpx.get(
+        f"{server_url}/api/v1/training_runs/{run_id}/checkpoints",
+        headers={"X-API-Key": RECIPE_KEY},
+        timeout=30,
+    ).json()["checkpoints"]
+    kept = {c["checkpoint_id"]: c["expires_at"] is not None for c in listed}
+    assert kept == {
+        "weights/000002": True,
+        "sampler_weights/000002": True,
+        "weights/final": False,
+        "sampler_weights/final": False,
+    }, listed
+    assert len(_losses(metrics(log_path), "train_mean_nll")) == 4
