@@ -190,3 +190,38 @@ def test_a_wrapped_future_cancels_what_it_wraps_and_refuses_what_is_not_a_future
             wrapping(loop.create_future())  # type: ignore[arg-type]
     finally:
         loop.close()
+
+
+@pytest.mark.parametrize("package", ["official", "compat"])
+def test_a_future_of_its_own_written_against_the_abstract_api_future_works(package: str) -> None:
+    # 0.38's APIFuture is an abstract base: a fake may subclass it, implement result,
+    # result_async and future, and never call the base's __init__
+    import asyncio
+    from concurrent.futures import Future
+
+    root = tinker if package == "official" else compat
+
+    class Ready(root.APIFuture):  # type: ignore[misc,name-defined]
+        def __init__(self, value: int) -> None:
+            self.value = value
+
+        def result(self, timeout: float | None = None) -> int:
+            return self.value
+
+        async def result_async(self, timeout: float | None = None) -> int:  # noqa: ASYNC109
+            return self.value
+
+        def future(self) -> Future[int]:
+            done: Future[int] = Future()
+            done.set_result(self.value)
+            return done
+
+    ready = Ready(5)
+    assert ready.result() == 5
+    assert ready.future().result() == 5
+
+    async def awaited() -> tuple[int, int]:
+        return await ready, await ready.coroutine()
+
+    assert asyncio.run(awaited()) == (5, 5)
+    assert "Ready" in repr(ready)

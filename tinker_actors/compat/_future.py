@@ -91,7 +91,9 @@ class APIFuture(Future[T]):
                 self.set_result(source.result())
 
     def __repr__(self) -> str:
-        return f"<{type(self).__name__} {self._state.lower()}>"
+        # a subclass written for 0.38's abstract APIFuture may never run Future.__init__
+        state: str = getattr(self, "_state", "unknown")
+        return f"<{type(self).__name__} {state.lower()}>"
 
     def result(self, timeout: float | None = None) -> T:
         """Block until the operation finishes and return its result (or raise its error).
