@@ -117,10 +117,13 @@ def seeds(base: Any, seen: dict[str, Any]) -> None:
 
 
 def consistency(training: Any, sampler: Any, seen: dict[str, Any]) -> None:
-    """Sampled-token logprobs, compute_logprobs and forward logprobs agree (trained weights)."""
+    """Sampled-token logprobs, compute_logprobs and forward logprobs agree (trained weights).
+
+    At temperature 1: at another, sampled tokens' logprobs are the tempered distribution's
+    (tests/unit/test_torch_backend.py checks those)."""
     prompt_ids = [2000, 2001, 2002]
     prompt = types.ModelInput.from_ints(prompt_ids)
-    params = types.SamplingParams(max_tokens=6, temperature=0.7, seed=5, stop=[])
+    params = types.SamplingParams(max_tokens=6, temperature=1.0, seed=5, stop=[])
     first = sampler.sample(prompt, num_samples=3, sampling_params=params).result()
     worst_cl = worst_fw = 0.0
     for seq in first.sequences:

@@ -568,7 +568,8 @@ async def test_sample_compute_and_forward_logprobs_agree(tmp_path: Path) -> None
     await trained(b, "m")
     await b.save_sampler("m", tmp_path / "s")
     prompt = [40, 41, 42, 43]
-    params = SamplingParams(max_tokens=10, temperature=0.8, seed=3, stop=[])
+    # at temperature 1 the sampling distribution is the model's own (other temperatures: below)
+    params = SamplingParams(max_tokens=10, temperature=1.0, seed=3, stop=[])
     sampled = await b.sample(TINY, tmp_path / "s", job(prompt, num_samples=3, params=params))
     for seq in sampled.sequences:
         full = prompt + seq.tokens_np.tolist()
@@ -588,6 +589,38 @@ async def test_sample_compute_and_forward_logprobs_agree(tmp_path: Path) -> None
         assert lps is not None
         assert math.isnan(lps[0])
         assert np.abs(lps[1:] - fw).max() <= 1e-4
+
+
+@pytest.mark.parametrize("temperature", [0.5, 0.8, 1.7, 0.0])
+async def test_sampled_logprobs_are_the_sampling_distributions(temperature: float) -> None:
+    # as Tinker's: log softmax(z / T) of the sampled token, so against the model's own
+    # logprobs (compute_logprobs) lp_T(t) - lp_1(t) / T is one constant over the tokens t (the
+    # check of tinker-cookbook's tests/validate_temperature_logprobs.py, on pairs); greedy
+    # (temperature 0) reports the model's own
+    b = backend()
+    prompt = [40, 41, 42, 43]
+    drawn: dict[int, float] = {}
+    for seed in range(12):
+        params = SamplingParams(max_tokens=1, temperature=temperature, seed=seed, stop=[])
+        seq = (await b.sample(TINY, None, job(prompt, params=params))).sequences[0]
+        assert seq.logprobs_np is not None
+        drawn[int(seq.tokens_np[0])] = float(seq.logprobs_np[0])
+    own = {}
+    for token in drawn:
+        scored = job([*prompt, token], params=SamplingParams(max_tokens=1), prompt_logprobs=True)
+        lps = (await b.sample(TINY, None, scored)).prompt_logprobs_np
+        assert lps is not None
+        own[token] = float(lps[-1])
+    if temperature == 0:
+        assert len(drawn) == 1
+        assert drawn == pytest.approx(own, abs=1e-4)
+        return
+    assert len(drawn) >= 3  # local/tiny's next-token distribution is wide
+    offsets = [drawn[t] - own[t] / temperature for t in drawn]
+    assert max(offsets) - min(offsets) <= 1e-4, (drawn, own)
+    assert all(lp <= 0 for lp in drawn.values())
+    if temperature != 1:
+        assert drawn != pytest.approx(own, abs=1e-3)
 
 
 async def test_prompt_and_sample_topk_logprobs() -> None:

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 import torch
 import torch.nn.functional as F
 
-from tinker_actors.local._torch_draw import choose_rows
+from tinker_actors.local._torch_draw import choose_rows, tempered
 from tinker_actors.local._torch_model import KVCache, forward
 
 if TYPE_CHECKING:
@@ -142,7 +142,7 @@ def decode_together(
                     batch.admit(joiners)
             assert batch.logits is not None
             logits = batch.logits
-            logprobs = F.log_softmax(logits, dim=-1)
+            logprobs = F.log_softmax(tempered(batch.active, logits), dim=-1)
             # every row draws, a cancelled request's too (nobody reads those), in one batch
             chosen = choose_rows(batch.active, logits)
             # one copy to Python for the whole batch, not two per request

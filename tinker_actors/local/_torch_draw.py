@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from tinker_actors.local._torch_request import Sampling
     from tinker_actors.types import SamplingParams
 
-__all__ = ["choose_rows", "draw"]
+__all__ = ["choose_rows", "draw", "tempered"]
 
 
 def _filtered(params: SamplingParams, vocab: int) -> bool:
@@ -84,6 +84,27 @@ def choose_rows(requests: Sequence[Sampling], logits: torch.Tensor) -> torch.Ten
         else:
             chosen[index] = drawn
     return chosen
+
+
+def tempered(requests: Sequence[Sampling], logits: torch.Tensor) -> torch.Tensor:
+    """``logits`` [R, V] divided row by row by their request's temperature: the distribution
+    the reported logprobs of sampled tokens come from. Tinker reports the logprobs it sampled
+    with, the temperature applied (tinker-cookbook's PR #86, checked against the service's
+    code by its maintainers, and its tests/validate_temperature_logprobs.py). Greedy rows
+    (temperature 0) keep the model's own; top_k / top_p do not renormalise them. The same
+    tensor comes back when no row needs scaling (temperature 1, the common case)."""
+    scales: list[float] = []
+    scaled = False
+    for request in requests:
+        temperature = request.job.params.temperature
+        if temperature in (0.0, 1.0):
+            scales.extend([1.0] * request.rows)
+        else:
+            scaled = True
+            scales.extend([temperature] * request.rows)
+    if not scaled:
+        return logits
+    return logits / torch.tensor(scales, dtype=logits.dtype, device=logits.device)[:, None]
 
 
 def _uniforms(rows: int, gen: torch.Generator) -> torch.Tensor:

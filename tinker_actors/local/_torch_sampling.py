@@ -17,10 +17,11 @@ Semantics (documented in docs/local-server.md):
 * ``temperature`` 0 is greedy (argmax). Otherwise logits are divided by the temperature,
   then ``top_k`` (-1 = no limit) and ``top_p`` (nucleus mass, 1 = no limit) filter them, and a
   token is drawn from a ``torch.Generator`` seeded with ``seed`` (same seed, same samples).
-* Reported logprobs (sampled tokens, prompt, top-k) are always those of the model's own
-  distribution (temperature 1, unfiltered), computed from the same float32 logits as a
-  forward pass, so they equal ``forward`` / ``compute_logprobs`` and can feed the RL losses'
-  ``logprobs`` input directly. The temperature only changes which token is drawn.
+* Reported logprobs come from the same float32 logits as a forward pass. Those of sampled
+  tokens (and the top-k at sampled positions) are the sampling distribution's, the
+  temperature applied as Tinker applies it (:func:`._torch_draw.tempered`); at temperature 1
+  or 0 they are the model's own and equal ``forward`` / ``compute_logprobs``. Prompt logprobs
+  (and their top-k) are always the model's own. top_k / top_p never renormalise them.
 * Stops: ``stop`` unset means stop at EOS (the model's ``eos_ids``: id 0 for the local models,
   ``<|im_end|>`` and ``<|endoftext|>`` for SmolLM2); a list of token ids stops at exactly those
   (``[]`` disables every stop, EOS included); stop strings stop once the decoded completion
