@@ -9,7 +9,9 @@ twice, as it is, with the official ``tinker`` package and under ``tinker-actors 
 reports every test that passes with the official client and not under the switch. Then it runs
 the suite's service smoke tests that need no dataset (the LiteLLM provider's, and the Inspect AI
 adapter's) the same two ways against ``tinker-actors serve`` on local/tiny, under the model
-names they ask for.
+names they ask for, and the suite's own check of the service's sampled logprobs
+(``tests/validate_temperature_logprobs.py``: at temperature T, pairwise differences of sampled
+tokens' logprobs are the model's own over T) with each client.
 
 The suite needs pytest-asyncio and pytest-timeout, which the project's own suite does not use
 (pytest-trio runs it), so run this with an interpreter that has them::
@@ -33,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import subprocess
 import sys
 import tarfile
@@ -120,6 +123,28 @@ def _aliases() -> list[str]:
     return [arg for name in SERVICE_MODELS for arg in ("--model-alias", f"{name}=local/tiny")]
 
 
+#: a row of the script's table: temperature, unique tokens, pairs, mean and max error
+_SCALING_ROW = re.compile(r"^\s*([\d.]+)\s+(\d+)\s+(\d+)\s+([\d.]+)\s+([\d.]+)\s*$")
+
+
+def temperature_check(sdist: Path, env: dict[str, str], *, compat: bool) -> list[str]:
+    """Run the cookbook's check that sampled logprobs are the tempered distribution's (pairwise
+    differences scale by 1/T); return a line per temperature whose largest error is over 1e-4."""
+    command = [sys.executable, "tests/validate_temperature_logprobs.py"]
+    command += [f"base_model={SERVICE_MODELS[0]}", "check_sequence_consistency=False"]
+    if compat:
+        command = [sys.executable, "-m", "tinker_actors.cli", "run", "--", *command]
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TINKER_API_KEY="tml-cookbook-own-tests", **env)
+    done = subprocess.run(command, cwd=sdist, env=env, capture_output=True, text=True)
+    rows = [m.groups() for m in map(_SCALING_ROW.match, done.stdout.splitlines()) if m]
+    who = "under the switch" if compat else "official client"
+    if done.returncode != 0 or not rows:
+        return [f"{who}: validate_temperature_logprobs.py failed: {done.stderr[-2000:]}"]
+    worst = max(float(row[4]) for row in rows)
+    print(f"  {who}: {len(rows)} temperatures, largest pairwise error {worst:.1e}")
+    return [f"{who}: T={row[0]} max error {row[4]}" for row in rows if float(row[4]) > 1e-4]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sdist", type=Path, help="an unpacked tinker-cookbook sdist")
@@ -134,6 +159,11 @@ def main() -> int:
         env = service_env(work)
         with serve_in_child("--backend", "torch", "--seed", "0", *_aliases()) as url:
             lost += compare(sdist, SERVICE_TESTS, {**env, "TINKER_BASE_URL": url}, work)
+            print(
+                "temperature scaling of sampled logprobs (tests/validate_temperature_logprobs.py)"
+            )
+            for compat in (False, True):
+                lost += temperature_check(sdist, {**env, "TINKER_BASE_URL": url}, compat=compat)
     for line in lost:
         print(f"  {line}")
     return 1 if lost else 0
