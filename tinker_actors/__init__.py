@@ -1,4 +1,10 @@
-"""tinker_actors: a trio-native SDK for the Tinker fine-tuning API, built as supervised actors."""
+"""tinker_actors: a trio-native SDK for the Tinker fine-tuning API, built as supervised actors.
+
+PYTEST_DONT_REWRITE: ``tinker-actors run`` imports this package at start-up, so pytest finds
+it already imported as the package of a pytest plugin (``tinker_actors.testing``) and would
+warn that it cannot rewrite it, which ends a test run whose warnings are errors. Nothing in
+this module asserts; the marker changes nothing else.
+"""
 
 from __future__ import annotations
 

@@ -159,3 +159,19 @@ def test_0_38s_submodules_read_as_attributes() -> None:
     for module in (compat.types, compat.lib.public_interfaces):
         with pytest.raises(AttributeError, match="no attribute 'not_a_module'"):
             _ = module.not_a_module
+
+
+def test_a_test_suite_whose_warnings_are_errors_runs_under_the_switch(tmp_path: Path) -> None:
+    # tinker-actors run imports the package at start-up; pytest then finds it already
+    # imported as a plugin's package and warns that it cannot rewrite it, which a project that
+    # makes warnings errors (the official SDK's own suite does) turned into a failed start
+    (tmp_path / "pyproject.toml").write_text(
+        '[tool.pytest.ini_options]\nfilterwarnings = ["error"]\n'
+    )
+    (tmp_path / "test_uses_tinker.py").write_text(
+        "import tinker\n\ndef test_switched():\n    assert tinker.__name__ == 'tinker_actors.compat'\n"
+    )
+    pytest_argv = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:xdist"]
+    done = _run([*CLI, "run", "--", *pytest_argv, "test_uses_tinker.py"], cwd=tmp_path)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "1 passed" in done.stdout
