@@ -81,16 +81,23 @@ def outcomes(junit: Path) -> dict[str, str]:
     return found
 
 
-def run_suite(
-    sdist: Path, tests: list[str], env: dict[str, str], *, compat: bool, junit: Path
-) -> dict[str, str]:
-    command = [sys.executable, "-m", "pytest", *tests]
-    command += ["-q", "-p", "no:cacheprovider", "--timeout", "300", "--tb=line"]
-    command += [f"--ignore={module}" for module in NEEDS_EXTRAS]
-    command += [f"--junitxml={junit}"]
+def _launch(
+    argv: list[str], env: dict[str, str], *, compat: bool
+) -> tuple[list[str], dict[str, str]]:
+    """The command (under ``tinker-actors run`` when ``compat``) and environment of one run."""
+    command = [sys.executable, *argv]
     if compat:
         command = [sys.executable, "-m", "tinker_actors.cli", "run", "--", *command]
     env = dict(os.environ, HF_HUB_OFFLINE="1", TINKER_API_KEY="tml-cookbook-own-tests", **env)
+    return command, env
+
+
+def run_suite(
+    sdist: Path, tests: list[str], env: dict[str, str], *, compat: bool, junit: Path
+) -> dict[str, str]:
+    argv = ["-m", "pytest", *tests, "-q", "-p", "no:cacheprovider", "--timeout", "300"]
+    argv += ["--tb=line", *(f"--ignore={module}" for module in NEEDS_EXTRAS)]
+    command, env = _launch([*argv, f"--junitxml={junit}"], env, compat=compat)
     done = subprocess.run(command, cwd=sdist, env=env, capture_output=True, text=True)
     summary = done.stdout.strip().splitlines()[-1:] or ["(no output)"]
     print(f"  {'under the switch' if compat else 'official client'}: {summary[0]}")
@@ -130,11 +137,8 @@ _SCALING_ROW = re.compile(r"^\s*([\d.]+)\s+(\d+)\s+(\d+)\s+([\d.]+)\s+([\d.]+)\s
 def temperature_check(sdist: Path, env: dict[str, str], *, compat: bool) -> list[str]:
     """Run the cookbook's check that sampled logprobs are the tempered distribution's (pairwise
     differences scale by 1/T); return a line per temperature whose largest error is over 1e-4."""
-    command = [sys.executable, "tests/validate_temperature_logprobs.py"]
-    command += [f"base_model={SERVICE_MODELS[0]}", "check_sequence_consistency=False"]
-    if compat:
-        command = [sys.executable, "-m", "tinker_actors.cli", "run", "--", *command]
-    env = dict(os.environ, HF_HUB_OFFLINE="1", TINKER_API_KEY="tml-cookbook-own-tests", **env)
+    argv = ["tests/validate_temperature_logprobs.py", f"base_model={SERVICE_MODELS[0]}"]
+    command, env = _launch([*argv, "check_sequence_consistency=False"], env, compat=compat)
     done = subprocess.run(command, cwd=sdist, env=env, capture_output=True, text=True)
     rows = [m.groups() for m in map(_SCALING_ROW.match, done.stdout.splitlines()) if m]
     who = "under the switch" if compat else "official client"

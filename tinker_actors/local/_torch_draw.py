@@ -93,17 +93,14 @@ def tempered(requests: Sequence[Sampling], logits: torch.Tensor) -> torch.Tensor
     code by its maintainers, and its tests/validate_temperature_logprobs.py). Greedy rows
     (temperature 0) keep the model's own; top_k / top_p do not renormalise them. The same
     tensor comes back when no row needs scaling (temperature 1, the common case)."""
-    scales: list[float] = []
-    scaled = False
-    for request in requests:
-        temperature = request.job.params.temperature
-        if temperature in (0.0, 1.0):
-            scales.extend([1.0] * request.rows)
-        else:
-            scaled = True
-            scales.extend([temperature] * request.rows)
-    if not scaled:
+    temperatures = [request.job.params.temperature for request in requests]
+    if all(t in (0.0, 1.0) for t in temperatures):
         return logits
+    scales = [
+        1.0 if t in (0.0, 1.0) else t
+        for request, t in zip(requests, temperatures, strict=True)
+        for _ in range(request.rows)
+    ]
     return logits / torch.tensor(scales, dtype=logits.dtype, device=logits.device)[:, None]
 
 

@@ -334,7 +334,7 @@ def _from_list(values: Sequence[Any], dtype: type[np.generic], what: str) -> Any
         arr = np.asarray(values)
     except (TypeError, ValueError) as exc:
         raise InvalidInputError(f"{what} must be a flat list of numbers: {exc}") from None
-    return _as_1d(arr if arr.size else arr.astype(dtype), dtype, what)
+    return _as_1d(arr, dtype, what)
 
 
 def _topk_from_rows(rows: TopkRows, what: str) -> TopkLogprobs:
