@@ -123,7 +123,7 @@ def served() -> Iterator[tuple[str, LocalServer]]:
         yield url, server
 
 
-@pytest.mark.filterwarnings("ignore:TrainingClient.load_state:FutureWarning")
+@pytest.mark.filterwarnings("ignore:DEPRECATED. TrainingClient.load_state:FutureWarning")
 def test_an_error_from_the_server_carries_request_and_response_but_not_the_key(
     served: tuple[str, LocalServer],
 ) -> None:

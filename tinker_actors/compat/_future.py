@@ -31,6 +31,7 @@ import warnings
 from concurrent.futures import Future, InvalidStateError
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+from tinker_actors.compat._deprecation import deprecated, is_async
 from tinker_actors.compat._process import RuntimeClosedError, on_runtime_thread
 
 if TYPE_CHECKING:
@@ -244,7 +245,7 @@ def forward_client(future_cls: type[BackcompatClientFuture[Any]], client_cls: ty
             continue
         if isinstance(member, property):
             setattr(future_cls, name, _property(name, member))
-        elif inspect.iscoroutinefunction(member):
+        elif is_async(member):
             setattr(future_cls, name, _async_method(name, member, using))
         elif inspect.isfunction(member):
             setattr(future_cls, name, _method(name, member, using))
@@ -259,20 +260,19 @@ def _property(name: str, member: property) -> property:
 
 
 def _method(name: str, member: Callable[..., Any], message: str) -> Callable[..., Any]:
+    @deprecated(message)
     @functools.wraps(member)
     def forward(self: BackcompatClientFuture[Any], *args: Any, **kwargs: Any) -> Any:
-        warnings.warn(message, FutureWarning, stacklevel=2)
         return getattr(Future.result(self), name)(*args, **kwargs)
 
     return forward
 
 
 def _async_method(name: str, member: Callable[..., Any], message: str) -> Callable[..., Any]:
-    # warns at the call, as 0.38's decorator does, and waits for the client without blocking
+    # waits for the client without blocking; the warning comes at the call, as in 0.38
+    @deprecated(message)
     @functools.wraps(member)
     def forward(self: BackcompatClientFuture[Any], *args: Any, **kwargs: Any) -> Any:
-        warnings.warn(message, FutureWarning, stacklevel=2)
-
         async def call() -> Any:
             client = await self.result_async()
             return await getattr(client, name)(*args, **kwargs)

@@ -23,7 +23,9 @@ from typing import TYPE_CHECKING, Any, Final
 
 from tinker_actors.clients import AdminClient as NativeAdminClient
 from tinker_actors.clients import RestClient as NativeRestClient
+from tinker_actors.compat._deprecation import deprecated
 from tinker_actors.compat._host import Host
+from tinker_actors.compat._types import ExperimentalWarning
 from tinker_actors.config import resolve_config
 
 if TYPE_CHECKING:
@@ -131,21 +133,32 @@ def _future_method(native: Callable[..., Any], name: str) -> Callable[..., APIFu
     return method
 
 
-def _async_method(native: Callable[..., Any], name: str) -> Callable[..., Any]:
+def _async_method(native: Callable[..., Any], name: str, owner: str) -> Callable[..., Any]:
     @functools.wraps(native)
     async def method(self: _RestFacade, *args: Any, **kwargs: Any) -> Any:
         return await self._call(name, args, kwargs)
 
     method.__name__ = method.__qualname__ = f"{name}_async"
-    return method
+    return deprecated(
+        f"DEPRECATED: {owner}.{name}_async() is deprecated in tinker 0.38: use "
+        f"`await {owner}.{name}(...)`; {name}() returns an APIFuture at once"
+    )(method)
 
 
-def _attach(cls: type[_RestFacade], twins: tuple[str, ...], only_sync: tuple[str, ...]) -> None:
+def _attach(
+    cls: type[_RestFacade],
+    twins: tuple[str, ...],
+    only_sync: tuple[str, ...],
+    marks: dict[str, Callable[[Callable[..., Any]], Callable[..., Any]]],
+) -> None:
     native_class = cls._native_class
     for name in (*twins, *only_sync):
-        setattr(cls, name, _future_method(getattr(native_class, name), name))
+        method = _future_method(getattr(native_class, name), name)
+        setattr(cls, name, marks[name](method) if name in marks else method)
     for name in twins:
-        setattr(cls, f"{name}_async", _async_method(getattr(native_class, name), name))
+        setattr(
+            cls, f"{name}_async", _async_method(getattr(native_class, name), name, cls.__name__)
+        )
 
 
 class RestClient(_RestFacade):
@@ -163,5 +176,24 @@ class AdminClient(_RestFacade):
         return NativeAdminClient(self._host.runtime.transport)
 
 
-_attach(RestClient, _REST_TWINS, _REST_ONLY_SYNC)
-_attach(AdminClient, _ADMIN_TWINS, ())
+def _moved_to_admin(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    return deprecated(
+        f"DEPRECATED: RestClient.{name}() is deprecated in tinker 0.38: call it on an "
+        "AdminClient, which takes the same base_url and api_key"
+    )
+
+
+_attach(
+    RestClient,
+    _REST_TWINS,
+    _REST_ONLY_SYNC,
+    {name: _moved_to_admin(name) for name in _ADMIN_TWINS}
+    | {
+        "search_sessions": deprecated(
+            "RestClient.search_sessions is experimental in tinker 0.38: its arguments and "
+            "answer may change in any release",
+            ExperimentalWarning,
+        )
+    },
+)
+_attach(AdminClient, _ADMIN_TWINS, (), {})

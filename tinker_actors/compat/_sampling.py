@@ -20,11 +20,11 @@ from __future__ import annotations
 
 import os
 import threading
-import warnings
 import weakref
 from typing import TYPE_CHECKING, Any, Final
 
 from tinker_actors.clients._sampler_handle import decode_handle
+from tinker_actors.compat._deprecation import deprecated
 from tinker_actors.compat._host import Host
 from tinker_actors.compat._tokenizer import load_hf_tokenizer
 from tinker_actors.config import resolve_config
@@ -46,7 +46,7 @@ if TYPE_CHECKING:
 __all__ = ["SamplingClient"]
 
 _DEPRECATED: Final = (
-    "SamplingClient.{0}_async() is deprecated in tinker 0.38: use {0}(...), which returns an "
+    "DEPRECATED: SamplingClient.{0}_async() is deprecated in tinker 0.38: use {0}(...), which returns an "
     "APIFuture to await or call .result() on"
 )
 
@@ -203,6 +203,7 @@ class SamplingClient:
         )
         return self._start(prepared, host, native)
 
+    @deprecated(_DEPRECATED.format("sample"))
     async def sample_async(
         self,
         prompt: ModelInput,
@@ -216,7 +217,6 @@ class SamplingClient:
         prompt_logprobs_last_n: int | None = None,
     ) -> SampleResponse:
         """Deprecated in 0.38: ``await sample(...)``. Returns the response (one await)."""
-        warnings.warn(_DEPRECATED.format("sample"), FutureWarning, stacklevel=2)
         return await self.sample(
             prompt,
             num_samples,
@@ -237,11 +237,11 @@ class SamplingClient:
         prepared = native.prepare_compute_logprobs(prompt, prompt_logprobs_last_n)
         return self._start(prepared, host, native)
 
+    @deprecated(_DEPRECATED.format("compute_logprobs"))
     async def compute_logprobs_async(
         self, prompt: ModelInput, prompt_logprobs_last_n: int | None = None
     ) -> list[float | None]:
         """Deprecated in 0.38: ``await compute_logprobs(...)``."""
-        warnings.warn(_DEPRECATED.format("compute_logprobs"), FutureWarning, stacklevel=2)
         return await self.compute_logprobs(prompt, prompt_logprobs_last_n)
 
     # -- information ----------------------------------------------------------------------------
@@ -252,9 +252,9 @@ class SamplingClient:
             return self._native.get_base_model()
         return decode_handle(self._handle).base_model
 
+    @deprecated(_DEPRECATED.format("get_base_model"))
     async def get_base_model_async(self) -> str:
         """Deprecated in 0.38: ``get_base_model()``."""
-        warnings.warn(_DEPRECATED.format("get_base_model"), FutureWarning, stacklevel=2)
         return self.get_base_model()
 
     def get_tokenizer(self) -> Any:

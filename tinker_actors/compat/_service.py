@@ -23,6 +23,7 @@ from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, Final, Literal
 
 from tinker_actors._runtime_parts import check_session_options
+from tinker_actors.compat._deprecation import deprecated
 from tinker_actors.compat._future import APIFuture
 from tinker_actors.compat._host import Host
 from tinker_actors.compat._process import RuntimeClosedError
@@ -50,7 +51,7 @@ __all__ = ["ServiceClient"]
 Status = Literal["success", "errored", "interrupted"]
 _CONSOLE: Final = "https://tinker.thinkingmachines.ai"
 _DEPRECATED: Final = (
-    "ServiceClient.{0}_async() is deprecated in tinker 0.38: use `await {0}(...)`, which "
+    "DEPRECATED: ServiceClient.{0}_async() is deprecated in tinker 0.38: use `await {0}(...)`, which "
     "returns a future of the client"
 )
 
@@ -188,6 +189,7 @@ class ServiceClient:
 
         return self._spawn(create, self._new(BackcompatTrainingClientFuture))  # type: ignore[no-any-return]
 
+    @deprecated(_DEPRECATED.format("create_lora_training_client"))
     async def create_lora_training_client_async(
         self,
         base_model: str,
@@ -200,7 +202,6 @@ class ServiceClient:
         optimizer: Any = None,
     ) -> TrainingClient:
         """Deprecated in 0.38: ``await create_lora_training_client(...)``."""
-        warnings.warn(_DEPRECATED.format("create_lora_training_client"), FutureWarning, 2)
         return await self.create_lora_training_client(
             base_model, rank, seed, train_mlp, train_attn, train_unembed, user_metadata, optimizer
         )
@@ -224,6 +225,7 @@ class ServiceClient:
 
         return self._spawn(create, self._new(BackcompatTrainingClientFuture))  # type: ignore[no-any-return]
 
+    @deprecated(_DEPRECATED.format("create_training_client_from_state"))
     async def create_training_client_from_state_async(
         self,
         path: str,
@@ -233,7 +235,6 @@ class ServiceClient:
         optimizer: Any = None,
     ) -> TrainingClient:
         """Deprecated in 0.38: ``await create_training_client_from_state(...)``."""
-        warnings.warn(_DEPRECATED.format("create_training_client_from_state"), FutureWarning, 2)
         return await self.create_training_client_from_state(
             path, base_model, user_metadata, weights_access_token, optimizer
         )
@@ -256,6 +257,7 @@ class ServiceClient:
 
         return self._spawn(create, self._new(BackcompatTrainingClientFuture))  # type: ignore[no-any-return]
 
+    @deprecated(_DEPRECATED.format("create_training_client_from_state_with_optimizer"))
     async def create_training_client_from_state_with_optimizer_async(
         self,
         path: str,
@@ -264,11 +266,6 @@ class ServiceClient:
         weights_access_token: str | None = None,
     ) -> TrainingClient:
         """Deprecated in 0.38: ``await create_training_client_from_state_with_optimizer(...)``."""
-        warnings.warn(
-            _DEPRECATED.format("create_training_client_from_state_with_optimizer"),
-            FutureWarning,
-            2,
-        )
         return await self.create_training_client_from_state_with_optimizer(
             path, base_model, user_metadata, weights_access_token
         )
@@ -296,6 +293,7 @@ class ServiceClient:
 
         return self._spawn(create, self._new(BackcompatSamplingClientFuture))  # type: ignore[no-any-return]
 
+    @deprecated(_DEPRECATED.format("create_sampling_client"))
     async def create_sampling_client_async(
         self,
         model_path: str | None = None,
@@ -304,19 +302,16 @@ class ServiceClient:
         record_stability_info: bool = False,
     ) -> SamplingClient:
         """Deprecated in 0.38: ``await create_sampling_client(...)``."""
-        warnings.warn(_DEPRECATED.format("create_sampling_client"), FutureWarning, 2)
         return await self.create_sampling_client(
             model_path, base_model, retry_config, record_stability_info
         )
 
+    @deprecated(
+        "DEPRECATED: ServiceClient.create_rest_client() is deprecated in tinker 0.38: construct "
+        "tinker.RestClient() directly"
+    )
     def create_rest_client(self) -> RestClient:
         """Deprecated in 0.38 (construct ``RestClient()``): a RestClient on this client's host."""
-        warnings.warn(
-            "ServiceClient.create_rest_client() is deprecated in tinker 0.38: construct "
-            "tinker.RestClient() directly",
-            FutureWarning,
-            stacklevel=2,
-        )
         return RestClient(self._get_host())
 
     def create_custom_loss(self, fn: Callable[..., Any], input_ranks: Mapping[str, int]) -> Any:
@@ -347,19 +342,17 @@ class ServiceClient:
 
     # -- information -------------------------------------------------------------------------------
 
+    @deprecated(
+        "DEPRECATED: ServiceClient.get_server_capabilities() is deprecated in tinker 0.38: use "
+        "tinker.RestClient().get_server_capabilities()"
+    )
     def get_server_capabilities(self) -> GetServerCapabilitiesResponse:
         """Deprecated in 0.38 (``RestClient().get_server_capabilities()``): the models served."""
-        warnings.warn(
-            "ServiceClient.get_server_capabilities() is deprecated in tinker 0.38: use "
-            "tinker.RestClient().get_server_capabilities()",
-            FutureWarning,
-            stacklevel=2,
-        )
         return self._spawn(lambda host: host.runtime.get_server_capabilities()).result()  # type: ignore[no-any-return]
 
+    @deprecated(_DEPRECATED.format("get_server_capabilities"))
     async def get_server_capabilities_async(self) -> GetServerCapabilitiesResponse:
         """Deprecated in 0.38: ``await RestClient().get_server_capabilities()``."""
-        warnings.warn(_DEPRECATED.format("get_server_capabilities"), FutureWarning, 2)
         return await self._spawn(lambda host: host.runtime.get_server_capabilities())  # type: ignore[no-any-return]
 
     def get_console_url(self) -> str:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import warnings
 from typing import TYPE_CHECKING, Any, Final, Literal
 
+from tinker_actors.compat._deprecation import deprecated
 from tinker_actors.compat._future import BackcompatClientFuture, forward_client
 from tinker_actors.compat._sampling import SamplingClient
 from tinker_actors.compat._tokenizer import load_hf_tokenizer
@@ -48,11 +49,11 @@ __all__ = ["BackcompatSamplingClientFuture", "BackcompatTrainingClientFuture", "
 
 _CONSOLE: Final = "https://tinker.thinkingmachines.ai"
 _DEPRECATED: Final = (
-    "TrainingClient.{0}_async() is deprecated in tinker 0.38: use {0}(...), which returns an "
+    "DEPRECATED: TrainingClient.{0}_async() is deprecated in tinker 0.38: use {0}(...), which returns an "
     "APIFuture at once; submit what follows, then await it or call .result()"
 )
 _LOAD_DEPRECATED: Final = (
-    "TrainingClient.{0}() is deprecated in tinker 0.38: create a new client with "
+    "DEPRECATED: TrainingClient.{0}() is deprecated in tinker 0.38: create a new client with "
     "ServiceClient.create_training_client_from_state{1}(path) instead"
 )
 
@@ -93,6 +94,7 @@ class TrainingClient:
         """Queue a forward pass (no gradients)."""
         return self._queue(self._native.prepare_forward(data, loss_fn, _config(loss_fn_config)))  # type: ignore[arg-type]
 
+    @deprecated(_DEPRECATED.format("forward"))
     async def forward_async(
         self,
         data: list[Datum],
@@ -100,7 +102,6 @@ class TrainingClient:
         loss_fn_config: Mapping[str, float | str] | None = None,
     ) -> APIFuture[ForwardBackwardOutput]:
         """Deprecated in 0.38: ``forward(...)``."""
-        warnings.warn(_DEPRECATED.format("forward"), FutureWarning, stacklevel=2)
         return self.forward(data, loss_fn, loss_fn_config)
 
     def forward_backward(
@@ -113,6 +114,7 @@ class TrainingClient:
         prepared = self._native.prepare_forward_backward(data, loss_fn, _config(loss_fn_config))  # type: ignore[arg-type]
         return self._queue(prepared)
 
+    @deprecated(_DEPRECATED.format("forward_backward"))
     async def forward_backward_async(
         self,
         data: list[Datum],
@@ -120,7 +122,6 @@ class TrainingClient:
         loss_fn_config: Mapping[str, float | str] | None = None,
     ) -> APIFuture[ForwardBackwardOutput]:
         """Deprecated in 0.38: ``forward_backward(...)``."""
-        warnings.warn(_DEPRECATED.format("forward_backward"), FutureWarning, stacklevel=2)
         return self.forward_backward(data, loss_fn, loss_fn_config)
 
     def forward_backward_custom(
@@ -151,6 +152,7 @@ class TrainingClient:
             loss_fn = batch_loss(self._session_id())
         return self._queue(self._native.prepare_forward_backward_custom(data, loss_fn))
 
+    @deprecated(_DEPRECATED.format("forward_backward_custom"))
     async def forward_backward_custom_async(
         self,
         data: list[Datum],
@@ -159,7 +161,6 @@ class TrainingClient:
         loss_type_input: Literal["logprobs"] | None = None,
     ) -> APIFuture[ForwardBackwardOutput]:
         """Deprecated in 0.38: ``forward_backward_custom(...)``."""
-        warnings.warn(_DEPRECATED.format("forward_backward_custom"), FutureWarning, stacklevel=2)
         return self.forward_backward_custom(data, loss_fn, loss_type_input=loss_type_input)
 
     def optim_step(
@@ -179,11 +180,11 @@ class TrainingClient:
             )
         return self._queue(self._native.prepare_optim_step(params))
 
+    @deprecated(_DEPRECATED.format("optim_step"))
     async def optim_step_async(
         self, optim_params: Any = None, *, adam_params: AdamParams | None = None
     ) -> APIFuture[OptimStepResponse]:
         """Deprecated in 0.38: ``optim_step(...)``."""
-        warnings.warn(_DEPRECATED.format("optim_step"), FutureWarning, stacklevel=2)
         return self.optim_step(optim_params, adam_params=adam_params)
 
     # -- checkpoints ----------------------------------------------------------------------------
@@ -200,6 +201,7 @@ class TrainingClient:
             self._native.prepare_save_state(name, ttl_seconds, overwrite, user_metadata)
         )
 
+    @deprecated(_DEPRECATED.format("save_state"))
     async def save_state_async(
         self,
         name: str,
@@ -208,45 +210,36 @@ class TrainingClient:
         user_metadata: dict[str, str] | None = None,
     ) -> APIFuture[SaveWeightsResponse]:
         """Deprecated in 0.38: ``save_state(...)``."""
-        warnings.warn(_DEPRECATED.format("save_state"), FutureWarning, stacklevel=2)
         return self.save_state(name, ttl_seconds, overwrite, user_metadata)
 
+    @deprecated(_LOAD_DEPRECATED.format("load_state", ""))
     def load_state(
         self, path: str, weights_access_token: str | None = None
     ) -> APIFuture[LoadWeightsResponse]:
         """Deprecated in 0.38: queue a load of saved weights (no optimizer state)."""
-        warnings.warn(_LOAD_DEPRECATED.format("load_state", ""), FutureWarning, stacklevel=2)
         return self._queue(self._native.prepare_load_state(path, weights_access_token))
 
+    @deprecated(_LOAD_DEPRECATED.format("load_state", ""))
     async def load_state_async(
         self, path: str, weights_access_token: str | None = None
     ) -> APIFuture[LoadWeightsResponse]:
         """Deprecated in 0.38: ``create_training_client_from_state``."""
-        warnings.warn(_LOAD_DEPRECATED.format("load_state", ""), FutureWarning, stacklevel=2)
         return self._queue(self._native.prepare_load_state(path, weights_access_token))
 
+    @deprecated(_LOAD_DEPRECATED.format("load_state_with_optimizer", "_with_optimizer"))
     def load_state_with_optimizer(
         self, path: str, weights_access_token: str | None = None
     ) -> APIFuture[LoadWeightsResponse]:
         """Deprecated in 0.38: queue a load of saved weights and optimizer state."""
-        warnings.warn(
-            _LOAD_DEPRECATED.format("load_state_with_optimizer", "_with_optimizer"),
-            FutureWarning,
-            stacklevel=2,
-        )
         return self._queue(
             self._native.prepare_load_state(path, weights_access_token, optimizer=True)
         )
 
+    @deprecated(_LOAD_DEPRECATED.format("load_state_with_optimizer", "_with_optimizer"))
     async def load_state_with_optimizer_async(
         self, path: str, weights_access_token: str | None = None
     ) -> APIFuture[LoadWeightsResponse]:
         """Deprecated in 0.38: ``create_training_client_from_state_with_optimizer``."""
-        warnings.warn(
-            _LOAD_DEPRECATED.format("load_state_with_optimizer", "_with_optimizer"),
-            FutureWarning,
-            stacklevel=2,
-        )
         return self._queue(
             self._native.prepare_load_state(path, weights_access_token, optimizer=True)
         )
@@ -262,6 +255,7 @@ class TrainingClient:
             self._native.prepare_save_weights_for_sampler(name, ttl_seconds, user_metadata)
         )
 
+    @deprecated(_DEPRECATED.format("save_weights_for_sampler"))
     async def save_weights_for_sampler_async(
         self,
         name: str,
@@ -269,7 +263,6 @@ class TrainingClient:
         user_metadata: dict[str, str] | None = None,
     ) -> APIFuture[SaveWeightsForSamplerResponse]:
         """Deprecated in 0.38: ``save_weights_for_sampler(...)``."""
-        warnings.warn(_DEPRECATED.format("save_weights_for_sampler"), FutureWarning, stacklevel=2)
         return self.save_weights_for_sampler(name, ttl_seconds, user_metadata)
 
     def save_weights_external(
@@ -283,6 +276,7 @@ class TrainingClient:
             self._native.prepare_save_weights_external(name, ttl_seconds, age_encryption_recipients)
         )
 
+    @deprecated(_DEPRECATED.format("save_weights_external"))
     async def save_weights_external_async(
         self,
         name: str,
@@ -290,7 +284,6 @@ class TrainingClient:
         age_encryption_recipients: list[str] | None = None,
     ) -> APIFuture[SaveWeightsExternalResponse]:
         """Deprecated in 0.38: ``save_weights_external(...)``."""
-        warnings.warn(_DEPRECATED.format("save_weights_external"), FutureWarning, stacklevel=2)
         return self.save_weights_external(name, ttl_seconds, age_encryption_recipients)
 
     # -- samplers ------------------------------------------------------------------------------
@@ -322,6 +315,7 @@ class TrainingClient:
         self._lane.push(submit, future=future)
         return future  # type: ignore[return-value]
 
+    @deprecated(_DEPRECATED.format("save_weights_and_get_sampling_client"))
     async def save_weights_and_get_sampling_client_async(
         self,
         name: str | None = None,
@@ -330,9 +324,6 @@ class TrainingClient:
         kind: Literal["snapshot", "inflight"] = "snapshot",
     ) -> SamplingClient:
         """Deprecated in 0.38: ``await save_weights_and_get_sampling_client(...)``."""
-        warnings.warn(
-            _DEPRECATED.format("save_weights_and_get_sampling_client"), FutureWarning, stacklevel=2
-        )
         return await self.save_weights_and_get_sampling_client(
             name, retry_config, record_stability_info, kind
         )
@@ -357,6 +348,7 @@ class TrainingClient:
         host.spawn(create, future=future)
         return future  # type: ignore[return-value]
 
+    @deprecated(_DEPRECATED.format("create_sampling_client"))
     async def create_sampling_client_async(
         self,
         model_path: str,
@@ -364,7 +356,6 @@ class TrainingClient:
         record_stability_info: bool = False,
     ) -> SamplingClient:
         """Deprecated in 0.38: ``await create_sampling_client(...)``."""
-        warnings.warn(_DEPRECATED.format("create_sampling_client"), FutureWarning, stacklevel=2)
         return await self.create_sampling_client(model_path, retry_config, record_stability_info)
 
     # -- information ----------------------------------------------------------------------------
@@ -373,9 +364,9 @@ class TrainingClient:
         """Return the model's info (fetched once, when the client was created)."""
         return self._native.get_info()
 
+    @deprecated(_DEPRECATED.format("get_info"))
     async def get_info_async(self) -> GetInfoResponse:
         """Deprecated in 0.38: ``get_info()``."""
-        warnings.warn(_DEPRECATED.format("get_info"), FutureWarning, stacklevel=2)
         return self._native.get_info()
 
     def get_tokenizer(self) -> Any:
