@@ -32,6 +32,9 @@ refuses), so run this from an environment of its own::
     pip install 'openai>=2.14,<3' polars nest-asyncio setproctitle tblib python-dotenv
     python tests/interop/art_backend.py
 
+``--fault RULE`` (repeatable) runs the server under a fault plan, e.g. ``--fault
+"*:429|500|503@0.15" --fault "connection:reset=0.03"``: both clients must still agree.
+
 ART binds its server to 0.0.0.0 on a free port (its default; the driver and the example both
 reach it on the same machine).
 """
@@ -198,6 +201,13 @@ def run_both(work: Path, env: dict[str, str]) -> list[str]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--flow", help=argparse.SUPPRESS)  # the driver, in a child
+    parser.add_argument(
+        "--fault",
+        action="append",
+        default=[],
+        metavar="RULE",
+        help="a fault rule for the server, as serve --fault takes (repeatable)",
+    )
     args = parser.parse_args()
     if args.flow:
         flow(args.flow)
@@ -209,7 +219,8 @@ def main() -> int:
         install = [sys.executable, "-m", "tinker_actors.cli", "tokenizers", "install"]
         install += ["--cache-dir", str(hub), "--model", "local/tiny", *aliases]
         subprocess.run(install, check=True, capture_output=True)
-        with serve_in_child("--backend", "torch", "--seed", "0", *aliases) as url:
+        faults = [arg for rule in args.fault for arg in ("--fault", rule)]
+        with serve_in_child("--backend", "torch", "--seed", "0", *aliases, *faults) as url:
             env = dict(
                 os.environ,
                 TINKER_BASE_URL=url,
