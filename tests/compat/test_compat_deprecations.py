@@ -11,6 +11,7 @@ comes first, and whatever the body does on an uninitialised object afterwards is
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import warnings
 from typing import Any
@@ -103,3 +104,18 @@ def test_messages_start_as_0_38_s_do_so_message_filters_match_both() -> None:
                 assert "experimental" in message
             elif not class_name.startswith("Backcompat"):
                 assert message.startswith("DEPRECATED: "), (class_name, name, message)
+
+
+def test_naming_ephemeral_sampler_weights_warns_as_0_38_does() -> None:
+    def caught(package: Any) -> list[warnings.WarningMessage]:
+        bare = package.TrainingClient.__new__(package.TrainingClient)
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            with contextlib.suppress(Exception):  # the body meets an uninitialised object
+                bare.save_weights_and_get_sampling_client(name="step-3")  # the named line
+        return list(seen)
+
+    theirs, ours = caught(tinker), caught(compat)
+    assert [w.category for w in theirs] == [DeprecationWarning]  # naming 0.38's own wrapper
+    assert [(w.category, w.filename) for w in ours] == [(DeprecationWarning, __file__)]
+    assert "ephemeral" in str(ours[0].message)

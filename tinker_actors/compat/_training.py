@@ -296,7 +296,14 @@ class TrainingClient:
         kind: Literal["snapshot", "inflight"] = "snapshot",
     ) -> BackcompatSamplingClientFuture:
         """Queue an ephemeral sampler save; the future gives a SamplingClient on those weights."""
-        del name  # ephemeral weights have no name (as in 0.38)
+        if name is not None:  # ephemeral weights have no name; 0.38 says so the same way
+            warnings.warn(
+                "the 'name' argument of save_weights_and_get_sampling_client() is deprecated and "
+                "ignored: these weights are ephemeral. For weights that keep a name, use "
+                "save_weights_for_sampler(name) and create_sampling_client(model_path=...)",
+                DeprecationWarning,
+                stacklevel=2,
+            )
         native, host = self._native, self._host
         tokenizer_id = native.get_info().model_data.tokenizer_id
 
