@@ -33,6 +33,8 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tinker_actors.local._chat_template import CHAT_TEMPLATE
+
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
@@ -73,7 +75,7 @@ MARKER_TOKENS = (
     "<tool_response>",
     "</tool_response>",
 )
-_FORMAT_VERSION = 2
+_FORMAT_VERSION = 3  # 3: tokenizer_config.json has the chat template
 _GENERATED_LINES = 6000
 _WORDS = [
     "apple",
@@ -142,6 +144,7 @@ def tokenizer_digest(vocab_size: int) -> str:
     h = hashlib.sha256()
     h.update(f"v{_FORMAT_VERSION}|{vocab_size}|{tokenizers.__version__}|".encode())
     h.update("|".join(SPECIAL_TOKENS + MARKER_TOKENS).encode())
+    h.update(CHAT_TEMPLATE.encode())
     for line in corpus_lines():
         h.update(line.encode("utf-8"))
         h.update(b"\n")
@@ -187,6 +190,7 @@ def ensure_tokenizer_dir(cache_dir: Path, vocab_size: int) -> Path:
             "model_max_length": 1 << 20,
             "clean_up_tokenization_spaces": False,
             **specials,
+            "chat_template": CHAT_TEMPLATE,
         }
         return build_tokenizer(vocab_size), config
 
