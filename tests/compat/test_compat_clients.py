@@ -339,6 +339,10 @@ def test_sampling_client_from_a_training_client_and_its_handle(
         tokenizer = sampler.get_tokenizer()  # the local model's tokenizer, found offline
         ids = tokenizer.encode("hello", add_special_tokens=False)
         assert tokenizer.decode(ids) == "hello"
+        chat = tokenizer.apply_chat_template(  # as the official quickstart builds prompts
+            [{"role": "user", "content": "hello"}], add_generation_prompt=True, tokenize=False
+        )
+        assert chat == "<|im_start|>user\nhello<|im_end|>\n<|im_start|>assistant\n"
         handle = sampler.get_sampler_handle()
         assert KEY not in handle
         assert KEY[4:] not in handle

@@ -90,6 +90,9 @@ def test_rl_step_moves_towards_the_advantage(report: dict[str, Any], loss_fn: st
 
 def test_tokenizer_and_counters(report: dict[str, Any]) -> None:
     assert report["tokenizer_eos"] == 0
+    assert report["chat_prompt"] == (
+        "<|im_start|>user\nTell me about the ocean.<|im_end|>\n<|im_start|>assistant\n"
+    )
     totals = report["counters"]["totals"]
     assert totals["applied:ForwardBackward"] == 100 + 2  # SFT + one per bandit
     assert totals["applied:OptimStep"] == 100 + 2

@@ -99,7 +99,17 @@ def sft(service: Any, seen: dict[str, Any]) -> Any:
     seen["held_out"] = len(held_out)
     seen["trained_solved"] = _greedy_solved(sampler, held_out)
     seen["base_solved"] = _greedy_solved(base, held_out)
-    seen["tokenizer_eos"] = training.get_tokenizer().eos_token_id
+    tokenizer = training.get_tokenizer()
+    seen["tokenizer_eos"] = tokenizer.eos_token_id
+    # how the official quickstart builds its prompts
+    chat = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "Tell me about the ocean."}],
+        add_generation_prompt=True,
+        enable_thinking=False,
+        tokenize=True,
+        return_dict=False,
+    )
+    seen["chat_prompt"] = tokenizer.decode(chat)
     return training, sampler, base
 
 
