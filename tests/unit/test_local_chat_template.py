@@ -108,3 +108,15 @@ def test_an_unknown_role_is_refused_with_the_roles_named(tokenizer_dir: Path) ->
     hf = transformers.AutoTokenizer.from_pretrained(str(tokenizer_dir))
     with pytest.raises(Exception, match="roles are system, user, assistant and tool"):
         hf.apply_chat_template([{"role": "narrator", "content": "x"}], tokenize=False)
+
+
+def test_a_continued_final_message_is_left_open_as_the_servers_prefill(
+    tokenizer_dir: Path,
+) -> None:
+    hf = transformers.AutoTokenizer.from_pretrained(str(tokenizer_dir))
+    messages = [{"role": "user", "content": "Count:"}, {"role": "assistant", "content": "1, 2,"}]
+    ids = hf.apply_chat_template(
+        messages, continue_final_message=True, tokenize=True, return_dict=False
+    )
+    server = render(chat_turns(messages), load_tokenizer(tokenizer_dir), continue_last=True)
+    assert list(ids) == server.to_ints()
