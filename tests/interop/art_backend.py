@@ -52,7 +52,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from serve_support import serve_in_child
+from serve_support import SWITCH, serve_in_child
 
 #: the models the driver (first) and the example ask for; both are local/tiny here
 MODELS = ["Qwen/Qwen3-4B-Instruct-2507", "Qwen/Qwen3-30B-A3B-Instruct-2507"]
@@ -141,7 +141,7 @@ def launch(argv: list[str], env: dict[str, str], cwd: Path, *, compat: bool) -> 
     """Run ``python ARGV`` (under ``tinker-actors run`` when ``compat``); rc and output."""
     command = [sys.executable, *argv]
     if compat:
-        command = [sys.executable, "-m", "tinker_actors.cli", "run", "--", *command]
+        command = [*SWITCH, *command]
     done = subprocess.run(
         command, cwd=cwd, env=env, capture_output=True, text=True, timeout=1200, check=False
     )

@@ -43,7 +43,7 @@ import tempfile
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from serve_support import serve_in_child
+from serve_support import SWITCH, serve_in_child
 
 VERSION = "0.6.1"
 #: modules that import packages the cookbook's extras would bring (modal, tml-renderers>=0.4.1)
@@ -87,7 +87,7 @@ def _launch(
     """The command (under ``tinker-actors run`` when ``compat``) and environment of one run."""
     command = [sys.executable, *argv]
     if compat:
-        command = [sys.executable, "-m", "tinker_actors.cli", "run", "--", *command]
+        command = [*SWITCH, *command]
     env = dict(os.environ, HF_HUB_OFFLINE="1", TINKER_API_KEY="tml-cookbook-own-tests", **env)
     return command, env
 

@@ -15,6 +15,8 @@ from typing import Any
 
 #: The API key the recipe runs send (the local server takes any key starting with ``tml-``).
 RECIPE_KEY = "tml-cookbook-offline"
+#: What runs a command under the import switch: ``[*SWITCH, sys.executable, "script.py"]``.
+SWITCH = [sys.executable, "-m", "tinker_actors.cli", "run", "--"]
 
 
 @contextmanager
@@ -51,7 +53,7 @@ def recipe_command(module: str, args: list[str], *, compat: bool) -> list[str]:
     (``compat``) under the import switch, ``tinker-actors run -- python ...``."""
     launch = [sys.executable, "-c", _LAUNCHER, module, *args]
     if compat:
-        launch = [sys.executable, "-m", "tinker_actors.cli", "run", "--", *launch]
+        launch = [*SWITCH, *launch]
     return launch
 
 

@@ -26,6 +26,7 @@ from typing import Any
 
 import pytest
 from serve_support import (
+    SWITCH,
     recipe_command,
     recipe_env,
     run_as_user,
@@ -95,7 +96,7 @@ def _additions() -> list[dict[str, str]]:
 def _run_benchmark(folder: Path, url: str, hub: Path, *, compat: bool) -> dict[str, Any]:
     command = [sys.executable, str(FLOW), MODEL, "qwen3_instruct", str(folder / str(compat))]
     if compat:
-        command = [sys.executable, "-m", "tinker_actors.cli", "run", "--", *command]
+        command = [*SWITCH, *command]
     stdout = run_as_user(command, folder, recipe_env(folder, url, hub=hub), compat=compat)
     [line] = [ln for ln in stdout.splitlines() if ln.startswith("RESULT ")]
     result: dict[str, Any] = json.loads(line.removeprefix("RESULT "))

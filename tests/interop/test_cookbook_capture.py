@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from serve_support import serve_in_child
+from serve_support import SWITCH, serve_in_child
 
 pytest.importorskip("tinker", reason="official tinker SDK not installed (interop extra)")
 pytest.importorskip("tinker_cookbook", reason="tinker-cookbook not installed (README test command)")
@@ -41,7 +41,7 @@ def _records(out: Path) -> dict[str, list[dict[str, Any]]]:
 def _run(url: str, out: Path, *, compat: bool) -> dict[str, list[dict[str, Any]]]:
     command = [sys.executable, str(FLOW), str(out)]
     if compat:
-        command = [sys.executable, "-m", "tinker_actors.cli", "run", "--", *command]
+        command = [*SWITCH, *command]
     env = {k: v for k, v in os.environ.items() if not k.startswith("TINKER_")}
     env.update(TINKER_BASE_URL=url, TINKER_API_KEY="tml-capture")
     done = subprocess.run(

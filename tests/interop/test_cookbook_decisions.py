@@ -25,6 +25,8 @@ pytest.importorskip("tinker", reason="official tinker SDK not installed (interop
 pytest.importorskip("tinker_cookbook", reason="tinker-cookbook not installed (README test command)")
 pytest.importorskip("torch", reason="the torch backend needs the torch extra")
 
+from serve_support import SWITCH
+
 from tinker_actors.local._torch_backend import TorchBackend
 from tinker_actors.testing import server_in_thread
 
@@ -49,7 +51,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
     with server_in_thread(backend=TorchBackend(seed=0)) as (url, _server):
         for name, prefix in (
             ("official", []),
-            ("compat", [sys.executable, "-m", "tinker_actors.cli", "run", "--"]),
+            ("compat", SWITCH),
         ):
             command = [*prefix, sys.executable, str(FLOW), url, MODEL]
             done = subprocess.run(

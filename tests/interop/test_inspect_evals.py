@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from serve_support import SWITCH
 
 from tinker_actors.local import install_tokenizers
 from tinker_actors.local._smollm2 import smollm2_gguf
@@ -54,7 +55,7 @@ MODEL = "Qwen/Qwen3-8B"  # SmolLM2, on the qwen3 renderer
 EXAMPLE_MODEL = "Qwen/Qwen3.5-9B"  # the model the cookbook's example task is written for
 EXAMPLE = "tinker_cookbook.eval.custom_inspect_task:example_lm_as_judge"
 TASK = "inspect_tasks:capitals"
-CLIENTS = {"official": [], "compat": [sys.executable, "-m", "tinker_actors.cli", "run", "--"]}
+CLIENTS = {"official": [], "compat": SWITCH}
 METRICS = re.compile(r"Inspect evaluation completed\. Metrics: (\{.*\})")
 
 

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from serve_support import SWITCH
 
 from tinker_actors.local import install_tokenizers
 from tinker_actors.local._smollm2 import smollm2_gguf
@@ -67,7 +68,7 @@ def reports(
     out = {}
     for name, prefix in (
         ("official", []),
-        ("compat", [sys.executable, "-m", "tinker_actors.cli", "run", "--"]),
+        ("compat", SWITCH),
     ):
         command = [*prefix, sys.executable, str(FLOW), *urls]
         done = subprocess.run(

@@ -46,8 +46,8 @@ if TYPE_CHECKING:
 __all__ = ["SamplingClient"]
 
 _DEPRECATED: Final = (
-    "DEPRECATED: SamplingClient.{0}_async() is deprecated in tinker 0.38: use {0}(...), which returns an "
-    "APIFuture to await or call .result() on"
+    "DEPRECATED: SamplingClient.{0}_async() is deprecated in tinker 0.38: use {0}(...), which "
+    "returns an APIFuture to await or call .result() on"
 )
 
 _worker_lock = threading.Lock()

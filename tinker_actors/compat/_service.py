@@ -51,8 +51,8 @@ __all__ = ["ServiceClient"]
 Status = Literal["success", "errored", "interrupted"]
 _CONSOLE: Final = "https://tinker.thinkingmachines.ai"
 _DEPRECATED: Final = (
-    "DEPRECATED: ServiceClient.{0}_async() is deprecated in tinker 0.38: use `await {0}(...)`, which "
-    "returns a future of the client"
+    "DEPRECATED: ServiceClient.{0}_async() is deprecated in tinker 0.38: use `await {0}(...)`, "
+    "which returns a future of the client"
 )
 
 

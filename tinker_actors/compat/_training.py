@@ -49,8 +49,8 @@ __all__ = ["BackcompatSamplingClientFuture", "BackcompatTrainingClientFuture", "
 
 _CONSOLE: Final = "https://tinker.thinkingmachines.ai"
 _DEPRECATED: Final = (
-    "DEPRECATED: TrainingClient.{0}_async() is deprecated in tinker 0.38: use {0}(...), which returns an "
-    "APIFuture at once; submit what follows, then await it or call .result()"
+    "DEPRECATED: TrainingClient.{0}_async() is deprecated in tinker 0.38: use {0}(...), which "
+    "returns an APIFuture at once; submit what follows, then await it or call .result()"
 )
 _LOAD_DEPRECATED: Final = (
     "DEPRECATED: TrainingClient.{0}() is deprecated in tinker 0.38: create a new client with "

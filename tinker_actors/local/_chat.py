@@ -41,8 +41,13 @@ if TYPE_CHECKING:
     from tokenizers import Tokenizer
 
 __all__ = [
+    "RESPONSE_CLOSE",
+    "RESPONSE_OPEN",
+    "ROLES",
     "THINK_CLOSE",
     "THINK_OPEN",
+    "TOOLS_AFTER",
+    "TOOLS_BEFORE",
     "TOOL_CLOSE",
     "TOOL_OPEN",
     "Call",
@@ -61,8 +66,18 @@ __all__ = [
 
 TOOL_OPEN, TOOL_CLOSE = "<tool_call>", "</tool_call>"
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
-_RESPONSE_OPEN, _RESPONSE_CLOSE = "<tool_response>\n", "\n</tool_response>"
+RESPONSE_OPEN, RESPONSE_CLOSE = "<tool_response>\n", "\n</tool_response>"
 ROLES = ("system", "user", "assistant", "tool")
+#: What the system turn says around the declared tools (one JSON line each, between them).
+TOOLS_BEFORE = (
+    "# Tools\n\nYou may call one or more functions to assist with the user query.\n\n"
+    "You are provided with function signatures within <tools></tools> XML tags:\n<tools>\n"
+)
+TOOLS_AFTER = (
+    "\n</tools>\n\nFor each function call, return a json object with function name and "
+    "arguments within <tool_call></tool_call> XML tags:\n"
+    f'{TOOL_OPEN}\n{{"name": <function-name>, "arguments": <args-json-object>}}\n{TOOL_CLOSE}'
+)
 
 
 class ChatError(ValueError):
@@ -144,15 +159,7 @@ def call_id(prefix: str) -> str:
 
 
 def _tools_text(tools: Sequence[Tool]) -> str:
-    lines = "\n".join(t.declared() for t in tools)
-    return (
-        "# Tools\n\nYou may call one or more functions to assist with the user query.\n\n"
-        "You are provided with function signatures within <tools></tools> XML tags:\n"
-        f"<tools>\n{lines}\n</tools>\n\n"
-        "For each function call, return a json object with function name and arguments within "
-        "<tool_call></tool_call> XML tags:\n"
-        f'{TOOL_OPEN}\n{{"name": <function-name>, "arguments": <args-json-object>}}\n{TOOL_CLOSE}'
-    )
+    return TOOLS_BEFORE + "\n".join(t.declared() for t in tools) + TOOLS_AFTER
 
 
 def forced_call(name: str | None) -> str:
@@ -205,7 +212,7 @@ def render(
         # a turn's text is encoded whole, as the renderer encodes a message's content
         parts: list[str | ImageChunk] = list(turn.parts)
         if turn.role == "tool":
-            parts = [_RESPONSE_OPEN, *parts, _RESPONSE_CLOSE]
+            parts = [RESPONSE_OPEN, *parts, RESPONSE_CLOSE]
         elif last and turn.thinking is not None:
             parts.insert(0, f"{THINK_OPEN}{turn.thinking}{THINK_CLOSE}")
         if turn.calls:

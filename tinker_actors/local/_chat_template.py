@@ -18,9 +18,33 @@ declared tools or call arguments is written as is (the server's JSON escapes it)
 
 from __future__ import annotations
 
+import json
 from typing import Final
 
+from tinker_actors.local._chat import (
+    RESPONSE_CLOSE,
+    RESPONSE_OPEN,
+    ROLES,
+    TOOL_CLOSE,
+    TOOL_OPEN,
+    TOOLS_AFTER,
+    TOOLS_BEFORE,
+)
+
 __all__ = ["CHAT_TEMPLATE"]
+
+
+def _literal(value: str | list[str]) -> str:
+    """``value`` as a Jinja literal (Jinja reads JSON's strings, escapes and lists)."""
+    return json.dumps(value)
+
+
+# The server's own pieces (local/_chat.py), so the template cannot drift from ``render``.
+_TOOLS_BEFORE, _TOOLS_AFTER = _literal(TOOLS_BEFORE), _literal(TOOLS_AFTER)
+_RESPONSE_OPEN, _RESPONSE_CLOSE = _literal(RESPONSE_OPEN), _literal(RESPONSE_CLOSE)
+_CALL_OPEN, _CALL_CLOSE = _literal(TOOL_OPEN + "\n"), _literal("\n" + TOOL_CLOSE)
+_ROLES = _literal(list(ROLES))
+
 
 CHAT_TEMPLATE: Final = (
     "{%- set ns = namespace(tools='', system=none, rest=messages) -%}"
@@ -36,11 +60,7 @@ CHAT_TEMPLATE: Final = (
     "{%- set ns.tools = ns.tools + ('\\n' if ns.tools else '')"
     " + ({'type': 'function', 'function': declared} | tojson) -%}"
     "{%- endfor -%}"
-    "{%- set ns.tools = '# Tools\\n\\nYou may call one or more functions to assist with the user"
-    " query.\\n\\nYou are provided with function signatures within <tools></tools> XML tags:\\n"
-    "<tools>\\n' + ns.tools + '\\n</tools>\\n\\nFor each function call, return a json object with"
-    " function name and arguments within <tool_call></tool_call> XML tags:\\n<tool_call>\\n"
-    '{"name": <function-name>, "arguments": <args-json-object>}\\n</tool_call>\' -%}'
+    f"{{%- set ns.tools = {_TOOLS_BEFORE} + ns.tools + {_TOOLS_AFTER} -%}}"
     "{%- if messages and messages[0]['role'] in ('system', 'developer') -%}"
     "{%- set ns.system = messages[0] -%}{%- set ns.rest = messages[1:] -%}"
     "{%- endif -%}"
@@ -64,12 +84,14 @@ CHAT_TEMPLATE: Final = (
     "{%- endif -%}"
     "{%- for message in ns.rest -%}"
     "{%- set role = 'system' if message['role'] == 'developer' else message['role'] -%}"
-    "{%- if role not in ('system', 'user', 'assistant', 'tool') -%}"
+    f"{{%- if role not in {_ROLES} -%}}"
     "{{- raise_exception('roles are system, user, assistant and tool; got ' + role) -}}"
     "{%- endif -%}"
     "{%- set body = text(message['content']) if message['content'] is defined else '' -%}"
     "{%- if role == 'tool' -%}"
-    "{{- '<|im_start|>user\\n<tool_response>\\n' + body + '\\n</tool_response><|im_end|>\\n' -}}"
+    "{{- '<|im_start|>user\\n' + "
+    f"{_RESPONSE_OPEN} + body + {_RESPONSE_CLOSE}"
+    " + '<|im_end|>\\n' -}}"
     "{%- else -%}"
     "{{- '<|im_start|>' + role + '\\n' + body -}}"
     "{%- if role == 'assistant' and message['tool_calls'] is defined and message['tool_calls']"
@@ -79,8 +101,11 @@ CHAT_TEMPLATE: Final = (
     "{%- set fn = call['function'] if call['function'] is defined else call -%}"
     "{%- set arguments = fn['arguments'] if fn['arguments'] is string"
     " else (fn['arguments'] | tojson) -%}"
-    "{{- ('\\n' if not loop.first else '') + '<tool_call>\\n{\"name\": ' + (fn['name'] | tojson)"
-    " + ', \"arguments\": ' + arguments + '}\\n</tool_call>' -}}"
+    "{{- ('\\n' if not loop.first else '') + "
+    f"{_CALL_OPEN}"
+    " + '{\"name\": ' + (fn['name'] | tojson) + ', \"arguments\": ' + arguments + '}' + "
+    f"{_CALL_CLOSE}"
+    " -}}"
     "{%- endfor -%}"
     "{%- endif -%}"
     "{{- '<|im_end|>\\n' -}}"
