@@ -28,6 +28,7 @@ from tinker_actors._runtime_parts import (
     RuntimeStatistics,
     ServiceMethods,
     collect_statistics,
+    latency_report,
 )
 from tinker_actors.actors import (
     Ensure,
@@ -53,6 +54,7 @@ from tinker_actors.clients import (
 )
 from tinker_actors.clients._sampler_handle import ShadowSessions
 from tinker_actors.errors import InvalidInputError
+from tinker_actors.latency import LatencyBook, LatencyReport
 from tinker_actors.supervisors import (
     SHUTDOWN,
     ActorExited,
@@ -121,7 +123,9 @@ class Runtime(ServiceMethods):
         "_finish_override",
         "_flush_timeout",
         "_grace",
+        "_latency_since",
         "_limiter",
+        "_operations",
         "_poller",
         "_root",
         "_service",
@@ -166,6 +170,9 @@ class Runtime(ServiceMethods):
         self._starting: dict[tuple[str, str], trio.Event] = {}
         #: the newest poller made (the running one, once its start returned)
         self._poller: FuturePoller | None = None
+        #: operations' times, kept here so that they outlive a restarted poller
+        self._operations = LatencyBook()
+        self._latency_since = self._started_at
         self._telemetry = TelemetryReporter.for_config(transport, config)
         self._telemetry_started = False
         # Sampler handles from other runtimes join their own session here (shadow holders).
@@ -420,7 +427,7 @@ class Runtime(ServiceMethods):
 
         def factory(nursery: trio.Nursery) -> FuturePoller:
             self._poller = FuturePoller(
-                nursery, self._transport, self._cancel_enabled, max(batch, 1)
+                nursery, self._transport, self._cancel_enabled, max(batch, 1), self._operations
             )
             return self._poller
 
@@ -499,6 +506,23 @@ class Runtime(ServiceMethods):
             self._root, (LIMITERS, POLLERS, CLIENTS), self._census, self._started_at,
             self._transport,
         )  # fmt: skip
+
+    def latency(self, *, reset: bool = False) -> LatencyReport:
+        """Return p50 / p90 / p99 times of the HTTP requests by route and of the long
+        operations by request type, since ``open()`` or the last ``reset=True``.
+
+        ``print(runtime.latency().render())`` answers "is the service slow today?".
+        ``reset=True`` starts a new window after taking this report.
+        """
+        now = trio.current_time()
+        report = latency_report(
+            self._transport.latency, self._operations, now - self._latency_since
+        )
+        if reset:
+            self._transport.latency.reset()
+            self._operations.reset()
+            self._latency_since = now
+        return report
 
     def _running(self, child_id: str, kind: type[T]) -> T:
         value = self._root.child(child_id)

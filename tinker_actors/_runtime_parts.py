@@ -16,6 +16,7 @@ import msgspec
 import trio
 
 from tinker_actors.errors import InvalidInputError
+from tinker_actors.latency import LatencyBook, LatencyReport
 from tinker_actors.supervisors import (
     Census,
     Registry,
@@ -44,6 +45,7 @@ __all__ = [
     "check_session_options",
     "collect_statistics",
     "finish_status",
+    "latency_report",
 ]
 
 
@@ -89,6 +91,13 @@ def collect_statistics(
         supervisors=tuple(supervisors),
         limiters=limiters,
         transport=transport.statistics(),
+    )
+
+
+def latency_report(requests: LatencyBook, operations: LatencyBook, window: float) -> LatencyReport:
+    """The two books' summaries over a window of ``window`` seconds."""
+    return LatencyReport(
+        window=window, requests=requests.summaries(), operations=operations.summaries()
     )
 
 

@@ -18,6 +18,8 @@ PKG = Path(tinker_actors.__file__).resolve().parent
 ALLOWED: dict[str, set[str]] = {
     "_version": set(),
     "backoff": set(),
+    # latency histograms: pure arithmetic, recorded by the transport and the poller
+    "latency": set(),
     # how an exception survives pickling (shared by the kernel's and Tinker's exceptions)
     "_pickling": set(),
     "errors": {"_pickling"},
@@ -29,8 +31,17 @@ ALLOWED: dict[str, set[str]] = {
     "types": {"errors"},
     # the kernel knows nothing of Tinker: only the pure backoff policy
     "supervisors": {"backoff", "_pickling"},
-    "transport": {"backoff", "errors", "config", "types", "_version"},
-    "actors": {"backoff", "errors", "config", "types", "supervisors", "transport", "_version"},
+    "transport": {"backoff", "latency", "errors", "config", "types", "_version"},
+    "actors": {
+        "backoff",
+        "latency",
+        "errors",
+        "config",
+        "types",
+        "supervisors",
+        "transport",
+        "_version",
+    },
     "clients": {
         "backoff",
         "errors",
@@ -45,6 +56,7 @@ ALLOWED: dict[str, set[str]] = {
     },
     "_runtime": {
         "backoff",
+        "latency",
         "errors",
         "config",
         "types",
@@ -61,6 +73,7 @@ ALLOWED: dict[str, set[str]] = {
     # the runtime's plain parts (argument checks, statistics, the ServiceClient delegation)
     "_runtime_parts": {
         "backoff",
+        "latency",
         "errors",
         "config",
         "types",

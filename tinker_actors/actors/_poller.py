@@ -37,6 +37,7 @@ import trio
 
 from tinker_actors.actors._poll import OperationCancelledError
 from tinker_actors.errors import TinkerError
+from tinker_actors.latency import LatencyBook
 from tinker_actors.supervisors import SHUTDOWN, Actor, ActorExited, run_actor
 from tinker_actors.transport import RequestOptions
 from tinker_actors.types import CancelFutureRequest, QueueState
@@ -263,8 +264,12 @@ class FuturePoller(Actor[Watch]):
         transport: Transport,
         cancel_enabled: Callable[[], bool],
         cancel_concurrency: int = 64,
+        latency: LatencyBook | None = None,
     ) -> None:
         self._nursery = nursery
+        #: each operation's time from the start of its work to its outcome, by request type
+        #: (the runtime's book, so it outlives a restarted poller)
+        self.latency = latency if latency is not None else LatencyBook()
         self._transport = transport
         self._cancel_enabled = cancel_enabled
         self._cancel_limiter = trio.CapacityLimiter(cancel_concurrency)
@@ -357,7 +362,14 @@ class FuturePoller(Actor[Watch]):
     async def _resolve(
         self, state: FutureState[Any], work: Callable[[], Awaitable[object]]
     ) -> None:
-        """Run ``work`` under a scope ``state.cancel()`` cancels; resolve ``state`` with it."""
+        """Run ``work`` under a scope ``state.cancel()`` cancels; resolve ``state`` with it.
+
+        The time it took is recorded under the request type, as failed when the outcome is an
+        error (``cancel()`` and :meth:`FutureState.abandon` included); work cancelled from
+        outside this scope (a waiter running it that was cancelled) raises through here
+        unrecorded.
+        """
+        started = trio.current_time()
         with trio.CancelScope() as scope:
             state.bind(scope)
             try:
@@ -368,6 +380,8 @@ class FuturePoller(Actor[Watch]):
                 state.set_result(value)
         if scope.cancelled_caught and state.cancel_requested:
             self._after_cancel(state)
+        failed = state._state != _VALUE  # an error, a cancel, or (never) no outcome at all
+        self.latency.record(state.request_type, trio.current_time() - started, failed=failed)
 
     def _after_cancel(self, state: FutureState[Any]) -> None:
         if state.request_type != "Sample" or state.request_id is None:

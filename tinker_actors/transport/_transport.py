@@ -21,6 +21,10 @@ Every request goes through :meth:`Transport.request` (whole body) or
 
 Sleeping is ``trio.sleep`` and jitter comes from the injected ``rng``, so a test with
 ``autojump_clock`` and a seeded ``random.Random`` replays exactly.
+
+Each logical request's time, from its first attempt to its outcome, goes into
+:attr:`Transport.latency` under its route (``POST /api/v1/asample``, ids masked: see
+:mod:`._route`); a request cancelled before its outcome is not recorded.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ import trio
 from tinker_actors.backoff import BillingPause, http_retry_delay, parse_retry_after, retryable
 from tinker_actors.config import display_url, jwt_claims
 from tinker_actors.errors import APIConnectionError, InvalidInputError
+from tinker_actors.latency import LatencyBook
 from tinker_actors.transport import _prebuilt
 from tinker_actors.transport._auth import TokenCache, is_invalid_token, run_credential_cmd
 from tinker_actors.transport._dispatch import send_direct, send_through
@@ -58,6 +63,7 @@ from tinker_actors.transport._request import (
     request_headers,
     to_response,
 )
+from tinker_actors.transport._route import route_name
 from tinker_actors.types._auth import AuthTokenRequest, AuthTokenResponse
 
 if TYPE_CHECKING:
@@ -144,6 +150,8 @@ class Transport:
         self._tokens = TokenCache(self._exchange, rng=rng, wall_clock=clock)
         self._counts: collections.Counter[str] = collections.Counter()
         self._by_status: collections.Counter[int] = collections.Counter()
+        #: each logical request's time, first attempt to outcome, by route (see _route.py)
+        self.latency = LatencyBook()
 
     def _secrets(self) -> tuple[str, ...]:
         return (*self._fixed_secrets, *self._tokens_seen)
@@ -231,16 +239,26 @@ class Transport:
             self._config, method, path, json, content, content_type, params, options, sdk_method
         )
         pool = self._pool
-        slot = pool.take_now()
-        if slot is None:
-            async with pool.lease() as client:
-                raw, retries, elapsed = await self._send(prepared, client, stream=False)
-        else:
-            try:
-                raw, retries, elapsed = await self._send(prepared, slot.client, stream=False)
-            finally:
-                pool.give_back(slot)
+        started = trio.current_time()
+        try:
+            slot = pool.take_now()
+            if slot is None:
+                async with pool.lease() as client:
+                    raw, retries, elapsed = await self._send(prepared, client, stream=False)
+            else:
+                try:
+                    raw, retries, elapsed = await self._send(prepared, slot.client, stream=False)
+                finally:
+                    pool.give_back(slot)
+        except Exception:
+            # a cancelled request (trio.Cancelled, a BaseException) had no outcome: not recorded
+            self._record(method, path, started, failed=True)
+            raise
+        self._record(method, path, started, failed=False)
         return to_response(raw, retries, elapsed, prepared)
+
+    def _record(self, method: str, path: str, started: float, *, failed: bool) -> None:
+        self.latency.record(route_name(method, path), trio.current_time() - started, failed=failed)
 
     def stream(
         self,
@@ -263,12 +281,20 @@ class Transport:
         prepared = prepare(
             self._config, method, path, json, content, content_type, params, options, sdk_method
         )
-        return self._stream(prepared)
+        return self._stream(prepared, method, path)
 
     @asynccontextmanager
-    async def _stream(self, prepared: Prepared) -> AsyncIterator[StreamingResponse]:
+    async def _stream(
+        self, prepared: Prepared, method: str, path: str
+    ) -> AsyncIterator[StreamingResponse]:
         async with self._pool.lease() as client:  # held until the body is closed
-            raw, retries, _ = await self._send(prepared, client, stream=True)
+            started = trio.current_time()
+            try:  # recorded to the response's head: the body is the caller's to read
+                raw, retries, _ = await self._send(prepared, client, stream=True)
+            except Exception:
+                self._record(method, path, started, failed=True)
+                raise
+            self._record(method, path, started, failed=False)
             try:
                 yield StreamingResponse(
                     raw, retries_taken=retries, idempotency_key=prepared.idempotency_key
