@@ -1,0 +1,69 @@
+"""``runtime.latency()`` for code on the official surface (not part of 0.38).
+
+Each ``ServiceClient`` runs one ``tinker_actors.open()`` block on the process runtime; its
+training and sampling clients run in the same block. :func:`latency_of` returns that block's
+:class:`~tinker_actors.latency.LatencyReport`::
+
+    from tinker_actors.compat.latency import latency_of
+
+    print(latency_of(service_client).render())          # or a training / sampling client
+    window = latency_of(training_client, reset=True)    # and start a new window
+
+The import names this package, so code that uses it fails at once, and clearly, on the
+official SDK.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from tinker_actors.compat._rest import AdminClient, RestClient
+from tinker_actors.compat._sampling import SamplingClient
+from tinker_actors.compat._service import ServiceClient
+from tinker_actors.compat._training import TrainingClient
+from tinker_actors.errors import InvalidInputError
+
+if TYPE_CHECKING:
+    from tinker_actors.compat._host import Host
+    from tinker_actors.latency import LatencyReport
+
+__all__ = ["latency_of"]
+
+
+def latency_of(
+    client: ServiceClient | TrainingClient | SamplingClient | RestClient | AdminClient,
+    *,
+    reset: bool = False,
+) -> LatencyReport:
+    """Return the latency report of the runtime block ``client`` runs in.
+
+    Args:
+        client: a ``ServiceClient``, or a client made from one (training, sampling, REST).
+        reset: start a new window after taking this report.
+
+    Raises:
+        InvalidInputError: ``client`` is not one of those, or is a sampling client that has not
+            attached to a runtime yet (an unpickled one before its first call).
+        RuntimeClosedError: its ``ServiceClient`` is closed.
+    """
+    host: Host | None
+    if isinstance(client, ServiceClient):
+        host = client._get_host()
+    elif isinstance(client, TrainingClient | SamplingClient | RestClient | AdminClient):
+        host = getattr(client, "_host", None)
+    else:
+        raise InvalidInputError(
+            "latency_of() takes a tinker ServiceClient, TrainingClient, SamplingClient, "
+            f"RestClient or AdminClient, got {type(client).__name__}"
+        )
+    if host is None:
+        raise InvalidInputError(
+            f"this {type(client).__name__} has not attached to a runtime yet (an unpickled "
+            "sampling client attaches on its first call); call it once first"
+        )
+    runtime_host = host
+
+    async def take() -> LatencyReport:
+        return runtime_host.runtime.latency(reset=reset)
+
+    return runtime_host.run(take)
