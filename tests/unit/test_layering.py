@@ -15,6 +15,9 @@ PKG = Path(tinker_actors.__file__).resolve().parent
 
 # Layer of each top-level part of the package: a module may import only parts listed at the
 # same or an earlier position in its own allowance list below.
+_WIRE = {"backoff", "errors", "config", "types", "_version"}  # what the transport stands on
+_ACTORS = _WIRE | {"latency", "supervisors", "transport"}
+_CLIENTS = _ACTORS | {"actors"}
 ALLOWED: dict[str, set[str]] = {
     "_version": set(),
     "backoff": set(),
@@ -31,76 +34,18 @@ ALLOWED: dict[str, set[str]] = {
     "types": {"errors"},
     # the kernel knows nothing of Tinker: only the pure backoff policy
     "supervisors": {"backoff", "_pickling"},
-    "transport": {"backoff", "latency", "errors", "config", "types", "_version"},
-    "actors": {
-        "backoff",
-        "latency",
-        "errors",
-        "config",
-        "types",
-        "supervisors",
-        "transport",
-        "_version",
-    },
-    "clients": {
-        "backoff",
-        "errors",
-        "config",
-        "types",
-        "supervisors",
-        "transport",
-        "actors",
-        "_version",
-        "tokenizer",
-        "custom_loss",
-    },
-    "_runtime": {
-        "backoff",
-        "latency",
-        "errors",
-        "config",
-        "types",
-        "supervisors",
-        "transport",
-        "actors",
-        "clients",
-        "_version",
-        "_runtime_parts",
-        "_flush",
-    },
+    "transport": _WIRE | {"latency"},
+    "actors": _ACTORS,
+    "clients": (_CLIENTS - {"latency"}) | {"tokenizer", "custom_loss"},
+    "_runtime": _CLIENTS | {"clients", "_runtime_parts", "_flush"},
     # what leaving open() owes accepted training requests (issue 14)
     "_flush": {"errors", "actors"},
     # the runtime's plain parts (argument checks, statistics, the ServiceClient delegation)
-    "_runtime_parts": {
-        "backoff",
-        "latency",
-        "errors",
-        "config",
-        "types",
-        "supervisors",
-        "transport",
-        "actors",
-        "clients",
-        "_version",
-    },
+    "_runtime_parts": _CLIENTS | {"clients"},
     # the official 0.38 surface adapts the SDK; nothing below imports it, and it never
     # reaches the local server, the CLI or the test helpers
-    "compat": {
-        "backoff",
-        "errors",
-        "config",
-        "types",
-        "supervisors",
-        "transport",
-        "actors",
-        "clients",
-        "_version",
-        "_open",
-        "_runtime",
-        "_runtime_parts",
-        "tokenizer",
-        "custom_loss",
-    },
+    "compat": _CLIENTS
+    | {"clients", "_open", "_runtime", "_runtime_parts", "tokenizer", "custom_loss"},
     # the local server shares the wire types and codecs with the client, nothing else
     "local": {"types", "errors", "transport", "backoff", "_version"},
     # top-level helpers the clients use: tokenizer loading and custom-loss maths
