@@ -17,7 +17,9 @@ Reported:
   applied more than the client asked for (the per-model ``applied_seq_ids`` must be exactly
   0..n-1); a sample likewise, from ``applied:Sample``;
 * client and server RSS and open file descriptors, every ``--sample-every`` seconds;
-* p50 / p99 latency (submit to result) of samples and training steps per ``--window`` seconds;
+* p50 / p99 latency (submit to result) of samples and training steps per ``--window`` seconds,
+  and the samples' overall p50 / p99 beside what ``runtime.latency()`` reports for them (and
+  its requests by route);
 * tracebacks in the server's log (must be 0).
 
 Usage: ``python bench/soak.py [--requests 100000] [--samplers 16] [--result-ttl 60]``
@@ -219,6 +221,7 @@ async def _drive(url: str, server_pid: int, args: argparse.Namespace) -> dict[st
             for _ in range(args.samplers):
                 nursery.start_soon(_sampler, sc, run)
             await _monitor(url, server_pid, run, args)
+        sdk_latency = rt.latency()
     elapsed = time.monotonic() - started
     async with httpx.AsyncClient(base_url=url, headers={"X-API-Key": KEY}, timeout=60) as client:
         counters = await _get(client, "/_local/counters")
@@ -254,7 +257,31 @@ async def _drive(url: str, server_pid: int, args: argparse.Namespace) -> dict[st
         "futures_pruned": counters["totals"].get("futures_pruned", 0),
         "resources": run.samples,
         "latency": _windows(run, args.window),
+        "sdk_latency_vs_measured": _against_sdk(run, sdk_latency.operations.get("Sample")),
+        "sdk_requests": {
+            route: {"n": r.count, "failed": r.failed, "p50_ms": _ms(r.p50), "p99_ms": _ms(r.p99)}
+            for route, r in sdk_latency.requests.items()
+        },
     }
+
+
+def _ms(seconds: float) -> float:
+    return round(seconds * 1000, 2)
+
+
+def _against_sdk(run: Run, sdk: Any) -> dict[str, Any]:
+    """Samples' p50 / p99 as this script timed them (exact, every sample kept) beside what
+    ``runtime.latency()`` reports for them (histogram buckets): a check of the SDK's numbers."""
+    kinds = np.frombuffer(bytes(run.kinds), dtype=np.uint8)
+    seconds = np.frombuffer(run.seconds, dtype=np.float64)[kinds == _KINDS.index("sample")]
+    out: dict[str, Any] = {"measured_n": int(seconds.size)}
+    if seconds.size:
+        out["measured_p50_ms"] = _ms(float(np.percentile(seconds, 50)))
+        out["measured_p99_ms"] = _ms(float(np.percentile(seconds, 99)))
+    if sdk is not None:
+        out |= {"sdk_n": sdk.count, "sdk_failed": sdk.failed}
+        out |= {"sdk_p50_ms": _ms(sdk.p50), "sdk_p99_ms": _ms(sdk.p99)}
+    return out
 
 
 def main() -> int:

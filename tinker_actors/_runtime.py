@@ -403,6 +403,7 @@ class Runtime(ServiceMethods):
         return handle is not None and handle.dynamic_config.sample_cancel_enabled
 
     async def _watch(self, state: FutureState[Any], work: Callable[[], Awaitable[object]]) -> None:
+        since = trio.current_time()  # the operation's time runs from its call (latency())
         self._accepted.track(state)
         # The schedule point comes first: a caller cancelled here starts nothing (its slot
         # fails as cancelled), and one that awaits the result as soon as this returns finds
@@ -419,7 +420,7 @@ class Runtime(ServiceMethods):
             state.cancel()
             raise
         # Straight to the poller: a Watch message would cost a turn of the poller's own task.
-        poller.host(state, work)
+        poller.host(state, work, since)
 
     def _poller_spec(self) -> ChildSpec[ActorRef[Watch]]:
         handle = self._session_handle

@@ -274,8 +274,10 @@ class FuturePoller(Actor[Watch]):
         self._cancel_enabled = cancel_enabled
         self._cancel_limiter = trio.CapacityLimiter(cancel_concurrency)
         self._pending: dict[FutureState[Any], None] = {}
-        #: hosted work not started yet, with the context it was hosted in
-        self._queued: dict[FutureState[Any], tuple[Callable[[], Awaitable[object]], Context]] = {}
+        #: hosted work not started yet, with the context it was hosted in and when
+        self._queued: dict[
+            FutureState[Any], tuple[Callable[[], Awaitable[object]], Context, float]
+        ] = {}
         self._wake = trio.Event()
         self._me: ActorRef[Watch] | None = None
         self.cancels_sent = 0
@@ -289,7 +291,12 @@ class FuturePoller(Actor[Watch]):
         """True while the actor runs: work handed to :meth:`host` then runs in its nursery."""
         return self._me is not None and self._me.alive
 
-    def host(self, state: FutureState[Any], work: Callable[[], Awaitable[object]]) -> None:
+    def host(
+        self,
+        state: FutureState[Any],
+        work: Callable[[], Awaitable[object]],
+        since: float | None = None,
+    ) -> None:
         """Run ``work`` in this poller's nursery from the caller's next schedule point on,
         resolving ``state`` with its outcome: the same as sending :class:`Watch`, without the
         mailbox's hop through the actor's own task.
@@ -299,6 +306,9 @@ class FuturePoller(Actor[Watch]):
         once the caller yields. Until then a waiter may take the work over and run it itself
         (:meth:`FutureState.run_queued`): ``await (await client.sample(...)).result()`` then
         costs no task and no hand-over turns.
+
+        ``since`` is the trio time the operation was called (now by default): its
+        :attr:`latency` record runs from there to its outcome.
         """
         if state.done():
             return  # cancelled before we got to it: nothing to run
@@ -306,7 +316,11 @@ class FuturePoller(Actor[Watch]):
             state.set_error(ActorExited(self.ref.name, SHUTDOWN))
             return
         self._pending[state] = None
-        self._queued[state] = (work, copy_context())
+        self._queued[state] = (
+            work,
+            copy_context(),
+            trio.current_time() if since is None else since,
+        )
         state._queued_in = self
         self._wake.set()
 
@@ -315,16 +329,19 @@ class FuturePoller(Actor[Watch]):
             await self._wake.wait()
             self._wake = trio.Event()
             queued, self._queued = self._queued, {}
-            for state, (work, context) in queued.items():
+            for state, (work, context, hosted_at) in queued.items():
                 state._queued_in = None
                 if state.done():  # cancelled while queued
                     self._pending.pop(state, None)
                     continue
                 # start_soon copies the current context: inside ``run`` that is the caller's
-                context.run(self._spawn, state, work)
+                context.run(self._spawn, state, work, hosted_at)
 
-    def _spawn(self, state: FutureState[Any], work: Callable[[], Awaitable[object]]) -> None:
-        self._nursery.start_soon(self._run, state, work, name=f"poll {state.request_type}")
+    def _spawn(
+        self, state: FutureState[Any], work: Callable[[], Awaitable[object]], hosted_at: float
+    ) -> None:
+        name = f"poll {state.request_type}"
+        self._nursery.start_soon(self._run, state, work, hosted_at, name=name)
 
     async def run_here(self, state: FutureState[Any]) -> bool:
         """Run ``state``'s queued work in the calling task (see :meth:`FutureState.run_queued`);
@@ -337,7 +354,7 @@ class FuturePoller(Actor[Watch]):
             self._pending.pop(state, None)
             return True
         try:
-            await self._resolve(state, found[0])
+            await self._resolve(state, found[0], found[2])
         except BaseException:
             # The waiter itself was cancelled (or interrupted) and takes the operation with
             # it, as a cancelled waiter of a started operation does (APIFuture.result).
@@ -351,25 +368,27 @@ class FuturePoller(Actor[Watch]):
     async def handle(self, message: Watch) -> None:
         self.host(message.state, message.work)
 
-    async def _run(self, state: FutureState[Any], work: Callable[[], Awaitable[object]]) -> None:
+    async def _run(
+        self, state: FutureState[Any], work: Callable[[], Awaitable[object]], hosted_at: float
+    ) -> None:
         try:
-            await self._resolve(state, work)
+            await self._resolve(state, work, hosted_at)
         finally:
             self._pending.pop(state, None)
             if not state.done():  # the poller itself is going away
                 state.set_error(ActorExited(self.ref.name, SHUTDOWN))
 
     async def _resolve(
-        self, state: FutureState[Any], work: Callable[[], Awaitable[object]]
+        self, state: FutureState[Any], work: Callable[[], Awaitable[object]], hosted_at: float
     ) -> None:
         """Run ``work`` under a scope ``state.cancel()`` cancels; resolve ``state`` with it.
 
-        The time it took is recorded under the request type, as failed when the outcome is an
+        The time from ``hosted_at`` (the call that made the operation, which hosts its work at
+        once) is recorded under the request type, as failed when the outcome is an
         error (``cancel()`` and :meth:`FutureState.abandon` included); work cancelled from
         outside this scope (a waiter running it that was cancelled) raises through here
         unrecorded.
         """
-        started = trio.current_time()
         with trio.CancelScope() as scope:
             state.bind(scope)
             try:
@@ -381,7 +400,7 @@ class FuturePoller(Actor[Watch]):
         if scope.cancelled_caught and state.cancel_requested:
             self._after_cancel(state)
         failed = state._state != _VALUE  # an error, a cancel, or (never) no outcome at all
-        self.latency.record(state.request_type, trio.current_time() - started, failed=failed)
+        self.latency.record(state.request_type, trio.current_time() - hosted_at, failed=failed)
 
     def _after_cancel(self, state: FutureState[Any]) -> None:
         if state.request_type != "Sample" or state.request_id is None:
