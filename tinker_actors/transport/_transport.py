@@ -287,8 +287,8 @@ class Transport:
     async def _stream(
         self, prepared: Prepared, method: str, path: str
     ) -> AsyncIterator[StreamingResponse]:
+        started = trio.current_time()  # as request(): the wait for a connection counts
         async with self._pool.lease() as client:  # held until the body is closed
-            started = trio.current_time()
             try:  # recorded to the response's head: the body is the caller's to read
                 raw, retries, _ = await self._send(prepared, client, stream=True)
             except Exception:
