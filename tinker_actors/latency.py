@@ -10,9 +10,10 @@ runtime's two books (HTTP requests by route, operations by request type) as a
 The histogram is log-linear: each power of two is cut into :data:`SUB_BUCKETS` equal buckets,
 so a bucket's width is at most ``1 / SUB_BUCKETS`` of its lower edge. A quantile is read as
 the midpoint of the bucket holding the sample of that rank (the nearest-rank definition),
-clamped to the observed minimum and maximum. Invariant: for durations between 1 ns and 12
-days the reported value is within ``1 / (2 * SUB_BUCKETS)`` (1.6 %) of the exact nearest-rank
-sample, whatever the distribution (``tests/property/test_latency_props.py``). Buckets are kept sparsely, so a histogram costs a
+clamped to the observed minimum and maximum; the largest rank is the maximum itself.
+Invariant: for durations between 1 ns and 12 days the reported value is within
+``1 / (2 * SUB_BUCKETS)`` (1.6 %) of the exact nearest-rank sample, whatever the distribution
+(``tests/property/test_latency_props.py``). Buckets are kept sparsely, so a histogram costs a
 few hundred bytes per octave of latencies it has actually seen, never more than
 :data:`MAX_BUCKETS` entries. Zero durations (trio's autojump clock in tests) have a bucket of
 their own. Recording is pure arithmetic: no clock, no I/O, no locks (one trio thread records).

@@ -19,6 +19,7 @@ from tinker_actors.latency import (
 from tinker_actors.transport._route import WORDS, route_name
 
 PKG = Path(tinker_actors.__file__).resolve().parent
+BILLING = "/api/v1/billing/usage/checkpoints/current"
 
 
 def test_an_empty_histogram_reports_zeros() -> None:
@@ -110,7 +111,7 @@ def test_render_lists_both_tables_with_full_names() -> None:
             "/api/v1/training_runs/r/checkpoints/weights/step_0010",
             "DELETE /api/v1/training_runs/{id}/checkpoints/{id}/{id}",
         ),
-        ("GET", "/api/v1/billing/usage/checkpoints/current", "GET /api/v1/billing/usage/checkpoints/current"),
+        ("GET", BILLING, f"GET {BILLING}"),  # words only: "current" is not an id
         ("GET", "/api/v1/sessions?limit=5", "GET /api/v1/sessions"),
         ("GET", "https://bucket.example/signed?sig=1", "GET (absolute URL)"),
         ("POST", "/", "POST /"),

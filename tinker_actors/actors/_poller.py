@@ -267,8 +267,9 @@ class FuturePoller(Actor[Watch]):
         latency: LatencyBook | None = None,
     ) -> None:
         self._nursery = nursery
-        #: each operation's time from the start of its work to its outcome, by request type
-        #: (the runtime's book, so it outlives a restarted poller)
+        #: each operation's time from its call to its outcome, by request type (the runtime's
+        #: book, so it outlives a restarted poller); one cancelled before its work started,
+        #: which sent nothing, is not recorded
         self.latency = latency if latency is not None else LatencyBook()
         self._transport = transport
         self._cancel_enabled = cancel_enabled
