@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import pickle
 from collections.abc import Iterator
 
@@ -68,3 +70,21 @@ def test_what_cannot_report_is_refused_clearly(served: tuple[str, LocalServer]) 
             latency_of(unpickled)
     with pytest.raises(tinker.RuntimeClosedError):
         latency_of(service)
+
+
+def test_asyncio_code_reads_it_without_a_blocking_warning(
+    served: tuple[str, LocalServer], caplog: pytest.LogCaptureFixture
+) -> None:
+    url, _ = served
+
+    async def main() -> int:
+        async with tinker.ServiceClient(base_url=url, api_key=KEY) as service:
+            sampler = await service.create_sampling_client(base_model="local/tiny")
+            await sampler.sample(
+                tinker.ModelInput.from_ints([1, 2]), 1, tinker.SamplingParams(max_tokens=1)
+            )
+            return latency_of(service).operations["Sample"].count
+
+    with caplog.at_level(logging.WARNING, logger="tinker_actors.compat"):
+        assert asyncio.run(main()) == 1
+    assert "blocks that loop" not in caplog.text
