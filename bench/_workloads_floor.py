@@ -85,11 +85,29 @@ async def _submit_and_wait(transport: Any, url: str, path: str, body: bytes, cty
     )
     assert submitted.status_code == 200, (submitted.status_code, submitted.content[:200])
     request_id = msgspec.json.decode(submitted.content)["request_id"]
-    poll = msgspec.json.encode({"request_id": request_id, "allow_metadata_only": False})
+    return await _poll_to_end(transport, url, request_id, json_headers)
+
+
+async def _poll_to_end(
+    transport: Any, url: str, request_id: str, json_headers: dict[str, str]
+) -> bytes:
+    """Long-poll a future as protocol §6.2 has it: the first poll allows a metadata-only
+    answer (a result over the server's threshold, 1 MiB here), which the SDKs re-poll for."""
+    import msgspec
+
+    polls = [
+        msgspec.json.encode({"request_id": request_id, "allow_metadata_only": allow})
+        for allow in (True, False)
+    ]
+    poll = polls[0]
     headers = {**json_headers, "Accept": "application/x-protobuf"}
     while True:
         answer = await _exchange(transport, url, "/api/v1/retrieve_future", poll, headers)
-        if answer.status_code == 408 or b'"try_again"' in answer.content[:64]:
+        head = answer.content[:64]
+        if answer.status_code == 408 or b'"try_again"' in head:
+            continue
+        if b'"complete_metadata"' in head:
+            poll = polls[1]
             continue
         assert answer.status_code == 200, (answer.status_code, answer.content[:200])
         return answer.content
@@ -218,18 +236,7 @@ async def _submit_only(transport: Any, url: str, path: str, body: bytes, ctype: 
 
 
 async def _wait(transport: Any, url: str, request_id: str, done: Any) -> None:
-    import msgspec
-
-    poll = msgspec.json.encode({"request_id": request_id, "allow_metadata_only": False})
-    headers = {
-        "X-API-Key": KEY,
-        "Content-Type": "application/json",
-        "Accept": "application/x-protobuf",
-    }
-    while True:
-        answer = await _exchange(transport, url, "/api/v1/retrieve_future", poll, headers)
-        if answer.status_code == 408 or b'"try_again"' in answer.content[:64]:
-            continue
-        assert answer.status_code == 200, (answer.status_code, answer.content[:200])
-        done.set()
-        return
+    await _poll_to_end(
+        transport, url, request_id, {"X-API-Key": KEY, "Content-Type": "application/json"}
+    )
+    done.set()
