@@ -22,7 +22,7 @@ their own. Recording is pure arithmetic: no clock, no I/O, no locks (one trio th
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Final, final
 
 import msgspec
@@ -111,26 +111,35 @@ class LatencyHistogram:
 
     def quantile(self, q: float) -> float:
         """The nearest-rank ``q``-quantile (``0 < q <= 1``); 0.0 when nothing was recorded."""
-        if not 0 < q <= 1:
-            raise ValueError(f"a quantile is in (0, 1], got {q!r}")
-        if self.count == 0:
-            return 0.0
-        rank = max(1, math.ceil(q * self.count))
-        if rank <= self.zeros:
-            return 0.0
-        if rank == self.count:
-            return self.max  # the largest is known exactly
-        seen = self.zeros
-        for index in sorted(self._buckets):
-            seen += self._buckets[index]
-            if seen >= rank:
-                middle = (_lower(index) + _lower(index + 1)) / 2
-                return min(max(middle, self.min), self.max)
-        return self.max  # unreachable: the buckets and zeros add up to count
+        return self.quantiles((q,))[0]
+
+    def quantiles(self, qs: Sequence[float]) -> list[float]:
+        """Each of ``qs`` as :meth:`quantile` reads it, from one walk over the buckets."""
+        for q in qs:
+            if not 0 < q <= 1:
+                raise ValueError(f"a quantile is in (0, 1], got {q!r}")
+        count = self.count
+        ranks = [max(1, math.ceil(q * count)) for q in qs]
+        out = [0.0] * len(qs)
+        buckets = iter(sorted(self._buckets.items()))
+        seen, index = self.zeros, 0
+        for i in sorted(range(len(qs)), key=ranks.__getitem__):
+            rank = ranks[i]
+            if count == 0 or rank <= self.zeros:
+                continue  # 0.0
+            if rank == count:
+                out[i] = self.max  # the largest is known exactly
+                continue
+            while seen < rank:  # the buckets and zeros add up to count > rank
+                index, n = next(buckets)
+                seen += n
+            middle = (_lower(index) + _lower(index + 1)) / 2
+            out[i] = min(max(middle, self.min), self.max)
+        return out
 
     def summary(self) -> LatencySummary:
         """Return the count, failures, sum, mean, extremes and p50 / p90 / p99."""
-        p50, p90, p99 = (self.quantile(q) for q in _QUANTILES)
+        p50, p90, p99 = self.quantiles(_QUANTILES)
         count = self.count
         return LatencySummary(
             count=count,

@@ -54,3 +54,14 @@ def test_merging_order_does_not_matter(values: list[float], rotate: int) -> None
     for value in shifted:
         two.record(value)
     assert [one.quantile(q) for q in QUANTILES] == [two.quantile(q) for q in QUANTILES]
+
+
+@given(
+    st.lists(durations | st.just(0.0), max_size=100),
+    st.lists(st.sampled_from((*QUANTILES, 0.25, 0.75)), min_size=1, max_size=6),
+)
+def test_one_walk_reads_each_quantile_as_alone(values: list[float], qs: list[float]) -> None:
+    histogram = LatencyHistogram()
+    for value in values:
+        histogram.record(value)
+    assert histogram.quantiles(qs) == [histogram.quantile(q) for q in qs]

@@ -47,6 +47,18 @@ def latency_of(
             attached to a runtime yet (an unpickled one before its first call).
         RuntimeClosedError: its ``ServiceClient`` is closed.
     """
+    host = _host_of(client)
+
+    async def take() -> LatencyReport:
+        return host.runtime.latency(reset=reset)
+
+    # The runtime thread answers at once (no I/O), so this wait does not stall an asyncio
+    # loop it is called from: no "blocks that loop" warning, unlike a future's .result().
+    pending: Future[LatencyReport] = host.spawn(take)
+    return Future.result(pending)
+
+
+def _host_of(client: object) -> Host:
     host: Host | None
     if isinstance(client, ServiceClient):
         host = client._get_host()
@@ -62,12 +74,4 @@ def latency_of(
             f"this {type(client).__name__} has not attached to a runtime yet (an unpickled "
             "sampling client attaches on its first call); call it once first"
         )
-    runtime_host = host
-
-    async def take() -> LatencyReport:
-        return runtime_host.runtime.latency(reset=reset)
-
-    # The runtime thread answers at once (no I/O), so this wait does not stall an asyncio
-    # loop it is called from: no "blocks that loop" warning, unlike a future's .result().
-    pending: Future[LatencyReport] = runtime_host.spawn(take)
-    return Future.result(pending)
+    return host
