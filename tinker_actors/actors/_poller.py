@@ -292,6 +292,11 @@ class FuturePoller(Actor[Watch]):
         """True while the actor runs: work handed to :meth:`host` then runs in its nursery."""
         return self._me is not None and self._me.alive
 
+    @property
+    def backlog(self) -> bool:
+        """True while hosted work waits for the starter (no waiter took it over)."""
+        return bool(self._queued)
+
     def host(
         self,
         state: FutureState[Any],
