@@ -25,6 +25,12 @@ passes that the TrainingClient sends, with this module doing the maths in betwee
     bwd = ...                                   # forward_backward(backward_data, "cross_entropy")
     result = merge_custom_metrics(bwd, loss_sum, metrics)
 
+A loss that knows what it reads may say so: an object with a ``check_data(data)`` method
+(the composed losses of :mod:`tinker_actors.regularizers` have one) is asked at the call, and
+what it raises reaches the caller before anything is sent. Without it, bad data surfaces only
+when the loss runs, after the forward pass, and the gap that leaves in the model's request
+order ends the training client.
+
 torch is imported only when a loss runs, and :func:`run_custom_loss` runs it in a worker
 thread (``trio.to_thread.run_sync``) so the runtime keeps serving other clients meanwhile.
 """
@@ -45,10 +51,12 @@ from tinker_actors.types import Datum, ForwardBackwardOutput, TensorData
 __all__ = [
     "SURROGATE_LOSS_KEY",
     "CustomLossFn",
+    "check_custom_loss_data",
     "custom_loss_weights",
     "forward_data_for_custom",
     "merge_custom_metrics",
     "run_custom_loss",
+    "torch_module",
 ]
 
 CustomLossFn: TypeAlias = Callable[[list[Datum], list[Any]], tuple[Any, dict[str, Any]]]
@@ -59,7 +67,12 @@ SURROGATE_LOSS_KEY: Final = "surrogate_loss:sum"
 _LOSS_KEY: Final = "loss:sum"
 
 
-def _torch() -> Any:
+def torch_module() -> Any:
+    """Return torch, imported now; without it, an error that says how to install it.
+
+    Raises:
+        InvalidInputError: torch is not installed.
+    """
     try:
         return importlib.import_module("torch")
     except ImportError as exc:
@@ -104,6 +117,17 @@ def forward_data_for_custom(data: Sequence[Datum]) -> list[Datum]:
     return out
 
 
+def check_custom_loss_data(loss_fn: CustomLossFn, data: list[Datum]) -> None:
+    """Call ``loss_fn.check_data(data)`` when the loss has one (see the module doc).
+
+    Raises:
+        InvalidInputError: what the loss's own check raises.
+    """
+    check = getattr(loss_fn, "check_data", None)
+    if callable(check):
+        check(data)
+
+
 def _metric_value(name: str, value: object) -> float:
     item = getattr(value, "item", None)
     raw = item() if callable(item) else value
@@ -133,7 +157,7 @@ def custom_loss_weights(
         InvalidInputError: outputs and data differ in number, an output has no ``logprobs``,
             ``loss_fn`` does not return ``(scalar tensor, dict)``, or torch is not installed.
     """
-    torch = _torch()
+    torch = torch_module()
     outputs = forward_output.loss_fn_outputs
     if len(outputs) != len(data):
         raise InvalidInputError(

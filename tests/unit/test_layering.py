@@ -51,6 +51,8 @@ ALLOWED: dict[str, set[str]] = {
     # top-level helpers the clients use: tokenizer loading and custom-loss maths
     "tokenizer": {"errors"},
     "custom_loss": {"errors", "types"},
+    # composed custom losses (regularizers): maths over custom_loss, used by the caller only
+    "regularizers": {"errors", "types", "custom_loss"},
     # the checkpoint-and-resume training loop over the SDK's clients
     "resume": {"backoff", "errors", "supervisors", "actors", "clients"},
 }

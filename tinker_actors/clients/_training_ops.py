@@ -29,6 +29,7 @@ from tinker_actors.clients._chunking import (
 )
 from tinker_actors.clients._training_actor import Body, Op
 from tinker_actors.custom_loss import (
+    check_custom_loss_data,
     forward_data_for_custom,
     merge_custom_metrics,
     run_custom_loss,
@@ -206,6 +207,7 @@ def custom_loss_op(
         raise TypeError(f"loss_fn must be callable, got {type(loss_fn).__name__}")
     user_data = list(data)
     forward_data = forward_data_for_custom(user_data)
+    check_custom_loss_data(loss_fn, user_data)
     method = f"{_CLASS}.forward_backward_custom"
     op = fwd_op(
         model_id, flags, forward_data, "cross_entropy", None, forward_only=True,
