@@ -8,7 +8,10 @@ torch can differentiate with respect to the model's per-token logprobs. Each ste
 2. ``forward_backward_custom(batch, dpo_loss)``: the SDK runs a forward pass, hands the
    logprobs to ``dpo_loss`` in a worker thread, and sends its gradient back as a
    ``forward_backward``; ``optim_step`` is queued right behind it;
-3. the result's ``loss:sum`` is the DPO loss, beside the metrics ``dpo_loss`` returned.
+3. the loss is DPO plus a weighted supervised anchor on the chosen completions (``--sft-weight``;
+   DPO + NLL is known as RPO), composed with :mod:`tinker_actors.regularizers`: the result's
+   ``loss:sum`` is their sum, ``base_loss`` the DPO loss and ``regularizer/sft`` the anchor,
+   beside the metrics ``dpo_loss`` returned.
 
 The reference model's logprobs (the frozen starting policy DPO compares against) are computed
 once, before training, with a plain ``forward`` of the same data, and travel in the datums'
@@ -32,6 +35,7 @@ import trio
 
 import tinker_actors as ta
 from tinker_actors.custom_loss import forward_data_for_custom
+from tinker_actors.regularizers import Regularizer, compose
 from tinker_actors.types import AdamParams, Datum, ModelInput
 
 API_KEY = "tml-local-example"
@@ -95,7 +99,20 @@ def dpo_loss(data: list[Datum], logprobs: list[Any]) -> tuple[Any, dict[str, flo
     return loss, {"accuracy:mean": accuracy, "margin:mean": float(torch.stack(margins).mean())}
 
 
-async def train(base_url: str, steps: int, pairs: int) -> None:
+def chosen_nll(data: list[Datum], logprobs: list[Any]) -> Any:
+    """The chosen completions' mean negative logprob per token: a supervised anchor."""
+    import torch
+
+    terms = []
+    for index in range(0, len(data), 2):  # the chosen half of each pair
+        mask = torch.as_tensor(data[index].loss_fn_inputs["mask"].to_numpy())
+        terms.append(-(logprobs[index] * mask).sum() / mask.sum())
+    return torch.stack(terms).mean()
+
+
+async def train(base_url: str, steps: int, pairs: int, sft_weight: float = 0.1) -> None:
+    # Checked here, before anything is sent: a bad weight raises InvalidInputError now.
+    loss_fn = compose(dpo_loss, Regularizer("sft", chosen_nll, weight=sft_weight))
     rng = np.random.default_rng(0)
     async with ta.open(base_url=base_url, api_key=API_KEY) as tinker:
         training = await tinker.create_lora_training_client("local/tiny", rank=16, seed=0)
@@ -108,29 +125,30 @@ async def train(base_url: str, steps: int, pairs: int) -> None:
         ref = [o["logprobs"].to_numpy() for o in reference.loss_fn_outputs]
         batch = with_reference(batch, ref)
         for step in range(steps):
-            fb = await training.forward_backward_custom(batch, dpo_loss)
+            fb = await training.forward_backward_custom(batch, loss_fn)
             opt = await training.optim_step(AdamParams(learning_rate=2e-3))
             output = await fb.result()
             await opt.result()
             metrics = output.metrics
             print(
-                f"step {step + 1}: dpo loss = {metrics['loss:sum']:.4f}, "
+                f"step {step + 1}: dpo loss = {metrics['base_loss']:.4f}, "
+                f"sft = {metrics['regularizer/sft']:.4f}, loss = {metrics['loss:sum']:.4f}, "
                 f"accuracy = {metrics['accuracy:mean']:.2f}, "
                 f"surrogate = {metrics['surrogate_loss:sum']:.4f}"
             )
     print("done")
 
 
-async def main(base_url: str | None, steps: int, pairs: int) -> None:
+async def main(base_url: str | None, steps: int, pairs: int, sft_weight: float) -> None:
     if base_url is not None:
-        await train(base_url, steps, pairs)
+        await train(base_url, steps, pairs, sft_weight)
         return
     from tinker_actors.local import open_local_server
 
     async with open_local_server() as server, trio.open_nursery() as nursery:
         url = await nursery.start(server.serve)
         print(f"local server at {url}")
-        await train(url, steps, pairs)
+        await train(url, steps, pairs, sft_weight)
         nursery.cancel_scope.cancel()
 
 
@@ -139,5 +157,8 @@ if __name__ == "__main__":
     parser.add_argument("--base-url", default=None, help="a running server (default: embedded)")
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--pairs", type=int, default=4)
+    parser.add_argument(
+        "--sft-weight", type=float, default=0.1, help="weight of the chosen completions' NLL"
+    )
     args = parser.parse_args()
-    trio.run(main, args.base_url, args.steps, args.pairs)
+    trio.run(main, args.base_url, args.steps, args.pairs, args.sft_weight)
