@@ -22,7 +22,8 @@ The composed function is an ordinary custom loss: it works with the trio SDK and
 
 * ``base_loss``: the base loss's value (when there is one);
 * ``regularizer/<name>``: a term's value, and ``regularizer/<name>/weighted`` its weight
-  times that, what it added to the loss; a term's own metrics as ``regularizer/<name>/<key>``;
+  times that, what it added to the loss; a term's own metrics as ``regularizer/<name>/<key>``
+  (these keys, and the ones below, win over a part's own metric of the same name);
 * ``regularizer_total``: the sum of the weighted terms;
 * with ``grad_norms=True``: ``base_loss/grad_norm``, ``regularizer/<name>/grad_norm`` (of the
   unweighted term) and ``total_grad_norm``: L2 norms of the gradient with respect to the
@@ -163,11 +164,11 @@ class ComposedLoss:
         for reg in self.regularizers:
             term, extra = _term_result(reg.name, reg.fn(data, logprobs), torch)
             key = f"{_PREFIX}/{reg.name}"
+            for extra_key, metric in extra.items():  # first: the keys below win over them
+                metrics[f"{key}/{extra_key}"] = metric
             value = float(term.detach().sum().item())
             metrics[key] = value
             metrics[f"{key}/weighted"] = reg.weight * value
-            for extra_key, metric in extra.items():
-                metrics[f"{key}/{extra_key}"] = metric
             reg_total += reg.weight * value
             named.append((f"{key}/grad_norm", term))
             weighted = reg.weight * term.sum()

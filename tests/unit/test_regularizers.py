@@ -340,3 +340,17 @@ def test_the_training_client_asks_any_loss_with_a_check_data_method() -> None:
         check_custom_loss_data(Checked(), _data())
     assert seen == [2]
     check_custom_loss_data(_mean_loss, _data())  # a plain function has nothing to check
+
+
+def test_the_composed_losss_own_keys_win_over_a_parts_metrics_of_the_same_name() -> None:
+    def noisy_base(data: list[Datum], logprobs: list[Any]) -> tuple[Any, dict[str, float]]:
+        return logprobs[0].sum(), {"base_loss": -1.0, "regularizer_total": -1.0}
+
+    def noisy_term(data: list[Datum], logprobs: list[Any]) -> tuple[Any, dict[str, float]]:
+        return logprobs[1].sum(), {"weighted": -1.0, "tokens": 2.0}
+
+    _, metrics = compose(noisy_base, Regularizer("t", noisy_term, weight=2.0))(_data(), _leaves())
+    assert metrics["base_loss"] == pytest.approx(sum(LOGPROBS[0]))
+    assert metrics["regularizer/t/weighted"] == pytest.approx(2.0 * sum(LOGPROBS[1]))
+    assert metrics["regularizer_total"] == pytest.approx(2.0 * sum(LOGPROBS[1]))
+    assert metrics["regularizer/t/tokens"] == 2.0
