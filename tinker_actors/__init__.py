@@ -20,6 +20,13 @@ if TYPE_CHECKING:
     from tinker_actors.actors import FutureExpiredError as FutureExpiredError
     from tinker_actors.actors import OperationCancelledError as OperationCancelledError
     from tinker_actors.backoff import RetryConfig as RetryConfig
+    from tinker_actors.checkpoint_download import (
+        CheckpointDownloadError as CheckpointDownloadError,
+    )
+    from tinker_actors.checkpoint_download import DownloadedCheckpoint as DownloadedCheckpoint
+    from tinker_actors.checkpoint_download import DownloadProgress as DownloadProgress
+    from tinker_actors.checkpoint_download import UnsafeArchiveError as UnsafeArchiveError
+    from tinker_actors.checkpoint_download import download_checkpoint as download_checkpoint
     from tinker_actors.clients import AdminClient as AdminClient
     from tinker_actors.clients import APIFuture as APIFuture
     from tinker_actors.clients import RestClient as RestClient
@@ -69,7 +76,10 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "BillingError",
+    "CheckpointDownloadError",
     "ConflictError",
+    "DownloadProgress",
+    "DownloadedCheckpoint",
     "FutureExpiredError",
     "InternalServerError",
     "InvalidInputError",
@@ -95,7 +105,9 @@ __all__ = [
     "TrainingClient",
     "TrainingOrderBrokenError",
     "UnprocessableEntityError",
+    "UnsafeArchiveError",
     "__version__",
+    "download_checkpoint",
     "get_tokenizer",
     "open",
     "train_resumably",
@@ -116,7 +128,11 @@ _LAZY: Final[dict[str, str]] = {
     "AuthenticationError": "tinker_actors.errors",
     "BadRequestError": "tinker_actors.errors",
     "BillingError": "tinker_actors.errors",
+    "CheckpointDownloadError": "tinker_actors.checkpoint_download",
     "ConflictError": "tinker_actors.errors",
+    "download_checkpoint": "tinker_actors.checkpoint_download",
+    "DownloadedCheckpoint": "tinker_actors.checkpoint_download",
+    "DownloadProgress": "tinker_actors.checkpoint_download",
     "FutureExpiredError": "tinker_actors.actors",
     "get_tokenizer": "tinker_actors.tokenizer",
     "InternalServerError": "tinker_actors.errors",
@@ -145,6 +161,7 @@ _LAZY: Final[dict[str, str]] = {
     "train_resumably": "tinker_actors.resume",
     "TrainingOrderBrokenError": "tinker_actors.clients",
     "UnprocessableEntityError": "tinker_actors.errors",
+    "UnsafeArchiveError": "tinker_actors.checkpoint_download",
 }
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from cli_support import KEY, fake_service, invoke, json_of, one_line_error
 
-from tinker_actors.cli._archive import UnsafeArchiveError, extract_archive
+from tinker_actors._archive import UnsafeArchiveError, extract_archive
 
 RUN = "session-1:train:0"
 

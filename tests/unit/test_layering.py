@@ -53,6 +53,10 @@ ALLOWED: dict[str, set[str]] = {
     "custom_loss": {"errors", "types"},
     # composed custom losses (regularizers): maths over custom_loss, used by the caller only
     "regularizers": {"errors", "types", "custom_loss"},
+    # a checkpoint's files into a directory: the archive checks, over the runtime's clients
+    "_download_limits": set(),
+    "_archive": {"errors", "_download_limits"},
+    "checkpoint_download": {"_archive", "errors", "types", "_runtime"},
     # the checkpoint-and-resume training loop over the SDK's clients
     "resume": {"backoff", "errors", "supervisors", "actors", "clients"},
 }

@@ -12,8 +12,9 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
+    from contextlib import AbstractContextManager
 
-__all__ = ["progress"]
+__all__ = ["FileBars", "progress"]
 
 
 @contextmanager
@@ -54,3 +55,31 @@ def progress(
     with Progress(*columns, console=console, transient=False) as bar:
         task = bar.add_task(label, total=total)
         yield lambda n: bar.advance(task, n)
+
+
+class FileBars:
+    """A bar per file of a download: opened at the file's first chunk (when its size is known),
+    closed when the next file starts or at :meth:`close`."""
+
+    def __init__(self, enabled: bool | None) -> None:
+        self._enabled = enabled
+        self._name: str | None = None
+        self._done = 0
+        self._bar: AbstractContextManager[Callable[[int], None]] | None = None
+        self._advance: Callable[[int], None] | None = None
+
+    def update(self, name: str, done: int, total: int | None) -> None:
+        """Record that ``done`` bytes of ``name`` (of ``total``, when known) have arrived."""
+        if name != self._name or self._advance is None:
+            self.close()
+            self._name, self._done = name, 0
+            self._bar = progress(name, total, enabled=self._enabled, unit="bytes")
+            self._advance = self._bar.__enter__()
+        self._advance(done - self._done)
+        self._done = done
+
+    def close(self) -> None:
+        """Finish the open bar, if any."""
+        bar, self._bar, self._advance, self._name = self._bar, None, None, None
+        if bar is not None:
+            bar.__exit__(None, None, None)

@@ -12,6 +12,9 @@ the archive is refused as a whole (nothing is left behind) when any member is:
 
 Members are written into a fresh staging directory next to the destination, which is renamed
 into place only once every member passed; the destination never holds half an archive.
+
+Shared by :func:`tinker_actors.download_checkpoint` and ``tinker-actors checkpoint download``;
+the messages name both the keyword arguments and the CLI's options.
 """
 
 from __future__ import annotations
@@ -22,9 +25,10 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Final
 
-from tinker_actors.cli._group import CommandError
+from tinker_actors._download_limits import DEFAULT_MAX_BYTES, DEFAULT_MAX_FILES
+from tinker_actors.errors import TinkerError
 
-if TYPE_CHECKING:  # tarfile and tempfile load on first use: --help lists this command
+if TYPE_CHECKING:  # tarfile and tempfile load on first use (the CLI's --help lists its users)
     import tarfile
     from collections.abc import Callable
 
@@ -38,15 +42,11 @@ __all__ = [
     "staging_dir",
 ]
 
-#: Default limit on what one checkpoint may unpack to (16 GiB).
-DEFAULT_MAX_BYTES: Final = 16 * 1024**3
-#: Default limit on the number of members of one archive.
-DEFAULT_MAX_FILES: Final = 100_000
 _CHUNK: Final = 1024 * 1024
 _DRIVE: Final = re.compile(r"^[A-Za-z]:")
 
 
-class UnsafeArchiveError(CommandError):
+class UnsafeArchiveError(TinkerError, ValueError):
     """The archive was refused; nothing of it was kept."""
 
 
@@ -141,8 +141,8 @@ def _extract_into(
             for count, member in enumerate(tar, start=1):
                 if count > max_files:
                     raise UnsafeArchiveError(
-                        f"refused the archive: more than {max_files} members (raise --max-files "
-                        "if it is really that large)"
+                        f"refused the archive: more than {max_files} members (raise max_files, "
+                        "--max-files, if it is really that large)"
                     )
                 relative = safe_relative_path(member.name)
                 if member.issym() or member.islnk():
@@ -204,6 +204,6 @@ def _write_member(
 
 def _oversize(max_bytes: int) -> str:
     return (
-        f"refused the archive: it unpacks to more than {max_bytes} bytes (raise --max-size if "
-        "the checkpoint is really that large)"
+        f"refused the archive: it unpacks to more than {max_bytes} bytes (raise max_bytes, "
+        "--max-size, if the checkpoint is really that large)"
     )
