@@ -62,6 +62,7 @@ __all__ = [
     "DownloadProgress",
     "DownloadedCheckpoint",
     "UnsafeArchiveError",
+    "check_download",
     "download_checkpoint",
     "fetch_signed_url",
 ]
@@ -136,6 +137,27 @@ async def download_checkpoint(
         UnsafeArchiveError: the archive failed a check.
         TinkerError: the service refused a request (APIStatusError and friends).
     """
+    parsed, target = check_download(path, into, force, max_bytes, max_files, on_progress)
+    job = _Download(runtime, parsed, target, force, max_bytes, max_files, on_progress)
+    files, size = await job.run()
+    return DownloadedCheckpoint(path=path, destination=target, files=files, size_bytes=size)
+
+
+def check_download(
+    path: str,
+    into: str | Path,
+    force: bool,
+    max_bytes: int,
+    max_files: int,
+    on_progress: object,
+) -> tuple[ParsedCheckpointTinkerPath, Path]:
+    """Check :func:`download_checkpoint`'s arguments; return the parsed path and the target.
+
+    Synchronous (a stat of ``into``), so a blocking front end checks on the caller's thread.
+
+    Raises:
+        InvalidInputError: see :func:`download_checkpoint`.
+    """
     parsed = ParsedCheckpointTinkerPath.from_tinker_path(path)
     if parsed.checkpoint_type == "sampler":
         raise InvalidInputError(
@@ -143,17 +165,15 @@ async def download_checkpoint(
             "keeps it); download a training checkpoint (save_state) or external weights "
             "(save_weights_external)"
         )
-    target = Path(await trio.Path(into).resolve())
-    if await trio.Path(target).exists() and not force:
+    target = Path(into).resolve()
+    if target.exists() and not force:
         raise InvalidInputError(f"{target} already exists; pass force=True to replace it")
     for name, limit in (("max_bytes", max_bytes), ("max_files", max_files)):
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
             raise InvalidInputError(f"{name} must be a positive int, got {limit!r}")
     if on_progress is not None and not callable(on_progress):
         raise InvalidInputError(f"on_progress must be callable, got {type(on_progress).__name__}")
-    job = _Download(runtime, parsed, target, force, max_bytes, max_files, on_progress)
-    files, size = await job.run()
-    return DownloadedCheckpoint(path=path, destination=target, files=files, size_bytes=size)
+    return parsed, target
 
 
 class _Download:

@@ -45,7 +45,8 @@ ALLOWED: dict[str, set[str]] = {
     # the official 0.38 surface adapts the SDK; nothing below imports it, and it never
     # reaches the local server, the CLI or the test helpers
     "compat": _CLIENTS
-    | {"clients", "_open", "_runtime", "_runtime_parts", "tokenizer", "custom_loss"},
+    | {"clients", "_open", "_runtime", "_runtime_parts", "tokenizer", "custom_loss"}
+    | {"checkpoint_download", "_download_limits"},
     # the local server shares the wire types and codecs with the client, nothing else
     "local": {"types", "errors", "transport", "backoff", "_version"},
     # top-level helpers the clients use: tokenizer loading and custom-loss maths

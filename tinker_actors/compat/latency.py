@@ -18,21 +18,16 @@ from __future__ import annotations
 from concurrent.futures import Future
 from typing import TYPE_CHECKING
 
-from tinker_actors.compat._rest import AdminClient, RestClient
-from tinker_actors.compat._sampling import SamplingClient
-from tinker_actors.compat._service import ServiceClient
-from tinker_actors.compat._training import TrainingClient
-from tinker_actors.errors import InvalidInputError
+from tinker_actors.compat._host_of import AnyClient, host_of
 
 if TYPE_CHECKING:
-    from tinker_actors.compat._host import Host
     from tinker_actors.latency import LatencyReport
 
 __all__ = ["latency_of"]
 
 
 def latency_of(
-    client: ServiceClient | TrainingClient | SamplingClient | RestClient | AdminClient,
+    client: AnyClient,
     *,
     reset: bool = False,
 ) -> LatencyReport:
@@ -47,7 +42,7 @@ def latency_of(
             attached to a runtime yet (an unpickled one before its first call).
         RuntimeClosedError: its ``ServiceClient`` is closed.
     """
-    host = _host_of(client)
+    host = host_of(client, "latency_of()")
 
     async def take() -> LatencyReport:
         return host.runtime.latency(reset=reset)
@@ -56,22 +51,3 @@ def latency_of(
     # loop it is called from: no "blocks that loop" warning, unlike a future's .result().
     pending: Future[LatencyReport] = host.spawn(take)
     return Future.result(pending)
-
-
-def _host_of(client: object) -> Host:
-    host: Host | None
-    if isinstance(client, ServiceClient):
-        host = client._get_host()
-    elif isinstance(client, TrainingClient | SamplingClient | RestClient | AdminClient):
-        host = getattr(client, "_host", None)
-    else:
-        raise InvalidInputError(
-            "latency_of() takes a tinker ServiceClient, TrainingClient, SamplingClient, "
-            f"RestClient or AdminClient, got {type(client).__name__}"
-        )
-    if host is None:
-        raise InvalidInputError(
-            f"this {type(client).__name__} has not attached to a runtime yet (an unpickled "
-            "sampling client attaches on its first call); call it once first"
-        )
-    return host
