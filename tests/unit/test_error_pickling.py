@@ -15,9 +15,11 @@ import httpx
 import pytest
 
 from tinker_actors import errors
+from tinker_actors._archive import UnsafeArchiveError
 from tinker_actors._pickling import PicklableError
 from tinker_actors.actors._completions import CompletionPollingError
 from tinker_actors.actors._poll import FutureExpiredError, OperationCancelledError, StuckError
+from tinker_actors.checkpoint_download import CheckpointDownloadError
 from tinker_actors.clients._checks import BadTrainingInputError
 from tinker_actors.clients._rest import TraceExportError, WhoamiUnavailableError
 from tinker_actors.clients._training_actor import TrainingOrderBrokenError
@@ -67,6 +69,8 @@ def _examples() -> list[BaseException]:
         TrainingOrderBrokenError("model-1", 3, "optim_step", ValueError("why")),
         WhoamiUnavailableError("no whoami"),
         TraceExportError("no trace"),
+        CheckpointDownloadError("no checkpoint tinker://r/weights/x"),
+        UnsafeArchiveError("refused the archive: member '/etc/x' is an absolute path"),
         BadTrainingInputError("datum 3: bad", index=3, field="weights"),
         DecompressionLimitError(1024),
         ProtobufDecodeError("truncated"),
