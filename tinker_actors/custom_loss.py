@@ -28,8 +28,8 @@ passes that the TrainingClient sends, with this module doing the maths in betwee
 A loss that knows what it reads may say so: an object with a ``check_data(data)`` method
 (the composed losses of :mod:`tinker_actors.regularizers` have one) is asked at the call, and
 what it raises reaches the caller before anything is sent. Without it, bad data surfaces only
-when the loss runs, after the forward pass, and the gap that leaves in the model's request
-order ends the training client.
+when the loss runs, after the forward pass: the call then fails alone, but the server has run
+a forward pass for it twice (the second fills the ids reserved for the backward pass).
 
 torch is imported only when a loss runs, and :func:`run_custom_loss` runs it in a worker
 thread (``trio.to_thread.run_sync``) so the runtime keeps serving other clients meanwhile.

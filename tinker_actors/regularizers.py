@@ -278,7 +278,7 @@ class _TokenTerm:
 
     ``check_data`` refuses data it could not read before anything is sent (the training client
     calls it at ``forward_backward_custom``): once the forward pass is on the server, a loss
-    that raises leaves a gap in the model's request order and the client cannot go on.
+    that raises fails its call only after the server ran the forward pass twice.
     """
 
     __slots__ = ("__name__", "mask", "reads")

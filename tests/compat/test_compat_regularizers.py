@@ -49,3 +49,27 @@ def test_a_composed_loss_runs_on_the_official_surface() -> None:
         metrics["base_loss"] + metrics["regularizer_total"], rel=1e-5
     )
     assert metrics["regularizer/sft/weighted"] == pytest.approx(0.2 * metrics["regularizer/sft"])
+
+
+def test_a_loss_that_raises_fails_its_call_and_the_client_goes_on() -> None:
+    """0.38 poisons its TrainingClient here; this runtime fills the reserved backward ids
+    with a forward pass instead, so a loop that catches the error can go on (docs/compat.md)."""
+
+    def broken(data: list[Any], logprobs: list[Any]) -> tuple[Any, dict[str, float]]:
+        raise RuntimeError("my loss is broken")
+
+    tokens = np.arange(7, 16)
+    datum = tinker.Datum(
+        model_input=tinker.ModelInput.from_ints(tokens[:-1].tolist()),
+        loss_fn_inputs={"target_tokens": tokens[1:]},
+    )
+    with (
+        server_in_thread() as (url, _server),
+        tinker.ServiceClient(base_url=url, api_key=KEY) as service,
+    ):
+        training = service.create_lora_training_client(base_model="local/tiny", rank=4).result()
+        with pytest.raises(RuntimeError, match="my loss is broken"):
+            training.forward_backward_custom([datum], broken).result()
+        out = training.forward_backward_custom([datum], _base).result()
+        training.optim_step(tinker.AdamParams(learning_rate=1e-3)).result()
+    assert np.isfinite(out.metrics["loss:sum"])

@@ -354,9 +354,13 @@ class TrainingClient:
         ``loss:sum`` the custom loss, ``surrogate_loss:sum`` the server's, and the user's
         metrics.
 
-        If the forward pass, the loss or the second submission fails (or the future is
-        cancelled) in between, the second pass's ids are lost and the client refuses later
-        requests with :class:`TrainingOrderBrokenError`.
+        If the loss raises (or returns something other than a finite scalar), the second
+        pass's ids carry the forward pass again (no gradient), and this future fails alone
+        with the loss's error: later calls go on (0.38 poisons the client here). A loss may
+        refuse data it cannot read before anything is sent (``check_data``; see
+        :mod:`tinker_actors.custom_loss`). If the forward pass or the second submission fails
+        (or the future is cancelled) in between, the second pass's ids are lost and the client
+        refuses later requests with :class:`TrainingOrderBrokenError`.
 
         Raises:
             InvalidInputError: empty data or a datum without ``target_tokens``.

@@ -24,7 +24,7 @@ A request the server read and *refused* at submission (400, 404 or 422: bad inpu
 check) fails alone, as with the official client: the server has seen its id and consumed it,
 so the actor goes on with the next one. The other ids of a chunked op are still POSTed, so
 none is left unsent. A request that cannot be submitted at all (connection failures after the
-retries, 401/403/409/410/413/429/5xx, a custom loss that failed between its passes, a
+retries, 401/403/409/410/413/429/5xx, a custom loss's forward pass that failed, a
 cancellation mid-send) leaves the server waiting for an id that will never come; its future
 fails with the submission's error, and the actor refuses every queued and later request with
 :class:`TrainingOrderBrokenError` (it is *poisoned*), naming the first id that was lost,
@@ -395,7 +395,8 @@ class TrainingActor(Actor[Submit]):
 
         Until the second pass is POSTed the gate stays closed; if anything fails or is
         cancelled before then (the first pass's submission included), its ids are lost and
-        the client is poisoned.
+        the client is poisoned. A loss that raises is not such a failure: ``follow_up`` then
+        returns a second pass that fills the ids and fails this op alone.
         """
         op, state, gate = out.op, out.state, out.gate
         assert op.follow_up is not None

@@ -219,18 +219,24 @@ def custom_loss_op(
         max_bytes=flags.fwdbwd_max_chunk_bytes_count,
     )]  # fmt: skip
 
-    async def backward(forward: Any, ids: Sequence[int]) -> tuple[Op, list[Body]]:
-        output: ForwardBackwardOutput = forward
-        backward_data, loss_sum, metrics = await run_custom_loss(user_data, output, loss_fn)
+    def chunked(pass_data: list[Datum]) -> list[DataChunk]:
         chunks: list[DataChunk] = []
         start = 0
         for size in sizes:  # the forward pass's chunk boundaries (its ids are reserved)
-            part = backward_data[start : start + size]
+            part = pass_data[start : start + size]
             chunks.append(DataChunk(part, sum(estimate_datum_bytes(d) for d in part)))
             start += size
+        return chunks
+
+    async def backward(forward: Any, ids: Sequence[int]) -> tuple[Op, list[Body]]:
+        output: ForwardBackwardOutput = forward
+        try:
+            backward_data, loss_sum, metrics = await run_custom_loss(user_data, output, loss_fn)
+        except Exception as exc:
+            return _filler(exc, ids)
         second = fwd_op(
             model_id, flags, backward_data, "cross_entropy", None, forward_only=False,
-            chunks=chunks, sdk_method=method, known=known,
+            chunks=chunked(backward_data), sdk_method=method, known=known,
         )  # fmt: skip
 
         def finish(results: list[Any]) -> ForwardBackwardOutput:
@@ -239,6 +245,23 @@ def custom_loss_op(
 
         second.combine = finish
         return second, second.make(ids)
+
+    def _filler(error: Exception, ids: Sequence[int]) -> tuple[Op, list[Body]]:
+        """The loss failed after the forward pass: its reserved ids carry the forward pass
+        again (no gradient, nothing changes on the server), so the model's order holds and
+        this call fails alone with the loss's error. Without them the server would wait for
+        those ids forever and the client could not go on (0.38, which takes them only after
+        the loss, poisons its client here all the same)."""
+        filler = fwd_op(
+            model_id, flags, forward_data, "cross_entropy", None, forward_only=True,
+            chunks=chunked(forward_data), sdk_method=method, known=known,
+        )  # fmt: skip
+
+        def fail(results: list[Any]) -> ForwardBackwardOutput:
+            raise error
+
+        filler.combine = fail
+        return filler, filler.make(ids)
 
     op.follow_up = backward
     op.label = "ForwardBackward"
