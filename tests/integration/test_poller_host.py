@@ -25,8 +25,8 @@ from tinker_actors.actors import (
     Watch,
     run_hosted_actor,
 )
-from tinker_actors.clients import APIFuture
-from tinker_actors.local import open_local_server
+from tinker_actors.clients import APIFuture, SamplingClient
+from tinker_actors.local import LocalServer, open_local_server
 from tinker_actors.supervisors import ActorExited, ActorRef
 from tinker_actors.types import ModelInput, SamplingParams
 
@@ -60,6 +60,19 @@ async def _running_poller(transport: _Transport | None = None) -> AsyncIterator[
             await nursery.start(run_hosted_actor, factory, "poller")
             yield made[0]
             nursery.cancel_scope.cancel()
+
+
+PROMPT = ModelInput.from_ints([1, 2, 3])
+PARAMS = SamplingParams(max_tokens=1)
+
+
+@asynccontextmanager
+async def _warm_sampler() -> AsyncIterator[tuple[LocalServer, Any, SamplingClient]]:
+    """A local server, a runtime on it and a sampler that has sampled once (its poller runs)."""
+    async with open_local_server() as server, open_runtime(server.app) as runtime:
+        sampler = await runtime.create_sampling_client(base_model="local/tiny")
+        await (await sampler.sample(PROMPT, 1, PARAMS)).result()
+        yield server, runtime, sampler
 
 
 async def _value(x: object) -> object:
@@ -120,17 +133,13 @@ async def test_host_on_a_poller_that_is_gone_fails_the_slot() -> None:
 
 async def test_a_sample_after_the_poller_stopped_starts_a_new_one() -> None:
     with trio.fail_after(60):
-        async with open_local_server() as server, open_runtime(server.app) as runtime:
-            sampler = await runtime.create_sampling_client(base_model="local/tiny")
-            prompt = ModelInput.from_ints([1, 2, 3])
-            params = SamplingParams(max_tokens=1)
-            await (await sampler.sample(prompt, 1, params)).result()
+        async with _warm_sampler() as (_server, runtime, sampler):
             first = runtime._poller
             assert first is not None
             assert first.accepting
             await runtime.pollers.terminate_child("poller")
             assert not first.accepting
-            result = await (await sampler.sample(prompt, 1, params)).result()
+            result = await (await sampler.sample(PROMPT, 1, PARAMS)).result()
             assert len(result.sequences) == 1
             second = runtime._poller
             assert second is not None
@@ -306,33 +315,25 @@ async def test_await_sample_result_spawns_no_task_per_sample() -> None:
             spawned.append(task.name)
 
     with trio.fail_after(60):
-        async with open_local_server() as server, open_runtime(server.app) as runtime:
-            sampler = await runtime.create_sampling_client(base_model="local/tiny")
-            prompt = ModelInput.from_ints([1, 2, 3])
-            params = SamplingParams(max_tokens=1)
-            await (await sampler.sample(prompt, 1, params)).result()
+        async with _warm_sampler() as (_server, _runtime, sampler):
             instrument = Spawns()
             trio.lowlevel.add_instrument(instrument)
             try:
                 for _ in range(5):
-                    result = await (await sampler.sample(prompt, 1, params)).result()
+                    result = await (await sampler.sample(PROMPT, 1, PARAMS)).result()
                     assert len(result.sequences) == 1
             finally:
                 trio.lowlevel.remove_instrument(instrument)
             assert [name for name in spawned if name.startswith("poll ")] == []
             # a future held across a schedule point still resolves through the poller
-            future = await sampler.sample(prompt, 1, params)
+            future = await sampler.sample(PROMPT, 1, PARAMS)
             await trio.lowlevel.checkpoint()
             assert len((await future.result()).sequences) == 1
 
 
 async def test_a_sample_cancelled_at_its_call_starts_nothing() -> None:
     with trio.fail_after(60):
-        async with open_local_server() as server, open_runtime(server.app) as runtime:
-            sampler = await runtime.create_sampling_client(base_model="local/tiny")
-            prompt = ModelInput.from_ints([1, 2, 3])
-            params = SamplingParams(max_tokens=1)
-            await (await sampler.sample(prompt, 1, params)).result()
+        async with _warm_sampler() as (server, runtime, sampler):
 
             def samples() -> object:
                 totals: Any = server.counters()["totals"]
@@ -341,7 +342,7 @@ async def test_a_sample_cancelled_at_its_call_starts_nothing() -> None:
             before = samples()
             with trio.CancelScope() as scope:
                 scope.cancel()
-                await sampler.sample(prompt, 1, params)
+                await sampler.sample(PROMPT, 1, PARAMS)
             assert scope.cancelled_caught
             await trio.sleep(0.5)
             assert samples() == before
@@ -353,15 +354,11 @@ async def test_a_call_yields_only_while_earlier_work_waits_to_start() -> None:
     a cancel point, not a schedule point); a loop of calls that never awaits a result still
     yields at every call after the first, and so starts each earlier sample as it goes on."""
     with trio.fail_after(60):
-        async with open_local_server() as server, open_runtime(server.app) as runtime:
-            sampler = await runtime.create_sampling_client(base_model="local/tiny")
-            prompt = ModelInput.from_ints([1, 2, 3])
-            params = SamplingParams(max_tokens=1)
-            await (await sampler.sample(prompt, 1, params)).result()
+        async with _warm_sampler() as (_server, runtime, sampler):
             task = trio.lowlevel.current_task()  # trio.testing's own yield counters
 
             schedule, cancel = task._schedule_points, task._cancel_points
-            future = await sampler.sample(prompt, 1, params)
+            future = await sampler.sample(PROMPT, 1, PARAMS)
             assert task._schedule_points == schedule  # nothing queued before it: no yield
             assert task._cancel_points > cancel
             assert len((await future.result()).sequences) == 1
@@ -369,7 +366,7 @@ async def test_a_call_yields_only_while_earlier_work_waits_to_start() -> None:
             poller = runtime._poller
             assert poller is not None
             schedule = task._schedule_points
-            futures = [await sampler.sample(prompt, 1, params) for _ in range(6)]
+            futures = [await sampler.sample(PROMPT, 1, PARAMS) for _ in range(6)]
             assert task._schedule_points - schedule == 5  # every call after the first yielded
             assert poller.backlog  # the last one waits for the caller's next yield
             for _ in range(10):  # the starter runs in one of the next few batches
