@@ -16,7 +16,7 @@ import trio
 from sdk_support import open_runtime
 
 import tinker_actors as ta
-from tinker_actors.clients import OperationCancelledError, TrainingClient, TrainingOrderBrokenError
+from tinker_actors.clients import OperationCancelledError, TrainingClient
 from tinker_actors.custom_loss import forward_data_for_custom
 from tinker_actors.local import LocalServer, open_local_server
 from tinker_actors.types import AdamParams, ClientConfigResponse, Datum, ModelInput
@@ -156,14 +156,16 @@ async def test_a_loss_that_is_not_finite_fails_its_call_and_training_goes_on() -
         ]  # fmt: skip
 
 
-async def test_cancelling_the_custom_future_poisons_the_client() -> None:
+async def test_cancelling_the_custom_future_fails_it_alone_and_the_client_goes_on() -> None:
+    """Cancelled while its loss runs: the reserved backward ids get forward passes (no
+    gradient), sent shielded, so the ops behind it run instead of failing as poisoned."""
     gate = trio.Event()
 
     def slow(data: list[Datum], logprobs: list[Any]) -> tuple[Any, dict[str, float]]:
         trio.from_thread.run(gate.wait)  # hold the loss until the test cancelled the future
         return sum(lp.sum() for lp in logprobs), {}
 
-    async with trainer() as (tc, _server):
+    async with trainer() as (tc, server):
         fut = await tc.forward_backward_custom([datum(2)], slow)
         while fut.request_id is None:
             await trio.lowlevel.checkpoint()
@@ -172,9 +174,31 @@ async def test_cancelling_the_custom_future_poisons_the_client() -> None:
         gate.set()
         with pytest.raises(OperationCancelledError):
             await fut.result()
-        # refused at its first await, or (if queued before the poison landed) by its result
-        with pytest.raises(TrainingOrderBrokenError, match="ForwardBackward"):
-            await (await tc.optim_step(AdamParams(learning_rate=1e-3))).result()
+        await (await tc.optim_step(AdamParams(learning_rate=1e-3))).result()
+        await (await tc.forward_backward_custom([datum(2)], weighted_loss)).result()
+        kinds = model(server, tc.model_id)["applied_kinds"]
+    assert kinds[1:] == ["Forward", "Forward", "OptimStep", "Forward", "ForwardBackward"]
+
+
+async def test_a_waiter_that_gives_up_on_a_custom_loss_leaves_the_client_usable() -> None:
+    """trio's idiom: a deadline around the result cancels the operation with the waiter."""
+    gate = trio.Event()
+
+    def slow(data: list[Datum], logprobs: list[Any]) -> tuple[Any, dict[str, float]]:
+        trio.from_thread.run(gate.wait)
+        return sum(lp.sum() for lp in logprobs), {}
+
+    async with trainer() as (tc, server):
+        fut = await tc.forward_backward_custom([datum(3)], slow)
+        with trio.move_on_after(0.5):
+            await fut.result()
+        gate.set()
+        await (await tc.optim_step(AdamParams(learning_rate=1e-3))).result()
+        assert model(server, tc.model_id)["applied_kinds"][1:] == [
+            "Forward",
+            "Forward",
+            "OptimStep",
+        ]
 
 
 async def test_bad_custom_input_is_refused_before_anything_is_sent() -> None:

@@ -358,9 +358,10 @@ class TrainingClient:
         pass's ids carry the forward pass again (no gradient), and this future fails alone
         with the loss's error: later calls go on (0.38 poisons the client here). A loss may
         refuse data it cannot read before anything is sent (``check_data``; see
-        :mod:`tinker_actors.custom_loss`). If the forward pass or the second submission fails
-        (or the future is cancelled) in between, the second pass's ids are lost and the client
-        refuses later requests with :class:`TrainingOrderBrokenError`.
+        :mod:`tinker_actors.custom_loss`). A future cancelled between the passes fails alone
+        the same way (the fill is sent shielded). If the forward pass or the second submission
+        fails, the second pass's ids are lost and the client refuses later requests with
+        :class:`TrainingOrderBrokenError`.
 
         Raises:
             InvalidInputError: empty data or a datum without ``target_tokens``.

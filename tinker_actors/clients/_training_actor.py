@@ -84,6 +84,8 @@ OUTBOX_SIZE: Final = 32
 #: Answers to a submission that mean the server read and refused it: it consumed the seq_id,
 #: so the request fails alone (the local server agrees: ``tinker_actors.local._refusals``).
 CONSUMED_STATUSES: Final = frozenset({400, 404, 422})
+#: Seconds a cancelled custom loss may spend sending the requests that fill its reserved ids.
+FILL_TIMEOUT: Final = 30.0
 
 
 def _consumed(exc: BaseException) -> bool:
@@ -173,11 +175,15 @@ class Op:
         n_ids: ids its POSTs use now (one per body).
         follow_up: for a two-pass (custom loss) op, builds the second pass; the op then
             reserves ``2 * n_ids`` and the second half is POSTed by :meth:`TrainingActor._two_pass`.
+        fill: for a two-pass op, builds requests that use the second half's ids without
+            changing the model (forward passes), sent when the op is cancelled before its
+            second pass, so its ids are not lost.
         label: the request type its future reports (default: ``spec.request_type``).
     """
 
     __slots__ = (
         "combine",
+        "fill",
         "follow_up",
         "http_retries",
         "label",
@@ -209,6 +215,7 @@ class Op:
         self.http_retries = http_retries
         self.combine = combine
         self.follow_up = follow_up
+        self.fill: Callable[[Sequence[int]], tuple[Op, list[Body]]] | None = None
         self.label = label or spec.request_type
 
     @property
@@ -393,22 +400,32 @@ class TrainingActor(Actor[Submit]):
     async def _two_pass(self, out: _Outgoing) -> object:
         """Wait for the first pass, build and POST the second, then wait for it.
 
-        Until the second pass is POSTed the gate stays closed; if anything fails or is
-        cancelled before then (the first pass's submission included), its ids are lost and
-        the client is poisoned. A loss that raises is not such a failure: ``follow_up`` then
-        returns a second pass that fills the ids and fails this op alone.
+        Until the second pass is POSTed the gate stays closed; if anything fails before then
+        (the first pass's submission included), its ids are lost and the client is poisoned.
+        Two cases fill the ids instead and fail this op alone: a loss that raises
+        (``follow_up`` returns the fill as the second pass) and a cancellation after the first
+        pass was POSTed and before the second started (:meth:`_fill`, shielded).
         """
         op, state, gate = out.op, out.state, out.gate
         assert op.follow_up is not None
         assert gate is not None
         second_ids = out.ids[op.n_ids :]
+        first_posted = second_started = False
         try:
             futures = await out.submitted()
+            first_posted = True
             first = await self._wait(op, futures, state)
             second_op, bodies = await op.follow_up(first, second_ids)
+            second_started = True
             second = await self._post_all(second_op, bodies)
         except _Refused as refused:  # the second pass reached the server: no id is lost
             raise refused.cause from None
+        except trio.Cancelled as exc:
+            # Cancelled between the passes (future.cancel(), or a waiter that gave up): the
+            # second half's ids get requests that change nothing, so the client goes on.
+            if not (first_posted and not second_started and await self._fill(op, second_ids)):
+                self._poison(second_ids[0], op.label, exc)
+            raise
         except BaseException as exc:
             self._poison(second_ids[0], op.label, exc)
             raise
@@ -416,6 +433,25 @@ class TrainingActor(Actor[Submit]):
             gate.set()
         state.request_id = second[0].request_id
         return await self._wait(second_op, second, state)
+
+    async def _fill(self, op: Op, ids: Sequence[int]) -> bool:
+        """POST ``op.fill``'s requests for ``ids``, shielded and bounded; True once all are in.
+
+        The server would otherwise wait for those ids forever. A runtime shutting down (its
+        transport closing) makes this fail fast, and the client is poisoned as before.
+        """
+        if op.fill is None:
+            return False
+        filler, bodies = op.fill(ids)
+        with trio.CancelScope(shield=True), trio.move_on_after(FILL_TIMEOUT):
+            try:
+                await self._post_all(filler, bodies)
+            except _Refused:  # refused, but every id reached the server: none is lost
+                return True
+            except Exception:
+                return False
+            return True
+        return False
 
     async def _post(self, op: Op, body: Body) -> UntypedAPIFuture:
         started = trio.current_time()

@@ -233,7 +233,7 @@ def custom_loss_op(
         try:
             backward_data, loss_sum, metrics = await run_custom_loss(user_data, output, loss_fn)
         except Exception as exc:
-            return _filler(exc, ids)
+            return _filler(ids, exc)
         second = fwd_op(
             model_id, flags, backward_data, "cross_entropy", None, forward_only=False,
             chunks=chunked(backward_data), sdk_method=method, known=known,
@@ -246,24 +246,30 @@ def custom_loss_op(
         second.combine = finish
         return second, second.make(ids)
 
-    def _filler(error: Exception, ids: Sequence[int]) -> tuple[Op, list[Body]]:
-        """The loss failed after the forward pass: its reserved ids carry the forward pass
-        again (no gradient, nothing changes on the server), so the model's order holds and
-        this call fails alone with the loss's error. Without them the server would wait for
-        those ids forever and the client could not go on (0.38, which takes them only after
-        the loss, poisons its client here all the same)."""
+    def _filler(ids: Sequence[int], error: Exception | None = None) -> tuple[Op, list[Body]]:
+        """Forward passes on the second pass's ids: no gradient, nothing changes on the server.
+
+        Used when the loss raised after the forward pass (``error``: this call then fails
+        alone with it) and when the call was cancelled between its passes (the actor sends
+        them). Without them the server would wait for those ids forever and the client could
+        not go on (0.38, which takes them only after the loss, poisons its client here all the
+        same).
+        """
         filler = fwd_op(
             model_id, flags, forward_data, "cross_entropy", None, forward_only=True,
             chunks=chunked(forward_data), sdk_method=method, known=known,
         )  # fmt: skip
+        if error is not None:
+            failure = error
 
-        def fail(results: list[Any]) -> ForwardBackwardOutput:
-            raise error
+            def fail(results: list[Any]) -> ForwardBackwardOutput:
+                raise failure
 
-        filler.combine = fail
+            filler.combine = fail
         return filler, filler.make(ids)
 
     op.follow_up = backward
+    op.fill = _filler
     op.label = "ForwardBackward"
     return op
 
