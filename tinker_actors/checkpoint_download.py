@@ -53,6 +53,8 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
 
     from tinker_actors._runtime import Runtime
+    from tinker_actors.clients import RestClient
+    from tinker_actors.types import Checkpoint
 
 __all__ = [
     "DEFAULT_MAX_BYTES",
@@ -65,6 +67,7 @@ __all__ = [
     "check_download",
     "download_checkpoint",
     "fetch_signed_url",
+    "find_checkpoint",
 ]
 
 #: Lifetime of the temporary export a training checkpoint is downloaded through, if needed.
@@ -201,7 +204,7 @@ class _Download:
         if self.parsed.checkpoint_type == "external":
             urls = dict((await rest.get_external_weights_urls(path)).urls)
             return await self._files(urls)
-        url = await self._archive_url()
+        url = await self._archive_url(rest)
         if url is not None:
             return await self._archive(url)
         self._tell("export", _EXPORT_NAME, 0, None)
@@ -226,7 +229,7 @@ class _Download:
             ):
                 await rest.delete_checkpoint_from_tinker_path(exported)
 
-    async def _archive_url(self) -> str | None:
+    async def _archive_url(self, rest: RestClient) -> str | None:
         """The archive's signed URL; None when the service has no archive endpoint.
 
         Raises:
@@ -241,10 +244,7 @@ class _Download:
                 sdk_method="download_checkpoint",
             )
         except NotFoundError:
-            listing = await self.runtime.create_rest_client().list_checkpoints(
-                parsed.training_run_id
-            )
-            if not any(c.tinker_path == parsed.tinker_path for c in listing.checkpoints):
+            if await find_checkpoint(rest, parsed.tinker_path) is None:
                 raise CheckpointDownloadError(
                     f"no checkpoint {parsed.tinker_path} (list them with "
                     f"list_checkpoints({parsed.training_run_id!r}))"
@@ -253,9 +253,7 @@ class _Download:
         return response.decode(ArchiveUrlResponse).url
 
     async def _archive(self, url: str) -> tuple[list[str], int]:
-        import tempfile
-
-        scratch = Path(tempfile.mkdtemp(prefix=".download-", dir=_parent(self.target)))
+        scratch = staging_dir(self.target)  # the archive, and what it unpacks to
         try:
             archive = scratch / "checkpoint.tar"
             label = self.parsed.checkpoint_id
@@ -296,9 +294,13 @@ class _Download:
             self.on_progress(DownloadProgress(stage, name, done, total))
 
 
-def _parent(target: Path) -> Path:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    return target.parent
+async def find_checkpoint(rest: RestClient, path: str) -> Checkpoint | None:
+    """The checkpoint at the ``tinker://`` ``path`` as its run lists it; None if it does not."""
+    run_id = path.removeprefix("tinker://").split("/", 1)[0]
+    for checkpoint in (await rest.list_checkpoints(run_id)).checkpoints:
+        if checkpoint.tinker_path == path:
+            return checkpoint
+    return None
 
 
 def _replace(staged: Path, target: Path, force: bool) -> None:

@@ -55,6 +55,7 @@ __all__ = [
     "custom_loss_weights",
     "forward_data_for_custom",
     "merge_custom_metrics",
+    "metric_number",
     "run_custom_loss",
     "torch_module",
 ]
@@ -128,15 +129,24 @@ def check_custom_loss_data(loss_fn: CustomLossFn, data: list[Datum]) -> None:
         check(data)
 
 
-def _metric_value(name: str, value: object) -> float:
+def metric_number(value: object) -> float | None:
+    """A metric's value as a float: a number, or a 1-element tensor's; None for anything else
+    (bools included)."""
     item = getattr(value, "item", None)
     raw = item() if callable(item) else value
     if isinstance(raw, bool) or not isinstance(raw, int | float):
+        return None
+    return float(raw)
+
+
+def _metric_value(name: str, value: object) -> float:
+    number = metric_number(value)
+    if number is None:
         raise InvalidInputError(
             f"custom loss metric {name!r} must be a number (or a 1-element tensor), got "
             f"{type(value).__name__}"
         )
-    return float(raw)
+    return number
 
 
 def custom_loss_weights(

@@ -58,7 +58,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final, Literal, TypeAlias
 
-from tinker_actors.custom_loss import CustomLossFn, torch_module
+from tinker_actors.custom_loss import CustomLossFn, metric_number, torch_module
 from tinker_actors.errors import InvalidInputError
 from tinker_actors.types import Datum
 
@@ -154,19 +154,17 @@ class ComposedLoss:
         named: list[tuple[str, Any]] = []  # (grad-norm key, unweighted term)
         total: Any = None
         if self.base is not None:
-            value, base_metrics = _base_result(self.base(data, logprobs), torch)
-            for key, metric in base_metrics.items():
-                metrics[str(key)] = metric
-            metrics["base_loss"] = float(value.detach().sum().item())
+            value, number, base_metrics = _base_result(self.base(data, logprobs), torch)
+            metrics.update(base_metrics)
+            metrics["base_loss"] = number
             named.append(("base_loss/grad_norm", value))
             total = value.sum()
         reg_total = 0.0
         for reg in self.regularizers:
-            term, extra = _term_result(reg.name, reg.fn(data, logprobs), torch)
+            term, value, extra = _term_result(reg.name, reg.fn(data, logprobs), torch)
             key = f"{_PREFIX}/{reg.name}"
             for extra_key, metric in extra.items():  # first: the keys below win over them
                 metrics[f"{key}/{extra_key}"] = metric
-            value = float(term.detach().sum().item())
             metrics[key] = value
             metrics[f"{key}/weighted"] = reg.weight * value
             reg_total += reg.weight * value
@@ -217,7 +215,8 @@ def compose(
     return ComposedLoss(base, tuple(regularizers), grad_norms)
 
 
-def _scalar(what: str, value: Any, torch: Any) -> Any:
+def _scalar(what: str, value: Any, torch: Any) -> tuple[Any, float]:
+    """``value`` checked as a finite scalar tensor, and its number."""
     if not isinstance(value, torch.Tensor) or value.numel() != 1:
         shape = f" of shape {tuple(value.shape)}" if hasattr(value, "shape") else ""
         raise InvalidInputError(
@@ -226,7 +225,7 @@ def _scalar(what: str, value: Any, torch: Any) -> Any:
     number = float(value.detach().sum().item())
     if not math.isfinite(number):
         raise InvalidInputError(f"{what} is not finite ({number})")
-    return value
+    return value, number
 
 
 def _numbers(what: str, metrics: object) -> dict[str, float]:
@@ -234,31 +233,30 @@ def _numbers(what: str, metrics: object) -> dict[str, float]:
         raise InvalidInputError(f"{what}: metrics must be a dict, got {type(metrics).__name__}")
     out: dict[str, float] = {}
     for key, value in metrics.items():
-        item = getattr(value, "item", None)
-        raw = item() if callable(item) else value
-        if isinstance(raw, bool) or not isinstance(raw, int | float):
+        number = metric_number(value)
+        if number is None:
             raise InvalidInputError(
                 f"{what}: metric {key!r} must be a number, got {type(value).__name__}"
             )
-        out[str(key)] = float(raw)
+        out[str(key)] = number
     return out
 
 
-def _base_result(result: object, torch: Any) -> tuple[Any, dict[str, float]]:
+def _base_result(result: object, torch: Any) -> tuple[Any, float, dict[str, float]]:
     if not (isinstance(result, tuple) and len(result) == 2):
         raise InvalidInputError(
             "the base loss must return (loss, metrics): a scalar tensor and a dict"
         )
-    return _scalar("the base loss", result[0], torch), _numbers("the base loss", result[1])
+    return *_scalar("the base loss", result[0], torch), _numbers("the base loss", result[1])
 
 
-def _term_result(name: str, result: object, torch: Any) -> tuple[Any, dict[str, float]]:
+def _term_result(name: str, result: object, torch: Any) -> tuple[Any, float, dict[str, float]]:
     what = f"regularizer {name!r}"
     if isinstance(result, tuple):
         if len(result) != 2:
             raise InvalidInputError(f"{what} must return a scalar tensor or (tensor, metrics)")
-        return _scalar(what, result[0], torch), _numbers(what, result[1])
-    return _scalar(what, result, torch), {}
+        return *_scalar(what, result[0], torch), _numbers(what, result[1])
+    return *_scalar(what, result, torch), {}
 
 
 def _grad_norm(part: Any, logprobs: list[Any], torch: Any) -> float:

@@ -57,7 +57,7 @@ ALLOWED: dict[str, set[str]] = {
     # a checkpoint's files into a directory: the archive checks, over the runtime's clients
     "_download_limits": set(),
     "_archive": {"errors", "_download_limits"},
-    "checkpoint_download": {"_archive", "errors", "types", "_runtime"},
+    "checkpoint_download": {"_archive", "errors", "types", "_runtime", "clients"},
     # the checkpoint-and-resume training loop over the SDK's clients
     "resume": {"backoff", "errors", "supervisors", "actors", "clients"},
 }

@@ -39,10 +39,12 @@ async def find_checkpoint(api: Api, path: str) -> Checkpoint:
     Raises:
         CommandError: the run has no such checkpoint.
     """
+    from tinker_actors.checkpoint_download import find_checkpoint as find
+
+    checkpoint = await find(api.rest, path)
+    if checkpoint is not None:
+        return checkpoint
     run_id = path.removeprefix("tinker://").split("/", 1)[0]
-    for checkpoint in (await api.rest.list_checkpoints(run_id)).checkpoints:
-        if checkpoint.tinker_path == path:
-            return checkpoint
     raise CommandError(
         f"no checkpoint {path} (list them with: tinker-actors checkpoint list --run-id {run_id})"
     )
